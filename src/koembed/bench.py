@@ -1,0 +1,160 @@
+"""Run retrievers on a retrieval set: both metric suites, results JSON, TREC-style run files, a plot.
+
+Every number is computed from the run that is written with it (top ``RUN_DEPTH`` hits per query), so
+anyone can recompute the metrics from the run files alone.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from koembed.data import RetrievalSet
+from koembed.files import atomic_open, write_jsonl
+from koembed.metrics import AUTORAG_METRICS, AUTORAG_TOP_K, IR_DEPTH, autorag_metrics, ir_metrics, metric_names
+from koembed.retrieve import DenseRetriever, Hit, RetrieverFactory
+
+RUN_DEPTH = IR_DEPTH  # 100: what map@100 needs, and what run files hold
+DEFAULT_RETRIEVERS = ("bm25", "dense:minilm")
+AUTORAG_HEADERS = {"f1": "F1", "recall": "Recall", "precision": "Precision", "map": "mAP", "mrr": "mRR",
+                   "ndcg": "NDCG"}
+
+
+@dataclass
+class RetrieverResult:
+    retriever: str
+    ir: dict[str, float]
+    autorag: dict[str, dict[str, float]]
+    seconds: float
+    hits: dict[str, list[Hit]] = field(repr=False)
+    run: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {"retriever": self.retriever, "ir": self.ir, "autorag": self.autorag, "run": self.run,
+                "seconds": round(self.seconds, 3)}
+
+
+def score_run(rs: RetrievalSet, hits: dict[str, list[Hit]], top_k: Sequence[int]) -> tuple[dict, dict]:
+    """Both suites on one run: the IR suite on the full ranking, AutoRAG's on its first k hits."""
+    rankings = {qid: [doc for doc, _ in h] for qid, h in hits.items()}
+    ir = ir_metrics(rankings, {qid: rs.relevant_ids(qid) for qid in rs.relevant})
+    autorag = {str(k): autorag_metrics(rankings, rs.relevant, k) for k in top_k}
+    return ir, autorag
+
+
+def run_bench(rs: RetrievalSet, specs: Sequence[str], top_k: Sequence[int] = AUTORAG_TOP_K,
+              batch_size: int = 64, device: str | None = None, show_progress: bool = True) -> list[RetrieverResult]:
+    """Fit and run each retriever spec on ``rs`` and score it. Models are loaded once per bench."""
+    if not specs:
+        raise ValueError("no retriever given")
+    depth = max(RUN_DEPTH, *top_k)
+    factory = RetrieverFactory(rs.doc_ids, list(rs.corpus.values()), batch_size=batch_size,
+                               show_progress=show_progress, device=device)
+    qids = rs.query_ids
+    texts = [rs.queries[q] for q in qids]
+    results = []
+    for spec in specs:
+        start = time.perf_counter()
+        retriever = factory.get(spec)
+        hits = dict(zip(qids, retriever.search(texts, depth)))
+        seconds = time.perf_counter() - start
+        ir, autorag = score_run(rs, hits, top_k)
+        results.append(RetrieverResult(spec, ir, autorag, seconds, hits))
+    return results
+
+
+def evaluate_model(rs: RetrievalSet, model_name: str, batch_size: int = 64, device: str | None = None,
+                   show_progress: bool = True) -> dict[str, float]:
+    """The card's IR suite for one model, for cosine and dot similarity (``cosine_ndcg@10``, ``dot_mrr@10``...)."""
+    from koembed.models import load_model
+
+    model = load_model(model_name, device=device)
+    dense = DenseRetriever(model, name=model_name, similarity="cosine", batch_size=batch_size,
+                           show_progress=show_progress)
+    dense.fit(rs.doc_ids, list(rs.corpus.values()))
+    qids = rs.query_ids
+    texts = [rs.queries[q] for q in qids]
+    out: dict[str, float] = {}
+    for similarity in ("cosine", "dot"):
+        hits = dict(zip(qids, dense.with_similarity(similarity).search(texts, RUN_DEPTH)))
+        ir, _ = score_run(rs, hits, ())
+        out.update({f"{similarity}_{name}": value for name, value in ir.items()})
+    return out
+
+
+def run_filename(spec: str) -> str:
+    """A file name for a retriever spec: ``dense:BAAI/bge-m3`` -> ``dense_BAAI_bge-m3.jsonl``."""
+    return re.sub(r"[^0-9A-Za-z._+-]+", "_", spec).strip("_") + ".jsonl"
+
+
+def write_runs(results: Sequence[RetrieverResult], qids: Sequence[str], run_dir: str | Path) -> None:
+    """One JSON-lines file per retriever: ``{"qid", "docid", "rank", "score"}``, rank from 1."""
+    run_dir = Path(run_dir)
+    for result in results:
+        path = run_dir / run_filename(result.retriever)
+        write_jsonl(path, ({"qid": qid, "docid": doc, "rank": rank, "score": score}
+                           for qid in qids for rank, (doc, score) in enumerate(result.hits[qid], start=1)))
+        result.run = str(path)
+
+
+def results_document(rs: RetrievalSet, results: Sequence[RetrieverResult]) -> dict[str, object]:
+    return {"dataset": rs.summary(), "results": [r.to_json() for r in results]}
+
+
+def autorag_tables(results: Sequence[RetrieverResult], top_k: Sequence[int]):
+    """One rich table per top-k, one row per retriever, AutoRAG's columns (as the seed card prints them)."""
+    from rich.table import Table
+
+    tables = []
+    for k in top_k:
+        table = Table(title=f"AutoRAG metrics, top-k = {k}")
+        table.add_column("Retriever", style="bold", overflow="fold")
+        for name in AUTORAG_METRICS:
+            table.add_column(AUTORAG_HEADERS[name], justify="right")
+        for r in results:
+            table.add_row(r.retriever, *(f"{r.autorag[str(k)][name]:.4f}" for name in AUTORAG_METRICS))
+        tables.append(table)
+    return tables
+
+
+def ir_table(results: Sequence[RetrieverResult] | dict[str, dict[str, float]], title: str = "IR metrics"):
+    """The card's IR suite, one row per metric and one column per retriever (or similarity)."""
+    from rich.table import Table
+
+    columns = {r.retriever: r.ir for r in results} if not isinstance(results, dict) else results
+    table = Table(title=title)
+    table.add_column("Metric", style="bold")
+    for name in columns:
+        table.add_column(name, justify="right", overflow="fold")
+    for metric in metric_names():
+        table.add_row(metric, *(f"{values[metric]:.4f}" for values in columns.values()))
+    return table
+
+
+def plot_results(results: Sequence[RetrieverResult], top_k: Sequence[int], path: str | Path) -> None:
+    """PNG with AutoRAG recall@k and NDCG@k per retriever, k on a log axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ks = sorted(top_k)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for metric, ax in zip(("recall", "ndcg"), axes):
+        for r in results:
+            ax.plot(ks, [r.autorag[str(k)][metric] for k in ks], marker="o", label=r.retriever)
+        ax.set_xscale("log")
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.set_xlabel("top-k")
+        ax.set_ylabel(AUTORAG_HEADERS[metric])
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.set_title(f"{AUTORAG_HEADERS[metric]}@k")
+    axes[0].legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=120)
+    plt.close(fig)

@@ -1,0 +1,42 @@
+"""Row-level checks shared by the readers, so every format reports problems the same way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from koembed.errors import DataError
+
+
+def require_file(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise DataError(path, f"missing {what} file")
+    return path
+
+
+def require_columns(path: Path, columns: list[str], required: list[str]) -> None:
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise DataError(
+            path, f"missing column(s) {', '.join(repr(m) for m in missing)}; found {', '.join(map(repr, columns))}",
+            field=missing[0],
+        )
+
+
+def text_field(path: Path, row: int, name: str, value: Any) -> str:
+    """A non-empty string (numbers are accepted and turned into text, as ids often are)."""
+    if value is None or (isinstance(value, float) and value != value):
+        raise DataError(path, "value is missing", row=row, field=name)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise DataError(path, f"expected text, got {type(value).__name__}", row=row, field=name)
+    if not value.strip():
+        raise DataError(path, "empty text", row=row, field=name)
+    return value
+
+
+def add_unique(path: Path, row: int, name: str, key: str, value: str, into: dict[str, str]) -> None:
+    if key in into:
+        raise DataError(path, f"duplicate id {key!r}", row=row, field=name)
+    into[key] = value

@@ -1,0 +1,76 @@
+"""AutoRAG's layout: ``qa.parquet`` (qid, query, retrieval_gt) and ``corpus.parquet`` (doc_id, contents)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from koembed.data._checks import add_unique, require_columns, require_file, text_field
+from koembed.data.retrieval_set import RetrievalSet
+from koembed.errors import DataError
+
+
+def looks_like_autorag(path: Path) -> bool:
+    return path.is_dir() and (path / "qa.parquet").exists()
+
+
+def cast_retrieval_gt(value: Any) -> list[list[str]]:
+    """Normalise ``retrieval_gt`` as AutoRAG does: a string is one group of one id, a flat list is
+    one group (any of its ids counts), a list of lists is already groups. Parquet gives numpy arrays."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, str):
+        return [[value]]
+    if isinstance(value, (list, tuple)):
+        items = [v.tolist() if isinstance(v, np.ndarray) else v for v in value]
+        if all(isinstance(v, str) for v in items):
+            return [list(items)] if items else []
+        if all(isinstance(v, (list, tuple)) for v in items):
+            return [[x for x in v] for v in items]
+    raise TypeError(f"expected a string, a list of ids or a list of lists of ids, got {value!r}")
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a corrupt file
+        raise DataError(path, f"not a readable parquet file ({exc})") from exc
+
+
+def read_autorag(directory: str | Path, name: str | None = None) -> RetrievalSet:
+    """Read an AutoRAG dataset folder. Doc ids may contain spaces; ``generation_gt`` is not needed."""
+    directory = Path(directory)
+    qa_path = require_file(directory / "qa.parquet", "qa.parquet")
+    corpus_path = require_file(directory / "corpus.parquet", "corpus.parquet")
+
+    corpus_df = _read_parquet(corpus_path)
+    require_columns(corpus_path, list(corpus_df.columns), ["doc_id", "contents"])
+    corpus: dict[str, str] = {}
+    for row, (doc_id, contents) in enumerate(zip(corpus_df["doc_id"], corpus_df["contents"]), start=1):
+        doc_id = text_field(corpus_path, row, "doc_id", doc_id)
+        add_unique(corpus_path, row, "doc_id", doc_id, text_field(corpus_path, row, "contents", contents), corpus)
+
+    qa_df = _read_parquet(qa_path)
+    require_columns(qa_path, list(qa_df.columns), ["qid", "query", "retrieval_gt"])
+    queries: dict[str, str] = {}
+    relevant: dict[str, list[list[str]]] = {}
+    for row, (qid, query, gt) in enumerate(zip(qa_df["qid"], qa_df["query"], qa_df["retrieval_gt"]), start=1):
+        qid = text_field(qa_path, row, "qid", qid)
+        add_unique(qa_path, row, "qid", qid, text_field(qa_path, row, "query", query), queries)
+        try:
+            groups = cast_retrieval_gt(gt)
+        except TypeError as exc:
+            raise DataError(qa_path, str(exc), row=row, field="retrieval_gt") from exc
+        for group in groups:
+            for doc_id in group:
+                if doc_id not in corpus:
+                    raise DataError(qa_path, f"unknown doc id {doc_id!r} (not in corpus.parquet)", row=row,
+                                    field="retrieval_gt")
+        groups = [g for g in groups if g]
+        if groups:
+            relevant[qid] = groups
+    queries = {qid: text for qid, text in queries.items() if qid in relevant}
+    return RetrievalSet(name=name or directory.name, queries=queries, corpus=corpus, relevant=relevant)

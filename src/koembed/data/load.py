@@ -1,0 +1,43 @@
+"""One entry point that recognises every retrieval-set layout koembed reads."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from koembed.data.autorag import looks_like_autorag, read_autorag
+from koembed.data.beir import looks_like_beir, read_beir
+from koembed.data.retrieval_set import RetrievalSet
+from koembed.data.squad import looks_like_squad, read_squad
+from koembed.errors import DataError
+
+SAMPLE = "sample"
+
+
+def sample_path() -> Path:
+    """Folder of the bundled Korean sample (BEIR layout, text written by the koembed authors)."""
+    return Path(str(resources.files("koembed.data") / "sample"))
+
+
+def load_retrieval_set(path: str | Path | None = None, split: str | None = None) -> RetrievalSet:
+    """Load a retrieval set, detecting its layout.
+
+    - ``None`` or ``"sample"``: the bundled Korean sample.
+    - a folder with ``qa.parquet`` + ``corpus.parquet``: AutoRAG.
+    - a folder with ``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``: BEIR/MTEB (split default ``test``).
+    - a ``.json`` file: SQuAD/KorQuAD (split ``all`` default, or ``train``/``test`` by article title).
+    """
+    if path is None or str(path) == SAMPLE:
+        return read_beir(sample_path(), split="test", name="koembed-sample")
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "no such file or folder")
+    if looks_like_autorag(path):
+        return read_autorag(path)
+    if looks_like_beir(path):
+        return read_beir(path, split=split or "test")
+    if looks_like_squad(path):
+        return read_squad(path, split=split or "all")  # type: ignore[arg-type]
+    raise DataError(
+        path, "unrecognised retrieval set: expected an AutoRAG folder (qa.parquet, corpus.parquet), a BEIR folder "
+        "(corpus.jsonl, queries.jsonl, qrels/<split>.tsv) or a SQuAD/KorQuAD .json file")

@@ -1,0 +1,77 @@
+"""SQuAD / KorQuAD JSON as question -> paragraph retrieval, with a fixed split by article title."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+from koembed.data._checks import text_field
+from koembed.data.retrieval_set import RetrievalSet
+from koembed.errors import DataError
+
+Split = Literal["all", "train", "test"]
+DEFAULT_TRAIN_ARTICLES = 100
+
+
+def looks_like_squad(path: Path) -> bool:
+    return path.is_file() and path.suffix == ".json"
+
+
+def split_titles(titles: list[str], n_train: int = DEFAULT_TRAIN_ARTICLES) -> tuple[set[str], set[str]]:
+    """Deterministic article split: order titles by sha256 of the title, the first ``n_train`` train.
+
+    Depends only on the titles themselves, not on file order, Python version or a random seed, so the
+    same articles are held out on every machine. KorQuAD 1.0 dev: 140 articles -> 100 train, 40 test.
+    """
+    ordered = sorted(set(titles), key=lambda t: hashlib.sha256(t.encode("utf-8")).hexdigest())
+    return set(ordered[:n_train]), set(ordered[n_train:])
+
+
+def read_squad(path: str | Path, split: Split = "all", n_train: int = DEFAULT_TRAIN_ARTICLES,
+               name: str | None = None) -> RetrievalSet:
+    """Questions are queries; distinct paragraph texts are the corpus (doc id ``<title>#<n>``, n the
+    paragraph's index in its article; a paragraph repeated verbatim keeps its first id)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise DataError(path, "missing SQuAD/KorQuAD JSON file") from exc
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    articles = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(articles, list):
+        raise DataError(path, "expected a top-level object with a 'data' list (SQuAD layout)", field="data")
+    if split not in ("all", "train", "test"):
+        raise ValueError(f"split must be all, train or test, not {split!r}")
+
+    titles = [a.get("title", "") if isinstance(a, dict) else "" for a in articles]
+    train, test = split_titles(titles, n_train)
+    keep = {"all": set(titles), "train": train, "test": test}[split]
+
+    corpus: dict[str, str] = {}
+    doc_titles: dict[str, str] = {}
+    by_text: dict[str, str] = {}
+    queries: dict[str, str] = {}
+    relevant: dict[str, list[list[str]]] = {}
+    for a_idx, article in enumerate(articles, start=1):
+        title = text_field(path, a_idx, "data[].title", article.get("title"))
+        if title not in keep:
+            continue
+        for p_idx, paragraph in enumerate(article.get("paragraphs") or []):
+            context = text_field(path, a_idx, f"data[].paragraphs[{p_idx}].context", paragraph.get("context"))
+            doc_id = by_text.setdefault(context, f"{title}#{p_idx}")
+            if doc_id not in corpus:
+                corpus[doc_id] = context
+                doc_titles[doc_id] = title
+            for q_idx, qa in enumerate(paragraph.get("qas") or []):
+                where = f"data[].paragraphs[{p_idx}].qas[{q_idx}]"
+                qid = text_field(path, a_idx, f"{where}.id", qa.get("id"))
+                if qid in queries:
+                    raise DataError(path, f"duplicate question id {qid!r}", row=a_idx, field=f"{where}.id")
+                queries[qid] = text_field(path, a_idx, f"{where}.question", qa.get("question"))
+                relevant[qid] = [[doc_id]]
+    default_name = f"{path.stem}" + ("" if split == "all" else f"-{split}")
+    return RetrievalSet(name=name or default_name, queries=queries, corpus=corpus, relevant=relevant,
+                        titles=doc_titles)

@@ -1,0 +1,36 @@
+"""Errors a user can act on. The CLI turns them into a message and exit code 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class KoembedError(Exception):
+    """Base class: the message is meant for the user, not a traceback."""
+
+
+class DataError(KoembedError):
+    """A retrieval set or training file is malformed.
+
+    The message names the file, the 1-based row (line for text files) and the field, so the
+    user can go straight to the problem.
+    """
+
+    def __init__(self, path: str | Path, message: str, *, row: int | None = None, field: str | None = None):
+        self.path = str(path)
+        self.row = row
+        self.field = field
+        where = self.path
+        if row is not None:
+            where += f", row {row}"
+        if field is not None:
+            where += f", field '{field}'"
+        super().__init__(f"{where}: {message}")
+
+
+class ModelLoadError(KoembedError):
+    """A model could not be loaded (missing path, hub unreachable, checksum mismatch)."""
+
+
+class SpecError(KoembedError):
+    """A retriever spec such as ``hybrid:bm25+dense:minilm`` could not be parsed."""

