@@ -46,7 +46,7 @@ def score_run(rs: RetrievalSet, hits: dict[str, list[Hit]], top_k: Sequence[int]
 
 
 def run_bench(rs: RetrievalSet, specs: Sequence[str], top_k: Sequence[int] = AUTORAG_TOP_K,
-              batch_size: int = 64, device: str | None = None, show_progress: bool = True) -> list[RetrieverResult]:
+              batch_size: int = 32, device: str | None = None, show_progress: bool = True) -> list[RetrieverResult]:
     """Fit and run each retriever spec on ``rs`` and score it. Models are loaded once per bench."""
     if not specs:
         raise ValueError("no retriever given")
@@ -66,7 +66,7 @@ def run_bench(rs: RetrievalSet, specs: Sequence[str], top_k: Sequence[int] = AUT
     return results
 
 
-def evaluate_model(rs: RetrievalSet, model_name: str, batch_size: int = 64, device: str | None = None,
+def evaluate_model(rs: RetrievalSet, model_name: str, batch_size: int = 32, device: str | None = None,
                    show_progress: bool = True) -> dict[str, float]:
     """The card's IR suite for one model, for cosine and dot similarity (``cosine_ndcg@10``, ``dot_mrr@10``...)."""
     from koembed.models import load_model

@@ -58,7 +58,7 @@ def bench(
         help="Folder for run files: one JSON-lines file per retriever, top 100 hits per query.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Write a PNG of recall@k and NDCG@k per retriever.")] = None,
     split: SplitOpt = None,
-    batch_size: Annotated[int, typer.Option(help="Encoding batch size for dense models.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Encoding batch size for dense models.")] = 32,
     device: Annotated[Optional[str], typer.Option(help="torch device for dense models (default: auto).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
@@ -96,7 +96,7 @@ def eval_(
     data: DataOpt = None,
     split: SplitOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="Write the metrics as JSON here.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Encoding batch size.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Encoding batch size (32, as sentence-transformers).")] = 32,
     device: Annotated[Optional[str], typer.Option(help="torch device (default: auto).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:

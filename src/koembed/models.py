@@ -65,12 +65,16 @@ def _hub_reachable(timeout: float = 5.0) -> bool:
     """One quick request to the hub endpoint, so an offline machine fails in seconds, not after retries."""
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
         return False
-    import httpx
+    import urllib.error
+    import urllib.request
+
     from huggingface_hub import constants
 
     try:
-        httpx.head(constants.ENDPOINT, timeout=timeout, follow_redirects=False)
-    except httpx.HTTPError:
+        urllib.request.urlopen(urllib.request.Request(constants.ENDPOINT, method="HEAD"), timeout=timeout)
+    except urllib.error.HTTPError:
+        return True  # the server answered, if only with an error status
+    except (urllib.error.URLError, OSError):
         return False
     return True
 
@@ -176,8 +180,11 @@ def make_tiny_xlmr(out_dir: str | Path, texts: Sequence[str] | None = None, voca
 
         sample = load_retrieval_set()
         texts = list(sample.corpus.values()) + list(sample.queries.values())
+    import tempfile
+
     out_dir = Path(out_dir)
-    encoder_dir = out_dir / "encoder"
+    scratch = tempfile.TemporaryDirectory()
+    encoder_dir = Path(scratch.name) / "encoder"
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
     tok = Tokenizer(models.Unigram())
     tok.normalizer = normalizers.NFKC()
@@ -201,4 +208,5 @@ def make_tiny_xlmr(out_dir: str | Path, texts: Sequence[str] | None = None, voca
     fast.save_pretrained(encoder_dir)
     model = build_model(str(encoder_dir), pooling="cls", normalize=True, max_seq_length=128, device="cpu")
     model.save(str(out_dir))
+    scratch.cleanup()
     return out_dir

@@ -48,7 +48,7 @@ class DenseRetriever:
     ``None`` uses the model's own similarity function.
     """
 
-    def __init__(self, model, name: str, similarity: str | None = None, batch_size: int = 64,
+    def __init__(self, model, name: str, similarity: str | None = None, batch_size: int = 32,
                  query_block: int = 1024, corpus_block: int = 16384, show_progress: bool = True):
         self.model = model
         self.name = name
@@ -177,7 +177,7 @@ class RetrieverFactory:
     ``dense:minilm`` and ``hybrid:bm25+dense:minilm`` in one bench load the model and embed the corpus once.
     """
 
-    def __init__(self, doc_ids: Sequence[str], texts: Sequence[str], batch_size: int = 64,
+    def __init__(self, doc_ids: Sequence[str], texts: Sequence[str], batch_size: int = 32,
                  show_progress: bool = True, device: str | None = None):
         self.doc_ids, self.texts = list(doc_ids), list(texts)
         self.batch_size, self.show_progress, self.device = batch_size, show_progress, device

@@ -40,3 +40,20 @@ def add_unique(path: Path, row: int, name: str, key: str, value: str, into: dict
     if key in into:
         raise DataError(path, f"duplicate id {key!r}", row=row, field=name)
     into[key] = value
+
+
+def read_text(path: Path) -> str:
+    """Whole file as text: UTF-8 (a BOM is allowed); anything else is a DataError, not a traceback."""
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError as exc:
+        raise DataError(path, "no such file") from exc
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise DataError(path, f"not UTF-8 text (byte {exc.start}); save the file as UTF-8", row=line) from exc
+
+
+def require_judged(path: Path, relevant: dict[str, list[list[str]]]) -> None:
+    """A retrieval set with no query that has a relevant document cannot be evaluated."""
+    if not relevant:
+        raise DataError(path, "no query has a relevant document, so nothing can be evaluated")

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from koembed.data._checks import add_unique, require_columns, require_file, text_field
+from koembed.data._checks import add_unique, require_columns, require_file, require_judged, text_field
 from koembed.data.retrieval_set import RetrievalSet
 from koembed.errors import DataError
 
@@ -72,5 +72,6 @@ def read_autorag(directory: str | Path, name: str | None = None) -> RetrievalSet
         groups = [g for g in groups if g]
         if groups:
             relevant[qid] = groups
+    require_judged(qa_path, relevant)
     queries = {qid: text for qid, text in queries.items() if qid in relevant}
     return RetrievalSet(name=name or directory.name, queries=queries, corpus=corpus, relevant=relevant)

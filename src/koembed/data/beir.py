@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from koembed.data._checks import add_unique, require_file, text_field
+from koembed.data._checks import add_unique, read_text, require_file, require_judged, text_field
 from koembed.data.retrieval_set import RetrievalSet
 from koembed.errors import DataError
 
@@ -17,17 +17,17 @@ def looks_like_beir(path: Path) -> bool:
 
 
 def _jsonl(path: Path):
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj: Any = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(path, f"not valid JSON ({exc.msg})", row=line_no) from exc
-            if not isinstance(obj, dict):
-                raise DataError(path, "expected a JSON object", row=line_no)
-            yield line_no, obj
+    # split("\n"), not splitlines(): JSON strings may hold U+2028 and other characters splitlines() breaks at.
+    for line_no, line in enumerate(read_text(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj: Any = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(path, f"not valid JSON ({exc.msg})", row=line_no) from exc
+        if not isinstance(obj, dict):
+            raise DataError(path, "expected a JSON object", row=line_no)
+        yield line_no, obj
 
 
 def read_beir(directory: str | Path, split: str = "test", name: str | None = None) -> RetrievalSet:
@@ -59,30 +59,30 @@ def read_beir(directory: str | Path, split: str = "test", name: str | None = Non
                    all_queries)
 
     relevant: dict[str, list[list[str]]] = {}
-    with qrels_path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:3]] != ["query-id", "corpus-id", "score"]:
-            raise DataError(qrels_path, "expected the header 'query-id<TAB>corpus-id<TAB>score'", row=1)
-        for line_no, fields in enumerate(reader, start=2):
-            if not fields or not any(f.strip() for f in fields):
-                continue
-            if len(fields) < 3:
-                raise DataError(qrels_path, f"expected 3 tab-separated fields, got {len(fields)}", row=line_no)
-            qid, doc_id, score_text = fields[0], fields[1], fields[2]
-            try:
-                score = float(score_text)
-            except ValueError as exc:
-                raise DataError(qrels_path, f"not a number: {score_text!r}", row=line_no, field="score") from exc
-            if qid not in all_queries:
-                raise DataError(qrels_path, f"unknown query id {qid!r} (not in queries.jsonl)", row=line_no,
-                                field="query-id")
-            if doc_id not in corpus:
-                raise DataError(qrels_path, f"unknown doc id {doc_id!r} (not in corpus.jsonl)", row=line_no,
-                                field="corpus-id")
-            if score > 0:
-                groups = relevant.setdefault(qid, [])
-                if [doc_id] not in groups:
-                    groups.append([doc_id])
+    reader = csv.reader(read_text(qrels_path).split("\n"), delimiter="\t", quoting=csv.QUOTE_NONE)
+    header = next(reader, None)
+    if header is None or [h.strip() for h in header[:3]] != ["query-id", "corpus-id", "score"]:
+        raise DataError(qrels_path, "expected the header 'query-id<TAB>corpus-id<TAB>score'", row=1)
+    for line_no, fields in enumerate(reader, start=2):
+        if not fields or not any(f.strip() for f in fields):
+            continue
+        if len(fields) < 3:
+            raise DataError(qrels_path, f"expected 3 tab-separated fields, got {len(fields)}", row=line_no)
+        qid, doc_id, score_text = fields[0], fields[1], fields[2]
+        try:
+            score = float(score_text)
+        except ValueError as exc:
+            raise DataError(qrels_path, f"not a number: {score_text!r}", row=line_no, field="score") from exc
+        if qid not in all_queries:
+            raise DataError(qrels_path, f"unknown query id {qid!r} (not in queries.jsonl)", row=line_no,
+                            field="query-id")
+        if doc_id not in corpus:
+            raise DataError(qrels_path, f"unknown doc id {doc_id!r} (not in corpus.jsonl)", row=line_no,
+                            field="corpus-id")
+        if score > 0:
+            groups = relevant.setdefault(qid, [])
+            if [doc_id] not in groups:
+                groups.append([doc_id])
+    require_judged(qrels_path, relevant)
     queries = {qid: text for qid, text in all_queries.items() if qid in relevant}
     return RetrievalSet(name=name or directory.name, queries=queries, corpus=corpus, relevant=relevant, titles=titles)

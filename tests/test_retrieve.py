@@ -1,0 +1,169 @@
+"""Retrievers: chunked dense search equals brute force, fusion by hand, BM25 against the formula."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from koembed.errors import SpecError
+from koembed.lexical import BM25Retriever, KiwiTokenizer, top_k_by_score
+from koembed.retrieve import DenseRetriever, HybridRetriever, RetrieverFactory
+
+
+class FixedModel:
+    """Stands in for a SentenceTransformer: embeddings looked up from a table, so results are known."""
+
+    similarity_fn_name = "cosine"
+    max_seq_length = 128
+
+    def __init__(self, table: dict[str, np.ndarray]):
+        self.table = table
+
+    def encode(self, texts, **_):
+        return np.stack([self.table[t] for t in texts]).astype(np.float32)
+
+
+class ListRetriever:
+    """Returns fixed rankings; for fusion tests."""
+
+    def __init__(self, name, hits):
+        self.name, self.hits = name, hits
+
+    def fit(self, doc_ids, texts):
+        pass
+
+    def search(self, queries, k):
+        return [self.hits[q][:k] for q in queries]
+
+
+def brute_force(q, c, doc_ids, k, cosine=True):
+    if cosine:
+        q = q / np.linalg.norm(q, axis=1, keepdims=True)
+        c = c / np.linalg.norm(c, axis=1, keepdims=True)
+    scores = q @ c.T
+    out = []
+    for row in scores:
+        order = sorted(range(len(doc_ids)), key=lambda i: (-row[i], doc_ids[i]))[:k]
+        out.append([doc_ids[i] for i in order])
+    return out
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "dot"])
+def test_dense_chunked_search_equals_brute_force(similarity):
+    rng = np.random.default_rng(0)
+    n_docs, n_queries, dim = 257, 37, 16
+    docs = {f"doc {i:03d}": rng.normal(size=dim) for i in range(n_docs)}
+    queries = {f"q{i}": rng.normal(size=dim) for i in range(n_queries)}
+    model = FixedModel({**docs, **queries})
+    # Tiny blocks force many merges of the running top-k.
+    dense = DenseRetriever(model, "dense:fixed", similarity=similarity, query_block=5, corpus_block=13,
+                           show_progress=False)
+    doc_ids = list(docs)
+    dense.fit(doc_ids, doc_ids)  # texts are the table keys
+    got = dense.search(list(queries), 10)
+    expected = brute_force(np.stack(list(queries.values())), np.stack(list(docs.values())), doc_ids, 10,
+                           cosine=similarity == "cosine")
+    assert [[d for d, _ in hits] for hits in got] == expected
+    assert all(hits[i][1] >= hits[i + 1][1] for hits in got for i in range(9))
+
+
+def test_dense_ties_are_broken_by_doc_id_across_blocks():
+    same = np.array([1.0, 0.0])
+    table = {"z": same, "b": same, "y": same, "a": same, "c": np.array([0.0, 1.0]), "q": same}
+    dense = DenseRetriever(FixedModel(table), "dense:fixed", corpus_block=2, show_progress=False)
+    dense.fit(["z", "b", "c", "y", "a"], ["z", "b", "c", "y", "a"])
+    assert [d for d, _ in dense.search(["q"], 3)[0]] == ["a", "b", "y"]
+
+
+def test_top_k_by_score_is_exact_with_ties():
+    scores = np.array([0.5, 2.0, 0.5, 0.5, 1.0])
+    ids = ["e", "d", "c", "b", "a"]
+    rank = np.argsort(np.argsort(np.array(ids, dtype=object)))
+    assert top_k_by_score(scores, rank, ids, 3) == [("d", 2.0), ("a", 1.0), ("b", 0.5)]
+
+
+def test_rrf_fusion_by_hand():
+    a = ListRetriever("a", {"q": [("d1", 9.0), ("d2", 5.0)]})
+    b = ListRetriever("b", {"q": [("d2", 0.9), ("d3", 0.8)]})
+    hits = HybridRetriever([a, b]).search(["q"], 3)[0]
+    expected = {"d1": 1 / 61, "d2": 1 / 62 + 1 / 61, "d3": 1 / 62}
+    assert [d for d, _ in hits] == ["d2", "d1", "d3"]
+    for doc, score in hits:
+        assert score == pytest.approx(expected[doc])
+
+
+def test_cc_fusion_by_hand():
+    a = ListRetriever("a", {"q": [("d1", 10.0), ("d2", 6.0), ("d3", 2.0)]})
+    b = ListRetriever("b", {"q": [("d3", 0.9), ("d2", 0.5), ("d4", 0.1)]})
+    hits = dict(HybridRetriever([a, b], fusion="cc", weights=[0.3, 0.7]).search(["q"], 4)[0])
+    assert hits["d1"] == pytest.approx(0.3 * 1.0)
+    assert hits["d2"] == pytest.approx(0.3 * 0.5 + 0.7 * 0.5)
+    assert hits["d3"] == pytest.approx(0.3 * 0.0 + 0.7 * 1.0)
+    assert hits["d4"] == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("spec", ["bogus", "dense:", "hybrid:bm25", "hybrid-xx:bm25+bm25", "hybrid@0.3:bm25+bm25",
+                                  "hybrid-cc@2:bm25+bm25", "hybrid-cc@w:bm25+bm25"])
+def test_bad_specs_raise_spec_error(spec):
+    with pytest.raises(SpecError):
+        RetrieverFactory(["d"], ["텍스트"], show_progress=False).get(spec)
+
+
+def test_factory_shares_fitted_children():
+    factory = RetrieverFactory(["d1", "d2"], ["보증금 반환", "여권 발급"], show_progress=False)
+    bm25 = factory.get("bm25")
+    hybrid = factory.get("hybrid-cc@0.4:bm25+bm25")
+    assert hybrid.children[0] is bm25 and hybrid.weights == pytest.approx([0.4, 0.6])
+
+
+def test_kiwi_filter_keeps_content_and_drops_particles_and_endings():
+    tokens = KiwiTokenizer()(["전세 보증금을 돌려받지 못했어요. AI 서비스는 2024년에 시작됐습니다."])[0]
+    assert "보증금/N" in tokens and "전세/N" in tokens and "돌려받/V" in tokens
+    assert "ai/SL" in tokens and "2024/SN" in tokens
+    forms = {t.split("/")[0] for t in tokens}
+    assert not forms & {"을", "는", "에", "어요", "습니다", "."}
+    # Particles differ, content matches: the reason for morphological analysis.
+    a, b = KiwiTokenizer()(["보증금을 돌려받다", "보증금은 돌려받는다"])
+    assert a == b
+
+
+def lucene_bm25(query_tokens, docs_tokens, k1=1.2, b=0.75):
+    """Lucene's BM25, written out: idf = ln(1 + (N - df + 0.5) / (df + 0.5))."""
+    n = len(docs_tokens)
+    avgdl = sum(len(d) for d in docs_tokens) / n
+    df = Counter(t for d in docs_tokens for t in set(d))
+    scores = []
+    for doc in docs_tokens:
+        tf = Counter(doc)
+        s = 0.0
+        for t in query_tokens:
+            if tf[t]:
+                idf = math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5))
+                s += idf * tf[t] / (tf[t] + k1 * (1 - b + b * len(doc) / avgdl))
+        scores.append(s)
+    return scores
+
+
+def test_bm25_scores_match_lucene_formula(sample):
+    doc_ids = sample.doc_ids
+    texts = [sample.corpus[d] for d in doc_ids]
+    bm25 = BM25Retriever(show_progress=False)
+    bm25.fit(doc_ids, texts)
+    tokenizer = KiwiTokenizer()
+    docs_tokens = tokenizer(texts)
+    queries = [sample.queries[q] for q in sample.query_ids[:20]]
+    for query, hits in zip(queries, bm25.search(queries, 5)):
+        expected = lucene_bm25(tokenizer([query])[0], docs_tokens)
+        best = sorted(range(len(doc_ids)), key=lambda i: (-expected[i], doc_ids[i]))[:5]
+        assert [d for d, _ in hits] == [doc_ids[i] for i in best]
+        for doc, score in hits:
+            assert score == pytest.approx(expected[doc_ids.index(doc)], rel=1e-5)
+
+
+def test_bm25_query_without_known_terms_returns_zero_scores_in_id_order():
+    bm25 = BM25Retriever(show_progress=False)
+    bm25.fit(["b", "a"], ["보증금 반환", "여권 발급"])
+    assert bm25.search(["zzzqqq"], 2)[0] == [("a", 0.0), ("b", 0.0)]
