@@ -43,7 +43,15 @@ def run_one(model_name: str, n_docs: int, n_queries: int, max_seq_length: int, b
 
     doc_ids, docs, queries, targets = synthetic_corpus(n_docs, n_queries)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    model = load_model(model_name, max_seq_length=max_seq_length)
+    if model_name == "tiny-384":  # XLM-R classes, MiniLM's width (384), one layer: fast to encode on a CPU
+        import tempfile
+
+        from koembed.models import make_tiny_xlmr
+
+        model_dir = make_tiny_xlmr(Path(tempfile.mkdtemp()) / "tiny", hidden_size=384, layers=1)
+        model = load_model(str(model_dir), max_seq_length=max_seq_length)
+    else:
+        model = load_model(model_name, max_seq_length=max_seq_length)
     dense = DenseRetriever(model, f"dense:{model_name}", batch_size=batch_size, show_progress=False)
     start = time.perf_counter()
     dense.fit(doc_ids, docs)

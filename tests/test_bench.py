@@ -86,3 +86,18 @@ def test_bm25_on_korquad_heldout_articles(korquad_path, tmp_path):
     entry = json.loads(out.read_text())["results"][0]
     # Measured 0.90 / 0.95 on all 961 paragraphs (docs/BENCHMARKS.md); a tokenizer regression falls well below.
     assert entry["ir"]["accuracy@1"] > 0.8 and entry["ir"]["ndcg@10"] > 0.88
+
+
+def test_bad_retriever_spec_fails_before_any_work(tmp_path):
+    out = tmp_path / "results.json"
+    result = CliRunner().invoke(app, ["bench", "-r", "bm25", "-r", "hybrid:bm25", "--out", str(out),
+                                      "--run-out", str(tmp_path / "runs"), "-q"])
+    assert result.exit_code == 2
+    assert "hybrid needs two or more retrievers" in result.output
+    assert not out.exists() and not (tmp_path / "runs").exists()
+    assert "AutoRAG metrics" not in result.output  # bm25 did not run first
+
+
+def test_top_k_must_be_positive_integers(tmp_path):
+    result = CliRunner().invoke(app, ["bench", "--top-k", "1,x", "-r", "bm25"])
+    assert result.exit_code == 2

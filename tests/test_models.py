@@ -37,6 +37,8 @@ def test_encode_keeps_input_order_and_max_seq_length_is_per_call(tiny_model_dir)
     all_at_once = models.encode(model, texts, batch_size=2, show_progress=False)
     one_by_one = np.stack([models.encode(model, [t], show_progress=False)[0] for t in texts])
     np.testing.assert_allclose(all_at_once, one_by_one, atol=1e-5)
+    in_chunks = models.encode(model, texts * 3, batch_size=2, chunk_size=2, show_progress=False)
+    np.testing.assert_allclose(in_chunks, np.concatenate([one_by_one] * 3), atol=1e-5)
     short = models.encode(model, texts, max_seq_length=8, show_progress=False)
     assert model.max_seq_length == 128
     assert not np.allclose(short[1], all_at_once[1], atol=1e-4)  # the long text was cut at 8 tokens

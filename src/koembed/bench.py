@@ -15,7 +15,7 @@ from pathlib import Path
 from koembed.data import RetrievalSet
 from koembed.files import atomic_open, write_jsonl
 from koembed.metrics import AUTORAG_METRICS, AUTORAG_TOP_K, IR_DEPTH, autorag_metrics, ir_metrics, metric_names
-from koembed.retrieve import DenseRetriever, Hit, RetrieverFactory
+from koembed.retrieve import DenseRetriever, Hit, RetrieverFactory, parse_spec
 
 RUN_DEPTH = IR_DEPTH  # 100: what map@100 needs, and what run files hold
 DEFAULT_RETRIEVERS = ("bm25", "dense:minilm")
@@ -50,6 +50,8 @@ def run_bench(rs: RetrievalSet, specs: Sequence[str], top_k: Sequence[int] = AUT
     """Fit and run each retriever spec on ``rs`` and score it. Models are loaded once per bench."""
     if not specs:
         raise ValueError("no retriever given")
+    for spec in specs:
+        parse_spec(spec)
     depth = max(RUN_DEPTH, *top_k)
     factory = RetrieverFactory(rs.doc_ids, list(rs.corpus.values()), batch_size=batch_size,
                                show_progress=show_progress, device=device)
@@ -111,7 +113,7 @@ def autorag_tables(results: Sequence[RetrieverResult], top_k: Sequence[int]):
     tables = []
     for k in top_k:
         table = Table(title=f"AutoRAG metrics, top-k = {k}")
-        table.add_column("Retriever", style="bold", overflow="fold")
+        table.add_column("Retriever", style="bold", no_wrap=True)
         for name in AUTORAG_METRICS:
             table.add_column(AUTORAG_HEADERS[name], justify="right")
         for r in results:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,9 +13,10 @@ from rich.console import Console
 
 from koembed.errors import KoembedError
 
-app = typer.Typer(help="Korean text embeddings for retrieval (RAG): evaluate, benchmark, search.",
+app = typer.Typer(help="Korean text embeddings for retrieval (RAG): evaluate models and benchmark retrievers on your data.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-console = Console()
+# Logs and pipes get wide tables instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 DataOpt = Annotated[Optional[str], typer.Option(

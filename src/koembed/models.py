@@ -146,21 +146,34 @@ def build_model(base: str, pooling: Pooling = "cls", normalize: bool = True, max
 
 
 def encode(model, texts: Sequence[str], batch_size: int = 32, show_progress: bool = True,
-           max_seq_length: int | None = None) -> np.ndarray:
+           max_seq_length: int | None = None, chunk_size: int = 2048) -> np.ndarray:
     """Embed ``texts`` as a float32 array (n, dim), in input order.
 
-    sentence-transformers batches by length internally and truncates at ``model.max_seq_length``;
-    ``max_seq_length`` overrides that for this call only.
+    Texts are ordered by length (longest first, so a too-large batch fails at once), encoded by
+    sentence-transformers ``chunk_size`` at a time, and each chunk is copied into one preallocated
+    array: peak memory is the output plus one chunk, whatever n is. ``max_seq_length`` overrides the
+    model's truncation length for this call only.
     """
+    from tqdm.auto import tqdm
+
+    texts = list(texts)
+    dim = model.get_sentence_embedding_dimension()
+    out = np.empty((len(texts), dim), dtype=np.float32)
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     previous = model.max_seq_length
     if max_seq_length is not None:
         model.max_seq_length = max_seq_length
     try:
-        embeddings = model.encode(list(texts), batch_size=batch_size, show_progress_bar=show_progress,
-                                  convert_to_numpy=True)
+        with tqdm(total=len(texts), desc="Encoding", unit="text", disable=not show_progress) as bar:
+            for start in range(0, len(order), chunk_size):
+                idx = order[start: start + chunk_size]
+                emb = model.encode([texts[i] for i in idx], batch_size=batch_size, show_progress_bar=False,
+                                   convert_to_numpy=True)
+                out[idx] = emb
+                bar.update(len(idx))
     finally:
         model.max_seq_length = previous
-    return np.asarray(embeddings, dtype=np.float32)
+    return out
 
 
 def make_tiny_xlmr(out_dir: str | Path, texts: Sequence[str] | None = None, vocab_size: int = 800,

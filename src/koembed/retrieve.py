@@ -13,6 +13,7 @@ Specs name retrievers on the command line:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -198,26 +199,48 @@ class RetrieverFactory:
         from koembed.lexical import BM25Retriever
         from koembed.models import load_model
 
-        if spec == "bm25":
+        parsed = parse_spec(spec)
+        if parsed.kind == "bm25":
             return BM25Retriever(show_progress=self.show_progress)
-        if spec.startswith("dense:"):
-            model_name = spec[len("dense:"):]
-            if not model_name:
-                raise SpecError("dense: needs a model, e.g. dense:minilm or dense:BAAI/bge-m3")
-            model = load_model(model_name, device=self.device)
+        if parsed.kind == "dense":
+            model = load_model(parsed.model, device=self.device)
             return DenseRetriever(model, name=spec, batch_size=self.batch_size, show_progress=self.show_progress)
-        if spec.startswith("hybrid"):
-            head, sep, rest = spec.partition(":")
-            fusion, weight = _parse_hybrid_head(head, spec)
-            parts = _split_children(rest) if sep else []
-            if len(parts) < 2:
-                raise SpecError(f"{spec!r}: a hybrid needs two or more retrievers, e.g. hybrid:bm25+dense:minilm")
-            children = [self.get(p) for p in parts]
-            weights = None
-            if weight is not None:
-                weights = [weight] + [(1.0 - weight) / (len(children) - 1)] * (len(children) - 1)
-            return HybridRetriever(children, fusion=fusion, weights=weights, name=spec)
-        raise SpecError(f"unknown retriever {spec!r}: use bm25, dense:<model>, hybrid:<a>+<b> or hybrid-cc:<a>+<b>")
+        children = [self.get(child) for child in parsed.children]
+        return HybridRetriever(children, fusion=parsed.fusion, weights=parsed.weights, name=spec)
+
+
+@dataclass(frozen=True)
+class Spec:
+    kind: str  # bm25 | dense | hybrid
+    model: str = ""
+    children: tuple[str, ...] = ()
+    fusion: str = "rrf"
+    weights: tuple[float, ...] | None = None
+
+
+def parse_spec(spec: str) -> Spec:
+    """Parse a retriever spec without loading anything, so a typo fails before any work starts."""
+    spec = spec.strip()
+    if spec == "bm25":
+        return Spec("bm25")
+    if spec.startswith("dense:"):
+        model = spec[len("dense:"):].strip()
+        if not model:
+            raise SpecError("dense: needs a model, e.g. dense:minilm or dense:BAAI/bge-m3")
+        return Spec("dense", model=model)
+    if spec.startswith("hybrid"):
+        head, sep, rest = spec.partition(":")
+        fusion, weight = _parse_hybrid_head(head, spec)
+        children = _split_children(rest) if sep else []
+        if len(children) < 2:
+            raise SpecError(f"{spec!r}: a hybrid needs two or more retrievers, e.g. hybrid:bm25+dense:minilm")
+        for child in children:
+            parse_spec(child)
+        weights = None
+        if weight is not None:
+            weights = (weight,) + ((1.0 - weight) / (len(children) - 1),) * (len(children) - 1)
+        return Spec("hybrid", children=tuple(children), fusion=fusion, weights=weights)
+    raise SpecError(f"unknown retriever {spec!r}: use bm25, dense:<model>, hybrid:<a>+<b> or hybrid-cc:<a>+<b>")
 
 
 def _parse_hybrid_head(head: str, spec: str) -> tuple[str, float | None]:

@@ -19,18 +19,28 @@ def looks_like_autorag(path: Path) -> bool:
 
 def cast_retrieval_gt(value: Any) -> list[list[str]]:
     """Normalise ``retrieval_gt`` as AutoRAG does: a string is one group of one id, a flat list is
-    one group (any of its ids counts), a list of lists is already groups. Parquet gives numpy arrays."""
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    if isinstance(value, str):
-        return [[value]]
+    one group (any of its ids counts), a list of lists is already groups. Parquet gives numpy arrays;
+    integer ids are read as text, matching integer ``doc_id`` values."""
+    def as_list(v: Any) -> Any:
+        return v.tolist() if isinstance(v, np.ndarray) else v
+
+    def as_id(v: Any) -> str | None:
+        if isinstance(v, str):
+            return v
+        if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+            return str(v)
+        return None
+
+    value = as_list(value)
+    if as_id(value) is not None:
+        return [[as_id(value)]]
     if isinstance(value, (list, tuple)):
-        items = [v.tolist() if isinstance(v, np.ndarray) else v for v in value]
-        if all(isinstance(v, str) for v in items):
-            return [list(items)] if items else []
-        if all(isinstance(v, (list, tuple)) for v in items):
-            return [[x for x in v] for v in items]
-    raise TypeError(f"expected a string, a list of ids or a list of lists of ids, got {value!r}")
+        items = [as_list(v) for v in value]
+        if all(as_id(v) is not None for v in items):
+            return [[as_id(v) for v in items]] if items else []
+        if all(isinstance(v, (list, tuple)) and all(as_id(x) is not None for x in v) for v in items):
+            return [[as_id(x) for x in v] for v in items]
+    raise TypeError(f"expected a doc id, a list of doc ids or a list of lists of doc ids, got {value!r}")
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
