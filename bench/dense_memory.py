@@ -60,7 +60,7 @@ def run_one(model_name: str, n_docs: int, n_queries: int, max_seq_length: int, b
     hits = dense.search(queries, 100)
     search_s = time.perf_counter() - start
     recall10 = sum(t in {d for d, _ in h[:10]} for t, h in zip(targets, hits)) / len(targets)
-    dim = model.get_sentence_embedding_dimension()
+    dim = model.get_embedding_dimension()
     return {
         "model": model_name, "docs": n_docs, "queries": n_queries, "dim": dim, "max_seq_length": max_seq_length,
         "threads": torch.get_num_threads(),

@@ -206,7 +206,13 @@ def test_cast_retrieval_gt(value, expected):
     assert cast_retrieval_gt(value) == expected
 
 
-@pytest.mark.parametrize("value", [3, None, ["d1", ["d2"]], [1, 2]])
+def test_cast_retrieval_gt_reads_integer_ids_as_text():
+    assert cast_retrieval_gt(3) == [["3"]]
+    assert cast_retrieval_gt(np.array([1, 2])) == [["1", "2"]]
+    assert cast_retrieval_gt([[1], [2, 3]]) == [["1"], ["2", "3"]]
+
+
+@pytest.mark.parametrize("value", [None, 1.5, True, ["d1", ["d2"]], [["d1"], "d2"]])
 def test_cast_retrieval_gt_rejects_other_shapes(value):
     with pytest.raises(TypeError):
         cast_retrieval_gt(value)
@@ -829,3 +835,42 @@ def test_cli_unknown_squad_split_exits_2(tmp_path):
     path = write_squad(tmp_path / "s.json", numbered_articles(1))
     result = cli("inspect", "--data", str(path), "--split", "dev")
     assert result.exit_code == 2
+
+
+# --------------------------------------------------------------------------------------------------
+# Query-positives JSON (the MS MARCO-ko layout)
+# --------------------------------------------------------------------------------------------------
+
+def test_query_positives_layout(tmp_path):
+    from koembed.data import read_query_positives
+
+    path = tmp_path / "pairs.json"
+    items = [{"id": 1, "query": "첫 질문", "positive": ["공통 문단", "두 번째 문단"]},
+             {"id": 2, "query": "둘째 질문", "positive": ["공통 문단"]}]
+    path.write_text(json.dumps(items, ensure_ascii=False), encoding="utf-8")
+    rs = load_retrieval_set(path)
+    assert rs.corpus == {"p0": "공통 문단", "p1": "두 번째 문단"}
+    assert rs.queries == {"1": "첫 질문", "2": "둘째 질문"}
+    assert rs.relevant == {"1": [["p0", "p1"]], "2": [["p0"]]}  # positives form one group: any answers
+    assert read_query_positives(path).corpus == rs.corpus
+
+
+@pytest.mark.parametrize("item, field", [({"id": 1, "query": "", "positive": ["p"]}, "query"),
+                                         ({"id": 1, "query": "q", "positive": []}, "positive"),
+                                         ({"id": 1, "query": "q", "positive": [""]}, "positive"),
+                                         ({"query": "q", "positive": ["p"]}, "id")])
+def test_query_positives_errors_name_row_and_field(tmp_path, item, field):
+    path = tmp_path / "pairs.json"
+    ok = {"id": 0, "query": "괜찮은 질문", "positive": ["문단"]}
+    path.write_text(json.dumps([ok, item], ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(DataError) as info:
+        load_retrieval_set(path)
+    assert_data_error(info.value, "pairs.json", row=2, field=field)
+
+
+@pytest.mark.shared_data
+def test_msmarco_ko_sizes():
+    from tests.conftest import SHARED_DATA, require_shared
+
+    rs = load_retrieval_set(require_shared(SHARED_DATA / "msmarco-ko" / "msmarco_kor.json"))
+    assert len(rs.queries) == 6980 and len(rs.corpus) == 7279

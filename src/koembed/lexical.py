@@ -16,6 +16,7 @@ Tokens keep a coarse class (``보증금/N``, ``돌려받/V``) so that homographs
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -36,6 +37,14 @@ def _tag_class(tag: str) -> str | None:
     return base
 
 
+@functools.cache
+def _kiwi(num_workers: int):
+    """One Kiwi per process and worker count: loading its model takes about two seconds."""
+    from kiwipiepy import Kiwi
+
+    return Kiwi(num_workers=num_workers)
+
+
 class KiwiTokenizer:
     """Text -> content morphemes, as described in the module docstring.
 
@@ -44,10 +53,8 @@ class KiwiTokenizer:
     """
 
     def __init__(self, keep_all: bool = False, num_workers: int = -1):
-        from kiwipiepy import Kiwi
-
         self.keep_all = keep_all
-        self.kiwi = Kiwi(num_workers=num_workers)
+        self.kiwi = _kiwi(num_workers)
 
     def _tokens(self, analysed) -> list[str]:
         if self.keep_all:

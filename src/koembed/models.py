@@ -157,8 +157,7 @@ def encode(model, texts: Sequence[str], batch_size: int = 32, show_progress: boo
     from tqdm.auto import tqdm
 
     texts = list(texts)
-    dim = model.get_sentence_embedding_dimension()
-    out = np.empty((len(texts), dim), dtype=np.float32)
+    out: np.ndarray | None = None
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     previous = model.max_seq_length
     if max_seq_length is not None:
@@ -169,10 +168,14 @@ def encode(model, texts: Sequence[str], batch_size: int = 32, show_progress: boo
                 idx = order[start: start + chunk_size]
                 emb = model.encode([texts[i] for i in idx], batch_size=batch_size, show_progress_bar=False,
                                    convert_to_numpy=True)
+                if out is None:
+                    out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
                 out[idx] = emb
                 bar.update(len(idx))
     finally:
         model.max_seq_length = previous
+    if out is None:  # no texts
+        out = np.empty((0, model.get_embedding_dimension() or 0), dtype=np.float32)
     return out
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from koembed.data.autorag import looks_like_autorag, read_autorag
 from koembed.data.beir import looks_like_beir, read_beir
+from koembed.data.msmarco import looks_like_query_positives, read_query_positives
 from koembed.data.retrieval_set import RetrievalSet
 from koembed.data.squad import looks_like_squad, read_squad
 from koembed.errors import DataError
@@ -25,7 +26,8 @@ def load_retrieval_set(path: str | Path | None = None, split: str | None = None)
     - ``None`` or ``"sample"``: the bundled Korean sample.
     - a folder with ``qa.parquet`` + ``corpus.parquet``: AutoRAG.
     - a folder with ``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``: BEIR/MTEB (split default ``test``).
-    - a ``.json`` file: SQuAD/KorQuAD (split ``all`` default, or ``train``/``test`` by article title).
+    - a ``.json`` file holding a list: query-positives (the MS MARCO-ko layout).
+    - a ``.json`` file holding an object: SQuAD/KorQuAD (split ``all`` default, or ``train``/``test`` by article title).
     """
     if path is None or str(path) == SAMPLE:
         return read_beir(sample_path(), split="test", name="koembed-sample")
@@ -36,8 +38,10 @@ def load_retrieval_set(path: str | Path | None = None, split: str | None = None)
         return read_autorag(path)
     if looks_like_beir(path):
         return read_beir(path, split=split or "test")
+    if looks_like_query_positives(path):
+        return read_query_positives(path)
     if looks_like_squad(path):
         return read_squad(path, split=split or "all")  # type: ignore[arg-type]
     raise DataError(
         path, "unrecognised retrieval set: expected an AutoRAG folder (qa.parquet, corpus.parquet), a BEIR folder "
-        "(corpus.jsonl, queries.jsonl, qrels/<split>.tsv) or a SQuAD/KorQuAD .json file")
+        "(corpus.jsonl, queries.jsonl, qrels/<split>.tsv), a SQuAD/KorQuAD .json file or a query-positives .json list")

@@ -1,0 +1,60 @@
+"""Query-positives JSON (the MS MARCO-ko layout): ``[{"id", "query", "positive": [passage, ...]}, ...]``.
+
+As a retrieval set: the distinct positive passages of all queries are the corpus (doc id ``p<n>`` in
+order of first appearance), and a query's positives form one group (any of them answers it).
+The same layout is a training source of (query, positive) pairs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from koembed.data._checks import read_text, require_judged, text_field
+from koembed.data.retrieval_set import RetrievalSet
+from koembed.errors import DataError
+
+
+def looks_like_query_positives(path: Path) -> bool:
+    """A .json file whose first non-space character opens a list (SQuAD files open an object)."""
+    if not (path.is_file() and path.suffix == ".json"):
+        return False
+    with path.open("rb") as handle:
+        head = handle.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
+    return head.startswith(b"[")
+
+
+def read_query_positives(path: str | Path, name: str | None = None) -> RetrievalSet:
+    path = Path(path)
+    try:
+        items = json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from exc
+    if not isinstance(items, list):
+        raise DataError(path, "expected a JSON list of {id, query, positive} objects")
+    corpus: dict[str, str] = {}
+    by_text: dict[str, str] = {}
+    queries: dict[str, str] = {}
+    relevant: dict[str, list[list[str]]] = {}
+    for row, item in enumerate(items, start=1):
+        if not isinstance(item, dict):
+            raise DataError(path, f"expected a JSON object, got {type(item).__name__}", row=row)
+        qid = text_field(path, row, "id", item.get("id"))
+        if qid in queries:
+            raise DataError(path, f"duplicate id {qid!r}", row=row, field="id")
+        queries[qid] = text_field(path, row, "query", item.get("query"))
+        positives = item.get("positive")
+        if isinstance(positives, str):
+            positives = [positives]
+        if not isinstance(positives, list) or not positives:
+            raise DataError(path, "expected a non-empty list of passages", row=row, field="positive")
+        group = []
+        for passage in positives:
+            passage = text_field(path, row, "positive", passage)
+            doc_id = by_text.setdefault(passage, f"p{len(by_text)}")
+            corpus.setdefault(doc_id, passage)
+            if doc_id not in group:
+                group.append(doc_id)
+        relevant[qid] = [group]
+    require_judged(path, relevant)
+    return RetrievalSet(name=name or path.stem, queries=queries, corpus=corpus, relevant=relevant)
