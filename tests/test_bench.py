@@ -61,8 +61,12 @@ def test_default_bench_numbers_equal_recomputation_from_runs(tmp_path, sample):
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for entry in doc["results"]:
         rankings, rows = read_run(entry["run"])
-        assert set(rankings) == set(sample.queries)
-        assert all(len(v) == min(100, len(sample.corpus)) for v in rankings.values())
+        if entry["retriever"] == "bm25":  # only passages sharing a term with the query
+            assert set(rankings) <= set(sample.queries)
+            assert all(r["score"] > 0 for hits in rows.values() for r in hits)
+        else:
+            assert set(rankings) == set(sample.queries)
+            assert all(len(v) == min(100, len(sample.corpus)) for v in rankings.values())
         ir = recompute_ir(rankings, sample)
         assert set(entry["ir"]) == set(ir)
         for name, value in ir.items():

@@ -779,8 +779,9 @@ def test_cli_bench_bm25_writes_results_and_runs(tmp_path):
     assert list(by_query) == ["q1", "q2", "q3"]
     corpus_ids = {"c1", "c2", "c 3", "c4"}
     for hits in by_query.values():
-        assert [h["rank"] for h in hits] == [1, 2, 3, 4]  # 4 passages: every one is ranked
-        assert {h["docid"] for h in hits} == corpus_ids
+        # BM25 ranks the passages sharing a term with the query, 1..n with n <= 4
+        assert [h["rank"] for h in hits] == list(range(1, len(hits) + 1)) and 1 <= len(hits) <= 4
+        assert {h["docid"] for h in hits} <= corpus_ids and all(h["score"] > 0 for h in hits)
         scores = [h["score"] for h in hits]
         assert scores == sorted(scores, reverse=True)
 

@@ -157,13 +157,15 @@ def test_bm25_scores_match_lucene_formula(sample):
     queries = [sample.queries[q] for q in sample.query_ids[:20]]
     for query, hits in zip(queries, bm25.search(queries, 5)):
         expected = lucene_bm25(tokenizer([query])[0], docs_tokens)
-        best = sorted(range(len(doc_ids)), key=lambda i: (-expected[i], doc_ids[i]))[:5]
+        best = [i for i in sorted(range(len(doc_ids)), key=lambda i: (-expected[i], doc_ids[i]))[:5] if expected[i] > 0]
         assert [d for d, _ in hits] == [doc_ids[i] for i in best]
         for doc, score in hits:
             assert score == pytest.approx(expected[doc_ids.index(doc)], rel=1e-5)
 
 
-def test_bm25_query_without_known_terms_returns_zero_scores_in_id_order():
+def test_bm25_returns_only_matching_passages():
     bm25 = BM25Retriever(show_progress=False)
-    bm25.fit(["b", "a"], ["보증금 반환", "여권 발급"])
-    assert bm25.search(["zzzqqq"], 2)[0] == [("a", 0.0), ("b", 0.0)]
+    bm25.fit(["b", "a", "c"], ["보증금 반환", "여권 발급", "보증금 보험"])
+    assert bm25.search(["zzzqqq"], 3)[0] == []
+    hits = bm25.search(["보증금 반환 절차"], 3)[0]
+    assert [d for d, _ in hits] == ["b", "c"] and all(s > 0 for _, s in hits)

@@ -69,11 +69,11 @@ def run_bench(rs: RetrievalSet, specs: Sequence[str], top_k: Sequence[int] = AUT
 
 
 def evaluate_model(rs: RetrievalSet, model_name: str, batch_size: int = 32, device: str | None = None,
-                   show_progress: bool = True) -> dict[str, float]:
+                   show_progress: bool = True, max_seq_length: int | None = None) -> dict[str, float]:
     """The card's IR suite for one model, for cosine and dot similarity (``cosine_ndcg@10``, ``dot_mrr@10``...)."""
     from koembed.models import load_model
 
-    model = load_model(model_name, device=device)
+    model = load_model(model_name, device=device, max_seq_length=max_seq_length)
     dense = DenseRetriever(model, name=model_name, similarity="cosine", batch_size=batch_size,
                            show_progress=show_progress)
     dense.fit(rs.doc_ids, list(rs.corpus.values()))

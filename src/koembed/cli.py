@@ -17,7 +17,7 @@ app = typer.Typer(help="Korean text embeddings for retrieval (RAG): evaluate mod
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 # Logs and pipes get wide tables instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 DataOpt = Annotated[Optional[str], typer.Option(
     "--data", "-d", help="Retrieval set: AutoRAG folder (qa.parquet + corpus.parquet), BEIR folder "
@@ -33,6 +33,9 @@ def _fail(exc: Exception) -> None:
 
 def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Loading weights" bars; koembed shows its own progress
     for name in ("sentence_transformers", "transformers", "bm25s"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
@@ -145,6 +148,245 @@ def inspect(data: DataOpt = None, split: SplitOpt = None) -> None:
 
 
 @app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="YAML recipe, e.g. configs/bge-m3-ko.yaml.")],
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="Override a config key, repeatable: --set train.batch_size=64 --set model.base=minilm")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the last complete checkpoint in output_dir.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Validate the config and print the plan; load no model.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Fine-tune an embedding model on (query, passage) pairs with in-batch negatives (cached MNRL)."""
+    import json
+
+    from koembed.train_config import load_config
+
+    _quiet_libraries()
+    try:
+        cfg = load_config(config, set_)
+        if dry_run:
+            from koembed.train import data_report, load_training_data, plan
+
+            local_only = all(getattr(s, "type", "") != "hf" for s in cfg.data.train)
+            data = load_training_data(cfg, count_only_local=True)
+            n = len(data.pairs) if local_only else None
+            console.print_json(json.dumps({"config": cfg.model_dump(), "plan": plan(cfg, n)}, ensure_ascii=False))
+            err_console.print(data_report(data), soft_wrap=True, highlight=False)
+            return
+        from koembed.train import train as run_training
+
+        summary = run_training(cfg, resume=resume, show_progress=not quiet,
+                               report=lambda m: console.print(m, soft_wrap=True, highlight=False))
+    except KoembedError as exc:
+        _fail(exc)
+    console.print_json(json.dumps({k: summary[k] for k in ("examples", "global_step", "metrics", "final_model")
+                                   if k in summary}, ensure_ascii=False))
+
+
+@app.command()
+def card(
+    model: Annotated[Path, typer.Option("--model", "-m", help="Trained model folder (output_dir/final).")],
+    results: Annotated[Optional[Path], typer.Option(help="results.json from koembed bench, for the tables.")] = None,
+) -> None:
+    """Write (or rewrite) a model's README.md model card, with bench results if given."""
+    import json
+
+    from koembed.card import write_model_card
+
+    if not model.is_dir():
+        _fail(KoembedError(f"{model}: no such model folder"))
+    bench_doc = None
+    if results is not None:
+        try:
+            bench_doc = json.loads(results.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            _fail(KoembedError(f"{results}: not a readable results.json ({exc})"))
+    path = write_model_card(model, bench=bench_doc)
+    console.print(f"model card: {path}")
+
+
+def _parse_rank_range(text: str) -> tuple[int, int]:
+    try:
+        low, high = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise typer.BadParameter(f"expected a:b with integers, e.g. 10:100, got {text!r}",
+                                 param_hint="--range") from None
+    if not 1 <= low <= high:
+        raise typer.BadParameter(f"need 1 <= a <= b, got {text!r}", param_hint="--range")
+    return low, high
+
+
+@app.command()
+def mine(
+    data: Annotated[Path, typer.Option("--data", "-d", help="Pairs file (.jsonl, .parquet or .csv with query, "
+                                       "positive[, negatives]).")],
+    out: Annotated[Path, typer.Option(help="Output .jsonl (query, positive, negatives): a pairs training source.")],
+    corpus: Annotated[Optional[str], typer.Option(
+        help="Retrieval set whose corpus is searched (any layout --data of bench takes). Default: the pairs' "
+        "own positives.")] = None,
+    split: SplitOpt = None,
+    retriever: Annotated[str, typer.Option("--retriever", "-r", help="Retriever spec: bm25, dense:<model>, or a "
+                                           "hybrid (with --no-margin).")] = "bm25",
+    negatives: Annotated[int, typer.Option("--negatives", "-n", min=1, help="Negatives per pair.")] = 5,
+    rank_range: Annotated[str, typer.Option("--range", help="Candidate ranks a:b, 1-based and inclusive; skipping "
+                                            "the top ranks avoids unjudged positives.")] = "10:100",
+    margin: Annotated[float, typer.Option(help="Drop candidates scoring above margin x the positive's score "
+                                          "(sentence-transformers relative_margin = 1 - margin). 0 disables.")] = 0.95,
+    no_margin: Annotated[bool, typer.Option("--no-margin", help="No margin filter.")] = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Encoding batch size for dense models.")] = 32,
+    device: Annotated[Optional[str], typer.Option(help="torch device for dense models (default: auto).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Mine hard negatives for training pairs from a retriever's ranking, skipping likely false negatives."""
+    import json
+
+    from koembed.data import load_retrieval_set
+    from koembed.data.pairs import read_pairs
+    from koembed.files import write_jsonl
+    from koembed.mine import mine_hard_negatives
+    from koembed.retrieve import parse_spec
+
+    _quiet_libraries()
+    ranks = _parse_rank_range(rank_range)
+    if margin < 0:
+        raise typer.BadParameter("margin must be 0 (off) or positive", param_hint="--margin")
+    if out.suffix.lower() != ".jsonl":
+        raise typer.BadParameter("the output is JSON lines; name it *.jsonl", param_hint="--out")
+    try:
+        parse_spec(retriever)  # a typo fails before the data is read
+        pairs = read_pairs(data)
+        docs = load_retrieval_set(corpus, split=split).corpus if corpus is not None else None
+        mined, stats = mine_hard_negatives(pairs, docs, retriever, negatives=negatives, rank_range=ranks,
+                                           margin=None if no_margin or margin == 0 else margin,
+                                           batch_size=batch_size, device=device, show_progress=not quiet)
+    except KoembedError as exc:
+        _fail(exc)
+    write_jsonl(out, ({"query": p.query, "positive": p.positive, "negatives": list(p.negatives)} for p in mined))
+    console.print_json(json.dumps(stats))
+    console.print(f"mined pairs: {out}")
+
+
+index_app = typer.Typer(help="A persistent search index on disk (FAISS + Kiwi/BM25): build, add, delete, info. "
+                        "Query it with koembed search.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+
+IndexDirOpt = Annotated[Path, typer.Option("--index", "-i", help="Index folder (made by koembed index build).")]
+DocsHelp = ("Passages: a .jsonl or .parquet file with id and text columns, or any retrieval set "
+            "(AutoRAG/BEIR folder, KorQuAD .json, 'sample'), whose corpus is used.")
+
+
+@index_app.command("build")
+def index_build(
+    model: Annotated[str, typer.Option("--model", "-m", help="Hub id, local folder, or 'minilm'.")],
+    corpus: Annotated[str, typer.Option(help=DocsHelp)],
+    out: Annotated[Path, typer.Option(help="New (or empty) index folder.")],
+    kind: Annotated[str, typer.Option(help="flat (exact), hnsw (graph, approximate) or ivf (clusters, "
+                                      "approximate).")] = "flat",
+    batch_size: Annotated[int, typer.Option(min=1, help="Encoding batch size.")] = 32,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Embed and tokenise a corpus into a new index folder."""
+    from koembed.data.docs import load_documents
+    from koembed.index import build_index
+
+    _quiet_libraries()
+    try:
+        docs = load_documents(corpus)
+        manifest = build_index(model, list(docs), list(docs.values()), out, kind=kind, batch_size=batch_size,
+                               show_progress=not quiet)
+    except KoembedError as exc:
+        _fail(exc)
+    console.print(f"index: {out} ({manifest.counts['passages']} passages, {manifest.kind}, "
+                  f"{manifest.dimension} dimensions)", highlight=False)
+    if "note" in manifest.params:
+        err_console.print(f"note: {manifest.params['note']}", highlight=False)
+
+
+@index_app.command("add")
+def index_add(
+    index: IndexDirOpt,
+    docs: Annotated[str, typer.Option(help=DocsHelp + " Ids must be new (delete, then add, to replace).")],
+    batch_size: Annotated[int, typer.Option(min=1, help="Encoding batch size.")] = 32,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Add passages to an index (a new version; the old one stays until the switch)."""
+    from koembed.data.docs import load_documents
+    from koembed.index import add_documents
+
+    _quiet_libraries()
+    try:
+        passages = load_documents(docs)
+        manifest = add_documents(index, list(passages), list(passages.values()), batch_size=batch_size,
+                                 show_progress=not quiet)
+    except KoembedError as exc:
+        _fail(exc)
+    console.print(f"added {len(passages)}: {manifest.counts['passages']} passages", highlight=False)
+
+
+@index_app.command("delete")
+def index_delete(
+    index: IndexDirOpt,
+    id_: Annotated[list[str], typer.Option("--id", help="Passage id to delete, repeatable.")],
+) -> None:
+    """Delete passages by id; an unknown id is an error and nothing is deleted."""
+    from koembed.index import delete_documents
+
+    try:
+        manifest = delete_documents(index, id_)
+    except KoembedError as exc:
+        _fail(exc)
+    console.print(f"deleted {len(set(id_))}: {manifest.counts['passages']} passages", highlight=False)
+
+
+@index_app.command("info")
+def index_info(index: IndexDirOpt) -> None:
+    """Verify an index's checksums and print its manifest as JSON."""
+    import json
+
+    from koembed.index import index_info as read_info
+
+    try:
+        info = read_info(index)
+    except KoembedError as exc:
+        _fail(exc)
+    typer.echo(json.dumps(info, ensure_ascii=False, indent=2))
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="The query text.")],
+    index: IndexDirOpt,
+    mode: Annotated[str, typer.Option(help="dense (embeddings), bm25 (Kiwi morphemes) or hybrid (RRF of both).")
+                    ] = "dense",
+    k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Number of hits.")] = 10,
+    json_: Annotated[bool, typer.Option("--json", help="One JSON object per hit (rank, docid, score, text).")] = False,
+) -> None:
+    """Search an index built by koembed index build."""
+    import json
+    import textwrap
+
+    from rich.table import Table
+
+    from koembed.index import load_index
+
+    _quiet_libraries()
+    try:
+        idx = load_index(index)
+        hits = idx.search([query], k, mode=mode)[0]
+    except KoembedError as exc:
+        _fail(exc)
+    if json_:
+        for rank, (doc, score) in enumerate(hits, start=1):
+            typer.echo(json.dumps({"rank": rank, "docid": doc, "score": score, "text": idx.text(doc)},
+                                  ensure_ascii=False))
+        return
+    table = Table("rank", "score", "doc id", "passage", title=f"{mode} search, top {k}")
+    for rank, (doc, score) in enumerate(hits, start=1):
+        table.add_row(str(rank), f"{score:.4f}", doc, textwrap.shorten(idx.text(doc), width=90, placeholder=" …"))
+    console.print(table if hits else "no hits")
+
+
+@app.command()
 def version() -> None:
     """Print koembed's version."""
     from koembed import __version__
@@ -153,4 +395,8 @@ def version() -> None:
 
 
 def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # python -m koembed.cli, as torchrun -m launches it
     app()

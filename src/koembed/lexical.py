@@ -77,7 +77,8 @@ class KiwiTokenizer:
 class BM25Retriever:
     """BM25 over Kiwi morphemes. Lucene's scoring with Lucene/Elasticsearch defaults k1=1.2, b=0.75.
 
-    Results are ordered by score, ties by ascending doc id, like every koembed retriever.
+    Results are ordered by score, ties by ascending doc id, like every koembed retriever; only passages
+    that share a term with the query are returned (a zero score is no match, not a low rank).
     """
 
     def __init__(self, k1: float = 1.2, b: float = 0.75, keep_all_morphemes: bool = False,
@@ -91,10 +92,13 @@ class BM25Retriever:
         self._doc_ids: list[str] = []
 
     def fit(self, doc_ids: Sequence[str], texts: Sequence[str]) -> None:
+        self.fit_tokens(doc_ids, self.tokenizer(texts, show_progress=self.show_progress))
+
+    def fit_tokens(self, doc_ids: Sequence[str], tokens: Sequence[Sequence[str]]) -> None:
+        """Index passages already analysed by this retriever's tokenizer (a persisted index stores them)."""
         import bm25s
 
         self._doc_ids = list(doc_ids)
-        tokens = self.tokenizer(texts, show_progress=self.show_progress)
         vocab: dict[str, int] = {}
         ids = [[vocab.setdefault(tok, len(vocab)) for tok in doc] for doc in tokens]
         self._vocab = vocab
@@ -102,17 +106,26 @@ class BM25Retriever:
         self._bm25.index(bm25s.tokenization.Tokenized(ids=ids, vocab=vocab), show_progress=False)
         self._rank = np.argsort(np.argsort(np.array(self._doc_ids, dtype=object), kind="stable"), kind="stable")
 
-    def search(self, queries: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
-        from tqdm.auto import tqdm
-
+    def score_vectors(self, queries: Sequence[str]) -> list[np.ndarray]:
+        """Each query's BM25 score for every corpus passage (fit order); terms unseen in the corpus count 0."""
         if self._bm25 is None:
             raise RuntimeError("call fit() before search()")
+        out = []
+        for tokens in self.tokenizer(queries):
+            known = [self._vocab[t] for t in tokens if t in self._vocab]
+            out.append(self._bm25.get_scores(known) if known else np.zeros(len(self._doc_ids), dtype=np.float32))
+        return out
+
+    def search(self, queries: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
+        """Top-k passages sharing at least one term with the query, as a search engine returns them: a query
+        matching fewer than k passages gets fewer hits (none if no term matches)."""
+        from tqdm.auto import tqdm
+
         k = min(k, len(self._doc_ids))
         results = []
-        for tokens in tqdm(self.tokenizer(queries), desc="BM25", disable=not self.show_progress, unit="query"):
-            known = [self._vocab[t] for t in tokens if t in self._vocab]
-            scores = self._bm25.get_scores(known) if known else np.zeros(len(self._doc_ids), dtype=np.float32)
-            results.append(top_k_by_score(scores, self._rank, self._doc_ids, k))
+        for scores in tqdm(self.score_vectors(queries), desc="BM25", disable=not self.show_progress, unit="query"):
+            hits = top_k_by_score(scores, self._rank, self._doc_ids, k)
+            results.append([(doc, score) for doc, score in hits if score > 0])
         return results
 
 

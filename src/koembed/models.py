@@ -180,12 +180,14 @@ def encode(model, texts: Sequence[str], batch_size: int = 32, show_progress: boo
 
 
 def make_tiny_xlmr(out_dir: str | Path, texts: Sequence[str] | None = None, vocab_size: int = 800,
-                   hidden_size: int = 32, layers: int = 2, seed: int = 0) -> Path:
+                   hidden_size: int = 32, layers: int = 2, seed: int = 0, initializer_range: float = 0.5) -> Path:
     """Save a tiny, randomly initialised XLM-RoBERTa + CLS pooling + Normalize model to ``out_dir``.
 
     Same classes as ``BAAI/bge-m3`` (XLMRobertaModel, a SentencePiece-style Unigram tokenizer with
     XLM-R's special tokens), toy sizes, so tests run the bge-m3 code path in seconds. The tokenizer is
     trained on ``texts`` (default: the bundled Korean sample). Deterministic for a given ``seed``.
+    ``initializer_range`` is far above XLM-R's 0.02: at 0.02 a tiny random encoder maps every text to nearly
+    the same vector (cosine 1.0 to four decimals), which would leave rankings to tie order.
     """
     import torch
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -219,7 +221,8 @@ def make_tiny_xlmr(out_dir: str | Path, texts: Sequence[str] | None = None, voca
     config = XLMRobertaConfig(vocab_size=tok.get_vocab_size(), hidden_size=hidden_size, num_hidden_layers=layers,
                               num_attention_heads=2, intermediate_size=hidden_size * 2,
                               max_position_embeddings=130, pad_token_id=fast.pad_token_id,
-                              bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id)
+                              bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
+                              initializer_range=initializer_range)
     XLMRobertaModel(config).save_pretrained(encoder_dir)
     fast.save_pretrained(encoder_dir)
     model = build_model(str(encoder_dir), pooling="cls", normalize=True, max_seq_length=128, device="cpu")

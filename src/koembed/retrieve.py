@@ -96,6 +96,17 @@ class DenseRetriever:
             self._query_cache = (key, torch.from_numpy(emb))
         return self._query_cache[1]
 
+    def score_pairs(self, queries: Sequence[str], rows: Sequence[tuple[int, int]]) -> list[float]:
+        """Scores of (query position, corpus row) pairs on the search's scale, from the same embeddings."""
+        from sentence_transformers.util import pairwise_cos_sim, pairwise_dot_score
+
+        if self._corpus_emb is None:
+            raise RuntimeError("call fit() before search()")
+        q_emb = self._embed_queries(queries)
+        pair_fn = pairwise_cos_sim if self.similarity == "cosine" else pairwise_dot_score
+        values = pair_fn(q_emb[[q for q, _ in rows]], self._corpus_emb[[r for _, r in rows]])
+        return [float(v) for v in values.tolist()]
+
     def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         import torch
         from sentence_transformers.util import cos_sim, dot_score

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +59,18 @@ def require_judged(path: Path, relevant: dict[str, list[list[str]]]) -> None:
     """A retrieval set with no query that has a relevant document cannot be evaluated."""
     if not relevant:
         raise DataError(path, "no query has a relevant document, so nothing can be evaluated")
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; bad JSON or a non-object names the line."""
+    # split("\n"), not splitlines(): JSON strings may hold U+2028 and other characters splitlines() breaks at.
+    for line_no, line in enumerate(read_text(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(path, f"not valid JSON ({exc.msg})", row=line_no) from exc
+        if not isinstance(obj, dict):
+            raise DataError(path, "expected a JSON object", row=line_no)
+        yield line_no, obj

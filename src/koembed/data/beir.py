@@ -3,31 +3,15 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
-from typing import Any
 
-from koembed.data._checks import add_unique, read_text, require_file, require_judged, text_field
+from koembed.data._checks import add_unique, iter_jsonl, read_text, require_file, require_judged, text_field
 from koembed.data.retrieval_set import RetrievalSet
 from koembed.errors import DataError
 
 
 def looks_like_beir(path: Path) -> bool:
     return path.is_dir() and (path / "corpus.jsonl").exists()
-
-
-def _jsonl(path: Path):
-    # split("\n"), not splitlines(): JSON strings may hold U+2028 and other characters splitlines() breaks at.
-    for line_no, line in enumerate(read_text(path).split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj: Any = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(path, f"not valid JSON ({exc.msg})", row=line_no) from exc
-        if not isinstance(obj, dict):
-            raise DataError(path, "expected a JSON object", row=line_no)
-        yield line_no, obj
 
 
 def read_beir(directory: str | Path, split: str = "test", name: str | None = None) -> RetrievalSet:
@@ -40,7 +24,7 @@ def read_beir(directory: str | Path, split: str = "test", name: str | None = Non
 
     corpus: dict[str, str] = {}
     titles: dict[str, str] = {}
-    for line_no, obj in _jsonl(corpus_path):
+    for line_no, obj in iter_jsonl(corpus_path):
         if "_id" not in obj:
             raise DataError(corpus_path, "missing field", row=line_no, field="_id")
         doc_id = text_field(corpus_path, line_no, "_id", obj["_id"])
@@ -53,7 +37,7 @@ def read_beir(directory: str | Path, split: str = "test", name: str | None = Non
             titles[doc_id] = title
 
     all_queries: dict[str, str] = {}
-    for line_no, obj in _jsonl(queries_path):
+    for line_no, obj in iter_jsonl(queries_path):
         qid = text_field(queries_path, line_no, "_id", obj.get("_id"))
         add_unique(queries_path, line_no, "_id", qid, text_field(queries_path, line_no, "text", obj.get("text")),
                    all_queries)

@@ -1,0 +1,3 @@
+from koembed.cli import app
+
+app()

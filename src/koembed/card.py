@@ -1,0 +1,111 @@
+"""The model card (README.md) of a trained model, in the style of the BGE-m3-ko card: YAML metadata with a
+model-index, the architecture, usage, training hyperparameters and data, and the evaluation tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from koembed.files import atomic_open
+from koembed.metrics import AUTORAG_METRICS, metric_names
+
+AUTORAG_HEADERS = {"f1": "F1", "recall": "Recall", "precision": "Precision", "map": "mAP", "mrr": "mRR",
+                   "ndcg": "NDCG"}
+
+
+def _model_index(name: str, dataset: str, metrics: dict[str, float]) -> list[dict[str, Any]]:
+    return [{"name": name, "results": [{
+        "task": {"type": "information-retrieval", "name": "Information Retrieval"},
+        "dataset": {"name": dataset, "type": dataset},
+        "metrics": [{"type": k, "value": round(v, 4), "name": k} for k, v in metrics.items()],
+    }]}]
+
+
+def _architecture(model_dir: Path) -> str:
+    try:
+        from sentence_transformers import SentenceTransformer
+
+        return str(SentenceTransformer(str(model_dir), device="cpu"))
+    except Exception as exc:  # the card must still be written
+        return f"(could not load the model to print it: {exc})"
+
+
+def render_card(model_dir: Path, cfg: dict[str, Any] | None, training: dict[str, Any] | None,
+                bench: dict[str, Any] | None) -> str:
+    name = model_dir.resolve().name if model_dir.name != "final" else model_dir.resolve().parent.name
+    base = (cfg or {}).get("model", {}).get("base", "unknown")
+    metrics = (training or {}).get("metrics") or {}
+    eval_name = ((training or {}).get("eval") or {}).get("path") or "evaluation set"
+    meta: dict[str, Any] = {
+        "language": ["ko"], "library_name": "sentence-transformers", "pipeline_tag": "sentence-similarity",
+        "tags": ["sentence-transformers", "sentence-similarity", "feature-extraction", "koembed"],
+        "base_model": base,
+    }
+    if metrics:
+        meta["model-index"] = _model_index(name, Path(eval_name).name, metrics)
+    lines = ["---", yaml.safe_dump(meta, allow_unicode=True, sort_keys=False).strip(), "---", "",
+             f"# {name}", "",
+             f"A Korean retrieval embedding model fine-tuned from `{base}` with koembed.", "",
+             "## Model", "", "```", _architecture(model_dir), "```", "",
+             "## Usage", "", "```python", "from sentence_transformers import SentenceTransformer", "",
+             f'model = SentenceTransformer("{name}")',
+             'queries = model.encode(["전세 보증금은 언제 돌려받나요?"])',
+             'passages = model.encode(["임대차 계약이 끝나면 임대인은 보증금을 반환해야 합니다."])',
+             "print(model.similarity(queries, passages))", "```", ""]
+    if cfg:
+        train, loss = cfg.get("train", {}), cfg.get("loss", {})
+        lines += ["## Training", "", "| hyperparameter | value |", "|---|---|"]
+        for key, value in [("loss", loss.get("name")), ("mini_batch_size", loss.get("mini_batch_size")),
+                           ("matryoshka_dims", loss.get("matryoshka_dims") or "-"),
+                           ("max_seq_length", cfg.get("model", {}).get("max_seq_length")),
+                           ("pooling", cfg.get("model", {}).get("pooling"))] + list(train.items()):
+            lines.append(f"| {key} | {value} |")
+        lines.append("")
+    if training:
+        lines += ["### Data", "", "| source | pairs |", "|---|---|"]
+        for src in training.get("sources", []):
+            label = src.get("path") or src.get("name")
+            extra = f" (split {src['split']})" if src.get("split") else ""
+            lines.append(f"| {src['type']}: `{label}`{extra} | {src.get('pairs')} |")
+        lines += ["", f"{training.get('examples')} training pairs after removing "
+                      f"{training.get('dropped_duplicates')} duplicates; steps: {training.get('global_step')}.", ""]
+    if metrics:
+        lines += [f"## Evaluation: `{eval_name}`", "", "Sentence-transformers' InformationRetrievalEvaluator "
+                  "definitions.", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {v:.4f} |" for k, v in metrics.items()]
+        lines.append("")
+    if bench:
+        ds = bench.get("dataset", {})
+        lines += [f"## Benchmark: {ds.get('name')} ({ds.get('queries')} queries, {ds.get('corpus')} passages)", ""]
+        for k in sorted({k for r in bench["results"] for k in r["autorag"]}, key=int):
+            lines += [f"### AutoRAG metrics, top-k = {k}", "",
+                      "| retriever | " + " | ".join(AUTORAG_HEADERS[m] for m in AUTORAG_METRICS) + " |",
+                      "|---|" + "---|" * len(AUTORAG_METRICS)]
+            for r in bench["results"]:
+                lines.append(f"| {r['retriever']} | " + " | ".join(f"{r['autorag'][k][m]:.4f}" for m in AUTORAG_METRICS)
+                             + " |")
+            lines.append("")
+        lines += ["### IR metrics", "", "| metric | " + " | ".join(r["retriever"] for r in bench["results"]) + " |",
+                  "|---|" + "---|" * len(bench["results"])]
+        for m in metric_names():
+            lines.append(f"| {m} | " + " | ".join(f"{r['ir'][m]:.4f}" for r in bench["results"]) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_model_card(model_dir: str | Path, cfg: dict[str, Any] | None = None, training: dict[str, Any] | None = None,
+                     bench: dict[str, Any] | None = None) -> Path:
+    """Write ``model_dir/README.md``. ``training`` defaults to ``koembed_training.json`` in the folder."""
+    model_dir = Path(model_dir)
+    record = model_dir / "koembed_training.json"
+    if training is None and record.is_file():
+        saved = json.loads(record.read_text(encoding="utf-8"))
+        cfg = cfg or saved.get("config")
+        training = saved
+    path = model_dir / "README.md"
+    with atomic_open(path) as handle:
+        handle.write(render_card(model_dir, cfg, training, bench))
+    return path

@@ -1,0 +1,58 @@
+"""Passages to index: ``id`` + ``text`` rows from JSON lines or parquet, or the corpus of any retrieval set.
+
+An index needs only passages, not queries or judgments, so besides every retrieval-set layout koembed reads
+(:func:`koembed.data.load_retrieval_set`), a plain ``.jsonl`` or ``.parquet`` file with two columns is enough:
+``id`` (text, or a number turned into text) and ``text``. Problems (missing column, empty text, duplicate id)
+are :class:`~koembed.errors.DataError` naming the file, the 1-based row and the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from koembed.data._checks import add_unique, iter_jsonl, require_columns, text_field
+from koembed.errors import DataError
+
+DOC_SUFFIXES = (".jsonl", ".parquet")
+
+
+def read_documents(path: str | Path) -> dict[str, str]:
+    """``{id: text}`` from a ``.jsonl`` or ``.parquet`` file with ``id`` and ``text`` columns, in file order."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        rows = list(iter_jsonl(path))
+        columns = sorted({key for _, obj in rows for key in obj})
+    elif suffix == ".parquet":
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as exc:
+            raise DataError(path, f"not a readable parquet file ({exc})") from exc
+        columns = [str(c) for c in frame.columns]
+        rows = list(enumerate(frame.to_dict("records"), start=1))
+    else:
+        raise DataError(path, "expected a .jsonl or .parquet file of passages (columns id, text)")
+    require_columns(path, columns, ["id", "text"])
+    docs: dict[str, str] = {}
+    for row, record in rows:
+        doc_id = text_field(path, row, "id", record.get("id"))
+        add_unique(path, row, "id", doc_id, text_field(path, row, "text", record.get("text")), docs)
+    if not docs:
+        raise DataError(path, "no passages")
+    return docs
+
+
+def load_documents(source: str | Path | None) -> dict[str, str]:
+    """Passages from ``source``: a ``.jsonl``/``.parquet`` id/text file, or any retrieval set (its corpus).
+
+    ``None`` or ``"sample"`` is the bundled Korean sample's corpus.
+    """
+    if source is not None and Path(source).suffix.lower() in DOC_SUFFIXES:
+        return read_documents(source)
+    from koembed.data.load import load_retrieval_set
+
+    return load_retrieval_set(source).corpus

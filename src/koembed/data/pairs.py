@@ -1,0 +1,68 @@
+"""Training examples: (query, positive[, negatives]) from every source koembed trains on.
+
+Sources: pair/triplet files (jsonl, parquet or csv with ``query``, ``positive`` and an optional
+``negatives`` list), SQuAD/KorQuAD (question -> its paragraph, by article split), query-positives JSON
+(MS MARCO-ko: one pair per positive), and a retrieval set's judgments in general.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from koembed.data._checks import iter_jsonl, require_columns, text_field
+from koembed.data.retrieval_set import RetrievalSet
+from koembed.errors import DataError
+
+
+@dataclass(frozen=True)
+class Pair:
+    query: str
+    positive: str
+    negatives: tuple[str, ...] = field(default=())
+
+
+def pairs_from_retrieval_set(rs: RetrievalSet) -> list[Pair]:
+    """One pair per (query, relevant passage), in query order."""
+    return [Pair(rs.queries[qid], rs.corpus[doc]) for qid in rs.query_ids for doc in sorted(rs.relevant_ids(qid))]
+
+
+def _negatives(path: Path, row: int, value) -> tuple[str, ...]:
+    if value is None or (isinstance(value, float) and value != value):
+        return ()
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, str):  # csv: a JSON list in a cell
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise DataError(path, "expected a JSON list of passages", row=row, field="negatives") from exc
+    if not isinstance(value, list):
+        raise DataError(path, f"expected a list of passages, got {type(value).__name__}", row=row, field="negatives")
+    return tuple(text_field(path, row, "negatives", v) for v in value)
+
+
+def read_pairs(path: str | Path) -> list[Pair]:
+    """Read a pair/triplet file: ``.jsonl``, ``.parquet`` or ``.csv`` with columns query, positive[, negatives]."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        rows = list(iter_jsonl(path))
+        columns = sorted({k for _, obj in rows for k in obj})
+    elif suffix in (".parquet", ".csv"):
+        try:
+            df = pd.read_parquet(path) if suffix == ".parquet" else pd.read_csv(path, keep_default_na=False)
+        except Exception as exc:
+            raise DataError(path, f"not a readable {suffix[1:]} file ({exc})") from exc
+        columns = list(df.columns)
+        rows = [(i, rec) for i, rec in enumerate(df.to_dict("records"), start=1)]
+    else:
+        raise DataError(path, "expected a .jsonl, .parquet or .csv file of pairs")
+    require_columns(path, columns, ["query", "positive"])
+    return [Pair(text_field(path, row, "query", rec.get("query")), text_field(path, row, "positive", rec.get("positive")),
+                 _negatives(path, row, rec.get("negatives"))) for row, rec in rows]

@@ -1,0 +1,340 @@
+"""Config -> sentence-transformers trainer: (cached) MNRL with in-batch negatives, no-duplicates batches,
+evaluation with the card's IR suite, resumable checkpoints, torchrun-ready.
+
+Checkpoints are Hugging Face Trainer checkpoints (model, optimizer, scheduler, RNG and sampler position)
+plus a completion marker written atomically after everything else: a checkpoint without the marker (the
+process died while saving) is never resumed from, and is removed when resuming.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from koembed.data import load_retrieval_set, read_query_positives, read_squad
+from koembed.data.pairs import Pair, pairs_from_retrieval_set, read_pairs
+from koembed.errors import DataError, KoembedError
+from koembed.files import write_json
+from koembed.train_config import Config, HubSource, PairsSource, QueryPositivesSource, SquadSource
+
+log = logging.getLogger(__name__)
+COMPLETE_MARKER = "koembed-checkpoint-complete.json"
+FINAL_DIR = "final"
+
+# Architecture sizes of models we may plan for without downloading them (from their config.json).
+KNOWN_ARCHITECTURES = {
+    "BAAI/bge-m3": {"num_hidden_layers": 24, "hidden_size": 1024, "num_attention_heads": 16, "params": 568e6},
+}
+
+
+@dataclass
+class TrainingData:
+    pairs: list[Pair]
+    sources: list[dict[str, Any]]
+    dropped_duplicates: int
+    overlap: dict[str, int]
+
+
+def _read_source(source, seed: int) -> list[Pair]:
+    if isinstance(source, PairsSource):
+        return read_pairs(source.path)
+    if isinstance(source, SquadSource):
+        return pairs_from_retrieval_set(read_squad(source.path, split=source.split, n_train=source.train_articles))
+    if isinstance(source, QueryPositivesSource):
+        return pairs_from_retrieval_set(read_query_positives(source.path))
+    if isinstance(source, HubSource):
+        from datasets import load_dataset
+
+        try:
+            ds = load_dataset(source.name, split=source.split)
+        except Exception as exc:
+            raise KoembedError(f"could not load the Hugging Face dataset {source.name!r} ({exc}); "
+                               "download it where the hub is reachable and use a local pairs file") from exc
+        missing = [c for c in (source.query_column, source.positive_column) if c not in ds.column_names]
+        if missing:
+            raise DataError(source.name, f"missing column(s) {missing}", field=missing[0])
+        return [Pair(str(q), str(p)) for q, p in zip(ds[source.query_column], ds[source.positive_column])
+                if str(q).strip() and str(p).strip()]
+    raise TypeError(source)
+
+
+def load_training_data(cfg: Config, count_only_local: bool = False) -> TrainingData:
+    """Read every source, drop exact duplicate pairs, shuffle with the seed, cap at ``max_examples``, and
+    check overlap with the evaluation set (refused unless ``data.allow_overlap``)."""
+    pairs: list[Pair] = []
+    sources = []
+    for source in cfg.data.train:
+        if count_only_local and isinstance(source, HubSource):
+            sources.append({"type": source.type, "name": source.name, "pairs": None})
+            continue
+        read = _read_source(source, cfg.train.seed)
+        sources.append({**source.model_dump(), "pairs": len(read)})
+        pairs.extend(read)
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for pair in pairs:
+        key = (pair.query.strip(), pair.positive.strip())
+        if key not in seen:
+            seen.add(key)
+            unique.append(pair)
+    dropped = len(pairs) - len(unique)
+    random.Random(cfg.train.seed).shuffle(unique)
+    if cfg.data.max_examples is not None:
+        unique = unique[: cfg.data.max_examples]
+    overlap = {"queries": 0, "passages": 0}
+    if cfg.data.eval is not None:
+        rs = load_retrieval_set(cfg.data.eval.path, split=cfg.data.eval.split)
+        eval_queries = {q.strip() for q in rs.queries.values()}
+        eval_passages = {p.strip() for p in rs.corpus.values()}
+        overlap["queries"] = len({p.query.strip() for p in unique} & eval_queries)
+        overlap["passages"] = len({p.positive.strip() for p in unique} & eval_passages)
+        if any(overlap.values()):
+            message = (f"{overlap['queries']} training queries and {overlap['passages']} training passages also "
+                       f"appear in the evaluation set {cfg.data.eval.path}")
+            if not cfg.data.allow_overlap:
+                raise DataError(cfg.data.eval.path, message + "; remove them or set data.allow_overlap: true")
+            log.warning(message)
+    return TrainingData(unique, sources, dropped, overlap)
+
+
+def length_stats(texts: list[str]) -> dict[str, float]:
+    if not texts:
+        return {"mean": 0, "p50": 0, "p95": 0, "max": 0}
+    lengths = sorted(len(t) for t in texts)
+    return {"mean": round(sum(lengths) / len(lengths), 1), "p50": lengths[len(lengths) // 2],
+            "p95": lengths[min(len(lengths) - 1, int(len(lengths) * 0.95))], "max": lengths[-1]}
+
+
+def _architecture(base: str) -> dict[str, Any] | None:
+    if base in KNOWN_ARCHITECTURES:
+        return KNOWN_ARCHITECTURES[base]
+    from koembed.models import resolve_model
+
+    config = Path(resolve_model(base)) / "config.json"
+    if config.is_file():
+        data = json.loads(config.read_text(encoding="utf-8"))
+        keys = ("num_hidden_layers", "hidden_size", "num_attention_heads")
+        if all(k in data for k in keys):
+            return {k: data[k] for k in keys}
+    return None
+
+
+def plan(cfg: Config, n_examples: int | None, world_size: int = 1) -> dict[str, Any]:
+    """What a run will do, computed without loading a model: steps, warmup, mini-batches, memory estimate.
+
+    Activation memory per mini-batch uses Korthikanti et al. (2022), per layer s*b*h*(34 + 5*a*s/h) bytes
+    for 16-bit activations (s sequence length, b mini-batch, h hidden size, a heads), times the layers;
+    fp32 doubles it. An upper bound: real batches are padded only to their longest text.
+    """
+    global_batch = cfg.train.batch_size * world_size
+    out: dict[str, Any] = {"examples": n_examples, "global_batch_size": global_batch, "world_size": world_size}
+    if n_examples is not None:
+        steps_per_epoch = max(1, n_examples // global_batch) if world_size > 1 else math.ceil(n_examples / global_batch)
+        total = cfg.train.max_steps or math.ceil(steps_per_epoch * cfg.train.epochs)
+        out.update({"steps_per_epoch": steps_per_epoch, "total_steps": total,
+                    "warmup_steps": math.ceil(total * cfg.train.warmup_ratio)})
+    elif cfg.train.max_steps:
+        out.update({"total_steps": cfg.train.max_steps, "warmup_steps": math.ceil(cfg.train.max_steps * cfg.train.warmup_ratio)})
+    mini = cfg.loss.mini_batch_size if cfg.loss.name == "cached_mnrl" else cfg.train.batch_size
+    out["mini_batch_size"] = mini
+    out["mini_batches_per_column_per_step"] = math.ceil(cfg.train.batch_size / mini)
+    arch = _architecture(cfg.model.base)
+    if arch:
+        s, b, h, a, layers = (cfg.model.max_seq_length, mini, arch["hidden_size"], arch["num_attention_heads"],
+                              arch["num_hidden_layers"])
+        per_layer = s * b * h * (34 + 5 * a * s / h)
+        factor = 1 if cfg.train.precision in ("fp16", "bf16") else 2
+        out["activation_memory_per_mini_batch_gib"] = round(per_layer * layers * factor / 2**30, 2)
+        out["architecture"] = {k: arch[k] for k in ("num_hidden_layers", "hidden_size", "num_attention_heads")}
+    return out
+
+
+def _complete_checkpoints(output_dir: Path) -> list[Path]:
+    found = []
+    for path in output_dir.glob("checkpoint-*"):
+        if path.is_dir() and path.name.split("-")[-1].isdigit() and (path / COMPLETE_MARKER).is_file():
+            found.append(path)
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def last_complete_checkpoint(output_dir: str | Path) -> Path | None:
+    """The newest checkpoint whose completion marker exists, or None."""
+    found = _complete_checkpoints(Path(output_dir))
+    return found[-1] if found else None
+
+
+def remove_incomplete_checkpoints(output_dir: str | Path) -> list[Path]:
+    removed = []
+    for path in Path(output_dir).glob("checkpoint-*"):
+        if path.is_dir() and not (path / COMPLETE_MARKER).is_file():
+            shutil.rmtree(path)
+            removed.append(path)
+    return removed
+
+
+def _build_model(cfg: Config):
+    from koembed.models import build_model, load_model, resolve_model
+
+    local = Path(resolve_model(cfg.model.base))
+    if local.is_dir() and not (local / "modules.json").exists():
+        model = build_model(str(local), pooling=cfg.model.pooling, normalize=cfg.model.normalize)
+    else:
+        model = load_model(cfg.model.base, pooling=cfg.model.pooling)
+    model.max_seq_length = cfg.model.max_seq_length
+    return model
+
+
+def _build_loss(cfg: Config, model, world_size: int = 1):
+    from sentence_transformers.sentence_transformer import losses
+
+    gather = cfg.loss.gather_across_devices and world_size > 1
+    if cfg.loss.name == "cached_mnrl":
+        loss = losses.CachedMultipleNegativesRankingLoss(model, scale=cfg.loss.scale,
+                                                         mini_batch_size=cfg.loss.mini_batch_size,
+                                                         gather_across_devices=gather)
+    else:
+        loss = losses.MultipleNegativesRankingLoss(model, scale=cfg.loss.scale,
+                                                   gather_across_devices=gather)
+    if cfg.loss.matryoshka_dims:
+        loss = losses.MatryoshkaLoss(model, loss, matryoshka_dims=cfg.loss.matryoshka_dims)
+    return loss
+
+
+def _to_dataset(pairs: list[Pair]):
+    from datasets import Dataset
+
+    n_neg = min((len(p.negatives) for p in pairs), default=0)
+    columns: dict[str, list[str]] = {"anchor": [p.query for p in pairs], "positive": [p.positive for p in pairs]}
+    for i in range(n_neg):
+        columns[f"negative_{i + 1}"] = [p.negatives[i] for p in pairs]
+    return Dataset.from_dict(columns)
+
+
+def _callbacks(output_dir: Path):
+    from transformers import TrainerCallback
+
+    class CompletionMarker(TrainerCallback):
+        """Marks a checkpoint complete once the Trainer has written all of it (on_save runs after)."""
+
+        def on_save(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                ckpt = output_dir / f"checkpoint-{state.global_step}"
+                if ckpt.is_dir():
+                    write_json(ckpt / COMPLETE_MARKER, {"global_step": state.global_step, "epoch": state.epoch})
+            kill_at = os.environ.get("KOEMBED_TEST_KILL_AFTER_STEP")
+            if kill_at and state.global_step >= int(kill_at):  # tests: die like a killed job, no clean-up
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return [CompletionMarker()]
+
+
+def data_report(data: TrainingData) -> str:
+    """One paragraph a user reads before a long run: counts, duplicates, overlap, text lengths."""
+    sources = ", ".join(f"{s['type']} {s.get('path') or s.get('name')}: {s['pairs']}" for s in data.sources)
+    q, p = length_stats([x.query for x in data.pairs]), length_stats([x.positive for x in data.pairs])
+    return (f"training pairs: {len(data.pairs)} ({sources}; {data.dropped_duplicates} duplicates dropped); "
+            f"overlap with eval: {data.overlap['queries']} queries, {data.overlap['passages']} passages; "
+            f"query chars mean {q['mean']} p95 {q['p95']}; passage chars mean {p['mean']} p95 {p['p95']} max {p['max']}")
+
+
+def train(cfg: Config, resume: bool = False, show_progress: bool = True,
+          report: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the recipe. Returns the final evaluation metrics and paths. Output layout:
+    ``output_dir/checkpoint-N`` (resumable), ``output_dir/final`` (the trained model with its card).
+    ``report`` receives the data summary (counts, duplicates, overlap, lengths) before training starts."""
+    import torch
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    from koembed.card import write_model_card
+
+    output_dir = Path(cfg.output_dir)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    checkpoint = None
+    if resume:
+        if int(os.environ.get("RANK", "0")) == 0:
+            for path in remove_incomplete_checkpoints(output_dir):
+                log.warning("removed incomplete checkpoint %s", path)
+        checkpoint = last_complete_checkpoint(output_dir)
+        if checkpoint is None:
+            log.warning("no complete checkpoint in %s: starting from the beginning", output_dir)
+    elif output_dir.exists() and _complete_checkpoints(output_dir):
+        raise KoembedError(f"{output_dir} already holds checkpoints: pass --resume to continue, or choose "
+                           "another output_dir")
+
+    data = load_training_data(cfg)
+    if not data.pairs:
+        raise DataError(cfg.data.train[0].model_dump().get("path", "data.train"), "no training examples")
+    (report or log.info)(data_report(data))
+    torch.manual_seed(cfg.train.seed)
+    model = _build_model(cfg)
+    loss = _build_loss(cfg, model, world_size)
+    evaluator = None
+    eval_name = "eval"
+    if cfg.data.eval is not None:
+        rs = load_retrieval_set(cfg.data.eval.path, split=cfg.data.eval.split)
+        from sentence_transformers.util import cos_sim
+
+        evaluator = InformationRetrievalEvaluator(
+            rs.queries, rs.corpus, {q: rs.relevant_ids(q) for q in rs.relevant}, name=eval_name,
+            score_functions={"cosine": cos_sim}, show_progress_bar=False, write_csv=False)
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=cfg.train.epochs,
+        max_steps=cfg.train.max_steps or -1,
+        per_device_train_batch_size=cfg.train.batch_size,
+        learning_rate=cfg.train.learning_rate,
+        lr_scheduler_type=cfg.train.scheduler,
+        warmup_ratio=cfg.train.warmup_ratio,
+        fp16=cfg.train.precision == "fp16",
+        bf16=cfg.train.precision == "bf16",
+        seed=cfg.train.seed,
+        data_seed=cfg.train.seed,
+        gradient_checkpointing=cfg.train.gradient_checkpointing,
+        batch_sampler=BatchSamplers.NO_DUPLICATES if cfg.train.no_duplicates else BatchSamplers.BATCH_SAMPLER,
+        eval_strategy="steps" if evaluator is not None else "no",
+        eval_steps=cfg.data.eval.steps if cfg.data.eval else None,
+        save_strategy="steps",
+        save_steps=cfg.train.save_steps,
+        save_total_limit=cfg.train.keep_checkpoints,
+        logging_steps=cfg.train.logging_steps,
+        dataloader_drop_last=world_size > 1,  # every process gets the same number of full batches
+        report_to="none",
+        disable_tqdm=not show_progress,
+        use_cpu=not torch.cuda.is_available(),  # also what lets bf16 autocast run on a CPU
+    )
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=_to_dataset(data.pairs), loss=loss,
+                                         evaluator=evaluator, callbacks=_callbacks(output_dir))
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+
+    metrics: dict[str, float] = {}
+    if evaluator is not None:
+        raw = evaluator(model)
+        metrics = {k[len(eval_name) + 1:]: float(v) for k, v in raw.items()}
+    summary = {
+        "examples": len(data.pairs), "dropped_duplicates": data.dropped_duplicates, "sources": data.sources,
+        "overlap_with_eval": data.overlap, "query_chars": length_stats([p.query for p in data.pairs]),
+        "passage_chars": length_stats([p.positive for p in data.pairs]), "plan": plan(cfg, len(data.pairs), world_size),
+        "eval": {"path": cfg.data.eval.path, "split": cfg.data.eval.split} if cfg.data.eval else None,
+        "metrics": metrics, "global_step": trainer.state.global_step,
+    }
+    if trainer.is_world_process_zero():
+        final = output_dir / FINAL_DIR
+        staging = output_dir / f".{FINAL_DIR}.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        model.save(str(staging))
+        write_json(staging / "koembed_training.json", {"config": cfg.model_dump(), **summary})
+        write_model_card(staging, cfg=cfg.model_dump(), training=summary, bench=None)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(staging, final)
+        summary["final_model"] = str(final)
+    return summary

@@ -1,0 +1,159 @@
+"""The training recipe as a validated config: a typo or a wrong type is an error naming the key, before
+any model is loaded. ``configs/bge-m3-ko.yaml`` is the BGE-m3-ko card's recipe in this form."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from koembed.errors import KoembedError
+
+
+class ConfigError(KoembedError):
+    """The config file or a ``--set`` override is invalid; the message names the key."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(Strict):
+    base: str = Field(description="hub id (BAAI/bge-m3), local folder, or 'minilm'")
+    pooling: Literal["cls", "mean"] = "cls"
+    normalize: bool = True
+    max_seq_length: int = Field(512, gt=0)
+
+
+class PairsSource(Strict):
+    type: Literal["pairs"]
+    path: str = Field(description=".jsonl, .parquet or .csv with query, positive[, negatives]")
+
+
+class SquadSource(Strict):
+    type: Literal["squad"]
+    path: str
+    split: Literal["train", "all"] = "train"
+    train_articles: int = Field(100, gt=0)
+
+
+class QueryPositivesSource(Strict):
+    type: Literal["query_positives"]
+    path: str = Field(description="MS MARCO-ko layout: [{id, query, positive: [...]}, ...]")
+
+
+class HubSource(Strict):
+    type: Literal["hf"]
+    name: str
+    split: str = "train"
+    query_column: str = "query"
+    positive_column: str = "positive"
+
+
+Source = Annotated[Union[PairsSource, SquadSource, QueryPositivesSource, HubSource], Field(discriminator="type")]
+
+
+class EvalConfig(Strict):
+    path: str = Field(description="retrieval set: AutoRAG, BEIR, KorQuAD .json or query-positives .json")
+    split: str | None = None
+    steps: int = Field(100, gt=0, description="evaluate every this many steps")
+
+
+class DataConfig(Strict):
+    train: list[Source] = Field(min_length=1)
+    max_examples: int | None = Field(None, gt=0, description="keep the first N examples after shuffling")
+    eval: EvalConfig | None = None
+    allow_overlap: bool = Field(False, description="warn instead of refusing when train and eval texts overlap")
+
+
+class LossConfig(Strict):
+    name: Literal["mnrl", "cached_mnrl"] = "cached_mnrl"
+    mini_batch_size: int = Field(32, gt=0, description="cached_mnrl: examples per forward/backward chunk")
+    scale: float = Field(20.0, gt=0)
+    matryoshka_dims: list[int] = Field(default_factory=list)
+    gather_across_devices: bool = Field(True, description="distributed: use every process's batch as negatives")
+
+
+class TrainConfig(Strict):
+    batch_size: int = Field(32, gt=0)
+    no_duplicates: bool = True
+    learning_rate: float = Field(3e-5, gt=0)
+    scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, gt=0, description="overrides epochs")
+    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
+    seed: int = 42
+    gradient_checkpointing: bool = False
+    save_steps: int = Field(100, gt=0)
+    keep_checkpoints: int = Field(3, gt=0)
+    logging_steps: int = Field(10, gt=0)
+
+
+class Config(Strict):
+    model: ModelConfig
+    data: DataConfig
+    loss: LossConfig = LossConfig()
+    train: TrainConfig = TrainConfig()
+    output_dir: str
+
+    @field_validator("output_dir")
+    @classmethod
+    def _not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _matryoshka_fits(self) -> Config:
+        if any(d <= 0 for d in self.loss.matryoshka_dims):
+            raise ValueError("loss.matryoshka_dims must be positive")
+        return self
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    node = tree
+    parts = key.split(".")
+    for part in parts[:-1]:
+        if part.isdigit() and isinstance(node, list):
+            node = node[int(part)]
+            continue
+        node = node.setdefault(part, {})
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(f"--set {key}: '{part}' is not a section")
+    last = parts[-1]
+    if isinstance(node, list) and last.isdigit():
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config, apply ``key.sub=value`` overrides (values parsed as YAML), validate.
+
+    Relative data and output paths are taken relative to the current directory, as on the command line.
+    """
+    path = Path(path)
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections (model, data, loss, train, output_dir)")
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.batch_size=64")
+        _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            problems.append(f"  {key or '(top level)'}: {err['msg']}")
+        raise ConfigError(f"{path}: invalid config\n" + "\n".join(problems)) from None

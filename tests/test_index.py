@@ -1,0 +1,389 @@
+"""Persistent index: each search mode equals koembed's in-memory retriever, updates, integrity, crash safety, CLI."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import koembed.index as index_module
+from koembed.cli import app
+from koembed.data.docs import load_documents, read_documents
+from koembed.errors import DataError
+from koembed.index import (DocumentIdError, IndexStoreError, ModelMismatchError, add_documents, build_index,
+                           delete_documents, index_info, load_index)
+from koembed.lexical import BM25Retriever
+from koembed.retrieve import DenseRetriever, HybridRetriever
+
+NEW_TEXT = "반려묘 전용 사료의 새벽 배송은 주문 다음 날 오전 일곱 시 전에 문 앞에 도착합니다."
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    from koembed.models import load_model
+
+    return load_model(str(tiny_model_dir))
+
+
+@pytest.fixture(scope="module")
+def corpus(sample):
+    return list(sample.corpus), list(sample.corpus.values())
+
+
+@pytest.fixture(scope="module")
+def queries(sample):
+    return list(sample.queries.values())
+
+
+@pytest.fixture(scope="module")
+def exact(model, corpus):
+    retriever = DenseRetriever(model, "dense", show_progress=False)
+    retriever.fit(*corpus)
+    return retriever
+
+
+@pytest.fixture(scope="module")
+def bm25(corpus):
+    retriever = BM25Retriever(show_progress=False)
+    retriever.fit(*corpus)
+    return retriever
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, tiny_model_dir, model, corpus):
+    """One index per kind on the bundled sample, built once; tests that change an index copy it first."""
+    cache: dict[str, Path] = {}
+
+    def get(kind: str) -> Path:
+        if kind not in cache:
+            out = tmp_path_factory.mktemp("built") / kind
+            build_index(str(tiny_model_dir), *corpus, out, kind=kind, show_progress=False, model=model)
+            cache[kind] = out
+        return cache[kind]
+
+    return get
+
+
+def _copy(src: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / src.name
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _same(got, want, tol=1e-5):
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert [d for d, _ in g] == [d for d, _ in w]
+        np.testing.assert_allclose([s for _, s in g], [s for _, s in w], atol=tol)
+
+
+def _synthetic(n: int, seed: int, words: list[str]) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choices(words, k=rng.randint(6, 14))) for _ in range(n)]
+
+
+# --------------------------------------------------------------------------- search equals the in-memory retrievers
+
+
+def test_flat_dense_equals_exact_dense_retriever(built, model, queries, exact):
+    index = load_index(built("flat"), model=model)
+    _same(index.search(queries, 10), exact.search(queries, 10))
+    _same(index.search(queries[:5], 100), exact.search(queries[:5], 100))  # k > corpus: whole corpus, same order
+
+
+def test_bm25_mode_equals_bm25_retriever(built, model, queries, bm25):
+    index = load_index(built("flat"), model=model)
+    _same(index.search(queries, 10, mode="bm25"), bm25.search(queries, 10), tol=1e-6)
+
+
+def test_hybrid_equals_hybrid_retriever_over_same_two(built, model, queries, exact, bm25):
+    index = load_index(built("flat"), model=model)
+    want = HybridRetriever([exact, bm25], fusion="rrf").search(queries, 10)
+    _same(index.search(queries, 10, mode="hybrid"), want, tol=1e-9)
+
+
+def test_passage_texts_and_lazy_model(built, sample, exact, queries):
+    index = load_index(built("flat"))  # no model: loaded from the manifest at the first dense search
+    assert len(index) == 48 and index.doc_ids == list(sample.corpus)
+    assert index.text("fin-01") == sample.corpus["fin-01"] == index.passages["fin-01"]
+    _same(index.search(queries[:3], 5), exact.search(queries[:3], 5))
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_equal_scores_are_ordered_by_doc_id(tmp_path, tiny_model_dir, model, sample, kind):
+    # 24 copies of one passage tie exactly, more than k + the over-fetch slack: the k smallest ids must come first.
+    copies = [f"dup-{i:02d}" for i in random.Random(0).sample(range(24), 24)]
+    others = list(sample.corpus)[1:20]
+    ids = copies + others
+    texts = [sample.corpus["fin-01"]] * len(copies) + [sample.corpus[d] for d in others]
+    build_index(str(tiny_model_dir), ids, texts, tmp_path / kind, kind=kind, show_progress=False, model=model)
+    hits = load_index(tmp_path / kind, model=model).search([sample.corpus["fin-01"]], 5)[0]
+    assert [d for d, _ in hits] == [f"dup-{i:02d}" for i in range(5)]
+    assert hits[0][1] == pytest.approx(1.0, abs=1e-5) and len({s for _, s in hits}) == 1
+
+
+def test_delete_everything_then_add(tmp_path, built, model):
+    path = _copy(built("hnsw"), tmp_path)
+    delete_documents(path, load_index(path, model=model).doc_ids)
+    index = load_index(path, model=model)
+    assert len(index) == 0 and index.search(["질문"], 5, mode="hybrid") == [[]]
+    assert index.manifest.counts == {"passages": 0, "deleted": 48, "tombstones": 0}
+    add_documents(path, ["new-1"], [NEW_TEXT], model=model)
+    assert load_index(path, model=model).search([NEW_TEXT], 5, mode="hybrid")[0][0][0] == "new-1"
+
+
+def test_hnsw_and_ivf_recall_against_exact(tmp_path, tiny_model_dir, model, sample):
+    words = " ".join(sample.corpus.values()).split()
+    texts, probes = _synthetic(300, 1, words), _synthetic(40, 2, words)
+    ids = [f"syn-{i:03d}" for i in range(len(texts))]
+    exact = DenseRetriever(model, "dense", show_progress=False)
+    exact.fit(ids, texts)
+    truth = [{d for d, _ in hits} for hits in exact.search(probes, 10)]
+    for kind in ("hnsw", "ivf"):
+        manifest = build_index(str(tiny_model_dir), ids, texts, tmp_path / kind, kind=kind, show_progress=False,
+                               model=model)
+        found = load_index(tmp_path / kind, model=model).search(probes, 10)
+        recall = np.mean([len(t & {d for d, _ in f}) / 10 for t, f in zip(truth, found)])
+        assert recall >= 0.95, (kind, recall)
+    assert manifest.params["nlist"] == 7 and "too few" in manifest.params["note"]  # 300 // 39 lists, said so
+    info = index_info(tmp_path / "hnsw")
+    assert info["params"] == {"M": 32, "ef_construction": 200, "ef_search": 128}
+
+
+# --------------------------------------------------------------------------- updates
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+def test_add_then_delete_in_all_modes(tmp_path, built, model, kind):
+    path = _copy(built(kind), tmp_path)
+    manifest = add_documents(path, ["new-1"], [NEW_TEXT], model=model)
+    assert manifest.counts == {"passages": 49, "deleted": 0, "tombstones": 0} and manifest.version_dir == "v000002"
+    index = load_index(path, model=model)
+    for mode in ("dense", "bm25", "hybrid"):
+        assert index.search([NEW_TEXT], 3, mode=mode)[0][0][0] == "new-1", mode
+    assert index.text("new-1") == NEW_TEXT
+
+    manifest = delete_documents(path, ["new-1", "fin-01"])
+    assert manifest.counts["passages"] == 47 and manifest.counts["deleted"] == 2
+    assert manifest.counts["tombstones"] == (2 if kind == "hnsw" else 0)
+    index = load_index(path, model=model)
+    assert "new-1" not in index.passages and len(index) == 47
+    for mode in ("dense", "bm25", "hybrid"):
+        hits = index.search([NEW_TEXT, "정기예금 중도해지 이율"], 100, mode=mode)
+        assert not {"new-1", "fin-01"} & {d for q in hits for d, _ in q}, mode
+    assert len(index.search([NEW_TEXT], 100)[0]) == 47  # tombstones do not shorten the result list
+
+
+def test_hnsw_compacts_when_tombstones_outnumber_vectors(tmp_path, built, model, sample, queries):
+    path = _copy(built("hnsw"), tmp_path)
+    gone = list(sample.corpus)[:30]
+    manifest = delete_documents(path, gone)
+    assert manifest.counts == {"passages": 18, "deleted": 30, "tombstones": 0}
+    rest = {d: t for d, t in sample.corpus.items() if d not in gone}
+    exact = DenseRetriever(model, "dense", show_progress=False)
+    exact.fit(list(rest), list(rest.values()))
+    _same(load_index(path, model=model).search(queries[:10], 5), exact.search(queries[:10], 5))
+
+
+def test_add_existing_or_delete_unknown_id_is_an_error(tmp_path, built, model):
+    path = _copy(built("flat"), tmp_path)
+    with pytest.raises(DocumentIdError, match="'fin-01'.*delete them first"):
+        add_documents(path, ["fin-01"], ["다른 내용"], model=model)
+    with pytest.raises(DocumentIdError, match="'no-such-doc'"):
+        delete_documents(path, ["fin-02", "no-such-doc"])
+    with pytest.raises(DataError, match="row 2, field 'id': duplicate id"):
+        add_documents(path, ["a", "a"], ["하나", "둘"], model=model)
+    assert load_index(path, model=model).manifest.version_dir == "v000001"  # nothing changed
+    assert len(load_index(path, model=model)) == 48
+
+
+# --------------------------------------------------------------------------- manifest and integrity
+
+
+def test_manifest_counts_and_checksums(built, tiny_model_dir):
+    path = built("flat")
+    manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["counts"] == {"passages": 48, "deleted": 0, "tombstones": 0}
+    assert manifest["dimension"] == 32 and manifest["normalized_by"] == "model" and manifest["kind"] == "flat"
+    assert manifest["model"]["name"] == str(tiny_model_dir) and manifest["model"]["local"] is True
+    assert manifest["format_version"] == 1 and manifest["koembed_version"] and manifest["created"]
+    folder = path / manifest["version_dir"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(manifest["files"])
+    for name, digest in manifest["files"].items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
+    rows = [json.loads(line) for line in (folder / "passages.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["pid"] for r in rows] == list(range(48)) and all(r["tokens"] for r in rows)
+
+
+@pytest.mark.parametrize("name, damage", [("passages.jsonl", "edit"), ("dense.faiss", "truncate")])
+def test_tampered_file_is_an_error(tmp_path, built, model, name, damage):
+    path = _copy(built("flat"), tmp_path)
+    target = path / "v000001" / name
+    data = target.read_bytes()
+    target.write_bytes(data.replace("예금".encode(), "적금".encode(), 1) if damage == "edit" else data[:-100])
+    with pytest.raises(IndexStoreError, match=f"{name} does not match its sha256"):
+        load_index(path, model=model)
+    with pytest.raises(IndexStoreError, match="sha256"):
+        add_documents(path, ["new-1"], [NEW_TEXT], model=model)
+
+
+class StubModel:
+    """Embeds every text as the same vector: stands in for a model the index was not built with."""
+
+    max_seq_length = 128
+
+    def __init__(self, dim: int, seed: int = 0):
+        self.vector = np.random.default_rng(seed).normal(size=dim).astype(np.float32)
+
+    def encode(self, texts, **_):
+        return np.tile(self.vector, (len(texts), 1))
+
+
+def test_wrong_model_is_an_error(built, model):
+    path = built("flat")
+    with pytest.raises(ModelMismatchError, match="32 dimensions.*16-dimensional"):
+        load_index(path, model=StubModel(16))
+    with pytest.raises(ModelMismatchError, match="embeds the probe text differently"):
+        load_index(path, model=StubModel(32))
+    with pytest.raises(ModelMismatchError):
+        add_documents(path, ["new-1"], [NEW_TEXT], model=StubModel(16))
+    assert load_index(path, model=model).manifest.version_dir == "v000001"
+
+
+def test_crash_during_update_leaves_previous_version_loadable(tmp_path, built, model, monkeypatch):
+    path = _copy(built("flat"), tmp_path)
+    real_replace = os.replace
+
+    def crash_on_manifest(src, dst):
+        if Path(dst).name == "manifest.json":
+            raise OSError("simulated crash before the manifest swap")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash_on_manifest)
+    with pytest.raises(OSError, match="simulated crash"):
+        add_documents(path, ["new-1"], [NEW_TEXT], model=model)
+    monkeypatch.setattr(os, "replace", lambda src, dst: (_ for _ in ()).throw(OSError("simulated crash")))
+    with pytest.raises(OSError):
+        delete_documents(path, ["fin-01"])
+    monkeypatch.undo()
+
+    index = load_index(path, model=model)
+    assert index.manifest.version_dir == "v000001" and len(index) == 48 and "new-1" not in index.passages
+    assert index.search([NEW_TEXT], 1, mode="bm25")[0][0][0] != "new-1"
+    # A kill -9 after the new folder was renamed in leaves a stale v000002: the next update replaces it.
+    (path / "v000002").mkdir()
+    (path / "v000002" / "dense.faiss").write_bytes(b"half-written")
+    add_documents(path, ["new-1"], [NEW_TEXT], model=model)
+    assert sorted(p.name for p in path.iterdir() if not p.name.startswith(".")) == ["manifest.json", "v000002"]
+    assert load_index(path, model=model).search([NEW_TEXT], 1)[0][0][0] == "new-1"
+
+
+def test_no_pickle_anywhere(built):
+    for path in built("hnsw").rglob("*"):
+        assert path.suffix not in (".pkl", ".pickle", ".npy", ".npz"), path
+        if path.is_file():
+            assert not path.read_bytes()[:2].startswith(b"\x80"), path  # pickle protocol 2+ header
+    tree = ast.parse(Path(index_module.__file__).read_text(encoding="utf-8"))
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+                for alias in node.names} | {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not {"pickle", "joblib", "dill", "cloudpickle"} & imported
+
+
+# --------------------------------------------------------------------------- documents and CLI
+
+
+def test_read_documents_validates_rows(tmp_path, sample):
+    good = tmp_path / "docs.jsonl"
+    good.write_text('{"id": 7, "text": "숫자 아이디"}\n{"id": "b", "text": "둘째"}\n', encoding="utf-8")
+    assert read_documents(good) == {"7": "숫자 아이디", "b": "둘째"}
+    assert load_documents(None) == sample.corpus
+    cases = {
+        "missing.jsonl": ('{"id": "a", "body": "x"}\n', "missing column(s) 'text'"),
+        "empty.jsonl": ('{"id": "a", "text": "x"}\n{"id": "b", "text": "  "}\n', "row 2, field 'text': empty text"),
+        "dup.jsonl": ('{"id": "a", "text": "x"}\n{"id": "a", "text": "y"}\n', "row 2, field 'id': duplicate id"),
+    }
+    for name, (content, message) in cases.items():
+        (tmp_path / name).write_text(content, encoding="utf-8")
+        with pytest.raises(DataError, match=name + ".*" + message.replace("(", r"\(").replace(")", r"\)")):
+            read_documents(tmp_path / name)
+    import pandas as pd
+
+    pd.DataFrame({"id": ["a", "b"], "text": ["x", None]}).to_parquet(tmp_path / "docs.parquet")
+    with pytest.raises(DataError, match=r"docs.parquet, row 2, field 'text': value is missing"):
+        read_documents(tmp_path / "docs.parquet")
+
+
+def _cli(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def _said(result) -> str:
+    """The CLI's output with rich's line wrapping undone."""
+    return " ".join(result.output.split())
+
+
+def test_cli_build_search_add_delete_info(tmp_path, tiny_model_dir, sample):
+    docs = tmp_path / "docs.jsonl"
+    chosen = list(sample.corpus)[:12]
+    docs.write_text("".join(json.dumps({"id": d, "text": sample.corpus[d]}, ensure_ascii=False) + "\n"
+                            for d in chosen), encoding="utf-8")
+    out = tmp_path / "idx"
+    result = _cli("index", "build", "--model", str(tiny_model_dir), "--corpus", str(docs), "--out", str(out),
+                  "--kind", "hnsw", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "12 passages" in result.output
+
+    result = _cli("search", "--index", str(out), "--mode", "bm25", "-k", "3", "--json", "정기예금 중도해지 이율")
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["rank"] for r in lines] == [1, 2, 3] and lines[0]["docid"] == "fin-01"
+    assert lines[0]["text"] == sample.corpus["fin-01"] and lines[0]["score"] >= lines[1]["score"]
+
+    result = _cli("search", "--index", str(out), "정기예금 중도해지 이율")  # dense, rich table
+    assert result.exit_code == 0 and "rank" in result.output and "fin-" in result.output
+
+    new = tmp_path / "new.jsonl"
+    new.write_text(json.dumps({"id": "new-1", "text": NEW_TEXT}, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert _cli("index", "add", "--index", str(out), "--docs", str(new), "--quiet").exit_code == 0
+    result = _cli("search", "--index", str(out), "--mode", "hybrid", "-k", "1", "--json", NEW_TEXT)
+    assert json.loads(result.stdout)["docid"] == "new-1"
+
+    result = _cli("index", "delete", "--index", str(out), "--id", "new-1", "--id", "fin-02")
+    assert result.exit_code == 0, result.output
+    result = _cli("index", "info", "--index", str(out))
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["counts"] == {"passages": 11, "deleted": 2, "tombstones": 2} and info["kind"] == "hnsw"
+    assert "probe" not in info["model"]
+
+
+def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, tiny_model_dir, built):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "text": "하나"}\n{"id": "a", "text": "둘"}\n', encoding="utf-8")
+    out = tmp_path / "idx"
+    result = _cli("index", "build", "--model", str(tiny_model_dir), "--corpus", str(bad), "--out", str(out), "-q")
+    assert result.exit_code == 2 and "bad.jsonl, row 2, field 'id'" in _said(result) and not out.exists()
+    result = _cli("index", "build", "--model", str(tiny_model_dir), "--corpus", "sample", "--out", str(out),
+                  "--kind", "lsh")
+    assert result.exit_code == 2 and not out.exists()
+
+    path = _copy(built("flat"), tmp_path)
+    before = (path / "manifest.json").read_bytes()
+    result = _cli("index", "delete", "--index", str(path), "--id", "nope")
+    assert result.exit_code == 2 and "'nope'" in _said(result)
+    result = _cli("index", "add", "--index", str(path), "--docs", str(bad))
+    assert result.exit_code == 2
+    result = _cli("search", "--index", str(tmp_path / "missing"), "질문")
+    assert result.exit_code == 2 and "not a koembed index" in _said(result)
+    result = _cli("search", "--index", str(path), "--mode", "sparse", "질문")
+    assert result.exit_code == 2
+    assert (path / "manifest.json").read_bytes() == before and sorted(os.listdir(path)) == sorted(
+        os.listdir(built("flat")))
