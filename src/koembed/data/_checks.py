@@ -74,3 +74,29 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         if not isinstance(obj, dict):
             raise DataError(path, "expected a JSON object", row=line_no)
         yield line_no, obj
+
+
+def read_records(path: Path, required: list[str], what: str) -> list[tuple[int, dict[str, Any]]]:
+    """(1-based row, record) from a ``.jsonl``, ``.parquet`` or ``.csv`` table that has the ``required`` columns.
+
+    ``what`` names the content in errors ("pairs", "passages"). CSV cells are read as text, never as NaN.
+    """
+    import pandas as pd
+
+    if not path.is_file():
+        raise DataError(path, "no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        rows = list(iter_jsonl(path))
+        columns = sorted({key for _, obj in rows for key in obj})
+    elif suffix in (".parquet", ".csv"):
+        try:
+            frame = pd.read_parquet(path) if suffix == ".parquet" else pd.read_csv(path, keep_default_na=False)
+        except Exception as exc:  # pyarrow and pandas raise several types for a corrupt file
+            raise DataError(path, f"not a readable {suffix[1:]} file ({exc})") from exc
+        columns = [str(c) for c in frame.columns]
+        rows = list(enumerate(frame.to_dict("records"), start=1))
+    else:
+        raise DataError(path, f"expected a .jsonl, .parquet or .csv file of {what} (columns {', '.join(required)})")
+    require_columns(path, columns, required)
+    return rows

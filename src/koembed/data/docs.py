@@ -10,33 +10,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 
-from koembed.data._checks import add_unique, iter_jsonl, require_columns, text_field
+from koembed.data._checks import add_unique, read_records, text_field
 from koembed.errors import DataError
 
-DOC_SUFFIXES = (".jsonl", ".parquet")
+DOC_SUFFIXES = (".jsonl", ".parquet", ".csv")
 
 
 def read_documents(path: str | Path) -> dict[str, str]:
-    """``{id: text}`` from a ``.jsonl`` or ``.parquet`` file with ``id`` and ``text`` columns, in file order."""
+    """``{id: text}`` from a ``.jsonl``, ``.parquet`` or ``.csv`` file with ``id`` and ``text`` columns, in file order."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "no such file")
-    suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        rows = list(iter_jsonl(path))
-        columns = sorted({key for _, obj in rows for key in obj})
-    elif suffix == ".parquet":
-        try:
-            frame = pd.read_parquet(path)
-        except Exception as exc:
-            raise DataError(path, f"not a readable parquet file ({exc})") from exc
-        columns = [str(c) for c in frame.columns]
-        rows = list(enumerate(frame.to_dict("records"), start=1))
-    else:
-        raise DataError(path, "expected a .jsonl or .parquet file of passages (columns id, text)")
-    require_columns(path, columns, ["id", "text"])
+    rows = read_records(path, ["id", "text"], "passages")
     docs: dict[str, str] = {}
     for row, record in rows:
         doc_id = text_field(path, row, "id", record.get("id"))

@@ -11,9 +11,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 
-from koembed.data._checks import iter_jsonl, require_columns, text_field
+from koembed.data._checks import read_records, text_field
 from koembed.data.retrieval_set import RetrievalSet
 from koembed.errors import DataError
 
@@ -48,21 +47,6 @@ def _negatives(path: Path, row: int, value) -> tuple[str, ...]:
 def read_pairs(path: str | Path) -> list[Pair]:
     """Read a pair/triplet file: ``.jsonl``, ``.parquet`` or ``.csv`` with columns query, positive[, negatives]."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "no such file")
-    suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        rows = list(iter_jsonl(path))
-        columns = sorted({k for _, obj in rows for k in obj})
-    elif suffix in (".parquet", ".csv"):
-        try:
-            df = pd.read_parquet(path) if suffix == ".parquet" else pd.read_csv(path, keep_default_na=False)
-        except Exception as exc:
-            raise DataError(path, f"not a readable {suffix[1:]} file ({exc})") from exc
-        columns = list(df.columns)
-        rows = [(i, rec) for i, rec in enumerate(df.to_dict("records"), start=1)]
-    else:
-        raise DataError(path, "expected a .jsonl, .parquet or .csv file of pairs")
-    require_columns(path, columns, ["query", "positive"])
+    rows = read_records(path, ["query", "positive"], "pairs")
     return [Pair(text_field(path, row, "query", rec.get("query")), text_field(path, row, "positive", rec.get("positive")),
                  _negatives(path, row, rec.get("negatives"))) for row, rec in rows]
