@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= out
 
-.PHONY: install bench test clean
+.PHONY: install bench test finetune-demo clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,6 +22,10 @@ bench: install
 
 test: install
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+# Main job, part two: fine-tune the bundled MiniLM on Korean pairs (needs ../shared/data), before/after table.
+finetune-demo: install
+	$(PY) bench/cpu_finetune.py --out $(OUT)/cpu_finetune.json
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

@@ -83,8 +83,12 @@ def main() -> None:
         for loss in args.losses.split(","):
             cmd = [sys.executable, __file__, "--steps", str(args.steps), "--max-seq-length", str(args.max_seq_length),
                    "--one", f"{loss}:{batch}"]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-            rows.append(json.loads(out))
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:  # e.g. killed for memory: record it, go on
+                rows.append({"loss": loss, "batch": batch, "error": f"exit {done.returncode}",
+                             "stderr_tail": done.stderr[-300:]})
+            else:
+                rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(json.dumps(rows[-1]), flush=True)
     if args.out:
         from koembed.files import write_json

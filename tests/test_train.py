@@ -181,3 +181,23 @@ def test_two_process_torchrun_on_cpu(tmp_path, tiny_model_dir, pairs_file):
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((tmp_path / "ddp" / "final" / "koembed_training.json").read_text())
     assert record["plan"]["world_size"] == 2 and record["global_step"] == 3
+
+
+def test_local_hf_dataset_source_and_matryoshka_run(tmp_path, tiny_model_dir, sample):
+    """The `hf` source goes through datasets.load_dataset (here a local folder, as offline users have);
+    Matryoshka wraps the loss and the run completes."""
+    folder = tmp_path / "hfdata"
+    folder.mkdir()
+    rows = [{"question": sample.queries[q], "answer": sample.corpus[sorted(sample.relevant_ids(q))[0]]}
+            for q in sample.query_ids[:40]]
+    (folder / "train.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    cfg = write_config(tmp_path / "hf.yaml", model__base=str(tiny_model_dir),
+                       data__train=[{"type": "hf", "name": str(folder), "query_column": "question",
+                                     "positive_column": "answer"}],
+                       loss__matryoshka_dims=[32, 16], train__max_steps=2, train__save_steps=2,
+                       output_dir=str(tmp_path / "hfrun"))
+    result = CliRunner().invoke(app, ["train", str(cfg), "-q"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "hfrun" / "final" / "koembed_training.json").read_text())
+    assert record["examples"] == len({(r["question"], r["answer"]) for r in rows})
+    assert record["config"]["loss"]["matryoshka_dims"] == [32, 16] and record["global_step"] == 2

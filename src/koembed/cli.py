@@ -154,6 +154,8 @@ def train(
         "--set", help="Override a config key, repeatable: --set train.batch_size=64 --set model.base=minilm")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the last complete checkpoint in output_dir.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Validate the config and print the plan; load no model.")] = False,
+    allow_overlap: Annotated[bool, typer.Option(
+        help="Warn instead of refusing when training texts appear in the evaluation set.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Fine-tune an embedding model on (query, passage) pairs with in-batch negatives (cached MNRL)."""
@@ -162,8 +164,9 @@ def train(
     from koembed.train_config import load_config
 
     _quiet_libraries()
+    overrides = list(set_ or []) + (["data.allow_overlap=true"] if allow_overlap else [])
     try:
-        cfg = load_config(config, set_)
+        cfg = load_config(config, overrides)
         if dry_run:
             from koembed.train import data_report, load_training_data, plan
 
@@ -356,8 +359,8 @@ def index_info(index: IndexDirOpt) -> None:
 def search(
     query: Annotated[str, typer.Argument(help="The query text.")],
     index: IndexDirOpt,
-    mode: Annotated[str, typer.Option(help="dense (embeddings), bm25 (Kiwi morphemes) or hybrid (RRF of both).")
-                    ] = "dense",
+    mode: Annotated[str, typer.Option(help="hybrid (RRF of both, as the server's /search), dense (embeddings) "
+                                           "or bm25 (Kiwi morphemes).")] = "hybrid",
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Number of hits.")] = 10,
     json_: Annotated[bool, typer.Option("--json", help="One JSON object per hit (rank, docid, score, text).")] = False,
 ) -> None:
@@ -384,6 +387,47 @@ def search(
     for rank, (doc, score) in enumerate(hits, start=1):
         table.add_row(str(rank), f"{score:.4f}", doc, textwrap.shorten(idx.text(doc), width=90, placeholder=" …"))
     console.print(table if hits else "no hits")
+
+
+@app.command()
+def serve(
+    model: Annotated[str, typer.Option("--model", "-m", help="Hub id, local folder, or 'minilm'.")],
+    index: Annotated[Optional[Path], typer.Option(
+        "--index", "-i", help="Index folder for POST /search (built with this model by koembed index build).")] = None,
+    host: Annotated[str, typer.Option(help="Interface to bind; anything but loopback exposes the API.")
+                    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
+    api_key: Annotated[Optional[str], typer.Option(
+        help="Require 'Authorization: Bearer KEY' (all routes but /health). Default: $KOEMBED_API_KEY, which "
+        "keeps the key out of the process list.")] = None,
+    max_batch_tokens: Annotated[int, typer.Option(min=1, help="Token budget of one dynamic batch.")] = 8192,
+    max_wait_ms: Annotated[float, typer.Option(min=0, help="Longest wait for a batch to fill, in ms.")] = 5.0,
+    max_inputs: Annotated[int, typer.Option(min=1, help="Most texts per embeddings request.")] = 256,
+    max_input_tokens: Annotated[Optional[int], typer.Option(
+        min=1, help="Most tokens per text (default: the model's max_seq_length).")] = None,
+    truncate: Annotated[bool, typer.Option(help="Embed the first max-input-tokens tokens of longer inputs instead "
+                                           "of refusing them (413).")] = False,
+    no_batching: Annotated[bool, typer.Option("--no-batching", help="One encode call per request (for "
+                                              "comparison).")] = False,
+    device: Annotated[Optional[str], typer.Option(help="torch device (default: auto).")] = None,
+) -> None:
+    """Serve the model over HTTP: OpenAI-compatible /v1/embeddings, /search, /health, /metrics."""
+    from koembed.server import API_KEY_ENV, ServerLimits, is_loopback
+    from koembed.server import serve as run_server
+
+    _quiet_libraries()
+    if not is_loopback(host):
+        keyless = not (api_key or os.environ.get(API_KEY_ENV))
+        err_console.print(f"[bold yellow]warning:[/] binding to {host} makes the API reachable from other machines"
+                          + (f" without an API key (set {API_KEY_ENV} or --api-key)" if keyless else ""),
+                          highlight=False)
+    try:
+        limits = ServerLimits(max_inputs=max_inputs, max_input_tokens=max_input_tokens,
+                              max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms, truncate=truncate,
+                              batching=not no_batching)
+        run_server(model, index, host=host, port=port, api_key=api_key, limits=limits, device=device)
+    except (KoembedError, ValueError) as exc:
+        _fail(exc)
 
 
 @app.command()

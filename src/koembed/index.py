@@ -333,7 +333,7 @@ class Index:
             raise SpecError(f"unknown search mode {mode!r}: use {', '.join(MODES)}")
         queries = list(queries)
         if k < 1:
-            raise ValueError("k must be at least 1")
+            raise SpecError(f"k must be at least 1, not {k}")
         if not self._doc_ids:
             return [[] for _ in queries]
         if mode == "dense":
