@@ -13,7 +13,7 @@ from rich.console import Console
 
 from koembed.errors import KoembedError
 
-app = typer.Typer(help="Korean text embeddings for retrieval (RAG): evaluate models and benchmark retrievers on your data.",
+app = typer.Typer(help="Korean text embeddings for retrieval (RAG): benchmark, train, index, search and serve.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 # Logs and pipes get wide tables instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 160)
