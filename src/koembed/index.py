@@ -166,8 +166,8 @@ def build_index(model_name: str, doc_ids: Sequence[str], texts: Sequence[str], o
         model = load_model(model_name)
     vectors = _embed(model, texts, batch_size, show_progress)
     tokens = KiwiTokenizer()(texts, show_progress=show_progress)
-    params = _index_params(kind, len(texts), hnsw_m, ef_construction, ef_search, nlist, nprobe)
-    index = _new_faiss(kind, vectors.shape[1], params, vectors)
+    params = faiss_index_params(kind, len(texts), hnsw_m, ef_construction, ef_search, nlist, nprobe)
+    index = new_faiss_index(kind, vectors.shape[1], params, vectors)
     pids = list(range(len(doc_ids)))
     index.add_with_ids(vectors, np.array(pids, dtype=np.int64))
     now = _now()
@@ -462,7 +462,7 @@ def _bm25_from_tokens(doc_ids: list[str], tokens: list[list[str]], params: Mappi
 # --------------------------------------------------------------------------- FAISS
 
 
-def _index_params(kind: str, n: int, hnsw_m: int, ef_construction: int, ef_search: int, nlist: int | None,
+def faiss_index_params(kind: str, n: int, hnsw_m: int, ef_construction: int, ef_search: int, nlist: int | None,
                   nprobe: int | None) -> dict[str, Any]:
     if kind == "flat":
         return {}
@@ -479,7 +479,7 @@ def _index_params(kind: str, n: int, hnsw_m: int, ef_construction: int, ef_searc
     return params
 
 
-def _new_faiss(kind: str, dim: int, params: Mapping[str, Any], train: np.ndarray | None = None):
+def new_faiss_index(kind: str, dim: int, params: Mapping[str, Any], train: np.ndarray | None = None):
     """An empty FAISS index with inner-product metric whose ids are passage ids."""
     import faiss
 
@@ -497,7 +497,7 @@ def _new_faiss(kind: str, dim: int, params: Mapping[str, Any], train: np.ndarray
     return ivf
 
 
-def _set_search_params(index: Any, manifest: Manifest) -> None:
+def set_faiss_search_params(index: Any, manifest: Manifest) -> None:
     import faiss
 
     if manifest.kind == "hnsw":
@@ -514,7 +514,7 @@ def _compact_hnsw(state: _State) -> None:
     ids = faiss.vector_to_array(old.id_map).astype(np.int64)
     vectors = old.index.reconstruct_n(0, old.ntotal)
     keep = ~np.isin(ids, np.fromiter(state.tombstones, dtype=np.int64, count=len(state.tombstones)))
-    fresh = _new_faiss("hnsw", state.manifest.dimension, state.manifest.params)
+    fresh = new_faiss_index("hnsw", state.manifest.dimension, state.manifest.params)
     fresh.add_with_ids(np.ascontiguousarray(vectors[keep]), ids[keep])
     state.faiss_index = fresh
     state.tombstones = set()
@@ -642,7 +642,7 @@ def _read_version(index_dir: Path, manifest: Manifest) -> _State:
         raise IndexStoreError(f"{folder}: the vectors ({index.ntotal} of dimension {index.d}) do not match the "
                               f"manifest ({len(pids)} passages + {len(tombstones)} tombstones, dimension "
                               f"{manifest.dimension}); rebuild the index")
-    _set_search_params(index, manifest)
+    set_faiss_search_params(index, manifest)
     return _State(manifest, index, pids, doc_ids, texts, tokens, tombstones)
 
 
