@@ -24,6 +24,9 @@ DataOpt = Annotated[Optional[str], typer.Option(
     "(corpus.jsonl, queries.jsonl, qrels/), or SQuAD/KorQuAD .json. Default: the bundled Korean sample.")]
 SplitOpt = Annotated[Optional[str], typer.Option(
     help="BEIR: qrels split (default test). KorQuAD/SQuAD: all (default), train or test, by article title.")]
+PrecisionOpt = Annotated[str, typer.Option(
+    help="Model weights: fp32, bf16, fp16 (CUDA only) or auto (bf16 on CPUs with AMX/AVX512-BF16 and on "
+    "bf16-capable GPUs, else fp32). Embeddings are float32 either way.")]
 
 
 def _fail(exc: Exception) -> None:
@@ -65,6 +68,7 @@ def bench(
     split: SplitOpt = None,
     batch_size: Annotated[int, typer.Option(help="Encoding batch size for dense models.")] = 32,
     device: Annotated[Optional[str], typer.Option(help="torch device for dense models (default: auto).")] = None,
+    precision: PrecisionOpt = "fp32",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Benchmark retrievers on a retrieval set: AutoRAG tables per top-k and the card's IR suite."""
@@ -79,7 +83,7 @@ def bench(
         rs = load_retrieval_set(data, split=split)
         console.print(f"[bold]{rs.name}[/]: {len(rs.queries)} queries, {len(rs.corpus)} passages")
         results = run_bench(rs, retriever or list(DEFAULT_RETRIEVERS), ks, batch_size=batch_size, device=device,
-                            show_progress=not quiet)
+                            show_progress=not quiet, precision=precision)
     except KoembedError as exc:
         _fail(exc)
     for table in autorag_tables(results, ks):
@@ -103,6 +107,7 @@ def eval_(
     out: Annotated[Optional[Path], typer.Option(help="Write the metrics as JSON here.")] = None,
     batch_size: Annotated[int, typer.Option(help="Encoding batch size (32, as sentence-transformers).")] = 32,
     device: Annotated[Optional[str], typer.Option(help="torch device (default: auto).")] = None,
+    precision: PrecisionOpt = "fp32",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """The card's IR suite (InformationRetrievalEvaluator definitions) for cosine and dot similarity."""
@@ -114,7 +119,8 @@ def eval_(
     _quiet_libraries()
     try:
         rs = load_retrieval_set(data, split=split)
-        metrics = evaluate_model(rs, model, batch_size=batch_size, device=device, show_progress=not quiet)
+        metrics = evaluate_model(rs, model, batch_size=batch_size, device=device, show_progress=not quiet,
+                                 precision=precision)
     except KoembedError as exc:
         _fail(exc)
     columns = {sim: {k[len(sim) + 1:]: v for k, v in metrics.items() if k.startswith(sim + "_")}
@@ -269,6 +275,38 @@ def mine(
     console.print(f"mined pairs: {out}")
 
 
+@app.command("encode")
+def encode_cmd(
+    model: Annotated[str, typer.Option("--model", "-m", help="Hub id, local folder, or 'minilm'.")],
+    corpus: Annotated[str, typer.Option(help="Passages: a .jsonl/.parquet/.csv id/text file or any retrieval "
+                                        "set, whose corpus is used.")],
+    out: Annotated[Path, typer.Option(help="Output folder; shard i of n goes to OUT/shard-i-of-n/.")],
+    shard: Annotated[str, typer.Option(help="i/n: encode shard i (from 0) of n contiguous shards.")] = "0/1",
+    precision: PrecisionOpt = "fp32",
+    dtype: Annotated[str, typer.Option(help="Stored vectors: float32 or float16 (half the disk).")] = "float32",
+    chunk_size: Annotated[int, typer.Option(min=1, help="Passages per chunk file (the unit of resuming).")] = 4096,
+    batch_size: Annotated[int, typer.Option(min=1, help="Encoding batch size.")] = 32,
+    device: Annotated[Optional[str], typer.Option(help="torch device (default: auto).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Encode a corpus (or one shard of it) to embedding files; rerun the same command to resume."""
+    from koembed.data.docs import load_documents
+    from koembed.encode import encode_corpus, parse_shard
+
+    _quiet_libraries()
+    try:
+        docs = load_documents(corpus)
+        report = encode_corpus(model, list(docs), list(docs.values()), out, shard=parse_shard(shard),
+                               precision=precision, dtype=dtype, chunk_size=chunk_size, batch_size=batch_size,
+                               device=device, show_progress=not quiet)
+    except KoembedError as exc:
+        _fail(exc)
+    info = report.manifest
+    console.print(f"embeddings: {report.shard_dir} (passages {info['shard']['start']}..{info['shard']['stop'] - 1}, "
+                  f"{info['dimension']} dimensions, {info['precision']}, {info['dtype']}; chunks encoded "
+                  f"{report.encoded}, reused {report.skipped})", highlight=False)
+
+
 index_app = typer.Typer(help="A persistent search index on disk (FAISS + Kiwi/BM25): build, add, delete, info. "
                         "Query it with koembed search.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
@@ -286,17 +324,25 @@ def index_build(
     kind: Annotated[str, typer.Option(help="flat (exact), hnsw (graph, approximate) or ivf (clusters, "
                                       "approximate).")] = "flat",
     batch_size: Annotated[int, typer.Option(min=1, help="Encoding batch size.")] = 32,
+    from_embeddings: Annotated[Optional[list[Path]], typer.Option(
+        "--from-embeddings", help="Take the vectors from koembed encode output instead of encoding (repeatable: "
+        "one folder per machine). All shards of one run must be there, made by --model from --corpus.")] = None,
+    precision: PrecisionOpt = "fp32",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Embed and tokenise a corpus into a new index folder."""
+    """Embed (or take stored embeddings of) and tokenise a corpus into a new index folder."""
     from koembed.data.docs import load_documents
-    from koembed.index import build_index
+    from koembed.index import build_index, build_index_from_embeddings
 
     _quiet_libraries()
     try:
         docs = load_documents(corpus)
-        manifest = build_index(model, list(docs), list(docs.values()), out, kind=kind, batch_size=batch_size,
-                               show_progress=not quiet)
+        if from_embeddings:
+            manifest = build_index_from_embeddings(model, from_embeddings, list(docs), list(docs.values()), out,
+                                                   kind=kind, show_progress=not quiet, precision=precision)
+        else:
+            manifest = build_index(model, list(docs), list(docs.values()), out, kind=kind, batch_size=batch_size,
+                                   show_progress=not quiet, precision=precision)
     except KoembedError as exc:
         _fail(exc)
     console.print(f"index: {out} ({manifest.counts['passages']} passages, {manifest.kind}, "
@@ -410,6 +456,7 @@ def serve(
     no_batching: Annotated[bool, typer.Option("--no-batching", help="One encode call per request (for "
                                               "comparison).")] = False,
     device: Annotated[Optional[str], typer.Option(help="torch device (default: auto).")] = None,
+    precision: PrecisionOpt = "fp32",
 ) -> None:
     """Serve the model over HTTP: OpenAI-compatible /v1/embeddings, /search, /health, /metrics."""
     from koembed.server import API_KEY_ENV, ServerLimits, is_loopback
@@ -425,7 +472,8 @@ def serve(
         limits = ServerLimits(max_inputs=max_inputs, max_input_tokens=max_input_tokens,
                               max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms, truncate=truncate,
                               batching=not no_batching)
-        run_server(model, index, host=host, port=port, api_key=api_key, limits=limits, device=device)
+        run_server(model, index, host=host, port=port, api_key=api_key, limits=limits, device=device,
+                   precision=precision)
     except (KoembedError, ValueError) as exc:
         _fail(exc)
 

@@ -145,26 +145,72 @@ class _State:
 def build_index(model_name: str, doc_ids: Sequence[str], texts: Sequence[str], out_dir: str | Path,
                 kind: str = "flat", batch_size: int = 32, show_progress: bool = True, *, model: Any = None,
                 hnsw_m: int = 32, ef_construction: int = 200, ef_search: int = 128, nlist: int | None = None,
-                nprobe: int | None = None) -> Manifest:
+                nprobe: int | None = None, precision: str = "fp32") -> Manifest:
     """Embed and tokenise the passages and write a new index to ``out_dir`` (which must be new or empty).
 
     ``model_name`` is a hub id, local folder or ``minilm``, recorded so that :func:`load_index` and
-    :func:`add_documents` can reload it; pass ``model`` to reuse one already loaded from that name.
+    :func:`add_documents` can reload it; pass ``model`` to reuse one already loaded from that name
+    (``precision`` applies only when it is loaded here).
     ``nlist`` defaults to 4 sqrt(n), lowered so each list gets >= 39 training passages (a tiny corpus gets
     fewer lists; the manifest's ``params.note`` says so). ``nprobe`` defaults to min(nlist, max(8, nlist/16)).
     Everything is computed before anything is written: bad input leaves no folder behind.
     """
-    from koembed.lexical import KiwiTokenizer
     from koembed.models import load_model
 
+    doc_ids, texts, out_dir = _checked_new_build(kind, doc_ids, texts, out_dir)
+    if model is None:
+        model = load_model(model_name, precision=precision)
+    vectors = _embed(model, texts, batch_size, show_progress)
+    return _write_new_index(model_name, model, doc_ids, texts, vectors, out_dir, kind, show_progress,
+                            hnsw_m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search, nlist=nlist,
+                            nprobe=nprobe)
+
+
+def build_index_from_embeddings(model_name: str, embedding_dirs: Sequence[str | Path], doc_ids: Sequence[str],
+                                texts: Sequence[str], out_dir: str | Path, kind: str = "flat",
+                                show_progress: bool = True, *, model: Any = None, hnsw_m: int = 32,
+                                ef_construction: int = 200, ef_search: int = 128, nlist: int | None = None,
+                                nprobe: int | None = None, precision: str = "fp32") -> Manifest:
+    """:func:`build_index` with the vectors read from ``koembed encode`` shards instead of computed.
+
+    ``embedding_dirs`` are ``koembed encode --out`` folders (or shard folders); all shards of one run must be
+    there and complete, made with ``model_name`` from exactly these passages in this order
+    (:func:`koembed.encode.read_embeddings` checks it all, before anything is written). The model is still
+    loaded, once, for the probe embedding and normalisation record that :func:`load_index` checks against.
+    """
+    from koembed.encode import read_embeddings
+    from koembed.models import load_model
+
+    doc_ids, texts, out_dir = _checked_new_build(kind, doc_ids, texts, out_dir)
+    vectors, stored = read_embeddings(embedding_dirs, doc_ids, texts, model_name=model_name)
+    if model is None:
+        model = load_model(model_name, precision=precision)
+    dimension = _embed(model, [PROBE_TEXT], 1, show_progress=False).shape[1]
+    if dimension != stored["dimension"]:
+        raise ModelMismatchError(f"the embeddings have {stored['dimension']} dimensions but {model_name} gives "
+                                 f"{dimension}: they were not made by this model")
+    return _write_new_index(model_name, model, doc_ids, texts, _normalized(vectors), out_dir, kind, show_progress,
+                            hnsw_m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search, nlist=nlist,
+                            nprobe=nprobe)
+
+
+def _checked_new_build(kind: str, doc_ids: Sequence[str], texts: Sequence[str],
+                       out_dir: str | Path) -> tuple[list[str], list[str], Path]:
+    """The checks every build makes before any work: known kind, valid passages, a new output folder."""
     if kind not in KINDS:
         raise SpecError(f"unknown index kind {kind!r}: use {', '.join(KINDS)}")
     doc_ids, texts = _checked_documents(doc_ids, texts)
     out_dir = Path(out_dir)
     _require_new_folder(out_dir)
-    if model is None:
-        model = load_model(model_name)
-    vectors = _embed(model, texts, batch_size, show_progress)
+    return doc_ids, texts, out_dir
+
+
+def _write_new_index(model_name: str, model: Any, doc_ids: list[str], texts: list[str], vectors: np.ndarray,
+                     out_dir: Path, kind: str, show_progress: bool, *, hnsw_m: int, ef_construction: int,
+                     ef_search: int, nlist: int | None, nprobe: int | None) -> Manifest:
+    """Tokenise, build FAISS from normalised float32 ``vectors`` (row i = passage i) and commit version 1."""
+    from koembed.lexical import KiwiTokenizer
+
     tokens = KiwiTokenizer()(texts, show_progress=show_progress)
     params = faiss_index_params(kind, len(texts), hnsw_m, ef_construction, ef_search, nlist, nprobe)
     index = new_faiss_index(kind, vectors.shape[1], params, vectors)
@@ -394,12 +440,16 @@ def load_index(index_dir: str | Path, model: Any = None, *, batch_size: int = 32
 
 def _embed(model: Any, texts: Sequence[str], batch_size: int, show_progress: bool) -> np.ndarray:
     """Embeddings as float32, L2-normalised, so inner product is cosine (a no-op for normalising models)."""
-    import faiss
-
     from koembed.models import encode
 
-    vectors = np.ascontiguousarray(encode(model, texts, batch_size=batch_size, show_progress=show_progress),
-                                   dtype=np.float32)
+    return _normalized(encode(model, texts, batch_size=batch_size, show_progress=show_progress))
+
+
+def _normalized(vectors: np.ndarray) -> np.ndarray:
+    """``vectors`` as contiguous float32 with unit rows (in place when already so), as the index stores them."""
+    import faiss
+
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     faiss.normalize_L2(vectors)
     return vectors
 
@@ -410,12 +460,12 @@ def _normalized_by(model: Any) -> str:
 
 
 def _model_record(name: str, model: Any) -> dict[str, Any]:
-    from koembed.models import MODEL_ALIASES, resolve_model
+    from koembed.models import MODEL_ALIASES, model_identity
 
+    identity = model_identity(name)
     local = name not in MODEL_ALIASES and Path(name).expanduser().is_dir()
-    resolved = str(Path(name).expanduser().resolve()) if local else resolve_model(name)
     probe = _embed(model, [PROBE_TEXT], 1, show_progress=False)[0]
-    return {"name": name, "resolved": resolved, "local": local, "probe": [round(float(v), 7) for v in probe]}
+    return {**identity, "local": local, "probe": [round(float(v), 7) for v in probe]}
 
 
 def _checked_model(model: Any, manifest: Manifest, index_dir: Path, device: str | None = None) -> Any:

@@ -187,12 +187,14 @@ class RetrieverFactory:
     """Builds retrievers from specs, sharing loaded models and fitted children between specs.
 
     ``dense:minilm`` and ``hybrid:bm25+dense:minilm`` in one bench load the model and embed the corpus once.
+    ``precision`` applies to every dense model (:func:`koembed.models.resolve_precision`).
     """
 
     def __init__(self, doc_ids: Sequence[str], texts: Sequence[str], batch_size: int = 32,
-                 show_progress: bool = True, device: str | None = None):
+                 show_progress: bool = True, device: str | None = None, precision: str = "fp32"):
         self.doc_ids, self.texts = list(doc_ids), list(texts)
         self.batch_size, self.show_progress, self.device = batch_size, show_progress, device
+        self.precision = precision
         self._fitted: dict[str, Retriever] = {}
 
     def get(self, spec: str) -> Retriever:
@@ -214,7 +216,7 @@ class RetrieverFactory:
         if parsed.kind == "bm25":
             return BM25Retriever(show_progress=self.show_progress)
         if parsed.kind == "dense":
-            model = load_model(parsed.model, device=self.device)
+            model = load_model(parsed.model, device=self.device, precision=self.precision)
             return DenseRetriever(model, name=spec, batch_size=self.batch_size, show_progress=self.show_progress)
         children = [self.get(child) for child in parsed.children]
         return HybridRetriever(children, fusion=parsed.fusion, weights=parsed.weights, name=spec)

@@ -1,0 +1,295 @@
+"""Encode a corpus to embedding files on disk, in shards and chunks, resumable; read them back for an index.
+
+Layout written by :func:`encode_corpus` (one folder per shard, so n machines can each write one)::
+
+    OUT/shard-{i}-of-{n}/
+      manifest.json           model, dimension, precision, dtype, corpus fingerprint, chunk size, finished chunks
+      chunk-000000.npy        float32 or float16 (rows, dimension), np.save without pickle
+      chunk-000000.ids.json   the passage ids of those rows, in order
+
+Sharding is by position: shard i of n holds passages ``[N*i//n, N*(i+1)//n)`` of the corpus as
+:func:`koembed.data.docs.load_documents` returns it, so concatenating shards 0..n-1 gives the corpus order.
+Each chunk's files are written atomically, then the manifest lists the chunk (with sha256s); a crash leaves
+at most an unlisted chunk, which the next run re-encodes. Rerunning the same command resumes: listed chunks
+whose files still match are skipped. A different corpus, model, precision, dtype or chunk size in the
+same folder is an :class:`EmbeddingStoreError` rather than a silent mix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from koembed import models
+from koembed.errors import KoembedError
+
+log = logging.getLogger(__name__)
+
+FORMAT = "koembed-embeddings"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+DTYPES = ("float32", "float16")
+SHARD_RE = re.compile(r"^shard-(\d+)-of-(\d+)$")
+# Fields of a shard manifest that must equal the current run's for its chunks to be reused.
+IDENTITY_FIELDS = ("format", "format_version", "model", "precision", "dtype", "chunk_size", "corpus", "shard")
+
+
+class EmbeddingStoreError(KoembedError):
+    """Stored embeddings are missing, incomplete, damaged, or do not belong to this corpus or model."""
+
+
+@dataclass(frozen=True)
+class EncodeReport:
+    """What one :func:`encode_corpus` run did: ``encoded`` chunks now, ``skipped`` from an earlier run."""
+
+    shard_dir: Path
+    manifest: dict[str, Any]
+    encoded: int
+    skipped: int
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` (0-based i) as ``(i, n)``; anything else is a :class:`EmbeddingStoreError`."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match:
+        raise EmbeddingStoreError(f"--shard wants i/n, e.g. 0/4 (shard 0 of 4), not {text!r}")
+    index, count = int(match[1]), int(match[2])
+    _check_shard(index, count)
+    return index, count
+
+
+def _check_shard(index: int, count: int) -> None:
+    if count < 1 or not 0 <= index < count:
+        raise EmbeddingStoreError(f"shard {index}/{count}: need 0 <= i < n (shards are numbered from 0)")
+
+
+def shard_bounds(total: int, index: int, count: int) -> tuple[int, int]:
+    """Rows ``[start, stop)`` of shard ``index`` of ``count``: contiguous, sizes differ by at most one."""
+    return total * index // count, total * (index + 1) // count
+
+
+def shard_name(index: int, count: int) -> str:
+    return f"shard-{index}-of-{count}"
+
+
+def corpus_fingerprint(doc_ids: Sequence[str], texts: Sequence[str]) -> str:
+    """sha256 of the ids and texts in order (each pair JSON-encoded, so no two corpora collide by concatenation)."""
+    digest = hashlib.sha256()
+    for doc_id, text in zip(doc_ids, texts, strict=True):
+        digest.update(json.dumps([doc_id, text], ensure_ascii=False).encode("utf-8") + b"\n")
+    return digest.hexdigest()
+
+
+def _chunk_files(k: int) -> tuple[str, str]:
+    return f"chunk-{k:06d}.npy", f"chunk-{k:06d}.ids.json"
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EmbeddingStoreError(f"{path}: unreadable manifest ({exc}); remove the shard folder and re-encode") \
+            from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise EmbeddingStoreError(f"{path}: not a koembed embeddings manifest")
+    if data.get("format_version") != FORMAT_VERSION:
+        raise EmbeddingStoreError(f"{path}: embeddings format {data.get('format_version')!r} is not supported "
+                                  f"(this koembed writes {FORMAT_VERSION}); re-encode")
+    return data
+
+
+def _chunk_ok(shard_dir: Path, entry: dict[str, Any], expected_ids: Sequence[str]) -> bool:
+    """A listed chunk is reusable if both files exist, match their sha256, and hold the expected ids."""
+    vec, ids = shard_dir / entry["file"], shard_dir / entry["ids"]
+    if not (vec.is_file() and ids.is_file()):
+        return False
+    if models.sha256_file(vec) != entry["sha256"] or models.sha256_file(ids) != entry["ids_sha256"]:
+        return False
+    return entry["rows"] == len(expected_ids) and json.loads(ids.read_text(encoding="utf-8")) == list(expected_ids)
+
+
+def _mismatch(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """A message naming the first identity field that differs between a stored manifest and this run."""
+    for name in IDENTITY_FIELDS:
+        if name == "model":
+            if old["model"]["resolved"] != new["model"]["resolved"]:
+                return f"model {old['model']['name']!r} there, {new['model']['name']!r} now"
+        elif old.get(name) != new[name]:
+            what = "corpus (ids or texts changed)" if name == "corpus" else name.replace("_", " ")
+            return f"{what}: {old.get(name)!r} there, {new[name]!r} now"
+    return None
+
+
+def encode_corpus(model_name: str, doc_ids: Sequence[str], texts: Sequence[str], out_dir: str | Path, *,
+                  shard: tuple[int, int] = (0, 1), precision: str = "fp32", dtype: str = "float32",
+                  chunk_size: int = 4096, batch_size: int = 32, device: str | None = None,
+                  show_progress: bool = True, model: Any = None) -> EncodeReport:
+    """Encode shard ``(i, n)`` of the corpus into ``out_dir/shard-{i}-of-{n}``, resuming an earlier run.
+
+    Vectors are :func:`koembed.models.encode`'s (float32, in corpus order, not re-normalised), stored as
+    ``dtype``. ``precision`` is resolved for ``device`` (:func:`koembed.models.resolve_precision`) and the
+    resolved value is recorded, so ``auto`` on two machines that resolve it differently is a mismatch. The
+    model is loaded only if a chunk is left to encode; pass ``model`` (loaded from ``model_name`` with that
+    precision) to reuse one.
+    """
+    from tqdm.auto import tqdm
+
+    from koembed.files import write_json
+
+    doc_ids, texts = list(doc_ids), list(texts)
+    index, count = shard
+    _check_shard(index, count)
+    if dtype not in DTYPES:
+        raise EmbeddingStoreError(f"unknown dtype {dtype!r}: use {', '.join(DTYPES)}")
+    if chunk_size < 1:
+        raise EmbeddingStoreError("chunk size must be at least 1")
+    if len(doc_ids) != len(texts) or not doc_ids:
+        raise EmbeddingStoreError(f"{len(doc_ids)} ids and {len(texts)} texts: need as many, and at least one")
+    if count > len(doc_ids):
+        raise EmbeddingStoreError(f"{count} shards for {len(doc_ids)} passages: use at most one shard per passage")
+    resolved = models.model_precision(model) if model is not None else models.resolve_precision(precision, device)
+    start, stop = shard_bounds(len(doc_ids), index, count)
+    shard_dir = Path(out_dir) / shard_name(index, count)
+    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": models.model_identity(model_name),
+              "precision": resolved, "dtype": dtype, "chunk_size": chunk_size,
+              "corpus": {"fingerprint": corpus_fingerprint(doc_ids, texts), "passages": len(doc_ids)},
+              "shard": {"index": index, "count": count, "start": start, "stop": stop}}
+    manifest: dict[str, Any] = {**header, "dimension": None, "chunks": [], "complete": False}
+    if (shard_dir / MANIFEST).exists():
+        stored = _read_manifest(shard_dir / MANIFEST)
+        problem = _mismatch(stored, header)
+        if problem:
+            raise EmbeddingStoreError(f"{shard_dir} holds embeddings of another run ({problem}): rerun with the "
+                                      "same options, or encode into a new --out folder")
+        manifest = {**stored, **header}
+    bounds = [(a, min(a + chunk_size, stop)) for a in range(start, stop, chunk_size)]
+    listed = {entry["chunk"]: entry for entry in manifest["chunks"]}
+    done = {k for k, entry in listed.items()
+            if k < len(bounds) and _chunk_ok(shard_dir, entry, doc_ids[bounds[k][0]: bounds[k][1]])}
+    for k in sorted(set(listed) - done):
+        log.warning("%s: chunk %d is missing or damaged; encoding it again", shard_dir, k)
+    manifest["chunks"] = [listed[k] for k in sorted(done)]
+    manifest["complete"] = len(done) == len(bounds)
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    write_json(shard_dir / MANIFEST, manifest)
+    pending = [k for k in range(len(bounds)) if k not in done]
+    if pending and model is None:
+        model = models.load_model(model_name, device=device, precision=precision)
+    skipped_rows = sum(b - a for k, (a, b) in enumerate(bounds) if k in done)
+    with tqdm(total=stop - start, initial=skipped_rows, desc=f"Encoding {shard_name(index, count)}",
+              unit="passage", disable=not show_progress) as bar:
+        for k in pending:
+            a, b = bounds[k]
+            vectors = models.encode(model, texts[a:b], batch_size=batch_size, show_progress=False)
+            manifest["chunks"].append(_write_chunk(shard_dir, k, vectors, doc_ids[a:b], dtype, manifest))
+            manifest["chunks"].sort(key=lambda entry: entry["chunk"])
+            manifest["complete"] = len(manifest["chunks"]) == len(bounds)
+            write_json(shard_dir / MANIFEST, manifest)  # lists the chunk only once its files are complete
+            bar.update(b - a)
+    return EncodeReport(shard_dir, manifest, encoded=len(pending), skipped=len(done))
+
+
+def _write_chunk(shard_dir: Path, k: int, vectors: np.ndarray, ids: Sequence[str], dtype: str,
+                 manifest: dict[str, Any]) -> dict[str, Any]:
+    """Write one chunk's vectors and ids atomically; returns its manifest entry (sets the dimension)."""
+    from koembed.files import atomic_open, write_json
+
+    if manifest["dimension"] is None:
+        manifest["dimension"] = int(vectors.shape[1])
+    elif vectors.shape[1] != manifest["dimension"]:
+        raise EmbeddingStoreError(f"{shard_dir}: chunk {k} has dimension {vectors.shape[1]}, earlier chunks "
+                                  f"{manifest['dimension']}")
+    stored = vectors.astype(dtype)
+    if not np.isfinite(stored).all():
+        raise EmbeddingStoreError(f"{shard_dir}: chunk {k} has values beyond {dtype}'s range; use --dtype float32")
+    vec_name, ids_name = _chunk_files(k)
+    with atomic_open(shard_dir / vec_name, "wb") as handle:
+        np.save(handle, stored, allow_pickle=False)
+    write_json(shard_dir / ids_name, list(ids))
+    return {"chunk": k, "file": vec_name, "ids": ids_name, "rows": len(ids),
+            "sha256": models.sha256_file(shard_dir / vec_name), "ids_sha256": models.sha256_file(shard_dir / ids_name)}
+
+
+# --------------------------------------------------------------------------- reading back
+
+
+def _find_shards(dirs: Sequence[str | Path]) -> list[Path]:
+    """Shard folders in ``dirs``: each is a shard folder itself (has manifest.json) or holds ``shard-*-of-*``."""
+    found: list[Path] = []
+    for d in map(Path, dirs):
+        if (d / MANIFEST).is_file():
+            found.append(d)
+        elif d.is_dir():
+            found += sorted(p for p in d.iterdir() if p.is_dir() and SHARD_RE.match(p.name))
+        else:
+            raise EmbeddingStoreError(f"{d}: no such folder of embeddings (made by koembed encode --out)")
+    if not found:
+        raise EmbeddingStoreError(f"no shard folders (shard-i-of-n) in {', '.join(map(str, dirs))}")
+    return found
+
+
+def read_embeddings(dirs: Sequence[str | Path], doc_ids: Sequence[str], texts: Sequence[str],
+                    model_name: str | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """The stored vectors of the whole corpus as one float32 (N, dim) array in corpus order, and one manifest.
+
+    All n shards of one run must be present once and complete; they must agree with each other and with
+    ``doc_ids``/``texts`` (fingerprint, then ids row by row) and, if given, ``model_name``. Every chunk's sha256
+    is checked. Any problem is an :class:`EmbeddingStoreError` naming the shard and what to run.
+    """
+    doc_ids, texts = list(doc_ids), list(texts)
+    shards: dict[int, tuple[Path, dict[str, Any]]] = {}
+    counts: set[int] = set()
+    for path in _find_shards(dirs):
+        manifest = _read_manifest(path / MANIFEST)
+        i, n = manifest["shard"]["index"], manifest["shard"]["count"]
+        counts.add(n)
+        if i in shards:
+            raise EmbeddingStoreError(f"shard {i}/{n} given twice: {shards[i][0]} and {path}")
+        shards[i] = (path, manifest)
+    if len(counts) > 1:
+        raise EmbeddingStoreError(f"shards of different splits ({', '.join(f'n={n}' for n in sorted(counts))}): "
+                                  "give the shards of one koembed encode run")
+    n = counts.pop()
+    missing = [i for i in range(n) if i not in shards]
+    if missing:
+        names = ", ".join(shard_name(i, n) for i in missing)
+        raise EmbeddingStoreError(f"missing {names} of {n}: run koembed encode --shard {missing[0]}/{n} "
+                                  "and pass its folder too")
+    first = shards[0][1]
+    fingerprint = corpus_fingerprint(doc_ids, texts)
+    for i in range(n):
+        path, manifest = shards[i]
+        if not manifest.get("complete"):
+            raise EmbeddingStoreError(f"{path} is incomplete: rerun koembed encode --shard {i}/{n} to finish it")
+        for name in ("model", "precision", "dtype", "dimension", "corpus"):
+            if manifest.get(name) != first.get(name):
+                raise EmbeddingStoreError(f"{path} and {shards[0][0]} differ in {name}: they are not one run")
+        if manifest["corpus"]["fingerprint"] != fingerprint:
+            raise EmbeddingStoreError(f"{path} was encoded from another corpus (fingerprint differs): pass the "
+                                      "--corpus it was encoded from, or re-encode")
+    if model_name is not None and first["model"]["resolved"] != models.model_identity(model_name)["resolved"]:
+        raise EmbeddingStoreError(f"the embeddings were made with {first['model']['name']!r}, not {model_name!r}: "
+                                  "an index's queries must be embedded by the corpus's model")
+    vectors = np.empty((len(doc_ids), first["dimension"]), dtype=np.float32)
+    row = 0
+    for i in range(n):
+        path, manifest = shards[i]
+        for entry in manifest["chunks"]:
+            ids = doc_ids[row: row + entry["rows"]]
+            if not _chunk_ok(path, entry, ids):
+                raise EmbeddingStoreError(f"{path / entry['file']}: missing, altered, or not the corpus's rows "
+                                          f"{row}..{row + entry['rows'] - 1}; rerun koembed encode --shard {i}/{n}")
+            chunk = np.load(path / entry["file"], allow_pickle=False)
+            vectors[row: row + len(chunk)] = chunk
+            row += len(chunk)
+    if row != len(doc_ids):
+        raise EmbeddingStoreError(f"the shards hold {row} vectors for {len(doc_ids)} passages")
+    return vectors, first

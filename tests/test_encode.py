@@ -1,0 +1,281 @@
+"""Fast encoding: weight precision, sharded resumable `koembed encode`, and indexes built from stored embeddings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from koembed import models
+from koembed.cli import app
+from koembed.encode import EmbeddingStoreError, encode_corpus, read_embeddings
+from koembed.errors import ModelLoadError
+from koembed.index import build_index, load_index
+
+CHUNK = 5  # 48 sample passages -> 10 chunks in one shard, 5 per shard of two
+
+
+def cli(*args: str):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    return models.load_model(str(tiny_model_dir))
+
+
+@pytest.fixture(scope="module")
+def docs(sample) -> tuple[list[str], list[str]]:
+    return list(sample.corpus), list(sample.corpus.values())
+
+
+@pytest.fixture(scope="module")
+def corpus_file(tmp_path_factory, docs) -> Path:
+    path = tmp_path_factory.mktemp("corpus") / "passages.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "text": t}, ensure_ascii=False) + "\n" for i, t in zip(*docs)),
+                    encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(model, docs) -> np.ndarray:
+    return models.encode(model, docs[1], show_progress=False)
+
+
+def _encode(tiny_model_dir, docs, out, **kw):
+    return encode_corpus(str(tiny_model_dir), *docs, out, chunk_size=CHUNK, show_progress=False, **kw)
+
+
+# --------------------------------------------------------------------------- precision
+
+
+def test_bf16_embeddings_are_close_to_fp32_and_float32(tiny_model_dir, docs, reference):
+    bf16 = models.load_model(str(tiny_model_dir), precision="bf16")
+    assert models.model_precision(bf16) == "bf16"
+    emb = models.encode(bf16, docs[1], show_progress=False)
+    assert emb.dtype == np.float32 and emb.shape == reference.shape
+    cosine = np.sum(emb * reference, axis=1) / np.linalg.norm(emb, axis=1) / np.linalg.norm(reference, axis=1)
+    assert cosine.min() > 0.99
+
+
+def test_default_precision_is_fp32(model):
+    assert models.model_precision(model) == "fp32"
+
+
+def test_resolve_precision_rules(monkeypatch, tmp_path):
+    monkeypatch.setattr(models, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
+    assert models.resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(models, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+    assert models.resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(models, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
+    assert models.resolve_precision("auto", "cpu") == "fp32"
+    assert models.resolve_precision("auto", "mps") == "fp32"
+    for explicit in ("fp32", "bf16"):
+        assert models.resolve_precision(explicit, "cpu") == explicit
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert models.resolve_precision("auto", "cuda:0") == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert models.resolve_precision("auto", "cuda") == "fp32"
+    assert models.resolve_precision("fp16", "cuda") == "fp16"
+    with pytest.raises(ModelLoadError, match="unknown precision"):
+        models.resolve_precision("int8", "cpu")
+
+
+def test_cpu_flags_are_read_from_cpuinfo(monkeypatch, tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 amx_bf16 avx512f\n\nprocessor\t: 1\n", encoding="utf-8")
+    monkeypatch.setattr(models, "CPUINFO", cpuinfo)
+    assert {"amx_bf16", "avx512f"} <= models.cpu_flags()
+    assert models.resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(models, "CPUINFO", tmp_path / "missing")
+    assert models.cpu_flags() == frozenset()
+    assert models.resolve_precision("auto", "cpu") == "fp32"
+
+
+def test_fp16_on_cpu_is_refused(tiny_model_dir, corpus_file, tmp_path):
+    with pytest.raises(ModelLoadError, match="fp16 on cpu is refused"):
+        models.load_model(str(tiny_model_dir), device="cpu", precision="fp16")
+    result = cli("encode", "--model", tiny_model_dir, "--corpus", corpus_file, "--out", tmp_path / "e",
+                 "--precision", "fp16", "--device", "cpu", "--quiet")
+    assert result.exit_code == 2 and "fp16" in result.output
+    assert not (tmp_path / "e").exists()
+
+
+# --------------------------------------------------------------------------- koembed encode
+
+
+def test_encode_cli_single_shard_equals_models_encode(tiny_model_dir, corpus_file, docs, reference, tmp_path):
+    out = tmp_path / "emb"
+    result = cli("encode", "--model", tiny_model_dir, "--corpus", corpus_file, "--out", out,
+                 "--chunk-size", CHUNK, "--quiet")
+    assert result.exit_code == 0, result.output
+    shard = out / "shard-0-of-1"
+    manifest = json.loads((shard / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["complete"] and manifest["dimension"] == reference.shape[1]
+    assert manifest["precision"] == "fp32" and manifest["dtype"] == "float32"
+    assert len(manifest["chunks"]) == 10 and (shard / "chunk-000009.npy").is_file()
+    assert json.loads((shard / "chunk-000000.ids.json").read_text(encoding="utf-8")) == docs[0][:CHUNK]
+    stored = np.concatenate([np.load(shard / f"chunk-{k:06d}.npy", allow_pickle=False) for k in range(10)])
+    assert stored.dtype == np.float32
+    np.testing.assert_allclose(stored, reference, atol=1e-5)
+    vectors, _ = read_embeddings([out], *docs, model_name=str(tiny_model_dir))
+    np.testing.assert_allclose(vectors, reference, atol=1e-5)
+
+
+def test_encode_float16_storage(tiny_model_dir, docs, reference, tmp_path):
+    report = _encode(tiny_model_dir, docs, tmp_path, dtype="float16")
+    assert np.load(report.shard_dir / "chunk-000000.npy", allow_pickle=False).dtype == np.float16
+    vectors, manifest = read_embeddings([tmp_path], *docs)
+    assert vectors.dtype == np.float32 and manifest["dtype"] == "float16"
+    np.testing.assert_allclose(vectors, reference, atol=2e-3)  # float16 keeps ~3 decimal digits of |v| <= 1
+
+
+def test_two_shards_concatenated_equal_one_shard(tiny_model_dir, docs, tmp_path):
+    whole = _encode(tiny_model_dir, docs, tmp_path / "one")
+    assert whole.encoded == 10
+    for i in range(2):
+        report = _encode(tiny_model_dir, docs, tmp_path / "two", shard=(i, 2))
+        assert report.shard_dir.name == f"shard-{i}-of-2" and report.manifest["complete"]
+    first = json.loads((tmp_path / "two" / "shard-0-of-2" / "chunk-000000.ids.json").read_text(encoding="utf-8"))
+    second = json.loads((tmp_path / "two" / "shard-1-of-2" / "chunk-000000.ids.json").read_text(encoding="utf-8"))
+    assert first == docs[0][:CHUNK] and second == docs[0][24: 24 + CHUNK]  # contiguous, by position
+    one, _ = read_embeddings([tmp_path / "one"], *docs)
+    two, _ = read_embeddings([tmp_path / "two"], *docs)
+    np.testing.assert_allclose(two, one, atol=1e-5)
+
+
+def test_resume_encodes_only_the_remaining_chunks(tiny_model_dir, docs, tmp_path, monkeypatch):
+    real = models.encode
+    calls: list[int] = []
+
+    def crashing(*args, **kwargs):
+        calls.append(len(args[1]))
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed mid-chunk")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(models, "encode", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        _encode(tiny_model_dir, docs, tmp_path / "resumed")
+    shard = tmp_path / "resumed" / "shard-0-of-1"
+    assert (shard / "chunk-000000.npy").is_file() and not (shard / "chunk-000001.npy").exists()
+    assert not [p for p in shard.iterdir() if p.name.endswith(".tmp")]  # no partial file left
+    assert not json.loads((shard / "manifest.json").read_text(encoding="utf-8"))["complete"]
+
+    def counting(*args, **kwargs):
+        calls.append(len(args[1]))
+        return real(*args, **kwargs)
+
+    calls.clear()
+    monkeypatch.setattr(models, "encode", counting)
+    report = _encode(tiny_model_dir, docs, tmp_path / "resumed")
+    assert len(calls) == 9 and (report.encoded, report.skipped) == (9, 1) and report.manifest["complete"]
+    calls.clear()
+    again = _encode(tiny_model_dir, docs, tmp_path / "resumed")  # complete: nothing to do, no model loaded
+    assert calls == [] and (again.encoded, again.skipped) == (0, 10)
+
+    monkeypatch.setattr(models, "encode", real)
+    _encode(tiny_model_dir, docs, tmp_path / "straight")
+    resumed, _ = read_embeddings([tmp_path / "resumed"], *docs)
+    straight, _ = read_embeddings([tmp_path / "straight"], *docs)
+    np.testing.assert_array_equal(resumed, straight)
+
+
+def test_damaged_chunk_is_encoded_again(tiny_model_dir, docs, tmp_path):
+    report = _encode(tiny_model_dir, docs, tmp_path)
+    (report.shard_dir / "chunk-000003.npy").write_bytes(b"garbage")
+    with pytest.raises(EmbeddingStoreError, match="chunk-000003.npy"):
+        read_embeddings([tmp_path], *docs)
+    again = _encode(tiny_model_dir, docs, tmp_path)
+    assert (again.encoded, again.skipped) == (1, 9)
+    read_embeddings([tmp_path], *docs)
+
+
+def test_changed_corpus_or_options_are_errors(tiny_model_dir, docs, tmp_path):
+    _encode(tiny_model_dir, docs, tmp_path)
+    ids, texts = docs
+    changed = (ids, texts[:-1] + [texts[-1] + " (수정)"])
+    with pytest.raises(EmbeddingStoreError, match="corpus"):
+        _encode(tiny_model_dir, changed, tmp_path)
+    with pytest.raises(EmbeddingStoreError, match="another corpus"):
+        read_embeddings([tmp_path], *changed)
+    with pytest.raises(EmbeddingStoreError, match="dtype"):
+        _encode(tiny_model_dir, docs, tmp_path, dtype="float16")
+    with pytest.raises(EmbeddingStoreError, match="precision"):
+        _encode(tiny_model_dir, docs, tmp_path, precision="bf16")
+    other_model = tmp_path / "other-model"  # compared by path before anything is loaded
+    other_model.mkdir()
+    with pytest.raises(EmbeddingStoreError, match="model"):
+        encode_corpus(str(other_model), *docs, tmp_path, chunk_size=CHUNK, show_progress=False)
+    with pytest.raises(EmbeddingStoreError, match="made with"):
+        read_embeddings([tmp_path], *docs, model_name=str(other_model))
+    # The CLI: a rerun over a different corpus file exits 2 with the reason.
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(json.dumps({"id": i, "text": t}, ensure_ascii=False) + "\n" for i, t in zip(*changed)),
+                     encoding="utf-8")
+    result = cli("encode", "--model", tiny_model_dir, "--corpus", other, "--out", tmp_path,
+                 "--chunk-size", CHUNK, "--quiet")
+    assert result.exit_code == 2 and "corpus" in result.output
+
+
+@pytest.mark.parametrize("text", ["2/2", "1", "a/b", "0/0"])
+def test_bad_shard_option(text, tiny_model_dir, corpus_file, tmp_path):
+    result = cli("encode", "--model", tiny_model_dir, "--corpus", corpus_file, "--out", tmp_path, "--shard", text)
+    assert result.exit_code == 2 and "shard" in result.output
+
+
+# --------------------------------------------------------------------------- index from stored embeddings
+
+
+def test_index_from_two_shards_equals_build_index(tiny_model_dir, model, corpus_file, docs, sample, tmp_path):
+    for i in range(2):  # one --out per "machine"
+        result = cli("encode", "--model", tiny_model_dir, "--corpus", corpus_file, "--out", tmp_path / f"m{i}",
+                     "--shard", f"{i}/2", "--chunk-size", CHUNK, "--quiet")
+        assert result.exit_code == 0, result.output
+    result = cli("index", "build", "--model", tiny_model_dir, "--corpus", corpus_file, "--out", tmp_path / "idx",
+                 "--kind", "flat", "--from-embeddings", tmp_path / "m0", "--from-embeddings", tmp_path / "m1",
+                 "--quiet")
+    assert result.exit_code == 0, result.output
+    build_index(str(tiny_model_dir), *docs, tmp_path / "direct", show_progress=False, model=model)
+    stored, direct = load_index(tmp_path / "idx", model=model), load_index(tmp_path / "direct", model=model)
+    assert stored.manifest.model == direct.manifest.model and stored.doc_ids == direct.doc_ids
+    queries = list(sample.queries.values())
+    for mode in ("dense", "hybrid"):
+        got, want = stored.search(queries, 5, mode=mode), direct.search(queries, 5, mode=mode)
+        assert [[d for d, _ in hits] for hits in got] == [[d for d, _ in hits] for hits in want]
+        np.testing.assert_allclose([[s for _, s in h] for h in got], [[s for _, s in h] for h in want], atol=1e-5)
+
+
+def test_index_from_embeddings_with_a_missing_shard_fails_and_writes_nothing(tiny_model_dir, corpus_file,
+                                                                               docs, tmp_path):
+    _encode(tiny_model_dir, docs, tmp_path / "emb", shard=(0, 2))
+    out = tmp_path / "idx"
+    result = cli("index", "build", "--model", tiny_model_dir, "--corpus", corpus_file, "--out", out,
+                 "--from-embeddings", tmp_path / "emb", "--quiet")
+    assert result.exit_code == 2 and "shard-1-of-2" in result.output
+    assert not out.exists()
+
+
+def test_index_from_incomplete_shard_fails(tiny_model_dir, docs, tmp_path, monkeypatch):
+    from koembed.index import build_index_from_embeddings
+
+    real = models.encode
+    calls = []
+
+    def crashing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(models, "encode", crashing)
+    with pytest.raises(RuntimeError):
+        _encode(tiny_model_dir, docs, tmp_path / "emb")
+    with pytest.raises(EmbeddingStoreError, match="incomplete"):
+        build_index_from_embeddings(str(tiny_model_dir), [tmp_path / "emb"], *docs, tmp_path / "idx",
+                                    show_progress=False)
+    assert not (tmp_path / "idx").exists()
