@@ -65,13 +65,19 @@ class DenseRetriever:
         self._query_cache: tuple[tuple[str, ...], object] | None = None
 
     def fit(self, doc_ids: Sequence[str], texts: Sequence[str]) -> None:
-        import torch
-
         from koembed.models import encode
 
+        self.fit_embeddings(doc_ids, encode(self.model, texts, batch_size=self.batch_size,
+                                            show_progress=self.show_progress))
+
+    def fit_embeddings(self, doc_ids: Sequence[str], embeddings: np.ndarray) -> None:
+        """Use corpus embeddings computed elsewhere (stored shards, a timed benchmark) instead of encoding."""
+        import torch
+
+        if len(doc_ids) != len(embeddings):
+            raise ValueError(f"{len(doc_ids)} doc ids but {len(embeddings)} embeddings")
         self._doc_ids = list(doc_ids)
-        emb = encode(self.model, texts, batch_size=self.batch_size, show_progress=self.show_progress)
-        self._corpus_emb = torch.from_numpy(emb)
+        self._corpus_emb = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
         order = sorted(range(len(self._doc_ids)), key=self._doc_ids.__getitem__)
         self._id_rank = [0] * len(order)
         for rank, index in enumerate(order):
