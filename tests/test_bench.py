@@ -105,3 +105,31 @@ def test_bad_retriever_spec_fails_before_any_work(tmp_path):
 def test_top_k_must_be_positive_integers(tmp_path):
     result = CliRunner().invoke(app, ["bench", "--top-k", "1,x", "-r", "bm25"])
     assert result.exit_code == 2
+
+
+def test_cache_dir_reuses_corpus_embeddings_across_runs(tmp_path, tiny_model_dir, monkeypatch):
+    import koembed.models
+
+    calls = []
+    real_encode = koembed.models.encode
+
+    def counting_encode(model, texts, *args, **kwargs):
+        calls.append(len(texts))
+        return real_encode(model, texts, *args, **kwargs)
+
+    monkeypatch.setattr(koembed.models, "encode", counting_encode)
+    spec = f"dense:{tiny_model_dir}"
+    outs = []
+    for run in range(2):
+        out = tmp_path / f"r{run}.json"
+        result = CliRunner().invoke(app, ["bench", "-r", spec, "--top-k", "1,10", "--cache-dir", str(tmp_path / "cache"),
+                                          "--out", str(out), "-q"])
+        assert result.exit_code == 0, result.output
+        outs.append(json.loads(out.read_text())["results"][0]["ir"])
+    from koembed.data import load_retrieval_set
+
+    n_corpus, n_queries = len(load_retrieval_set().corpus), len(load_retrieval_set().queries)
+    # first run: corpus + queries; second run: queries only (the corpus comes from the cache)
+    assert sum(c for c in calls if c == n_corpus) == n_corpus and calls.count(n_queries) == 2
+    assert outs[0] == outs[1]
+    assert len(list((tmp_path / "cache").iterdir())) == 1

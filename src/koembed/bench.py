@@ -47,15 +47,17 @@ def score_run(rs: RetrievalSet, hits: dict[str, list[Hit]], top_k: Sequence[int]
 
 def run_bench(rs: RetrievalSet, specs: Sequence[str], top_k: Sequence[int] = AUTORAG_TOP_K,
               batch_size: int = 32, device: str | None = None, show_progress: bool = True,
-              precision: str = "fp32") -> list[RetrieverResult]:
-    """Fit and run each retriever spec on ``rs`` and score it. Models are loaded once per bench, in ``precision``."""
+              precision: str = "fp32", cache_dir: str | None = None) -> list[RetrieverResult]:
+    """Fit and run each retriever spec on ``rs`` and score it. Models are loaded once per bench, in ``precision``;
+    with ``cache_dir`` dense corpus embeddings are stored and reused across runs (same model and corpus)."""
     if not specs:
         raise ValueError("no retriever given")
     for spec in specs:
         parse_spec(spec)
     depth = max(RUN_DEPTH, *top_k)
     factory = RetrieverFactory(rs.doc_ids, list(rs.corpus.values()), batch_size=batch_size,
-                               show_progress=show_progress, device=device, precision=precision)
+                               show_progress=show_progress, device=device, precision=precision,
+                               cache_dir=cache_dir)
     qids = rs.query_ids
     texts = [rs.queries[q] for q in qids]
     results = []

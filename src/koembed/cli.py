@@ -69,6 +69,9 @@ def bench(
     batch_size: Annotated[int, typer.Option(help="Encoding batch size for dense models.")] = 32,
     device: Annotated[Optional[str], typer.Option(help="torch device for dense models (default: auto).")] = None,
     precision: PrecisionOpt = "fp32",
+    cache_dir: Annotated[Optional[Path], typer.Option(
+        help="Store dense corpus embeddings here and reuse them in later runs (per model, precision and corpus); "
+        "an interrupted encoding resumes.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Benchmark retrievers on a retrieval set: AutoRAG tables per top-k and the card's IR suite."""
@@ -83,7 +86,8 @@ def bench(
         rs = load_retrieval_set(data, split=split)
         console.print(f"[bold]{rs.name}[/]: {len(rs.queries)} queries, {len(rs.corpus)} passages")
         results = run_bench(rs, retriever or list(DEFAULT_RETRIEVERS), ks, batch_size=batch_size, device=device,
-                            show_progress=not quiet, precision=precision)
+                            show_progress=not quiet, precision=precision,
+                            cache_dir=str(cache_dir) if cache_dir else None)
     except KoembedError as exc:
         _fail(exc)
     for table in autorag_tables(results, ks):

@@ -197,6 +197,22 @@ def encode_corpus(model_name: str, doc_ids: Sequence[str], texts: Sequence[str],
     return EncodeReport(shard_dir, manifest, encoded=len(pending), skipped=len(done))
 
 
+def cached_corpus_embeddings(model_name: str, model: Any, doc_ids: Sequence[str], texts: Sequence[str],
+                             cache_dir: str | Path, batch_size: int = 32, show_progress: bool = True) -> np.ndarray:
+    """The corpus embeddings of ``model`` from ``cache_dir``, encoding (resumably) whatever is not there yet.
+
+    One folder per model name, precision and corpus fingerprint, so comparing models on one corpus, or rerunning
+    a bench, encodes each corpus once; a run killed while encoding continues from its last finished chunk.
+    """
+    key = "-".join([re.sub(r"[^0-9A-Za-z._-]+", "_", model_name).strip("_"), models.model_precision(model),
+                    corpus_fingerprint(doc_ids, texts)[:16]])
+    folder = Path(cache_dir) / key
+    encode_corpus(model_name, doc_ids, texts, folder, model=model, batch_size=batch_size,
+                  show_progress=show_progress)
+    vectors, _ = read_embeddings([folder], doc_ids, texts, model_name)
+    return vectors
+
+
 def _write_chunk(shard_dir: Path, k: int, vectors: np.ndarray, ids: Sequence[str], dtype: str,
                  manifest: dict[str, Any]) -> dict[str, Any]:
     """Write one chunk's vectors and ids atomically; returns its manifest entry (sets the dimension)."""

@@ -193,26 +193,25 @@ class RetrieverFactory:
     """Builds retrievers from specs, sharing loaded models and fitted children between specs.
 
     ``dense:minilm`` and ``hybrid:bm25+dense:minilm`` in one bench load the model and embed the corpus once.
-    ``precision`` applies to every dense model (:func:`koembed.models.resolve_precision`).
+    ``precision`` applies to every dense model (:func:`koembed.models.resolve_precision`). With ``cache_dir``,
+    corpus embeddings are stored there per model, precision and corpus, reused by later runs and resumed if a
+    run was interrupted (:func:`koembed.encode.cached_corpus_embeddings`).
     """
 
     def __init__(self, doc_ids: Sequence[str], texts: Sequence[str], batch_size: int = 32,
-                 show_progress: bool = True, device: str | None = None, precision: str = "fp32"):
+                 show_progress: bool = True, device: str | None = None, precision: str = "fp32",
+                 cache_dir: str | None = None):
         self.doc_ids, self.texts = list(doc_ids), list(texts)
         self.batch_size, self.show_progress, self.device = batch_size, show_progress, device
-        self.precision = precision
+        self.precision, self.cache_dir = precision, cache_dir
         self._fitted: dict[str, Retriever] = {}
 
     def get(self, spec: str) -> Retriever:
         """A fitted retriever for ``spec``."""
         spec = spec.strip()
-        if spec in self._fitted:
-            return self._fitted[spec]
-        retriever = self._build(spec)
-        if not isinstance(retriever, HybridRetriever):
-            retriever.fit(self.doc_ids, self.texts)
-        self._fitted[spec] = retriever
-        return retriever
+        if spec not in self._fitted:
+            self._fitted[spec] = self._build(spec)
+        return self._fitted[spec]
 
     def _build(self, spec: str) -> Retriever:
         from koembed.lexical import BM25Retriever
@@ -220,10 +219,21 @@ class RetrieverFactory:
 
         parsed = parse_spec(spec)
         if parsed.kind == "bm25":
-            return BM25Retriever(show_progress=self.show_progress)
+            bm25 = BM25Retriever(show_progress=self.show_progress)
+            bm25.fit(self.doc_ids, self.texts)
+            return bm25
         if parsed.kind == "dense":
             model = load_model(parsed.model, device=self.device, precision=self.precision)
-            return DenseRetriever(model, name=spec, batch_size=self.batch_size, show_progress=self.show_progress)
+            dense = DenseRetriever(model, name=spec, batch_size=self.batch_size, show_progress=self.show_progress)
+            if self.cache_dir is None:
+                dense.fit(self.doc_ids, self.texts)
+            else:
+                from koembed.encode import cached_corpus_embeddings
+
+                dense.fit_embeddings(self.doc_ids, cached_corpus_embeddings(
+                    parsed.model, model, self.doc_ids, self.texts, self.cache_dir, batch_size=self.batch_size,
+                    show_progress=self.show_progress))
+            return dense
         children = [self.get(child) for child in parsed.children]
         return HybridRetriever(children, fusion=parsed.fusion, weights=parsed.weights, name=spec)
 
