@@ -98,3 +98,31 @@ def test_bundled_minilm_with_wrong_checksum_is_refused(monkeypatch):
             models.load_model("minilm")
     finally:
         models.bundled_minilm_path.cache_clear()
+
+
+def test_token_budget_batches_respect_the_budget():
+    lengths = [5, 100, 7, 60, 60, 3, 250, 8]
+    batches = models.token_budget_batches(lengths, 128)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for batch in batches:
+        longest = max(lengths[i] for i in batch)
+        assert len(batch) == 1 or len(batch) * longest <= 128
+        assert lengths[batch[0]] == longest  # longest first
+    assert [6] in batches  # longer than the budget: alone
+
+
+def test_token_budget_encoding_equals_fixed_batches(tiny_model_dir, monkeypatch):
+    model = models.load_model(str(tiny_model_dir))
+    texts = ["짧은 질문"] * 5 + ["나라의 역사와 문화에 관한 아주 긴 문장입니다 " * 8] * 3 + ["보증금 반환 절차 안내"] * 4
+    expected = models.encode(model, texts, batch_size=4, show_progress=False)
+    sizes = []
+    real = model.encode
+
+    def recording(batch, **kwargs):
+        sizes.append((len(batch), kwargs["batch_size"]))
+        return real(batch, **kwargs)
+
+    monkeypatch.setattr(model, "encode", recording)
+    got = models.encode(model, texts, max_batch_tokens=64, show_progress=False)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert all(n == size for n, size in sizes) and len(sizes) >= 3  # one model call per budgeted batch

@@ -290,6 +290,9 @@ def encode_cmd(
     dtype: Annotated[str, typer.Option(help="Stored vectors: float32 or float16 (half the disk).")] = "float32",
     chunk_size: Annotated[int, typer.Option(min=1, help="Passages per chunk file (the unit of resuming).")] = 4096,
     batch_size: Annotated[int, typer.Option(min=1, help="Encoding batch size.")] = 32,
+    max_batch_tokens: Annotated[Optional[int], typer.Option(
+        min=1, help="Batch by a token budget instead of --batch-size: many short texts or few long ones per "
+        "batch (padded size x longest <= budget).")] = None,
     device: Annotated[Optional[str], typer.Option(help="torch device (default: auto).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
@@ -302,6 +305,7 @@ def encode_cmd(
         docs = load_documents(corpus)
         report = encode_corpus(model, list(docs), list(docs.values()), out, shard=parse_shard(shard),
                                precision=precision, dtype=dtype, chunk_size=chunk_size, batch_size=batch_size,
+                               max_batch_tokens=max_batch_tokens,
                                device=device, show_progress=not quiet)
     except KoembedError as exc:
         _fail(exc)

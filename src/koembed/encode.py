@@ -130,7 +130,8 @@ def _mismatch(old: dict[str, Any], new: dict[str, Any]) -> str | None:
 
 def encode_corpus(model_name: str, doc_ids: Sequence[str], texts: Sequence[str], out_dir: str | Path, *,
                   shard: tuple[int, int] = (0, 1), precision: str = "fp32", dtype: str = "float32",
-                  chunk_size: int = 4096, batch_size: int = 32, device: str | None = None,
+                  chunk_size: int = 4096, batch_size: int = 32, max_batch_tokens: int | None = None,
+                  device: str | None = None,
                   show_progress: bool = True, model: Any = None) -> EncodeReport:
     """Encode shard ``(i, n)`` of the corpus into ``out_dir/shard-{i}-of-{n}``, resuming an earlier run.
 
@@ -188,7 +189,8 @@ def encode_corpus(model_name: str, doc_ids: Sequence[str], texts: Sequence[str],
               unit="passage", disable=not show_progress) as bar:
         for k in pending:
             a, b = bounds[k]
-            vectors = models.encode(model, texts[a:b], batch_size=batch_size, show_progress=False)
+            vectors = models.encode(model, texts[a:b], batch_size=batch_size, show_progress=False,
+                                    max_batch_tokens=max_batch_tokens)
             manifest["chunks"].append(_write_chunk(shard_dir, k, vectors, doc_ids[a:b], dtype, manifest))
             manifest["chunks"].sort(key=lambda entry: entry["chunk"])
             manifest["complete"] = len(manifest["chunks"]) == len(bounds)

@@ -223,15 +223,36 @@ def build_model(base: str, pooling: Pooling = "cls", normalize: bool = True, max
     return SentenceTransformer(modules=modules, device=device)
 
 
+def token_budget_batches(lengths: Sequence[int], max_batch_tokens: int) -> list[list[int]]:
+    """Group positions into batches, longest first, so that (batch size x longest length) <= the budget.
+
+    A padded batch costs its size times its longest text, so a budget in tokens keeps every batch about
+    equally expensive: many short texts together, few long ones (a single text longer than the budget is
+    a batch of its own). Returns lists of positions into ``lengths``.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= max_batch_tokens:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
 def encode(model, texts: Sequence[str], batch_size: int = 32, show_progress: bool = True,
-           max_seq_length: int | None = None, chunk_size: int = 2048) -> np.ndarray:
+           max_seq_length: int | None = None, chunk_size: int = 2048,
+           max_batch_tokens: int | None = None) -> np.ndarray:
     """Embed ``texts`` as a float32 array (n, dim), in input order.
 
     Texts are ordered by length (longest first, so a too-large batch fails at once), encoded by
     sentence-transformers ``chunk_size`` at a time, and each chunk is copied into one preallocated
     array: peak memory is the output plus one chunk, whatever n is. ``max_seq_length`` overrides the
-    model's truncation length for this call only. A bf16/fp16 model's output is converted to float32 here
-    (sentence-transformers returns float32 for bf16, but float16 for fp16).
+    model's truncation length for this call only. ``max_batch_tokens`` replaces the fixed ``batch_size`` by a
+    token budget per batch (:func:`token_budget_batches`; lengths from the model's tokenizer after
+    truncation): the way to encode 8192-token passages without running out of memory, and short ones in
+    large batches. A bf16/fp16 model's output is converted to float32 here (sentence-transformers returns
+    float32 for bf16, but float16 for fp16).
     """
     from tqdm.auto import tqdm
 
@@ -241,16 +262,27 @@ def encode(model, texts: Sequence[str], batch_size: int = 32, show_progress: boo
     previous = model.max_seq_length
     if max_seq_length is not None:
         model.max_seq_length = max_seq_length
+
+    def run(idx: list[int], size: int) -> None:
+        nonlocal out
+        emb = model.encode([texts[i] for i in idx], batch_size=size, show_progress_bar=False, convert_to_numpy=True)
+        if out is None:
+            out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
+        out[idx] = np.asarray(emb, dtype=np.float32)
+
     try:
         with tqdm(total=len(texts), desc="Encoding", unit="text", disable=not show_progress) as bar:
             for start in range(0, len(order), chunk_size):
                 idx = order[start: start + chunk_size]
-                emb = model.encode([texts[i] for i in idx], batch_size=batch_size, show_progress_bar=False,
-                                   convert_to_numpy=True)
-                if out is None:
-                    out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
-                out[idx] = np.asarray(emb, dtype=np.float32)
-                bar.update(len(idx))
+                if max_batch_tokens is None:
+                    run(idx, batch_size)
+                    bar.update(len(idx))
+                    continue
+                lengths = [len(ids) for ids in model.tokenizer(
+                    [texts[i] for i in idx], truncation=True, max_length=model.max_seq_length)["input_ids"]]
+                for batch in token_budget_batches(lengths, max_batch_tokens):
+                    run([idx[j] for j in batch], len(batch))
+                    bar.update(len(batch))
     finally:
         model.max_seq_length = previous
     if out is None:  # no texts
