@@ -46,6 +46,22 @@ def reference(model, docs) -> np.ndarray:
     return models.encode(model, docs[1], show_progress=False)
 
 
+def crash_on_second_encode(monkeypatch, error: BaseException) -> list[int]:
+    """Make koembed.models.encode raise ``error`` on its second call (a job dying mid-run); returns the
+    list of chunk sizes it was called with."""
+    real = models.encode
+    calls: list[int] = []
+
+    def crashing(*args, **kwargs):
+        calls.append(len(args[1]))
+        if len(calls) == 2:
+            raise error
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(models, "encode", crashing)
+    return calls
+
+
 def _encode(tiny_model_dir, docs, out, **kw):
     return encode_corpus(str(tiny_model_dir), *docs, out, chunk_size=CHUNK, show_progress=False, **kw)
 
@@ -150,15 +166,7 @@ def test_two_shards_concatenated_equal_one_shard(tiny_model_dir, docs, tmp_path)
 
 def test_resume_encodes_only_the_remaining_chunks(tiny_model_dir, docs, tmp_path, monkeypatch):
     real = models.encode
-    calls: list[int] = []
-
-    def crashing(*args, **kwargs):
-        calls.append(len(args[1]))
-        if len(calls) == 2:
-            raise KeyboardInterrupt("killed mid-chunk")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(models, "encode", crashing)
+    calls = crash_on_second_encode(monkeypatch, KeyboardInterrupt("killed mid-chunk"))
     with pytest.raises(KeyboardInterrupt):
         _encode(tiny_model_dir, docs, tmp_path / "resumed")
     shard = tmp_path / "resumed" / "shard-0-of-1"
@@ -263,16 +271,7 @@ def test_index_from_embeddings_with_a_missing_shard_fails_and_writes_nothing(tin
 def test_index_from_incomplete_shard_fails(tiny_model_dir, docs, tmp_path, monkeypatch):
     from koembed.index import build_index_from_embeddings
 
-    real = models.encode
-    calls = []
-
-    def crashing(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise RuntimeError("killed")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(models, "encode", crashing)
+    crash_on_second_encode(monkeypatch, RuntimeError("killed"))
     with pytest.raises(RuntimeError):
         _encode(tiny_model_dir, docs, tmp_path / "emb")
     with pytest.raises(EmbeddingStoreError, match="incomplete"):
