@@ -347,6 +347,21 @@ def test_beir_blank_lines_are_skipped(tmp_path):
     assert rs.corpus == {"d1": "t"} and rs.relevant == {"q1": [["d1"]]}
 
 
+def test_beir_jsonl_bom_line_separators_and_bad_utf8(tmp_path):
+    directory = write_beir(tmp_path / "b", corpus=[{"_id": "d1", "text": "첫 줄\u2028둘째 줄"},
+                                                   {"_id": "d2", "text": "끝"}],
+                           queries=[{"_id": "q1", "text": "x"}], qrels=[("q1", "d1", 1)])
+    corpus = directory / "corpus.jsonl"
+    lines = corpus.read_text(encoding="utf-8").rstrip("\n").split("\n")
+    corpus.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode("utf-8"))  # BOM, Windows line ends
+    assert read_beir(directory).corpus == {"d1": "첫 줄\u2028둘째 줄", "d2": "끝"}
+    with corpus.open("ab") as handle:  # line 3 in cp949, as Windows Korean editors save it
+        handle.write(b"\n" + '{"_id": "d3", "text": "한글"}'.encode("cp949"))
+    with pytest.raises(DataError, match="not UTF-8") as info:
+        read_beir(directory)
+    assert info.value.row == 3 and "corpus.jsonl" in str(info.value)
+
+
 def test_beir_split_picks_qrels_file(tmp_path):
     directory = write_beir(tmp_path / "b", corpus=[{"_id": "d1", "text": "a"}, {"_id": "d2", "text": "b"}],
                            queries=[{"_id": "q1", "text": "x"}, {"_id": "q2", "text": "y"}],

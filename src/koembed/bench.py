@@ -47,9 +47,10 @@ def score_run(rs: RetrievalSet, hits: dict[str, list[Hit]], top_k: Sequence[int]
 
 def run_bench(rs: RetrievalSet, specs: Sequence[str], top_k: Sequence[int] = AUTORAG_TOP_K,
               batch_size: int = 32, device: str | None = None, show_progress: bool = True,
-              precision: str = "fp32", cache_dir: str | None = None) -> list[RetrieverResult]:
-    """Fit and run each retriever spec on ``rs`` and score it. Models are loaded once per bench, in ``precision``;
-    with ``cache_dir`` dense corpus embeddings are stored and reused across runs (same model and corpus)."""
+              precision: str = "fp32", cache_dir: str | None = None,
+              backend: str = "torch") -> list[RetrieverResult]:
+    """Fit and run each retriever spec on ``rs`` and score it. Models are loaded once per bench, in ``precision``
+    and ``backend`` (:func:`koembed.models.load_model`); with ``cache_dir`` dense corpus embeddings are stored and reused across runs (same model and corpus)."""
     if not specs:
         raise ValueError("no retriever given")
     for spec in specs:
@@ -57,7 +58,7 @@ def run_bench(rs: RetrievalSet, specs: Sequence[str], top_k: Sequence[int] = AUT
     depth = max(RUN_DEPTH, *top_k)
     factory = RetrieverFactory(rs.doc_ids, list(rs.corpus.values()), batch_size=batch_size,
                                show_progress=show_progress, device=device, precision=precision,
-                               cache_dir=cache_dir)
+                               cache_dir=cache_dir, backend=backend)
     qids = rs.query_ids
     texts = [rs.queries[q] for q in qids]
     results = []
@@ -73,11 +74,12 @@ def run_bench(rs: RetrievalSet, specs: Sequence[str], top_k: Sequence[int] = AUT
 
 def evaluate_model(rs: RetrievalSet, model_name: str, batch_size: int = 32, device: str | None = None,
                    show_progress: bool = True, max_seq_length: int | None = None,
-                   precision: str = "fp32") -> dict[str, float]:
+                   precision: str = "fp32", backend: str = "torch") -> dict[str, float]:
     """The card's IR suite for one model, for cosine and dot similarity (``cosine_ndcg@10``, ``dot_mrr@10``...)."""
     from koembed.models import load_model
 
-    model = load_model(model_name, device=device, max_seq_length=max_seq_length, precision=precision)
+    model = load_model(model_name, device=device, max_seq_length=max_seq_length, precision=precision,
+                       backend=backend)
     dense = DenseRetriever(model, name=model_name, similarity="cosine", batch_size=batch_size,
                            show_progress=show_progress)
     dense.fit(rs.doc_ids, list(rs.corpus.values()))

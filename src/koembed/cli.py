@@ -27,6 +27,10 @@ SplitOpt = Annotated[Optional[str], typer.Option(
 PrecisionOpt = Annotated[str, typer.Option(
     help="Model weights: fp32, bf16, fp16 (CUDA only) or auto (bf16 on CPUs with AMX/AVX512-BF16 and on "
     "bf16-capable GPUs, else fp32). Embeddings are float32 either way.")]
+BackendOpt = Annotated[str, typer.Option(
+    help="torch, onnx (onnxruntime, fp32) or onnx-int8 (onnxruntime, int8 weights). ONNX runs on the CPU; a "
+    "torch model is exported once into ~/.cache/koembed ($KOEMBED_CACHE_DIR). A koembed export folder runs "
+    "as the backend it was exported for.")]
 
 
 def _fail(exc: Exception) -> None:
@@ -69,6 +73,7 @@ def bench(
     batch_size: Annotated[int, typer.Option(help="Encoding batch size for dense models.")] = 32,
     device: Annotated[Optional[str], typer.Option(help="torch device for dense models (default: auto).")] = None,
     precision: PrecisionOpt = "fp32",
+    backend: BackendOpt = "torch",
     cache_dir: Annotated[Optional[Path], typer.Option(
         help="Store dense corpus embeddings here and reuse them in later runs (per model, precision and corpus); "
         "an interrupted encoding resumes.")] = None,
@@ -86,7 +91,7 @@ def bench(
         rs = load_retrieval_set(data, split=split)
         console.print(f"[bold]{rs.name}[/]: {len(rs.queries)} queries, {len(rs.corpus)} passages")
         results = run_bench(rs, retriever or list(DEFAULT_RETRIEVERS), ks, batch_size=batch_size, device=device,
-                            show_progress=not quiet, precision=precision,
+                            show_progress=not quiet, precision=precision, backend=backend,
                             cache_dir=str(cache_dir) if cache_dir else None)
     except KoembedError as exc:
         _fail(exc)
@@ -112,6 +117,7 @@ def eval_(
     batch_size: Annotated[int, typer.Option(help="Encoding batch size (32, as sentence-transformers).")] = 32,
     device: Annotated[Optional[str], typer.Option(help="torch device (default: auto).")] = None,
     precision: PrecisionOpt = "fp32",
+    backend: BackendOpt = "torch",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """The card's IR suite (InformationRetrievalEvaluator definitions) for cosine and dot similarity."""
@@ -124,7 +130,7 @@ def eval_(
     try:
         rs = load_retrieval_set(data, split=split)
         metrics = evaluate_model(rs, model, batch_size=batch_size, device=device, show_progress=not quiet,
-                                 precision=precision)
+                                 precision=precision, backend=backend)
     except KoembedError as exc:
         _fail(exc)
     columns = {sim: {k[len(sim) + 1:]: v for k, v in metrics.items() if k.startswith(sim + "_")}
@@ -287,6 +293,7 @@ def encode_cmd(
     out: Annotated[Path, typer.Option(help="Output folder; shard i of n goes to OUT/shard-i-of-n/.")],
     shard: Annotated[str, typer.Option(help="i/n: encode shard i (from 0) of n contiguous shards.")] = "0/1",
     precision: PrecisionOpt = "fp32",
+    backend: BackendOpt = "torch",
     dtype: Annotated[str, typer.Option(help="Stored vectors: float32 or float16 (half the disk).")] = "float32",
     chunk_size: Annotated[int, typer.Option(min=1, help="Passages per chunk file (the unit of resuming).")] = 4096,
     batch_size: Annotated[int, typer.Option(min=1, help="Encoding batch size.")] = 32,
@@ -304,7 +311,7 @@ def encode_cmd(
     try:
         docs = load_documents(corpus)
         report = encode_corpus(model, list(docs), list(docs.values()), out, shard=parse_shard(shard),
-                               precision=precision, dtype=dtype, chunk_size=chunk_size, batch_size=batch_size,
+                               precision=precision, backend=backend, dtype=dtype, chunk_size=chunk_size, batch_size=batch_size,
                                max_batch_tokens=max_batch_tokens,
                                device=device, show_progress=not quiet)
     except KoembedError as exc:
@@ -313,6 +320,28 @@ def encode_cmd(
     console.print(f"embeddings: {report.shard_dir} (passages {info['shard']['start']}..{info['shard']['stop'] - 1}, "
                   f"{info['dimension']} dimensions, {info['precision']}, {info['dtype']}; chunks encoded "
                   f"{report.encoded}, reused {report.skipped})", highlight=False)
+
+
+@app.command()
+def export(
+    model: Annotated[str, typer.Option("--model", "-m", help="Hub id, local folder, or 'minilm'.")],
+    out: Annotated[Path, typer.Option(help="New (or empty) folder for the exported copy.")],
+    backend: Annotated[str, typer.Option(help="onnx (fp32 graph) or onnx-int8 (int8 MatMul weights, per "
+                                         "channel; about 1.7x faster on a CPU with VNNI).")] = "onnx-int8",
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")] = False,
+) -> None:
+    """Export a model to ONNX (optionally int8) for onnxruntime; use the folder as any model (--model DIR)."""
+    from koembed.onnx_model import export_model
+
+    _quiet_libraries()
+    try:
+        report = export_model(model, out, backend=backend, overwrite=overwrite)
+    except KoembedError as exc:
+        _fail(exc)
+    check = report["check"]
+    console.print(f"export: {report['out']} ({report['backend']}, {report['megabytes']} MB); cosine to the fp32 "
+                  f"torch model on {check['texts']} sample texts: mean {check['cosine_mean']:.4f}, "
+                  f"min {check['cosine_min']:.4f}", highlight=False)
 
 
 index_app = typer.Typer(help="A persistent search index on disk (FAISS + Kiwi/BM25): build, add, delete, info. "
@@ -336,6 +365,7 @@ def index_build(
         "--from-embeddings", help="Take the vectors from koembed encode output instead of encoding (repeatable: "
         "one folder per machine). All shards of one run must be there, made by --model from --corpus.")] = None,
     precision: PrecisionOpt = "fp32",
+    backend: BackendOpt = "torch",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Embed (or take stored embeddings of) and tokenise a corpus into a new index folder."""
@@ -347,10 +377,11 @@ def index_build(
         docs = load_documents(corpus)
         if from_embeddings:
             manifest = build_index_from_embeddings(model, from_embeddings, list(docs), list(docs.values()), out,
-                                                   kind=kind, show_progress=not quiet, precision=precision)
+                                                   kind=kind, show_progress=not quiet, precision=precision,
+                                                   backend=backend)
         else:
             manifest = build_index(model, list(docs), list(docs.values()), out, kind=kind, batch_size=batch_size,
-                                   show_progress=not quiet, precision=precision)
+                                   show_progress=not quiet, precision=precision, backend=backend)
     except KoembedError as exc:
         _fail(exc)
     console.print(f"index: {out} ({manifest.counts['passages']} passages, {manifest.kind}, "
@@ -465,6 +496,7 @@ def serve(
                                               "comparison).")] = False,
     device: Annotated[Optional[str], typer.Option(help="torch device (default: auto).")] = None,
     precision: PrecisionOpt = "fp32",
+    backend: BackendOpt = "torch",
 ) -> None:
     """Serve the model over HTTP: OpenAI-compatible /v1/embeddings, /search, /health, /metrics."""
     from koembed.server import API_KEY_ENV, ServerLimits, is_loopback
@@ -481,7 +513,7 @@ def serve(
                               max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms, truncate=truncate,
                               batching=not no_batching)
         run_server(model, index, host=host, port=port, api_key=api_key, limits=limits, device=device,
-                   precision=precision)
+                   precision=precision, backend=backend)
     except (KoembedError, ValueError) as exc:
         _fail(exc)
 

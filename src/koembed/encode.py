@@ -129,7 +129,8 @@ def _mismatch(old: dict[str, Any], new: dict[str, Any]) -> str | None:
 
 
 def encode_corpus(model_name: str, doc_ids: Sequence[str], texts: Sequence[str], out_dir: str | Path, *,
-                  shard: tuple[int, int] = (0, 1), precision: str = "fp32", dtype: str = "float32",
+                  shard: tuple[int, int] = (0, 1), precision: str = "fp32", backend: str = "torch",
+                  dtype: str = "float32",
                   chunk_size: int = 4096, batch_size: int = 32, max_batch_tokens: int | None = None,
                   device: str | None = None,
                   show_progress: bool = True, model: Any = None) -> EncodeReport:
@@ -139,7 +140,7 @@ def encode_corpus(model_name: str, doc_ids: Sequence[str], texts: Sequence[str],
     ``dtype``. ``precision`` is resolved for ``device`` (:func:`koembed.models.resolve_precision`) and the
     resolved value is recorded, so ``auto`` on two machines that resolve it differently is a mismatch. The
     model is loaded only if a chunk is left to encode; pass ``model`` (loaded from ``model_name`` with that
-    precision) to reuse one.
+    precision and ``backend``) to reuse one. An ONNX backend is recorded as the precision (``onnx-int8``).
     """
     from tqdm.auto import tqdm
 
@@ -156,7 +157,8 @@ def encode_corpus(model_name: str, doc_ids: Sequence[str], texts: Sequence[str],
         raise EmbeddingStoreError(f"{len(doc_ids)} ids and {len(texts)} texts: need as many, and at least one")
     if count > len(doc_ids):
         raise EmbeddingStoreError(f"{count} shards for {len(doc_ids)} passages: use at most one shard per passage")
-    resolved = models.model_precision(model) if model is not None else models.resolve_precision(precision, device)
+    resolved = (models.model_precision(model) if model is not None
+                else models.expected_precision(model_name, precision, backend, device))
     start, stop = shard_bounds(len(doc_ids), index, count)
     shard_dir = Path(out_dir) / shard_name(index, count)
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": models.model_identity(model_name),
@@ -183,7 +185,7 @@ def encode_corpus(model_name: str, doc_ids: Sequence[str], texts: Sequence[str],
     write_json(shard_dir / MANIFEST, manifest)
     pending = [k for k in range(len(bounds)) if k not in done]
     if pending and model is None:
-        model = models.load_model(model_name, device=device, precision=precision)
+        model = models.load_model(model_name, device=device, precision=precision, backend=backend)
     skipped_rows = sum(b - a for k, (a, b) in enumerate(bounds) if k in done)
     with tqdm(total=stop - start, initial=skipped_rows, desc=f"Encoding {shard_name(index, count)}",
               unit="passage", disable=not show_progress) as bar:

@@ -145,12 +145,13 @@ class _State:
 def build_index(model_name: str, doc_ids: Sequence[str], texts: Sequence[str], out_dir: str | Path,
                 kind: str = "flat", batch_size: int = 32, show_progress: bool = True, *, model: Any = None,
                 hnsw_m: int = 32, ef_construction: int = 200, ef_search: int = 128, nlist: int | None = None,
-                nprobe: int | None = None, precision: str = "fp32") -> Manifest:
+                nprobe: int | None = None, precision: str = "fp32", backend: str = "torch") -> Manifest:
     """Embed and tokenise the passages and write a new index to ``out_dir`` (which must be new or empty).
 
     ``model_name`` is a hub id, local folder or ``minilm``, recorded so that :func:`load_index` and
     :func:`add_documents` can reload it; pass ``model`` to reuse one already loaded from that name
-    (``precision`` applies only when it is loaded here).
+    (``precision`` and ``backend`` apply only when it is loaded here; the backend is recorded, and searches
+    load the model with it).
     ``nlist`` defaults to 4 sqrt(n), lowered so each list gets >= 39 training passages (a tiny corpus gets
     fewer lists; the manifest's ``params.note`` says so). ``nprobe`` defaults to min(nlist, max(8, nlist/16)).
     Everything is computed before anything is written: bad input leaves no folder behind.
@@ -159,7 +160,7 @@ def build_index(model_name: str, doc_ids: Sequence[str], texts: Sequence[str], o
 
     doc_ids, texts, out_dir = _checked_new_build(kind, doc_ids, texts, out_dir)
     if model is None:
-        model = load_model(model_name, precision=precision)
+        model = load_model(model_name, precision=precision, backend=backend)
     vectors = _embed(model, texts, batch_size, show_progress)
     return _write_new_index(model_name, model, doc_ids, texts, vectors, out_dir, kind, show_progress,
                             hnsw_m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search, nlist=nlist,
@@ -170,7 +171,8 @@ def build_index_from_embeddings(model_name: str, embedding_dirs: Sequence[str | 
                                 texts: Sequence[str], out_dir: str | Path, kind: str = "flat",
                                 show_progress: bool = True, *, model: Any = None, hnsw_m: int = 32,
                                 ef_construction: int = 200, ef_search: int = 128, nlist: int | None = None,
-                                nprobe: int | None = None, precision: str = "fp32") -> Manifest:
+                                nprobe: int | None = None, precision: str = "fp32",
+                                backend: str = "torch") -> Manifest:
     """:func:`build_index` with the vectors read from ``koembed encode`` shards instead of computed.
 
     ``embedding_dirs`` are ``koembed encode --out`` folders (or shard folders); all shards of one run must be
@@ -184,7 +186,7 @@ def build_index_from_embeddings(model_name: str, embedding_dirs: Sequence[str | 
     doc_ids, texts, out_dir = _checked_new_build(kind, doc_ids, texts, out_dir)
     vectors, stored = read_embeddings(embedding_dirs, doc_ids, texts, model_name=model_name)
     if model is None:
-        model = load_model(model_name, precision=precision)
+        model = load_model(model_name, precision=precision, backend=backend)
     dimension = _embed(model, [PROBE_TEXT], 1, show_progress=False).shape[1]
     if dimension != stored["dimension"]:
         raise ModelMismatchError(f"the embeddings have {stored['dimension']} dimensions but {model_name} gives "
@@ -465,7 +467,8 @@ def _model_record(name: str, model: Any) -> dict[str, Any]:
     identity = model_identity(name)
     local = name not in MODEL_ALIASES and Path(name).expanduser().is_dir()
     probe = _embed(model, [PROBE_TEXT], 1, show_progress=False)[0]
-    return {**identity, "local": local, "probe": [round(float(v), 7) for v in probe]}
+    return {**identity, "local": local, "backend": getattr(model, "backend", "torch"),
+            "probe": [round(float(v), 7) for v in probe]}
 
 
 def _checked_model(model: Any, manifest: Manifest, index_dir: Path, device: str | None = None) -> Any:
@@ -475,7 +478,8 @@ def _checked_model(model: Any, manifest: Manifest, index_dir: Path, device: str 
     record = manifest.model
     if model is None:
         label = record["name"]
-        model = load_model(record["resolved"] if record["local"] else record["name"], device=device)
+        model = load_model(record["resolved"] if record["local"] else record["name"], device=device,
+                           backend=record.get("backend", "torch"))
     elif isinstance(model, (str, Path)):
         label = str(model)
         model = load_model(str(model), device=device)

@@ -142,11 +142,27 @@ def resolve_precision(precision: str, device: str | None) -> str:
 
 
 def model_precision(model) -> str:
-    """``fp32``, ``bf16`` or ``fp16``: the dtype of the model's weights (what :func:`load_model` cast them to)."""
+    """``fp32``, ``bf16`` or ``fp16``: the dtype of the model's weights (what :func:`load_model` cast them to);
+    ``onnx`` or ``onnx-int8`` for an ONNX model. Stored embeddings record it, so no two forms are mixed."""
     import torch
+
+    if getattr(model, "backend", "torch") != "torch":
+        return str(model.backend)
 
     dtype = next(model.parameters()).dtype
     return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
+
+
+def expected_precision(name_or_path: str, precision: str = "fp32", backend: str = "torch",
+                       device: str | None = None) -> str:
+    """What :func:`model_precision` of ``load_model(name_or_path, device, precision=, backend=)`` will be, without
+    loading it: lets stored embeddings be checked before a long model load."""
+    from koembed import onnx_model
+
+    onnx_model.check_backend(backend, precision, device)
+    if onnx_model.is_export(name_or_path):
+        return onnx_model.export_backend(name_or_path)
+    return backend if backend in onnx_model.ONNX_BACKENDS else resolve_precision(precision, device)
 
 
 def model_identity(name: str) -> dict[str, str]:
@@ -158,7 +174,7 @@ def model_identity(name: str) -> dict[str, str]:
 
 
 def load_model(name_or_path: str, device: str | None = None, max_seq_length: int | None = None,
-               pooling: Pooling = "cls", precision: str = "fp32"):
+               pooling: Pooling = "cls", precision: str = "fp32", backend: str = "torch"):
     """Load a sentence-transformers model by hub id, local folder, or alias (``minilm``).
 
     A local folder without ``modules.json`` (a plain Hugging Face encoder) is wrapped as BGE-m3 is:
@@ -166,9 +182,31 @@ def load_model(name_or_path: str, device: str | None = None, max_seq_length: int
     is not there and the hub cannot be reached, :class:`ModelLoadError` says so and suggests a path.
     ``precision`` (see :func:`resolve_precision`, checked before anything is loaded) casts the weights to
     bf16/fp16; :func:`encode` still returns float32.
+    ``backend`` ``onnx``/``onnx-int8`` returns a :class:`koembed.onnx_model.OnnxEncoder` (CPU only, fp32 or
+    int8 weights), exported once into the koembed cache; a ``koembed export`` folder always loads as the
+    backend it was exported for (asking for the other ONNX backend is an error).
     """
     from sentence_transformers import SentenceTransformer
 
+    from koembed import onnx_model
+
+    onnx_model.check_backend(backend, precision, device)
+    if onnx_model.is_export(name_or_path):
+        exported = onnx_model.export_backend(name_or_path)
+        if backend in onnx_model.ONNX_BACKENDS and backend != exported:
+            raise ModelLoadError(f"{name_or_path} is a {exported} export; export it again with --backend "
+                                 f"{backend}, or load the original model")
+        onnx_model.check_backend(exported, precision, device)
+        model = onnx_model.OnnxEncoder(name_or_path)
+        if max_seq_length is not None:
+            model.max_seq_length = max_seq_length
+        return model
+    if backend in onnx_model.ONNX_BACKENDS:
+        source = load_model(name_or_path, device="cpu", pooling=pooling)
+        model = onnx_model.OnnxEncoder(onnx_model.cached_export(source, backend, model_identity(name_or_path)))
+        if max_seq_length is not None:
+            model.max_seq_length = max_seq_length
+        return model
     resolved_precision = resolve_precision(precision, device)  # fp16 on a CPU fails before a long load
     target = resolve_model(name_or_path)
     path = Path(target).expanduser()
@@ -258,7 +296,8 @@ def encode(model, texts: Sequence[str], batch_size: int = 32, show_progress: boo
 
     texts = list(texts)
     out: np.ndarray | None = None
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    order = np.argsort(-lengths, kind="stable")  # longest first; an array, not n Python ints
     previous = model.max_seq_length
     if max_seq_length is not None:
         model.max_seq_length = max_seq_length
@@ -273,7 +312,7 @@ def encode(model, texts: Sequence[str], batch_size: int = 32, show_progress: boo
     try:
         with tqdm(total=len(texts), desc="Encoding", unit="text", disable=not show_progress) as bar:
             for start in range(0, len(order), chunk_size):
-                idx = order[start: start + chunk_size]
+                idx = order[start: start + chunk_size].tolist()
                 if max_batch_tokens is None:
                     run(idx, batch_size)
                     bar.update(len(idx))
@@ -291,14 +330,16 @@ def encode(model, texts: Sequence[str], batch_size: int = 32, show_progress: boo
 
 
 def make_tiny_xlmr(out_dir: str | Path, texts: Sequence[str] | None = None, vocab_size: int = 800,
-                   hidden_size: int = 32, layers: int = 2, seed: int = 0, initializer_range: float = 0.5) -> Path:
+                   hidden_size: int = 32, layers: int = 2, seed: int = 0, initializer_range: float = 0.5,
+                   max_length: int = 128) -> Path:
     """Save a tiny, randomly initialised XLM-RoBERTa + CLS pooling + Normalize model to ``out_dir``.
 
     Same classes as ``BAAI/bge-m3`` (XLMRobertaModel, a SentencePiece-style Unigram tokenizer with
     XLM-R's special tokens), toy sizes, so tests run the bge-m3 code path in seconds. The tokenizer is
     trained on ``texts`` (default: the bundled Korean sample). Deterministic for a given ``seed``.
     ``initializer_range`` is far above XLM-R's 0.02: at 0.02 a tiny random encoder maps every text to nearly
-    the same vector (cosine 1.0 to four decimals), which would leave rankings to tie order.
+    the same vector (cosine 1.0 to four decimals), which would leave rankings to tie order. ``max_length`` is
+    the longest input in tokens (XLM-R's position table has two more rows).
     """
     import torch
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -327,16 +368,16 @@ def make_tiny_xlmr(out_dir: str | Path, texts: Sequence[str] | None = None, voca
         special_tokens=[("<s>", tok.token_to_id("<s>")), ("</s>", tok.token_to_id("</s>"))])
     fast = XLMRobertaTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>",
                                    cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
-                                   model_max_length=128)
+                                   model_max_length=max_length)
     torch.manual_seed(seed)
     config = XLMRobertaConfig(vocab_size=tok.get_vocab_size(), hidden_size=hidden_size, num_hidden_layers=layers,
                               num_attention_heads=2, intermediate_size=hidden_size * 2,
-                              max_position_embeddings=130, pad_token_id=fast.pad_token_id,
+                              max_position_embeddings=max_length + 2, pad_token_id=fast.pad_token_id,
                               bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
                               initializer_range=initializer_range)
     XLMRobertaModel(config).save_pretrained(encoder_dir)
     fast.save_pretrained(encoder_dir)
-    model = build_model(str(encoder_dir), pooling="cls", normalize=True, max_seq_length=128, device="cpu")
+    model = build_model(str(encoder_dir), pooling="cls", normalize=True, max_seq_length=max_length, device="cpu")
     model.save(str(out_dir))
     scratch.cleanup()
     return out_dir

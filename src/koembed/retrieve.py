@@ -78,10 +78,10 @@ class DenseRetriever:
             raise ValueError(f"{len(doc_ids)} doc ids but {len(embeddings)} embeddings")
         self._doc_ids = list(doc_ids)
         self._corpus_emb = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
-        order = sorted(range(len(self._doc_ids)), key=self._doc_ids.__getitem__)
-        self._id_rank = [0] * len(order)
-        for rank, index in enumerate(order):
-            self._id_rank[index] = rank
+        # each row's position in doc-id order, for tie-breaking; an int64 array, not 1M Python ints
+        order = np.argsort(np.array(self._doc_ids, dtype=object), kind="stable")
+        self._id_rank = np.empty(len(order), dtype=np.int64)
+        self._id_rank[order] = np.arange(len(order))
 
     def with_similarity(self, similarity: str) -> DenseRetriever:
         """A view on the same fitted corpus embeddings that scores with another similarity."""
@@ -193,17 +193,17 @@ class RetrieverFactory:
     """Builds retrievers from specs, sharing loaded models and fitted children between specs.
 
     ``dense:minilm`` and ``hybrid:bm25+dense:minilm`` in one bench load the model and embed the corpus once.
-    ``precision`` applies to every dense model (:func:`koembed.models.resolve_precision`). With ``cache_dir``,
+    ``precision`` and ``backend`` apply to every dense model (:func:`koembed.models.load_model`). With ``cache_dir``,
     corpus embeddings are stored there per model, precision and corpus, reused by later runs and resumed if a
     run was interrupted (:func:`koembed.encode.cached_corpus_embeddings`).
     """
 
     def __init__(self, doc_ids: Sequence[str], texts: Sequence[str], batch_size: int = 32,
                  show_progress: bool = True, device: str | None = None, precision: str = "fp32",
-                 cache_dir: str | None = None):
+                 cache_dir: str | None = None, backend: str = "torch"):
         self.doc_ids, self.texts = list(doc_ids), list(texts)
         self.batch_size, self.show_progress, self.device = batch_size, show_progress, device
-        self.precision, self.cache_dir = precision, cache_dir
+        self.precision, self.cache_dir, self.backend = precision, cache_dir, backend
         self._fitted: dict[str, Retriever] = {}
 
     def get(self, spec: str) -> Retriever:
@@ -223,7 +223,7 @@ class RetrieverFactory:
             bm25.fit(self.doc_ids, self.texts)
             return bm25
         if parsed.kind == "dense":
-            model = load_model(parsed.model, device=self.device, precision=self.precision)
+            model = load_model(parsed.model, device=self.device, precision=self.precision, backend=self.backend)
             dense = DenseRetriever(model, name=spec, batch_size=self.batch_size, show_progress=self.show_progress)
             if self.cache_dir is None:
                 dense.fit(self.doc_ids, self.texts)

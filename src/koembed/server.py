@@ -665,7 +665,7 @@ def _render_embeddings(rows: np.ndarray, dimensions: int | None, encoding_format
 
 def serve(model_name: str, index_dir: str | Path | None = None, *, host: str = DEFAULT_HOST, port: int = 8000,
           api_key: str | None = None, limits: ServerLimits = ServerLimits(), device: str | None = None,
-          log_level: str = "info", precision: str = "fp32") -> None:
+          log_level: str = "info", precision: str = "fp32", backend: str = "torch") -> None:
     """Load the model (and index), then serve them with uvicorn until interrupted.
 
     Loading errors (:class:`~koembed.errors.KoembedError`) are raised before anything binds. The index is
@@ -677,7 +677,7 @@ def serve(model_name: str, index_dir: str | Path | None = None, *, host: str = D
     from koembed.index import load_index
     from koembed.models import load_model
 
-    model = load_model(model_name, device=device, precision=precision)
+    model = load_model(model_name, device=device, precision=precision, backend=backend)
     index = load_index(index_dir, model=model) if index_dir is not None else None
     app = create_app(model, model_name, index=index, api_key=api_key, limits=limits)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
