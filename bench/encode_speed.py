@@ -28,6 +28,16 @@ SETTINGS = [("sentence-transformers encode, fp32", "torch", "fp32", "plain"),
             ("koembed onnx (fp32)", "onnx", "fp32", "ours"), ("koembed onnx-int8", "onnx-int8", "fp32", "ours")]
 
 
+def best_of(repeats: int, run):
+    """(fastest wall time of ``repeats`` calls of ``run()``, the last call's result)."""
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = run()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="minilm", help="model name or folder, or tiny-xlmr")
@@ -85,11 +95,7 @@ def main() -> None:
         model = load_model(model_name, max_seq_length=args.max_seq_length, precision=precision, backend=backend)
         load_s = time.perf_counter() - start
         fn(model, texts[:64])  # warm-up
-        best = float("inf")
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            emb = fn(model, texts)
-            best = min(best, time.perf_counter() - start)
+        best, emb = best_of(args.repeats, lambda: fn(model, texts))
         dense = DenseRetriever(model, label, show_progress=False)
         dense.fit_embeddings(rs.doc_ids, emb)  # the ranking uses exactly the embeddings that were timed
         ir, _ = score_run(rs, dict(zip(rs.query_ids, dense.search(queries, 100))), ())
@@ -106,11 +112,7 @@ def main() -> None:
                               (f"koembed fp32, {args.token_budget} tokens per batch, mixed texts",
                                {"max_batch_tokens": args.token_budget})]:
             encode(model, mixed[:64], show_progress=False, **kwargs)  # warm-up
-            best = float("inf")
-            for _ in range(args.repeats):
-                start = time.perf_counter()
-                encode(model, mixed, show_progress=False, **kwargs)
-                best = min(best, time.perf_counter() - start)
+            best, _ = best_of(args.repeats, lambda: encode(model, mixed, show_progress=False, **kwargs))
             rows.append({"setting": label, "precision": "fp32", "passages": len(mixed), "seconds": round(best, 2),
                          "passages_per_s": round(len(mixed) / best, 1), "threads": torch.get_num_threads()})
             print(json.dumps(rows[-1]), flush=True)

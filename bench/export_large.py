@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from encode_speed import best_of
 from gpu_check import BGE_M3  # same config numbers as the GPU measurement
 
 
@@ -64,11 +65,7 @@ def main() -> None:
                                 ("onnx", "onnx", {}), ("onnx-int8", "onnx-int8", {})]:
         model = load_model(str(scratch / name), max_seq_length=128, **kwargs)
         encode(model, texts[:8], show_progress=False)  # warm-up
-        best = float("inf")
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            encode(model, texts, batch_size=16, show_progress=False)
-            best = min(best, time.perf_counter() - start)
+        best, _ = best_of(args.repeats, lambda m=model: encode(m, texts, batch_size=16, show_progress=False))
         rows.append({"step": f"encode {label}", "passages": len(texts), "passages_per_s": round(len(texts) / best, 2),
                      "threads": torch.get_num_threads(), "peak_rss_mb": peak_mb()})
         print(json.dumps(rows[-1]), flush=True)

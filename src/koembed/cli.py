@@ -27,6 +27,7 @@ SplitOpt = Annotated[Optional[str], typer.Option(
 PrecisionOpt = Annotated[str, typer.Option(
     help="Model weights: fp32, bf16, fp16 (CUDA only) or auto (bf16 on CPUs with AMX/AVX512-BF16 and on "
     "bf16-capable GPUs, else fp32). Embeddings are float32 either way.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 BackendOpt = Annotated[str, typer.Option(
     help="torch, onnx (onnxruntime, fp32) or onnx-int8 (onnxruntime, int8 weights). ONNX runs on the CPU; a "
     "torch model is exported once into ~/.cache/koembed ($KOEMBED_CACHE_DIR). A koembed export folder runs "
@@ -77,7 +78,7 @@ def bench(
     cache_dir: Annotated[Optional[Path], typer.Option(
         help="Store dense corpus embeddings here and reuse them in later runs (per model, precision and corpus); "
         "an interrupted encoding resumes.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Benchmark retrievers on a retrieval set: AutoRAG tables per top-k and the card's IR suite."""
     from koembed.bench import (DEFAULT_RETRIEVERS, autorag_tables, ir_table, plot_results, results_document,
@@ -118,7 +119,7 @@ def eval_(
     device: Annotated[Optional[str], typer.Option(help="torch device (default: auto).")] = None,
     precision: PrecisionOpt = "fp32",
     backend: BackendOpt = "torch",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """The card's IR suite (InformationRetrievalEvaluator definitions) for cosine and dot similarity."""
     from koembed.bench import evaluate_model, ir_table
@@ -172,7 +173,7 @@ def train(
     dry_run: Annotated[bool, typer.Option(help="Validate the config and print the plan; load no model.")] = False,
     allow_overlap: Annotated[bool, typer.Option(
         help="Warn instead of refusing when training texts appear in the evaluation set.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Fine-tune an embedding model on (query, passage) pairs with in-batch negatives (cached MNRL)."""
     import json
@@ -254,7 +255,7 @@ def mine(
     no_margin: Annotated[bool, typer.Option("--no-margin", help="No margin filter.")] = False,
     batch_size: Annotated[int, typer.Option(min=1, help="Encoding batch size for dense models.")] = 32,
     device: Annotated[Optional[str], typer.Option(help="torch device for dense models (default: auto).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Mine hard negatives for training pairs from a retriever's ranking, skipping likely false negatives."""
     import json
@@ -301,7 +302,7 @@ def encode_cmd(
         min=1, help="Batch by a token budget instead of --batch-size: many short texts or few long ones per "
         "batch (padded size x longest <= budget).")] = None,
     device: Annotated[Optional[str], typer.Option(help="torch device (default: auto).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Encode a corpus (or one shard of it) to embedding files; rerun the same command to resume."""
     from koembed.data.docs import load_documents
@@ -367,7 +368,7 @@ def index_build(
         "one folder per machine). All shards of one run must be there, made by --model from --corpus.")] = None,
     precision: PrecisionOpt = "fp32",
     backend: BackendOpt = "torch",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Embed (or take stored embeddings of) and tokenise a corpus into a new index folder."""
     from koembed.data.docs import load_documents
@@ -396,7 +397,7 @@ def index_add(
     index: IndexDirOpt,
     docs: Annotated[str, typer.Option(help=DocsHelp + " Ids must be new (delete, then add, to replace).")],
     batch_size: Annotated[int, typer.Option(min=1, help="Encoding batch size.")] = 32,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Add passages to an index (a new version; the old one stays until the switch)."""
     from koembed.data.docs import load_documents

@@ -11,6 +11,21 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _with_umask(path: str | Path, mode: int) -> None:
+    """Give ``path`` ``mode`` less the process umask: what open()/mkdir() would have made (mkstemp/mkdtemp make
+    0600/0700, which another user, e.g. a server, could not read)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
+def staging_dir(parent: str | Path, prefix: str, suffix: str = "") -> Path:
+    """A new, uniquely named folder in ``parent`` to build a result in, then rename into place."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=parent))
+    _with_umask(folder, 0o777)
+    return folder
+
+
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
     """Open a temporary file next to ``path``; rename it over ``path`` only if the block succeeds.
@@ -20,9 +35,7 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the mode open() would have
+    _with_umask(tmp, 0o666)
     binary = "b" in mode
     try:
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as handle:

@@ -39,7 +39,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -726,16 +725,13 @@ def _commit(index_dir: Path, state: _State) -> Manifest:
     import faiss
 
     from koembed import __version__
-    from koembed.files import write_json, write_jsonl
+    from koembed.files import staging_dir, write_json, write_jsonl
     from koembed.models import sha256_file
 
     old = state.manifest.version_dir
     name = f"v{int(old[1:]) + 1 if old else 1:06d}"
     final = index_dir / name
-    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{name}-", dir=index_dir))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; readers (a server) may run as another user
+    tmp = staging_dir(index_dir, prefix=f"{TMP_PREFIX}{name}-")
     try:
         faiss.write_index(state.faiss_index, str(tmp / DENSE_FILE))
         _fsync(tmp / DENSE_FILE)

@@ -191,19 +191,18 @@ def load_model(name_or_path: str, device: str | None = None, max_seq_length: int
     from koembed import onnx_model
 
     onnx_model.check_backend(backend, precision, device)
-    if onnx_model.is_export(name_or_path):
-        exported = onnx_model.export_backend(name_or_path)
-        if backend in onnx_model.ONNX_BACKENDS and backend != exported:
-            raise ModelLoadError(f"{name_or_path} is a {exported} export; export it again with --backend "
-                                 f"{backend}, or load the original model")
-        onnx_model.check_backend(exported, precision, device)
-        model = onnx_model.OnnxEncoder(name_or_path)
-        if max_seq_length is not None:
-            model.max_seq_length = max_seq_length
-        return model
-    if backend in onnx_model.ONNX_BACKENDS:
-        source = load_model(name_or_path, device="cpu", pooling=pooling)
-        model = onnx_model.OnnxEncoder(onnx_model.cached_export(source, backend, model_identity(name_or_path)))
+    if onnx_model.is_export(name_or_path) or backend in onnx_model.ONNX_BACKENDS:
+        if onnx_model.is_export(name_or_path):
+            exported = onnx_model.export_backend(name_or_path)
+            if backend in onnx_model.ONNX_BACKENDS and backend != exported:
+                raise ModelLoadError(f"{name_or_path} is a {exported} export; export it again with --backend "
+                                     f"{backend}, or load the original model")
+            onnx_model.check_backend(exported, precision, device)
+            folder = name_or_path
+        else:
+            source = load_model(name_or_path, device="cpu", pooling=pooling)
+            folder = onnx_model.cached_export(source, backend, model_identity(name_or_path))
+        model = onnx_model.OnnxEncoder(folder)
         if max_seq_length is not None:
             model.max_seq_length = max_seq_length
         return model

@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -29,6 +28,8 @@ from typing import Any
 import numpy as np
 
 from koembed.errors import ModelLoadError
+from koembed.files import staging_dir
+from koembed.models import sha256_file
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
 ONNX_BACKENDS = ("onnx", "onnx-int8")
@@ -81,12 +82,6 @@ def read_meta(folder: str | Path) -> dict[str, Any]:
 def export_backend(folder: str | Path) -> str:
     """``onnx`` or ``onnx-int8``: the backend an export folder was written for."""
     return str(read_meta(folder)["backend"])
-
-
-def _sha256(path: Path) -> str:
-    from koembed.models import sha256_file
-
-    return sha256_file(path)
 
 
 def _pipeline(model: Any, names: Sequence[str]) -> Any:
@@ -145,10 +140,7 @@ def export_onnx(model: Any, out_dir: str | Path, backend: str = "onnx", source: 
     sample = tokenizer(["한국어 문장 임베딩을 내보냅니다.", "짧은 글"], padding=True, return_tensors="pt")
     names = [name for name in MODEL_INPUTS if name in sample]
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(stage, 0o777 & ~umask)  # mkdtemp makes 0700; give the folder the mode mkdir would have
+    stage = staging_dir(out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp")
     try:
         fp32_dir = stage / "fp32" if backend == "onnx-int8" else stage
         fp32_dir.mkdir(exist_ok=True)
@@ -178,7 +170,7 @@ def export_onnx(model: Any, out_dir: str | Path, backend: str = "onnx", source: 
         graph_files = sorted(p.name for p in stage.iterdir())
         tokenizer.save_pretrained(str(stage))
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "backend": backend, "file": GRAPH_FILE,
-                "files": {name: _sha256(stage / name) for name in graph_files}, "inputs": names, "output": "sentence_embedding",
+                "files": {name: sha256_file(stage / name) for name in graph_files}, "inputs": names, "output": "sentence_embedding",
                 "dimension": int(model.get_embedding_dimension()), "max_seq_length": model.max_seq_length,
                 "similarity_fn_name": getattr(model, "similarity_fn_name", None) or "cosine",
                 "normalized": any(type(m).__name__ == "Normalize" for m in model.modules()),
@@ -261,7 +253,7 @@ class OnnxEncoder:
             path = self.folder / str(name)
             if not path.is_file():
                 raise ModelLoadError(f"{path} is missing: export the model again")
-            if _sha256(path) != digest:
+            if sha256_file(path) != digest:
                 raise ModelLoadError(f"{path} does not match its sha256 in {meta_path}: the file was changed or "
                                      "damaged; export the model again")
         self.meta = meta
