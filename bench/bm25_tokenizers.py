@@ -7,13 +7,14 @@ Prints accuracy@1, ndcg@10 and mrr@10 (the card's IR suite) and the time to inde
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
 from koembed.bench import score_run
 from koembed.data import load_retrieval_set
 from koembed.lexical import BM25Retriever
+
+import common
 
 VARIANTS = {
     "content morphemes (default), k1=1.2": {},
@@ -23,7 +24,7 @@ VARIANTS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.parser(__doc__)
     parser.add_argument("--data", default=None, help="retrieval set (default: the bundled sample)")
     parser.add_argument("--split", default=None)
     args = parser.parse_args()

@@ -10,10 +10,11 @@ Both evaluations use the config's max_seq_length, so before and after see the sa
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
+
+import common
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -34,9 +35,11 @@ def korsts_spearman(model_name: str, max_seq_length: int) -> float:
 def evaluate(model_name: str, cfg) -> dict[str, float]:
     from koembed.bench import evaluate_model
     from koembed.data import load_retrieval_set
+    from koembed.models import EncodeOptions, ModelSpec
 
     rs = load_retrieval_set(cfg.data.eval.path, split=cfg.data.eval.split)
-    ir = evaluate_model(rs, model_name, show_progress=False, max_seq_length=cfg.model.max_seq_length)
+    ir = evaluate_model(rs, ModelSpec(model_name, max_seq_length=cfg.model.max_seq_length),
+                        EncodeOptions(show_progress=False))
     keep = ("accuracy@1", "accuracy@10", "ndcg@10", "mrr@10", "map@100")
     out = {k: ir[f"cosine_{k}"] for k in keep}
     out["korsts_spearman"] = korsts_spearman(model_name, cfg.model.max_seq_length)
@@ -44,15 +47,12 @@ def evaluate(model_name: str, cfg) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.parser(__doc__, out=Path("out/cpu_finetune.json"))
     parser.add_argument("--config", default="configs/minilm-ko-cpu.yaml")
     parser.add_argument("--set", action="append", default=[], help="config override, as koembed train --set")
-    parser.add_argument("--out", type=Path, default=Path("out/cpu_finetune.json"))
     args = parser.parse_args()
 
-    from koembed.files import write_json
-    from koembed.train import train
-    from koembed.train_config import load_config
+    from koembed.training import load_config, train
 
     cfg = load_config(args.config, args.set)
     start = time.perf_counter()
@@ -67,7 +67,7 @@ def main() -> None:
     result = {"config": args.config, "overrides": args.set, "examples": summary["examples"],
               "steps": summary["global_step"], "before": before, "after": after,
               "seconds": {"evaluate_before": round(t_before, 1), "train": round(t_train, 1), "total": round(total, 1)}}
-    write_json(args.out, result)
+    common.save(args.out, result)
     print("| metric | before | after | change |\n|---|---|---|---|")
     for k in before:
         print(f"| {k} | {before[k]:.4f} | {after[k]:.4f} | {after[k] - before[k]:+.4f} |")

@@ -10,14 +10,14 @@ recall@10 of that target is printed as a sanity check that the search works at s
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+import common
 
 
 def synthetic_corpus(n_docs: int, n_queries: int, seed: int = 0, words_per_doc: int = 24):
@@ -38,7 +38,7 @@ def synthetic_corpus(n_docs: int, n_queries: int, seed: int = 0, words_per_doc: 
 def run_one(model_name: str, n_docs: int, n_queries: int, max_seq_length: int, batch_size: int) -> dict:
     import torch
 
-    from koembed.models import load_model
+    from koembed.models import EncodeOptions, load_model
     from koembed.retrieve import DenseRetriever
 
     doc_ids, docs, queries, targets = synthetic_corpus(n_docs, n_queries)
@@ -46,13 +46,14 @@ def run_one(model_name: str, n_docs: int, n_queries: int, max_seq_length: int, b
     if model_name == "tiny-384":  # XLM-R classes, MiniLM's width (384), one layer: fast to encode on a CPU
         import tempfile
 
-        from koembed.models import make_tiny_xlmr
+        from koembed.models.testing import make_tiny_xlmr
 
         model_dir = make_tiny_xlmr(Path(tempfile.mkdtemp()) / "tiny", hidden_size=384, layers=1)
         model = load_model(str(model_dir), max_seq_length=max_seq_length)
     else:
         model = load_model(model_name, max_seq_length=max_seq_length)
-    dense = DenseRetriever(model, f"dense:{model_name}", batch_size=batch_size, show_progress=False)
+    options = EncodeOptions(batch_size=batch_size, show_progress=False)
+    dense = DenseRetriever(model, f"dense:{model_name}", options=options)
     start = time.perf_counter()
     dense.fit(doc_ids, docs)
     encode_s = time.perf_counter() - start
@@ -74,29 +75,23 @@ def run_one(model_name: str, n_docs: int, n_queries: int, max_seq_length: int, b
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.isolating(common.parser(__doc__))
     parser.add_argument("--model", default="minilm")
-    parser.add_argument("--sizes", default="50000,100000,200000")
+    parser.add_argument("--sizes", type=common.int_list, default="50000,100000,200000")
     parser.add_argument("--queries", type=int, default=5000)
     parser.add_argument("--max-seq-length", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: run one size in this process
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.model, args.one, args.queries, args.max_seq_length, args.batch_size)))
+        print(json.dumps(run_one(args.model, int(args.one), args.queries, args.max_seq_length, args.batch_size)))
         return
     rows = []
-    for size in [int(s) for s in args.sizes.split(",")]:
+    for size in args.sizes:
         cmd = [sys.executable, __file__, "--model", args.model, "--queries", str(args.queries), "--max-seq-length",
                str(args.max_seq_length), "--batch-size", str(args.batch_size), "--one", str(size)]
-        line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-        rows.append(json.loads(line))
+        rows.append(common.isolated(cmd, {"docs": size}))
         print(json.dumps(rows[-1]), flush=True)
-    if args.out:
-        from koembed.files import write_json
-
-        write_json(args.out, rows)
+    common.save(args.out, rows)
 
 
 if __name__ == "__main__":

@@ -16,11 +16,12 @@ The one-off ONNX export time is reported separately (``export_s``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
 from pathlib import Path
+
+import common
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SETTINGS = [("sentence-transformers encode, fp32", "torch", "fp32", "plain"),
@@ -28,18 +29,8 @@ SETTINGS = [("sentence-transformers encode, fp32", "torch", "fp32", "plain"),
             ("koembed onnx (fp32)", "onnx", "fp32", "ours"), ("koembed onnx-int8", "onnx-int8", "fp32", "ours")]
 
 
-def best_of(repeats: int, run):
-    """(fastest wall time of ``repeats`` calls of ``run()``, the last call's result)."""
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = run()
-        best = min(best, time.perf_counter() - start)
-    return best, result
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.parser(__doc__)
     parser.add_argument("--model", default="minilm", help="model name or folder, or tiny-xlmr")
     parser.add_argument("--corpus", choices=["korquad", "synthetic"], default="korquad")
     parser.add_argument("--docs", type=int, default=50_000, help="synthetic corpus size")
@@ -49,7 +40,6 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--token-budget", type=int, default=0,
                         help="also time koembed fp32 with this max_batch_tokens, on paragraphs and questions mixed")
-    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
     import numpy as np
@@ -57,8 +47,9 @@ def main() -> None:
 
     from koembed.bench import score_run
     from koembed.data import RetrievalSet, load_retrieval_set
-    from koembed.models import encode, load_model, make_tiny_xlmr
-    from koembed.onnx_model import CACHE_ENV
+    from koembed.models import EncodeOptions, encode, load_model
+    from koembed.models.onnx import CACHE_ENV
+    from koembed.models.testing import make_tiny_xlmr
     from koembed.retrieve import DenseRetriever
 
     if args.corpus == "korquad":
@@ -95,8 +86,8 @@ def main() -> None:
         model = load_model(model_name, max_seq_length=args.max_seq_length, precision=precision, backend=backend)
         load_s = time.perf_counter() - start
         fn(model, texts[:64])  # warm-up
-        best, emb = best_of(args.repeats, lambda: fn(model, texts))
-        dense = DenseRetriever(model, label, show_progress=False)
+        best, emb = common.best_of(args.repeats, lambda: fn(model, texts))
+        dense = DenseRetriever(model, label, options=EncodeOptions(show_progress=False))
         dense.fit_embeddings(rs.doc_ids, emb)  # the ranking uses exactly the embeddings that were timed
         ir, _ = score_run(rs, dict(zip(rs.query_ids, dense.search(queries, 100))), ())
         rows.append({"setting": label, "backend": backend, "precision": precision, "corpus": rs.name,
@@ -112,7 +103,7 @@ def main() -> None:
                               (f"koembed fp32, {args.token_budget} tokens per batch, mixed texts",
                                {"max_batch_tokens": args.token_budget})]:
             encode(model, mixed[:64], show_progress=False, **kwargs)  # warm-up
-            best, _ = best_of(args.repeats, lambda: encode(model, mixed, show_progress=False, **kwargs))
+            best, _ = common.best_of(args.repeats, lambda: encode(model, mixed, show_progress=False, **kwargs))
             rows.append({"setting": label, "precision": "fp32", "passages": len(mixed), "seconds": round(best, 2),
                          "passages_per_s": round(len(mixed) / best, 1), "threads": torch.get_num_threads()})
             print(json.dumps(rows[-1]), flush=True)
@@ -124,10 +115,7 @@ def main() -> None:
                   f"| {r['ndcg@10'] - rows[0]['ndcg@10']:+.4f} |")
         else:
             print(f"| {r['setting']} | {r['passages_per_s']} | (mixed texts) | | |")
-    if args.out:
-        from koembed.files import write_json
-
-        write_json(args.out, rows)
+    common.save(args.out, rows)
 
 
 if __name__ == "__main__":

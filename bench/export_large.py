@@ -5,14 +5,13 @@
 Builds XLM-RoBERTa with BAAI/bge-m3's config numbers (24 layers, 1024 hidden, 16 heads, 250,002 vocabulary:
 568M parameters, 2.27 GB in fp32) and random weights, wrapped as bge-m3 is (CLS pooling + normalisation), with
 a small tokenizer trained on the bundled sample (the real one does not travel). Then, for ``onnx`` and
-``onnx-int8``: ``koembed.onnx_model.export_model`` (time, files, sizes, cosine to the fp32 torch model), and
+``onnx-int8``: ``koembed.models.export.export_model`` (time, files, sizes, cosine to the fp32 torch model), and
 encoding speed of the bundled sample's 48 passages (max length 128) for torch fp32, torch bf16 and both exports.
 Peak RSS is reported for the whole process (it includes every step before it).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import resource
 import sys
@@ -21,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from encode_speed import best_of
+import common
 from gpu_check import BGE_M3  # same config numbers as the GPU measurement
 
 
@@ -30,8 +29,7 @@ def peak_mb() -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path)
+    parser = common.parser(__doc__)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
 
@@ -39,8 +37,9 @@ def main() -> None:
     from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaModel
 
     from koembed.data import load_retrieval_set
-    from koembed.models import encode, load_model, make_tiny_xlmr
-    from koembed.onnx_model import export_model
+    from koembed.models import encode, load_model
+    from koembed.models.export import export_model
+    from koembed.models.testing import make_tiny_xlmr
 
     scratch = Path(tempfile.mkdtemp(prefix="export-large-"))
     texts = list(load_retrieval_set().corpus.values())
@@ -65,15 +64,12 @@ def main() -> None:
                                 ("onnx", "onnx", {}), ("onnx-int8", "onnx-int8", {})]:
         model = load_model(str(scratch / name), max_seq_length=128, **kwargs)
         encode(model, texts[:8], show_progress=False)  # warm-up
-        best, _ = best_of(args.repeats, lambda m=model: encode(m, texts, batch_size=16, show_progress=False))
+        best, _ = common.best_of(args.repeats, lambda m=model: encode(m, texts, batch_size=16, show_progress=False))
         rows.append({"step": f"encode {label}", "passages": len(texts), "passages_per_s": round(len(texts) / best, 2),
                      "threads": torch.get_num_threads(), "peak_rss_mb": peak_mb()})
         print(json.dumps(rows[-1]), flush=True)
         del model
-    if args.out:
-        from koembed.files import write_json
-
-        write_json(args.out, rows)
+    common.save(args.out, rows)
     import shutil
 
     shutil.rmtree(scratch, ignore_errors=True)

@@ -16,10 +16,10 @@ Every step is bounded by --seconds; what did not finish is reported as such.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from pathlib import Path
+
+import common
 
 BGE_M3 = {"vocab_size": 250002, "hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
           "intermediate_size": 4096, "max_position_embeddings": 8194}
@@ -104,12 +104,12 @@ def cached_mnrl_throughput(encoder, vocab: int, device: str, batch: int, mini: i
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.parser(__doc__)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--tiny", action="store_true", help="toy config, to check the script on a CPU")
-    parser.add_argument("--seconds", type=float, default=20.0, help="time bound per measurement")
-    parser.add_argument("--train-seconds", type=float, default=240.0, help="time bound for the 32768 step")
-    parser.add_argument("--out", type=Path)
+    for flag, default, bound in (("--seconds", 20.0, "per measurement"),
+                                 ("--train-seconds", 240.0, "of the 32768 step")):
+        parser.add_argument(flag, type=float, default=default, help=f"time bound {bound}")
     args = parser.parse_args()
 
     import torch
@@ -130,10 +130,7 @@ def main() -> None:
                                          64 if not args.tiny else 8, 256 if not args.tiny else 32, args.train_seconds)]
     result = {"info": info, "encode": enc, "cached_mnrl": train_rows}
     print(json.dumps(result, indent=1))
-    if args.out:
-        from koembed.files import write_json
-
-        write_json(args.out, result)
+    common.save(args.out, result)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,10 @@ way (perturbed cluster centres). Clustered data is used because uniformly random
 where every point is nearly equidistant from every other, are unrealistically hard for any ANN index; real
 embeddings are far from uniform. Recall therefore depends on ``--spread``: state it with the numbers.
 
-Both indexes are made by koembed's own FAISS set-up (:func:`koembed.index.faiss_index_params` and
-:func:`koembed.index.new_faiss_index`: IndexIDMap2 over IndexFlatIP / IndexHNSWFlat, inner product), with
+Both indexes are made by koembed's own FAISS set-up (:func:`koembed.index.faiss.faiss_index_params` and
+:func:`koembed.index.faiss.new_faiss_index`: IndexIDMap2 over IndexFlatIP / IndexHNSWFlat, inner product), with
 :func:`koembed.index.build_index`'s defaults (M=32, efConstruction=200, efSearch=128) unless overridden;
-efSearch is set as a loaded index sets it (:func:`koembed.index.set_faiss_search_params`). Build time is
+efSearch is set as a loaded index sets it (:func:`koembed.index.faiss.set_faiss_search_params`). Build time is
 measured with FAISS's default threads. Latency is of single-query ``index.search(q, k)`` calls (k=10),
 each timed alone, with 1 FAISS thread and with the default; ``batch_qps`` is one call with all queries.
 Recall@10 is |HNSW top 10 ∩ exact top 10| / 10, averaged over queries. koembed's own dense search asks FAISS
@@ -22,8 +22,6 @@ for k + 16 candidates (tie handling), which costs about the same at efSearch >= 
 
 from __future__ import annotations
 
-import argparse
-import inspect
 import os
 import platform
 import sys
@@ -31,13 +29,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import faiss
 import numpy as np
 
-from koembed.index import faiss_index_params, new_faiss_index, set_faiss_search_params, build_index
+from koembed.index.faiss import IndexParams, faiss_index_params, new_faiss_index, set_faiss_search_params
+
+import common
 
 
 @dataclass
@@ -56,9 +55,9 @@ class SearchResult:
 
 
 def build_defaults() -> dict[str, int]:
-    """``build_index``'s HNSW defaults (M, efConstruction, efSearch), read from its signature."""
-    params = inspect.signature(build_index).parameters
-    return {name: params[name].default for name in ("hnsw_m", "ef_construction", "ef_search")}
+    """``build_index``'s HNSW defaults (M, efConstruction, efSearch): those of :class:`IndexParams`."""
+    defaults = IndexParams()
+    return {name: getattr(defaults, name) for name in ("hnsw_m", "ef_construction", "ef_search")}
 
 
 def mixture_of_gaussians(centres: np.ndarray, n: int, spread: float, rng: np.random.Generator) -> np.ndarray:
@@ -81,8 +80,7 @@ def synthetic_data(n: int, n_queries: int, dim: int, clusters: int, spread: floa
 
 def build(kind: str, vectors: np.ndarray, hnsw: dict[str, int]) -> tuple[Any, dict[str, Any], float]:
     """(index, params, seconds to add the vectors) with koembed's FAISS set-up; ids 0..n-1 as build_index uses."""
-    params = faiss_index_params(kind, len(vectors), hnsw["hnsw_m"], hnsw["ef_construction"], hnsw["ef_search"],
-                           None, None)
+    params = faiss_index_params(IndexParams(kind, **hnsw), len(vectors))
     index = new_faiss_index(kind, vectors.shape[1], params, vectors)
     started = time.perf_counter()
     index.add_with_ids(vectors, np.arange(len(vectors), dtype=np.int64))
@@ -130,7 +128,7 @@ def markdown_table(rows: Sequence[SearchResult]) -> str:
 
 def main() -> None:
     defaults = build_defaults()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.parser(__doc__)
     parser.add_argument("--n", type=int, default=200_000, help="corpus vectors")
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--dim", type=int, default=384)
@@ -142,7 +140,6 @@ def main() -> None:
     parser.add_argument("--ef-search", default=f"64,{defaults['ef_search']},256",
                         help="comma-separated efSearch values to measure")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     ef_values = [int(v) for v in args.ef_search.split(",")]
     hnsw = {"hnsw_m": args.m, "ef_construction": args.ef_construction, "ef_search": defaults["ef_search"]}
@@ -163,7 +160,7 @@ def main() -> None:
 
     rows = [measure("flat", flat, queries, exact, args.k, t, None) for t in thread_counts]
     for ef in ef_values:
-        set_faiss_search_params(graph, SimpleNamespace(kind="hnsw", params={**params, "ef_search": ef}))
+        set_faiss_search_params(graph, "hnsw", {**params, "ef_search": ef})
         rows += [measure("hnsw", graph, queries, exact, args.k, t, ef) for t in thread_counts]
     faiss.omp_set_num_threads(default_threads)
     for r in rows:
@@ -173,10 +170,7 @@ def main() -> None:
           f"{args.queries} queries, k={args.k}; HNSW M={args.m}, efConstruction={args.ef_construction}; "
           f"build: flat {flat_build_s:.1f} s, hnsw {hnsw_build_s:.1f} s ({default_threads} threads)")
     print(markdown_table(rows))
-    if args.out:
-        from koembed.files import write_json
-
-        write_json(args.out, {
+    common.save(args.out, {
             "command": [Path(sys.executable).name, *sys.argv], "machine": machine,
             "data": {"n": args.n, "queries": args.queries, "dim": args.dim, "clusters": args.clusters,
                      "spread": args.spread, "seed": args.seed, "kind": "mixture of Gaussians, L2-normalised"},

@@ -10,15 +10,15 @@ after the first (which includes warm-up).
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import common
 
 
 def write_pairs(path: Path, n: int, seed: int = 0) -> None:
@@ -35,8 +35,7 @@ def write_pairs(path: Path, n: int, seed: int = 0) -> None:
 def run_one(loss: str, batch: int, steps: int, max_seq_length: int) -> dict:
     from transformers import TrainerCallback
 
-    from koembed import train as train_module
-    from koembed.train_config import load_config
+    from koembed.training import load_config, train
 
     work = Path(tempfile.mkdtemp())
     pairs = work / "pairs.jsonl"
@@ -55,10 +54,8 @@ def run_one(loss: str, batch: int, steps: int, max_seq_length: int) -> dict:
         def on_step_end(self, args, state, control, **kwargs):
             stamps.append(time.perf_counter())
 
-    original = train_module._callbacks
-    train_module._callbacks = lambda output_dir: original(output_dir) + [Timer()]
     start = time.perf_counter()
-    train_module.train(load_config(config), show_progress=False, report=lambda _: None)
+    train(load_config(config), show_progress=False, report=lambda _: None, callbacks=[Timer()])
     times = [b - a for a, b in zip([start] + stamps, stamps)]
     return {"loss": loss, "batch": batch, "steps": steps, "max_seq_length": max_seq_length,
             "first_step_s": round(times[0], 1), "step_s": round(sum(times[1:]) / max(1, len(times) - 1), 1),
@@ -66,34 +63,24 @@ def run_one(loss: str, batch: int, steps: int, max_seq_length: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batches", default="64,256,1024")
+    parser = common.isolating(common.parser(__doc__))
+    parser.add_argument("--batches", type=common.int_list, default="64,256,1024")
     parser.add_argument("--losses", default="mnrl,cached_mnrl")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--max-seq-length", type=int, default=128)
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: "loss:batch" in this process
     args = parser.parse_args()
     if args.one:
         loss, batch = args.one.split(":")
         print(json.dumps(run_one(loss, int(batch), args.steps, args.max_seq_length)))
         return
     rows = []
-    for batch in [int(b) for b in args.batches.split(",")]:
+    for batch in args.batches:
         for loss in args.losses.split(","):
             cmd = [sys.executable, __file__, "--steps", str(args.steps), "--max-seq-length", str(args.max_seq_length),
                    "--one", f"{loss}:{batch}"]
-            done = subprocess.run(cmd, capture_output=True, text=True)
-            if done.returncode != 0:  # e.g. killed for memory: record it, go on
-                rows.append({"loss": loss, "batch": batch, "error": f"exit {done.returncode}",
-                             "stderr_tail": done.stderr[-300:]})
-            else:
-                rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            rows.append(common.isolated(cmd, {"loss": loss, "batch": batch}))  # killed for memory: recorded
             print(json.dumps(rows[-1]), flush=True)
-    if args.out:
-        from koembed.files import write_json
-
-        write_json(args.out, rows)
+    common.save(args.out, rows)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ All traffic goes to 127.0.0.1; every level is bounded in request count and in ti
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import os
@@ -41,6 +40,8 @@ from typing import Any
 
 import httpx
 import numpy as np
+
+import common
 
 HOST = "127.0.0.1"  # loopback only: this script never binds or sends anywhere else
 MODES = {"batching": [], "no-batching": ["--no-batching"]}  # mode -> extra `koembed serve` options
@@ -277,7 +278,7 @@ def speedups(rows: Sequence[LevelResult]) -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.parser(__doc__)
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--concurrency", default="1,8,32", help="comma-separated client counts")
     parser.add_argument("--requests", type=int, default=200, help="most requests per level")
@@ -289,7 +290,6 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--request-timeout", type=float, default=120.0, help="seconds per request")
     parser.add_argument("--start-timeout", type=float, default=180.0, help="seconds to wait for /health")
-    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     modes = [m for m in args.modes.split(",") if m]
@@ -322,10 +322,7 @@ def main() -> None:
     for s in ratios:
         print(f"concurrency {s['concurrency']}: batching / no-batching = {s['texts_per_s_ratio']}x texts/s, "
               f"{s['requests_per_s_ratio']}x requests/s")
-    if args.out:
-        from koembed.files import write_json
-
-        write_json(args.out, {
+    common.save(args.out, {
             "command": [Path(sys.executable).name, *sys.argv], "machine": machine, "health": health,
             "settings": {"model": args.model, "concurrency": levels, "requests_per_level": args.requests,
                          "duration_s_per_level": args.duration, "warmup_requests": args.warmup, "seed": args.seed,

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from koembed.cli import app
-from tests.test_metrics_autorag import REFERENCE
+from tests.helpers import REFERENCE
 
 
 def read_run(path):
@@ -108,7 +108,9 @@ def test_top_k_must_be_positive_integers(tmp_path):
 
 
 def test_cache_dir_reuses_corpus_embeddings_across_runs(tmp_path, tiny_model_dir, monkeypatch):
+    import koembed.embeddings
     import koembed.models
+    import koembed.retrieve
 
     calls = []
     real_encode = koembed.models.encode
@@ -117,7 +119,8 @@ def test_cache_dir_reuses_corpus_embeddings_across_runs(tmp_path, tiny_model_dir
         calls.append(len(texts))
         return real_encode(model, texts, *args, **kwargs)
 
-    monkeypatch.setattr(koembed.models, "encode", counting_encode)
+    for user in (koembed.retrieve, koembed.embeddings):  # the two modules that encode for a bench
+        monkeypatch.setattr(user, "encode", counting_encode)
     spec = f"dense:{tiny_model_dir}"
     outs = []
     for run in range(2):

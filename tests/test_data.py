@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from koembed.data import load_retrieval_set, read_autorag, read_beir, read_squad, split_titles
 from koembed.data.autorag import cast_retrieval_gt
 from koembed.errors import DataError
+from tests.helpers import SHARED_DATA, require_shared
 
 QRELS_HEADER = "query-id\tcorpus-id\tscore"
 
@@ -247,60 +248,36 @@ def test_autorag_missing_qa_parquet(tmp_path):
     assert_data_error(info.value, "qa.parquet")
 
 
-def test_autorag_unknown_doc_id(tmp_path):
-    directory = write_autorag(tmp_path / "s", basic_qa(retrieval_gt=[[["d1"]], [["d3", "d2"]]]), basic_corpus())
-    with pytest.raises(DataError) as info:
-        read_autorag(directory)
+def _corpus_with(**changes) -> dict[str, list]:
+    corpus = basic_corpus()
+    for column, (row, value) in changes.items():
+        corpus[column][row] = value
+    return corpus
+
+
+# (qa, corpus, file, row, field, words the message must hold): one bad value each, named by file, row and field.
+AUTORAG_FIELD_ERRORS = {
     # "d2" is not "d 2": ids are compared exactly, spaces included
-    assert_data_error(info.value, "qa.parquet", 2, "retrieval_gt")
-    assert "'d2'" in str(info.value)
+    "unknown doc id": (basic_qa(retrieval_gt=[[["d1"]], [["d3", "d2"]]]), basic_corpus(), "qa.parquet", 2,
+                       "retrieval_gt", ["'d2'"]),
+    "empty query": (basic_qa(query=["fine", ""]), basic_corpus(), "qa.parquet", 2, "query", []),
+    "blank query": (basic_qa(query=["fine", "   "]), basic_corpus(), "qa.parquet", 2, "query", []),
+    "empty contents": (basic_qa(), _corpus_with(contents=(2, "")), "corpus.parquet", 3, "contents", []),
+    "missing doc id": (basic_qa(), _corpus_with(doc_id=(1, None)), "corpus.parquet", 2, "doc_id", []),
+    "duplicate doc id": (basic_qa(), {"doc_id": ["d1", "d 2", "d1"], "contents": ["a", "b", "c"]}, "corpus.parquet",
+                         3, "doc_id", ["duplicate", "'d1'"]),
+    "duplicate qid": (basic_qa(qid=["q1", "q1"]), basic_corpus(), "qa.parquet", 2, "qid", ["duplicate"]),
+    "retrieval_gt wrong type": (basic_qa(retrieval_gt=[5, 6]), basic_corpus(), "qa.parquet", 1, "retrieval_gt", []),
+}
 
 
-@pytest.mark.parametrize("text", ["", "   "])
-def test_autorag_empty_query(tmp_path, text):
-    directory = write_autorag(tmp_path / "s", basic_qa(query=["fine", text]), basic_corpus())
+@pytest.mark.parametrize("case", sorted(AUTORAG_FIELD_ERRORS))
+def test_autorag_bad_value_names_file_row_and_field(tmp_path, case):
+    qa, corpus, file, row, field, words = AUTORAG_FIELD_ERRORS[case]
     with pytest.raises(DataError) as info:
-        read_autorag(directory)
-    assert_data_error(info.value, "qa.parquet", 2, "query")
-
-
-def test_autorag_empty_contents(tmp_path):
-    corpus = basic_corpus()
-    corpus["contents"][2] = ""
-    with pytest.raises(DataError) as info:
-        read_autorag(write_autorag(tmp_path / "s", basic_qa(), corpus))
-    assert_data_error(info.value, "corpus.parquet", 3, "contents")
-
-
-def test_autorag_missing_doc_id_value(tmp_path):
-    corpus = basic_corpus()
-    corpus["doc_id"][1] = None
-    with pytest.raises(DataError) as info:
-        read_autorag(write_autorag(tmp_path / "s", basic_qa(), corpus))
-    assert_data_error(info.value, "corpus.parquet", 2, "doc_id")
-
-
-def test_autorag_duplicate_doc_id(tmp_path):
-    corpus = {"doc_id": ["d1", "d 2", "d1"], "contents": ["a", "b", "c"]}
-    with pytest.raises(DataError) as info:
-        read_autorag(write_autorag(tmp_path / "s", basic_qa(), corpus))
-    assert_data_error(info.value, "corpus.parquet", 3, "doc_id")
-    assert "duplicate" in str(info.value) and "'d1'" in str(info.value)
-
-
-def test_autorag_duplicate_qid(tmp_path):
-    directory = write_autorag(tmp_path / "s", basic_qa(qid=["q1", "q1"]), basic_corpus())
-    with pytest.raises(DataError) as info:
-        read_autorag(directory)
-    assert_data_error(info.value, "qa.parquet", 2, "qid")
-    assert "duplicate" in str(info.value)
-
-
-def test_autorag_retrieval_gt_wrong_type(tmp_path):
-    directory = write_autorag(tmp_path / "s", basic_qa(retrieval_gt=[5, 6]), basic_corpus())
-    with pytest.raises(DataError) as info:
-        read_autorag(directory)
-    assert_data_error(info.value, "qa.parquet", 1, "retrieval_gt")
+        read_autorag(write_autorag(tmp_path / "s", qa, corpus))
+    assert_data_error(info.value, file, row, field)
+    assert all(word in str(info.value) for word in words)
 
 
 @pytest.mark.parametrize("broken", ["qa.parquet", "corpus.parquet"])
@@ -886,7 +863,5 @@ def test_query_positives_errors_name_row_and_field(tmp_path, item, field):
 
 @pytest.mark.shared_data
 def test_msmarco_ko_sizes():
-    from tests.conftest import SHARED_DATA, require_shared
-
     rs = load_retrieval_set(require_shared(SHARED_DATA / "msmarco-ko" / "msmarco_kor.json"))
     assert len(rs.queries) == 6980 and len(rs.corpus) == 7279

@@ -10,11 +10,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from koembed import models
+from koembed import embeddings, models
 from koembed.cli import app
-from koembed.encode import EmbeddingStoreError, encode_corpus, read_embeddings
-from koembed.errors import ModelLoadError
+from koembed.embeddings import encode_corpus, read_embeddings
+from koembed.errors import EmbeddingStoreError, ModelLoadError
 from koembed.index import build_index, load_index
+from koembed.models import ModelSpec
+from koembed.models import precision as precision_module
+from tests.helpers import QUIET
 
 CHUNK = 5  # 48 sample passages -> 10 chunks in one shard, 5 per shard of two
 
@@ -47,7 +50,7 @@ def reference(model, docs) -> np.ndarray:
 
 
 def crash_on_second_encode(monkeypatch, error: BaseException) -> list[int]:
-    """Make koembed.models.encode raise ``error`` on its second call (a job dying mid-run); returns the
+    """Make the embedding store's encode raise ``error`` on its second call (a job dying mid-run); returns the
     list of chunk sizes it was called with."""
     real = models.encode
     calls: list[int] = []
@@ -58,12 +61,13 @@ def crash_on_second_encode(monkeypatch, error: BaseException) -> list[int]:
             raise error
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(models, "encode", crashing)
+    monkeypatch.setattr(embeddings, "encode", crashing)
     return calls
 
 
-def _encode(tiny_model_dir, docs, out, **kw):
-    return encode_corpus(str(tiny_model_dir), *docs, out, chunk_size=CHUNK, show_progress=False, **kw)
+def _encode(tiny_model_dir, docs, out, precision="fp32", **kw):
+    return encode_corpus(ModelSpec(str(tiny_model_dir), precision=precision), *docs, out, chunk_size=CHUNK,
+                         options=QUIET, **kw)
 
 
 # --------------------------------------------------------------------------- precision
@@ -83,11 +87,11 @@ def test_default_precision_is_fp32(model):
 
 
 def test_resolve_precision_rules(monkeypatch, tmp_path):
-    monkeypatch.setattr(models, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
+    monkeypatch.setattr(precision_module, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
     assert models.resolve_precision("auto", "cpu") == "bf16"
-    monkeypatch.setattr(models, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+    monkeypatch.setattr(precision_module, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
     assert models.resolve_precision("auto", "cpu") == "bf16"
-    monkeypatch.setattr(models, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
+    monkeypatch.setattr(precision_module, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
     assert models.resolve_precision("auto", "cpu") == "fp32"
     assert models.resolve_precision("auto", "mps") == "fp32"
     for explicit in ("fp32", "bf16"):
@@ -104,11 +108,11 @@ def test_resolve_precision_rules(monkeypatch, tmp_path):
 def test_cpu_flags_are_read_from_cpuinfo(monkeypatch, tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 amx_bf16 avx512f\n\nprocessor\t: 1\n", encoding="utf-8")
-    monkeypatch.setattr(models, "CPUINFO", cpuinfo)
-    assert {"amx_bf16", "avx512f"} <= models.cpu_flags()
+    monkeypatch.setattr(precision_module, "CPUINFO", cpuinfo)
+    assert {"amx_bf16", "avx512f"} <= precision_module.cpu_flags()
     assert models.resolve_precision("auto", "cpu") == "bf16"
-    monkeypatch.setattr(models, "CPUINFO", tmp_path / "missing")
-    assert models.cpu_flags() == frozenset()
+    monkeypatch.setattr(precision_module, "CPUINFO", tmp_path / "missing")
+    assert precision_module.cpu_flags() == frozenset()
     assert models.resolve_precision("auto", "cpu") == "fp32"
 
 
@@ -179,14 +183,14 @@ def test_resume_encodes_only_the_remaining_chunks(tiny_model_dir, docs, tmp_path
         return real(*args, **kwargs)
 
     calls.clear()
-    monkeypatch.setattr(models, "encode", counting)
+    monkeypatch.setattr(embeddings, "encode", counting)
     report = _encode(tiny_model_dir, docs, tmp_path / "resumed")
     assert len(calls) == 9 and (report.encoded, report.skipped) == (9, 1) and report.manifest["complete"]
     calls.clear()
     again = _encode(tiny_model_dir, docs, tmp_path / "resumed")  # complete: nothing to do, no model loaded
     assert calls == [] and (again.encoded, again.skipped) == (0, 10)
 
-    monkeypatch.setattr(models, "encode", real)
+    monkeypatch.setattr(embeddings, "encode", real)
     _encode(tiny_model_dir, docs, tmp_path / "straight")
     resumed, _ = read_embeddings([tmp_path / "resumed"], *docs)
     straight, _ = read_embeddings([tmp_path / "straight"], *docs)
@@ -218,7 +222,7 @@ def test_changed_corpus_or_options_are_errors(tiny_model_dir, docs, tmp_path):
     other_model = tmp_path / "other-model"  # compared by path before anything is loaded
     other_model.mkdir()
     with pytest.raises(EmbeddingStoreError, match="model"):
-        encode_corpus(str(other_model), *docs, tmp_path, chunk_size=CHUNK, show_progress=False)
+        encode_corpus(str(other_model), *docs, tmp_path, chunk_size=CHUNK, options=QUIET)
     with pytest.raises(EmbeddingStoreError, match="made with"):
         read_embeddings([tmp_path], *docs, model_name=str(other_model))
     # The CLI: a rerun over a different corpus file exits 2 with the reason.
@@ -248,8 +252,8 @@ def test_index_from_two_shards_equals_build_index(tiny_model_dir, model, corpus_
                  "--kind", "flat", "--from-embeddings", tmp_path / "m0", "--from-embeddings", tmp_path / "m1",
                  "--quiet")
     assert result.exit_code == 0, result.output
-    build_index(str(tiny_model_dir), *docs, tmp_path / "direct", show_progress=False, model=model)
-    stored, direct = load_index(tmp_path / "idx", model=model), load_index(tmp_path / "direct", model=model)
+    build_index(str(tiny_model_dir), *docs, tmp_path / "direct", options=QUIET, encoder=model)
+    stored, direct = load_index(tmp_path / "idx", encoder=model), load_index(tmp_path / "direct", encoder=model)
     assert stored.manifest.model == direct.manifest.model and stored.doc_ids == direct.doc_ids
     queries = list(sample.queries.values())
     for mode in ("dense", "hybrid"):

@@ -18,10 +18,20 @@ import koembed.index as index_module
 from koembed.cli import app
 from koembed.data.docs import load_documents, read_documents
 from koembed.errors import DataError
-from koembed.index import (DocumentIdError, IndexStoreError, ModelMismatchError, add_documents, build_index,
-                           delete_documents, index_info, load_index)
+from koembed.index import (
+    DocumentIdError,
+    IndexParams,
+    IndexStoreError,
+    ModelMismatchError,
+    add_documents,
+    build_index,
+    delete_documents,
+    index_info,
+    load_index,
+)
 from koembed.lexical import BM25Retriever
 from koembed.retrieve import DenseRetriever, HybridRetriever
+from tests.helpers import QUIET
 
 NEW_TEXT = "반려묘 전용 사료의 새벽 배송은 주문 다음 날 오전 일곱 시 전에 문 앞에 도착합니다."
 
@@ -45,7 +55,7 @@ def queries(sample):
 
 @pytest.fixture(scope="module")
 def exact(model, corpus):
-    retriever = DenseRetriever(model, "dense", show_progress=False)
+    retriever = DenseRetriever(model, "dense", options=QUIET)
     retriever.fit(*corpus)
     return retriever
 
@@ -65,7 +75,7 @@ def built(tmp_path_factory, tiny_model_dir, model, corpus):
     def get(kind: str) -> Path:
         if kind not in cache:
             out = tmp_path_factory.mktemp("built") / kind
-            build_index(str(tiny_model_dir), *corpus, out, kind=kind, show_progress=False, model=model)
+            build_index(str(tiny_model_dir), *corpus, out, params=IndexParams(kind), options=QUIET, encoder=model)
             cache[kind] = out
         return cache[kind]
 
@@ -94,18 +104,18 @@ def _synthetic(n: int, seed: int, words: list[str]) -> list[str]:
 
 
 def test_flat_dense_equals_exact_dense_retriever(built, model, queries, exact):
-    index = load_index(built("flat"), model=model)
+    index = load_index(built("flat"), encoder=model)
     _same(index.search(queries, 10), exact.search(queries, 10))
     _same(index.search(queries[:5], 100), exact.search(queries[:5], 100))  # k > corpus: whole corpus, same order
 
 
 def test_bm25_mode_equals_bm25_retriever(built, model, queries, bm25):
-    index = load_index(built("flat"), model=model)
+    index = load_index(built("flat"), encoder=model)
     _same(index.search(queries, 10, mode="bm25"), bm25.search(queries, 10), tol=1e-6)
 
 
 def test_hybrid_equals_hybrid_retriever_over_same_two(built, model, queries, exact, bm25):
-    index = load_index(built("flat"), model=model)
+    index = load_index(built("flat"), encoder=model)
     want = HybridRetriever([exact, bm25], fusion="rrf").search(queries, 10)
     _same(index.search(queries, 10, mode="hybrid"), want, tol=1e-9)
 
@@ -124,33 +134,34 @@ def test_equal_scores_are_ordered_by_doc_id(tmp_path, tiny_model_dir, model, sam
     others = list(sample.corpus)[1:20]
     ids = copies + others
     texts = [sample.corpus["fin-01"]] * len(copies) + [sample.corpus[d] for d in others]
-    build_index(str(tiny_model_dir), ids, texts, tmp_path / kind, kind=kind, show_progress=False, model=model)
-    hits = load_index(tmp_path / kind, model=model).search([sample.corpus["fin-01"]], 5)[0]
+    build_index(str(tiny_model_dir), ids, texts, tmp_path / kind, params=IndexParams(kind), options=QUIET,
+                encoder=model)
+    hits = load_index(tmp_path / kind, encoder=model).search([sample.corpus["fin-01"]], 5)[0]
     assert [d for d, _ in hits] == [f"dup-{i:02d}" for i in range(5)]
     assert hits[0][1] == pytest.approx(1.0, abs=1e-5) and len({s for _, s in hits}) == 1
 
 
 def test_delete_everything_then_add(tmp_path, built, model):
     path = _copy(built("hnsw"), tmp_path)
-    delete_documents(path, load_index(path, model=model).doc_ids)
-    index = load_index(path, model=model)
+    delete_documents(path, load_index(path, encoder=model).doc_ids)
+    index = load_index(path, encoder=model)
     assert len(index) == 0 and index.search(["질문"], 5, mode="hybrid") == [[]]
     assert index.manifest.counts == {"passages": 0, "deleted": 48, "tombstones": 0}
-    add_documents(path, ["new-1"], [NEW_TEXT], model=model)
-    assert load_index(path, model=model).search([NEW_TEXT], 5, mode="hybrid")[0][0][0] == "new-1"
+    add_documents(path, ["new-1"], [NEW_TEXT], encoder=model)
+    assert load_index(path, encoder=model).search([NEW_TEXT], 5, mode="hybrid")[0][0][0] == "new-1"
 
 
 def test_hnsw_and_ivf_recall_against_exact(tmp_path, tiny_model_dir, model, sample):
     words = " ".join(sample.corpus.values()).split()
     texts, probes = _synthetic(300, 1, words), _synthetic(40, 2, words)
     ids = [f"syn-{i:03d}" for i in range(len(texts))]
-    exact = DenseRetriever(model, "dense", show_progress=False)
+    exact = DenseRetriever(model, "dense", options=QUIET)
     exact.fit(ids, texts)
     truth = [{d for d, _ in hits} for hits in exact.search(probes, 10)]
     for kind in ("hnsw", "ivf"):
-        manifest = build_index(str(tiny_model_dir), ids, texts, tmp_path / kind, kind=kind, show_progress=False,
-                               model=model)
-        found = load_index(tmp_path / kind, model=model).search(probes, 10)
+        manifest = build_index(str(tiny_model_dir), ids, texts, tmp_path / kind, params=IndexParams(kind),
+                               options=QUIET, encoder=model)
+        found = load_index(tmp_path / kind, encoder=model).search(probes, 10)
         recall = np.mean([len(t & {d for d, _ in f}) / 10 for t, f in zip(truth, found)])
         assert recall >= 0.95, (kind, recall)
     assert manifest.params["nlist"] == 7 and "too few" in manifest.params["note"]  # 300 // 39 lists, said so
@@ -164,9 +175,9 @@ def test_hnsw_and_ivf_recall_against_exact(tmp_path, tiny_model_dir, model, samp
 @pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
 def test_add_then_delete_in_all_modes(tmp_path, built, model, kind):
     path = _copy(built(kind), tmp_path)
-    manifest = add_documents(path, ["new-1"], [NEW_TEXT], model=model)
+    manifest = add_documents(path, ["new-1"], [NEW_TEXT], encoder=model)
     assert manifest.counts == {"passages": 49, "deleted": 0, "tombstones": 0} and manifest.version_dir == "v000002"
-    index = load_index(path, model=model)
+    index = load_index(path, encoder=model)
     for mode in ("dense", "bm25", "hybrid"):
         assert index.search([NEW_TEXT], 3, mode=mode)[0][0][0] == "new-1", mode
     assert index.text("new-1") == NEW_TEXT
@@ -174,7 +185,7 @@ def test_add_then_delete_in_all_modes(tmp_path, built, model, kind):
     manifest = delete_documents(path, ["new-1", "fin-01"])
     assert manifest.counts["passages"] == 47 and manifest.counts["deleted"] == 2
     assert manifest.counts["tombstones"] == (2 if kind == "hnsw" else 0)
-    index = load_index(path, model=model)
+    index = load_index(path, encoder=model)
     assert "new-1" not in index.passages and len(index) == 47
     for mode in ("dense", "bm25", "hybrid"):
         hits = index.search([NEW_TEXT, "정기예금 중도해지 이율"], 100, mode=mode)
@@ -188,21 +199,21 @@ def test_hnsw_compacts_when_tombstones_outnumber_vectors(tmp_path, built, model,
     manifest = delete_documents(path, gone)
     assert manifest.counts == {"passages": 18, "deleted": 30, "tombstones": 0}
     rest = {d: t for d, t in sample.corpus.items() if d not in gone}
-    exact = DenseRetriever(model, "dense", show_progress=False)
+    exact = DenseRetriever(model, "dense", options=QUIET)
     exact.fit(list(rest), list(rest.values()))
-    _same(load_index(path, model=model).search(queries[:10], 5), exact.search(queries[:10], 5))
+    _same(load_index(path, encoder=model).search(queries[:10], 5), exact.search(queries[:10], 5))
 
 
 def test_add_existing_or_delete_unknown_id_is_an_error(tmp_path, built, model):
     path = _copy(built("flat"), tmp_path)
     with pytest.raises(DocumentIdError, match="'fin-01'.*delete them first"):
-        add_documents(path, ["fin-01"], ["다른 내용"], model=model)
+        add_documents(path, ["fin-01"], ["다른 내용"], encoder=model)
     with pytest.raises(DocumentIdError, match="'no-such-doc'"):
         delete_documents(path, ["fin-02", "no-such-doc"])
     with pytest.raises(DataError, match="row 2, field 'id': duplicate id"):
-        add_documents(path, ["a", "a"], ["하나", "둘"], model=model)
-    assert load_index(path, model=model).manifest.version_dir == "v000001"  # nothing changed
-    assert len(load_index(path, model=model)) == 48
+        add_documents(path, ["a", "a"], ["하나", "둘"], encoder=model)
+    assert load_index(path, encoder=model).manifest.version_dir == "v000001"  # nothing changed
+    assert len(load_index(path, encoder=model)) == 48
 
 
 # --------------------------------------------------------------------------- manifest and integrity
@@ -230,9 +241,9 @@ def test_tampered_file_is_an_error(tmp_path, built, model, name, damage):
     data = target.read_bytes()
     target.write_bytes(data.replace("예금".encode(), "적금".encode(), 1) if damage == "edit" else data[:-100])
     with pytest.raises(IndexStoreError, match=f"{name} does not match its sha256"):
-        load_index(path, model=model)
+        load_index(path, encoder=model)
     with pytest.raises(IndexStoreError, match="sha256"):
-        add_documents(path, ["new-1"], [NEW_TEXT], model=model)
+        add_documents(path, ["new-1"], [NEW_TEXT], encoder=model)
 
 
 class StubModel:
@@ -250,12 +261,12 @@ class StubModel:
 def test_wrong_model_is_an_error(built, model):
     path = built("flat")
     with pytest.raises(ModelMismatchError, match="32 dimensions.*16-dimensional"):
-        load_index(path, model=StubModel(16))
+        load_index(path, encoder=StubModel(16))
     with pytest.raises(ModelMismatchError, match="embeds the probe text differently"):
-        load_index(path, model=StubModel(32))
+        load_index(path, encoder=StubModel(32))
     with pytest.raises(ModelMismatchError):
-        add_documents(path, ["new-1"], [NEW_TEXT], model=StubModel(16))
-    assert load_index(path, model=model).manifest.version_dir == "v000001"
+        add_documents(path, ["new-1"], [NEW_TEXT], encoder=StubModel(16))
+    assert load_index(path, encoder=model).manifest.version_dir == "v000001"
 
 
 def test_crash_during_update_leaves_previous_version_loadable(tmp_path, built, model, monkeypatch):
@@ -269,21 +280,21 @@ def test_crash_during_update_leaves_previous_version_loadable(tmp_path, built, m
 
     monkeypatch.setattr(os, "replace", crash_on_manifest)
     with pytest.raises(OSError, match="simulated crash"):
-        add_documents(path, ["new-1"], [NEW_TEXT], model=model)
+        add_documents(path, ["new-1"], [NEW_TEXT], encoder=model)
     monkeypatch.setattr(os, "replace", lambda src, dst: (_ for _ in ()).throw(OSError("simulated crash")))
     with pytest.raises(OSError):
         delete_documents(path, ["fin-01"])
     monkeypatch.undo()
 
-    index = load_index(path, model=model)
+    index = load_index(path, encoder=model)
     assert index.manifest.version_dir == "v000001" and len(index) == 48 and "new-1" not in index.passages
     assert index.search([NEW_TEXT], 1, mode="bm25")[0][0][0] != "new-1"
     # A kill -9 after the new folder was renamed in leaves a stale v000002: the next update replaces it.
     (path / "v000002").mkdir()
     (path / "v000002" / "dense.faiss").write_bytes(b"half-written")
-    add_documents(path, ["new-1"], [NEW_TEXT], model=model)
+    add_documents(path, ["new-1"], [NEW_TEXT], encoder=model)
     assert sorted(p.name for p in path.iterdir() if not p.name.startswith(".")) == ["manifest.json", "v000002"]
-    assert load_index(path, model=model).search([NEW_TEXT], 1)[0][0][0] == "new-1"
+    assert load_index(path, encoder=model).search([NEW_TEXT], 1)[0][0][0] == "new-1"
 
 
 def test_no_pickle_anywhere(built):
@@ -291,10 +302,12 @@ def test_no_pickle_anywhere(built):
         assert path.suffix not in (".pkl", ".pickle", ".npy", ".npz"), path
         if path.is_file():
             assert not path.read_bytes()[:2].startswith(b"\x80"), path  # pickle protocol 2+ header
-    tree = ast.parse(Path(index_module.__file__).read_text(encoding="utf-8"))
-    imported = {alias.name for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
-                for alias in node.names} | {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert not {"pickle", "joblib", "dill", "cloudpickle"} & imported
+    for module in Path(index_module.__file__).parent.glob("*.py"):
+        tree = ast.parse(module.read_text(encoding="utf-8"))
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+                    for alias in node.names} | {node.module for node in ast.walk(tree)
+                                                if isinstance(node, ast.ImportFrom)}
+        assert not {"pickle", "joblib", "dill", "cloudpickle"} & imported, module
 
 
 # --------------------------------------------------------------------------- documents and CLI

@@ -2,66 +2,13 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 import random
 
 import pytest
 
 from koembed.metrics import autorag_metrics, query_autorag_metrics
-
-
-# --- AutoRAG's definitions, transcribed in AutoRAG's own style (autorag/evaluation/metric/retrieval.py) ---
-def ref_recall(gt, pred):
-    gt_sets = [frozenset(g) for g in gt]
-    pred_set = set(pred)
-    hits = sum(any(pred_id in gt_set for pred_id in pred_set) for gt_set in gt_sets)
-    return hits / len(gt) if len(gt) > 0 else 0.0
-
-
-def ref_precision(gt, pred):
-    gt_sets = [frozenset(g) for g in gt]
-    pred_set = set(pred)
-    hits = sum(any(pred_id in gt_set for gt_set in gt_sets) for pred_id in pred_set)
-    return hits / len(pred) if len(pred) > 0 else 0.0
-
-
-def ref_f1(gt, pred):
-    r, p = ref_recall(gt, pred), ref_precision(gt, pred)
-    return 0 if r + p == 0 else 2 * (r * p) / (r + p)
-
-
-def ref_ndcg(gt, pred):
-    gt_sets = [frozenset(g) for g in gt]
-    relevance = {pid: 1 if any(pid in s for s in gt_sets) else 0 for pid in set(pred)}
-    dcg = sum((2 ** relevance[d] - 1) / math.log2(i + 2) for i, d in enumerate(pred))
-    n_gt = len(list(itertools.chain.from_iterable(gt)))
-    ideal = [1] * min(n_gt, len(pred)) + [0] * max(0, len(pred) - n_gt)
-    idcg = sum(r / math.log2(i + 2) for i, r in enumerate(ideal))
-    return dcg / idcg if idcg > 0 else 0
-
-
-def ref_mrr(gt, pred):
-    rr = []
-    for gt_set in [frozenset(g) for g in gt]:
-        for i, pid in enumerate(pred):
-            if pid in gt_set:
-                rr.append(1.0 / (i + 1))
-                break
-    return sum(rr) / len(gt) if rr else 0.0
-
-
-def ref_map(gt, pred):
-    ap = []
-    for gt_set in [frozenset(g) for g in gt]:
-        hits = [1 if pid in gt_set else 0 for pid in pred]
-        precisions = [sum(hits[: i + 1]) / (i + 1) for i, h in enumerate(hits) if h == 1]
-        ap.append(sum(precisions) / len(precisions) if precisions else 0.0)
-    return sum(ap) / len(gt) if ap else 0.0
-
-
-REFERENCE = {"f1": ref_f1, "recall": ref_recall, "precision": ref_precision, "ndcg": ref_ndcg, "mrr": ref_mrr,
-             "map": ref_map}
+from tests.helpers import REFERENCE
 
 
 def test_hand_computed_two_groups():

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from koembed.cli import app
 from koembed.data.pairs import Pair, read_pairs
 from koembed.lexical import BM25Retriever
-from koembed.mine import mine_hard_negatives
+from koembed.training.mine import mine_hard_negatives
+from tests.helpers import QUIET, FixedModel
 
 # Our own sentences. d02 is d01 with one word changed (임차인 -> 임대인): a near-duplicate of the positive.
 CORPUS = {
@@ -51,7 +52,7 @@ def expected(hits, window, positives, n, threshold=None):
 
 def mine(pairs, **kw):
     kw.setdefault("corpus", CORPUS)
-    return mine_hard_negatives(pairs, show_progress=False, **kw)
+    return mine_hard_negatives(pairs, options=QUIET, **kw)
 
 
 def test_negatives_are_the_expected_ranks_and_never_the_positive(ranking):
@@ -150,7 +151,7 @@ def test_cli_output_round_trips_as_a_training_source(tmp_path, sample):
     assert set(json.loads(result.output[: result.output.index("mined pairs:")])) >= {"pairs", "with_fewer"}
     # the same mining through the library, default margin
     direct, _ = mine_hard_negatives([Pair(q, p) for q, p in pairs], sample.corpus, rank_range=(3, 30),
-                                    negatives=4, show_progress=False)
+                                    negatives=4, options=QUIET)
     assert mined == direct
 
 
@@ -175,11 +176,9 @@ def test_dense_margin_with_a_positive_inside_and_outside_the_window(monkeypatch)
     """Known cosines via a table model: the positive (0.85) ranks 4th, between 0.90 and 0.80."""
     import numpy as np
 
-    from tests.test_retrieve import FixedModel
-
     cosines = {"n1": 0.99, "n2": 0.95, "n3": 0.90, "pos": 0.85, "n4": 0.80}
     table = {t: np.array([c, np.sqrt(1 - c * c)]) for t, c in cosines.items()} | {"q": np.array([1.0, 0.0])}
-    monkeypatch.setattr("koembed.models.load_model", lambda name, **_: FixedModel(table))
+    monkeypatch.setattr("koembed.retrieve.load_model", lambda spec: FixedModel(table))
     corpus = {t: t for t in cosines if t != "pos"}  # the positive is added, with a generated id
     pair = [Pair("q", "pos")]
     # window 1..5 holds the positive: threshold 0.95 * 0.85 = 0.8075 leaves n4 alone
@@ -193,7 +192,7 @@ def test_dense_margin_with_a_positive_inside_and_outside_the_window(monkeypatch)
 def test_tiny_dense_model_mines_full_negatives_without_the_positive(tiny_model_dir, sample):
     pairs = [Pair(sample.queries[q], sample.corpus[sorted(sample.relevant_ids(q))[0]]) for q in sample.query_ids[:6]]
     out, stats = mine_hard_negatives(pairs, sample.corpus, f"dense:{tiny_model_dir}", negatives=3,
-                                     rank_range=(1, len(sample.corpus)), margin=None, show_progress=False)
+                                     rank_range=(1, len(sample.corpus)), margin=None, options=QUIET)
     assert [(p.query, p.positive) for p in out] == [(p.query, p.positive) for p in pairs]
     assert all(len(p.negatives) == 3 and p.positive not in p.negatives for p in out)
     assert stats["with_full_negatives"] == 6 and stats["excluded_positives"] == 6  # every positive was in the window

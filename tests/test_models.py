@@ -10,6 +10,9 @@ import torch
 
 from koembed import models
 from koembed.errors import ModelLoadError
+from koembed.files import sha256_file
+from koembed.models import loading
+from koembed.models.embed import token_budget_batches
 
 
 def test_tiny_model_is_the_bge_m3_architecture(tiny_model_dir):
@@ -80,8 +83,8 @@ def test_unreachable_hub_fails_fast_and_suggests_a_local_path(monkeypatch, tmp_p
 
 @pytest.mark.slow
 def test_bundled_minilm_is_verified_and_loads():
-    path = models.bundled_minilm_path()
-    assert models.sha256_file(path / "model.safetensors") == models.MINILM_SHA256
+    path = loading.bundled_minilm_path()
+    assert sha256_file(path / "model.safetensors") == loading.MINILM_SHA256
     model = models.load_model("minilm")
     emb = models.encode(model, ["The cat sits on the mat.", "A cat is sitting on a mat.", "Stock prices fell."],
                         show_progress=False)
@@ -91,18 +94,18 @@ def test_bundled_minilm_is_verified_and_loads():
 
 
 def test_bundled_minilm_with_wrong_checksum_is_refused(monkeypatch):
-    models.bundled_minilm_path.cache_clear()
-    monkeypatch.setattr(models, "MINILM_SHA256", "0" * 64)
+    loading.bundled_minilm_path.cache_clear()
+    monkeypatch.setattr(loading, "MINILM_SHA256", "0" * 64)
     try:
         with pytest.raises(ModelLoadError, match="sha256"):
             models.load_model("minilm")
     finally:
-        models.bundled_minilm_path.cache_clear()
+        loading.bundled_minilm_path.cache_clear()
 
 
 def test_token_budget_batches_respect_the_budget():
     lengths = [5, 100, 7, 60, 60, 3, 250, 8]
-    batches = models.token_budget_batches(lengths, 128)
+    batches = token_budget_batches(lengths, 128)
     assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
     for batch in batches:
         longest = max(lengths[i] for i in batch)

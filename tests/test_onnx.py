@@ -16,10 +16,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from koembed import onnx_model
 from koembed.cli import app
 from koembed.errors import ModelLoadError
 from koembed.models import encode, load_model, model_precision
+from koembed.models import onnx as onnx_model
+from koembed.models.export import export_model
+from tests.helpers import QUIET
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +53,7 @@ def reference(torch_model, texts) -> np.ndarray:
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory) -> dict[str, tuple[Path, dict]]:
     root = tmp_path_factory.mktemp("exports")
-    return {backend: (root / backend, onnx_model.export_model("minilm", root / backend, backend=backend))
+    return {backend: (root / backend, export_model("minilm", root / backend, backend=backend))
             for backend in onnx_model.ONNX_BACKENDS}
 
 
@@ -66,7 +68,7 @@ def test_fp32_export_reproduces_torch(exports, reference, texts):
     meta = json.loads((folder / onnx_model.META_FILE).read_text(encoding="utf-8"))
     assert meta["dimension"] == reference.shape[1] and meta["normalized"] is True
     assert meta["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
-    from koembed.models import sha256_file
+    from koembed.files import sha256_file
 
     assert meta["files"] == {"model.onnx": sha256_file(folder / "model.onnx")}
     assert report["check"]["cosine_min"] > 0.9999
@@ -90,7 +92,7 @@ def test_int8_export_quantises_every_linear_layer_and_keeps_quality(exports, tor
 
     from koembed.bench import run_bench
 
-    fp32, int8 = run_bench(sample, ["dense:minilm", f"dense:{folder}"], top_k=(10,), show_progress=False)
+    fp32, int8 = run_bench(sample, ["dense:minilm", f"dense:{folder}"], top_k=(10,), options=QUIET)
     assert abs(fp32.ir["ndcg@10"] - int8.ir["ndcg@10"]) <= 0.05
 
 
@@ -111,7 +113,7 @@ def test_backend_option_exports_once_into_the_cache(torch_model, reference, text
 def test_tiny_xlmr_export_has_no_token_types_and_matches(tiny_model_dir, tmp_path, sample):
     texts = list(sample.queries.values())[:40]
     torch_model = load_model(str(tiny_model_dir))
-    onnx_model.export_model(str(tiny_model_dir), tmp_path / "x", backend="onnx", check_texts=texts)
+    export_model(str(tiny_model_dir), tmp_path / "x", backend="onnx", check_texts=texts)
     exported = load_model(str(tmp_path / "x"))
     assert exported.inputs == ["input_ids", "attention_mask"]
     np.testing.assert_allclose(encode(exported, texts, show_progress=False),
@@ -133,7 +135,7 @@ def test_export_folder_errors(exports, tmp_path):
     with pytest.raises(ModelLoadError, match="is a onnx-int8 export"):
         load_model(str(folder), backend="onnx")
     with pytest.raises(ModelLoadError, match="already an ONNX export"):
-        onnx_model.export_model(str(folder), tmp_path / "again")
+        export_model(str(folder), tmp_path / "again")
     # a damaged graph is refused by its checksum
     damaged = tmp_path / "damaged"
     damaged.mkdir()
@@ -191,7 +193,7 @@ def test_export_cli_then_encode_index_and_search(tmp_path, sample):
 
 def test_server_serves_the_onnx_model(exports, texts):
     from koembed.server import create_app
-    from tests.test_server import running
+    from tests.helpers import running
 
     model = load_model(str(exports["onnx"][0]))
     with running(create_app(model, "minilm-onnx")) as base:

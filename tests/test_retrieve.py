@@ -9,34 +9,10 @@ import numpy as np
 import pytest
 
 from koembed.errors import SpecError
-from koembed.lexical import BM25Retriever, KiwiTokenizer, top_k_by_score
+from koembed.lexical import BM25Retriever, KiwiTokenizer
+from koembed.ranking import top_k as top_k_by_score
 from koembed.retrieve import DenseRetriever, HybridRetriever, RetrieverFactory
-
-
-class FixedModel:
-    """Stands in for a SentenceTransformer: embeddings looked up from a table, so results are known."""
-
-    similarity_fn_name = "cosine"
-    max_seq_length = 128
-
-    def __init__(self, table: dict[str, np.ndarray]):
-        self.table = table
-
-    def encode(self, texts, **_):
-        return np.stack([self.table[t] for t in texts]).astype(np.float32)
-
-
-class ListRetriever:
-    """Returns fixed rankings; for fusion tests."""
-
-    def __init__(self, name, hits):
-        self.name, self.hits = name, hits
-
-    def fit(self, doc_ids, texts):
-        pass
-
-    def search(self, queries, k):
-        return [self.hits[q][:k] for q in queries]
+from tests.helpers import QUIET, FixedModel, ListRetriever
 
 
 def brute_force(q, c, doc_ids, k, cosine=True):
@@ -60,7 +36,7 @@ def test_dense_chunked_search_equals_brute_force(similarity):
     model = FixedModel({**docs, **queries})
     # Tiny blocks force many merges of the running top-k.
     dense = DenseRetriever(model, "dense:fixed", similarity=similarity, query_block=5, corpus_block=13,
-                           show_progress=False)
+                           options=QUIET)
     doc_ids = list(docs)
     dense.fit(doc_ids, doc_ids)  # texts are the table keys
     got = dense.search(list(queries), 10)
@@ -73,7 +49,7 @@ def test_dense_chunked_search_equals_brute_force(similarity):
 def test_dense_ties_are_broken_by_doc_id_across_blocks():
     same = np.array([1.0, 0.0])
     table = {"z": same, "b": same, "y": same, "a": same, "c": np.array([0.0, 1.0]), "q": same}
-    dense = DenseRetriever(FixedModel(table), "dense:fixed", corpus_block=2, show_progress=False)
+    dense = DenseRetriever(FixedModel(table), "dense:fixed", corpus_block=2, options=QUIET)
     dense.fit(["z", "b", "c", "y", "a"], ["z", "b", "c", "y", "a"])
     assert [d for d, _ in dense.search(["q"], 3)[0]] == ["a", "b", "y"]
 
@@ -109,11 +85,11 @@ def test_cc_fusion_by_hand():
                                   "hybrid-cc@2:bm25+bm25", "hybrid-cc@w:bm25+bm25"])
 def test_bad_specs_raise_spec_error(spec):
     with pytest.raises(SpecError):
-        RetrieverFactory(["d"], ["텍스트"], show_progress=False).get(spec)
+        RetrieverFactory(["d"], ["텍스트"], options=QUIET).get(spec)
 
 
 def test_factory_shares_fitted_children():
-    factory = RetrieverFactory(["d1", "d2"], ["보증금 반환", "여권 발급"], show_progress=False)
+    factory = RetrieverFactory(["d1", "d2"], ["보증금 반환", "여권 발급"], options=QUIET)
     bm25 = factory.get("bm25")
     hybrid = factory.get("hybrid-cc@0.4:bm25+bm25")
     assert hybrid.children[0] is bm25 and hybrid.weights == pytest.approx([0.4, 0.6])

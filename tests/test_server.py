@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import base64
 import re
-import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import httpx
 import numpy as np
@@ -22,36 +19,15 @@ import openai
 import pytest
 from typer.testing import CliRunner
 
-from koembed.models import encode, load_model
+from koembed.models import ModelSpec, encode, load_model
 from koembed.server import ServerLimits, create_app
+from tests.helpers import QUIET, running
 
 KEY = "test-key-3f9a"
 MAX_TOKENS = 64
 MAX_INPUTS = 8
 MAX_BODY = 64 * 1024
 LONG_TEXT = "전세 보증금 반환 소송 절차 " * 40  # far over MAX_TOKENS tokens
-
-
-@contextmanager
-def running(app) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1 and a free port in a background thread; yield its base URL."""
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +45,9 @@ def index(tmp_path_factory, tiny_model_dir, model, sample):
     from koembed.index import build_index, load_index
 
     out = tmp_path_factory.mktemp("server-index") / "idx"
-    build_index(str(tiny_model_dir), list(sample.corpus), list(sample.corpus.values()), out, show_progress=False,
-                model=model)
-    return load_index(out, model=model)
+    build_index(str(tiny_model_dir), list(sample.corpus), list(sample.corpus.values()), out, options=QUIET,
+                encoder=model)
+    return load_index(out, encoder=model)
 
 
 @pytest.fixture(scope="module")
@@ -374,7 +350,7 @@ def test_cli_serve_passes_options_and_warns_off_loopback(monkeypatch):
                                       "--max-wait-ms", "2", "--no-batching", "--truncate"])
     assert result.exit_code == 0, result.output
     (args, kwargs), = calls
-    assert args == ("minilm", None) and kwargs["host"] == "127.0.0.1" and kwargs["port"] == 8123
+    assert args == (ModelSpec("minilm"), None) and kwargs["host"] == "127.0.0.1" and kwargs["port"] == 8123
     assert kwargs["limits"] == ServerLimits(max_inputs=3, max_wait_ms=2, batching=False, truncate=True)
     assert "warning" not in result.output
     result = CliRunner().invoke(app, ["serve", "--model", "minilm", "--host", "0.0.0.0"])

@@ -6,6 +6,7 @@ import pytest
 
 from koembed.data.sts import read_sts
 from koembed.errors import DataError
+from tests.helpers import SHARED_DATA, require_shared
 
 HEADER = "genre\tfilename\tyear\tid\tscore\tsentence1\tsentence2\n"
 
@@ -28,8 +29,6 @@ def test_errors_name_row_and_field(tmp_path, line, field):
 
 @pytest.mark.shared_data
 def test_korsts_test_size():
-    from tests.conftest import SHARED_DATA, require_shared
-
     s1, s2, scores = read_sts(require_shared(SHARED_DATA / "korsts" / "sts-test.tsv"))
     assert len(s1) == len(s2) == len(scores) == 1379
     assert min(scores) >= 0 and max(scores) <= 5

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from koembed.cli import app
 from koembed.data.pairs import read_pairs
-from koembed.errors import DataError
-from koembed.train_config import ConfigError, load_config
+from koembed.errors import ConfigError, DataError
+from koembed.training.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,7 +98,7 @@ def test_pairs_readers_and_errors(tmp_path):
 
 
 def test_overlap_with_eval_is_refused_unless_allowed(tmp_path, tiny_model_dir, pairs_file):
-    from koembed.train import load_training_data
+    from koembed.training.trainer import load_training_data
 
     path = write_config(tmp_path / "c.yaml", model__base=str(tiny_model_dir),
                         data__train=[{"type": "pairs", "path": str(pairs_file)}] * 2,
@@ -129,7 +129,8 @@ def test_tiny_training_resumes_after_sigkill_to_the_same_weights(tmp_path, tiny_
 
     straight = run_cli("train", str(config("straight")), "-q")
     assert straight.returncode == 0, straight.stderr[-2000:]
-    killed = run_cli("train", str(config("killed")), "-q", env={"KOEMBED_TEST_KILL_AFTER_STEP": "4"})
+    killed = subprocess.run([sys.executable, "-m", "tests.helpers", str(config("killed")), "4"], cwd=ROOT,
+                            capture_output=True, text=True)  # trains with a callback that SIGKILLs after step 4
     assert killed.returncode == -9  # SIGKILL: no clean-up ran
     assert not (tmp_path / "killed" / "final").exists()
     # A checkpoint whose save was interrupted (no completion marker) must be ignored and removed.

@@ -1,10 +1,40 @@
-"""koembed: Korean text embeddings for retrieval (RAG)."""
+"""koembed: Korean text embeddings for retrieval (RAG): train, evaluate, search and serve.
 
-from importlib.metadata import PackageNotFoundError, version
+The common path is one call each::
 
-try:
-    __version__ = version("koembed")
-except PackageNotFoundError:  # running from a source tree without installing
-    __version__ = "0.0.0"
+    import koembed
+    model = koembed.load_model("BAAI/bge-m3")                   # or a local folder, or "minilm"
+    vectors = koembed.encode(model, ["전세 보증금은 언제 돌려받나요?"])
+    rs = koembed.load_retrieval_set("path/to/autorag_or_beir")  # None: the bundled Korean sample
+    results = koembed.run_bench(rs, ["bm25", "dense:BAAI/bge-m3"])
+    koembed.build_index("BAAI/bge-m3", doc_ids, texts, "idx/")
+    hits = koembed.load_index("idx/").search(["여권 재발급"], k=5, mode="hybrid")
+    koembed.train(koembed.load_config("configs/bge-m3-ko.yaml"))
 
-__all__ = ["__version__"]
+The names are resolved on first use (:mod:`koembed._lazy`), so ``import koembed`` stays fast; everything else
+lives in the submodules (``koembed.models``, ``koembed.index``, ...).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from koembed._lazy import lazy_exports
+
+__version__ = "0.1.0"
+
+_API = {
+    "ModelSpec": "koembed.models", "EncodeOptions": "koembed.models", "load_model": "koembed.models",
+    "encode": "koembed.models", "load_retrieval_set": "koembed.data", "run_bench": "koembed.bench",
+    "build_index": "koembed.index", "load_index": "koembed.index", "load_config": "koembed.training",
+    "train": "koembed.training",
+}
+__all__ = ["__version__", *_API]
+__getattr__, __dir__ = lazy_exports(__name__, _API)
+
+if TYPE_CHECKING:
+    from koembed.bench import run_bench
+    from koembed.data import load_retrieval_set
+    from koembed.index import build_index, load_index
+    from koembed.models import EncodeOptions, ModelSpec, encode, load_model
+    from koembed.training import load_config, train

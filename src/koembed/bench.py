@@ -14,13 +14,14 @@ from pathlib import Path
 
 from koembed.data import RetrievalSet
 from koembed.files import atomic_open, write_jsonl
-from koembed.metrics import AUTORAG_METRICS, AUTORAG_TOP_K, IR_DEPTH, autorag_metrics, ir_metrics, metric_names
-from koembed.retrieve import DenseRetriever, Hit, RetrieverFactory, parse_spec
+from koembed.metrics import AUTORAG_TOP_K, IR_DEPTH, autorag_metrics, ir_metrics
+from koembed.metrics.tables import AUTORAG_HEADERS, SIMILARITIES
+from koembed.models import EncodeOptions, ModelSpec, load_model
+from koembed.ranking import Hit
+from koembed.retrieve import DenseRetriever, RetrieverFactory, parse_spec
 
 RUN_DEPTH = IR_DEPTH  # 100: what map@100 needs, and what run files hold
 DEFAULT_RETRIEVERS = ("bm25", "dense:minilm")
-AUTORAG_HEADERS = {"f1": "F1", "recall": "Recall", "precision": "Precision", "map": "mAP", "mrr": "mRR",
-                   "ndcg": "NDCG"}
 
 
 @dataclass
@@ -46,19 +47,18 @@ def score_run(rs: RetrievalSet, hits: dict[str, list[Hit]], top_k: Sequence[int]
 
 
 def run_bench(rs: RetrievalSet, specs: Sequence[str], top_k: Sequence[int] = AUTORAG_TOP_K,
-              batch_size: int = 32, device: str | None = None, show_progress: bool = True,
-              precision: str = "fp32", cache_dir: str | None = None,
-              backend: str = "torch") -> list[RetrieverResult]:
-    """Fit and run each retriever spec on ``rs`` and score it. Models are loaded once per bench, in ``precision``
-    and ``backend`` (:func:`koembed.models.load_model`); with ``cache_dir`` dense corpus embeddings are stored and reused across runs (same model and corpus)."""
+              model: ModelSpec = ModelSpec(""), options: EncodeOptions = EncodeOptions(),
+              cache_dir: str | Path | None = None) -> list[RetrieverResult]:
+    """Fit and run each retriever spec on ``rs`` and score it. Dense models are loaded once per bench and run as
+    ``model`` says (precision, backend, device; :func:`koembed.models.load_model`); with ``cache_dir`` dense
+    corpus embeddings are stored and reused across runs (same model and corpus)."""
     if not specs:
         raise ValueError("no retriever given")
     for spec in specs:
         parse_spec(spec)
     depth = max(RUN_DEPTH, *top_k)
-    factory = RetrieverFactory(rs.doc_ids, list(rs.corpus.values()), batch_size=batch_size,
-                               show_progress=show_progress, device=device, precision=precision,
-                               cache_dir=cache_dir, backend=backend)
+    factory = RetrieverFactory(rs.doc_ids, list(rs.corpus.values()), model=model, options=options,
+                               cache_dir=cache_dir)
     qids = rs.query_ids
     texts = [rs.queries[q] for q in qids]
     results = []
@@ -72,21 +72,16 @@ def run_bench(rs: RetrievalSet, specs: Sequence[str], top_k: Sequence[int] = AUT
     return results
 
 
-def evaluate_model(rs: RetrievalSet, model_name: str, batch_size: int = 32, device: str | None = None,
-                   show_progress: bool = True, max_seq_length: int | None = None,
-                   precision: str = "fp32", backend: str = "torch") -> dict[str, float]:
+def evaluate_model(rs: RetrievalSet, model: ModelSpec | str, options: EncodeOptions = EncodeOptions()
+                   ) -> dict[str, float]:
     """The card's IR suite for one model, for cosine and dot similarity (``cosine_ndcg@10``, ``dot_mrr@10``...)."""
-    from koembed.models import load_model
-
-    model = load_model(model_name, device=device, max_seq_length=max_seq_length, precision=precision,
-                       backend=backend)
-    dense = DenseRetriever(model, name=model_name, similarity="cosine", batch_size=batch_size,
-                           show_progress=show_progress)
+    spec = ModelSpec.of(model)
+    dense = DenseRetriever(load_model(spec), name=spec.name, similarity="cosine", options=options)
     dense.fit(rs.doc_ids, list(rs.corpus.values()))
     qids = rs.query_ids
     texts = [rs.queries[q] for q in qids]
     out: dict[str, float] = {}
-    for similarity in ("cosine", "dot"):
+    for similarity in SIMILARITIES:
         hits = dict(zip(qids, dense.with_similarity(similarity).search(texts, RUN_DEPTH)))
         ir, _ = score_run(rs, hits, ())
         out.update({f"{similarity}_{name}": value for name, value in ir.items()})
@@ -110,36 +105,6 @@ def write_runs(results: Sequence[RetrieverResult], qids: Sequence[str], run_dir:
 
 def results_document(rs: RetrievalSet, results: Sequence[RetrieverResult]) -> dict[str, object]:
     return {"dataset": rs.summary(), "results": [r.to_json() for r in results]}
-
-
-def autorag_tables(results: Sequence[RetrieverResult], top_k: Sequence[int]):
-    """One rich table per top-k, one row per retriever, AutoRAG's columns (as the seed card prints them)."""
-    from rich.table import Table
-
-    tables = []
-    for k in top_k:
-        table = Table(title=f"AutoRAG metrics, top-k = {k}")
-        table.add_column("Retriever", style="bold", no_wrap=True)
-        for name in AUTORAG_METRICS:
-            table.add_column(AUTORAG_HEADERS[name], justify="right")
-        for r in results:
-            table.add_row(r.retriever, *(f"{r.autorag[str(k)][name]:.4f}" for name in AUTORAG_METRICS))
-        tables.append(table)
-    return tables
-
-
-def ir_table(results: Sequence[RetrieverResult] | dict[str, dict[str, float]], title: str = "IR metrics"):
-    """The card's IR suite, one row per metric and one column per retriever (or similarity)."""
-    from rich.table import Table
-
-    columns = {r.retriever: r.ir for r in results} if not isinstance(results, dict) else results
-    table = Table(title=title)
-    table.add_column("Metric", style="bold")
-    for name in columns:
-        table.add_column(name, justify="right", overflow="fold")
-    for metric in metric_names():
-        table.add_row(metric, *(f"{values[metric]:.4f}" for values in columns.values()))
-    return table
 
 
 def plot_results(results: Sequence[RetrieverResult], top_k: Sequence[int], path: str | Path) -> None:

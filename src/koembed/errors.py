@@ -1,4 +1,7 @@
-"""Errors a user can act on. The CLI turns them into a message and exit code 2."""
+"""Errors a user can act on. The CLI turns them into a message and exit code 2.
+
+Every error koembed raises for bad input or a damaged file is one of these; anything else is a bug.
+"""
 
 from __future__ import annotations
 
@@ -34,3 +37,23 @@ class ModelLoadError(KoembedError):
 
 class SpecError(KoembedError):
     """A retriever spec such as ``hybrid:bm25+dense:minilm`` could not be parsed."""
+
+
+class ConfigError(KoembedError):
+    """The training config file or a ``--set`` override is invalid; the message names the key."""
+
+
+class EmbeddingStoreError(KoembedError):
+    """Stored embeddings are missing, incomplete, damaged, or do not belong to this corpus or model."""
+
+
+class IndexStoreError(KoembedError):
+    """The index folder is missing, damaged, or cannot take the requested change."""
+
+
+class ModelMismatchError(IndexStoreError):
+    """The model given is not the one the index was built with (other dimension or other embeddings)."""
+
+
+class DocumentIdError(IndexStoreError):
+    """Adding an id the index already holds, or deleting one it does not hold."""

@@ -1,14 +1,24 @@
-"""Atomic output: every file koembed writes appears complete or not at all."""
+"""Files koembed writes: atomic outputs, staged folders, and checksummed manifests.
+
+Every file koembed writes appears complete or not at all (:func:`atomic_open`, :func:`staged_folder`).
+Every folder koembed reads back (an index version, an ONNX export, a shard of stored embeddings) is described
+by a JSON manifest that lists its files with their sha256; :func:`read_manifest` and :func:`verify_files` are
+the one way those are read and checked, each caller raising its own error class with its own remedy.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from koembed.errors import KoembedError
 
 
 def _with_umask(path: str | Path, mode: int) -> None:
@@ -24,6 +34,45 @@ def staging_dir(parent: str | Path, prefix: str, suffix: str = "") -> Path:
     folder = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=parent))
     _with_umask(folder, 0o777)
     return folder
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file or folder to disk, so a renamed folder or manifest survives a power loss."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - folders cannot be opened on Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def staged_folder(target: str | Path, *, replace: bool = False, durable: bool = False) -> Iterator[Path]:
+    """Build a folder under a temporary name beside ``target``; rename it to ``target`` if the block succeeds.
+
+    A failure inside the block removes the staged folder and leaves ``target`` as it was. ``replace`` removes
+    an existing ``target`` just before the rename (otherwise it must not exist or be empty). ``durable``
+    fsyncs the staged folder and the parent, for folders that a manifest will point at.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stage = staging_dir(target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        yield stage
+        if durable:
+            fsync_path(stage)
+        if replace and target.exists():
+            shutil.rmtree(target)
+        os.replace(stage, target)
+        if durable:
+            fsync_path(target.parent)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
 
 
 @contextmanager
@@ -60,3 +109,57 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
     with atomic_open(path) as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+# --------------------------------------------------------------------------- checksummed manifests
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checksums(folder: Path, names: Iterable[str]) -> dict[str, str]:
+    """``{name: sha256}`` of files in ``folder``: what a manifest records."""
+    return {name: sha256_file(folder / name) for name in names}
+
+
+def first_damaged(folder: Path, files: Mapping[str, str]) -> tuple[Path, str] | None:
+    """The first of ``files`` (``{name: sha256}``) in ``folder`` that is ``missing`` or ``altered``, or None."""
+    for name, expected in files.items():
+        path = folder / str(name)
+        if not path.is_file():
+            return path, "missing"
+        if sha256_file(path) != expected:
+            return path, "altered"
+    return None
+
+
+def verify_files(folder: Path, files: Mapping[str, str], manifest: str, error: type[KoembedError],
+                 remedy: str) -> None:
+    """Raise ``error`` naming the first missing or altered file of ``files``; ``remedy`` says what to do."""
+    problem = first_damaged(folder, files)
+    if problem is None:
+        return
+    path, kind = problem
+    if kind == "missing":
+        raise error(f"{path} is missing; {remedy}")
+    raise error(f"{path} does not match its sha256 in {manifest} (altered or truncated): {remedy}")
+
+
+def read_manifest(path: Path, error: type[KoembedError], *, format: str | None, version: int,
+                  remedy: str) -> dict[str, Any]:
+    """A manifest as a dict, checked to be a JSON object of ``format`` (None: no format field) and ``version``."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{path}: unreadable manifest ({exc}); {remedy}") from exc
+    if not isinstance(data, dict) or (format is not None and data.get("format") != format):
+        raise error(f"{path}: not a {format or 'koembed'} manifest; {remedy}")
+    if data.get("format_version") != version:
+        raise error(f"{path}: format version {data.get('format_version')!r} is not supported by this koembed "
+                    f"(it reads version {version}); {remedy}")
+    return data

@@ -18,8 +18,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
+from koembed.ranking import Hit, id_ranks, top_k
+
+if TYPE_CHECKING:
+    import numpy as np
 
 KEEP_TAGS = ("NNG", "NNP", "NR", "SN", "SL", "SH", "XR", "VV", "VA", "MAG")
 
@@ -104,10 +108,12 @@ class BM25Retriever:
         self._vocab = vocab
         self._bm25 = bm25s.BM25(k1=self.k1, b=self.b, method="lucene")
         self._bm25.index(bm25s.tokenization.Tokenized(ids=ids, vocab=vocab), show_progress=False)
-        self._rank = np.argsort(np.argsort(np.array(self._doc_ids, dtype=object), kind="stable"), kind="stable")
+        self._rank = id_ranks(self._doc_ids)
 
     def score_vectors(self, queries: Sequence[str]) -> list[np.ndarray]:
         """Each query's BM25 score for every corpus passage (fit order); terms unseen in the corpus count 0."""
+        import numpy as np
+
         if self._bm25 is None:
             raise RuntimeError("call fit() before search()")
         out = []
@@ -116,7 +122,7 @@ class BM25Retriever:
             out.append(self._bm25.get_scores(known) if known else np.zeros(len(self._doc_ids), dtype=np.float32))
         return out
 
-    def search(self, queries: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
+    def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         """Top-k passages sharing at least one term with the query, as a search engine returns them: a query
         matching fewer than k passages gets fewer hits (none if no term matches)."""
         from tqdm.auto import tqdm
@@ -124,21 +130,11 @@ class BM25Retriever:
         k = min(k, len(self._doc_ids))
         results = []
         for scores in tqdm(self.score_vectors(queries), desc="BM25", disable=not self.show_progress, unit="query"):
-            hits = top_k_by_score(scores, self._rank, self._doc_ids, k)
-            results.append([(doc, score) for doc, score in hits if score > 0])
+            results.append([(doc, score) for doc, score in top_k(scores, self._rank, self._doc_ids, k) if score > 0])
         return results
 
-
-def top_k_by_score(scores: np.ndarray, id_rank: np.ndarray, doc_ids: Sequence[str], k: int
-                   ) -> list[tuple[str, float]]:
-    """The ``k`` best of a full score vector, ordered by (-score, doc id); ``id_rank`` is each doc's
-    position in ascending id order. Exact also when ties straddle the k-th place."""
-    if k <= 0:
-        return []
-    if k < len(scores):
-        kth = np.partition(scores, len(scores) - k)[len(scores) - k]
-        candidates = np.flatnonzero(scores >= kth)
-    else:
-        candidates = np.arange(len(scores))
-    order = np.lexsort((id_rank[candidates], -scores[candidates]))[:k]
-    return [(doc_ids[i], float(scores[i])) for i in candidates[order]]
+    def score(self, queries: Sequence[str], pairs: Sequence[tuple[int, int]]) -> list[float]:
+        """BM25 scores of (query position, corpus row) pairs, the numbers :meth:`search` ranks by."""
+        needed = sorted({q for q, _ in pairs})
+        vectors = dict(zip(needed, self.score_vectors([queries[q] for q in needed])))
+        return [float(vectors[q][row]) for q, row in pairs]

@@ -1,7 +1,8 @@
-"""One Retriever interface: BM25, exact dense search in corpus chunks, and hybrid fusion.
+"""One Retriever interface: BM25, exact dense search in corpus chunks, and hybrid fusion; specs name them.
 
-A retriever is fitted on a corpus, then returns for each query its top-k ``(doc_id, score)`` hits,
-best first, ties broken by ascending doc id (the order sentence-transformers' evaluator uses).
+A retriever is fitted on a corpus, then returns for each query its top-k ``(doc_id, score)`` hits, best
+first, ties broken by ascending doc id (:mod:`koembed.ranking`), and can score given (query, passage) pairs on
+the same scale (:meth:`Retriever.score`, what hard-negative mining compares against).
 Specs name retrievers on the command line:
 - ``bm25``: :class:`koembed.lexical.BM25Retriever`;
 - ``dense:<model>``: a hub id, local folder, or ``minilm`` (the bundled all-MiniLM-L6-v2);
@@ -12,21 +13,26 @@ Specs name retrievers on the command line:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
-
+from koembed.embeddings import cached_corpus_embeddings
 from koembed.errors import SpecError
+from koembed.lexical import BM25Retriever
+from koembed.models import EncodeOptions, Encoder, ModelSpec, encode, load_model
+from koembed.ranking import FUSIONS, TIE_SLACK, Hit, best_rows, fuse, id_ranks
 
-Hit = tuple[str, float]
-RRF_K = 60  # the constant of Cormack et al. (2009), used by Elasticsearch and AutoRAG too
+if TYPE_CHECKING:
+    import numpy as np
+
 FUSION_DEPTH = 100  # candidates each child contributes to a fusion
 
 
 class Retriever(Protocol):
     name: str
+    show_progress: bool
 
     def fit(self, doc_ids: Sequence[str], texts: Sequence[str]) -> None:
         """Index the corpus; called once before :meth:`search`."""
@@ -34,59 +40,60 @@ class Retriever(Protocol):
     def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         """Top-``k`` hits per query, best first."""
 
-
-def _sort_hits(hits: dict[str, float], k: int) -> list[Hit]:
-    return sorted(hits.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+    def score(self, queries: Sequence[str], pairs: Sequence[tuple[int, int]]) -> list[float]:
+        """Scores of (query position, corpus row) pairs on :meth:`search`'s scale; :class:`SpecError` where a
+        retriever has no such score (a fusion)."""
 
 
 class DenseRetriever:
-    """Exact nearest-neighbour search with a sentence-transformers model.
+    """Exact nearest-neighbour search with an embedding model.
 
     The corpus is embedded once (n x dim float32); queries are scored against it in blocks of
     ``query_block`` x ``corpus_block``, keeping a running top-k, so memory stays at
     O(n * dim + query_block * corpus_block) and never holds a queries x corpus matrix.
     ``similarity`` is ``cosine`` or ``dot`` (sentence-transformers' ``cos_sim`` / ``dot_score``);
-    ``None`` uses the model's own similarity function.
+    ``None`` uses the model's own similarity function. ``options`` say how texts are encoded.
     """
 
-    def __init__(self, model, name: str, similarity: str | None = None, batch_size: int = 32,
-                 query_block: int = 1024, corpus_block: int = 16384, show_progress: bool = True):
+    def __init__(self, model: Encoder, name: str, similarity: str | None = None,
+                 options: EncodeOptions = EncodeOptions(), query_block: int = 1024, corpus_block: int = 16384):
         self.model = model
         self.name = name
         self.similarity = similarity or getattr(model, "similarity_fn_name", None) or "cosine"
         if self.similarity not in ("cosine", "dot"):
             raise ValueError(f"similarity must be cosine or dot, not {self.similarity!r}")
-        self.batch_size = batch_size
+        self.options = options
         self.query_block, self.corpus_block = query_block, corpus_block
-        self.show_progress = show_progress
         self._doc_ids: list[str] = []
         self._corpus_emb = None
         self._id_rank = None
         self._query_cache: tuple[tuple[str, ...], object] | None = None
 
-    def fit(self, doc_ids: Sequence[str], texts: Sequence[str]) -> None:
-        from koembed.models import encode
+    @property
+    def show_progress(self) -> bool:
+        return self.options.show_progress
 
-        self.fit_embeddings(doc_ids, encode(self.model, texts, batch_size=self.batch_size,
-                                            show_progress=self.show_progress))
+    @show_progress.setter
+    def show_progress(self, show: bool) -> None:
+        self.options = replace(self.options, show_progress=show)
+
+    def fit(self, doc_ids: Sequence[str], texts: Sequence[str]) -> None:
+        self.fit_embeddings(doc_ids, encode(self.model, texts, self.options))
 
     def fit_embeddings(self, doc_ids: Sequence[str], embeddings: np.ndarray) -> None:
         """Use corpus embeddings computed elsewhere (stored shards, a timed benchmark) instead of encoding."""
+        import numpy as np
         import torch
 
         if len(doc_ids) != len(embeddings):
             raise ValueError(f"{len(doc_ids)} doc ids but {len(embeddings)} embeddings")
         self._doc_ids = list(doc_ids)
         self._corpus_emb = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
-        # each row's position in doc-id order, for tie-breaking; an int64 array, not 1M Python ints
-        order = np.argsort(np.array(self._doc_ids, dtype=object), kind="stable")
-        self._id_rank = np.empty(len(order), dtype=np.int64)
-        self._id_rank[order] = np.arange(len(order))
+        self._id_rank = id_ranks(self._doc_ids)
 
     def with_similarity(self, similarity: str) -> DenseRetriever:
         """A view on the same fitted corpus embeddings that scores with another similarity."""
-        other = DenseRetriever(self.model, self.name, similarity, self.batch_size, self.query_block,
-                               self.corpus_block, self.show_progress)
+        other = DenseRetriever(self.model, self.name, similarity, self.options, self.query_block, self.corpus_block)
         other._doc_ids, other._corpus_emb, other._id_rank = self._doc_ids, self._corpus_emb, self._id_rank
         other._query_cache = self._query_cache
         return other
@@ -94,15 +101,12 @@ class DenseRetriever:
     def _embed_queries(self, queries: Sequence[str]):
         import torch
 
-        from koembed.models import encode
-
         key = tuple(queries)
         if self._query_cache is None or self._query_cache[0] != key:
-            emb = encode(self.model, queries, batch_size=self.batch_size, show_progress=self.show_progress)
-            self._query_cache = (key, torch.from_numpy(emb))
+            self._query_cache = (key, torch.from_numpy(encode(self.model, queries, self.options)))
         return self._query_cache[1]
 
-    def score_pairs(self, queries: Sequence[str], rows: Sequence[tuple[int, int]]) -> list[float]:
+    def score(self, queries: Sequence[str], pairs: Sequence[tuple[int, int]]) -> list[float]:
         """Scores of (query position, corpus row) pairs on the search's scale, from the same embeddings."""
         from sentence_transformers.util import pairwise_cos_sim, pairwise_dot_score
 
@@ -110,7 +114,7 @@ class DenseRetriever:
             raise RuntimeError("call fit() before search()")
         q_emb = self._embed_queries(queries)
         pair_fn = pairwise_cos_sim if self.similarity == "cosine" else pairwise_dot_score
-        values = pair_fn(q_emb[[q for q, _ in rows]], self._corpus_emb[[r for _, r in rows]])
+        values = pair_fn(q_emb[[q for q, _ in pairs]], self._corpus_emb[[r for _, r in pairs]])
         return [float(v) for v in values.tolist()]
 
     def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
@@ -119,12 +123,11 @@ class DenseRetriever:
 
         if self._corpus_emb is None:
             raise RuntimeError("call fit() before search()")
-        score_fn: Callable = cos_sim if self.similarity == "cosine" else dot_score
+        score_fn = cos_sim if self.similarity == "cosine" else dot_score
         n = len(self._doc_ids)
         k = min(k, n)
         q_emb = self._embed_queries(queries)
-        # A few extra candidates per block so ties at the k-th score are resolved by doc id exactly.
-        keep = min(n, k + 16)
+        keep = min(n, k + TIE_SLACK)
         results: list[list[Hit]] = []
         with torch.inference_mode():
             for qs in range(0, len(queries), self.query_block):
@@ -137,26 +140,24 @@ class DenseRetriever:
                     merged_s, merged_i = torch.cat([best_s, s], 1), torch.cat([best_i, i + cs], 1)
                     best_s, pos = torch.topk(merged_s, min(keep, merged_s.shape[1]), dim=1)
                     best_i = merged_i.gather(1, pos)
-                for row_s, row_i in zip(best_s.tolist(), best_i.tolist()):
-                    pairs = sorted(zip(row_s, row_i), key=lambda p: (-p[0], self._id_rank[p[1]]))[:k]
-                    results.append([(self._doc_ids[i], s) for s, i in pairs])
+                for row_s, row_i in zip(best_s.numpy(), best_i.numpy()):
+                    top = best_rows(row_s, self._id_rank, k, rows=row_i)
+                    results.append([(self._doc_ids[row_i[j]], float(row_s[j])) for j in top])
         return results
 
 
 class HybridRetriever:
-    """Fuses the rankings of two or more retrievers.
+    """Fuses the rankings of two or more retrievers (:func:`koembed.ranking.fuse`).
 
-    ``fusion="rrf"``: score = sum over retrievers of 1 / (60 + rank), rank from 1 — robust because it
-    ignores the retrievers' incomparable score scales. ``fusion="cc"``: each retriever's scores are
-    min-max normalised per query over its top 100, a missing doc counts 0, and the normalised scores
-    are combined with ``weights`` (default equal). Each child contributes its top 100 (or k if larger).
+    ``fusion="rrf"``: reciprocal-rank fusion. ``fusion="cc"``: min-max normalised scores combined with
+    ``weights`` (default equal). Each child contributes its top 100 (or k if larger).
     """
 
     def __init__(self, children: Sequence[Retriever], fusion: str = "rrf", weights: Sequence[float] | None = None,
                  name: str | None = None):
         if len(children) < 2:
             raise ValueError("a hybrid retriever needs at least two retrievers")
-        if fusion not in ("rrf", "cc"):
+        if fusion not in FUSIONS:
             raise ValueError(f"fusion must be rrf or cc, not {fusion!r}")
         self.children = list(children)
         self.fusion = fusion
@@ -165,6 +166,15 @@ class HybridRetriever:
             raise ValueError("one weight per retriever")
         self.name = name or f"hybrid-{fusion}:" + "+".join(c.name for c in children)
 
+    @property
+    def show_progress(self) -> bool:
+        return any(child.show_progress for child in self.children)
+
+    @show_progress.setter
+    def show_progress(self, show: bool) -> None:
+        for child in self.children:
+            child.show_progress = show
+
     def fit(self, doc_ids: Sequence[str], texts: Sequence[str]) -> None:
         for child in self.children:
             child.fit(doc_ids, texts)
@@ -172,38 +182,26 @@ class HybridRetriever:
     def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         depth = max(k, FUSION_DEPTH)
         runs = [child.search(queries, depth) for child in self.children]
-        fused = []
-        for per_query in zip(*runs):
-            scores: dict[str, float] = {}
-            for weight, hits in zip(self.weights, per_query):
-                if self.fusion == "rrf":
-                    for rank, (doc, _) in enumerate(hits, start=1):
-                        scores[doc] = scores.get(doc, 0.0) + 1.0 / (RRF_K + rank)
-                elif hits:
-                    values = np.array([s for _, s in hits], dtype=np.float64)
-                    lo, span = values.min(), values.max() - values.min()
-                    for (doc, _), v in zip(hits, values):
-                        norm = (v - lo) / span if span > 0 else 1.0
-                        scores[doc] = scores.get(doc, 0.0) + weight * norm
-            fused.append(_sort_hits(scores, k))
-        return fused
+        return [fuse(per_query, self.fusion, self.weights, k) for per_query in zip(*runs)]
+
+    def score(self, queries: Sequence[str], pairs: Sequence[tuple[int, int]]) -> list[float]:
+        raise SpecError(f"{self.name!r}: a fusion has no score for a passage outside its hits")
 
 
 class RetrieverFactory:
     """Builds retrievers from specs, sharing loaded models and fitted children between specs.
 
     ``dense:minilm`` and ``hybrid:bm25+dense:minilm`` in one bench load the model and embed the corpus once.
-    ``precision`` and ``backend`` apply to every dense model (:func:`koembed.models.load_model`). With ``cache_dir``,
-    corpus embeddings are stored there per model, precision and corpus, reused by later runs and resumed if a
-    run was interrupted (:func:`koembed.encode.cached_corpus_embeddings`).
+    ``model`` says how dense models run (precision, backend, device; its name is replaced by each spec's model);
+    ``options`` how they encode. With ``cache_dir``, corpus embeddings are stored there per model, precision and
+    corpus, reused by later runs and resumed if a run was interrupted
+    (:func:`koembed.embeddings.cached_corpus_embeddings`).
     """
 
-    def __init__(self, doc_ids: Sequence[str], texts: Sequence[str], batch_size: int = 32,
-                 show_progress: bool = True, device: str | None = None, precision: str = "fp32",
-                 cache_dir: str | None = None, backend: str = "torch"):
+    def __init__(self, doc_ids: Sequence[str], texts: Sequence[str], model: ModelSpec = ModelSpec(""),
+                 options: EncodeOptions = EncodeOptions(), cache_dir: str | Path | None = None):
         self.doc_ids, self.texts = list(doc_ids), list(texts)
-        self.batch_size, self.show_progress, self.device = batch_size, show_progress, device
-        self.precision, self.cache_dir, self.backend = precision, cache_dir, backend
+        self.model, self.options, self.cache_dir = model, options, cache_dir
         self._fitted: dict[str, Retriever] = {}
 
     def get(self, spec: str) -> Retriever:
@@ -214,25 +212,19 @@ class RetrieverFactory:
         return self._fitted[spec]
 
     def _build(self, spec: str) -> Retriever:
-        from koembed.lexical import BM25Retriever
-        from koembed.models import load_model
-
         parsed = parse_spec(spec)
         if parsed.kind == "bm25":
-            bm25 = BM25Retriever(show_progress=self.show_progress)
+            bm25 = BM25Retriever(show_progress=self.options.show_progress)
             bm25.fit(self.doc_ids, self.texts)
             return bm25
         if parsed.kind == "dense":
-            model = load_model(parsed.model, device=self.device, precision=self.precision, backend=self.backend)
-            dense = DenseRetriever(model, name=spec, batch_size=self.batch_size, show_progress=self.show_progress)
+            model = load_model(self.model.with_name(parsed.model))
+            dense = DenseRetriever(model, name=spec, options=self.options)
             if self.cache_dir is None:
                 dense.fit(self.doc_ids, self.texts)
             else:
-                from koembed.encode import cached_corpus_embeddings
-
                 dense.fit_embeddings(self.doc_ids, cached_corpus_embeddings(
-                    parsed.model, model, self.doc_ids, self.texts, self.cache_dir, batch_size=self.batch_size,
-                    show_progress=self.show_progress))
+                    parsed.model, model, self.doc_ids, self.texts, self.cache_dir, self.options))
             return dense
         children = [self.get(child) for child in parsed.children]
         return HybridRetriever(children, fusion=parsed.fusion, weights=parsed.weights, name=spec)

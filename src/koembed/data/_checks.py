@@ -25,7 +25,7 @@ def require_columns(path: Path, columns: list[str], required: list[str]) -> None
         )
 
 
-def text_field(path: Path, row: int, name: str, value: Any) -> str:
+def text_field(path: str | Path, row: int, name: str, value: Any) -> str:
     """A non-empty string (numbers are accepted and turned into text, as ids often are)."""
     if value is None or (isinstance(value, float) and value != value):
         raise DataError(path, "value is missing", row=row, field=name)
@@ -38,7 +38,7 @@ def text_field(path: Path, row: int, name: str, value: Any) -> str:
     return value
 
 
-def add_unique(path: Path, row: int, name: str, key: str, value: str, into: dict[str, str]) -> None:
+def add_unique(path: str | Path, row: int, name: str, key: str, value: str, into: dict[str, str]) -> None:
     if key in into:
         raise DataError(path, f"duplicate id {key!r}", row=row, field=name)
     into[key] = value

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from koembed.data._checks import add_unique, require_columns, require_file, require_judged, text_field
 from koembed.data.retrieval_set import RetrievalSet
 from koembed.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def looks_like_autorag(path: Path) -> bool:
@@ -21,6 +21,8 @@ def cast_retrieval_gt(value: Any) -> list[list[str]]:
     """Normalise ``retrieval_gt`` as AutoRAG does: a string is one group of one id, a flat list is
     one group (any of its ids counts), a list of lists is already groups. Parquet gives numpy arrays;
     integer ids are read as text, matching integer ``doc_id`` values."""
+    import numpy as np
+
     def as_list(v: Any) -> Any:
         return v.tolist() if isinstance(v, np.ndarray) else v
 
@@ -44,6 +46,8 @@ def cast_retrieval_gt(value: Any) -> list[list[str]]:
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
     try:
         return pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several types for a corrupt file

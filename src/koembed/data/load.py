@@ -20,6 +20,12 @@ def sample_path() -> Path:
     return Path(str(resources.files("koembed.data") / "sample"))
 
 
+def sample_texts() -> list[str]:
+    """Every passage and query of the bundled sample: our own Korean text, for tokenizers and checks."""
+    sample = load_retrieval_set()
+    return list(sample.corpus.values()) + list(sample.queries.values())
+
+
 def load_retrieval_set(path: str | Path | None = None, split: str | None = None) -> RetrievalSet:
     """Load a retrieval set, detecting its layout.
 

@@ -8,13 +8,14 @@ Sources: pair/triplet files (jsonl, parquet or csv with ``query``, ``positive`` 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
 
 from koembed.data._checks import read_records, text_field
 from koembed.data.retrieval_set import RetrievalSet
 from koembed.errors import DataError
+from koembed.files import write_jsonl
 
 
 @dataclass(frozen=True)
@@ -48,5 +49,11 @@ def read_pairs(path: str | Path) -> list[Pair]:
     """Read a pair/triplet file: ``.jsonl``, ``.parquet`` or ``.csv`` with columns query, positive[, negatives]."""
     path = Path(path)
     rows = read_records(path, ["query", "positive"], "pairs")
-    return [Pair(text_field(path, row, "query", rec.get("query")), text_field(path, row, "positive", rec.get("positive")),
+    return [Pair(text_field(path, row, "query", rec.get("query")),
+                 text_field(path, row, "positive", rec.get("positive")),
                  _negatives(path, row, rec.get("negatives"))) for row, rec in rows]
+
+
+def write_pairs(path: str | Path, pairs: Sequence[Pair]) -> None:
+    """Write pairs as a ``.jsonl`` pairs source (query, positive, negatives), atomically."""
+    write_jsonl(path, ({"query": p.query, "positive": p.positive, "negatives": list(p.negatives)} for p in pairs))

@@ -36,3 +36,15 @@ class RetrievalSet:
 
     def summary(self) -> dict[str, object]:
         return {"name": self.name, "queries": len(self.queries), "corpus": len(self.corpus)}
+
+    def stats(self) -> dict[str, float]:
+        """Sizes and text lengths (characters) that ``koembed inspect`` prints."""
+        import statistics
+
+        doc_lengths = [len(t) for t in self.corpus.values()]
+        query_lengths = [len(t) for t in self.queries.values()]
+        groups = [len(g) for g in self.relevant.values()]
+        return {"queries": len(self.queries), "query_chars_mean": statistics.mean(query_lengths),
+                "passages": len(self.corpus), "passage_chars_mean": statistics.mean(doc_lengths),
+                "passage_chars_max": max(doc_lengths), "groups_mean": statistics.mean(groups),
+                "groups_max": max(groups)}

@@ -21,10 +21,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from koembed.data.pairs import Pair
+from koembed.data import Pair
 from koembed.errors import SpecError
-from koembed.lexical import BM25Retriever
-from koembed.retrieve import DenseRetriever, Hit, Retriever, RetrieverFactory, parse_spec
+from koembed.models import EncodeOptions, ModelSpec
+from koembed.ranking import Hit
+from koembed.retrieve import Retriever, RetrieverFactory, parse_spec
 
 QUERY_CHUNK = 1024  # queries searched per retriever call: bounds memory and paces the progress bar
 
@@ -40,7 +41,7 @@ class _Query:
 
 def mine_hard_negatives(pairs: Sequence[Pair], corpus: dict[str, str] | None = None, retriever_spec: str = "bm25",
                         negatives: int = 5, rank_range: tuple[int, int] = (10, 100), margin: float | None = 0.95,
-                        batch_size: int = 32, device: str | None = None, show_progress: bool = True,
+                        model: ModelSpec = ModelSpec(""), options: EncodeOptions = EncodeOptions(),
                         ) -> tuple[list[Pair], dict[str, int]]:
     """Mine up to ``negatives`` hard negatives per pair; return new pairs and counts.
 
@@ -86,15 +87,14 @@ def mine_hard_negatives(pairs: Sequence[Pair], corpus: dict[str, str] | None = N
         return [], stats
 
     doc_ids, texts, index_of = _searchable_corpus(corpus or {}, [p.positive for p in pairs])
-    retriever = RetrieverFactory(doc_ids, texts, batch_size=batch_size, show_progress=show_progress,
-                                 device=device).get(retriever_spec)
-    _quiet(retriever)  # fitting showed its bars; per-chunk search bars would only clutter ours
+    retriever = RetrieverFactory(doc_ids, texts, model=model, options=options).get(retriever_spec)
+    retriever.show_progress = False  # fitting showed its bars; per-chunk search bars would only clutter ours
     row_of = {doc_id: i for i, doc_id in enumerate(doc_ids)}
 
     from tqdm.auto import tqdm
 
     todo = list(queries.values())
-    with tqdm(total=len(todo), desc="Mining", unit="query", disable=not show_progress) as bar:
+    with tqdm(total=len(todo), desc="Mining", unit="query", disable=not options.show_progress) as bar:
         for start in range(0, len(todo), QUERY_CHUNK):
             chunk = todo[start: start + QUERY_CHUNK]
             texts_of_chunk = [q.text for q in chunk]
@@ -150,19 +150,12 @@ def _searchable_corpus(corpus: dict[str, str], positives: Sequence[str]
     return doc_ids, texts, index_of
 
 
-def _quiet(retriever: Retriever) -> None:
-    if hasattr(retriever, "show_progress"):
-        retriever.show_progress = False  # type: ignore[attr-defined]
-    for child in getattr(retriever, "children", ()):
-        _quiet(child)
-
-
 def _positive_scores(retriever: Retriever, queries: Sequence[str], positive_rows: Sequence[Sequence[int]],
                      hits: Sequence[Sequence[Hit]], doc_ids: Sequence[str]) -> list[float]:
     """Per query, the lowest score among its positives, on the retriever's own scale.
 
-    A positive found in the hits keeps that score; the others are scored directly with the retriever's own
-    scoring (BM25's score vector; a dense retriever's cached embeddings), the same numbers search used.
+    A positive found in the hits keeps that score; the others are scored by :meth:`Retriever.score` (BM25's
+    score vector; a dense retriever's cached embeddings), the same numbers search used.
     """
     found: list[dict[int, float]] = []
     missing: list[tuple[int, int]] = []  # (query position, corpus row)
@@ -171,15 +164,6 @@ def _positive_scores(retriever: Retriever, queries: Sequence[str], positive_rows
         scores = {row: in_hits[doc_ids[row]] for row in rows if doc_ids[row] in in_hits}
         missing.extend((qi, row) for row in rows if row not in scores)
         found.append(scores)
-    if missing:
-        if isinstance(retriever, BM25Retriever):
-            needed = sorted({qi for qi, _ in missing})
-            vectors = dict(zip(needed, retriever.score_vectors([queries[qi] for qi in needed])))
-            for qi, row in missing:
-                found[qi][row] = float(vectors[qi][row])
-        elif isinstance(retriever, DenseRetriever):
-            for (qi, row), value in zip(missing, retriever.score_pairs(queries, missing)):
-                found[qi][row] = value
-        else:  # guarded by mine_hard_negatives
-            raise SpecError(f"{retriever.name!r}: cannot score a positive outside its hits; use no margin")
+    for (qi, row), value in zip(missing, retriever.score(queries, missing) if missing else []):
+        found[qi][row] = value
     return [min(scores.values()) for scores in found]

@@ -9,11 +9,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from koembed.errors import KoembedError
-
-
-class ConfigError(KoembedError):
-    """The config file or a ``--set`` override is invalid; the message names the key."""
+from koembed.errors import ConfigError
 
 
 class Strict(BaseModel):
@@ -27,21 +23,28 @@ class ModelConfig(Strict):
     max_seq_length: int = Field(512, gt=0)
 
 
-class PairsSource(Strict):
+class FileSource(Strict):
+    path: str = Field(description="a local file")
+
+
+class PairsSource(FileSource):
+    """A pairs/triplets file: .jsonl, .parquet or .csv with query, positive[, negatives]."""
+
     type: Literal["pairs"]
-    path: str = Field(description=".jsonl, .parquet or .csv with query, positive[, negatives]")
 
 
-class SquadSource(Strict):
+class SquadSource(FileSource):
+    """SQuAD/KorQuAD JSON: question -> paragraph pairs from the train-side articles of the title split."""
+
     type: Literal["squad"]
-    path: str
     split: Literal["train", "all"] = "train"
     train_articles: int = Field(100, gt=0)
 
 
-class QueryPositivesSource(Strict):
+class QueryPositivesSource(FileSource):
+    """The MS MARCO-ko layout: [{id, query, positive: [...]}, ...], one pair per positive."""
+
     type: Literal["query_positives"]
-    path: str = Field(description="MS MARCO-ko layout: [{id, query, positive: [...]}, ...]")
 
 
 class HubSource(Strict):

@@ -14,16 +14,28 @@ import math
 import os
 import random
 import shutil
-import signal
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
-from koembed.data import load_retrieval_set, read_query_positives, read_squad
-from koembed.data.pairs import Pair, pairs_from_retrieval_set, read_pairs
+from koembed.data import (
+    Pair,
+    load_retrieval_set,
+    pairs_from_retrieval_set,
+    read_pairs,
+    read_query_positives,
+    read_squad,
+)
 from koembed.errors import DataError, KoembedError
-from koembed.files import write_json
-from koembed.train_config import Config, HubSource, PairsSource, QueryPositivesSource, SquadSource
+from koembed.files import staged_folder, write_json
+from koembed.models import build_model, load_model, resolve_model
+from koembed.training.card import write_model_card
+from koembed.training.config import Config, HubSource, PairsSource, QueryPositivesSource, SquadSource
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+    from transformers import TrainerCallback
 
 log = logging.getLogger(__name__)
 COMPLETE_MARKER = "koembed-checkpoint-complete.json"
@@ -116,8 +128,6 @@ def length_stats(texts: list[str]) -> dict[str, float]:
 def _architecture(base: str) -> dict[str, Any] | None:
     if base in KNOWN_ARCHITECTURES:
         return KNOWN_ARCHITECTURES[base]
-    from koembed.models import resolve_model
-
     config = Path(resolve_model(base)) / "config.json"
     if config.is_file():
         data = json.loads(config.read_text(encoding="utf-8"))
@@ -142,7 +152,8 @@ def plan(cfg: Config, n_examples: int | None, world_size: int = 1) -> dict[str, 
         out.update({"steps_per_epoch": steps_per_epoch, "total_steps": total,
                     "warmup_steps": math.ceil(total * cfg.train.warmup_ratio)})
     elif cfg.train.max_steps:
-        out.update({"total_steps": cfg.train.max_steps, "warmup_steps": math.ceil(cfg.train.max_steps * cfg.train.warmup_ratio)})
+        out.update({"total_steps": cfg.train.max_steps,
+                    "warmup_steps": math.ceil(cfg.train.max_steps * cfg.train.warmup_ratio)})
     mini = cfg.loss.mini_batch_size if cfg.loss.name == "cached_mnrl" else cfg.train.batch_size
     out["mini_batch_size"] = mini
     out["mini_batches_per_column_per_step"] = math.ceil(cfg.train.batch_size / mini)
@@ -180,14 +191,12 @@ def remove_incomplete_checkpoints(output_dir: str | Path) -> list[Path]:
     return removed
 
 
-def _build_model(cfg: Config):
-    from koembed.models import build_model, load_model, resolve_model
-
+def _build_model(cfg: Config) -> SentenceTransformer:
     local = Path(resolve_model(cfg.model.base))
     if local.is_dir() and not (local / "modules.json").exists():
         model = build_model(str(local), pooling=cfg.model.pooling, normalize=cfg.model.normalize)
     else:
-        model = load_model(cfg.model.base, pooling=cfg.model.pooling)
+        model = load_model(cfg.model.base, pooling=cfg.model.pooling)  # type: ignore[assignment]
     model.max_seq_length = cfg.model.max_seq_length
     return model
 
@@ -218,7 +227,7 @@ def _to_dataset(pairs: list[Pair]):
     return Dataset.from_dict(columns)
 
 
-def _callbacks(output_dir: Path):
+def _completion_marker(output_dir: Path) -> TrainerCallback:
     from transformers import TrainerCallback
 
     class CompletionMarker(TrainerCallback):
@@ -229,11 +238,8 @@ def _callbacks(output_dir: Path):
                 ckpt = output_dir / f"checkpoint-{state.global_step}"
                 if ckpt.is_dir():
                     write_json(ckpt / COMPLETE_MARKER, {"global_step": state.global_step, "epoch": state.epoch})
-            kill_at = os.environ.get("KOEMBED_TEST_KILL_AFTER_STEP")
-            if kill_at and state.global_step >= int(kill_at):  # tests: die like a killed job, no clean-up
-                os.kill(os.getpid(), signal.SIGKILL)
 
-    return [CompletionMarker()]
+    return CompletionMarker()
 
 
 def data_report(data: TrainingData) -> str:
@@ -242,20 +248,29 @@ def data_report(data: TrainingData) -> str:
     q, p = length_stats([x.query for x in data.pairs]), length_stats([x.positive for x in data.pairs])
     return (f"training pairs: {len(data.pairs)} ({sources}; {data.dropped_duplicates} duplicates dropped); "
             f"overlap with eval: {data.overlap['queries']} queries, {data.overlap['passages']} passages; "
-            f"query chars mean {q['mean']} p95 {q['p95']}; passage chars mean {p['mean']} p95 {p['p95']} max {p['max']}")
+            f"query chars mean {q['mean']} p95 {q['p95']}; passage chars mean {p['mean']} p95 {p['p95']} "
+            f"max {p['max']}")
+
+
+def dry_run(cfg: Config) -> tuple[dict[str, Any], str]:
+    """What ``koembed train --dry-run`` prints: the validated config with the plan, and the data report.
+    Reads local sources only (a hub dataset is listed without its size); loads no model."""
+    local_only = all(not isinstance(s, HubSource) for s in cfg.data.train)
+    data = load_training_data(cfg, count_only_local=True)
+    return {"config": cfg.model_dump(), "plan": plan(cfg, len(data.pairs) if local_only else None)}, data_report(data)
 
 
 def train(cfg: Config, resume: bool = False, show_progress: bool = True,
-          report: Callable[[str], None] | None = None) -> dict[str, Any]:
+          report: Callable[[str], None] | None = None, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any]:
     """Run the recipe. Returns the final evaluation metrics and paths. Output layout:
     ``output_dir/checkpoint-N`` (resumable), ``output_dir/final`` (the trained model with its card).
-    ``report`` receives the data summary (counts, duplicates, overlap, lengths) before training starts."""
+    ``report`` receives the data summary (counts, duplicates, overlap, lengths) before training starts.
+    ``callbacks`` are Hugging Face ``TrainerCallback``s added after koembed's checkpoint marker (progress
+    reporting, early stopping, fault injection in tests)."""
     import torch
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
-
-    from koembed.card import write_model_card
 
     output_dir = Path(cfg.output_dir)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -313,7 +328,8 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True,
         use_cpu=not torch.cuda.is_available(),  # also what lets bf16 autocast run on a CPU
     )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=_to_dataset(data.pairs), loss=loss,
-                                         evaluator=evaluator, callbacks=_callbacks(output_dir))
+                                         evaluator=evaluator,
+                                         callbacks=[_completion_marker(output_dir), *callbacks])
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
     metrics: dict[str, float] = {}
@@ -329,12 +345,9 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True,
     }
     if trainer.is_world_process_zero():
         final = output_dir / FINAL_DIR
-        staging = output_dir / f".{FINAL_DIR}.tmp"
-        shutil.rmtree(staging, ignore_errors=True)
-        model.save(str(staging))
-        write_json(staging / "koembed_training.json", {"config": cfg.model_dump(), **summary})
-        write_model_card(staging, cfg=cfg.model_dump(), training=summary, bench=None)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(staging, final)
+        with staged_folder(final, replace=True) as staging:
+            model.save(str(staging))
+            write_json(staging / "koembed_training.json", {"config": cfg.model_dump(), **summary})
+            write_model_card(staging, cfg=cfg.model_dump(), training=summary, bench=None)
         summary["final_model"] = str(final)
     return summary

@@ -10,10 +10,7 @@ from typing import Any
 import yaml
 
 from koembed.files import atomic_open
-from koembed.metrics import AUTORAG_METRICS, metric_names
-
-AUTORAG_HEADERS = {"f1": "F1", "recall": "Recall", "precision": "Precision", "map": "mAP", "mrr": "mRR",
-                   "ndcg": "NDCG"}
+from koembed.metrics.tables import autorag_markdown, ir_markdown
 
 
 def _model_index(name: str, dataset: str, metrics: dict[str, float]) -> list[dict[str, Any]]:
@@ -81,18 +78,8 @@ def render_card(model_dir: Path, cfg: dict[str, Any] | None, training: dict[str,
         ds = bench.get("dataset", {})
         lines += [f"## Benchmark: {ds.get('name')} ({ds.get('queries')} queries, {ds.get('corpus')} passages)", ""]
         for k in sorted({k for r in bench["results"] for k in r["autorag"]}, key=int):
-            lines += [f"### AutoRAG metrics, top-k = {k}", "",
-                      "| retriever | " + " | ".join(AUTORAG_HEADERS[m] for m in AUTORAG_METRICS) + " |",
-                      "|---|" + "---|" * len(AUTORAG_METRICS)]
-            for r in bench["results"]:
-                lines.append(f"| {r['retriever']} | " + " | ".join(f"{r['autorag'][k][m]:.4f}" for m in AUTORAG_METRICS)
-                             + " |")
-            lines.append("")
-        lines += ["### IR metrics", "", "| metric | " + " | ".join(r["retriever"] for r in bench["results"]) + " |",
-                  "|---|" + "---|" * len(bench["results"])]
-        for m in metric_names():
-            lines.append(f"| {m} | " + " | ".join(f"{r['ir'][m]:.4f}" for r in bench["results"]) + " |")
-        lines.append("")
+            lines += [f"### AutoRAG metrics, top-k = {k}", "", *autorag_markdown(bench["results"], int(k)), ""]
+        lines += ["### IR metrics", "", *ir_markdown({r["retriever"]: r["ir"] for r in bench["results"]}), ""]
     return "\n".join(lines)
 
 

@@ -1,4 +1,4 @@
-"""Encode a corpus to embedding files on disk, in shards and chunks, resumable; read them back for an index.
+"""The embedding store: a corpus encoded to files on disk, in shards and chunks, resumable; read back for an index.
 
 Layout written by :func:`encode_corpus` (one folder per shard, so n machines can each write one)::
 
@@ -8,7 +8,7 @@ Layout written by :func:`encode_corpus` (one folder per shard, so n machines can
       chunk-000000.ids.json   the passage ids of those rows, in order
 
 Sharding is by position: shard i of n holds passages ``[N*i//n, N*(i+1)//n)`` of the corpus as
-:func:`koembed.data.docs.load_documents` returns it, so concatenating shards 0..n-1 gives the corpus order.
+:func:`koembed.data.load_documents` returns it, so concatenating shards 0..n-1 gives the corpus order.
 Each chunk's files are written atomically, then the manifest lists the chunk (with sha256s); a crash leaves
 at most an unlisted chunk, which the next run re-encodes. Rerunning the same command resumes: listed chunks
 whose files still match are skipped. A different corpus, model, precision, dtype or chunk size in the
@@ -24,12 +24,23 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from koembed.errors import EmbeddingStoreError
+from koembed.files import atomic_open, checksums, first_damaged, read_manifest, write_json
+from koembed.models import (
+    EncodeOptions,
+    Encoder,
+    ModelSpec,
+    encode,
+    expected_precision,
+    load_model,
+    model_identity,
+    model_precision,
+)
 
-from koembed import models
-from koembed.errors import KoembedError
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +51,6 @@ DTYPES = ("float32", "float16")
 SHARD_RE = re.compile(r"^shard-(\d+)-of-(\d+)$")
 # Fields of a shard manifest that must equal the current run's for its chunks to be reused.
 IDENTITY_FIELDS = ("format", "format_version", "model", "precision", "dtype", "chunk_size", "corpus", "shard")
-
-
-class EmbeddingStoreError(KoembedError):
-    """Stored embeddings are missing, incomplete, damaged, or do not belong to this corpus or model."""
 
 
 @dataclass(frozen=True)
@@ -93,27 +100,16 @@ def _chunk_files(k: int) -> tuple[str, str]:
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EmbeddingStoreError(f"{path}: unreadable manifest ({exc}); remove the shard folder and re-encode") \
-            from exc
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise EmbeddingStoreError(f"{path}: not a koembed embeddings manifest")
-    if data.get("format_version") != FORMAT_VERSION:
-        raise EmbeddingStoreError(f"{path}: embeddings format {data.get('format_version')!r} is not supported "
-                                  f"(this koembed writes {FORMAT_VERSION}); re-encode")
-    return data
+    return read_manifest(path, EmbeddingStoreError, format=FORMAT, version=FORMAT_VERSION,
+                         remedy="remove the shard folder and re-encode")
 
 
 def _chunk_ok(shard_dir: Path, entry: dict[str, Any], expected_ids: Sequence[str]) -> bool:
     """A listed chunk is reusable if both files exist, match their sha256, and hold the expected ids."""
-    vec, ids = shard_dir / entry["file"], shard_dir / entry["ids"]
-    if not (vec.is_file() and ids.is_file()):
+    if first_damaged(shard_dir, {entry["file"]: entry["sha256"], entry["ids"]: entry["ids_sha256"]}):
         return False
-    if models.sha256_file(vec) != entry["sha256"] or models.sha256_file(ids) != entry["ids_sha256"]:
-        return False
-    return entry["rows"] == len(expected_ids) and json.loads(ids.read_text(encoding="utf-8")) == list(expected_ids)
+    ids = json.loads((shard_dir / entry["ids"]).read_text(encoding="utf-8"))
+    return entry["rows"] == len(expected_ids) and ids == list(expected_ids)
 
 
 def _mismatch(old: dict[str, Any], new: dict[str, Any]) -> str | None:
@@ -128,24 +124,21 @@ def _mismatch(old: dict[str, Any], new: dict[str, Any]) -> str | None:
     return None
 
 
-def encode_corpus(model_name: str, doc_ids: Sequence[str], texts: Sequence[str], out_dir: str | Path, *,
-                  shard: tuple[int, int] = (0, 1), precision: str = "fp32", backend: str = "torch",
-                  dtype: str = "float32",
-                  chunk_size: int = 4096, batch_size: int = 32, max_batch_tokens: int | None = None,
-                  device: str | None = None,
-                  show_progress: bool = True, model: Any = None) -> EncodeReport:
+def encode_corpus(model: ModelSpec | str, doc_ids: Sequence[str], texts: Sequence[str], out_dir: str | Path, *,
+                  shard: tuple[int, int] = (0, 1), dtype: str = "float32", chunk_size: int = 4096,
+                  options: EncodeOptions = EncodeOptions(), encoder: Encoder | None = None) -> EncodeReport:
     """Encode shard ``(i, n)`` of the corpus into ``out_dir/shard-{i}-of-{n}``, resuming an earlier run.
 
     Vectors are :func:`koembed.models.encode`'s (float32, in corpus order, not re-normalised), stored as
-    ``dtype``. ``precision`` is resolved for ``device`` (:func:`koembed.models.resolve_precision`) and the
-    resolved value is recorded, so ``auto`` on two machines that resolve it differently is a mismatch. The
-    model is loaded only if a chunk is left to encode; pass ``model`` (loaded from ``model_name`` with that
-    precision and ``backend``) to reuse one. An ONNX backend is recorded as the precision (``onnx-int8``).
+    ``dtype``, ``chunk_size`` passages per chunk file. The model's precision is resolved for its device
+    (:func:`koembed.models.resolve_precision`) and the resolved value is recorded, so ``auto`` on two machines
+    that resolve it differently is a mismatch. The model is loaded only if a chunk is left to encode; pass
+    ``encoder`` (loaded from ``model``) to reuse one. An ONNX backend is recorded as the precision
+    (``onnx-int8``).
     """
     from tqdm.auto import tqdm
 
-    from koembed.files import write_json
-
+    spec = ModelSpec.of(model)
     doc_ids, texts = list(doc_ids), list(texts)
     index, count = shard
     _check_shard(index, count)
@@ -157,11 +150,10 @@ def encode_corpus(model_name: str, doc_ids: Sequence[str], texts: Sequence[str],
         raise EmbeddingStoreError(f"{len(doc_ids)} ids and {len(texts)} texts: need as many, and at least one")
     if count > len(doc_ids):
         raise EmbeddingStoreError(f"{count} shards for {len(doc_ids)} passages: use at most one shard per passage")
-    resolved = (models.model_precision(model) if model is not None
-                else models.expected_precision(model_name, precision, backend, device))
+    resolved = model_precision(encoder) if encoder is not None else expected_precision(spec)
     start, stop = shard_bounds(len(doc_ids), index, count)
     shard_dir = Path(out_dir) / shard_name(index, count)
-    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": models.model_identity(model_name),
+    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model_identity(spec.name),
               "precision": resolved, "dtype": dtype, "chunk_size": chunk_size,
               "corpus": {"fingerprint": corpus_fingerprint(doc_ids, texts), "passages": len(doc_ids)},
               "shard": {"index": index, "count": count, "start": start, "stop": stop}}
@@ -184,15 +176,14 @@ def encode_corpus(model_name: str, doc_ids: Sequence[str], texts: Sequence[str],
     shard_dir.mkdir(parents=True, exist_ok=True)
     write_json(shard_dir / MANIFEST, manifest)
     pending = [k for k in range(len(bounds)) if k not in done]
-    if pending and model is None:
-        model = models.load_model(model_name, device=device, precision=precision, backend=backend)
+    if pending and encoder is None:
+        encoder = load_model(spec)
     skipped_rows = sum(b - a for k, (a, b) in enumerate(bounds) if k in done)
     with tqdm(total=stop - start, initial=skipped_rows, desc=f"Encoding {shard_name(index, count)}",
-              unit="passage", disable=not show_progress) as bar:
+              unit="passage", disable=not options.show_progress) as bar:
         for k in pending:
             a, b = bounds[k]
-            vectors = models.encode(model, texts[a:b], batch_size=batch_size, show_progress=False,
-                                    max_batch_tokens=max_batch_tokens)
+            vectors = encode(encoder, texts[a:b], options.quiet())
             manifest["chunks"].append(_write_chunk(shard_dir, k, vectors, doc_ids[a:b], dtype, manifest))
             manifest["chunks"].sort(key=lambda entry: entry["chunk"])
             manifest["complete"] = len(manifest["chunks"]) == len(bounds)
@@ -201,18 +192,18 @@ def encode_corpus(model_name: str, doc_ids: Sequence[str], texts: Sequence[str],
     return EncodeReport(shard_dir, manifest, encoded=len(pending), skipped=len(done))
 
 
-def cached_corpus_embeddings(model_name: str, model: Any, doc_ids: Sequence[str], texts: Sequence[str],
-                             cache_dir: str | Path, batch_size: int = 32, show_progress: bool = True) -> np.ndarray:
-    """The corpus embeddings of ``model`` from ``cache_dir``, encoding (resumably) whatever is not there yet.
+def cached_corpus_embeddings(model_name: str, encoder: Encoder, doc_ids: Sequence[str], texts: Sequence[str],
+                             cache_dir: str | Path, options: EncodeOptions = EncodeOptions()) -> np.ndarray:
+    """The corpus embeddings of ``encoder`` (loaded from ``model_name``) from ``cache_dir``, encoding (resumably)
+    whatever is not there yet.
 
     One folder per model name, precision and corpus fingerprint, so comparing models on one corpus, or rerunning
     a bench, encodes each corpus once; a run killed while encoding continues from its last finished chunk.
     """
-    key = "-".join([re.sub(r"[^0-9A-Za-z._-]+", "_", model_name).strip("_"), models.model_precision(model),
+    key = "-".join([re.sub(r"[^0-9A-Za-z._-]+", "_", model_name).strip("_"), model_precision(encoder),
                     corpus_fingerprint(doc_ids, texts)[:16]])
     folder = Path(cache_dir) / key
-    encode_corpus(model_name, doc_ids, texts, folder, model=model, batch_size=batch_size,
-                  show_progress=show_progress)
+    encode_corpus(model_name, doc_ids, texts, folder, encoder=encoder, options=options)
     vectors, _ = read_embeddings([folder], doc_ids, texts, model_name)
     return vectors
 
@@ -220,7 +211,7 @@ def cached_corpus_embeddings(model_name: str, model: Any, doc_ids: Sequence[str]
 def _write_chunk(shard_dir: Path, k: int, vectors: np.ndarray, ids: Sequence[str], dtype: str,
                  manifest: dict[str, Any]) -> dict[str, Any]:
     """Write one chunk's vectors and ids atomically; returns its manifest entry (sets the dimension)."""
-    from koembed.files import atomic_open, write_json
+    import numpy as np
 
     if manifest["dimension"] is None:
         manifest["dimension"] = int(vectors.shape[1])
@@ -234,8 +225,9 @@ def _write_chunk(shard_dir: Path, k: int, vectors: np.ndarray, ids: Sequence[str
     with atomic_open(shard_dir / vec_name, "wb") as handle:
         np.save(handle, stored, allow_pickle=False)
     write_json(shard_dir / ids_name, list(ids))
-    return {"chunk": k, "file": vec_name, "ids": ids_name, "rows": len(ids),
-            "sha256": models.sha256_file(shard_dir / vec_name), "ids_sha256": models.sha256_file(shard_dir / ids_name)}
+    sums = checksums(shard_dir, (vec_name, ids_name))
+    return {"chunk": k, "file": vec_name, "ids": ids_name, "rows": len(ids), "sha256": sums[vec_name],
+            "ids_sha256": sums[ids_name]}
 
 
 # --------------------------------------------------------------------------- reading back
@@ -264,6 +256,8 @@ def read_embeddings(dirs: Sequence[str | Path], doc_ids: Sequence[str], texts: S
     ``doc_ids``/``texts`` (fingerprint, then ids row by row) and, if given, ``model_name``. Every chunk's sha256
     is checked. Any problem is an :class:`EmbeddingStoreError` naming the shard and what to run.
     """
+    import numpy as np
+
     doc_ids, texts = list(doc_ids), list(texts)
     shards: dict[int, tuple[Path, dict[str, Any]]] = {}
     counts: set[int] = set()
@@ -295,7 +289,7 @@ def read_embeddings(dirs: Sequence[str | Path], doc_ids: Sequence[str], texts: S
         if manifest["corpus"]["fingerprint"] != fingerprint:
             raise EmbeddingStoreError(f"{path} was encoded from another corpus (fingerprint differs): pass the "
                                       "--corpus it was encoded from, or re-encode")
-    if model_name is not None and first["model"]["resolved"] != models.model_identity(model_name)["resolved"]:
+    if model_name is not None and first["model"]["resolved"] != model_identity(model_name)["resolved"]:
         raise EmbeddingStoreError(f"the embeddings were made with {first['model']['name']!r}, not {model_name!r}: "
                                   "an index's queries must be embedded by the corpus's model")
     vectors = np.empty((len(doc_ids), first["dimension"]), dtype=np.float32)

@@ -8,7 +8,8 @@ an older transformers/sentence-transformers stack (docs/STACK.md), hence this sm
 
 An export folder (``koembed export --backend onnx-int8 --out DIR``) holds ``model.onnx``, the tokenizer files
 and ``koembed_onnx.json`` (backend, dimension, max length, inputs, sha256 of the graph files, source model,
-versions); :func:`koembed.models.load_model` opens it like any model folder. ``--backend onnx|onnx-int8`` on
+versions); :func:`koembed.models.load_model` opens it like any model folder (:mod:`koembed.models.export` writes
+one from a model name and checks it). ``--backend onnx|onnx-int8`` on
 a torch model exports it once into the koembed cache (keyed by a hash of its weights) and reuses that.
 ONNX backends run on the CPU (the onnxruntime CPU build); use the torch backend on a GPU.
 """
@@ -23,16 +24,17 @@ import shutil
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from koembed.errors import ModelLoadError
-from koembed.files import staging_dir
-from koembed.models import sha256_file
+from koembed.files import checksums, read_manifest, staged_folder, verify_files
+from koembed.models.spec import BACKENDS, ONNX_BACKENDS
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
-ONNX_BACKENDS = ("onnx", "onnx-int8")
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from sentence_transformers import SentenceTransformer
+
 META_FILE = "koembed_onnx.json"
 GRAPH_FILE = "model.onnx"
 WEIGHTS_FILE = "model.onnx.data"  # weights of graphs over protobuf's 2 GB limit (bge-m3 in fp32)
@@ -66,13 +68,8 @@ def is_export(path: str | Path) -> bool:
 def read_meta(folder: str | Path) -> dict[str, Any]:
     """The ``koembed_onnx.json`` of an export folder, checked to be a format this version reads."""
     meta_path = Path(folder).expanduser() / META_FILE
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"{meta_path}: not a readable koembed ONNX export ({exc})") from exc
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
-        found = meta if not isinstance(meta, dict) else f"{meta.get('format')!r} v{meta.get('format_version')}"
-        raise ModelLoadError(f"{meta_path}: format {found} is not {FORMAT} v{FORMAT_VERSION}; export the model again")
+    meta = read_manifest(meta_path, ModelLoadError, format=FORMAT, version=FORMAT_VERSION,
+                         remedy="export the model again")
     if meta.get("backend") not in ONNX_BACKENDS:
         raise ModelLoadError(f"{meta_path}: field 'backend' is {meta.get('backend')!r}, not one of "
                              f"{', '.join(ONNX_BACKENDS)}")
@@ -84,7 +81,7 @@ def export_backend(folder: str | Path) -> str:
     return str(read_meta(folder)["backend"])
 
 
-def _pipeline(model: Any, names: Sequence[str]) -> Any:
+def _pipeline(model: SentenceTransformer, names: Sequence[str]) -> torch.nn.Module:
     """The sentence-transformers model as a module of positional tensors, which is what the tracer takes."""
     import torch
 
@@ -100,7 +97,7 @@ def _pipeline(model: Any, names: Sequence[str]) -> Any:
 
 
 @contextlib.contextmanager
-def _eager_attention(model: Any) -> Iterator[None]:
+def _eager_attention(model: SentenceTransformer) -> Iterator[None]:
     """Trace with eager attention: SDPA traces into mask logic that onnxruntime ran at 0.70x the speed of the
     eager graph's plain MatMul/Softmax (all-MiniLM-L6-v2, 256 tokens, measured); results are the same."""
     from transformers import PreTrainedModel
@@ -116,8 +113,8 @@ def _eager_attention(model: Any) -> Iterator[None]:
             module.set_attn_implementation(previous)
 
 
-def export_onnx(model: Any, out_dir: str | Path, backend: str = "onnx", source: dict[str, str] | None = None,
-                overwrite: bool = False) -> Path:
+def export_onnx(model: SentenceTransformer, out_dir: str | Path, backend: str = "onnx",
+                source: dict[str, str] | None = None, overwrite: bool = False) -> Path:
     """Write ``model`` (a loaded fp32 sentence-transformers model) as an ONNX export folder at ``out_dir``.
 
     ``backend`` ``onnx`` keeps fp32 weights; ``onnx-int8`` quantises the MatMul weights to int8 per channel
@@ -139,9 +136,7 @@ def export_onnx(model: Any, out_dir: str | Path, backend: str = "onnx", source: 
     tokenizer = model.tokenizer
     sample = tokenizer(["한국어 문장 임베딩을 내보냅니다.", "짧은 글"], padding=True, return_tensors="pt")
     names = [name for name in MODEL_INPUTS if name in sample]
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = staging_dir(out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp")
-    try:
+    with staged_folder(out_dir, replace=True) as stage:
         fp32_dir = stage / "fp32" if backend == "onnx-int8" else stage
         fp32_dir.mkdir(exist_ok=True)
         with warnings.catch_warnings(), torch.no_grad(), _eager_attention(model):
@@ -154,36 +149,35 @@ def export_onnx(model: Any, out_dir: str | Path, backend: str = "onnx", source: 
         if len(list(fp32_dir.iterdir())) > 1:  # over 2 GB: the exporter wrote one file per weight tensor
             _gather_weights(fp32_dir)
         if backend == "onnx-int8":
-            import logging
-
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
-            external = (fp32_dir / WEIGHTS_FILE).exists()
-            logging.disable(logging.WARNING)  # the quantiser's root-logger advice on static pre-processing
-            try:
-                quantize_dynamic(str(fp32_dir / GRAPH_FILE), str(stage / GRAPH_FILE), weight_type=QuantType.QInt8,
-                                 per_channel=QUANTIZATION["per_channel"],
-                                 op_types_to_quantize=QUANTIZATION["op_types"], use_external_data_format=external)
-            finally:
-                logging.disable(logging.NOTSET)
-            shutil.rmtree(fp32_dir)
+            _quantize(fp32_dir, stage)
         graph_files = sorted(p.name for p in stage.iterdir())
         tokenizer.save_pretrained(str(stage))
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "backend": backend, "file": GRAPH_FILE,
-                "files": {name: sha256_file(stage / name) for name in graph_files}, "inputs": names, "output": "sentence_embedding",
+                "files": checksums(stage, graph_files), "inputs": names, "output": "sentence_embedding",
                 "dimension": int(model.get_embedding_dimension()), "max_seq_length": model.max_seq_length,
                 "similarity_fn_name": getattr(model, "similarity_fn_name", None) or "cosine",
                 "normalized": any(type(m).__name__ == "Normalize" for m in model.modules()),
                 "quantization": QUANTIZATION if backend == "onnx-int8" else None, "opset": OPSET,
                 "source": source or {}, "versions": _versions()}
         (stage / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(stage, out_dir)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
     return out_dir
+
+
+def _quantize(fp32_dir: Path, out_dir: Path) -> None:
+    """Write the int8 copy of ``fp32_dir``'s graph into ``out_dir`` and remove ``fp32_dir``."""
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    external = (fp32_dir / WEIGHTS_FILE).exists()
+    logging.disable(logging.WARNING)  # the quantiser's root-logger advice on static pre-processing
+    try:
+        quantize_dynamic(str(fp32_dir / GRAPH_FILE), str(out_dir / GRAPH_FILE), weight_type=QuantType.QInt8,
+                         per_channel=QUANTIZATION["per_channel"], op_types_to_quantize=QUANTIZATION["op_types"],
+                         use_external_data_format=external)
+    finally:
+        logging.disable(logging.NOTSET)
+    shutil.rmtree(fp32_dir)
 
 
 def _gather_weights(folder: Path) -> None:
@@ -203,7 +197,7 @@ def _versions() -> dict[str, str]:
     return {name: version(name) for name in ("koembed", "torch", "onnx", "onnxruntime", "sentence-transformers")}
 
 
-def weights_key(model: Any, backend: str) -> str:
+def weights_key(model: SentenceTransformer, backend: str) -> str:
     """A hash of the model's weights, tokenizer vocabulary and max length: the cache key of its export."""
     digest = hashlib.sha256(f"{FORMAT}-{FORMAT_VERSION}-{backend}-{model.max_seq_length}".encode())
     for name, tensor in model.state_dict().items():
@@ -218,7 +212,7 @@ def cache_root() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "koembed").expanduser()
 
 
-def cached_export(model: Any, backend: str, source: dict[str, str] | None = None) -> Path:
+def cached_export(model: SentenceTransformer, backend: str, source: dict[str, str] | None = None) -> Path:
     """The export folder of ``model`` for ``backend`` in the cache, exporting it first if it is not there."""
     folder = cache_root() / "onnx" / f"{backend}-{weights_key(model, backend)}"
     if not is_export(folder):
@@ -249,13 +243,8 @@ class OnnxEncoder:
         files = meta.get("files")
         if not isinstance(files, dict) or graph.name not in files:
             raise ModelLoadError(f"{meta_path}: field 'files' must list {graph.name} and its sha256")
-        for name, digest in files.items():
-            path = self.folder / str(name)
-            if not path.is_file():
-                raise ModelLoadError(f"{path} is missing: export the model again")
-            if sha256_file(path) != digest:
-                raise ModelLoadError(f"{path} does not match its sha256 in {meta_path}: the file was changed or "
-                                     "damaged; export the model again")
+        verify_files(self.folder, files, META_FILE, ModelLoadError,
+                     remedy="the file was changed or damaged; export the model again")
         self.meta = meta
         self.backend: str = meta["backend"]
         self.similarity_fn_name = meta.get("similarity_fn_name") or "cosine"
@@ -285,6 +274,7 @@ class OnnxEncoder:
     def encode(self, sentences: Sequence[str] | str, batch_size: int = 32, show_progress_bar: bool = False,
                convert_to_numpy: bool = True, **_: Any) -> np.ndarray:
         """Embed ``sentences`` in input order, longest first in batches of ``batch_size`` (less padding)."""
+        import numpy as np
         from tqdm.auto import tqdm
 
         single = isinstance(sentences, str)
@@ -298,32 +288,3 @@ class OnnxEncoder:
             feed = {name: np.asarray(enc[name], dtype=np.int64) for name in self.inputs}
             out[idx] = self.session.run(None, feed)[0]
         return out[0] if single else out
-
-
-def export_model(name: str, out_dir: str | Path, backend: str = "onnx-int8", overwrite: bool = False,
-                 check_texts: Sequence[str] | None = None) -> dict[str, Any]:
-    """Export the model ``name`` (hub id, folder or ``minilm``) to ``out_dir`` and check the copy.
-
-    The check embeds ``check_texts`` (default: the bundled Korean sample's passages and queries) with the fp32
-    torch model and with the export, and reports their cosine (mean, min): about 1.0 for ``onnx``, about
-    0.98 for ``onnx-int8``. Returns the report: folder, backend, files and sizes, the check.
-    """
-    from koembed.models import encode, load_model, model_identity
-
-    if is_export(name):
-        raise ModelLoadError(f"{name} is already an ONNX export ({export_backend(name)}); export the original model")
-    check_backend(backend)
-    source = load_model(name, device="cpu")
-    out = export_onnx(source, out_dir, backend, source=model_identity(name), overwrite=overwrite)
-    if check_texts is None:
-        from koembed.data import load_retrieval_set
-
-        sample = load_retrieval_set()
-        check_texts = list(sample.corpus.values()) + list(sample.queries.values())
-    reference = encode(source, check_texts, show_progress=False)
-    copy = encode(OnnxEncoder(out), check_texts, show_progress=False)
-    cosine = (reference * copy).sum(1) / (np.linalg.norm(reference, axis=1) * np.linalg.norm(copy, axis=1))
-    files = {p.name: p.stat().st_size for p in sorted(out.iterdir()) if p.is_file()}
-    return {"out": str(out), "backend": backend, "files": files, "megabytes": round(sum(files.values()) / 2**20, 1),
-            "check": {"texts": len(check_texts), "cosine_mean": round(float(cosine.mean()), 4),
-                      "cosine_min": round(float(cosine.min()), 4)}}

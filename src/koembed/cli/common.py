@@ -1,0 +1,83 @@
+"""What every command shares: consoles, the options declared once, error exits, quiet libraries."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn, Optional
+
+import typer
+from rich.console import Console
+
+from koembed.models import EncodeOptions, ModelSpec
+
+# Logs and pipes get wide tables instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Hub id, local folder, or 'minilm'.")]
+DataOpt = Annotated[Optional[str], typer.Option(
+    "--data", "-d", help="Retrieval set: AutoRAG folder (qa.parquet + corpus.parquet), BEIR folder "
+    "(corpus.jsonl, queries.jsonl, qrels/), or SQuAD/KorQuAD .json. Default: the bundled Korean sample.")]
+SplitOpt = Annotated[Optional[str], typer.Option(
+    help="BEIR: qrels split (default test). KorQuAD/SQuAD: all (default), train or test, by article title.")]
+PrecisionOpt = Annotated[str, typer.Option(
+    help="Model weights: fp32, bf16, fp16 (CUDA only) or auto (bf16 on CPUs with AMX/AVX512-BF16 and on "
+    "bf16-capable GPUs, else fp32). Embeddings are float32 either way.")]
+BackendOpt = Annotated[str, typer.Option(
+    help="torch, onnx (onnxruntime, fp32) or onnx-int8 (onnxruntime, int8 weights). ONNX runs on the CPU; a "
+    "torch model is exported once into ~/.cache/koembed ($KOEMBED_CACHE_DIR). A koembed export folder runs "
+    "as the backend it was exported for.")]
+DeviceOpt = Annotated[Optional[str], typer.Option(help="torch device (default: auto).")]
+BatchSizeOpt = Annotated[int, typer.Option(min=1, help="Encoding batch size (dense models).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+IndexDirOpt = Annotated[Path, typer.Option("--index", "-i", help="Index folder (made by koembed index build).")]
+DOCS_HELP = ("Passages: a .jsonl or .parquet file with id and text columns, or any retrieval set "
+             "(AutoRAG/BEIR folder, KorQuAD .json, 'sample'), whose corpus is used.")
+
+
+def model_spec(model: str, precision: str = "fp32", backend: str = "torch", device: str | None = None) -> ModelSpec:
+    return ModelSpec(model, precision=precision, backend=backend, device=device)
+
+
+def encode_options(batch_size: int = 32, quiet: bool = False, max_batch_tokens: int | None = None) -> EncodeOptions:
+    return EncodeOptions(batch_size=batch_size, max_batch_tokens=max_batch_tokens, show_progress=not quiet)
+
+
+def fail(exc: Exception) -> NoReturn:
+    """Print a user error (a :class:`~koembed.errors.KoembedError`) and exit with status 2."""
+    err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+    raise typer.Exit(code=2)
+
+
+def quiet_libraries() -> None:
+    """Keep third-party logs and download bars out of koembed's output."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Loading weights" bars; koembed shows its own progress
+    for name in ("sentence_transformers", "transformers", "bm25s"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def parse_top_k(text: str) -> list[int]:
+    try:
+        values = sorted({int(v) for v in text.split(",") if v.strip()})
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated integers, got {text!r}") from None
+    if not values or values[0] < 1:
+        raise typer.BadParameter("top-k values must be positive integers")
+    return values
+
+
+def parse_rank_range(text: str) -> tuple[int, int]:
+    try:
+        low, high = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise typer.BadParameter(f"expected a:b with integers, e.g. 10:100, got {text!r}",
+                                 param_hint="--range") from None
+    if not 1 <= low <= high:
+        raise typer.BadParameter(f"need 1 <= a <= b, got {text!r}", param_hint="--range")
+    return low, high

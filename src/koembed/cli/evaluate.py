@@ -1,0 +1,115 @@
+"""``koembed bench``, ``koembed eval``, ``koembed inspect``: measure retrievers and models on a retrieval set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from koembed.bench import DEFAULT_RETRIEVERS, evaluate_model, plot_results, results_document, run_bench, write_runs
+from koembed.cli.common import (
+    BackendOpt,
+    BatchSizeOpt,
+    DataOpt,
+    DeviceOpt,
+    ModelOpt,
+    PrecisionOpt,
+    QuietOpt,
+    SplitOpt,
+    console,
+    encode_options,
+    fail,
+    model_spec,
+    parse_top_k,
+    quiet_libraries,
+)
+from koembed.data import load_retrieval_set
+from koembed.errors import KoembedError
+from koembed.files import write_json
+from koembed.metrics.tables import autorag_tables, by_similarity, ir_table
+
+
+def bench(
+    data: DataOpt = None,
+    retriever: Annotated[Optional[list[str]], typer.Option(
+        "--retriever", "-r", help="Retriever spec, repeatable: bm25, dense:<model> (hub id, folder or 'minilm'), "
+        "hybrid:<a>+<b> (reciprocal-rank fusion), hybrid-cc[@w]:<a>+<b> (min-max score fusion). "
+        "Default: bm25 and dense:minilm.")] = None,
+    top_k: Annotated[str, typer.Option("--top-k", help="AutoRAG top-k values.")] = "1,3,5,10,50",
+    out: Annotated[Optional[Path], typer.Option(help="Write results as JSON here.")] = None,
+    run_out: Annotated[Optional[Path], typer.Option(
+        help="Folder for run files: one JSON-lines file per retriever, top 100 hits per query.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Write a PNG of recall@k and NDCG@k per retriever.")] = None,
+    split: SplitOpt = None,
+    batch_size: BatchSizeOpt = 32,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = "fp32",
+    backend: BackendOpt = "torch",
+    cache_dir: Annotated[Optional[Path], typer.Option(
+        help="Store dense corpus embeddings here and reuse them in later runs (per model, precision and corpus); "
+        "an interrupted encoding resumes.")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Benchmark retrievers on a retrieval set: AutoRAG tables per top-k and the card's IR suite."""
+    quiet_libraries()
+    ks = parse_top_k(top_k)
+    try:
+        rs = load_retrieval_set(data, split=split)
+        console.print(f"[bold]{rs.name}[/]: {len(rs.queries)} queries, {len(rs.corpus)} passages")
+        results = run_bench(rs, retriever or list(DEFAULT_RETRIEVERS), ks,
+                            model=model_spec("", precision, backend, device),
+                            options=encode_options(batch_size, quiet), cache_dir=cache_dir)
+    except KoembedError as exc:
+        fail(exc)
+    rows = [r.to_json() for r in results]
+    for table in autorag_tables(rows, ks):
+        console.print(table)
+    console.print(ir_table({r.retriever: r.ir for r in results}))
+    if run_out is not None:
+        write_runs(results, rs.query_ids, run_out)
+    if out is not None:
+        write_json(out, results_document(rs, results))
+        console.print(f"results: {out}")
+    if plot is not None:
+        plot_results(results, ks, plot)
+        console.print(f"plot: {plot}")
+
+
+def eval_(
+    model: ModelOpt,
+    data: DataOpt = None,
+    split: SplitOpt = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write the metrics as JSON here.")] = None,
+    batch_size: BatchSizeOpt = 32,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = "fp32",
+    backend: BackendOpt = "torch",
+    quiet: QuietOpt = False,
+) -> None:
+    """The card's IR suite (InformationRetrievalEvaluator definitions) for cosine and dot similarity."""
+    quiet_libraries()
+    try:
+        rs = load_retrieval_set(data, split=split)
+        metrics = evaluate_model(rs, model_spec(model, precision, backend, device), encode_options(batch_size, quiet))
+    except KoembedError as exc:
+        fail(exc)
+    console.print(ir_table(by_similarity(metrics), title=f"{model} on {rs.name} ({len(rs.queries)} queries, "
+                                                          f"{len(rs.corpus)} passages)"))
+    if out is not None:
+        write_json(out, {"model": model, "dataset": rs.summary(), "metrics": metrics})
+        console.print(f"results: {out}")
+
+
+def inspect(data: DataOpt = None, split: SplitOpt = None) -> None:
+    """Validate a retrieval set and print its size and text-length statistics."""
+    try:
+        rs = load_retrieval_set(data, split=split)
+    except KoembedError as exc:
+        fail(exc)
+    s = rs.stats()
+    console.print(f"[bold]{rs.name}[/] is valid")
+    console.print(f"queries: {s['queries']} (mean {s['query_chars_mean']:.0f} chars), "
+                  f"passages: {s['passages']} (mean {s['passage_chars_mean']:.0f} chars, "
+                  f"max {s['passage_chars_max']}), relevant groups per query: mean {s['groups_mean']:.2f}, "
+                  f"max {s['groups_max']}")

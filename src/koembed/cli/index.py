@@ -1,0 +1,193 @@
+"""``koembed encode``, ``export``, ``index build|add|delete|info``, ``search``: from passages to a searchable index."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from koembed.cli.common import (
+    DOCS_HELP,
+    BackendOpt,
+    BatchSizeOpt,
+    DeviceOpt,
+    IndexDirOpt,
+    ModelOpt,
+    PrecisionOpt,
+    QuietOpt,
+    console,
+    encode_options,
+    err_console,
+    fail,
+    model_spec,
+    quiet_libraries,
+)
+from koembed.data import load_documents
+from koembed.embeddings import encode_corpus, parse_shard
+from koembed.errors import KoembedError
+from koembed.index import (
+    IndexParams,
+    add_documents,
+    build_index,
+    build_index_from_embeddings,
+    delete_documents,
+    index_info,
+    load_index,
+)
+from koembed.models.export import export_model
+from koembed.ranking import hit_rows
+
+
+def encode(
+    model: ModelOpt,
+    corpus: Annotated[str, typer.Option(help="Passages: a .jsonl/.parquet/.csv id/text file or any retrieval "
+                                        "set, whose corpus is used.")],
+    out: Annotated[Path, typer.Option(help="Output folder; shard i of n goes to OUT/shard-i-of-n/.")],
+    shard: Annotated[str, typer.Option(help="i/n: encode shard i (from 0) of n contiguous shards.")] = "0/1",
+    precision: PrecisionOpt = "fp32",
+    backend: BackendOpt = "torch",
+    dtype: Annotated[str, typer.Option(help="Stored vectors: float32 or float16 (half the disk).")] = "float32",
+    chunk_size: Annotated[int, typer.Option(min=1, help="Passages per chunk file (the unit of resuming).")] = 4096,
+    batch_size: BatchSizeOpt = 32,
+    max_batch_tokens: Annotated[Optional[int], typer.Option(
+        min=1, help="Batch by a token budget instead of --batch-size: many short texts or few long ones per "
+        "batch (padded size x longest <= budget).")] = None,
+    device: DeviceOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Encode a corpus (or one shard of it) to embedding files; rerun the same command to resume."""
+    quiet_libraries()
+    try:
+        docs = load_documents(corpus)
+        report = encode_corpus(model_spec(model, precision, backend, device), list(docs), list(docs.values()), out,
+                               shard=parse_shard(shard), dtype=dtype, chunk_size=chunk_size,
+                               options=encode_options(batch_size, quiet, max_batch_tokens))
+    except KoembedError as exc:
+        fail(exc)
+    info = report.manifest
+    console.print(f"embeddings: {report.shard_dir} (passages {info['shard']['start']}..{info['shard']['stop'] - 1}, "
+                  f"{info['dimension']} dimensions, {info['precision']}, {info['dtype']}; chunks encoded "
+                  f"{report.encoded}, reused {report.skipped})", highlight=False)
+
+
+def export(
+    model: ModelOpt,
+    out: Annotated[Path, typer.Option(help="New (or empty) folder for the exported copy.")],
+    backend: Annotated[str, typer.Option(help="onnx (fp32 graph) or onnx-int8 (int8 MatMul weights, per "
+                                         "channel; 1.6x (MiniLM) to 4x (bge-m3 size) torch fp32's speed on a "
+                                         "VNNI CPU).")] = "onnx-int8",
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")] = False,
+) -> None:
+    """Export a model to ONNX (optionally int8) for onnxruntime; use the folder as any model (--model DIR)."""
+    quiet_libraries()
+    try:
+        report = export_model(model, out, backend=backend, overwrite=overwrite)
+    except KoembedError as exc:
+        fail(exc)
+    check = report["check"]
+    console.print(f"export: {report['out']} ({report['backend']}, {report['megabytes']} MB); cosine to the fp32 "
+                  f"torch model on {check['texts']} sample texts: mean {check['cosine_mean']:.4f}, "
+                  f"min {check['cosine_min']:.4f}", highlight=False)
+
+
+def index_build(
+    model: ModelOpt,
+    corpus: Annotated[str, typer.Option(help=DOCS_HELP)],
+    out: Annotated[Path, typer.Option(help="New (or empty) index folder.")],
+    kind: Annotated[str, typer.Option(help="flat (exact), hnsw (graph, approximate) or ivf (clusters, "
+                                      "approximate).")] = "flat",
+    batch_size: BatchSizeOpt = 32,
+    from_embeddings: Annotated[Optional[list[Path]], typer.Option(
+        "--from-embeddings", help="Take the vectors from koembed encode output instead of encoding (repeatable: "
+        "one folder per machine). All shards of one run must be there, made by --model from --corpus.")] = None,
+    precision: PrecisionOpt = "fp32",
+    backend: BackendOpt = "torch",
+    quiet: QuietOpt = False,
+) -> None:
+    """Embed (or take stored embeddings of) and tokenise a corpus into a new index folder."""
+    quiet_libraries()
+    spec = model_spec(model, precision, backend)
+    try:
+        params = IndexParams(kind=kind)
+        docs = load_documents(corpus)
+        if from_embeddings:
+            manifest = build_index_from_embeddings(spec, from_embeddings, list(docs), list(docs.values()), out,
+                                                   params=params, show_progress=not quiet)
+        else:
+            manifest = build_index(spec, list(docs), list(docs.values()), out, params=params,
+                                   options=encode_options(batch_size, quiet))
+    except KoembedError as exc:
+        fail(exc)
+    console.print(f"index: {out} ({manifest.counts['passages']} passages, {manifest.kind}, "
+                  f"{manifest.dimension} dimensions)", highlight=False)
+    if "note" in manifest.params:
+        err_console.print(f"note: {manifest.params['note']}", highlight=False)
+
+
+def index_add(
+    index: IndexDirOpt,
+    docs: Annotated[str, typer.Option(help=DOCS_HELP + " Ids must be new (delete, then add, to replace).")],
+    batch_size: BatchSizeOpt = 32,
+    quiet: QuietOpt = False,
+) -> None:
+    """Add passages to an index (a new version; the old one stays until the switch)."""
+    quiet_libraries()
+    try:
+        passages = load_documents(docs)
+        manifest = add_documents(index, list(passages), list(passages.values()),
+                                 options=encode_options(batch_size, quiet))
+    except KoembedError as exc:
+        fail(exc)
+    console.print(f"added {len(passages)}: {manifest.counts['passages']} passages", highlight=False)
+
+
+def index_delete(
+    index: IndexDirOpt,
+    id_: Annotated[list[str], typer.Option("--id", help="Passage id to delete, repeatable.")],
+) -> None:
+    """Delete passages by id; an unknown id is an error and nothing is deleted."""
+    try:
+        manifest = delete_documents(index, id_)
+    except KoembedError as exc:
+        fail(exc)
+    console.print(f"deleted {len(set(id_))}: {manifest.counts['passages']} passages", highlight=False)
+
+
+def index_show(index: IndexDirOpt) -> None:
+    """Verify an index's checksums and print its manifest as JSON."""
+    try:
+        info = index_info(index)
+    except KoembedError as exc:
+        fail(exc)
+    typer.echo(json.dumps(info, ensure_ascii=False, indent=2))
+
+
+def search(
+    query: Annotated[str, typer.Argument(help="The query text.")],
+    index: IndexDirOpt,
+    mode: Annotated[str, typer.Option(help="hybrid (RRF of both, as the server's /search), dense (embeddings) "
+                                           "or bm25 (Kiwi morphemes).")] = "hybrid",
+    k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Number of hits.")] = 10,
+    json_: Annotated[bool, typer.Option("--json", help="One JSON object per hit (rank, docid, score, text).")] = False,
+) -> None:
+    """Search an index built by koembed index build."""
+    quiet_libraries()
+    try:
+        idx = load_index(index)
+        rows = hit_rows(idx.search([query], k, mode=mode)[0], idx.text)
+    except KoembedError as exc:
+        fail(exc)
+    if json_:
+        for row in rows:
+            typer.echo(json.dumps(row, ensure_ascii=False))
+        return
+    from rich.table import Table  # rich's tables pull in fractions/decimal: kept off `koembed --help`
+
+    table = Table("rank", "score", "doc id", "passage", title=f"{mode} search, top {k}")
+    for row in rows:
+        table.add_row(str(row["rank"]), f"{row['score']:.4f}", row["docid"],
+                      textwrap.shorten(row["text"], width=90, placeholder=" …"))
+    console.print(table if rows else "no hits")

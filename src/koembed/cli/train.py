@@ -1,0 +1,114 @@
+"""``koembed train``, ``koembed card``, ``koembed mine``: fine-tune on pairs, describe the result, mine negatives."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from koembed import training
+from koembed.cli.common import (
+    BatchSizeOpt,
+    DeviceOpt,
+    QuietOpt,
+    SplitOpt,
+    console,
+    encode_options,
+    err_console,
+    fail,
+    model_spec,
+    parse_rank_range,
+    quiet_libraries,
+)
+from koembed.data import load_retrieval_set, read_pairs, write_pairs
+from koembed.errors import KoembedError
+from koembed.retrieve import parse_spec
+
+
+def train(
+    config: Annotated[Path, typer.Argument(help="YAML recipe, e.g. configs/bge-m3-ko.yaml.")],
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="Override a config key, repeatable: --set train.batch_size=64 --set model.base=minilm")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the last complete checkpoint in output_dir.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Validate the config and print the plan; load no model.")] = False,
+    allow_overlap: Annotated[bool, typer.Option(
+        help="Warn instead of refusing when training texts appear in the evaluation set.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Fine-tune an embedding model on (query, passage) pairs with in-batch negatives (cached MNRL)."""
+    quiet_libraries()
+    overrides = list(set_ or []) + (["data.allow_overlap=true"] if allow_overlap else [])
+    try:
+        cfg = training.load_config(config, overrides)
+        if dry_run:
+            document, report = training.dry_run(cfg)
+            console.print_json(json.dumps(document, ensure_ascii=False))
+            err_console.print(report, soft_wrap=True, highlight=False)
+            return
+        summary = training.train(cfg, resume=resume, show_progress=not quiet,
+                               report=lambda m: console.print(m, soft_wrap=True, highlight=False))
+    except KoembedError as exc:
+        fail(exc)
+    console.print_json(json.dumps({k: summary[k] for k in ("examples", "global_step", "metrics", "final_model")
+                                   if k in summary}, ensure_ascii=False))
+
+
+def card(
+    model: Annotated[Path, typer.Option("--model", "-m", help="Trained model folder (output_dir/final).")],
+    results: Annotated[Optional[Path], typer.Option(help="results.json from koembed bench, for the tables.")] = None,
+) -> None:
+    """Write (or rewrite) a model's README.md model card, with bench results if given."""
+    if not model.is_dir():
+        fail(KoembedError(f"{model}: no such model folder"))
+    bench_doc = None
+    if results is not None:
+        try:
+            bench_doc = json.loads(results.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            fail(KoembedError(f"{results}: not a readable results.json ({exc})"))
+    path = training.write_model_card(model, bench=bench_doc)
+    console.print(f"model card: {path}")
+
+
+def mine(
+    data: Annotated[Path, typer.Option("--data", "-d", help="Pairs file (.jsonl, .parquet or .csv with query, "
+                                       "positive[, negatives]).")],
+    out: Annotated[Path, typer.Option(help="Output .jsonl (query, positive, negatives): a pairs training source.")],
+    corpus: Annotated[Optional[str], typer.Option(
+        help="Retrieval set whose corpus is searched (any layout --data of bench takes). Default: the pairs' "
+        "own positives.")] = None,
+    split: SplitOpt = None,
+    retriever: Annotated[str, typer.Option("--retriever", "-r", help="Retriever spec: bm25, dense:<model>, or a "
+                                           "hybrid (with --no-margin).")] = "bm25",
+    negatives: Annotated[int, typer.Option("--negatives", "-n", min=1, help="Negatives per pair.")] = 5,
+    rank_range: Annotated[str, typer.Option("--range", help="Candidate ranks a:b, 1-based and inclusive; skipping "
+                                            "the top ranks avoids unjudged positives.")] = "10:100",
+    margin: Annotated[float, typer.Option(help="Drop candidates scoring above margin x the positive's score "
+                                          "(sentence-transformers relative_margin = 1 - margin). 0 disables.")] = 0.95,
+    no_margin: Annotated[bool, typer.Option("--no-margin", help="No margin filter.")] = False,
+    batch_size: BatchSizeOpt = 32,
+    device: DeviceOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Mine hard negatives for training pairs from a retriever's ranking, skipping likely false negatives."""
+    quiet_libraries()
+    ranks = parse_rank_range(rank_range)
+    if margin < 0:
+        raise typer.BadParameter("margin must be 0 (off) or positive", param_hint="--margin")
+    if out.suffix.lower() != ".jsonl":
+        raise typer.BadParameter("the output is JSON lines; name it *.jsonl", param_hint="--out")
+    try:
+        parse_spec(retriever)  # a typo fails before the data is read
+        pairs = read_pairs(data)
+        docs = load_retrieval_set(corpus, split=split).corpus if corpus is not None else None
+        mined, stats = training.mine_hard_negatives(pairs, docs, retriever, negatives=negatives, rank_range=ranks,
+                                           margin=None if no_margin or margin == 0 else margin,
+                                           model=model_spec("", device=device),
+                                           options=encode_options(batch_size, quiet))
+    except KoembedError as exc:
+        fail(exc)
+    write_pairs(out, mined)
+    console.print_json(json.dumps(stats))
+    console.print(f"mined pairs: {out}")

@@ -1,0 +1,177 @@
+"""Build an index from passages (or stored embeddings), and change it: add and delete passages.
+
+Everything is computed before anything is written: bad input leaves no folder behind, and a failed update
+leaves the previous version current (:mod:`koembed.index.store`). Adding an id that is already indexed is an
+error (delete it first, then add): silent replacement would hide duplicate ids in the input.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from koembed.data import validate_documents
+from koembed.embeddings import read_embeddings
+from koembed.errors import DocumentIdError, ModelMismatchError
+from koembed.index.encoder import checked_encoder, embed, model_record, normalized_by, probe
+from koembed.index.faiss import IndexParams, compact_hnsw, faiss_index_params, new_faiss_index, normalized
+from koembed.index.manifest import MANIFEST, Manifest, now
+from koembed.index.store import IndexState, commit, locked, require_new_folder, update
+from koembed.lexical import KiwiTokenizer
+from koembed.models import EncodeOptions, Encoder, ModelSpec, load_model
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+def build_index(model: ModelSpec | str, doc_ids: Sequence[str], texts: Sequence[str], out_dir: str | Path, *,
+                params: IndexParams = IndexParams(), options: EncodeOptions = EncodeOptions(),
+                encoder: Encoder | None = None) -> Manifest:
+    """Embed and tokenise the passages and write a new index to ``out_dir`` (which must be new or empty).
+
+    ``model`` (a hub id, local folder or ``minilm``, with its precision and backend) is recorded so that
+    :func:`koembed.index.load_index` and :func:`add_documents` can reload it; pass ``encoder`` to reuse a model
+    already loaded from it. ``params`` choose the FAISS index (:class:`IndexParams`).
+    """
+    spec = ModelSpec.of(model)
+    doc_ids, texts, out_dir = _checked_new_build(doc_ids, texts, out_dir)
+    encoder = encoder or load_model(spec)
+    vectors = embed(encoder, texts, options)
+    return _write_new_index(spec.name, encoder, doc_ids, texts, vectors, out_dir, params, options.show_progress)
+
+
+def build_index_from_embeddings(model: ModelSpec | str, embedding_dirs: Sequence[str | Path],
+                                doc_ids: Sequence[str], texts: Sequence[str], out_dir: str | Path, *,
+                                params: IndexParams = IndexParams(), show_progress: bool = True,
+                                encoder: Encoder | None = None) -> Manifest:
+    """:func:`build_index` with the vectors read from ``koembed encode`` shards instead of computed.
+
+    ``embedding_dirs`` are ``koembed encode --out`` folders (or shard folders); all shards of one run must be
+    there and complete, made with ``model`` from exactly these passages in this order
+    (:func:`koembed.embeddings.read_embeddings` checks it all, before anything is written). The model is still
+    loaded, once, for the probe embedding and normalisation record that :func:`koembed.index.load_index`
+    checks against.
+    """
+    spec = ModelSpec.of(model)
+    doc_ids, texts, out_dir = _checked_new_build(doc_ids, texts, out_dir)
+    vectors, stored = read_embeddings(embedding_dirs, doc_ids, texts, model_name=spec.name)
+    encoder = encoder or load_model(spec)
+    dimension = probe(encoder).shape[0]
+    if dimension != stored["dimension"]:
+        raise ModelMismatchError(f"the embeddings have {stored['dimension']} dimensions but {spec.name} gives "
+                                 f"{dimension}: they were not made by this model")
+    return _write_new_index(spec.name, encoder, doc_ids, texts, normalized(vectors), out_dir, params, show_progress)
+
+
+def _checked_new_build(doc_ids: Sequence[str], texts: Sequence[str], out_dir: str | Path
+                       ) -> tuple[list[str], list[str], Path]:
+    """The checks every build makes before any work: valid passages, a new output folder."""
+    doc_ids, texts = validate_documents(doc_ids, texts)
+    out_dir = Path(out_dir)
+    require_new_folder(out_dir)
+    return doc_ids, texts, out_dir
+
+
+def _write_new_index(model_name: str, encoder: Encoder, doc_ids: list[str], texts: list[str], vectors: np.ndarray,
+                     out_dir: Path, params: IndexParams, show_progress: bool) -> Manifest:
+    """Tokenise, build FAISS from normalised float32 ``vectors`` (row i = passage i) and commit version 1."""
+    import numpy as np
+
+    tokens = KiwiTokenizer()(texts, show_progress=show_progress)
+    recorded = faiss_index_params(params, len(texts))
+    index = new_faiss_index(params.kind, vectors.shape[1], recorded, vectors)
+    pids = list(range(len(doc_ids)))
+    index.add_with_ids(vectors, np.array(pids, dtype=np.int64))
+    created = now()
+    manifest = Manifest(kind=params.kind, params=recorded, model=model_record(model_name, encoder),
+                        dimension=int(vectors.shape[1]), normalized_by=normalized_by(encoder),
+                        bm25=bm25_record(), counts={"passages": len(pids), "deleted": 0, "tombstones": 0},
+                        next_id=len(pids), created=created, updated=created)
+    state = IndexState(manifest, index, pids, doc_ids, texts, tokens, set())
+    new_folder = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with locked(out_dir):
+            require_new_folder(out_dir)  # another build may have won the race
+            return commit(out_dir, state)
+    except BaseException:
+        if new_folder and not (out_dir / MANIFEST).exists():
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+
+
+def bm25_record() -> dict[str, Any]:
+    from importlib.metadata import version
+
+    return {"tokenizer": "kiwi content morphemes (koembed.lexical.KiwiTokenizer)", "k1": 1.2, "b": 0.75,
+            "kiwipiepy_version": version("kiwipiepy")}
+
+
+def add_documents(index_dir: str | Path, doc_ids: Sequence[str], texts: Sequence[str], *,
+                  encoder: Encoder | None = None, options: EncodeOptions = EncodeOptions(show_progress=False)
+                  ) -> Manifest:
+    """Add passages to an index as a new version. An id already in the index is a :class:`DocumentIdError`
+    (delete it first, then add). The model is reloaded from the manifest unless ``encoder`` is given (it is
+    checked against the index either way)."""
+    doc_ids, texts = validate_documents(doc_ids, texts)
+    index_dir = Path(index_dir)
+
+    def change(state: IndexState) -> None:
+        import numpy as np
+
+        present = set(state.doc_ids)
+        clashes = [d for d in doc_ids if d in present]
+        if clashes:
+            raise DocumentIdError(f"{index_dir}: already indexed: {_some(clashes)}; delete them first "
+                                  "(koembed index delete), then add")
+        vectors = embed(checked_encoder(encoder, state.manifest, index_dir), texts, options)
+        new_pids = list(range(state.manifest.next_id, state.manifest.next_id + len(doc_ids)))
+        state.faiss_index.add_with_ids(vectors, np.array(new_pids, dtype=np.int64))
+        state.pids += new_pids
+        state.doc_ids += doc_ids
+        state.texts += texts
+        state.tokens += KiwiTokenizer()(texts, show_progress=options.show_progress)
+        state.manifest.next_id += len(doc_ids)
+
+    return update(index_dir, change)
+
+
+def delete_documents(index_dir: str | Path, doc_ids: Sequence[str]) -> Manifest:
+    """Delete passages by id as a new version. An id the index does not hold is a :class:`DocumentIdError`
+    naming it, and nothing is deleted."""
+    index_dir = Path(index_dir)
+    wanted = list(dict.fromkeys(doc_ids))
+    if not wanted:
+        raise DocumentIdError(f"{index_dir}: no ids to delete")
+
+    def change(state: IndexState) -> None:
+        import numpy as np
+
+        row_of = {doc: row for row, doc in enumerate(state.doc_ids)}
+        unknown = [d for d in wanted if d not in row_of]
+        if unknown:
+            raise DocumentIdError(f"{index_dir}: no passage with id {_some(unknown)}; nothing was deleted")
+        drop = {row_of[d] for d in wanted}
+        gone = np.array([state.pids[r] for r in sorted(drop)], dtype=np.int64)
+        if state.manifest.kind == "hnsw":  # HNSW graphs cannot remove nodes: skip them at search time
+            state.tombstones.update(int(p) for p in gone)
+        else:
+            state.faiss_index.remove_ids(gone)
+        keep = [r for r in range(len(state.pids)) if r not in drop]
+        for name in ("pids", "doc_ids", "texts", "tokens"):
+            values = getattr(state, name)
+            setattr(state, name, [values[r] for r in keep])
+        state.manifest.counts["deleted"] += len(drop)
+        if state.tombstones and len(state.tombstones) > state.faiss_index.ntotal / 2:
+            state.faiss_index = compact_hnsw(state.faiss_index, state.manifest.dimension, state.manifest.params,
+                                             state.tombstones)
+            state.tombstones = set()
+
+    return update(index_dir, change)
+
+
+def _some(ids: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(repr(i) for i in ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")

@@ -1,0 +1,81 @@
+"""``manifest.json`` of an index folder: what it holds, and which version folder is current.
+
+Layout of an index folder::
+
+    manifest.json      the current version: model, dimension, kind and parameters, counts, sha256 of each file
+    v000003/           one folder per version, complete before manifest.json names it
+      dense.faiss      faiss.write_index of the vectors; faiss ids are stable int64 passage ids ("pids")
+      passages.jsonl   {"pid", "id", "text", "tokens"} per live passage; tokens are BM25's Kiwi morphemes
+      tombstones.json  pids deleted from the passages but still in an HNSW graph (HNSW cannot remove)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from koembed.errors import IndexStoreError
+from koembed.files import read_manifest as read_json_manifest
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+DENSE_FILE, PASSAGES_FILE, TOMBSTONES_FILE = "dense.faiss", "passages.jsonl", "tombstones.json"
+VERSION_RE = re.compile(r"^v\d{6}$")
+
+
+@dataclass
+class Manifest:
+    """What ``manifest.json`` records; :meth:`to_dict` is its JSON form.
+
+    ``model``: ``name`` as given, ``resolved`` (alias -> folder, local folder -> absolute path), ``local``
+    (reload from ``resolved`` rather than ``name``), ``backend`` and ``probe`` (the embedding of
+    :data:`koembed.index.encoder.PROBE_TEXT`).
+    ``normalized_by``: ``model`` if the model ends in a Normalize layer, else ``koembed``.
+    ``counts``: ``passages`` (live), ``deleted`` (ever deleted), ``tombstones`` (HNSW vectors awaiting removal).
+    ``files``: sha256 of every file in ``version_dir``.
+    """
+
+    kind: str
+    params: dict[str, Any]
+    model: dict[str, Any]
+    dimension: int
+    normalized_by: str
+    bm25: dict[str, Any]
+    counts: dict[str, int]
+    next_id: int
+    created: str
+    updated: str
+    version_dir: str = ""
+    files: dict[str, str] = field(default_factory=dict)
+    similarity: str = "cosine"
+    format_version: int = FORMAT_VERSION
+    koembed_version: str = ""
+    faiss_version: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], path: Path) -> Manifest:
+        names = set(cls.__dataclass_fields__)
+        missing = sorted(n for n in names if n not in data)
+        if missing:
+            raise IndexStoreError(f"{path}: manifest lacks {', '.join(missing)}; rebuild the index")
+        return cls(**{n: data[n] for n in names})
+
+
+def read_manifest(index_dir: Path) -> Manifest:
+    """The index's manifest, checked to be one this koembed reads."""
+    path = index_dir / MANIFEST
+    if not path.is_file():
+        raise IndexStoreError(f"{index_dir}: no {MANIFEST}; not a koembed index (build one with koembed index build)")
+    data = read_json_manifest(path, IndexStoreError, format=None, version=FORMAT_VERSION, remedy="rebuild the index")
+    return Manifest.from_dict(data, path)
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,169 @@
+"""A loaded index: dense (FAISS), bm25 and hybrid search over its passages.
+
+Hits are ``(doc_id, score)``, best first, ties by ascending doc id, as every koembed retriever returns them;
+``hybrid`` is :class:`koembed.retrieve.HybridRetriever`'s reciprocal-rank fusion of the two parts. BM25 is
+koembed's :class:`koembed.lexical.BM25Retriever`, rebuilt from each passage's stored tokens without re-analysing
+any text (IDF depends on the whole corpus, so its statistics are recomputed rather than stored).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from koembed.errors import SpecError
+from koembed.index.encoder import checked_encoder, embed
+from koembed.index.manifest import read_manifest
+from koembed.index.store import IndexState, read_state, verify
+from koembed.lexical import BM25Retriever
+from koembed.models import EncodeOptions, Encoder
+from koembed.ranking import TIE_SLACK, Hit, sort_hits
+from koembed.retrieve import HybridRetriever
+
+MODES = ("dense", "bm25", "hybrid")
+
+
+class _DensePart:
+    """The index's FAISS part seen as a Retriever, so HybridRetriever fuses it without a second fusion."""
+
+    name = "dense"
+    show_progress = False
+
+    def __init__(self, search: Callable[[Sequence[str], int], list[list[Hit]]]):
+        self._search = search
+
+    def fit(self, doc_ids: Sequence[str], texts: Sequence[str]) -> None:
+        raise RuntimeError("an index part is built by build_index, not fitted")
+
+    def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
+        return self._search(queries, k)
+
+    def score(self, queries: Sequence[str], pairs: Sequence[tuple[int, int]]) -> list[float]:
+        raise SpecError("an index part scores only through search")
+
+
+class Index:
+    """A loaded index (see :func:`load_index`): search it, read its passages.
+
+    The model is loaded (and checked) on the first dense or hybrid search unless given to :func:`load_index`,
+    and BM25 is rebuilt from the stored tokens on the first bm25 or hybrid search, so each mode pays only
+    for what it uses.
+    """
+
+    def __init__(self, path: Path, state: IndexState, encoder: Encoder | None = None,
+                 options: EncodeOptions = EncodeOptions(show_progress=False), device: str | None = None):
+        self.path = path
+        self.manifest = state.manifest
+        self.options = options
+        self._device = device
+        self._faiss = state.faiss_index
+        self._doc_ids, self._texts, self._tokens = state.doc_ids, state.texts, state.tokens
+        self._row_of_pid = {pid: row for row, pid in enumerate(state.pids)}
+        self._corpus = dict(zip(state.doc_ids, state.texts))
+        self._tombstones = state.tombstones
+        self._encoder = encoder
+        self._bm25: BM25Retriever | None = None
+
+    def __len__(self) -> int:
+        return len(self._doc_ids)
+
+    @property
+    def doc_ids(self) -> list[str]:
+        """Live passage ids, in insertion order."""
+        return list(self._doc_ids)
+
+    @property
+    def passages(self) -> Mapping[str, str]:
+        """Read-only ``{doc_id: text}`` of the live passages."""
+        return MappingProxyType(self._corpus)
+
+    def text(self, doc_id: str) -> str:
+        """The passage text of ``doc_id`` (KeyError if the index does not hold it)."""
+        return self._corpus[doc_id]
+
+    @property
+    def encoder(self) -> Encoder:
+        """The embedding model, loaded from the manifest on first use and checked against the index."""
+        if self._encoder is None:
+            self._encoder = checked_encoder(None, self.manifest, self.path, device=self._device)
+        return self._encoder
+
+    def search(self, queries: Sequence[str], k: int = 10, mode: str = "dense") -> list[list[Hit]]:
+        """Top-``k`` ``(doc_id, score)`` per query, best first, ties by ascending doc id.
+
+        ``dense``: cosine similarity (FAISS); ``bm25``: BM25 score, only passages sharing a term with the
+        query; ``hybrid``: reciprocal-rank fusion of both (HybridRetriever, each part's top max(k, 100)).
+        """
+        if mode not in MODES:
+            raise SpecError(f"unknown search mode {mode!r}: use {', '.join(MODES)}")
+        queries = list(queries)
+        if k < 1:
+            raise SpecError(f"k must be at least 1, not {k}")
+        if not self._doc_ids:
+            return [[] for _ in queries]
+        if mode == "dense":
+            return self._dense_search(queries, k)
+        if mode == "bm25":
+            return self._bm25_part().search(queries, k)
+        hybrid = HybridRetriever([_DensePart(self._dense_search), self._bm25_part()], fusion="rrf",
+                                 name="hybrid:dense+bm25")
+        return hybrid.search(queries, k)
+
+    def _bm25_part(self) -> BM25Retriever:
+        if self._bm25 is None:
+            params = self.manifest.bm25
+            self._bm25 = BM25Retriever(k1=params["k1"], b=params["b"], show_progress=False)
+            self._bm25.fit_tokens(self._doc_ids, self._tokens)
+        return self._bm25
+
+    def _dense_search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
+        import numpy as np
+
+        k = min(k, len(self._doc_ids))
+        if not queries or k < 1:
+            return [[] for _ in queries]
+        vectors = embed(self.encoder, queries, self.options)
+        total = self._faiss.ntotal
+        fetch = min(total, k + len(self._tombstones) + TIE_SLACK)
+        results: list[list[Hit]] = [[] for _ in queries]
+        todo = list(range(len(queries)))
+        while todo:
+            scores, pids = self._faiss.search(np.ascontiguousarray(vectors[todo]), fetch)
+            again = []
+            for row, qi in enumerate(todo):
+                raw = [(int(p), float(s)) for s, p in zip(scores[row], pids[row]) if p != -1]
+                hits = sort_hits((self._doc_ids[self._row_of_pid[p]], s) for p, s in raw if p in self._row_of_pid)
+                more_exist = len(raw) == fetch and fetch < total
+                # Fetch more if tombstones ate into the top k, or the k-th score ties with unseen candidates.
+                if more_exist and (len(hits) < k or raw[-1][1] >= hits[k - 1][1]):
+                    again.append(qi)
+                else:
+                    results[qi] = hits[:k]
+            todo, fetch = again, min(total, fetch * 2)
+        return results
+
+
+def load_index(index_dir: str | Path, encoder: Encoder | None = None, *,
+               options: EncodeOptions = EncodeOptions(show_progress=False), device: str | None = None) -> Index:
+    """Load an index, verifying every file's sha256 against the manifest.
+
+    ``encoder`` (a loaded model) is checked now: a different embedding dimension, or different embeddings of
+    the probe text, is a :class:`~koembed.errors.ModelMismatchError`. Without it the manifest's model is loaded
+    (on ``device``) at the first dense search. Damaged files are an :class:`~koembed.errors.IndexStoreError`.
+    """
+    index_dir = Path(index_dir)
+    state = read_state(index_dir)
+    checked = checked_encoder(encoder, state.manifest, index_dir, device=device) if encoder is not None else None
+    return Index(index_dir, state, checked, options=options, device=device)
+
+
+def index_info(index_dir: str | Path) -> dict[str, Any]:
+    """The manifest of a verified index (checksums checked), without the model probe vector."""
+    index_dir = Path(index_dir)
+    manifest = read_manifest(index_dir)
+    verify(index_dir, manifest)
+    info = manifest.to_dict()
+    info["model"] = {k: v for k, v in info["model"].items() if k != "probe"}
+    return {"path": str(index_dir.resolve()), **info}

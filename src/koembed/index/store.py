@@ -1,0 +1,173 @@
+"""Versions of an index folder on disk: read and verify the current one, write the next one atomically.
+
+Why versions: every change (build, add, delete) writes a whole new version folder, then replaces
+``manifest.json`` with ``os.replace``, and only then removes the previous folder. A crash at any point leaves
+``manifest.json`` naming a complete folder, so the previous index stays loadable; the next update removes
+what an interrupted one left behind. Updates of one folder are serialised by a lock file (POSIX). Loading
+checks every file's sha256, so a truncated or altered file is an error, not silently wrong results.
+Nothing is pickled: faiss's own format, JSON and JSON lines only.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from koembed import __version__
+from koembed.errors import IndexStoreError
+from koembed.files import checksums, fsync_path, staged_folder, verify_files, write_json, write_jsonl
+from koembed.index.faiss import set_faiss_search_params
+from koembed.index.manifest import (
+    DENSE_FILE,
+    MANIFEST,
+    PASSAGES_FILE,
+    TOMBSTONES_FILE,
+    VERSION_RE,
+    Manifest,
+    now,
+    read_manifest,
+)
+
+VERSION_FILES = (DENSE_FILE, PASSAGES_FILE, TOMBSTONES_FILE)
+
+
+@dataclass
+class IndexState:
+    """One version of an index in memory; updates change it and commit it as the next version."""
+
+    manifest: Manifest
+    faiss_index: Any
+    pids: list[int]
+    doc_ids: list[str]
+    texts: list[str]
+    tokens: list[list[str]]
+    tombstones: set[int]
+
+
+@contextmanager
+def locked(index_dir: Path) -> Iterator[None]:
+    """Serialise updates of one index folder across processes (POSIX advisory lock; none elsewhere)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(index_dir / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def require_new_folder(out_dir: Path) -> None:
+    if (out_dir / MANIFEST).exists():
+        raise IndexStoreError(f"{out_dir} already holds an index: update it with koembed index add/delete, "
+                              "or choose a new folder")
+    if out_dir.exists() and (not out_dir.is_dir() or any(p.name != ".lock" for p in out_dir.iterdir())):
+        raise IndexStoreError(f"{out_dir} exists and is not an empty folder: choose a new folder")
+
+
+def verify(index_dir: Path, manifest: Manifest) -> None:
+    """Check every file of the current version against its sha256 in the manifest."""
+    verify_files(index_dir / manifest.version_dir, manifest.files, MANIFEST, IndexStoreError,
+                 remedy="the index is incomplete or cannot be trusted; rebuild it")
+
+
+def read_state(index_dir: Path) -> IndexState:
+    """The current version, verified. Retries once if an update swapped versions while it was read."""
+    for attempt in range(2):
+        manifest = read_manifest(index_dir)
+        try:
+            return _read_version(index_dir, manifest)
+        except IndexStoreError:
+            if attempt or read_manifest(index_dir).version_dir == manifest.version_dir:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _read_version(index_dir: Path, manifest: Manifest) -> IndexState:
+    import faiss
+
+    verify(index_dir, manifest)
+    folder = index_dir / manifest.version_dir
+    pids, doc_ids, texts, tokens = [], [], [], []
+    with open(folder / PASSAGES_FILE, encoding="utf-8") as handle:
+        for line in handle:
+            row = json.loads(line)
+            pids.append(row["pid"])
+            doc_ids.append(row["id"])
+            texts.append(row["text"])
+            tokens.append(row["tokens"])
+    tombstones = set(json.loads((folder / TOMBSTONES_FILE).read_text(encoding="utf-8")))
+    index = faiss.read_index(str(folder / DENSE_FILE))
+    if index.d != manifest.dimension or index.ntotal != len(pids) + len(tombstones):
+        raise IndexStoreError(f"{folder}: the vectors ({index.ntotal} of dimension {index.d}) do not match the "
+                              f"manifest ({len(pids)} passages + {len(tombstones)} tombstones, dimension "
+                              f"{manifest.dimension}); rebuild the index")
+    set_faiss_search_params(index, manifest.kind, manifest.params)
+    return IndexState(manifest, index, pids, doc_ids, texts, tokens, tombstones)
+
+
+def _remove_leftovers(index_dir: Path, current: str) -> None:
+    """Version folders and staged files or folders an interrupted update left behind."""
+    for entry in index_dir.iterdir():
+        staged = entry.name.startswith(".") and entry.name.endswith(".tmp")
+        if entry.is_dir() and entry.name != current and (VERSION_RE.match(entry.name) or staged):
+            shutil.rmtree(entry, ignore_errors=True)
+        elif entry.is_file() and staged:
+            entry.unlink(missing_ok=True)
+
+
+def update(index_dir: Path, change: Callable[[IndexState], None]) -> Manifest:
+    """Apply ``change`` to the current version under the folder's lock and commit the result."""
+    if not (index_dir / MANIFEST).is_file():
+        raise IndexStoreError(f"{index_dir}: no {MANIFEST}; not a koembed index (build one with koembed index build)")
+    with locked(index_dir):
+        state = read_state(index_dir)
+        _remove_leftovers(index_dir, state.manifest.version_dir)
+        state.manifest = replace(state.manifest, counts=dict(state.manifest.counts))
+        change(state)
+        return commit(index_dir, state)
+
+
+def commit(index_dir: Path, state: IndexState) -> Manifest:
+    """Write ``state`` as the next version folder, point manifest.json at it, then drop the previous folder."""
+    import faiss
+
+    old = state.manifest.version_dir
+    name = f"v{int(old[1:]) + 1 if old else 1:06d}"
+    final = index_dir / name
+    with staged_folder(final, durable=True) as stage:
+        faiss.write_index(state.faiss_index, str(stage / DENSE_FILE))
+        fsync_path(stage / DENSE_FILE)
+        write_jsonl(stage / PASSAGES_FILE, ({"pid": p, "id": d, "text": t, "tokens": k} for p, d, t, k
+                                            in zip(state.pids, state.doc_ids, state.texts, state.tokens)))
+        write_json(stage / TOMBSTONES_FILE, sorted(state.tombstones))
+        files = checksums(stage, VERSION_FILES)
+    try:
+        manifest = replace(state.manifest, version_dir=name, files=files, updated=now(),
+                           counts={**state.manifest.counts, "passages": len(state.pids),
+                                   "tombstones": len(state.tombstones)},
+                           koembed_version=__version__, faiss_version=faiss.__version__)
+        write_json(index_dir / MANIFEST, manifest.to_dict())  # the switch: atomic replace
+        fsync_path(index_dir)
+    except BaseException:
+        if final.exists() and _current_version(index_dir) != name:
+            shutil.rmtree(final, ignore_errors=True)
+        raise
+    if old:
+        shutil.rmtree(index_dir / old, ignore_errors=True)
+    return manifest
+
+
+def _current_version(index_dir: Path) -> str | None:
+    try:
+        return json.loads((index_dir / MANIFEST).read_text(encoding="utf-8")).get("version_dir")
+    except (OSError, ValueError, AttributeError):
+        return None

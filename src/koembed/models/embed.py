@@ -1,0 +1,106 @@
+"""Embed texts with a loaded model: bounded memory, length-sorted batches, an optional token budget per batch."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from koembed.models.spec import EncodeOptions, Encoder
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+@functools.cache
+def _malloc_trim():
+    """glibc's ``malloc_trim``, or None off glibc (macOS, Windows, musl)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_freed_memory() -> None:
+    """Hand freed heap pages back to the OS. glibc keeps the pages every encode batch frees, fragmented between
+    live objects: over a 1M-passage corpus that grew to about 0.5 GB of RSS (measured); trimming once per chunk
+    costs under 1% of encode time."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+def token_budget_batches(lengths: Sequence[int], max_batch_tokens: int) -> list[list[int]]:
+    """Group positions into batches, longest first, so that (batch size x longest length) <= the budget.
+
+    A padded batch costs its size times its longest text, so a budget in tokens keeps every batch about
+    equally expensive: many short texts together, few long ones (a single text longer than the budget is
+    a batch of its own). Returns lists of positions into ``lengths``.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= max_batch_tokens:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+def encode(model: Encoder, texts: Sequence[str], options: EncodeOptions | None = None, *,
+           max_seq_length: int | None = None, **settings: Any) -> np.ndarray:
+    """Embed ``texts`` as a float32 array (n, dim), in input order.
+
+    ``options`` (or its fields as keywords, e.g. ``batch_size=64, show_progress=False``) say how to batch.
+    Texts are ordered by length (longest first, so a too-large batch fails at once), encoded by
+    sentence-transformers ``chunk_size`` at a time, and each chunk is copied into one preallocated
+    array: peak memory is the output plus one chunk, whatever n is. ``max_seq_length`` overrides the
+    model's truncation length for this call only. ``max_batch_tokens`` replaces the fixed ``batch_size`` by a
+    token budget per batch (:func:`token_budget_batches`; lengths from the model's tokenizer after
+    truncation): the way to encode 8192-token passages without running out of memory, and short ones in
+    large batches. A bf16/fp16 model's output is converted to float32 here (sentence-transformers returns
+    float32 for bf16, but float16 for fp16).
+    """
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    opts = replace(options or EncodeOptions(), **settings)
+    texts = list(texts)
+    out: np.ndarray | None = None
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    order = np.argsort(-lengths, kind="stable")  # longest first; an array, not n Python ints
+    previous = model.max_seq_length
+    if max_seq_length is not None:
+        model.max_seq_length = max_seq_length
+
+    def run(idx: list[int], size: int) -> None:
+        nonlocal out
+        emb = model.encode([texts[i] for i in idx], batch_size=size, show_progress_bar=False, convert_to_numpy=True)
+        if out is None:
+            out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
+        out[idx] = np.asarray(emb, dtype=np.float32)
+
+    try:
+        with tqdm(total=len(texts), desc="Encoding", unit="text", disable=not opts.show_progress) as bar:
+            for start in range(0, len(order), opts.chunk_size):
+                idx = order[start: start + opts.chunk_size].tolist()
+                if opts.max_batch_tokens is None:
+                    run(idx, opts.batch_size)
+                    bar.update(len(idx))
+                    release_freed_memory()
+                    continue
+                lengths = [len(ids) for ids in model.tokenizer(
+                    [texts[i] for i in idx], truncation=True, max_length=model.max_seq_length)["input_ids"]]
+                for batch in token_budget_batches(lengths, opts.max_batch_tokens):
+                    run([idx[j] for j in batch], len(batch))
+                    bar.update(len(batch))
+                release_freed_memory()
+    finally:
+        model.max_seq_length = previous
+    if out is None:  # no texts
+        out = np.empty((0, model.get_embedding_dimension() or 0), dtype=np.float32)
+    return out

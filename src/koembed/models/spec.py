@@ -1,0 +1,83 @@
+"""What travels between koembed's layers instead of loose arguments: which model and how to run it
+(:class:`ModelSpec`), how to encode (:class:`EncodeOptions`), and what a loaded model offers (:class:`Encoder`).
+
+Tevatron's lesson: one option object per concern, declared once, so a new option (a prompt, a backend) is one
+field here and one flag in the CLI rather than a parameter threaded through twenty signatures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import numpy as np
+
+Pooling = Literal["cls", "mean"]
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+BACKENDS = ("torch", "onnx", "onnx-int8")
+ONNX_BACKENDS = ("onnx", "onnx-int8")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model and how to run it: everything :func:`koembed.models.load_model` needs.
+
+    ``name``: hub id (``BAAI/bge-m3``), local folder, or alias (``minilm``). ``precision``: weights in fp32,
+    bf16, fp16 (CUDA only) or ``auto`` (:func:`koembed.models.resolve_precision`). ``backend``: torch, onnx or
+    onnx-int8 (CPU). ``device``: a torch device, None for sentence-transformers' choice. ``max_seq_length``:
+    truncation length, None for the model's own. ``pooling``: for a plain Hugging Face encoder folder, how it
+    is wrapped (CLS, as BGE-m3).
+    """
+
+    name: str
+    precision: str = "fp32"
+    backend: str = "torch"
+    device: str | None = None
+    max_seq_length: int | None = None
+    pooling: Pooling = "cls"
+
+    @classmethod
+    def of(cls, model: ModelSpec | str, **settings: Any) -> ModelSpec:
+        """``model`` as a spec: a name gets default settings; ``settings`` (field=value) override fields."""
+        spec = cls(model) if isinstance(model, str) else model
+        return replace(spec, **settings) if settings else spec
+
+    def with_name(self, name: str) -> ModelSpec:
+        """The same run settings for another model (a retriever spec names the model, the CLI the rest)."""
+        return replace(self, name=name)
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """How :func:`koembed.models.encode` batches: ``batch_size`` texts per forward pass, or a token budget
+    ``max_batch_tokens`` per batch instead; ``chunk_size`` texts per chunk copied into the output (bounds
+    memory); ``show_progress`` for a progress bar."""
+
+    batch_size: int = 32
+    max_batch_tokens: int | None = None
+    chunk_size: int = 2048
+    show_progress: bool = True
+
+    def quiet(self) -> EncodeOptions:
+        return replace(self, show_progress=False)
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """What koembed uses of a loaded model: a ``SentenceTransformer`` or a :class:`koembed.models.onnx.OnnxEncoder`.
+
+    ``encode`` as sentence-transformers defines it; ``tokenizer`` a Hugging Face tokenizer;
+    ``max_seq_length`` the truncation length (settable).
+    """
+
+    tokenizer: Any
+    max_seq_length: int | None
+
+    def encode(self, sentences: Sequence[str] | str, batch_size: int = 32, show_progress_bar: bool = False,
+               convert_to_numpy: bool = True, **kwargs: Any) -> np.ndarray: ...
+
+    def get_embedding_dimension(self) -> int | None: ...
+
+    def modules(self) -> Iterable[Any]: ...

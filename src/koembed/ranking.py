@@ -1,0 +1,99 @@
+"""Rankings: top-k with doc-id tie-breaking, rank fusion, and the hit rows users see.
+
+Every koembed ranking orders hits by score, best first, and equal scores by ascending doc id, the order
+sentence-transformers' InformationRetrievalEvaluator uses; the functions here are the only places that do it:
+- :func:`best_rows` for score arrays (BM25 score vectors, dense blocks): numpy, no Python sort over a corpus;
+- :func:`sort_hits` for candidate lists (FAISS results, fused scores).
+A search that takes a fixed number of candidates from an engine asks for :data:`TIE_SLACK` more than k, so
+that ties at the k-th score are still ordered by doc id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+Hit = tuple[str, float]
+TIE_SLACK = 16  # extra candidates per engine search so ties at the k-th score are ordered by doc id
+RRF_K = 60  # the constant of Cormack et al. (2009), used by Elasticsearch and AutoRAG too
+FUSIONS = ("rrf", "cc")
+
+
+def id_ranks(doc_ids: Sequence[str]) -> np.ndarray:
+    """Each doc's position in ascending doc-id order (int64): the tie-breaker of :func:`best_rows`."""
+    import numpy as np
+
+    order = np.argsort(np.array(doc_ids, dtype=object), kind="stable")
+    ranks = np.empty(len(order), dtype=np.int64)
+    ranks[order] = np.arange(len(order))
+    return ranks
+
+
+def best_rows(scores: np.ndarray, id_rank: np.ndarray, k: int, rows: np.ndarray | None = None) -> np.ndarray:
+    """Positions into ``scores`` of the ``k`` best, ordered by (-score, doc id).
+
+    ``rows`` (optional, same length as ``scores``) are the corpus rows the scores belong to, for candidate
+    lists; without it position i is corpus row i. Exact also when ties straddle the k-th place.
+    """
+    import numpy as np
+
+    scores = np.asarray(scores)
+    rows = np.arange(len(scores)) if rows is None else np.asarray(rows)
+    if k <= 0 or not len(scores):
+        return np.empty(0, dtype=np.int64)
+    if k < len(scores):
+        kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+        candidates = np.flatnonzero(scores >= kth)
+    else:
+        candidates = np.arange(len(scores))
+    order = np.lexsort((id_rank[rows[candidates]], -scores[candidates]))[:k]
+    return candidates[order]
+
+
+def top_k(scores: np.ndarray, id_rank: np.ndarray, doc_ids: Sequence[str], k: int) -> list[Hit]:
+    """The ``k`` best of a full score vector as ``(doc_id, score)`` hits (see :func:`best_rows`)."""
+    return [(doc_ids[i], float(scores[i])) for i in best_rows(scores, id_rank, k)]
+
+
+def sort_hits(hits: Mapping[str, float] | Iterable[Hit], k: int | None = None) -> list[Hit]:
+    """Hits ordered by (-score, doc id), the first ``k`` (all when None)."""
+    items = hits.items() if isinstance(hits, Mapping) else hits
+    ordered = sorted(items, key=lambda kv: (-kv[1], kv[0]))
+    return ordered if k is None else ordered[:k]
+
+
+def fuse(runs: Sequence[Sequence[Hit]], fusion: str = "rrf", weights: Sequence[float] | None = None,
+         k: int | None = None) -> list[Hit]:
+    """Fuse one query's rankings from several retrievers into one.
+
+    ``rrf``: score = sum of 1 / (60 + rank), rank from 1: reciprocal-rank fusion, robust because it ignores
+    the retrievers' incomparable score scales (``weights`` do not apply). ``cc``: each run's scores are
+    min-max normalised over the run (a single or constant score becomes 1), a missing doc counts 0, and the
+    normalised scores are summed with ``weights`` (default equal).
+    """
+    import numpy as np
+
+    if fusion not in FUSIONS:
+        raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, not {fusion!r}")
+    weights = list(weights) if weights is not None else [1.0 / len(runs)] * len(runs)
+    scores: dict[str, float] = {}
+    for weight, hits in zip(weights, runs):
+        if fusion == "rrf":
+            for rank, (doc, _) in enumerate(hits, start=1):
+                scores[doc] = scores.get(doc, 0.0) + 1.0 / (RRF_K + rank)
+        elif hits:
+            values = np.array([s for _, s in hits], dtype=np.float64)
+            lo, span = values.min(), values.max() - values.min()
+            for (doc, _), v in zip(hits, values):
+                norm = (v - lo) / span if span > 0 else 1.0
+                scores[doc] = scores.get(doc, 0.0) + weight * norm
+    return sort_hits(scores, k)
+
+
+def hit_rows(hits: Sequence[Hit], text: Callable[[str], str]) -> list[dict[str, Any]]:
+    """Hits as the rows ``koembed search --json`` prints and ``/search`` returns: rank, docid, score, text."""
+    return [{"rank": rank, "docid": doc, "score": score, "text": text(doc)}
+            for rank, (doc, score) in enumerate(hits, start=1)]

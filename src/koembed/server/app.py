@@ -1,0 +1,221 @@
+"""HTTP API: OpenAI-compatible embeddings, index search, health and Prometheus metrics, with dynamic batching.
+
+Endpoints (see :func:`create_app`):
+
+- ``POST /v1/embeddings``: OpenAI's request and response shapes, so the official ``openai`` client (and
+  anything built on it) works with ``base_url="http://HOST:PORT/v1"``. ``input`` is a string or a list of
+  strings (token-id arrays are refused with 422: koembed's tokenizer is not OpenAI's); ``model`` is optional
+  and any value is accepted, the response always names the served model; ``encoding_format`` is ``float``
+  (default) or ``base64`` (little-endian float32 bytes, as OpenAI sends; the ``openai`` client asks for base64
+  and decodes it itself unless you pass ``encoding_format``); ``dimensions`` keeps the first d components and
+  L2-renormalises them (Matryoshka-style truncation); ``user`` is ignored. koembed extension: ``"truncate":
+  true`` embeds the first ``max_input_tokens`` tokens of a longer input instead of refusing it.
+  ``usage.prompt_tokens`` counts the model tokenizer's tokens *including* its special tokens (``<s>``,
+  ``</s>``), i.e. exactly the tokens the model reads and that ``max_seq_length`` limits.
+- ``POST /search``: ``{"query", "k": 10, "mode": "hybrid"}`` on the index given at start-up; hits carry
+  ``rank``, ``docid``, ``score`` and ``text``, as ``koembed search --json`` prints them.
+- ``GET /health``: never needs the API key; model, dimension, index, queue.
+- ``GET /metrics``: Prometheus text format from a registry owned by this app.
+
+Dynamic batching: :mod:`koembed.server.batching`. The ASGI gate in front (API key, body size, metrics):
+:mod:`koembed.server.gate`.
+
+Errors are JSON in OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``: 400 malformed JSON,
+401 missing or wrong API key, 404 unknown route or no index, 413 too large (body, number of inputs, input
+tokens), 422 invalid fields (the message names the field). A failing request never stops the server.
+"""
+
+
+# No ``from __future__ import annotations`` here: FastAPI reads the route handlers' annotations, which name
+# classes imported inside create_app (FastAPI is imported there, not at module level, to keep `koembed --help`
+# fast).
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+from koembed.errors import KoembedError
+from koembed.index import Index, load_index
+from koembed.models import EncodeOptions, Encoder, ModelSpec, encode, load_model
+from koembed.ranking import hit_rows
+from koembed.server.batching import Batcher
+from koembed.server.config import API_KEY_ENV, DEFAULT_HOST, ServerLimits
+from koembed.server.errors import ApiError, error_response, validation_response
+from koembed.server.gate import Gate
+from koembed.server.observability import ServerMetrics
+from koembed.server.schemas import EmbeddingRequest, SearchRequest
+from koembed.server.tokens import TokenCounter
+
+if TYPE_CHECKING:
+    import numpy as np
+    from fastapi import FastAPI
+
+log = logging.getLogger(__name__)
+
+
+def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, api_key: Optional[str] = None,
+               limits: ServerLimits = ServerLimits()) -> "FastAPI":
+    """The FastAPI app serving ``model`` (a loaded SentenceTransformer) as ``model_name``.
+
+    ``index``: a :class:`koembed.index.Index` for ``/search``, loaded with this same model object
+    (``load_index(dir, encoder=model)``) so that one model, on one thread, does all the encoding.
+    ``api_key``: required as ``Authorization: Bearer KEY`` on every route but ``/health``; ``None`` reads
+    :data:`API_KEY_ENV`; no key (or an empty one) leaves the API open. One app owns its model: do not
+    serve the same model object from two apps at once.
+    """
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, Response
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    if api_key is None:
+        api_key = os.environ.get(API_KEY_ENV) or None
+    dimension = int(model.get_embedding_dimension())
+    model_limit = model.max_seq_length
+    max_tokens = limits.max_input_tokens or model_limit
+    if max_tokens is None:
+        raise ValueError("the model has no max_seq_length: set ServerLimits.max_input_tokens")
+    if model_limit is not None and max_tokens > model_limit:
+        raise ValueError(f"max_input_tokens={max_tokens} exceeds the model's max_seq_length={model_limit}: the "
+                         "model would silently truncate what the server accepted")
+    count_tokens = TokenCounter(model)
+    options = EncodeOptions(batch_size=limits.batch_size, show_progress=False)
+    metrics = ServerMetrics()
+
+    def encode_rows(texts: list[str]) -> "np.ndarray":
+        return encode(model, texts, options, max_seq_length=max_tokens)
+
+    batcher = Batcher(encode_rows, metrics, limits.max_batch_tokens, limits.max_wait_ms, limits.batching)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI):
+        yield
+        await batcher.close()
+
+    app = FastAPI(title="koembed", summary="Korean text embeddings and search", lifespan=lifespan)
+    app.state.batcher, app.state.metrics, app.state.limits = batcher, metrics, limits
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.message, param=exc.param, code=exc.code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return validation_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+        return error_response(exc.status_code, str(exc.detail), code=codes.get(exc.status_code),
+                              headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.error("unexpected error", exc_info=exc)
+        return error_response(500, "internal server error (see the server log)", code="internal_error")
+
+    async def checked_tokens(texts: list[str], name: str, single: bool, truncate: bool) -> list[int]:
+        """Token counts, capped at the limit when truncating; 413 naming the first over-long text otherwise."""
+        counts = await asyncio.to_thread(count_tokens, texts)
+        over = [i for i, n in enumerate(counts) if n > max_tokens]
+        if over and not truncate:
+            i = over[0]
+            where = name if single else f"{name}[{i}]"
+            hint = "shorten it" if name == "query" else (f"shorten it, or send \"truncate\": true to embed its "
+                                                         f"first {max_tokens} tokens")
+            raise ApiError(413, f"{where} has {counts[i]} tokens, more than the limit of {max_tokens} "
+                                f"(max_input_tokens): {hint}", param=name, code="input_too_long")
+        return [min(n, max_tokens) for n in counts]
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: EmbeddingRequest) -> Response:
+        """OpenAI-compatible embeddings; see the module docstring for the fields."""
+        single = isinstance(request.input, str)
+        texts = [request.input] if single else list(request.input)
+        if len(texts) > limits.max_inputs:
+            raise ApiError(413, f"input has {len(texts)} texts, more than the limit of {limits.max_inputs} per "
+                                "request (max_inputs): split it into several requests", param="input",
+                           code="too_many_inputs")
+        if request.dimensions is not None and request.dimensions > dimension:
+            raise ApiError(422, f"dimensions: {request.dimensions} is more than the model's {dimension} "
+                                "dimensions", param="dimensions", code="invalid_value")
+        truncate = limits.truncate if request.truncate is None else request.truncate
+        counts = await checked_tokens(texts, "input", single, truncate)
+        rows = await batcher.embed(texts, sum(counts))
+        body = await asyncio.to_thread(_render_embeddings, rows, request.dimensions, request.encoding_format,
+                                       model_name, sum(counts))
+        return Response(body, media_type="application/json")
+
+    @app.post("/search")
+    async def search(request: SearchRequest) -> JSONResponse:
+        """Top-k passages of the loaded index for one query, as :meth:`koembed.index.Index.search` ranks them."""
+        if index is None:
+            raise ApiError(404, "this server has no index: start it with --index DIR (koembed index build "
+                                "makes one)", code="no_index")
+        await checked_tokens([request.query], "query", single=True, truncate=False)
+        try:
+            hits = (await batcher.run(index.search, [request.query], request.k, request.mode))[0]
+        except KoembedError as exc:
+            log.error("search failed: %s", exc)
+            raise ApiError(500, f"search failed: {exc}", code="search_failed") from exc
+        return JSONResponse({"query": request.query, "mode": request.mode, "k": request.k,
+                             "hits": hit_rows(hits, index.text)})
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        """Liveness and configuration; open without the API key (load balancers probe it)."""
+        return {"status": "ok", "model": model_name, "dimension": dimension, "max_input_tokens": max_tokens,
+                "index_loaded": index is not None, "index_passages": len(index) if index is not None else 0,
+                "batching": limits.batching, "queue_size": batcher.queued_texts,
+                "queued_requests": batcher.queued_requests}
+
+    @app.get("/metrics")
+    async def metrics_text() -> Response:
+        """Prometheus text exposition of this app's registry."""
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(Gate, metrics=metrics, api_key=api_key, max_body_bytes=limits.max_body_bytes)
+    return app
+
+
+def _render_embeddings(rows: "np.ndarray", dimensions: Optional[int], encoding_format: str, model_name: str,
+                       tokens: int) -> bytes:
+    """The response body (run off the event loop: a float list of many rows takes a while to write)."""
+    import numpy as np
+
+    rows = np.asarray(rows, dtype=np.float32)
+    if dimensions is not None and dimensions < rows.shape[1]:
+        rows = rows[:, :dimensions]
+        rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    if encoding_format == "base64":
+        values = [base64.b64encode(row.astype("<f4").tobytes()).decode("ascii") for row in rows]
+    else:
+        values = rows.tolist()
+    data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(values)]
+    return json.dumps({"object": "list", "data": data, "model": model_name,
+                       "usage": {"prompt_tokens": tokens, "total_tokens": tokens}},
+                      ensure_ascii=False, allow_nan=False).encode()
+
+
+def serve(model: ModelSpec, index_dir: Union[str, Path, None] = None, *, host: str = DEFAULT_HOST,
+          port: int = 8000, api_key: Optional[str] = None, limits: ServerLimits = ServerLimits(),
+          log_level: str = "info") -> None:
+    """Load the model (and index), then serve them with uvicorn until interrupted.
+
+    Loading errors (:class:`~koembed.errors.KoembedError`) are raised before anything binds. The index is
+    checked against the model (:func:`koembed.index.load_index`). Binds to 127.0.0.1 unless told otherwise;
+    callers exposing another interface should set an API key.
+    """
+    import uvicorn
+
+    encoder = load_model(model)
+    index = load_index(index_dir, encoder=encoder) if index_dir is not None else None
+    app = create_app(encoder, model.name, index=index, api_key=api_key, limits=limits)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)

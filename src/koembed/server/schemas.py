@@ -1,0 +1,63 @@
+"""Request bodies of the API, validated by pydantic: wrong types and unknown fields are 422s naming the field."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+
+from koembed.server.config import MAX_SEARCH_K
+
+
+class EmbeddingRequest(BaseModel):
+    """OpenAI's embeddings request. Unknown fields are refused, as OpenAI refuses them (a typo is not silent)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: str | list[str]
+    model: StrictStr | None = None
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: Annotated[StrictInt, Field(ge=1)] | None = None
+    user: StrictStr | None = None
+    truncate: StrictBool | None = None  # koembed extension; None = the server's setting
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _texts_only(cls, value: Any) -> Any:
+        """Clear messages for the usual mistakes instead of pydantic's per-union-member errors.
+
+        Wrong types raise ValueError too: pydantic turns ValueError, not TypeError, into a validation error.
+        """
+        if isinstance(value, str):
+            if not value:
+                raise ValueError("must not be an empty string")
+            return value
+        if not isinstance(value, list):
+            raise ValueError(f"must be a string or a list of strings, not {_json_type(value)}")
+        if not value:
+            raise ValueError("must not be an empty list")
+        if all(isinstance(item, list) or isinstance(item, int) and not isinstance(item, bool) for item in value):
+            raise ValueError("token-id arrays are not supported (koembed uses its model's own tokenizer): "
+                             "send the texts as strings")
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise ValueError(f"input[{i}] must be a string, not {_json_type(item)}")
+            if not item:
+                raise ValueError(f"input[{i}] must not be an empty string")
+        return value
+
+
+class SearchRequest(BaseModel):
+    """A query on the loaded index; ``mode`` as :meth:`koembed.index.Index.search` takes it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: Annotated[StrictStr, Field(min_length=1)]
+    k: Annotated[StrictInt, Field(ge=1, le=MAX_SEARCH_K)] = 10
+    mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
+
+
+def _json_type(value: Any) -> str:
+    names = {bool: "a boolean", int: "a number", float: "a number", dict: "an object", list: "a list",
+             str: "a string", type(None): "null"}
+    return names.get(type(value), type(value).__name__)

@@ -1,0 +1,44 @@
+"""Token counts of request texts, exactly as the model's tokenizer counts them (special tokens included)."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Sequence
+
+from koembed.models import Encoder
+
+
+class TokenCounter:
+    """Counts the model tokenizer's tokens per text, special tokens included, without truncation.
+
+    It works on its own copy of the tokenizer: the model's tokenizer is reconfigured (truncation length)
+    by every :func:`encode` call on the encoding thread, and Hugging Face fast tokenizers raise "Already
+    borrowed" when one is reconfigured and used from two threads at once.
+    """
+
+    def __init__(self, model: Encoder):
+        tokenizer = getattr(model, "tokenizer", None)
+        if tokenizer is None:
+            raise ValueError("the model has no tokenizer to count tokens with")
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        self._lock = threading.Lock()
+        if backend is not None:  # a fast tokenizer: a Rust copy, safe to share between threads read-only
+            from tokenizers import Tokenizer
+
+            self._fast = Tokenizer.from_str(backend.to_str())
+            self._fast.no_truncation()
+            self._fast.no_padding()
+            self._slow = None
+        else:
+            self._fast = None
+            self._slow = copy.deepcopy(tokenizer)
+
+    def __call__(self, texts: Sequence[str]) -> list[int]:
+        if self._fast is not None:  # encode_batch_fast skips the character offsets we do not need
+            batch = getattr(self._fast, "encode_batch_fast", self._fast.encode_batch)
+            return [len(e.ids) for e in batch(list(texts), add_special_tokens=True)]
+        with self._lock:
+            ids = self._slow(list(texts), add_special_tokens=True, truncation=False, padding=False,
+                             verbose=False)["input_ids"]
+        return [len(i) for i in ids]

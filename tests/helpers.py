@@ -1,0 +1,156 @@
+"""Helpers shared by the test modules (no test module imports another): stand-in models and retrievers, a
+transcription of AutoRAG's metric functions, a uvicorn server in a thread, and fault injection for training."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from koembed.models import EncodeOptions
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+KORQUAD = SHARED_DATA / "korquad-v1-dev" / "KorQuAD_v1.0_dev.json"
+QUIET = EncodeOptions(show_progress=False)
+
+
+def require_shared(path: Path) -> Path:
+    """Return ``path`` if it exists; fail in CI, skip elsewhere."""
+    if path.exists():
+        return path
+    message = f"{path} is missing: the licensed Korean data lives in ../shared/data beside the checkout"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+class FixedModel:
+    """Stands in for a SentenceTransformer: embeddings looked up from a table, so results are known."""
+
+    similarity_fn_name = "cosine"
+    max_seq_length = 128
+
+    def __init__(self, table: dict[str, np.ndarray]):
+        self.table = table
+
+    def encode(self, texts, **_):
+        return np.stack([self.table[t] for t in texts]).astype(np.float32)
+
+
+class ListRetriever:
+    """Returns fixed rankings; for fusion tests."""
+
+    show_progress = False
+
+    def __init__(self, name, hits):
+        self.name, self.hits = name, hits
+
+    def fit(self, doc_ids, texts):
+        pass
+
+    def search(self, queries, k):
+        return [self.hits[q][:k] for q in queries]
+
+
+# --- AutoRAG's definitions, transcribed in AutoRAG's own style (autorag/evaluation/metric/retrieval.py) ---
+def ref_recall(gt, pred):
+    gt_sets = [frozenset(g) for g in gt]
+    pred_set = set(pred)
+    hits = sum(any(pred_id in gt_set for pred_id in pred_set) for gt_set in gt_sets)
+    return hits / len(gt) if len(gt) > 0 else 0.0
+
+
+def ref_precision(gt, pred):
+    gt_sets = [frozenset(g) for g in gt]
+    pred_set = set(pred)
+    hits = sum(any(pred_id in gt_set for gt_set in gt_sets) for pred_id in pred_set)
+    return hits / len(pred) if len(pred) > 0 else 0.0
+
+
+def ref_f1(gt, pred):
+    r, p = ref_recall(gt, pred), ref_precision(gt, pred)
+    return 0 if r + p == 0 else 2 * (r * p) / (r + p)
+
+
+def ref_ndcg(gt, pred):
+    gt_sets = [frozenset(g) for g in gt]
+    relevance = {pid: 1 if any(pid in s for s in gt_sets) else 0 for pid in set(pred)}
+    dcg = sum((2 ** relevance[d] - 1) / math.log2(i + 2) for i, d in enumerate(pred))
+    n_gt = len(list(itertools.chain.from_iterable(gt)))
+    ideal = [1] * min(n_gt, len(pred)) + [0] * max(0, len(pred) - n_gt)
+    idcg = sum(r / math.log2(i + 2) for i, r in enumerate(ideal))
+    return dcg / idcg if idcg > 0 else 0
+
+
+def ref_mrr(gt, pred):
+    rr = []
+    for gt_set in [frozenset(g) for g in gt]:
+        for i, pid in enumerate(pred):
+            if pid in gt_set:
+                rr.append(1.0 / (i + 1))
+                break
+    return sum(rr) / len(gt) if rr else 0.0
+
+
+def ref_map(gt, pred):
+    ap = []
+    for gt_set in [frozenset(g) for g in gt]:
+        hits = [1 if pid in gt_set else 0 for pid in pred]
+        precisions = [sum(hits[: i + 1]) / (i + 1) for i, h in enumerate(hits) if h == 1]
+        ap.append(sum(precisions) / len(precisions) if precisions else 0.0)
+    return sum(ap) / len(gt) if ap else 0.0
+
+
+REFERENCE = {"f1": ref_f1, "recall": ref_recall, "precision": ref_precision, "ndcg": ref_ndcg, "mrr": ref_mrr,
+             "map": ref_map}
+
+
+@contextmanager
+def running(app) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1 and a free port in a background thread; yield its base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+def kill_after_step(step: int):
+    """A TrainerCallback that dies like a killed job (SIGKILL, no clean-up) once ``step`` is saved."""
+    from transformers import TrainerCallback
+
+    class KillAfterStep(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step >= step:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return KillAfterStep()
+
+
+if __name__ == "__main__":  # python -m tests.helpers CONFIG STEP: train, and die after STEP
+    from koembed.training import load_config, train
+
+    train(load_config(sys.argv[1]), show_progress=False, callbacks=[kill_after_step(int(sys.argv[2]))])
