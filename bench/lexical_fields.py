@@ -7,7 +7,7 @@ Development (fitting) sets: KorQuAD 1.0 dev, the 100 train-side articles of the 
 the train half of the queries (SHA-256 of the ids) over all positives. Held-out sets: KorQuAD's 40 test-side
 articles, MS MARCO-ko's test half, the bundled sample. Nothing about a held-out set is used for fitting.
 
-Fitting (koembed.tuning.fit_field_weights): for each per-query normalisation (none, max, z), a grid of weights for
+Fitting (koembed.tuning.fit_weights): for each per-query normalisation (none, max, z), a grid of weights for
 the bigram, pair and char fields with the unigram weight fixed at 1 (a ranking does not change when all weights
 are scaled), each dev query's candidates being the union of every field's top 100. The objective is the
 worst-off dev set's ndcg@10 gain over unigram BM25 (then the mean gain): a combination must help on paraphrased,
@@ -28,7 +28,7 @@ from koembed.bench import score_run
 from koembed.data import load_retrieval_set
 from koembed.lexical import FIELDS, BM25Retriever, LexicalConfig
 from koembed.lexical.fields import bigrams
-from koembed.tuning import fit_field_weights, lexical_problem
+from koembed.tuning import fit_weights, lexical_problem
 
 import common
 
@@ -72,14 +72,14 @@ def main() -> None:
     print(f"dev candidate scores: {time.perf_counter() - started:.0f} s", flush=True)
     fits = {}
     for normalization in args.normalizations.split(","):
-        fit = fit_field_weights(list(problems.values()), FIELDS, normalization)
+        fit = fit_weights(list(problems.values()), FIELDS, normalization)
         fits[normalization] = fit
         print(json.dumps({"normalization": normalization, **fit}, ensure_ascii=False), flush=True)
     # Raw sums unless a per-query normalisation earns its cost by more than RAW_MARGIN (about 8 dev queries).
     best = max(fits.values(), key=lambda f: (f["objective"], f["mean_gain"]))
     if "none" in fits and best["objective"] - fits["none"]["objective"] <= RAW_MARGIN:
         best = fits["none"]
-    chosen = LexicalConfig(best["weights"], best["normalization"])
+    chosen = LexicalConfig(best["weights"], best["scale"])
     variants = {"unigram (bm25)": LexicalConfig(), "unigram+bigram in one bag": None,
                 "bigram": LexicalConfig({"bigram": 1.0}),
                 "pair": LexicalConfig({"pair": 1.0}), "char (bm25-char)": LexicalConfig({"char": 1.0}),

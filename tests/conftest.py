@@ -27,3 +27,12 @@ def sample():
     from koembed.data import load_retrieval_set
 
     return load_retrieval_set()
+
+
+@pytest.fixture(scope="session")
+def tiny_static_dir(tmp_path_factory, sample) -> Path:
+    """A tiny static model (WordPiece learned from the bundled sample, 32 dimensions) trained a few steps on the
+    sample's query-passage pairs with koembed train: the static code path in seconds."""
+    from tests.helpers import train_tiny_static
+
+    return train_tiny_static(tmp_path_factory.mktemp("tiny-static"), sample)

@@ -79,10 +79,12 @@ def export(
     out: Annotated[Path, typer.Option(help="New (or empty) folder for the exported copy.")],
     backend: Annotated[str, typer.Option(help="onnx (fp32 graph) or onnx-int8 (int8 MatMul weights, per "
                                          "channel; 1.6x (MiniLM) to 4x (bge-m3 size) torch fp32's speed on a "
-                                         "VNNI CPU).")] = "onnx-int8",
+                                         "VNNI CPU); model2vec for a static model (runs with numpy alone).")
+                       ] = "onnx-int8",
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")] = False,
 ) -> None:
-    """Export a model to ONNX (optionally int8) for onnxruntime; use the folder as any model (--model DIR)."""
+    """Export a model to ONNX (optionally int8) for onnxruntime, or a static model to model2vec; use the folder as
+    any model (--model DIR)."""
     quiet_libraries()
     try:
         report = export_model(model, out, backend=backend, overwrite=overwrite)
