@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from koembed.embeddings import cached_corpus_embeddings
 from koembed.errors import SpecError
@@ -282,6 +282,13 @@ def hybrid_spec(children: Sequence[str], fusion: str, weights: Sequence[float] |
     if fusion == "rrf" and rrf_k != RRF_K:
         params.append(f"k={rrf_k}")
     return f"hybrid-{fusion}" + ("@" + ",".join(params) if params else "") + ":" + "+".join(children)
+
+
+def parse_fusion(text: str, n: int = 2) -> dict[str, Any]:
+    """A fusion of ``n`` retrievers named without them, as ``koembed index build --fusion`` takes it (``rrf``,
+    ``rrf@k=20``, ``z@1,0.2``: the head of a hybrid spec): ``{"fusion", "weights", "rrf_k"}``."""
+    fusion, weights, rrf_k = _parse_hybrid_head("hybrid-" + text.strip(), text, n)
+    return {"fusion": fusion, "weights": list(weights) if weights is not None else None, "rrf_k": rrf_k}
 
 
 def _parse_hybrid_head(head: str, spec: str, n: int) -> tuple[str, tuple[float, ...] | None, int]:

@@ -40,6 +40,7 @@ from koembed.index import (
 from koembed.lexical import DEFAULT_SPEC, lexical_config
 from koembed.models.export import export_model
 from koembed.ranking import hit_rows
+from koembed.retrieve import parse_fusion
 
 
 def encode(
@@ -105,6 +106,10 @@ def index_build(
     lexical: Annotated[str, typer.Option(
         help="BM25 half: bm25 (Kiwi morphemes), bm25-char (character bigrams), bm25-phrase (morphemes, morpheme "
         "bigrams and pairs, character bigrams, weighted) or bm25-fields:FIELD=WEIGHT,...")] = DEFAULT_SPEC,
+    fusion: Annotated[str, typer.Option(
+        help="How hybrid search fuses the BM25 half and the dense half: rrf (reciprocal ranks, k=60), rrf@k=K, or "
+        "z|dbsf|cc@W_BM25,W_DENSE (weighted normalised scores; koembed tune-fusion fits them for your model).")
+                      ] = "rrf",
     batch_size: BatchSizeOpt = 32,
     from_embeddings: Annotated[Optional[list[Path]], typer.Option(
         "--from-embeddings", help="Take the vectors from koembed encode output instead of encoding (repeatable: "
@@ -117,7 +122,7 @@ def index_build(
     quiet_libraries()
     spec = model_spec(model, precision, backend)
     try:
-        params = IndexParams(kind=kind, lexical=lexical_config(lexical, required=True))
+        params = IndexParams(kind=kind, lexical=lexical_config(lexical, required=True), fusion=parse_fusion(fusion))
         docs = load_documents(corpus)
         if from_embeddings:
             manifest = build_index_from_embeddings(spec, from_embeddings, list(docs), list(docs.values()), out,
@@ -174,8 +179,9 @@ def index_show(index: IndexDirOpt) -> None:
 def search(
     query: Annotated[str, typer.Argument(help="The query text.")],
     index: IndexDirOpt,
-    mode: Annotated[str, typer.Option(help="hybrid (RRF of both, as the server's /search), dense (embeddings) "
-                                           "or bm25 (the index's lexical fields).")] = "hybrid",
+    mode: Annotated[str, typer.Option(help="hybrid (the fusion of both the index was built with, as the server's "
+                                           "/search), dense (embeddings) or bm25 (the index's lexical fields).")
+                    ] = "hybrid",
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Number of hits.")] = 10,
     json_: Annotated[bool, typer.Option("--json", help="One JSON object per hit (rank, docid, score, text).")] = False,
 ) -> None:

@@ -22,19 +22,23 @@ from koembed.errors import IndexStoreError, SpecError
 from koembed.files import read_manifest as read_json_manifest
 from koembed.lexical import DEFAULT as DEFAULT_LEXICAL
 from koembed.lexical import LexicalConfig
+from koembed.ranking import RRF_K
 
 FORMAT_VERSION = 1
 KINDS = ("flat", "hnsw", "ivf")
 MANIFEST = "manifest.json"
 DENSE_FILE, PASSAGES_FILE, TOMBSTONES_FILE = "dense.faiss", "passages.jsonl", "tombstones.json"
 VERSION_RE = re.compile(r"^v\d{6}$")
+DEFAULT_FUSION = {"fusion": "rrf", "weights": None, "rrf_k": RRF_K}  # hybrid search: BM25 half first, then dense
 
 
 @dataclass(frozen=True)
 class IndexParams:
     """What to build: the FAISS ``kind`` and its settings (HNSW graph degree and beam widths; IVF lists and lists
     probed, None for the defaults of :func:`koembed.index.faiss.faiss_index_params`), and the ``lexical`` fields
-    of the BM25 half (default: the best measured, :data:`koembed.lexical.DEFAULT`)."""
+    of the BM25 half (default: the best measured, :data:`koembed.lexical.DEFAULT`), and how ``hybrid`` search fuses
+    the BM25 and dense halves (``fusion``, ``weights`` for BM25 then dense, ``rrf_k``: :data:`DEFAULT_FUSION` is
+    reciprocal-rank fusion; ``koembed tune-fusion`` fits a better one for a given model)."""
 
     kind: str = "flat"
     hnsw_m: int = 32
@@ -43,6 +47,7 @@ class IndexParams:
     nlist: int | None = None
     nprobe: int | None = None
     lexical: LexicalConfig = DEFAULT_LEXICAL
+    fusion: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_FUSION))
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -73,6 +78,7 @@ class Manifest:
     updated: str
     version_dir: str = ""
     files: dict[str, str] = field(default_factory=dict)
+    fusion: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_FUSION))  # absent before 0.1: RRF
     similarity: str = "cosine"
     format_version: int = FORMAT_VERSION
     koembed_version: str = ""
@@ -84,10 +90,10 @@ class Manifest:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], path: Path) -> Manifest:
         names = set(cls.__dataclass_fields__)
-        missing = sorted(n for n in names if n not in data)
+        missing = sorted(n for n in names if n not in data and n != "fusion")
         if missing:
             raise IndexStoreError(f"{path}: manifest lacks {', '.join(missing)}; rebuild the index")
-        return cls(**{n: data[n] for n in names})
+        return cls(**{n: data[n] for n in names if n in data})
 
 
 def read_manifest(index_dir: Path) -> Manifest:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from koembed import __version__
+from koembed import __version__, files
 from koembed.errors import IndexStoreError
 from koembed.files import checksums, fsync_path, staged_folder, verify_files, write_json, write_jsonl
 from koembed.index.faiss import set_faiss_search_params
@@ -34,6 +34,7 @@ from koembed.index.manifest import (
 )
 
 VERSION_FILES = (DENSE_FILE, PASSAGES_FILE, TOMBSTONES_FILE)
+LOCK = ".lock"  # the index's lock file (flock), present in a folder a build is about to fill
 
 
 @dataclass
@@ -57,7 +58,7 @@ def locked(index_dir: Path) -> Iterator[None]:
     except ImportError:  # pragma: no cover - Windows
         yield
         return
-    with open(index_dir / ".lock", "a") as handle:
+    with open(index_dir / LOCK, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -69,8 +70,7 @@ def require_new_folder(out_dir: Path) -> None:
     if (out_dir / MANIFEST).exists():
         raise IndexStoreError(f"{out_dir} already holds an index: update it with koembed index add/delete, "
                               "or choose a new folder")
-    if out_dir.exists() and (not out_dir.is_dir() or any(p.name != ".lock" for p in out_dir.iterdir())):
-        raise IndexStoreError(f"{out_dir} exists and is not an empty folder: choose a new folder")
+    files.require_new_folder(out_dir, IndexStoreError, ignore=(LOCK,))
 
 
 def verify(index_dir: Path, manifest: Manifest) -> None:

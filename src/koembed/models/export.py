@@ -9,7 +9,7 @@ from typing import Any
 
 from koembed.data import sample_texts
 from koembed.errors import ModelLoadError
-from koembed.files import staged_folder
+from koembed.files import require_new_folder, staged_folder
 from koembed.models.embed import encode
 from koembed.models.loading import load_model, model_identity
 from koembed.models.onnx import OnnxEncoder, export_backend, export_onnx, is_export
@@ -38,6 +38,7 @@ def export_model(name: str, out_dir: str | Path, backend: str = "onnx-int8", ove
 
     if backend not in EXPORT_BACKENDS:
         raise ModelLoadError(f"unknown export backend {backend!r}: use {', '.join(EXPORT_BACKENDS)}")
+    require_new_folder(out_dir, ModelLoadError, overwrite)
     source = load_model(name, device="cpu")
     static = static_module(source) is not None
     if static != (backend == "model2vec"):
@@ -66,9 +67,7 @@ def export_model2vec(model: Any, out_dir: str | Path, overwrite: bool = False) -
     from model2vec import StaticModel
     from tokenizers import Tokenizer
 
-    out_dir = Path(out_dir).expanduser()
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
-        raise ModelLoadError(f"{out_dir} exists and is not empty: choose a new folder (or --overwrite)")
+    out_dir = require_new_folder(out_dir, ModelLoadError, overwrite)
     module = static_module(model)
     vectors = module.embedding.weight.detach().float().cpu().numpy()
     tokenizer = Tokenizer.from_str(module.tokenizer.to_str())
