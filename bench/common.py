@@ -85,3 +85,10 @@ def korsts_spearman(model: Any) -> float:
     evaluator = EmbeddingSimilarityEvaluator(s1, s2, [s / 5 for s in scores], name="korsts-test",
                                              show_progress_bar=False, write_csv=False)
     return float(evaluator(model)["korsts-test_spearman_cosine"])
+
+
+def print_markdown(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Print a Markdown table (what docs/BENCHMARKS.md shows); floats with four decimals."""
+    print("| " + " | ".join(headers) + " |\n|" + "---|" * len(headers))
+    for row in rows:
+        print("| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row) + " |")

@@ -41,9 +41,8 @@ def with_korsts(model_name: str, metrics: dict[str, float], max_seq_length: int 
 
 
 def print_table(before: dict[str, float], after: dict[str, float], labels: tuple[str, str]) -> None:
-    print(f"| metric | {labels[0]} | {labels[1]} | change |\n|---|---|---|---|")
-    for k in before:
-        print(f"| {k} | {before[k]:.4f} | {after[k]:.4f} | {after[k] - before[k]:+.4f} |")
+    common.print_markdown(["metric", *labels, "change"],
+                          [[k, before[k], after[k], f"{after[k] - before[k]:+.4f}"] for k in before])
 
 
 def minilm_run(config: str, overrides: list[str]) -> dict:

@@ -74,12 +74,9 @@ def main() -> None:
                          "top1_hits": hits, "top1_vs_best_part": None if best_part is None else hits - best_part})
             print(json.dumps(rows[-1]), flush=True)
     common.save(args.out, {"dense": args.dense, "specs": specs, "fits": fits, "rows": rows})
-    print("| set | retriever | acc@1 | ndcg@10 | top-1 hits | vs best part |\n|---|---|---|---|---|---|")
-    for r in rows:
-        delta = "" if r["top1_vs_best_part"] is None else f"{r['top1_vs_best_part']:+d}"
-        print(f"| {r['set']} | `{r['retriever']}` | {r['accuracy@1']:.4f} | {r['ndcg@10']:.4f} | {r['top1_hits']} | "
-              f"{delta} |")
-
+    common.print_markdown(["set", "retriever", "acc@1", "ndcg@10", "top-1 hits", "vs best part"],
+                          [[r["set"], f"`{r['retriever']}`", r["accuracy@1"], r["ndcg@10"], r["top1_hits"],
+                            "" if r["top1_vs_best_part"] is None else f"{r['top1_vs_best_part']:+d}"] for r in rows])
 
 def common_options() -> dict:
     from koembed.models import EncodeOptions

@@ -95,10 +95,9 @@ def main() -> None:
             print(json.dumps(row, ensure_ascii=False), flush=True)
     result = {"fits": fits, "chosen": chosen.to_dict(), "rows": rows}
     common.save(args.out, result)
-    print("| set | variant | acc@1 | ndcg@10 | mrr@10 | top-1 hits |\n|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['set']} | {r['variant']} | {r['accuracy@1']:.4f} | {r['ndcg@10']:.4f} | {r['mrr@10']:.4f} | "
-              f"{r['top1_hits']} |")
+    common.print_markdown(["set", "variant", "acc@1", "ndcg@10", "mrr@10", "top-1 hits"],
+                          [[r[k] for k in ("set", "variant", "accuracy@1", "ndcg@10", "mrr@10", "top1_hits")]
+                           for r in rows])
 
 
 if __name__ == "__main__":

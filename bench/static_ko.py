@@ -89,7 +89,8 @@ give the same bytes on every run (checked on this machine: two runs, identical f
 ## Metrics (the numbers it must reproduce)
 
 IR suite (sentence-transformers' InformationRetrievalEvaluator definitions, cosine), question -> passage retrieval;
-none of these sets was used for training. `koembed eval --model static-ko --data ...` prints them.
+none of these sets was used for training, nor for choosing the recipe (the vocabulary size was chosen on KorQuAD's
+train-side articles and MS MARCO-ko's train half). `koembed eval --model static-ko [--data ...]` prints them.
 
 | set | static-ko accuracy@1 | static-ko ndcg@10 | untrained accuracy@1 | untrained ndcg@10 |
 |---|---|---|---|---|

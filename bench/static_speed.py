@@ -63,11 +63,9 @@ def main() -> None:
         row["cpu_vs_minilm_bf16"] = round(base["cpu_s_per_1000"] / row["cpu_s_per_1000"], 1)
     common.save(args.out, {"texts": len(texts), "rounds": args.rounds, "rows": rows, "timings": timings,
                            "cores": os.cpu_count()})
-    print("| setting | passages/s | vs MiniLM bf16 | CPU s / 1,000 passages | CPU ratio |\n|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['setting']} | {r['passages_per_s']} | {r['speed_vs_minilm_bf16']}x | {r['cpu_s_per_1000']} | "
-              f"{r['cpu_vs_minilm_bf16']}x |")
-
+    common.print_markdown(["setting", "passages/s", "vs MiniLM bf16", "CPU s / 1,000 passages", "CPU ratio"],
+                          [[r["setting"], r["passages_per_s"], f"{r['speed_vs_minilm_bf16']}x", r["cpu_s_per_1000"],
+                            f"{r['cpu_vs_minilm_bf16']}x"] for r in rows])
 
 if __name__ == "__main__":
     main()

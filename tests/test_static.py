@@ -183,3 +183,30 @@ def test_float16_vectors_halve_the_file_and_load_back_as_float32(tmp_path, tiny_
     assert str(static_module(model).embedding.weight.dtype) == "torch.float32"
     texts = list(sample.queries.values())
     np.testing.assert_allclose(encode(model, texts, QUIET), encode(static, texts, QUIET), atol=2e-3)
+
+
+def test_bundled_static_ko_ships_whole_with_its_card_and_reproduces_its_sample_metrics(sample):
+    import fnmatch
+    import re
+    import tomllib
+    from pathlib import Path
+
+    from koembed.bench import evaluate_model
+    from koembed.models.loading import bundled_static_path
+
+    folder = bundled_static_path()
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and "__pycache__" not in str(p))
+    assert sum((folder / f).stat().st_size for f in files) <= 20 * 2**20
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    globs = pyproject["tool"]["setuptools"]["package-data"]["koembed.models"]
+    assert all(any(fnmatch.fnmatch(f"static_ko/{f}", g) for g in globs) for f in files)  # all of it is installed
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    assert "license: cc-by-sa-4.0" in card and all(w in card for w in ("KorSTS", "KorNLI", "KLUE", "Kakao Brain",
+                                                                       "make static-ko"))
+    for name in ("model.safetensors", "tokenizer.json"):
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() in card
+    row = re.search(r"\| koembed-sample[^|]*\| ([0-9.]+) \| ([0-9.]+) \|", card)
+    metrics = evaluate_model(sample, "static-ko", QUIET)
+    assert (round(metrics["cosine_accuracy@1"], 4), round(metrics["cosine_ndcg@10"], 4)) == (float(row[1]),
+                                                                                             float(row[2]))
+    assert static_module(load_model("static-ko")).num_embeddings == 10000

@@ -42,10 +42,12 @@ class RankingProblem:
     relevant: np.ndarray  # (Q, C) bool
     n_relevant: np.ndarray  # (Q,) relevant passages per query, found or not
     valid: np.ndarray  # (Q, C) bool
+    own_scale: str | None = None  # a scale on which each component alone ranks as it does on its own (no ties added)
 
 
 def _assemble(rs: RetrievalSet, components: Sequence[str], scales: Sequence[str],
-              per_query: Sequence[tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]]) -> RankingProblem:
+              per_query: Sequence[tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]],
+              own_scale: str | None = None) -> RankingProblem:
     """Pad each query's (candidate rows in doc-id order, scale -> (C, F) scores, (C, F) matched) into arrays."""
     import numpy as np
 
@@ -64,7 +66,7 @@ def _assemble(rs: RetrievalSet, components: Sequence[str], scales: Sequence[str]
         rel = {row_of[d] for d in rs.relevant_ids(qid)}
         relevant[i, :n] = [r in rel for r in rows]
     n_relevant = np.array([len(rs.relevant_ids(qid)) for qid in rs.query_ids], dtype=np.int64)
-    return RankingProblem(rs.name, tuple(components), scores, matched, relevant, n_relevant, valid)
+    return RankingProblem(rs.name, tuple(components), scores, matched, relevant, n_relevant, valid, own_scale)
 
 
 def lexical_problem(rs: RetrievalSet, config: LexicalConfig, normalizations: Sequence[str] = ("none", "max", "z"),
@@ -101,6 +103,7 @@ def fusion_problem(rs: RetrievalSet, runs: Mapping[str, Mapping[str, Sequence[Hi
     names = list(runs)
     ranks = id_ranks(rs.doc_ids)
     row_of = {doc: i for i, doc in enumerate(rs.doc_ids)}
+    scales = list(dict.fromkeys([*scales, ("rrf", RRF_K)]))  # reciprocal ranks: each run alone, exactly as it ranks
     keys = [fusion_scale(f, k) for f, k in scales]
     per_query = []
     for qid in rs.query_ids:
@@ -117,7 +120,7 @@ def fusion_problem(rs: RetrievalSet, runs: Mapping[str, Mapping[str, Sequence[Hi
                 norms[key][:, f] = floor
                 norms[key][cols, f] = values
         per_query.append((rows, norms, matched))
-    return _assemble(rs, names, keys, per_query)
+    return _assemble(rs, names, keys, per_query, own_scale=fusion_scale("rrf", RRF_K))
 
 
 def mean_ndcg(problem: RankingProblem, weights: Sequence[float], scale: str) -> float:
@@ -146,7 +149,9 @@ def fit_weights(problems: Sequence[RankingProblem], components: Sequence[str], s
     if baseline not in BASELINES:
         raise ValueError(f"baseline must be one of {', '.join(BASELINES)}, not {baseline!r}")
     n = len(components)
-    alone = [[mean_ndcg(p, [float(i == j) for j in range(n)], scale) for i in range(n)] for p in problems]
+    # each component alone, ranked as it ranks on its own: DBSF's clipping would tie its best passages at 1
+    alone = [[mean_ndcg(p, [float(i == j) for j in range(n)], p.own_scale or scale) for i in range(n)]
+             for p in problems]
     base = [a[0] if baseline == "first" else max(a) for a in alone]
     best: tuple[Any, ...] | None = None
     for rest in itertools.product(grid, repeat=n - 1):

@@ -84,11 +84,11 @@ def tune_fusion(
                     ] = ",".join(f"{g:g}" for g in FUSION_GRID),
     out: Annotated[Optional[Path], typer.Option(help="Write the fit (every fusion's weights and gains) as JSON.")
                    ] = None,
-    batch_size: BatchSizeOpt = 32,
-    device: DeviceOpt = None,
+    cache_dir: CacheDirOpt = None,
     precision: PrecisionOpt = "fp32",
     backend: BackendOpt = "torch",
-    cache_dir: CacheDirOpt = None,
+    device: DeviceOpt = None,
+    batch_size: BatchSizeOpt = 32,
     quiet: QuietOpt = False,
 ) -> None:
     """Fit a hybrid's fusion (z-score, DBSF, min-max or RRF), weights and RRF's k on development sets; prints the

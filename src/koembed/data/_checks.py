@@ -56,6 +56,14 @@ def read_text(path: Path) -> str:
         raise DataError(path, f"not UTF-8 text (byte {exc.start}); save the file as UTF-8", row=line) from exc
 
 
+def read_json(path: Path) -> Any:
+    """A whole JSON file, parsed; invalid JSON is a DataError naming its line and column."""
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from exc
+
+
 def require_judged(path: Path, relevant: dict[str, list[list[str]]]) -> None:
     """A retrieval set with no query that has a relevant document cannot be evaluated."""
     if not relevant:

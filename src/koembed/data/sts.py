@@ -8,10 +8,9 @@ sentences contain quote marks that are text, not CSV quoting.
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
-from koembed.data._checks import read_text, require_columns, text_field
+from koembed.data._checks import read_json, read_text, require_columns, text_field
 from koembed.data.pairs import Pair
 from koembed.errors import DataError
 
@@ -36,10 +35,7 @@ def _tsv_rows(path: Path, required: list[str]) -> list[tuple[int, dict[str, str]
 
 
 def _json_rows(path: Path) -> list[tuple[int, dict]]:
-    try:
-        items = json.loads(read_text(path))
-    except json.JSONDecodeError as exc:
-        raise DataError(path, f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from exc
+    items = read_json(path)
     if not isinstance(items, list):
         raise DataError(path, "expected a JSON list of objects")
     for row, item in enumerate(items, start=1):
