@@ -39,7 +39,7 @@ RetrieversOpt = Annotated[Optional[list[str]], typer.Option(
     "bigrams and pairs + character bigrams, weighted), bm25-fields:FIELD=W,..., dense:<model> (hub id, folder, "
     "'static-ko' (the bundled Korean static model) or 'minilm'), hybrid:<a>+<b> (reciprocal-rank fusion), "
     "hybrid-<rrf|cc|z|dbsf>[@w1,w2,...][,k=K]:<a>+<b> (weighted fusion; koembed tune-fusion fits it). Default: "
-    "bm25, bm25-phrase, dense:static-ko and their tuned fusion.")]
+    "bm25, bm25-phrase, dense:static-ko and the tuned fusion of bm25 and static-ko.")]
 CacheDirOpt = Annotated[Optional[Path], typer.Option(
     help="Store dense corpus embeddings here and reuse them in later runs (per model, precision and corpus); an "
     "interrupted encoding resumes.")]
