@@ -7,10 +7,9 @@ The same layout is a training source of (query, positive) pairs.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from koembed.data._checks import read_text, require_judged, text_field
+from koembed.data._checks import id_field, load_json, require_judged, text_field
 from koembed.data.retrieval_set import RetrievalSet
 from koembed.errors import DataError
 
@@ -26,10 +25,7 @@ def looks_like_query_positives(path: Path) -> bool:
 
 def read_query_positives(path: str | Path, name: str | None = None) -> RetrievalSet:
     path = Path(path)
-    try:
-        items = json.loads(read_text(path))
-    except json.JSONDecodeError as exc:
-        raise DataError(path, f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from exc
+    items = load_json(path)
     if not isinstance(items, list):
         raise DataError(path, "expected a JSON list of {id, query, positive} objects")
     corpus: dict[str, str] = {}
@@ -39,7 +35,7 @@ def read_query_positives(path: str | Path, name: str | None = None) -> Retrieval
     for row, item in enumerate(items, start=1):
         if not isinstance(item, dict):
             raise DataError(path, f"expected a JSON object, got {type(item).__name__}", row=row)
-        qid = text_field(path, row, "id", item.get("id"))
+        qid = id_field(path, row, "id", item.get("id"))
         if qid in queries:
             raise DataError(path, f"duplicate id {qid!r}", row=row, field="id")
         queries[qid] = text_field(path, row, "query", item.get("query"))
