@@ -18,6 +18,7 @@ from koembed.cli.common import (
     ModelOpt,
     PrecisionOpt,
     QuietOpt,
+    check_output,
     console,
     encode_options,
     err_console,
@@ -60,6 +61,7 @@ def encode(
 ) -> None:
     """Encode a corpus (or one shard of it) to embedding files; rerun the same command to resume."""
     quiet_libraries()
+    check_output(out, "--out", folder=True)
     try:
         docs = load_documents(corpus)
         report = encode_corpus(model_spec(model, precision, backend, device), list(docs), list(docs.values()), out,
