@@ -38,6 +38,7 @@ from koembed.index import (
     index_info,
     load_index,
 )
+from koembed.lexical import DEFAULT_SPEC, lexical_config
 from koembed.models.export import export_model
 from koembed.ranking import hit_rows
 
@@ -101,6 +102,9 @@ def index_build(
     out: Annotated[Path, typer.Option(help="New (or empty) index folder.")],
     kind: Annotated[str, typer.Option(help="flat (exact), hnsw (graph, approximate) or ivf (clusters, "
                                       "approximate).")] = "flat",
+    lexical: Annotated[str, typer.Option(
+        help="BM25 half: bm25 (Kiwi morphemes), bm25-char (character bigrams), bm25-phrase (morphemes, morpheme "
+        "bigrams and pairs, character bigrams, weighted) or bm25-fields:FIELD=WEIGHT,...")] = DEFAULT_SPEC,
     batch_size: BatchSizeOpt = 32,
     from_embeddings: Annotated[Optional[list[Path]], typer.Option(
         "--from-embeddings", help="Take the vectors from koembed encode output instead of encoding (repeatable: "
@@ -113,7 +117,7 @@ def index_build(
     quiet_libraries()
     spec = model_spec(model, precision, backend)
     try:
-        params = IndexParams(kind=kind)
+        params = IndexParams(kind=kind, lexical=lexical_config(lexical, required=True))
         docs = load_documents(corpus)
         if from_embeddings:
             manifest = build_index_from_embeddings(spec, from_embeddings, list(docs), list(docs.values()), out,
@@ -171,7 +175,7 @@ def search(
     query: Annotated[str, typer.Argument(help="The query text.")],
     index: IndexDirOpt,
     mode: Annotated[str, typer.Option(help="hybrid (RRF of both, as the server's /search), dense (embeddings) "
-                                           "or bm25 (Kiwi morphemes).")] = "hybrid",
+                                           "or bm25 (the index's lexical fields).")] = "hybrid",
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Number of hits.")] = 10,
     json_: Annotated[bool, typer.Option("--json", help="One JSON object per hit (rank, docid, score, text).")] = False,
 ) -> None:
