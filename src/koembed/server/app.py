@@ -38,8 +38,8 @@ import contextlib
 import json
 import logging
 import os
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from koembed.errors import KoembedError

@@ -57,8 +57,9 @@ def checkpoint_keeper(output_dir: Path, model: Any, keep: int) -> TrainerCallbac
     """Marks each checkpoint complete once the Trainer has written all of it, then removes the old ones.
 
     Runs after every other callback's ``on_save`` (callbacks given to :func:`koembed.training.train` come
-    first), so nothing is deleted before the new checkpoint is marked. A checkpoint with non-finite weights is not marked: it is
-    removed and training stops (``train`` then raises :class:`~koembed.errors.TrainingDivergedError`).
+    first), so nothing is deleted before the new checkpoint is marked. A checkpoint with non-finite weights is
+    not marked: it is removed and training stops (``train`` then raises
+    :class:`~koembed.errors.TrainingDivergedError`).
     """
     from transformers import TrainerCallback
 
