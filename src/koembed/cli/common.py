@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from koembed.errors import KoembedError
-from koembed.models import EncodeOptions, ModelSpec
+from koembed.models import EncodeOptions, ModelSpec, resolve_precision
 
 # Logs and pipes get wide tables instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -26,7 +26,8 @@ SplitOpt = Annotated[Optional[str], typer.Option(
     help="BEIR: qrels split (default test). KorQuAD/SQuAD: all (default), train or test, by article title.")]
 PrecisionOpt = Annotated[str, typer.Option(
     help="Model weights: fp32, bf16, fp16 (CUDA only) or auto (bf16 on CPUs with AMX/AVX512-BF16 and on "
-    "bf16-capable GPUs, else fp32). Embeddings are float32 either way.")]
+    "bf16-capable GPUs, else fp32). Embeddings are float32 either way. Default: auto where speed matters (encode, "
+    "index build, serve), fp32 where metrics must be exact and comparable (bench, eval).")]
 BackendOpt = Annotated[str, typer.Option(
     help="torch, onnx (onnxruntime, fp32) or onnx-int8 (onnxruntime, int8 weights). ONNX runs on the CPU; a "
     "torch model is exported once into ~/.cache/koembed ($KOEMBED_CACHE_DIR). A koembed export folder runs "
@@ -41,6 +42,14 @@ DOCS_HELP = ("Passages: a .jsonl or .parquet file with id and text columns, or a
 
 def model_spec(model: str, precision: str = "fp32", backend: str = "torch", device: str | None = None) -> ModelSpec:
     return ModelSpec(model, precision=precision, backend=backend, device=device)
+
+
+def describe_precision(spec: ModelSpec) -> str:
+    """``"in fp32"``, ``"in bf16 (auto)"`` or ``"with onnx-int8"``: what bench and eval print before they run."""
+    if spec.backend != "torch":
+        return f"with {spec.backend}"
+    resolved = resolve_precision(spec.precision, spec.device)
+    return f"in {resolved}" + (f" ({spec.precision})" if spec.precision != resolved else "")
 
 
 def encode_options(batch_size: int = 32, quiet: bool = False, max_batch_tokens: int | None = None) -> EncodeOptions:

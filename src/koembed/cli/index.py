@@ -49,7 +49,7 @@ def encode(
                                         "set, whose corpus is used.")],
     out: Annotated[Path, typer.Option(help="Output folder; shard i of n goes to OUT/shard-i-of-n/.")],
     shard: Annotated[str, typer.Option(help="i/n: encode shard i (from 0) of n contiguous shards.")] = "0/1",
-    precision: PrecisionOpt = "fp32",
+    precision: PrecisionOpt = "auto",
     backend: BackendOpt = "torch",
     dtype: Annotated[str, typer.Option(help="Stored vectors: float32 or float16 (half the disk).")] = "float32",
     chunk_size: Annotated[int, typer.Option(min=1, help="Passages per chunk file (the unit of resuming).")] = 4096,
@@ -109,7 +109,7 @@ def index_build(
     from_embeddings: Annotated[Optional[list[Path]], typer.Option(
         "--from-embeddings", help="Take the vectors from koembed encode output instead of encoding (repeatable: "
         "one folder per machine). All shards of one run must be there, made by --model from --corpus.")] = None,
-    precision: PrecisionOpt = "fp32",
+    precision: PrecisionOpt = "auto",
     backend: BackendOpt = "torch",
     quiet: QuietOpt = False,
 ) -> None:

@@ -55,7 +55,7 @@ def serve(
     no_batching: Annotated[bool, typer.Option("--no-batching", help="One encode call per request (for "
                                               "comparison).")] = False,
     device: DeviceOpt = None,
-    precision: PrecisionOpt = "fp32",
+    precision: PrecisionOpt = "auto",
     backend: BackendOpt = "torch",
 ) -> None:
     """Serve the model over HTTP: OpenAI-compatible /v1/embeddings, /search, /health, /metrics."""
