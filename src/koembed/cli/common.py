@@ -34,6 +34,20 @@ DeviceOpt = Annotated[Optional[str], typer.Option(help="torch device (default: a
 BatchSizeOpt = Annotated[int, typer.Option(min=1, help="Encoding batch size (dense models).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 IndexDirOpt = Annotated[Path, typer.Option("--index", "-i", help="Index folder (made by koembed index build).")]
+StoreOpt = Annotated[str, typer.Option(help="faiss (a folder: the fastest on one machine) or qdrant (a collection: "
+                                       "Qdrant's local mode in --path, or a server with --url).")]
+QdrantPathOpt = Annotated[Optional[Path], typer.Option(
+    "--path", help="qdrant: local-mode storage folder (default: qdrant/ inside the index folder).")]
+QdrantUrlOpt = Annotated[Optional[str], typer.Option(
+    "--url", help="qdrant: a Qdrant server or cluster, e.g. http://HOST:6333 (instead of local mode).")]
+ApiKeyOpt = Annotated[Optional[str], typer.Option(
+    "--api-key", envvar="QDRANT_API_KEY", show_envvar=True,
+    help="Qdrant server API key (never written to the manifest).")]
+CollectionOpt = Annotated[str, typer.Option(help="qdrant: the collection's name.")]
+EngineOpt = Annotated[str, typer.Option(help="local (this process) or ray (a Ray Data actor pool; see --address).")]
+RayAddressOpt = Annotated[Optional[str], typer.Option(
+    "--address", help="ray: a running cluster (auto, or ray://HOST:10001); default: start Ray on this machine.")]
+WorkersOpt = Annotated[int, typer.Option(min=1, help="ray: actors (model or Kiwi copies) in the pool.")]
 DOCS_HELP = ("Passages: a .jsonl or .parquet file with id and text columns, or any retrieval set "
              "(AutoRAG/BEIR folder, KorQuAD .json, 'sample'), whose corpus is used.")
 
