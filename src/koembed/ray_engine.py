@@ -76,6 +76,17 @@ def _quiet_ray_data(show_progress: bool) -> Any:
     return ray.data
 
 
+def _require_resources(ray_options: RayOptions) -> None:
+    """Refuse a pool the cluster can never place (Ray would wait for it forever)."""
+    import ray
+
+    have = ray.cluster_resources()
+    for name, each in (("CPU", ray_options.cpus_per_worker), ("GPU", ray_options.gpus_per_worker)):
+        if each and have.get(name, 0) < each:
+            raise EmbeddingStoreError(f"the Ray cluster has {have.get(name, 0):g} {name}s, a worker needs {each:g}: "
+                                      "start Ray on machines that have them, or ask for fewer")
+
+
 def _pool(ray_options: RayOptions) -> dict[str, Any]:
     import ray.data
 
@@ -152,6 +163,7 @@ def encode_corpus_ray(model: ModelSpec | str, doc_ids: Sequence[str], texts: Seq
                       precision=expected_precision(spec))
     if plan.pending:
         with ray_session(ray_options.address):
+            _require_resources(ray_options)
             data = _quiet_ray_data(options.show_progress)
             items = [{"chunk": k, "texts": texts[a:b]} for k, (a, b) in
                      ((k, plan.bounds[k]) for k in plan.pending)]
@@ -182,6 +194,7 @@ def tokenize_ray(texts: Sequence[str], ray_options: RayOptions = RayOptions(), *
     blocks = [(i, texts[a: a + KIWI_BLOCK]) for i, a in enumerate(range(0, len(texts), KIWI_BLOCK))]
     out: list[list[list[str]] | None] = [None] * len(blocks)
     with ray_session(ray_options.address):
+        _require_resources(ray_options)
         data = _quiet_ray_data(show_progress)
         analysed = data.from_items([{"block": i, "texts": part} for i, part in blocks],
                                    override_num_blocks=max(1, len(blocks))).map_batches(

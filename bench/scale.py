@@ -1,0 +1,193 @@
+"""Scale-out engines: Ray Data vs single-process encoding, Qdrant local vs FAISS + in-memory BM25, term-id collisions.
+
+    python bench/scale.py encode --docs 200000 --repeats 2 --out out/scale_encode.json
+    python bench/scale.py search --docs 10000 --faiss-docs 200000 --queries 50 --out out/scale_search.json
+    python bench/scale.py collisions --out out/scale_collisions.json      # needs ../shared/data
+
+``encode``: the tiny XLM-R of the tests (bge-m3's classes, 32 dimensions) on synthetic Korean passages
+(``dense_memory.synthetic_corpus``: words of the bundled sample), single process (torch on every core) and Ray
+Data with one 1-CPU actor per core, interleaved A, B, A, B in one run; throughput = passages / wall seconds
+(Ray's includes starting its actors and loading the model in each, not ``ray.init``); peak memory = the
+largest sum of RSS over the process and (for Ray) every Ray process, sampled every 0.2 s.
+``search``: build time, then one query at a time, p50/p99 latency for dense, bm25 and hybrid.
+``collisions``: distinct Kiwi terms of KorQuAD dev + MS MARCO-ko, and how many share a blake2b-32 id.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import common
+from dense_memory import synthetic_corpus
+
+
+class PeakRss:
+    """Largest sum of RSS of this process and its descendants (Ray's raylet and workers), sampled."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self.me, self.peak, self._stop = psutil.Process(), 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            total = 0
+            for proc in [self.me, *self.me.children(recursive=True)]:
+                try:
+                    total += proc.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total)
+            self._stop.wait(0.2)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def bench_encode(n_docs: int, repeats: int, chunk_size: int) -> dict:
+    import os
+
+    import ray
+
+    from koembed.embeddings import encode_corpus
+    from koembed.models import EncodeOptions
+    from koembed.models.testing import make_tiny_xlmr
+    from koembed.ray_engine import RayOptions, encode_corpus_ray
+
+    cores = os.cpu_count() or 1
+    ids, texts, _, _ = synthetic_corpus(n_docs, 1)
+    work = Path(tempfile.mkdtemp(prefix="scale-encode-"))
+    model = str(make_tiny_xlmr(work / "tiny"))
+    options = EncodeOptions(batch_size=64, show_progress=False)
+    started = time.perf_counter()
+    ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray_init_s = time.perf_counter() - started
+    rows = []
+    try:
+        for r in range(repeats):
+            for engine in ("single", "ray"):
+                out = work / f"{engine}-{r}"
+                with PeakRss() as rss:
+                    start = time.perf_counter()
+                    if engine == "single":
+                        encode_corpus(model, ids, texts, out, chunk_size=chunk_size, options=options)
+                    else:
+                        encode_corpus_ray(model, ids, texts, out, chunk_size=chunk_size, options=options,
+                                          ray_options=RayOptions(workers=cores))
+                    seconds = time.perf_counter() - start
+                rows.append({"engine": engine, "repeat": r, "seconds": round(seconds, 1),
+                             "passages_per_s": round(n_docs / seconds, 1), "peak_rss_mb": round(rss.peak / 2**20)})
+                print(json.dumps(rows[-1]), flush=True)
+                shutil.rmtree(out)
+    finally:
+        ray.shutdown()
+        shutil.rmtree(work, ignore_errors=True)
+    ratios = [rows[i + 1]["passages_per_s"] / rows[i]["passages_per_s"] for i in range(0, len(rows), 2)]
+    return {"docs": n_docs, "cores": cores, "chunk_size": chunk_size, "ray_init_s": round(ray_init_s, 1),
+            "runs": rows, "ray_over_single": [round(x, 3) for x in ratios]}
+
+
+def _latencies(search, queries, k: int = 10) -> dict:
+    times = []
+    for q in queries:
+        start = time.perf_counter()
+        search([q], k)
+        times.append((time.perf_counter() - start) * 1000)
+    times.sort()
+    return {"p50_ms": round(statistics.median(times), 2), "p99_ms": round(times[min(len(times) - 1,
+                                                                                  int(0.99 * len(times)))], 2)}
+
+
+def bench_search(store: str, n_docs: int, n_queries: int) -> dict:
+    from koembed.index import QdrantTarget, build_index, load_index
+    from koembed.models import EncodeOptions, load_model
+    from koembed.models.testing import make_tiny_xlmr
+
+    ids, texts, queries, _ = synthetic_corpus(n_docs, n_queries)
+    work = Path(tempfile.mkdtemp(prefix="scale-search-"))
+    model_dir = str(make_tiny_xlmr(work / "tiny"))
+    encoder = load_model(model_dir)
+    target = QdrantTarget() if store == "qdrant" else None
+    start = time.perf_counter()
+    build_index(model_dir, ids, texts, work / "idx", target=target, encoder=encoder,
+                options=EncodeOptions(batch_size=64, show_progress=False))
+    build_s = time.perf_counter() - start
+    row = {"store": store, "docs": n_docs, "queries": n_queries, "build_s": round(build_s, 1)}
+    index = load_index(work / "idx", encoder=encoder)
+    try:
+        for mode in ("dense", "bm25", "hybrid"):
+            index.search(queries[:1], 10, mode)  # first call: BM25 statistics (FAISS store), Kiwi
+            row[mode] = _latencies(lambda q, k, m=mode: index.search(q, k, m), queries)
+    finally:
+        getattr(index, "close", lambda: None)()
+        shutil.rmtree(work, ignore_errors=True)
+    row["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return row
+
+
+def bench_collisions() -> dict:
+    from koembed.data import load_retrieval_set
+    from koembed.index.sparse import collisions
+    from koembed.lexical import KiwiTokenizer
+
+    root = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    texts = []
+    for path in (root / "korquad-v1-dev" / "KorQuAD_v1.0_dev.json", root / "msmarco-ko" / "msmarco_kor.json"):
+        rs = load_retrieval_set(path)
+        texts += list(rs.corpus.values()) + list(rs.queries.values())
+    vocabulary = {t for tokens in KiwiTokenizer()(texts) for t in tokens}
+    groups = collisions(vocabulary)
+    n = len(vocabulary)
+    return {"texts": len(texts), "terms": n, "colliding_groups": len(groups), "groups": groups,
+            "expected_pairs_if_uniform": round(n * (n - 1) / 2 / 2**32, 3)}
+
+
+def main() -> None:
+    import sys
+
+    parser = common.isolating(common.parser(__doc__))
+    parser.add_argument("what", choices=["encode", "search", "collisions"])
+    parser.add_argument("--docs", type=int, default=200_000)
+    parser.add_argument("--faiss-docs", type=int, default=None, help="search: FAISS size (default --docs)")
+    parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--chunk-size", type=int, default=4096)
+    args = parser.parse_args()
+    if args.one:  # one store's search bench in a fresh process: "STORE:DOCS"
+        store, docs = args.one.split(":")
+        print(json.dumps(bench_search(store, int(docs), args.queries)))
+        return
+    if args.what == "encode":
+        result = bench_encode(args.docs, args.repeats, args.chunk_size)
+    elif args.what == "collisions":
+        result = bench_collisions()
+    else:
+        result = {"runs": []}
+        sizes = [("faiss", args.faiss_docs or args.docs), ("qdrant", args.docs)]
+        if args.faiss_docs and args.faiss_docs != args.docs:
+            sizes.insert(0, ("faiss", args.docs))
+        for store, docs in sizes:
+            cmd = [sys.executable, __file__, "search", "--queries", str(args.queries), "--one", f"{store}:{docs}"]
+            result["runs"].append(common.isolated(cmd, {"store": store, "docs": docs}))
+            print(json.dumps(result["runs"][-1]), flush=True)
+    print(json.dumps({k: v for k, v in result.items() if k != "groups"}))
+    common.save(args.out, result)
+
+
+if __name__ == "__main__":
+    main()
