@@ -3,14 +3,17 @@
     python bench/scale.py encode --docs 200000 --repeats 2 --out out/scale_encode.json
     python bench/scale.py search --docs 10000 --faiss-docs 200000 --queries 50 --out out/scale_search.json
     python bench/scale.py collisions --out out/scale_collisions.json      # needs ../shared/data
+    python bench/scale.py agreement --model minilm --out out/scale_agreement.json   # needs ../shared/data
 
 ``encode``: the tiny XLM-R of the tests (bge-m3's classes, 32 dimensions) on synthetic Korean passages
-(``dense_memory.synthetic_corpus``: words of the bundled sample), single process (torch on every core) and Ray
-Data with one 1-CPU actor per core, interleaved A, B, A, B in one run; throughput = passages / wall seconds
+(``dense_memory.synthetic_corpus``: words of the bundled sample): a single process with torch on one thread, Ray
+Data with one 1-CPU (1-thread) actor per core, and a single process with torch's default threads, interleaved
+A, B, C, A, B, C in one run; throughput = passages / wall seconds
 (Ray's includes starting its actors and loading the model in each, not ``ray.init``); peak memory = the
 largest sum of RSS over the process and (for Ray) every Ray process, sampled every 0.2 s.
 ``search``: build time, then one query at a time, p50/p99 latency for dense, bm25 and hybrid.
 ``collisions``: distinct Kiwi terms of KorQuAD dev + MS MARCO-ko, and how many share a blake2b-32 id.
+``agreement``: KorQuAD held-out articles, Qdrant store vs koembed's in-memory retrievers: same top 10, ndcg@10.
 """
 
 from __future__ import annotations
@@ -63,13 +66,14 @@ def bench_encode(n_docs: int, repeats: int, chunk_size: int) -> dict:
     import os
 
     import ray
+    import torch
 
     from koembed.embeddings import encode_corpus
     from koembed.models import EncodeOptions
     from koembed.models.testing import make_tiny_xlmr
     from koembed.ray_engine import RayOptions, encode_corpus_ray
 
-    cores = os.cpu_count() or 1
+    cores, threads = os.cpu_count() or 1, torch.get_num_threads()
     ids, texts, _, _ = synthetic_corpus(n_docs, 1)
     work = Path(tempfile.mkdtemp(prefix="scale-encode-"))
     model = str(make_tiny_xlmr(work / "tiny"))
@@ -80,11 +84,12 @@ def bench_encode(n_docs: int, repeats: int, chunk_size: int) -> dict:
     rows = []
     try:
         for r in range(repeats):
-            for engine in ("single", "ray"):
+            for engine in ("single-1-thread", "ray", "single"):
                 out = work / f"{engine}-{r}"
+                torch.set_num_threads(1 if engine == "single-1-thread" else threads)
                 with PeakRss() as rss:
                     start = time.perf_counter()
-                    if engine == "single":
+                    if engine.startswith("single"):
                         encode_corpus(model, ids, texts, out, chunk_size=chunk_size, options=options)
                     else:
                         encode_corpus_ray(model, ids, texts, out, chunk_size=chunk_size, options=options,
@@ -97,9 +102,13 @@ def bench_encode(n_docs: int, repeats: int, chunk_size: int) -> dict:
     finally:
         ray.shutdown()
         shutil.rmtree(work, ignore_errors=True)
-    ratios = [rows[i + 1]["passages_per_s"] / rows[i]["passages_per_s"] for i in range(0, len(rows), 2)]
-    return {"docs": n_docs, "cores": cores, "chunk_size": chunk_size, "ray_init_s": round(ray_init_s, 1),
-            "runs": rows, "ray_over_single": [round(x, 3) for x in ratios]}
+    speed = {(row["engine"], row["repeat"]): row["passages_per_s"] for row in rows}
+    per_core = [speed["ray", r] / cores / speed["single-1-thread", r] for r in range(repeats)]
+    whole = [speed["ray", r] / speed["single", r] for r in range(repeats)]
+    return {"docs": n_docs, "cores": cores, "torch_threads": threads, "chunk_size": chunk_size,
+            "ray_init_s": round(ray_init_s, 1), "runs": rows,
+            "ray_per_core_over_single_1_thread": [round(x, 3) for x in per_core],
+            "ray_over_single_all_threads": [round(x, 3) for x in whole]}
 
 
 def _latencies(search, queries, k: int = 10) -> dict:
@@ -157,11 +166,55 @@ def bench_collisions() -> dict:
             "expected_pairs_if_uniform": round(n * (n - 1) / 2 / 2**32, 3)}
 
 
+def bench_agreement(model_name: str, split: str) -> dict:
+    """KorQuAD (``split`` articles): per mode, how many queries get the same top 10 from the Qdrant store as from
+    koembed's in-memory retrievers, and ndcg@10 of both."""
+    from koembed.data import load_retrieval_set
+    from koembed.index import QdrantTarget, build_index, load_index
+    from koembed.lexical import BM25Retriever, KiwiTokenizer
+    from koembed.metrics.ir import ir_metrics
+    from koembed.models import EncodeOptions, load_model
+    from koembed.retrieve import DenseRetriever, HybridRetriever
+
+    path = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "korquad-v1-dev" / "KorQuAD_v1.0_dev.json"
+    rs = load_retrieval_set(path, split=split)
+    ids, texts, qids = list(rs.corpus), list(rs.corpus.values()), list(rs.queries)
+    queries = [rs.queries[q] for q in qids]
+    relevant = {q: {d for group in rs.relevant[q] for d in group} for q in qids}
+    encoder = load_model(model_name)
+    options = EncodeOptions(batch_size=32, show_progress=False)
+    tokens = KiwiTokenizer()(texts)
+    bm25 = BM25Retriever(show_progress=False)
+    bm25.fit_tokens(ids, tokens)
+    dense = DenseRetriever(encoder, "dense", options=options)
+    dense.fit(ids, texts)
+    koembed = {"bm25": bm25, "dense": dense, "hybrid": HybridRetriever([dense, bm25])}
+    work = Path(tempfile.mkdtemp(prefix="scale-agree-"))
+    build_index(model_name, ids, texts, work / "idx", target=QdrantTarget(), encoder=encoder, options=options,
+                tokens=tokens)
+    out = {"data": f"KorQuAD 1.0 dev, {split} articles", "model": model_name, "passages": len(ids),
+           "queries": len(qids)}
+    try:
+        with load_index(work / "idx", encoder=encoder) as index:
+            for mode, retriever in koembed.items():
+                mine, theirs = retriever.search(queries, 10), index.search(queries, 10, mode)
+                same = sum([d for d, _ in a] == [d for d, _ in b] for a, b in zip(mine, theirs))
+                ndcg = [ir_metrics({q: [d for d, _ in hits] for q, hits in zip(qids, run)}, relevant)["ndcg@10"]
+                        for run in (mine, theirs)]
+                out[mode] = {"same_top10": same, "ndcg@10_koembed": round(ndcg[0], 4),
+                             "ndcg@10_qdrant": round(ndcg[1], 4)}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
 def main() -> None:
     import sys
 
     parser = common.isolating(common.parser(__doc__))
-    parser.add_argument("what", choices=["encode", "search", "collisions"])
+    parser.add_argument("what", choices=["encode", "search", "collisions", "agreement"])
+    parser.add_argument("--model", default="minilm", help="agreement: the dense model")
+    parser.add_argument("--split", default="test", help="agreement: KorQuAD articles (test = the 40 held out)")
     parser.add_argument("--docs", type=int, default=200_000)
     parser.add_argument("--faiss-docs", type=int, default=None, help="search: FAISS size (default --docs)")
     parser.add_argument("--queries", type=int, default=50)
@@ -176,6 +229,8 @@ def main() -> None:
         result = bench_encode(args.docs, args.repeats, args.chunk_size)
     elif args.what == "collisions":
         result = bench_collisions()
+    elif args.what == "agreement":
+        result = bench_agreement(args.model, args.split)
     else:
         result = {"runs": []}
         sizes = [("faiss", args.faiss_docs or args.docs), ("qdrant", args.docs)]
