@@ -1,6 +1,7 @@
 """Scale-out engines: Ray Data vs single-process encoding, Qdrant local vs FAISS + in-memory BM25, term-id collisions.
 
-    python bench/scale.py encode --docs 200000 --repeats 2 --out out/scale_encode.json
+    python bench/scale.py encode --docs 30000 --repeats 2 --out out/scale_encode.json
+    python bench/scale.py encode --docs 200000 --repeats 2 --engines single-1-thread,ray --out out/scale_encode_200k.json
     python bench/scale.py search --docs 10000 --faiss-docs 200000 --queries 50 --out out/scale_search.json
     python bench/scale.py collisions --out out/scale_collisions.json      # needs ../shared/data
     python bench/scale.py agreement --model minilm --out out/scale_agreement.json   # needs ../shared/data
@@ -10,7 +11,7 @@
 Data with one 1-CPU (1-thread) actor per core, and a single process with torch's default threads, interleaved
 A, B, C, A, B, C in one run; throughput = passages / wall seconds
 (Ray's includes starting its actors and loading the model in each, not ``ray.init``); peak memory = the
-largest sum of RSS over the process and (for Ray) every Ray process, sampled every 0.2 s.
+process's RSS (single) or the sum over the driver and every Ray process (Ray), sampled every 0.2 s.
 ``search``: build time, then one query at a time, p50/p99 latency for dense, bm25 and hybrid.
 ``collisions``: distinct Kiwi terms of KorQuAD dev + MS MARCO-ko, and how many share a blake2b-32 id.
 ``agreement``: KorQuAD held-out articles, Qdrant store vs koembed's in-memory retrievers: same top 10, ndcg@10.
@@ -32,12 +33,13 @@ from dense_memory import synthetic_corpus
 
 
 class PeakRss:
-    """Largest sum of RSS of this process and its descendants (Ray's raylet and workers), sampled."""
+    """Largest RSS of this process, or sum over it and its descendants (Ray's raylet and workers), sampled."""
 
-    def __init__(self) -> None:
+    def __init__(self, children: bool = True) -> None:
         import psutil
 
         self.me, self.peak, self._stop = psutil.Process(), 0, threading.Event()
+        self.children = children
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
@@ -45,7 +47,7 @@ class PeakRss:
 
         while not self._stop.is_set():
             total = 0
-            for proc in [self.me, *self.me.children(recursive=True)]:
+            for proc in [self.me, *(self.me.children(recursive=True) if self.children else [])]:
                 try:
                     total += proc.memory_info().rss
                 except psutil.Error:
@@ -62,7 +64,7 @@ class PeakRss:
         self._thread.join()
 
 
-def bench_encode(n_docs: int, repeats: int, chunk_size: int) -> dict:
+def bench_encode(n_docs: int, repeats: int, chunk_size: int, engines: list[str]) -> dict:
     import os
 
     import ray
@@ -84,10 +86,10 @@ def bench_encode(n_docs: int, repeats: int, chunk_size: int) -> dict:
     rows = []
     try:
         for r in range(repeats):
-            for engine in ("single-1-thread", "ray", "single"):
+            for engine in engines:
                 out = work / f"{engine}-{r}"
                 torch.set_num_threads(1 if engine == "single-1-thread" else threads)
-                with PeakRss() as rss:
+                with PeakRss(children=engine == "ray") as rss:
                     start = time.perf_counter()
                     if engine.startswith("single"):
                         encode_corpus(model, ids, texts, out, chunk_size=chunk_size, options=options)
@@ -95,20 +97,37 @@ def bench_encode(n_docs: int, repeats: int, chunk_size: int) -> dict:
                         encode_corpus_ray(model, ids, texts, out, chunk_size=chunk_size, options=options,
                                           ray_options=RayOptions(workers=cores))
                     seconds = time.perf_counter() - start
+                    ended = time.time()
                 rows.append({"engine": engine, "repeat": r, "seconds": round(seconds, 1),
-                             "passages_per_s": round(n_docs / seconds, 1), "peak_rss_mb": round(rss.peak / 2**20)})
+                             "passages_per_s": round(n_docs / seconds, 1), "peak_rss_mb": round(rss.peak / 2**20),
+                             **_chunk_times(out, ended - seconds)})
                 print(json.dumps(rows[-1]), flush=True)
                 shutil.rmtree(out)
     finally:
         ray.shutdown()
         shutil.rmtree(work, ignore_errors=True)
     speed = {(row["engine"], row["repeat"]): row["passages_per_s"] for row in rows}
-    per_core = [speed["ray", r] / cores / speed["single-1-thread", r] for r in range(repeats)]
-    whole = [speed["ray", r] / speed["single", r] for r in range(repeats)]
-    return {"docs": n_docs, "cores": cores, "torch_threads": threads, "chunk_size": chunk_size,
-            "ray_init_s": round(ray_init_s, 1), "runs": rows,
-            "ray_per_core_over_single_1_thread": [round(x, 3) for x in per_core],
-            "ray_over_single_all_threads": [round(x, 3) for x in whole]}
+    out = {"docs": n_docs, "cores": cores, "torch_threads": threads, "chunk_size": chunk_size,
+           "ray_init_s": round(ray_init_s, 1), "runs": rows}
+    if {"ray", "single-1-thread"} <= set(engines):
+        out["ray_per_core_over_single_1_thread"] = [round(speed["ray", r] / cores / speed["single-1-thread", r], 3)
+                                                    for r in range(repeats)]
+    if {"ray", "single"} <= set(engines):
+        out["ray_over_single_all_threads"] = [round(speed["ray", r] / speed["single", r], 3) for r in range(repeats)]
+    return out
+
+
+def _chunk_times(out: Path, started: float) -> dict:
+    """When the first chunk landed (start-up: Ray actors, model loads) and the rate after it, from the chunk
+    files' modification times."""
+    import numpy as np
+
+    files = sorted(out.glob("shard-*/chunk-*.npy"), key=lambda f: f.stat().st_mtime)
+    times = [f.stat().st_mtime for f in files]
+    rows = [len(np.load(f, mmap_mode="r")) for f in files]
+    steady = sum(rows[1:]) / (times[-1] - times[0]) if len(files) > 1 and times[-1] > times[0] else None
+    return {"first_chunk_s": round(times[0] - started, 1),
+            "after_first_chunk_per_s": round(steady, 1) if steady else None}
 
 
 def _latencies(search, queries, k: int = 10) -> dict:
@@ -127,6 +146,9 @@ def bench_search(store: str, n_docs: int, n_queries: int) -> dict:
     from koembed.models import EncodeOptions, load_model
     from koembed.models.testing import make_tiny_xlmr
 
+    import torch
+
+    torch.set_num_threads(1)  # both stores alike; on this shared 2-core machine one thread encodes fastest
     ids, texts, queries, _ = synthetic_corpus(n_docs, n_queries)
     work = Path(tempfile.mkdtemp(prefix="scale-search-"))
     model_dir = str(make_tiny_xlmr(work / "tiny"))
@@ -220,13 +242,15 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--chunk-size", type=int, default=4096)
+    parser.add_argument("--engines", default="single-1-thread,ray,single",
+                        help="encode: which settings, in the interleaving order")
     args = parser.parse_args()
     if args.one:  # one store's search bench in a fresh process: "STORE:DOCS"
         store, docs = args.one.split(":")
         print(json.dumps(bench_search(store, int(docs), args.queries)))
         return
     if args.what == "encode":
-        result = bench_encode(args.docs, args.repeats, args.chunk_size)
+        result = bench_encode(args.docs, args.repeats, args.chunk_size, args.engines.split(","))
     elif args.what == "collisions":
         result = bench_collisions()
     elif args.what == "agreement":

@@ -116,10 +116,11 @@ def test_hybrid_is_rrf_of_the_two_qdrant_runs(built, model, queries, exact, bm25
         fused = idx.search(queries, 10, "hybrid")
         vectors = embed(model, queries, QUIET)
         tokens = KiwiTokenizer()(queries)
+    koembed_runs = zip(exact.search(queries, 100), bm25.search(queries, 100))
     client = QdrantClient(path=str(built / "qdrant"))
     try:
         agree = 0
-        for q, got in enumerate(fused):
+        for q, (got, runs) in enumerate(zip(fused, koembed_runs)):
             dense = client.query_points("koembed", query=vectors[q].tolist(), using="dense", limit=100,
                                         with_payload=["id"]).points
             ids, values = query_weights(tokens[q])
@@ -133,7 +134,7 @@ def test_hybrid_is_rrf_of_the_two_qdrant_runs(built, model, queries, exact, bm25
             want = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
             assert [d for d, _ in got] == [d for d, _ in want]
             np.testing.assert_allclose([s for _, s in got], [s for _, s in want], rtol=1e-9)
-            koembed_rrf = fuse([exact.search([queries[q]], 100)[0], bm25.search([queries[q]], 100)[0]], k=10)
+            koembed_rrf = fuse(list(runs), k=10)
             agree += [d for d, _ in got] == [d for d, _ in koembed_rrf]
     finally:
         client.close()
@@ -214,6 +215,10 @@ def test_refusals_name_the_problem(tmp_path, built, model, corpus):
         build_index("x", *corpus, built, target=QdrantTarget(), encoder=model)
     with pytest.raises(IndexStoreError, match="not both"):
         QdrantTarget(path="a", url="http://localhost:6333")
+    with pytest.raises(IndexStoreError, match="cannot reach the Qdrant server at http://127.0.0.1:9"):
+        build_index("m", *corpus, tmp_path / "srv", target=QdrantTarget(url="http://127.0.0.1:9"), encoder=model,
+                    options=QUIET)
+    assert not (tmp_path / "srv").exists()
     storage = tmp_path / "shared-storage"
     build_index("m", *corpus, tmp_path / "a", target=QdrantTarget(path=str(storage)), encoder=model, options=QUIET)
     with pytest.raises(IndexStoreError, match="already has a collection 'koembed'"):
@@ -237,7 +242,8 @@ def test_cli_build_search_export_add_delete(tmp_path, tiny_model_dir, built, mod
     with load_index(exported, encoder=model) as a, load_index(built, encoder=model) as b:
         for mode in ("dense", "bm25"):
             assert_same_ranking(a.search(queries, 10, mode), b.search(queries, 10, mode), tol=1e-6)
-    result = runner.invoke(app, ["search", "-i", str(exported), "--mode", "bm25", "-k", "2", "--json", "여권 재발급"])
+    result = runner.invoke(app, ["search", "-i", str(exported), "--mode", "bm25", "-k", "2", "--json",
+                                 "여권 재발급"])
     rows = [json.loads(line) for line in result.output.splitlines()]
     assert result.exit_code == 0 and [r["rank"] for r in rows] == [1, 2] and rows[0]["docid"].startswith("gov")
     docs = tmp_path / "new.jsonl"

@@ -14,18 +14,15 @@ from koembed.cli.common import (
     ApiKeyOpt,
     BackendOpt,
     BatchSizeOpt,
-    CollectionOpt,
     DeviceOpt,
     EngineOpt,
     IndexDirOpt,
     ModelOpt,
     PrecisionOpt,
-    QdrantPathOpt,
-    QdrantUrlOpt,
     QuietOpt,
     RayAddressOpt,
-    StoreOpt,
     WorkersOpt,
+    with_qdrant_options,
     console,
     encode_options,
     err_console,
@@ -50,13 +47,6 @@ from koembed.index import (
 from koembed.models.export import export_model
 from koembed.ranking import hit_rows
 from koembed.ray_engine import RayOptions, encode_corpus_ray, tokenize_ray
-
-ShardsOpt = Annotated[int, typer.Option(min=1, help="qdrant server: shards of the collection (shard_number).")]
-ReplicasOpt = Annotated[int, typer.Option(min=1, help="qdrant server: copies of each shard (replication_factor).")]
-QuantizationOpt = Annotated[str, typer.Option(help="qdrant server: none, or int8 (scalar-quantised vectors in RAM, "
-                                              "originals for rescoring).")]
-OnDiskOpt = Annotated[bool, typer.Option(help="qdrant server: keep the original vectors memory-mapped on disk.")]
-
 
 def _target(store: str, path: Optional[Path], url: Optional[str], api_key: Optional[str], collection: str,
             shards: int, replicas: int, quantization: str, on_disk: bool) -> Optional[QdrantTarget]:
@@ -107,7 +97,8 @@ def encode(
     _check_engine(engine)
     try:
         docs = load_documents(corpus)
-        spec, options = model_spec(model, precision, backend, device), encode_options(batch_size, quiet, max_batch_tokens)
+        spec = model_spec(model, precision, backend, device)
+        options = encode_options(batch_size, quiet, max_batch_tokens)
         settings = {"shard": parse_shard(shard), "dtype": dtype, "chunk_size": chunk_size, "options": options}
         if engine == "ray":
             report = encode_corpus_ray(spec, list(docs), list(docs.values()), out, **settings,
@@ -142,6 +133,7 @@ def export(
                   f"min {check['cosine_min']:.4f}", highlight=False)
 
 
+@with_qdrant_options("faiss")
 def index_build(
     model: ModelOpt,
     corpus: Annotated[str, typer.Option(help=DOCS_HELP)],
@@ -154,15 +146,7 @@ def index_build(
         "one folder per machine). All shards of one run must be there, made by --model from --corpus.")] = None,
     precision: PrecisionOpt = "fp32",
     backend: BackendOpt = "torch",
-    store: StoreOpt = "faiss",
-    path: QdrantPathOpt = None,
-    url: QdrantUrlOpt = None,
-    api_key: ApiKeyOpt = None,
-    collection: CollectionOpt = "koembed",
-    shards: ShardsOpt = 1,
-    replicas: ReplicasOpt = 1,
-    quantization: QuantizationOpt = "none",
-    on_disk: OnDiskOpt = False,
+    qdrant: Optional[dict] = None,
     engine: Annotated[str, typer.Option(help="Kiwi analysis: local (this process) or ray (a Ray Data actor pool, "
                                         "for large corpora).")] = "local",
     address: RayAddressOpt = None,
@@ -174,7 +158,7 @@ def index_build(
     spec = model_spec(model, precision, backend)
     _check_engine(engine)
     try:
-        target = _target(store, path, url, api_key, collection, shards, replicas, quantization, on_disk)
+        target = _target(**qdrant)
         params = IndexParams(kind=kind)
         docs = load_documents(corpus)
         tokens = (tokenize_ray(list(docs.values()), RayOptions(address, workers), show_progress=not quiet)
@@ -263,24 +247,17 @@ def search(
     console.print(table if rows else "no hits")
 
 
+@with_qdrant_options("qdrant")
 def index_export(
     index: IndexDirOpt,
     out: Annotated[Path, typer.Option(help="New (or empty) folder for the Qdrant index's manifest (and local "
                                       "storage).")],
-    store: StoreOpt = "qdrant",
-    path: QdrantPathOpt = None,
-    url: QdrantUrlOpt = None,
-    api_key: ApiKeyOpt = None,
-    collection: CollectionOpt = "koembed",
-    shards: ShardsOpt = 1,
-    replicas: ReplicasOpt = 1,
-    quantization: QuantizationOpt = "none",
-    on_disk: OnDiskOpt = False,
+    qdrant: Optional[dict] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Move a FAISS index into Qdrant (vectors, passages and Kiwi tokens as stored: nothing is re-encoded)."""
     try:
-        target = _target(store, path, url, api_key, collection, shards, replicas, quantization, on_disk)
+        target = _target(**qdrant)
         if target is None:
             raise typer.BadParameter("export goes to --store qdrant", param_hint="--store")
         manifest = export_index(index, out, target, show_progress=not quiet)

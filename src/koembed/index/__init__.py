@@ -13,17 +13,8 @@ from koembed.index.manifest import Manifest
 from koembed.index.qdrant import QdrantManifest, QdrantTarget
 from koembed.index.qdrant_search import QdrantIndex
 from koembed.index.search import MODES, Index
-from koembed.index.stores import (
-    STORES,
-    add_documents,
-    build_index,
-    build_index_from_embeddings,
-    delete_documents,
-    export_index,
-    index_info,
-    load_index,
-    store_of,
-)
+from koembed.index.stores import STORES, add_documents, build_index, build_index_from_embeddings  # noqa: I001
+from koembed.index.stores import delete_documents, export_index, index_info, load_index, store_of
 
 __all__ = ["KINDS", "MODES", "STORES", "DocumentIdError", "Index", "IndexParams", "IndexStoreError", "Manifest",
            "ModelMismatchError", "QdrantIndex", "QdrantManifest", "QdrantTarget", "add_documents", "build_index",

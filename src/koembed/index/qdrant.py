@@ -100,9 +100,6 @@ class QdrantManifest:
     koembed_version: str = ""
     qdrant_client_version: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     @property
     def field(self) -> Field:
         return Field(BM25, self.bm25["k1"], self.bm25["b"], self.bm25["avgdl"])
@@ -140,7 +137,7 @@ def write_qdrant_manifest(index_dir: Path, manifest: QdrantManifest) -> None:
     manifest.updated = now()
     manifest.koembed_version = __version__
     manifest.qdrant_client_version = version("qdrant-client")
-    write_json(index_dir / MANIFEST, manifest.to_dict())
+    write_json(index_dir / MANIFEST, asdict(manifest))
 
 
 def storage_path(index_dir: Path, path: str | None) -> Path:

@@ -12,6 +12,7 @@ koembed fuses the two runs itself (:func:`koembed.ranking.fuse`, ``cc``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,8 @@ class QdrantIndex:
         if doc_id not in self._texts:
             points = self._client.retrieve(self.manifest.collection, ids=[point_id(doc_id)],
                                            with_payload=["id", "text", "txn"])
-            hidden = self._filter is not None and points and points[0].payload.get("txn") == self.manifest.pending["txn"]
+            pending = self.manifest.pending or {}
+            hidden = bool(points) and pending.get("op") == "add" and points[0].payload.get("txn") == pending["txn"]
             if not points or hidden:
                 raise KeyError(doc_id)
             self._texts[doc_id] = points[0].payload["text"]
@@ -98,7 +100,8 @@ class QdrantIndex:
     def encoder(self) -> Encoder:
         """The embedding model, loaded from the manifest on first use and checked against the index."""
         if self._encoder is None:
-            self._encoder = checked_encoder(None, self.manifest, self.path, device=self._device)  # type: ignore[arg-type]
+            self._encoder = checked_encoder(None, self.manifest,  # type: ignore[arg-type]
+                                            self.path, device=self._device)
         return self._encoder
 
     def search(self, queries: Sequence[str], k: int = 10, mode: str = "dense", *, fusion: str = "rrf",
@@ -198,7 +201,9 @@ def load_qdrant_index(index_dir: str | Path, encoder: Encoder | None = None, *,
     client = open_client(index_dir, manifest.local_path, manifest.url, api_key)
     try:
         check_collection(client, manifest, index_dir)
-        checked = checked_encoder(encoder, manifest, index_dir, device=device) if encoder is not None else None  # type: ignore[arg-type]
+        checked = None
+        if encoder is not None:
+            checked = checked_encoder(encoder, manifest, index_dir, device=device)  # type: ignore[arg-type]
         return QdrantIndex(index_dir, manifest, client, checked, options=options, device=device)
     except BaseException:
         client.close()
@@ -213,6 +218,6 @@ def qdrant_info(index_dir: str | Path, api_key: str | None = None) -> dict[str, 
         check_collection(client, manifest, index_dir)
         collection = client.get_collection(manifest.collection)
         live = {"points": live_count(client, manifest.collection), "status": str(collection.status)}
-    info = manifest.to_dict()
+    info = asdict(manifest)
     info["model"] = {k: v for k, v in info["model"].items() if k != "probe"}
     return {"path": str(index_dir.resolve()), "manifest": str(index_dir / MANIFEST), **info, "collection_now": live}
