@@ -193,7 +193,7 @@ def bench_agreement(model_name: str, split: str) -> dict:
     koembed's in-memory retrievers, and ndcg@10 of both."""
     from koembed.data import load_retrieval_set
     from koembed.index import QdrantTarget, build_index, load_index
-    from koembed.lexical import BM25Retriever, KiwiTokenizer
+    from koembed.lexical import DEFAULT, BM25Retriever, KiwiTokenizer
     from koembed.metrics.ir import ir_metrics
     from koembed.models import EncodeOptions, load_model
     from koembed.retrieve import DenseRetriever, HybridRetriever
@@ -206,8 +206,8 @@ def bench_agreement(model_name: str, split: str) -> dict:
     encoder = load_model(model_name)
     options = EncodeOptions(batch_size=32, show_progress=False)
     tokens = KiwiTokenizer()(texts)
-    bm25 = BM25Retriever(show_progress=False)
-    bm25.fit_tokens(ids, tokens)
+    bm25 = BM25Retriever(DEFAULT, show_progress=False)
+    bm25.fit_analysed(ids, texts, tokens)
     dense = DenseRetriever(encoder, "dense", options=options)
     dense.fit(ids, texts)
     koembed = {"bm25": bm25, "dense": dense, "hybrid": HybridRetriever([dense, bm25])}

@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,6 +62,23 @@ class ListRetriever:
 
     def search(self, queries, k):
         return [self.hits[q][:k] for q in queries]
+
+
+def lucene_bm25(query_terms, docs_terms, k1=1.2, b=0.75):
+    """Lucene's BM25, written out: idf = ln(1 + (N - df + 0.5) / (df + 0.5)), tf / (tf + k1 (1 - b + b dl/avgdl))."""
+    n = len(docs_terms)
+    avgdl = sum(len(d) for d in docs_terms) / n
+    df = Counter(t for d in docs_terms for t in set(d))
+    scores = []
+    for doc in docs_terms:
+        tf = Counter(doc)
+        s = 0.0
+        for t in query_terms:
+            if tf[t]:
+                idf = math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5))
+                s += idf * tf[t] / (tf[t] + k1 * (1 - b + b * len(doc) / avgdl))
+        scores.append(s)
+    return np.array(scores)
 
 
 # --- AutoRAG's definitions, transcribed in AutoRAG's own style (autorag/evaluation/metric/retrieval.py) ---

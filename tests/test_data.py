@@ -861,6 +861,21 @@ def test_query_positives_errors_name_row_and_field(tmp_path, item, field):
     assert_data_error(info.value, "pairs.json", row=2, field=field)
 
 
+def test_query_positives_split_halves_share_the_corpus(tmp_path):
+    items = [{"id": f"q{i}", "query": f"질문 {i}", "positive": [f"문단 {i % 7}"]} for i in range(21)]
+    path = tmp_path / "qp.json"
+    path.write_text(json.dumps(items, ensure_ascii=False), encoding="utf-8")
+    whole, train, test = (load_retrieval_set(path, split=s) for s in ("all", "train", "test"))
+    assert set(train.queries) | set(test.queries) == set(whole.queries) and not set(train.queries) & set(test.queries)
+    assert len(train.queries) == 10 and train.corpus == test.corpus == whole.corpus
+    by_hash = sorted(whole.queries, key=lambda q: hashlib.sha256(q.encode("utf-8")).hexdigest())
+    assert set(train.queries) == set(by_hash[:10])  # the first half by SHA-256 of the id trains
+    path.write_text(json.dumps(list(reversed(items)), ensure_ascii=False), encoding="utf-8")
+    assert set(load_retrieval_set(path, split="train").queries) == set(train.queries)  # not the file order
+    with pytest.raises(DataError, match="unknown split"):
+        load_retrieval_set(path, split="dev")
+
+
 @pytest.mark.shared_data
 def test_msmarco_ko_sizes():
     rs = load_retrieval_set(require_shared(SHARED_DATA / "msmarco-ko" / "msmarco_kor.json"))

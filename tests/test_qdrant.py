@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from koembed.cli import app
 from koembed.index import (
     DocumentIdError,
+    IndexParams,
     IndexStoreError,
     ModelMismatchError,
     QdrantTarget,
@@ -28,8 +29,9 @@ from koembed.index import (
     store_of,
 )
 from koembed.index.encoder import embed
-from koembed.index.sparse import Field, collisions, field_weights, query_weights, term_id
-from koembed.lexical import BM25Retriever, KiwiTokenizer
+from koembed.index.sparse import Field, collisions, field_weights, passage_vector, query_vector, term_id
+from koembed.lexical import DEFAULT, PRESETS, BM25Retriever, KiwiTokenizer, LexicalConfig
+from koembed.lexical.fields import field_tokens
 from koembed.ranking import fuse
 from koembed.retrieve import DenseRetriever, HybridRetriever
 from tests.helpers import QUIET, ROOT, bm25_reference
@@ -71,7 +73,8 @@ def exact(model, corpus):
 
 @pytest.fixture(scope="module")
 def bm25(corpus):
-    retriever = BM25Retriever(show_progress=False)
+    """koembed's in-memory BM25 with the index's default fields (bm25-phrase: four fields, weighted sum)."""
+    retriever = BM25Retriever(DEFAULT, show_progress=False)
     retriever.fit(*corpus)
     return retriever
 
@@ -116,6 +119,7 @@ def test_hybrid_is_rrf_of_the_two_qdrant_runs(built, model, queries, exact, bm25
         fused = idx.search(queries, 10, "hybrid")
         vectors = embed(model, queries, QUIET)
         tokens = KiwiTokenizer()(queries)
+        fields = idx.manifest.fields
     koembed_runs = zip(exact.search(queries, 100), bm25.search(queries, 100))
     client = QdrantClient(path=str(built / "qdrant"))
     try:
@@ -123,7 +127,7 @@ def test_hybrid_is_rrf_of_the_two_qdrant_runs(built, model, queries, exact, bm25
         for q, (got, runs) in enumerate(zip(fused, koembed_runs)):
             dense = client.query_points("koembed", query=vectors[q].tolist(), using="dense", limit=100,
                                         with_payload=["id"]).points
-            ids, values = query_weights(tokens[q])
+            ids, values = query_vector(tokens[q], queries[q], fields)
             sparse = client.query_points("koembed", query=models.SparseVector(indices=ids, values=values),
                                          using="bm25", limit=100, with_payload=["id"]).points if ids else []
             scores: dict[str, float] = {}
@@ -152,10 +156,14 @@ def test_add_then_delete(tmp_path, built, model, corpus):
         hits = idx.search([query], 49, "bm25")[0]
         assert hits[0][0] == "pet-01" and idx.text("pet-01") == NEW_TEXT
         assert [d for d, _ in idx.search([NEW_TEXT], 1, "dense")[0]] == ["pet-01"]
-    # Independently: Lucene BM25 over the 49 passages, with the average length fixed at build (manifest).
+    # Independently: Lucene BM25 of each field over the 49 passages, average lengths fixed at build (manifest),
+    # summed with the fields' weights.
     ids, texts = corpus[0] + ["pet-01"], corpus[1] + [NEW_TEXT]
     tokenizer = KiwiTokenizer()
-    want = bm25_reference(tokenizer(texts), tokenizer([query])[0], 1.2, 0.75, manifest.bm25["avgdl"])
+    tokens, query_tokens = tokenizer(texts), tokenizer([query])[0]
+    want = sum(weight * bm25_reference([field_tokens(f, t, x) for t, x in zip(tokens, texts)],
+                                       field_tokens(f, query_tokens, query), 1.2, 0.75, manifest.bm25["avgdl"][f])
+               for f, weight in DEFAULT.weights.items())
     expected = sorted(((ids[i], want[i]) for i in np.flatnonzero(want)), key=lambda kv: (-kv[1], kv[0]))
     assert [d for d, _ in hits] == [d for d, _ in expected]
     np.testing.assert_allclose([s for _, s in hits], [s for _, s in expected], rtol=1e-5)
@@ -265,12 +273,12 @@ def test_korquad_heldout_bm25_and_dense_equal_koembed(tmp_path, korquad_path, ti
     from koembed.data import load_retrieval_set
 
     rs = load_retrieval_set(korquad_path, split="test")
-    ids, texts, queries = list(rs.corpus), list(rs.corpus.values()), list(rs.queries.values())[::10]
+    ids, texts, queries = list(rs.corpus), list(rs.corpus.values()), list(rs.queries.values())[::20]
     tokens = KiwiTokenizer()(texts)  # analysed once for both
     build_index(str(tiny_model_dir), ids, texts, tmp_path / "idx", target=QdrantTarget(), encoder=model,
                 options=QUIET, tokens=tokens)
-    bm25 = BM25Retriever(show_progress=False)
-    bm25.fit_tokens(ids, tokens)
+    bm25 = BM25Retriever(DEFAULT, show_progress=False)
+    bm25.fit_analysed(ids, texts, tokens)
     dense = DenseRetriever(model, "dense", options=QUIET)
     dense.fit(ids, texts)
     with load_index(tmp_path / "idx", encoder=model) as idx:
@@ -278,15 +286,31 @@ def test_korquad_heldout_bm25_and_dense_equal_koembed(tmp_path, korquad_path, ti
         assert_same_ranking(idx.search(queries, 10, "dense"), dense.search(queries, 10))
 
 
+@pytest.mark.parametrize("preset", ["bm25", "bm25-char"])
+def test_other_lexical_presets_equal_koembed(tmp_path, tiny_model_dir, model, corpus, queries, preset):
+    build_index(str(tiny_model_dir), *corpus, tmp_path / "idx", target=QdrantTarget(), encoder=model,
+                options=QUIET, params=IndexParams(lexical=PRESETS[preset]))
+    bm25 = BM25Retriever(PRESETS[preset], show_progress=False)
+    bm25.fit(*corpus)
+    with load_index(tmp_path / "idx", encoder=model) as idx:
+        assert_same_ranking(idx.search(queries, 10, "bm25"), bm25.search(queries, 10))
+    with pytest.raises(IndexStoreError, match="normalization 'z'"):
+        build_index("m", *corpus, tmp_path / "z", target=QdrantTarget(), encoder=model,
+                    params=IndexParams(lexical=LexicalConfig({"unigram": 1.0, "char": 0.5}, normalization="z")))
+
+
 def test_sparse_weights_are_lucene_tf_parts_and_ids_are_stable():
-    field = Field("bm25", k1=1.2, b=0.75, avgdl=4.0)
-    ids, values = field_weights(["a/N", "b/V", "a/N"], field)
+    field = Field("unigram", k1=1.2, b=0.75, avgdl=4.0)
+    weights = field_weights(["a/N", "b/V", "a/N"], field)
     norm = 1.2 * (1 - 0.75 + 0.75 * 3 / 4.0)
-    assert dict(zip(ids, values)) == pytest.approx({term_id("a/N"): 2 / (2 + norm), term_id("b/V"): 1 / (1 + norm)})
-    assert ids == sorted(ids) and all(0 <= i < 2**32 for i in ids)
-    assert query_weights(["x", "x", "y"]) == (sorted([term_id("x"), term_id("y")]),
-                                              [2.0 if i == term_id("x") else 1.0 for i in sorted([term_id("x"),
-                                                                                                  term_id("y")])])
+    assert weights == pytest.approx({term_id("a/N"): 2 / (2 + norm), term_id("b/V"): 1 / (1 + norm)})
+    assert all(0 <= i < 2**32 for i in weights)
+    # Two fields in one vector: separate id spaces; the query carries the field weights.
+    fields = [field, Field("char", k1=1.2, b=0.75, avgdl=3.0, weight=0.5)]
+    ids, values = passage_vector(["a/N"], "ab", fields)
+    assert ids == sorted([term_id("a/N"), term_id("ab", "char")]) and term_id("ab", "char") != term_id("ab")
+    ids, values = query_vector(["x/N", "x/N"], "ab", fields)
+    assert dict(zip(ids, values)) == {term_id("x/N"): 2.0, term_id("ab", "char"): 0.5}
     terms = ["보증금/N", "돌려받/V", "ai/SL"]
     other = subprocess.run([sys.executable, "-c", "import sys; from koembed.index.sparse import term_id; "
                             "print([term_id(t) for t in sys.argv[1:]])", *terms], capture_output=True, text=True,
@@ -302,5 +326,5 @@ def test_sparse_weights_are_lucene_tf_parts_and_ids_are_stable():
             break
         seen[term_id(term)] = term
     assert pair is not None and collisions([*pair, "other"]) == [tuple(sorted(pair))]
-    ids, values = field_weights(list(pair), field)
-    assert len(ids) == 1 and values[0] == pytest.approx(2 / (2 + 1.2 * (1 - 0.75 + 0.75 * 2 / 4.0)))
+    weights = field_weights(list(pair), field)
+    assert list(weights.values()) == pytest.approx([2 / (2 + 1.2 * (1 - 0.75 + 0.75 * 2 / 4.0))])

@@ -4,7 +4,9 @@ A retriever is fitted on a corpus, then returns for each query its top-k ``(doc_
 first, ties broken by ascending doc id (:mod:`koembed.ranking`), and can score given (query, passage) pairs on
 the same scale (:meth:`Retriever.score`, what hard-negative mining compares against).
 Specs name retrievers on the command line:
-- ``bm25``: :class:`koembed.lexical.BM25Retriever`;
+- ``bm25``: :class:`koembed.lexical.BM25Retriever` over Kiwi content morphemes; ``bm25-char`` over character
+  bigrams; ``bm25-phrase`` over weighted fields (morphemes, morpheme bigrams, character bigrams);
+  ``bm25-fields:unigram=1,char=0.5@z`` any weights and normalisation (:mod:`koembed.lexical.bm25`);
 - ``dense:<model>``: a hub id, local folder, or ``minilm`` (the bundled all-MiniLM-L6-v2);
 - ``hybrid:<a>+<b>`` (or ``hybrid-rrf:``): reciprocal-rank fusion of two or more specs;
 - ``hybrid-cc:<a>+<b>``: convex combination of min-max normalised scores, equal weights;
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from koembed.embeddings import cached_corpus_embeddings
 from koembed.errors import SpecError
-from koembed.lexical import BM25Retriever
+from koembed.lexical import BM25Retriever, LexicalConfig, lexical_config
 from koembed.models import EncodeOptions, Encoder, ModelSpec, encode, load_model
 from koembed.ranking import FUSIONS, TIE_SLACK, Hit, best_rows, fuse, id_ranks
 
@@ -214,7 +216,7 @@ class RetrieverFactory:
     def _build(self, spec: str) -> Retriever:
         parsed = parse_spec(spec)
         if parsed.kind == "bm25":
-            bm25 = BM25Retriever(show_progress=self.options.show_progress)
+            bm25 = BM25Retriever(parsed.lexical, show_progress=self.options.show_progress, name=spec)
             bm25.fit(self.doc_ids, self.texts)
             return bm25
         if parsed.kind == "dense":
@@ -233,6 +235,7 @@ class RetrieverFactory:
 @dataclass(frozen=True)
 class Spec:
     kind: str  # bm25 | dense | hybrid
+    lexical: LexicalConfig | None = None
     model: str = ""
     children: tuple[str, ...] = ()
     fusion: str = "rrf"
@@ -242,8 +245,9 @@ class Spec:
 def parse_spec(spec: str) -> Spec:
     """Parse a retriever spec without loading anything, so a typo fails before any work starts."""
     spec = spec.strip()
-    if spec == "bm25":
-        return Spec("bm25")
+    lexical = lexical_config(spec)
+    if lexical is not None:
+        return Spec("bm25", lexical=lexical)
     if spec.startswith("dense:"):
         model = spec[len("dense:"):].strip()
         if not model:
@@ -261,7 +265,8 @@ def parse_spec(spec: str) -> Spec:
         if weight is not None:
             weights = (weight,) + ((1.0 - weight) / (len(children) - 1),) * (len(children) - 1)
         return Spec("hybrid", children=tuple(children), fusion=fusion, weights=weights)
-    raise SpecError(f"unknown retriever {spec!r}: use bm25, dense:<model>, hybrid:<a>+<b> or hybrid-cc:<a>+<b>")
+    raise SpecError(f"unknown retriever {spec!r}: use bm25, bm25-char, bm25-phrase, bm25-fields:<field>=<w>,..., "
+                    "dense:<model>, hybrid:<a>+<b> or hybrid-cc:<a>+<b>")
 
 
 def _parse_hybrid_head(head: str, spec: str) -> tuple[str, float | None]:

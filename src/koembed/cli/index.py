@@ -44,6 +44,7 @@ from koembed.index import (
     index_info,
     load_index,
 )
+from koembed.lexical import DEFAULT_SPEC, lexical_config
 from koembed.models.export import export_model
 from koembed.ranking import hit_rows
 from koembed.ray_engine import RayOptions, encode_corpus_ray, tokenize_ray
@@ -140,6 +141,9 @@ def index_build(
     out: Annotated[Path, typer.Option(help="New (or empty) index folder.")],
     kind: Annotated[str, typer.Option(help="flat (exact), hnsw (graph, approximate) or ivf (clusters, "
                                       "approximate).")] = "flat",
+    lexical: Annotated[str, typer.Option(
+        help="BM25 half: bm25 (Kiwi morphemes), bm25-char (character bigrams), bm25-phrase (morphemes, morpheme "
+        "bigrams and pairs, character bigrams, weighted) or bm25-fields:FIELD=WEIGHT,...")] = DEFAULT_SPEC,
     batch_size: BatchSizeOpt = 32,
     from_embeddings: Annotated[Optional[list[Path]], typer.Option(
         "--from-embeddings", help="Take the vectors from koembed encode output instead of encoding (repeatable: "
@@ -159,7 +163,7 @@ def index_build(
     _check_engine(engine)
     try:
         target = _target(**qdrant)
-        params = IndexParams(kind=kind)
+        params = IndexParams(kind=kind, lexical=lexical_config(lexical, required=True))
         docs = load_documents(corpus)
         tokens = (tokenize_ray(list(docs.values()), RayOptions(address, workers), show_progress=not quiet)
                   if engine == "ray" else None)
@@ -222,7 +226,7 @@ def search(
     query: Annotated[str, typer.Argument(help="The query text.")],
     index: IndexDirOpt,
     mode: Annotated[str, typer.Option(help="hybrid (RRF of both, as the server's /search), dense (embeddings) "
-                                           "or bm25 (Kiwi morphemes).")] = "hybrid",
+                                           "or bm25 (the index's lexical fields).")] = "hybrid",
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Number of hits.")] = 10,
     json_: Annotated[bool, typer.Option("--json", help="One JSON object per hit (rank, docid, score, text).")] = False,
     api_key: ApiKeyOpt = None,

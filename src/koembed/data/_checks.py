@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +117,9 @@ def read_records(path: Path, required: list[str], what: str) -> list[tuple[int, 
         raise DataError(path, f"expected a .jsonl, .parquet or .csv file of {what} (columns {', '.join(required)})")
     require_columns(path, columns, required)
     return rows
+
+
+def sha256_order(keys: Iterable[str]) -> list[str]:
+    """Distinct ``keys`` ordered by the SHA-256 of their UTF-8 bytes: a fixed pseudo-random order for splits that
+    depends only on the keys themselves, not on file order, Python's version or a seed."""
+    return sorted(set(keys), key=lambda k: hashlib.sha256(k.encode("utf-8")).hexdigest())

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Literal
 
-from koembed.data._checks import read_text, require_judged, text_field
+from koembed.data._checks import read_text, require_judged, sha256_order, text_field
 from koembed.data.retrieval_set import RetrievalSet
 from koembed.errors import DataError
 
@@ -25,7 +24,7 @@ def split_titles(titles: list[str], n_train: int = DEFAULT_TRAIN_ARTICLES) -> tu
     Depends only on the titles themselves, not on file order, Python version or a random seed, so the
     same articles are held out on every machine. KorQuAD 1.0 dev: 140 articles -> 100 train, 40 test.
     """
-    ordered = sorted(set(titles), key=lambda t: hashlib.sha256(t.encode("utf-8")).hexdigest())
+    ordered = sha256_order(titles)
     return set(ordered[:n_train]), set(ordered[n_train:])
 
 

@@ -8,8 +8,7 @@ manifest, recovery), :mod:`.qdrant_build`, :mod:`.qdrant_search` and :mod:`.spar
 """
 
 from koembed.errors import DocumentIdError, IndexStoreError, ModelMismatchError
-from koembed.index.faiss import KINDS, IndexParams
-from koembed.index.manifest import Manifest
+from koembed.index.manifest import KINDS, IndexParams, Manifest
 from koembed.index.qdrant import QdrantManifest, QdrantTarget
 from koembed.index.qdrant_search import QdrantIndex
 from koembed.index.search import MODES, Index

@@ -18,13 +18,35 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from koembed.errors import IndexStoreError
+from koembed.errors import IndexStoreError, SpecError
 from koembed.files import read_manifest as read_json_manifest
+from koembed.lexical import DEFAULT as DEFAULT_LEXICAL
+from koembed.lexical import LexicalConfig
 
 FORMAT_VERSION = 1
+KINDS = ("flat", "hnsw", "ivf")
 MANIFEST = "manifest.json"
 DENSE_FILE, PASSAGES_FILE, TOMBSTONES_FILE = "dense.faiss", "passages.jsonl", "tombstones.json"
 VERSION_RE = re.compile(r"^v\d{6}$")
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    """What to build: the FAISS ``kind`` and its settings (HNSW graph degree and beam widths; IVF lists and lists
+    probed, None for the defaults of :func:`koembed.index.faiss.faiss_index_params`), and the ``lexical`` fields
+    of the BM25 half (default: the best measured, :data:`koembed.lexical.DEFAULT`)."""
+
+    kind: str = "flat"
+    hnsw_m: int = 32
+    ef_construction: int = 200
+    ef_search: int = 128
+    nlist: int | None = None
+    nprobe: int | None = None
+    lexical: LexicalConfig = DEFAULT_LEXICAL
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise SpecError(f"unknown index kind {self.kind!r}: use {', '.join(KINDS)}")
 
 
 @dataclass

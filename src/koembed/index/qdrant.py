@@ -33,7 +33,8 @@ from koembed.errors import IndexStoreError
 from koembed.files import read_manifest as read_json_manifest
 from koembed.files import write_json
 from koembed.index.manifest import MANIFEST, now
-from koembed.index.sparse import TERM_ID_SCHEME, Field, field_weights
+from koembed.index.sparse import TERM_ID_SCHEME, Field, fields_of, passage_vector
+from koembed.lexical import LexicalConfig
 
 FORMAT_VERSION = 1
 STORE = "qdrant"
@@ -101,8 +102,9 @@ class QdrantManifest:
     qdrant_client_version: str = ""
 
     @property
-    def field(self) -> Field:
-        return Field(BM25, self.bm25["k1"], self.bm25["b"], self.bm25["avgdl"])
+    def fields(self) -> list[Field]:
+        """The BM25 fields in the ``bm25`` sparse vector, with their weights and average lengths."""
+        return fields_of(LexicalConfig.from_dict(self.bm25), self.bm25["avgdl"])
 
     @property
     def where(self) -> str:
@@ -113,10 +115,15 @@ def point_id(doc_id: str) -> str:
     return str(uuid.uuid5(POINT_NAMESPACE, doc_id))
 
 
-def bm25_record(avgdl: float, k1: float = 1.2, b: float = 0.75) -> dict[str, Any]:
+def bm25_record(config: LexicalConfig, avgdl: dict[str, float]) -> dict[str, Any]:
+    """The manifest's record of the sparse half: analysis, fields with weights, k1, b, each field's average
+    length, the term-id scheme. Only raw weighted sums can be scored by the engine (``normalization`` none)."""
     from importlib.metadata import version
 
-    return {"tokenizer": "kiwi content morphemes (koembed.lexical.KiwiTokenizer)", "k1": k1, "b": b,
+    if config.normalization != "none":
+        raise IndexStoreError(f"the Qdrant store sums the fields' raw BM25 scores; normalization "
+                              f"{config.normalization!r} needs every passage's scores per query: use none")
+    return {"tokenizer": "kiwi content morphemes (koembed.lexical.KiwiTokenizer)", **config.to_dict(),
             "avgdl": avgdl, "term_ids": TERM_ID_SCHEME, "idf": "qdrant Modifier.IDF (Lucene's)",
             "kiwipiepy_version": version("kiwipiepy")}
 
@@ -235,8 +242,9 @@ def upsert_passages(client: Any, manifest: QdrantManifest, doc_ids: Sequence[str
     from qdrant_client import models
 
     points = []
+    fields = manifest.fields
     for doc_id, text, toks, vector in zip(doc_ids, texts, tokens, vectors, strict=True):
-        indices, values = field_weights(toks, manifest.field)
+        indices, values = passage_vector(toks, text, fields)
         points.append(models.PointStruct(
             id=point_id(doc_id), payload={"id": doc_id, "text": text, "txn": txn},
             vector={DENSE: vector.tolist(), BM25: models.SparseVector(indices=indices, values=values)}))

@@ -41,9 +41,10 @@ from koembed.index.qdrant import (
     upsert_passages,
     write_qdrant_manifest,
 )
-from koembed.index.sparse import average_length
+from koembed.index.sparse import average_lengths
 from koembed.index.store import locked, read_state, require_new_folder
-from koembed.lexical import KiwiTokenizer
+from koembed.lexical import DEFAULT as DEFAULT_LEXICAL
+from koembed.lexical import KiwiTokenizer, LexicalConfig
 from koembed.models import EncodeOptions, Encoder, ModelSpec, load_model
 
 if TYPE_CHECKING:
@@ -56,11 +57,13 @@ ENCODE_BLOCK = 1024  # passages embedded per upload round when the index encodes
 def build_qdrant_index(model: ModelSpec | str, doc_ids: Sequence[str], texts: Sequence[str], out_dir: str | Path,
                        target: QdrantTarget = QdrantTarget(), *, options: EncodeOptions = EncodeOptions(),
                        encoder: Encoder | None = None, tokens: Sequence[Sequence[str]] | None = None,
-                       embedding_dirs: Sequence[str | Path] | None = None) -> QdrantManifest:
+                       embedding_dirs: Sequence[str | Path] | None = None,
+                       lexical: LexicalConfig = DEFAULT_LEXICAL) -> QdrantManifest:
     """A new Qdrant index in ``out_dir`` (new or empty): embed (or take from ``embedding_dirs``, ``koembed
     encode`` output) and tokenise the passages, then upload them to a new collection (:class:`QdrantTarget`).
 
     ``tokens``: the passages' Kiwi tokens when already analysed (``--engine ray``), else Kiwi runs here.
+    ``lexical``: the BM25 fields and weights (as the FAISS store's; normalization must be none).
     """
     spec = ModelSpec.of(model)
     doc_ids, texts = validate_documents(doc_ids, texts)
@@ -78,7 +81,7 @@ def build_qdrant_index(model: ModelSpec | str, doc_ids: Sequence[str], texts: Se
     else:
         batches = _encoded(encoder, texts, options)
     return write_new(out_dir, target, model_record(spec.name, encoder), dimension, normalized_by(encoder), doc_ids,
-                     texts, tokens, batches, options.show_progress)
+                     texts, tokens, batches, options.show_progress, lexical)
 
 
 def export_faiss_index(faiss_dir: str | Path, out_dir: str | Path, target: QdrantTarget = QdrantTarget(), *,
@@ -103,12 +106,12 @@ def export_faiss_index(faiss_dir: str | Path, out_dir: str | Path, target: Qdran
 
     m = state.manifest
     return write_new(out_dir, target, m.model, m.dimension, m.normalized_by, state.doc_ids, state.texts,
-                     state.tokens, batches(), show_progress)
+                     state.tokens, batches(), show_progress, LexicalConfig.from_dict(m.bm25))
 
 
 def write_new(out_dir: Path, target: QdrantTarget, model: dict[str, Any], dimension: int, normed_by: str,
               doc_ids: list[str], texts: list[str], tokens: Sequence[Sequence[str]], batches: Batches,
-              show_progress: bool) -> QdrantManifest:
+              show_progress: bool, lexical: LexicalConfig = DEFAULT_LEXICAL) -> QdrantManifest:
     """Create the collection, upload every batch, then write the manifest (which makes the index exist).
 
     Local mode in the index folder is built in a staged folder and renamed into place; elsewhere (``--url``,
@@ -116,7 +119,7 @@ def write_new(out_dir: Path, target: QdrantTarget, model: dict[str, Any], dimens
     """
     created = now()
     manifest = QdrantManifest(collection=target.collection, local_path=None, url=target.url, model=model,
-                              dimension=dimension, normalized_by=normed_by, bm25=bm25_record(average_length(tokens)),
+                              dimension=dimension, normalized_by=normed_by, bm25=bm25_record(lexical, average_lengths(lexical, tokens, texts)),
                               layout={}, counts={"passages": 0, "deleted": 0}, created=created, updated=created)
     if target.url is None and target.path is None:
         manifest.local_path = LOCAL_DIR

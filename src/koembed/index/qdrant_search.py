@@ -31,7 +31,7 @@ from koembed.index.qdrant import (
     read_qdrant_manifest,
     txn_filter,
 )
-from koembed.index.sparse import query_weights
+from koembed.index.sparse import query_vector
 from koembed.lexical import KiwiTokenizer
 from koembed.models import EncodeOptions, Encoder
 from koembed.ranking import RRF_K, TIE_SLACK, Hit, fuse, sort_hits
@@ -150,8 +150,9 @@ class QdrantIndex:
         sparse = None
         if mode != "dense":
             sparse = []
-            for tokens in self.tokenizer(queries):
-                indices, values = query_weights(tokens)
+            fields = self.manifest.fields
+            for query, tokens in zip(queries, self.tokenizer(queries)):
+                indices, values = query_vector(tokens, query, fields)
                 sparse.append(models.SparseVector(indices=indices, values=values) if indices else None)
         out = []
         for i in range(len(queries)):

@@ -14,35 +14,47 @@ Two morphemes that hash to one id are one term for BM25 (their counts add up, an
 counts once for the idf); there is no collision table to keep consistent across writers. How often that
 happens on real Korean vocabularies is measured in docs/BENCHMARKS.md (:func:`collisions`).
 
-Fields: each named sparse vector is one BM25 field with its own tokens, k1, b and average length
-(:class:`Field`); ``bm25`` (content morphemes) is the one koembed writes today. A new field (morpheme
-bigrams, character n-grams) is a new :class:`Field` whose tokens come from its own analyser.
+Fields (:mod:`koembed.lexical.fields`: morpheme unigrams, bigrams, pairs, character bigrams): each is BM25 with
+its own average length (:class:`Field`), and a phrase-aware config sums them with weights (``bm25-phrase``).
+All fields go into the one sparse vector, each in its own id space (a non-unigram term is hashed as
+``field + U+001F + term``): Qdrant's idf of an id is then the idf of that term in its field, the passage's
+weights carry each field's length normalisation, and the query's values carry the field weights, so the sparse
+score is ``sum over fields of weight x BM25`` -- koembed's combination with ``normalization="none"``
+(:func:`passage_vector`, :func:`query_vector`). Per-query normalisations of field scores need every passage's
+scores and are not available in an engine that scores sparse vectors.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+
+from koembed.lexical import LexicalConfig
+from koembed.lexical.fields import field_tokens
 
 TERM_ID_SCHEME = "blake2b-32: first 4 bytes (big-endian) of blake2b(utf-8 term)"
 
 
 @dataclass(frozen=True)
 class Field:
-    """One BM25 field: the sparse vector ``name``, its saturation ``k1``, length normalisation ``b`` and the
-    average passage length ``avgdl`` in tokens (fixed when the index is built; see :func:`average_length`)."""
+    """One BM25 field: its ``name`` (a :data:`koembed.lexical.FIELDS` name), ``weight`` in the sum, saturation
+    ``k1``, length normalisation ``b`` and the average passage length ``avgdl`` in its terms (fixed when the
+    index is built; see :func:`average_length`)."""
 
     name: str
     k1: float
     b: float
     avgdl: float
+    weight: float = 1.0
 
 
-def term_id(term: str) -> int:
-    """A term's sparse index: the first 4 bytes of its blake2b digest, as an unsigned 32-bit integer."""
-    return int.from_bytes(hashlib.blake2b(term.encode("utf-8"), digest_size=4).digest(), "big")
+def term_id(term: str, field: str = "unigram") -> int:
+    """A term's sparse index: the first 4 bytes of its blake2b digest, as an unsigned 32-bit integer (terms of
+    fields other than ``unigram`` are hashed with their field's name in front)."""
+    key = term if field == "unigram" else f"{field}\x1f{term}"
+    return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=4).digest(), "big")
 
 
 def average_length(token_lists: Iterable[Sequence[str]]) -> float:
@@ -55,20 +67,44 @@ def average_length(token_lists: Iterable[Sequence[str]]) -> float:
     return total / count if count and total else 1.0
 
 
-def field_weights(tokens: Sequence[str], field: Field) -> tuple[list[int], list[float]]:
-    """One passage's sparse vector in ``field``: ``(term ids, tf / (tf + k1 (1 - b + b |d| / avgdl)))``, ids
-    ascending. ``|d|`` is ``len(tokens)``; terms sharing an id add their counts."""
-    counts = Counter(term_id(t) for t in tokens)
+def field_weights(tokens: Sequence[str], field: Field) -> dict[int, float]:
+    """One passage's weights in ``field`` (its terms ``tokens``): ``{term id: tf / (tf + k1 (1 - b + b |d| /
+    avgdl))}``, ``|d|`` = ``len(tokens)``; terms sharing an id add their counts."""
+    counts = Counter(term_id(t, field.name) for t in tokens)
     norm = field.k1 * (1.0 - field.b + field.b * len(tokens) / field.avgdl)
-    ids = sorted(counts)
-    return ids, [counts[i] / (counts[i] + norm) for i in ids]
+    return {i: c / (c + norm) for i, c in counts.items()}
 
 
-def query_weights(tokens: Sequence[str]) -> tuple[list[int], list[float]]:
-    """A query's sparse vector: each term id with its count (the engine's idf is applied per occurrence)."""
-    counts = Counter(term_id(t) for t in tokens)
-    ids = sorted(counts)
-    return ids, [float(counts[i]) for i in ids]
+def passage_vector(tokens: Sequence[str], text: str, fields: Sequence[Field]) -> tuple[list[int], list[float]]:
+    """A passage's sparse vector (ids ascending) over ``fields``, from its content morphemes and text."""
+    out: dict[int, float] = {}
+    for field in fields:
+        for i, v in field_weights(field_tokens(field.name, tokens, text), field).items():
+            out[i] = out.get(i, 0.0) + v
+    ids = sorted(out)
+    return ids, [out[i] for i in ids]
+
+
+def query_vector(tokens: Sequence[str], text: str, fields: Sequence[Field]) -> tuple[list[int], list[float]]:
+    """A query's sparse vector: each term's count times its field's weight (the engine applies the idf per
+    occurrence, as bm25s does for a repeated query term)."""
+    out: dict[int, float] = {}
+    for field in fields:
+        for term in field_tokens(field.name, tokens, text):
+            i = term_id(term, field.name)
+            out[i] = out.get(i, 0.0) + field.weight
+    ids = sorted(out)
+    return ids, [out[i] for i in ids]
+
+
+def fields_of(config: LexicalConfig, avgdl: Mapping[str, float]) -> list[Field]:
+    """The :class:`Field` list of a lexical config, with each field's average length."""
+    return [Field(f, config.k1, config.b, avgdl[f], config.weights[f]) for f in config.fields]
+
+
+def average_lengths(config: LexicalConfig, tokens: Sequence[Sequence[str]], texts: Sequence[str]) -> dict[str, float]:
+    """Each field's average passage length in terms (see :func:`average_length`)."""
+    return {f: average_length(field_tokens(f, tok, text) for tok, text in zip(tokens, texts)) for f in config.fields}
 
 
 def collisions(vocabulary: Iterable[str]) -> list[tuple[str, ...]]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from koembed.index import build as faiss_build
 from koembed.index import search as faiss_search
-from koembed.index.faiss import IndexParams
+from koembed.index.manifest import IndexParams
 from koembed.index.manifest import MANIFEST, Manifest
 from koembed.index.qdrant import STORE as QDRANT, QdrantManifest, QdrantTarget
 from koembed.index.qdrant_build import (
@@ -44,10 +44,10 @@ def build_index(model: ModelSpec | str, doc_ids: Sequence[str], texts: Sequence[
                 tokens: Tokens = None) -> Manifest | QdrantManifest:
     """Embed and tokenise the passages into a new index in ``out_dir``: FAISS with ``params``
     (:func:`koembed.index.build.build_index`), or a Qdrant collection when ``target`` is given
-    (:func:`koembed.index.qdrant_build.build_qdrant_index`)."""
+    (:func:`koembed.index.qdrant_build.build_qdrant_index`; of ``params`` only the BM25 fields apply)."""
     if target is not None:
         return build_qdrant_index(model, doc_ids, texts, out_dir, target, options=options, encoder=encoder,
-                                  tokens=tokens)
+                                  tokens=tokens, lexical=params.lexical)
     return faiss_build.build_index(model, doc_ids, texts, out_dir, params=params, options=options, encoder=encoder,
                                    tokens=tokens)
 
@@ -61,7 +61,8 @@ def build_index_from_embeddings(model: ModelSpec | str, embedding_dirs: Sequence
     :func:`koembed.embeddings.read_embeddings` checks them); Qdrant streams them chunk by chunk."""
     if target is not None:
         return build_qdrant_index(model, doc_ids, texts, out_dir, target, encoder=encoder, tokens=tokens,
-                                  embedding_dirs=embedding_dirs, options=EncodeOptions(show_progress=show_progress))
+                                  embedding_dirs=embedding_dirs, options=EncodeOptions(show_progress=show_progress),
+                                  lexical=params.lexical)
     return faiss_build.build_index_from_embeddings(model, embedding_dirs, doc_ids, texts, out_dir, params=params,
                                                    show_progress=show_progress, encoder=encoder, tokens=tokens)
 
