@@ -4,7 +4,7 @@
     python bench/scale.py encode --docs 200000 --repeats 2 --engines single-1-thread,ray --out out/scale_encode_200k.json
     python bench/scale.py search --docs 10000 --faiss-docs 200000 --queries 50 --out out/scale_search.json
     python bench/scale.py collisions --out out/scale_collisions.json      # needs ../shared/data
-    python bench/scale.py agreement --model minilm --out out/scale_agreement.json   # needs ../shared/data
+    python bench/scale.py agreement --model minilm --every 4 --out out/scale_agreement.json  # ../shared/data
 
 ``encode``: the tiny XLM-R of the tests (bge-m3's classes, 32 dimensions) on synthetic Korean passages
 (``dense_memory.synthetic_corpus``: words of the bundled sample): a single process with torch on one thread, Ray
@@ -13,7 +13,8 @@ A, B, C, A, B, C in one run; throughput = passages / wall seconds
 (Ray's includes starting its actors and loading the model in each, not ``ray.init``); peak memory = the
 process's RSS (single) or the sum over the driver and every Ray process (Ray), sampled every 0.2 s.
 ``search``: build time, then one query at a time, p50/p99 latency for dense, bm25 and hybrid.
-``collisions``: distinct Kiwi terms of KorQuAD dev + MS MARCO-ko, and how many share a blake2b-32 id.
+``collisions``: distinct terms of each lexical field on KorQuAD dev + MS MARCO-ko, and how many share a
+blake2b-32 id (within morphemes; over all fields, which share one sparse vector).
 ``agreement``: KorQuAD held-out articles, Qdrant store vs koembed's in-memory retrievers: same top 10, ndcg@10.
 """
 
@@ -172,23 +173,35 @@ def bench_search(store: str, n_docs: int, n_queries: int) -> dict:
 
 
 def bench_collisions() -> dict:
+    """Distinct terms of every lexical field on KorQuAD dev + MS MARCO-ko (passages and queries), and how many
+    share a term id: within the morphemes, and over all fields together (they share the one sparse vector)."""
     from koembed.data import load_retrieval_set
     from koembed.index.sparse import collisions
-    from koembed.lexical import KiwiTokenizer
+    from koembed.lexical import FIELDS, KiwiTokenizer
+    from koembed.lexical.fields import field_tokens
 
     root = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    texts = []
+    texts, passages = [], []
     for path in (root / "korquad-v1-dev" / "KorQuAD_v1.0_dev.json", root / "msmarco-ko" / "msmarco_kor.json"):
         rs = load_retrieval_set(path)
+        passages += range(len(texts), len(texts) + len(rs.corpus))
         texts += list(rs.corpus.values()) + list(rs.queries.values())
-    vocabulary = {t for tokens in KiwiTokenizer()(texts) for t in tokens}
-    groups = collisions(vocabulary)
-    n = len(vocabulary)
-    return {"texts": len(texts), "terms": n, "colliding_groups": len(groups), "groups": groups,
-            "expected_pairs_if_uniform": round(n * (n - 1) / 2 / 2**32, 3)}
+    tokens = KiwiTokenizer()(texts)
+    per_passage = {f: sum(len(set(field_tokens(f, tokens[i], texts[i]))) for i in passages) / len(passages)
+                   for f in FIELDS}
+    vocab = {f: {t for tok, text in zip(tokens, texts) for t in field_tokens(f, tok, text)} for f in FIELDS}
+    keys = {t if f == "unigram" else f"{f}\x1f{t}" for f in FIELDS for t in vocab[f]}
+    out = {"texts": len(texts), "passages": len(passages), "terms": {f: len(v) for f, v in vocab.items()},
+           "distinct_terms_per_passage": {f: round(v, 1) for f, v in per_passage.items()}}
+    for name, terms in (("unigram", vocab["unigram"]), ("all_fields", keys)):
+        n = len(terms)
+        groups = collisions(terms)
+        out[name] = {"keys": n, "colliding_groups": len(groups), "groups": [list(g) for g in groups[:20]],
+                     "expected_pairs_if_uniform": round(n * (n - 1) / 2 / 2**32, 1)}
+    return out
 
 
-def bench_agreement(model_name: str, split: str) -> dict:
+def bench_agreement(model_name: str, split: str, every: int) -> dict:
     """KorQuAD (``split`` articles): per mode, how many queries get the same top 10 from the Qdrant store as from
     koembed's in-memory retrievers, and ndcg@10 of both."""
     from koembed.data import load_retrieval_set
@@ -200,7 +213,7 @@ def bench_agreement(model_name: str, split: str) -> dict:
 
     path = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "korquad-v1-dev" / "KorQuAD_v1.0_dev.json"
     rs = load_retrieval_set(path, split=split)
-    ids, texts, qids = list(rs.corpus), list(rs.corpus.values()), list(rs.queries)
+    ids, texts, qids = list(rs.corpus), list(rs.corpus.values()), list(rs.queries)[::every]
     queries = [rs.queries[q] for q in qids]
     relevant = {q: {d for group in rs.relevant[q] for d in group} for q in qids}
     encoder = load_model(model_name)
@@ -237,6 +250,7 @@ def main() -> None:
     parser.add_argument("what", choices=["encode", "search", "collisions", "agreement"])
     parser.add_argument("--model", default="minilm", help="agreement: the dense model")
     parser.add_argument("--split", default="test", help="agreement: KorQuAD articles (test = the 40 held out)")
+    parser.add_argument("--every", type=int, default=1, help="agreement: every n-th query")
     parser.add_argument("--docs", type=int, default=200_000)
     parser.add_argument("--faiss-docs", type=int, default=None, help="search: FAISS size (default --docs)")
     parser.add_argument("--queries", type=int, default=50)
@@ -254,7 +268,7 @@ def main() -> None:
     elif args.what == "collisions":
         result = bench_collisions()
     elif args.what == "agreement":
-        result = bench_agreement(args.model, args.split)
+        result = bench_agreement(args.model, args.split, args.every)
     else:
         result = {"runs": []}
         sizes = [("faiss", args.faiss_docs or args.docs), ("qdrant", args.docs)]
@@ -264,7 +278,7 @@ def main() -> None:
             cmd = [sys.executable, __file__, "search", "--queries", str(args.queries), "--one", f"{store}:{docs}"]
             result["runs"].append(common.isolated(cmd, {"store": store, "docs": docs}))
             print(json.dumps(result["runs"][-1]), flush=True)
-    print(json.dumps({k: v for k, v in result.items() if k != "groups"}))
+    print(json.dumps(result)[:2000])
     common.save(args.out, result)
 
 
