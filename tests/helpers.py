@@ -157,7 +157,9 @@ def running(app) -> Iterator[str]:
 
 
 def kill_after_step(step: int):
-    """A TrainerCallback that dies like a killed job (SIGKILL, no clean-up) once ``step`` is saved."""
+    """A TrainerCallback that dies like a killed job (SIGKILL, no clean-up) once the Trainer has saved
+    checkpoint ``step``: callbacks given to ``train`` run before koembed marks it complete, so this is the
+    worst moment (the checkpoint is written, old ones may be due for removal, the marker is not there)."""
     from transformers import TrainerCallback
 
     class KillAfterStep(TrainerCallback):
@@ -201,8 +203,32 @@ def bm25_reference(corpus_tokens: list[list[str]], query_tokens: list[str], k1: 
     return scores
 
 
+def kill_on_replace(target: str | Path, nth: int, when: str) -> None:
+    """Make this process SIGKILL itself at its ``nth`` ``os.replace`` into ``target`` (a folder), ``before`` or
+    ``after`` the rename: every koembed write ends in one (atomic files, staged folders, manifest switches),
+    so the count picks an exact point of an update to die at."""
+    real, root, calls = os.replace, str(Path(target).resolve()), 0
+
+    def replace(src, dst, *args, **kwargs):
+        nonlocal calls
+        inside = str(Path(dst).resolve()).startswith(root)
+        calls += inside
+        if inside and calls == nth and when == "before":
+            os.kill(os.getpid(), signal.SIGKILL)
+        real(src, dst, *args, **kwargs)
+        if inside and calls == nth and when == "after":
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    os.replace = replace
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "qdrant-add":  # python -m tests.helpers qdrant-add MODEL INDEX DOCS N: add, die after N upserts
+    if sys.argv[1] == "kill-on-replace":  # python -m tests.helpers kill-on-replace TARGET N before|after ARGS...
+        from koembed.cli import app
+
+        kill_on_replace(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+        app(sys.argv[5:], prog_name="koembed")
+    elif sys.argv[1] == "qdrant-add":  # python -m tests.helpers qdrant-add MODEL INDEX DOCS N: add, die after N upserts
         from koembed.data import load_documents
         from koembed.index import add_documents
         from koembed.models import load_model

@@ -7,7 +7,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from koembed.bench import DEFAULT_RETRIEVERS, evaluate_model, plot_results, results_document, run_bench, write_runs
+from koembed.bench import (
+    DEFAULT_RETRIEVERS,
+    evaluate_model,
+    plot_results,
+    results_document,
+    run_bench,
+    run_filename,
+    write_runs,
+)
 from koembed.cli.common import (
     BackendOpt,
     BatchSizeOpt,
@@ -17,6 +25,7 @@ from koembed.cli.common import (
     PrecisionOpt,
     QuietOpt,
     SplitOpt,
+    check_output,
     console,
     encode_options,
     fail,
@@ -57,10 +66,17 @@ def bench(
     """Benchmark retrievers on a retrieval set: AutoRAG tables per top-k and the card's IR suite."""
     quiet_libraries()
     ks = parse_top_k(top_k)
+    specs = retriever or list(DEFAULT_RETRIEVERS)
+    check_output(out, "--out")
+    check_output(plot, "--plot")
+    check_output(cache_dir, "--cache-dir", folder=True)
+    check_output(run_out, "--run-out", folder=True)
+    for spec in specs if run_out is not None else ():
+        check_output(run_out / run_filename(spec), "--run-out")
     try:
         rs = load_retrieval_set(data, split=split)
         console.print(f"[bold]{rs.name}[/]: {len(rs.queries)} queries, {len(rs.corpus)} passages")
-        results = run_bench(rs, retriever or list(DEFAULT_RETRIEVERS), ks,
+        results = run_bench(rs, specs, ks,
                             model=model_spec("", precision, backend, device),
                             options=encode_options(batch_size, quiet), cache_dir=cache_dir)
     except KoembedError as exc:
@@ -92,6 +108,7 @@ def eval_(
 ) -> None:
     """The card's IR suite (InformationRetrievalEvaluator definitions) for cosine and dot similarity."""
     quiet_libraries()
+    check_output(out, "--out")
     try:
         rs = load_retrieval_set(data, split=split)
         metrics = evaluate_model(rs, model_spec(model, precision, backend, device), encode_options(batch_size, quiet))

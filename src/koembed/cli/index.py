@@ -22,6 +22,7 @@ from koembed.cli.common import (
     QuietOpt,
     RayAddressOpt,
     WorkersOpt,
+    check_output,
     with_qdrant_options,
     console,
     encode_options,
@@ -96,6 +97,7 @@ def encode(
     """Encode a corpus (or one shard of it) to embedding files; rerun the same command to resume."""
     quiet_libraries()
     _check_engine(engine)
+    check_output(out, "--out", folder=True)
     try:
         docs = load_documents(corpus)
         spec = model_spec(model, precision, backend, device)
