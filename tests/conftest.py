@@ -27,3 +27,16 @@ def sample():
     from koembed.data import load_retrieval_set
 
     return load_retrieval_set()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray (2 CPUs) for the whole session, shut down at its end; yields its GCS address, where other
+    processes (a koembed CLI run) join it."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()

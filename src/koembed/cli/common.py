@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -36,6 +39,58 @@ DeviceOpt = Annotated[Optional[str], typer.Option(help="torch device (default: a
 BatchSizeOpt = Annotated[int, typer.Option(min=1, help="Encoding batch size (dense models).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 IndexDirOpt = Annotated[Path, typer.Option("--index", "-i", help="Index folder (made by koembed index build).")]
+StoreOpt = Annotated[str, typer.Option(help="faiss (a folder: the fastest on one machine) or qdrant (a collection: "
+                                       "Qdrant's local mode in --path, or a server with --url).")]
+QdrantPathOpt = Annotated[Optional[Path], typer.Option(
+    "--path", help="qdrant: local-mode storage folder (default: qdrant/ inside the index folder).")]
+QdrantUrlOpt = Annotated[Optional[str], typer.Option(
+    "--url", help="qdrant: a Qdrant server or cluster, e.g. http://HOST:6333 (instead of local mode).")]
+ApiKeyOpt = Annotated[Optional[str], typer.Option(
+    "--api-key", envvar="QDRANT_API_KEY", show_envvar=True,
+    help="Qdrant server API key (never written to the manifest).")]
+QDRANT_OPTIONS = {  # name: (annotation, default) of the options that say where a new Qdrant index goes
+    "store": (StoreOpt, "faiss"),
+    "path": (QdrantPathOpt, None),
+    "url": (QdrantUrlOpt, None),
+    "api_key": (ApiKeyOpt, None),
+    "collection": (Annotated[str, typer.Option(help="qdrant: the collection's name.")], "koembed"),
+    "shards": (Annotated[int, typer.Option(min=1, help="qdrant server: shards of the collection (shard_number).")], 1),
+    "replicas": (Annotated[int, typer.Option(min=1, help="qdrant server: copies of each shard "
+                                             "(replication_factor).")], 1),
+    "quantization": (Annotated[str, typer.Option(help="qdrant server: none, or int8 (scalar-quantised vectors in "
+                                                 "RAM, originals for rescoring).")], "none"),
+    "on_disk": (Annotated[bool, typer.Option(help="qdrant server: keep the original vectors memory-mapped on "
+                                             "disk.")], False),
+}
+
+
+def with_qdrant_options(store: str = "faiss") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command the options of :data:`QDRANT_OPTIONS` (``store`` defaulting to ``store``), declared once
+    here; the command receives them as one ``qdrant`` dict keyword argument."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != "qdrant"]
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+                                   default=store if name == "store" else default)
+                 for name, (annotation, default) in QDRANT_OPTIONS.items()]
+        keep = [p for p in own if p.name != "quiet"]
+        quiet = [p for p in own if p.name == "quiet"]  # --quiet stays last in --help
+
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            qdrant = {name: kwargs.pop(name) for name in QDRANT_OPTIONS}
+            return command(*args, qdrant=qdrant, **kwargs)
+
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in keep + added + quiet]
+        wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+EngineOpt = Annotated[str, typer.Option(help="local (this process) or ray (a Ray Data actor pool; see --address).")]
+RayAddressOpt = Annotated[Optional[str], typer.Option(
+    "--address", help="ray: a running cluster (auto, or ray://HOST:10001); default: start Ray on this machine.")]
+WorkersOpt = Annotated[int, typer.Option(min=1, help="ray: actors (model or Kiwi copies) in the pool.")]
 DOCS_HELP = ("Passages: a .jsonl or .parquet file with id and text columns, or any retrieval set "
              "(AutoRAG/BEIR folder, KorQuAD .json, 'sample'), whose corpus is used.")
 
