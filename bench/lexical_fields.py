@@ -63,16 +63,19 @@ def evaluate(rs, config: LexicalConfig | None) -> dict:
 def main() -> None:
     parser = common.parser(__doc__)
     parser.add_argument("--normalizations", default="none,max,z")
+    parser.add_argument("--fields", default=",".join(FIELDS), help="the fields to weigh (the first is fixed at 1)")
+    parser.add_argument("--only-fitted", action="store_true", help="evaluate only the fitted combinations")
     args = parser.parse_args()
+    fields = tuple(args.fields.split(","))
     sets = {name: load_retrieval_set(path, split=split) if path else load_retrieval_set()
             for name, (path, split) in {**DEV, **HELD_OUT}.items()}
-    every_field = LexicalConfig({f: 1.0 for f in FIELDS})
+    every_field = LexicalConfig({f: 1.0 for f in fields})
     started = time.perf_counter()
     problems = {name: lexical_problem(sets[name], every_field) for name in DEV}
     print(f"dev candidate scores: {time.perf_counter() - started:.0f} s", flush=True)
     fits = {}
     for normalization in args.normalizations.split(","):
-        fit = fit_weights(list(problems.values()), FIELDS, normalization)
+        fit = fit_weights(list(problems.values()), every_field.fields, normalization)
         fits[normalization] = fit
         print(json.dumps({"normalization": normalization, **fit}, ensure_ascii=False), flush=True)
     # Raw sums unless a per-query normalisation earns its cost by more than RAW_MARGIN (about 8 dev queries).
@@ -87,6 +90,8 @@ def main() -> None:
                 "unigram+char, equal, z": LexicalConfig({"unigram": 1.0, "char": 1.0}, "z"),
                 **{f"fitted ({n})" + (" = bm25-phrase" if fit is best else ""): LexicalConfig(fit["weights"], n)
                    for n, fit in fits.items()}}
+    if args.only_fitted:
+        variants = {k: v for k, v in variants.items() if k.startswith("fitted")}
     rows = []
     for name, rs in sets.items():
         for label, config in variants.items():

@@ -30,6 +30,19 @@ def sample():
 
 
 @pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray (2 CPUs) for the whole session, shut down at its end; yields its GCS address, where other
+    processes (a koembed CLI run) join it."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
 def tiny_static_dir(tmp_path_factory, sample) -> Path:
     """A tiny static model (WordPiece learned from the bundled sample, 32 dimensions) trained a few steps on the
     sample's query-passage pairs with koembed train: the static code path in seconds."""

@@ -7,7 +7,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from koembed.bench import DEFAULT_RETRIEVERS, evaluate_model, plot_results, results_document, run_bench, write_runs
+from koembed.bench import (
+    DEFAULT_RETRIEVERS,
+    evaluate_model,
+    plot_results,
+    results_document,
+    run_bench,
+    run_filename,
+    write_runs,
+)
 from koembed.cli.common import (
     BackendOpt,
     BatchSizeOpt,
@@ -19,7 +27,9 @@ from koembed.cli.common import (
     QuietOpt,
     RetrieversOpt,
     SplitOpt,
+    check_output,
     console,
+    describe_precision,
     encode_options,
     fail,
     model_spec,
@@ -51,11 +61,20 @@ def bench(
     """Benchmark retrievers on a retrieval set: AutoRAG tables per top-k and the card's IR suite."""
     quiet_libraries()
     ks = parse_top_k(top_k)
+    specs = retriever or list(DEFAULT_RETRIEVERS)
+    check_output(out, "--out")
+    check_output(plot, "--plot")
+    check_output(cache_dir, "--cache-dir", folder=True)
+    check_output(run_out, "--run-out", folder=True)
+    for spec in specs if run_out is not None else ():
+        check_output(run_out / run_filename(spec), "--run-out")
     try:
         rs = load_retrieval_set(data, split=split)
-        console.print(f"[bold]{rs.name}[/]: {len(rs.queries)} queries, {len(rs.corpus)} passages")
-        results = run_bench(rs, retriever or list(DEFAULT_RETRIEVERS), ks,
-                            model=model_spec("", precision, backend, device),
+        run_as = model_spec("", precision, backend, device)
+        console.print(f"[bold]{rs.name}[/]: {len(rs.queries)} queries, {len(rs.corpus)} passages; dense models run "
+                      f"{describe_precision(run_as)}", highlight=False)
+        results = run_bench(rs, specs, ks,
+                            model=run_as,
                             options=encode_options(batch_size, quiet), cache_dir=cache_dir)
     except KoembedError as exc:
         fail(exc)
@@ -86,9 +105,12 @@ def eval_(
 ) -> None:
     """The card's IR suite (InformationRetrievalEvaluator definitions) for cosine and dot similarity."""
     quiet_libraries()
+    check_output(out, "--out")
     try:
         rs = load_retrieval_set(data, split=split)
-        metrics = evaluate_model(rs, model_spec(model, precision, backend, device), encode_options(batch_size, quiet))
+        spec = model_spec(model, precision, backend, device)
+        console.print(f"{model} runs {describe_precision(spec)}", highlight=False)
+        metrics = evaluate_model(rs, spec, encode_options(batch_size, quiet))
     except KoembedError as exc:
         fail(exc)
     console.print(ir_table(by_similarity(metrics), title=f"{model} on {rs.name} ({len(rs.queries)} queries, "

@@ -14,6 +14,7 @@ from koembed.cli.common import (
     DeviceOpt,
     QuietOpt,
     SplitOpt,
+    check_output,
     console,
     encode_options,
     err_console,
@@ -68,6 +69,7 @@ def distill(
     """Distil a static model from a teacher with model2vec (every vocabulary token through the teacher, PCA, SIF
     weights); fine-tune it on pairs with koembed train (model.type: static, model.base: the folder)."""
     quiet_libraries()
+    check_output(out, "--out", folder=True)
     try:
         made = distill_static(teacher, out, pca_dims=pca_dims or None, device=device, overwrite=overwrite)
         training.write_model_card(out, cfg={"model": {"type": "static", "base": teacher}})
@@ -120,6 +122,7 @@ def mine(
         raise typer.BadParameter("margin must be 0 (off) or positive", param_hint="--margin")
     if out.suffix.lower() != ".jsonl":
         raise typer.BadParameter("the output is JSON lines; name it *.jsonl", param_hint="--out")
+    check_output(out, "--out")
     try:
         parse_spec(retriever)  # a typo fails before the data is read
         pairs = read_pairs(data)

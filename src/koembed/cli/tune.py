@@ -16,6 +16,7 @@ from koembed.cli.common import (
     PrecisionOpt,
     QuietOpt,
     SplitOpt,
+    check_output,
     console,
     encode_options,
     fail,
@@ -58,6 +59,7 @@ def tune_lexical(
 ) -> None:
     """Fit the weights of BM25's lexical fields on development sets; prints the bm25-fields spec to use."""
     chosen = tuple(f.strip() for f in fields.split(",") if f.strip())
+    check_output(out, "--out")
     try:
         config = LexicalConfig({f: 1.0 for f in chosen})
         problems = [lexical_problem(load_retrieval_set(d, split=split), config, (normalization,)) for d in data]
@@ -95,6 +97,8 @@ def tune_fusion(
     hybrid spec to use. The objective is the worst development set's ndcg@10 gain over its best single retriever,
     so a fusion that helps one set by hurting another is not chosen; report the spec only on other sets."""
     quiet_libraries()
+    check_output(out, "--out")
+    check_output(cache_dir, "--cache-dir", folder=True)
     fusions = [f.strip() for f in fusion.split(",") if f.strip()]
     unknown = [f for f in fusions if f not in FUSIONS]
     if unknown or not fusions:

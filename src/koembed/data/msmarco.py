@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from koembed.data._checks import read_json, require_judged, sha256_order, text_field
+from koembed.data._checks import id_field, load_json, require_judged, sha256_order, text_field
 from koembed.data.retrieval_set import RetrievalSet
 from koembed.errors import DataError
 
@@ -45,7 +45,7 @@ def read_query_positives(path: str | Path, split: Split = "all", name: str | Non
     if split not in ("all", "train", "test"):
         raise DataError(path, f"unknown split {split!r} for a query-positives file: use all, train or test",
                         field="split")
-    items = read_json(path)
+    items = load_json(path)
     if not isinstance(items, list):
         raise DataError(path, "expected a JSON list of {id, query, positive} objects")
     corpus: dict[str, str] = {}
@@ -55,7 +55,7 @@ def read_query_positives(path: str | Path, split: Split = "all", name: str | Non
     for row, item in enumerate(items, start=1):
         if not isinstance(item, dict):
             raise DataError(path, f"expected a JSON object, got {type(item).__name__}", row=row)
-        qid = text_field(path, row, "id", item.get("id"))
+        qid = id_field(path, row, "id", item.get("id"))
         if qid in queries:
             raise DataError(path, f"duplicate id {qid!r}", row=row, field="id")
         queries[qid] = text_field(path, row, "query", item.get("query"))

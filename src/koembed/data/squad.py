@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from koembed.data._checks import read_json, require_judged, sha256_order, text_field
+from koembed.data._checks import id_field, load_json, require_judged, sha256_order, text_field
 from koembed.data.retrieval_set import RetrievalSet
 from koembed.errors import DataError
 
@@ -41,7 +41,7 @@ def read_squad(path: str | Path, split: Split = "all", n_train: int = DEFAULT_TR
     if split not in ("all", "train", "test"):
         raise DataError(path, f"unknown split {split!r} for a SQuAD/KorQuAD file: use all, train or test",
                         field="split")
-    data = read_json(path)
+    data = load_json(path)
     articles = data.get("data") if isinstance(data, dict) else None
     if not isinstance(articles, list):
         raise DataError(path, "expected a top-level object with a 'data' list (SQuAD layout)", field="data")
@@ -73,7 +73,7 @@ def read_squad(path: str | Path, split: Split = "all", n_train: int = DEFAULT_TR
             for q_idx, qa in enumerate(paragraph.get("qas") or []):
                 where = f"data[].paragraphs[{p_idx}].qas[{q_idx}]"
                 _require_object(path, a_idx, where, qa)
-                qid = text_field(path, a_idx, f"{where}.id", qa.get("id"))
+                qid = id_field(path, a_idx, f"{where}.id", qa.get("id"))
                 if qid in queries:
                     raise DataError(path, f"duplicate question id {qid!r}", row=a_idx, field=f"{where}.id")
                 queries[qid] = text_field(path, a_idx, f"{where}.question", qa.get("question"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from koembed.data._checks import read_json, read_text, require_columns, text_field
+from koembed.data._checks import load_json, read_text, require_columns, text_field
 from koembed.data.pairs import Pair
 from koembed.errors import DataError
 
@@ -35,7 +35,7 @@ def _tsv_rows(path: Path, required: list[str]) -> list[tuple[int, dict[str, str]
 
 
 def _json_rows(path: Path) -> list[tuple[int, dict]]:
-    items = read_json(path)
+    items = load_json(path)
     if not isinstance(items, list):
         raise DataError(path, "expected a JSON list of objects")
     for row, item in enumerate(items, start=1):

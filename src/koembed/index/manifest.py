@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from koembed.errors import IndexStoreError, SpecError
+from koembed.files import inside, listed_files
 from koembed.files import read_manifest as read_json_manifest
 from koembed.lexical import DEFAULT as DEFAULT_LEXICAL
 from koembed.lexical import LexicalConfig
@@ -28,8 +29,13 @@ FORMAT_VERSION = 1
 KINDS = ("flat", "hnsw", "ivf")
 MANIFEST = "manifest.json"
 DENSE_FILE, PASSAGES_FILE, TOMBSTONES_FILE = "dense.faiss", "passages.jsonl", "tombstones.json"
+VERSION_FILES = (DENSE_FILE, PASSAGES_FILE, TOMBSTONES_FILE)
 VERSION_RE = re.compile(r"^v\d{6}$")
 DEFAULT_FUSION = {"fusion": "rrf", "weights": None, "rrf_k": RRF_K}  # hybrid search: BM25 half first, then dense
+REMEDY = "rebuild the index"
+# JSON types of the manifest fields that updates compute with (the others are only displayed).
+FIELD_TYPES = {"kind": str, "params": dict, "model": dict, "dimension": int, "bm25": dict, "counts": dict,
+               "next_id": int, "version_dir": str}
 
 
 @dataclass(frozen=True)
@@ -92,17 +98,28 @@ class Manifest:
         names = set(cls.__dataclass_fields__)
         missing = sorted(n for n in names if n not in data and n != "fusion")
         if missing:
-            raise IndexStoreError(f"{path}: manifest lacks {', '.join(missing)}; rebuild the index")
-        return cls(**{n: data[n] for n in names if n in data})
+            raise IndexStoreError(f"{path}: manifest lacks {', '.join(missing)}; {REMEDY}")
+        for name, kind in {**FIELD_TYPES, **({"fusion": dict} if "fusion" in data else {})}.items():
+            if not isinstance(data[name], kind) or isinstance(data[name], bool):
+                raise IndexStoreError(f"{path}: field '{name}' should be a JSON {kind.__name__}, not "
+                                      f"{data[name]!r}; {REMEDY}")
+        return cls(**{n: data[n] for n in names if n in data})  # an index built before fusions: RRF
 
 
 def read_manifest(index_dir: Path) -> Manifest:
-    """The index's manifest, checked to be one this koembed reads."""
+    """The index's manifest, checked to be one this koembed reads: ``version_dir`` is a version folder inside
+    ``index_dir`` and ``files`` lists exactly the files of a version (so every one of them is verified)."""
     path = index_dir / MANIFEST
     if not path.is_file():
         raise IndexStoreError(f"{index_dir}: no {MANIFEST}; not a koembed index (build one with koembed index build)")
-    data = read_json_manifest(path, IndexStoreError, format=None, version=FORMAT_VERSION, remedy="rebuild the index")
-    return Manifest.from_dict(data, path)
+    data = read_json_manifest(path, IndexStoreError, format=None, version=FORMAT_VERSION, remedy=REMEDY)
+    manifest = Manifest.from_dict(data, path)
+    if not VERSION_RE.match(manifest.version_dir):
+        raise IndexStoreError(f"{path}: version_dir: {manifest.version_dir!r} is not a version folder name such as "
+                              f"v000001; {REMEDY}")
+    inside(index_dir, manifest.version_dir, IndexStoreError, f"{path}: version_dir", REMEDY)
+    listed_files(manifest.files, VERSION_FILES, IndexStoreError, str(path), REMEDY)
+    return manifest
 
 
 def now() -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from koembed.errors import ModelLoadError
-from koembed.files import require_new_folder, staged_folder
+from koembed.files import require_empty_folder, staged_folder
 from koembed.models.loading import resolve_model
 from koembed.models.static import describe_static
 
@@ -52,7 +52,7 @@ def distill(teacher: str, out_dir: str | Path, pca_dims: int | None = 256, devic
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Normalize, StaticEmbedding
 
-    out_dir = require_new_folder(out_dir, ModelLoadError, overwrite)
+    out_dir = require_empty_folder(out_dir, ModelLoadError, overwrite)
     source = teacher_encoder_path(teacher)
     try:
         distilled = model2vec_distill(source, pca_dims=pca_dims, device=device, quantize_to="float32")

@@ -9,7 +9,7 @@ from typing import Any
 
 from koembed.data import sample_texts
 from koembed.errors import ModelLoadError
-from koembed.files import require_new_folder, staged_folder
+from koembed.files import require_empty_folder, staged_folder
 from koembed.models.embed import encode
 from koembed.models.loading import load_model, model_identity
 from koembed.models.onnx import OnnxEncoder, export_backend, export_onnx, is_export
@@ -38,7 +38,7 @@ def export_model(name: str, out_dir: str | Path, backend: str = "onnx-int8", ove
 
     if backend not in EXPORT_BACKENDS:
         raise ModelLoadError(f"unknown export backend {backend!r}: use {', '.join(EXPORT_BACKENDS)}")
-    require_new_folder(out_dir, ModelLoadError, overwrite)
+    require_empty_folder(out_dir, ModelLoadError, overwrite)
     source = load_model(name, device="cpu")
     static = static_module(source) is not None
     if static != (backend == "model2vec"):
@@ -67,7 +67,7 @@ def export_model2vec(model: Any, out_dir: str | Path, overwrite: bool = False) -
     from model2vec import StaticModel
     from tokenizers import Tokenizer
 
-    out_dir = require_new_folder(out_dir, ModelLoadError, overwrite)
+    out_dir = require_empty_folder(out_dir, ModelLoadError, overwrite)
     module = static_module(model)
     vectors = module.embedding.weight.detach().float().cpu().numpy()
     tokenizer = Tokenizer.from_str(module.tokenizer.to_str())

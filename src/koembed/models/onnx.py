@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from koembed.errors import ModelLoadError
-from koembed.files import checksums, read_manifest, require_new_folder, staged_folder, verify_files
+from koembed.files import checksums, inside, read_manifest, require_empty_folder, staged_folder, verify_files
 from koembed.models.spec import BACKENDS, ONNX_BACKENDS
 
 if TYPE_CHECKING:
@@ -128,7 +128,7 @@ def export_onnx(model: SentenceTransformer, out_dir: str | Path, backend: str = 
     check_backend(backend)
     if backend not in ONNX_BACKENDS:
         raise ModelLoadError(f"export writes an ONNX backend ({', '.join(ONNX_BACKENDS)}), not {backend!r}")
-    out_dir = require_new_folder(out_dir, ModelLoadError, overwrite)
+    out_dir = require_empty_folder(out_dir, ModelLoadError, overwrite)
     if next(model.parameters()).dtype != torch.float32:
         raise ModelLoadError("export needs the fp32 model: load it with --precision fp32")
     tokenizer = model.tokenizer
@@ -236,13 +236,12 @@ class OnnxEncoder:
 
         self.folder = Path(folder).expanduser()
         meta = read_meta(self.folder)
-        meta_path = self.folder / META_FILE
-        graph = self.folder / str(meta.get("file", GRAPH_FILE))
-        files = meta.get("files")
-        if not isinstance(files, dict) or graph.name not in files:
-            raise ModelLoadError(f"{meta_path}: field 'files' must list {graph.name} and its sha256")
-        verify_files(self.folder, files, META_FILE, ModelLoadError,
-                     remedy="the file was changed or damaged; export the model again")
+        remedy = "the export was changed or damaged; export the model again"
+        graph = inside(self.folder, meta.get("file", GRAPH_FILE), ModelLoadError, f"{self.folder / META_FILE}: file",
+                       remedy)
+        # Exactly the graph files: the graph, and its external weights if the folder has them.
+        graph_files = {graph.name} | ({WEIGHTS_FILE} if (self.folder / WEIGHTS_FILE).exists() else set())
+        verify_files(self.folder, meta.get("files"), META_FILE, ModelLoadError, remedy=remedy, expected=graph_files)
         self.meta = meta
         self.backend: str = meta["backend"]
         self.similarity_fn_name = meta.get("similarity_fn_name") or "cosine"

@@ -2,8 +2,9 @@
 evaluation with the card's IR suite, resumable checkpoints, torchrun-ready.
 
 Checkpoints are Hugging Face Trainer checkpoints (model, optimizer, scheduler, RNG and sampler position)
-plus a completion marker written atomically after everything else: a checkpoint without the marker (the
-process died while saving) is never resumed from, and is removed when resuming.
+plus koembed's completion marker (:mod:`koembed.training.checkpoints`): only marked checkpoints are resumed
+from, old ones are removed only after a new one is marked, and a diverged run (non-finite weights) is never
+marked nor saved as ``final/``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import logging
 import math
 import os
 import random
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +29,18 @@ from koembed.data import (
     read_query_positives,
     read_squad,
 )
-from koembed.errors import ConfigError, DataError, KoembedError
+from koembed.errors import ConfigError, DataError, KoembedError, TrainingDivergedError
 from koembed.files import staged_folder, write_json
 from koembed.models import build_model, load_model, resolve_model
 from koembed.models.static import learn_tokenizer, load_tokenizer, save_model, static_model, static_module
 from koembed.training.card import write_model_card
+from koembed.training.checkpoints import (
+    checkpoint_keeper,
+    complete_checkpoints,
+    last_complete_checkpoint,
+    non_finite_tensors,
+    remove_incomplete_checkpoints,
+)
 from koembed.training.config import (
     Config,
     HubSource,
@@ -49,7 +56,6 @@ if TYPE_CHECKING:
     from transformers import TrainerCallback
 
 log = logging.getLogger(__name__)
-COMPLETE_MARKER = "koembed-checkpoint-complete.json"
 FINAL_DIR = "final"
 
 # Architecture sizes of models we may plan for without downloading them (from their config.json).
@@ -183,27 +189,28 @@ def plan(cfg: Config, n_examples: int | None, world_size: int = 1) -> dict[str, 
     return out
 
 
-def _complete_checkpoints(output_dir: Path) -> list[Path]:
-    found = []
-    for path in output_dir.glob("checkpoint-*"):
-        if path.is_dir() and path.name.split("-")[-1].isdigit() and (path / COMPLETE_MARKER).is_file():
-            found.append(path)
-    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+def embedding_dimension(base: str) -> int | None:
+    """The model's output dimension read from its files, without loading it: the last Dense layer's
+    ``out_features`` if it has one, else the encoder's ``hidden_size``; None when unknown (a hub model that is
+    not cached)."""
+    arch = _architecture(base)
+    dimension = arch.get("hidden_size") if arch else None
+    folder = Path(resolve_model(base))
+    modules = folder / "modules.json"
+    if base not in KNOWN_ARCHITECTURES and modules.is_file():
+        for module in json.loads(modules.read_text(encoding="utf-8")):
+            dense = folder / str(module.get("path", "")) / "config.json"
+            if str(module.get("type", "")).endswith("Dense") and dense.is_file():
+                dimension = json.loads(dense.read_text(encoding="utf-8")).get("out_features", dimension)
+    return dimension
 
 
-def last_complete_checkpoint(output_dir: str | Path) -> Path | None:
-    """The newest checkpoint whose completion marker exists, or None."""
-    found = _complete_checkpoints(Path(output_dir))
-    return found[-1] if found else None
-
-
-def remove_incomplete_checkpoints(output_dir: str | Path) -> list[Path]:
-    removed = []
-    for path in Path(output_dir).glob("checkpoint-*"):
-        if path.is_dir() and not (path / COMPLETE_MARKER).is_file():
-            shutil.rmtree(path)
-            removed.append(path)
-    return removed
+def check_matryoshka(cfg: Config, dimension: int | None) -> None:
+    """Matryoshka dimensions larger than the model's embedding are a ConfigError naming the key."""
+    too_large = [d for d in cfg.loss.matryoshka_dims if dimension is not None and d > dimension]
+    if too_large:
+        raise ConfigError(f"loss.matryoshka_dims: {', '.join(map(str, too_large))} larger than the model's "
+                          f"{dimension} dimensions ({cfg.model.base})")
 
 
 def _build_model(cfg: Config, pairs: Sequence[Pair] = ()) -> SentenceTransformer:
@@ -266,21 +273,6 @@ def _to_dataset(pairs: list[Pair]):
     return Dataset.from_dict(columns)
 
 
-def _completion_marker(output_dir: Path) -> TrainerCallback:
-    from transformers import TrainerCallback
-
-    class CompletionMarker(TrainerCallback):
-        """Marks a checkpoint complete once the Trainer has written all of it (on_save runs after)."""
-
-        def on_save(self, args, state, control, **kwargs):
-            if state.is_world_process_zero:
-                ckpt = output_dir / f"checkpoint-{state.global_step}"
-                if ckpt.is_dir():
-                    write_json(ckpt / COMPLETE_MARKER, {"global_step": state.global_step, "epoch": state.epoch})
-
-    return CompletionMarker()
-
-
 def data_report(data: TrainingData) -> str:
     """One paragraph a user reads before a long run: counts, duplicates, overlap, text lengths."""
     sources = ", ".join(f"{s['type']} {s.get('path') or s.get('name')}: {s['pairs']}" for s in data.sources)
@@ -295,6 +287,8 @@ def dry_run(cfg: Config) -> tuple[dict[str, Any], str]:
     """What ``koembed train --dry-run`` prints: the validated config with the plan, and the data report.
     Reads local sources only (a hub dataset is listed without its size); loads no model."""
     local_only = all(not isinstance(s, HubSource) for s in cfg.data.train)
+    static = cfg.model.static
+    check_matryoshka(cfg, static.dim if static is not None else embedding_dimension(cfg.model.base))
     data = load_training_data(cfg, count_only_local=True)
     return {"config": cfg.model_dump(), "plan": plan(cfg, len(data.pairs) if local_only else None)}, data_report(data)
 
@@ -304,8 +298,10 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True,
     """Run the recipe. Returns the final evaluation metrics and paths. Output layout:
     ``output_dir/checkpoint-N`` (resumable), ``output_dir/final`` (the trained model with its card).
     ``report`` receives the data summary (counts, duplicates, overlap, lengths) before training starts.
-    ``callbacks`` are Hugging Face ``TrainerCallback``s added after koembed's checkpoint marker (progress
-    reporting, early stopping, fault injection in tests)."""
+    ``callbacks`` are Hugging Face ``TrainerCallback``s (progress reporting, early stopping, fault injection in
+    tests); their ``on_save`` runs after the Trainer wrote a checkpoint and before koembed marks it complete.
+    Weights that stop being finite raise :class:`~koembed.errors.TrainingDivergedError` (no ``final/``; the
+    last complete checkpoint stays)."""
     import torch
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
@@ -321,7 +317,7 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True,
         checkpoint = last_complete_checkpoint(output_dir)
         if checkpoint is None:
             log.warning("no complete checkpoint in %s: starting from the beginning", output_dir)
-    elif output_dir.exists() and _complete_checkpoints(output_dir):
+    elif output_dir.exists() and complete_checkpoints(output_dir):
         raise KoembedError(f"{output_dir} already holds checkpoints: pass --resume to continue, or choose "
                            "another output_dir")
 
@@ -331,6 +327,7 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True,
     (report or log.info)(data_report(data))
     torch.manual_seed(cfg.train.seed)
     model = _build_model(cfg, data.pairs)
+    check_matryoshka(cfg, model.get_embedding_dimension())
     loss = _build_loss(cfg, model, world_size)
     evaluator = None
     eval_name = "eval"
@@ -359,17 +356,24 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True,
         eval_steps=cfg.data.eval.steps if cfg.data.eval else None,
         save_strategy="steps",
         save_steps=cfg.train.save_steps,
-        save_total_limit=cfg.train.keep_checkpoints,
+        save_total_limit=None,  # koembed removes old ones, after marking the new one
         logging_steps=cfg.train.logging_steps,
         dataloader_drop_last=world_size > 1,  # every process gets the same number of full batches
         report_to="none",
         disable_tqdm=not show_progress,
         use_cpu=not torch.cuda.is_available(),  # also what lets bf16 autocast run on a CPU
     )
+    checkpoints = checkpoint_keeper(output_dir, model, cfg.train.keep_checkpoints)
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=_to_dataset(data.pairs), loss=loss,
-                                         evaluator=evaluator,
-                                         callbacks=[_completion_marker(output_dir), *callbacks])
+                                         evaluator=evaluator, callbacks=[*callbacks, checkpoints])
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    bad = checkpoints.diverged or non_finite_tensors(model)
+    if bad:
+        last = last_complete_checkpoint(output_dir)
+        raise TrainingDivergedError(
+            f"training diverged at step {trainer.state.global_step}: {len(bad)} weight tensors hold NaN or "
+            f"infinity (e.g. {bad[0]}); nothing was saved as {FINAL_DIR}. Lower train.learning_rate or use fp32; "
+            + (f"the last good checkpoint is {last}" if last else "no checkpoint was complete before it"))
 
     metrics: dict[str, float] = {}
     if evaluator is not None:
