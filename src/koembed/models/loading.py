@@ -110,8 +110,8 @@ def load_model(model: ModelSpec | str, **settings: Any) -> Encoder:
     name with ``settings`` such as ``precision="bf16"``) says.
 
     A static model folder (``StaticEmbedding``: koembed's static training, ``koembed distill``, a model2vec
-    folder) loads as sentence-transformers loads it, on the CPU unless a device is given, and has no length
-    limit. A local folder without ``modules.json`` (a plain Hugging Face encoder) is wrapped as BGE-m3 is:
+    folder) loads as sentence-transformers loads it, on the CPU unless a device is given, in float32 under
+    ``auto`` (a lookup gains nothing from bf16), and has no length limit. A local folder without ``modules.json`` (a plain Hugging Face encoder) is wrapped as BGE-m3 is:
     ``pooling`` (CLS by default) + normalisation. A hub id is looked up in the local cache first; if it
     is not there and the hub cannot be reached, :class:`ModelLoadError` says so and suggests a path.
     ``precision`` (see :func:`koembed.models.resolve_precision`, checked before anything is loaded) casts the
@@ -127,6 +127,8 @@ def load_model(model: ModelSpec | str, **settings: Any) -> Encoder:
     resolved_precision = resolve_precision(spec.precision, spec.device)  # fp16 on a CPU fails before a long load
     loaded = _load_torch(spec)
     static = static_module(loaded)
+    if static is not None and spec.precision == "auto":
+        resolved_precision = "fp32"  # a table lookup is no faster in bf16: auto keeps a static model exact
     if static is not None and resolved_precision == "fp32":
         loaded.float()  # vectors saved in float16 (the bundled static-ko) run in float32
     if spec.max_seq_length is not None:
