@@ -1,11 +1,11 @@
 # Two commands do all set-up on a fresh machine:
-#   make bench   - install into .venv, then benchmark bm25 and the bundled MiniLM on the bundled Korean sample
+#   make bench   - install into .venv, then benchmark BM25, the bundled static-ko and their fusion on the bundled sample
 #   make test    - install into .venv (with test extras), then run the whole test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= out
 
-.PHONY: install bench test finetune-demo clean
+.PHONY: install bench test finetune-demo static-ko clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -26,9 +26,18 @@ bench: install
 test: install
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
 
-# Main job, part two: fine-tune the bundled MiniLM on Korean pairs (needs ../shared/data), before/after table.
+# Main job, part two: train a static model on all shared pairs that are not held out and fine-tune the bundled
+# MiniLM on Korean pairs (needs ../shared/data); before/after tables.
 finetune-demo: install
+	rm -rf out/static-ko-shared
 	$(PY) bench/cpu_finetune.py --out $(OUT)/cpu_finetune.json
+
+# Regenerate the bundled Korean static model src/koembed/models/static_ko (CC BY-SA 4.0 sets of ../shared/data only)
+# and its model card; deterministic.
+static-ko: install
+	rm -rf $(OUT)/static-ko
+	$(VENV)/bin/koembed train configs/static-ko.yaml --set output_dir=$(OUT)/static-ko -q
+	$(PY) bench/static_ko.py --model $(OUT)/static-ko/final --out $(OUT)/static_ko.json
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

@@ -13,6 +13,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+KORQUAD = SHARED / "korquad-v1-dev" / "KorQuAD_v1.0_dev.json"
+MSMARCO = SHARED / "msmarco-ko" / "msmarco_kor.json"
+KORSTS_TEST = SHARED / "korsts" / "sts-test.tsv"
+# Development sets (fitting, choosing) and held-out sets (reporting) of the benchmarks: (path, split); None = sample.
+DEV_SETS = {"korquad-train": (KORQUAD, "train"), "msmarco-ko-train": (MSMARCO, "train")}
+HELD_OUT_SETS = {"korquad-test": (KORQUAD, "test"), "msmarco-ko-test": (MSMARCO, "test"), "sample": (None, None)}
+
 
 def parser(doc: str | None, out: Path | None = None) -> argparse.ArgumentParser:
     """An argument parser showing the script's docstring, with ``--out`` (write the results as JSON there;
@@ -58,3 +66,29 @@ def save(out: Path | None, result: Any) -> None:
         from koembed.files import write_json
 
         write_json(out, result)
+
+
+def load_sets(names: dict[str, tuple[Path | None, str | None]]) -> dict[str, Any]:
+    """The retrieval sets of :data:`DEV_SETS` / :data:`HELD_OUT_SETS` (or any such mapping), loaded."""
+    from koembed.data import load_retrieval_set
+
+    return {name: load_retrieval_set(path, split=split) for name, (path, split) in names.items()}
+
+
+def korsts_spearman(model: Any) -> float:
+    """Spearman correlation of the model's cosine similarities with KorSTS test's gold scores (1,379 pairs)."""
+    from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
+
+    from koembed.data.sts import read_sts
+
+    s1, s2, scores = read_sts(KORSTS_TEST)
+    evaluator = EmbeddingSimilarityEvaluator(s1, s2, [s / 5 for s in scores], name="korsts-test",
+                                             show_progress_bar=False, write_csv=False)
+    return float(evaluator(model)["korsts-test_spearman_cosine"])
+
+
+def print_markdown(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Print a Markdown table (what docs/BENCHMARKS.md shows); floats with four decimals."""
+    print("| " + " | ".join(headers) + " |\n|" + "---|" * len(headers))
+    for row in rows:
+        print("| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row) + " |")

@@ -7,7 +7,7 @@ Development (fitting) sets: KorQuAD 1.0 dev, the 100 train-side articles of the 
 the train half of the queries (SHA-256 of the ids) over all positives. Held-out sets: KorQuAD's 40 test-side
 articles, MS MARCO-ko's test half, the bundled sample. Nothing about a held-out set is used for fitting.
 
-Fitting (koembed.tuning.fit_field_weights): for each per-query normalisation (none, max, z), a grid of weights for
+Fitting (koembed.tuning.fit_weights): for each per-query normalisation (none, max, z), a grid of weights for
 the bigram, pair and char fields with the unigram weight fixed at 1 (a ranking does not change when all weights
 are scaled), each dev query's candidates being the union of every field's top 100. The objective is the
 worst-off dev set's ndcg@10 gain over unigram BM25 (then the mean gain): a combination must help on paraphrased,
@@ -28,7 +28,7 @@ from koembed.bench import score_run
 from koembed.data import load_retrieval_set
 from koembed.lexical import FIELDS, BM25Retriever, LexicalConfig
 from koembed.lexical.fields import bigrams
-from koembed.tuning import fit_field_weights, lexical_problem
+from koembed.tuning import fit_weights, lexical_problem
 
 import common
 
@@ -75,14 +75,14 @@ def main() -> None:
     print(f"dev candidate scores: {time.perf_counter() - started:.0f} s", flush=True)
     fits = {}
     for normalization in args.normalizations.split(","):
-        fit = fit_field_weights(list(problems.values()), every_field.fields, normalization)
+        fit = fit_weights(list(problems.values()), every_field.fields, normalization)
         fits[normalization] = fit
         print(json.dumps({"normalization": normalization, **fit}, ensure_ascii=False), flush=True)
     # Raw sums unless a per-query normalisation earns its cost by more than RAW_MARGIN (about 8 dev queries).
     best = max(fits.values(), key=lambda f: (f["objective"], f["mean_gain"]))
     if "none" in fits and best["objective"] - fits["none"]["objective"] <= RAW_MARGIN:
         best = fits["none"]
-    chosen = LexicalConfig(best["weights"], best["normalization"])
+    chosen = LexicalConfig(best["weights"], best["scale"])
     variants = {"unigram (bm25)": LexicalConfig(), "unigram+bigram in one bag": None,
                 "bigram": LexicalConfig({"bigram": 1.0}),
                 "pair": LexicalConfig({"pair": 1.0}), "char (bm25-char)": LexicalConfig({"char": 1.0}),
@@ -100,10 +100,9 @@ def main() -> None:
             print(json.dumps(row, ensure_ascii=False), flush=True)
     result = {"fits": fits, "chosen": chosen.to_dict(), "rows": rows}
     common.save(args.out, result)
-    print("| set | variant | acc@1 | ndcg@10 | mrr@10 | top-1 hits |\n|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['set']} | {r['variant']} | {r['accuracy@1']:.4f} | {r['ndcg@10']:.4f} | {r['mrr@10']:.4f} | "
-              f"{r['top1_hits']} |")
+    common.print_markdown(["set", "variant", "acc@1", "ndcg@10", "mrr@10", "top-1 hits"],
+                          [[r[k] for k in ("set", "variant", "accuracy@1", "ndcg@10", "mrr@10", "top1_hits")]
+                           for r in rows])
 
 
 if __name__ == "__main__":

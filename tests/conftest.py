@@ -40,3 +40,12 @@ def ray_cluster():
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_static_dir(tmp_path_factory, sample) -> Path:
+    """A tiny static model (WordPiece learned from the bundled sample, 32 dimensions) trained a few steps on the
+    sample's query-passage pairs with koembed train: the static code path in seconds."""
+    from tests.helpers import train_tiny_static
+
+    return train_tiny_static(tmp_path_factory.mktemp("tiny-static"), sample)

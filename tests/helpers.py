@@ -222,6 +222,30 @@ def kill_on_replace(target: str | Path, nth: int, when: str) -> None:
     os.replace = replace
 
 
+def train_tiny_static(folder: Path, rs, **config) -> Path:
+    """Train a tiny static model on ``rs``'s query-passage pairs with koembed train; returns its final folder.
+    ``config`` entries (``train__seed=3``) override the recipe's keys."""
+    import yaml
+
+    from koembed.data import pairs_from_retrieval_set, write_pairs
+    from koembed.training import load_config, train
+
+    folder.mkdir(parents=True, exist_ok=True)
+    write_pairs(folder / "pairs.jsonl", pairs_from_retrieval_set(rs))
+    cfg = {"model": {"type": "static", "static": {"vocab_size": 400, "dim": 32}},
+           "data": {"train": [{"type": "pairs", "path": str(folder / "pairs.jsonl")}]},
+           "train": {"batch_size": 32, "epochs": 3, "save_steps": 1000, "logging_steps": 1000},
+           "output_dir": str(folder / "run")}
+    for key, value in config.items():
+        node = cfg
+        *parents, last = key.split("__")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    (folder / "static.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    return Path(train(load_config(folder / "static.yaml"), show_progress=False)["final_model"])
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "kill-on-replace":  # python -m tests.helpers kill-on-replace TARGET N before|after ARGS...
         from koembed.cli import app

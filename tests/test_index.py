@@ -400,3 +400,20 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, tiny_model_dir, buil
     assert result.exit_code == 2
     assert (path / "manifest.json").read_bytes() == before and sorted(os.listdir(path)) == sorted(
         os.listdir(built("flat")))
+
+
+def test_tuned_fusion_is_recorded_and_used_by_hybrid_search(tmp_path, tiny_model_dir, model, queries, exact, bm25):
+    from koembed.retrieve import parse_fusion
+
+    out = tmp_path / "fused"
+    result = CliRunner().invoke(app, ["index", "build", "--model", str(tiny_model_dir), "--corpus", "sample",
+                                      "--out", str(out), "--fusion", "z@1,0.25", "-q"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "manifest.json").read_text())["fusion"] == {"fusion": "z", "weights": [1.0, 0.25],
+                                                                         "rrf_k": 60}
+    want = HybridRetriever([bm25, exact], fusion="z", weights=[1.0, 0.25]).search(queries, 10)
+    _same(load_index(out, encoder=model).search(queries, 10, mode="hybrid"), want)  # FAISS scores are float32
+    assert parse_fusion("rrf@k=20") == {"fusion": "rrf", "weights": None, "rrf_k": 20}
+    bad = CliRunner().invoke(app, ["index", "build", "--model", str(tiny_model_dir), "--corpus", "sample",
+                                   "--out", str(tmp_path / "bad"), "--fusion", "z@1,2,3", "-q"])
+    assert bad.exit_code == 2 and "3 weights for 2" in bad.output and not (tmp_path / "bad").exists()

@@ -11,7 +11,7 @@ from koembed.index import build_index, load_index
 from koembed.lexical import FIELDS, PRESETS, BM25Retriever, KiwiTokenizer, LexicalConfig, lexical_config
 from koembed.lexical.fields import field_tokens
 from koembed.retrieve import RetrieverFactory
-from koembed.tuning import fit_field_weights, lexical_problem
+from koembed.tuning import fit_weights, lexical_problem
 from tests.helpers import QUIET, lucene_bm25
 
 TEXTS = ["전세 보증금을 돌려받지 못하면 임차권등기명령을 신청한다.",
@@ -107,7 +107,7 @@ def test_weight_fitting_is_deterministic_and_does_not_depend_on_query_order(samp
     again = lexical_problem(sample, config)
     reordered = dataclasses.replace(sample, queries=dict(reversed(list(sample.queries.items()))))
     grid = (0.0, 0.3, 1.0)
-    fits = [fit_field_weights([p], FIELDS, "z", grid) for p in (first, again, lexical_problem(reordered, config))]
+    fits = [fit_weights([p], FIELDS, "z", grid) for p in (first, again, lexical_problem(reordered, config))]
     assert fits[0] == fits[1] and fits[0]["weights"] == fits[2]["weights"]
     assert fits[0]["objective"] >= 0  # weights (1, 0, 0, 0), i.e. unigram alone, are on the grid
 

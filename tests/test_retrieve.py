@@ -78,8 +78,62 @@ def test_cc_fusion_by_hand():
     assert hits["d4"] == pytest.approx(0.0)
 
 
-@pytest.mark.parametrize("spec", ["bogus", "dense:", "hybrid:bm25", "hybrid-xx:bm25+bm25", "hybrid@0.3:bm25+bm25",
-                                  "hybrid-cc@2:bm25+bm25", "hybrid-cc@w:bm25+bm25"])
+def test_z_and_dbsf_fusion_by_hand():
+    a_scores, b_scores = [10.0, 6.0, 2.0], [0.9, 0.5, 0.1, 0.1]
+    a = ListRetriever("a", {"q": list(zip(["d1", "d2", "d3"], a_scores))})
+    b = ListRetriever("b", {"q": list(zip(["d3", "d2", "d4", "d5"], b_scores))})
+
+    def z(values):
+        mean = sum(values) / len(values)
+        std = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+        return [(v - mean) / std for v in values]
+
+    za, zb = z(a_scores), z(b_scores)
+    hits = dict(HybridRetriever([a, b], fusion="z", weights=[1.0, 0.5]).search(["q"], 5)[0])
+    # a passage a run did not return counts that run's lowest z-score
+    assert hits["d1"] == pytest.approx(za[0] + 0.5 * min(zb))
+    assert hits["d2"] == pytest.approx(za[1] + 0.5 * zb[1])
+    assert hits["d4"] == pytest.approx(min(za) + 0.5 * zb[2])
+
+    def dbsf(values):
+        mean = sum(values) / len(values)
+        std = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+        return [min(1.0, max(0.0, (v - mean + 3 * std) / (6 * std))) for v in values]
+
+    da, db = dbsf(a_scores), dbsf(b_scores)
+    hits = dict(HybridRetriever([a, b], fusion="dbsf", weights=[0.3, 0.7]).search(["q"], 5)[0])
+    assert hits["d1"] == pytest.approx(0.3 * da[0])  # missing from b: 0, Qdrant's rule
+    assert hits["d3"] == pytest.approx(0.3 * da[2] + 0.7 * db[0])
+    assert hits["d5"] == pytest.approx(0.7 * db[3])
+
+
+def test_rrf_k_and_weights_and_zero_weight_drops_a_run():
+    a = ListRetriever("a", {"q": [("d1", 9.0), ("d2", 5.0)]})
+    b = ListRetriever("b", {"q": [("d2", 0.9), ("d3", 0.8)]})
+    hits = dict(HybridRetriever([a, b], rrf_k=10, weights=[1.0, 2.0]).search(["q"], 3)[0])
+    assert hits == pytest.approx({"d1": 1 / 11, "d2": 1 / 12 + 2 / 11, "d3": 2 / 12})
+    only_a = HybridRetriever([a, b], fusion="z", weights=[1.0, 0.0]).search(["q"], 3)[0]
+    assert [d for d, _ in only_a] == ["d1", "d2"]
+
+
+def test_weighted_specs_parse_and_print_back():
+    from koembed.retrieve import hybrid_spec, parse_spec
+
+    for text, fusion, weights, k in [("hybrid:bm25+bm25-char", "rrf", None, 60),
+                                     ("hybrid-cc@0.3:bm25+bm25-char+dense:m", "cc", (0.3, 0.35, 0.35), 60),
+                                     ("hybrid-z@1,0.2:bm25-phrase+dense:static-ko", "z", (1.0, 0.2), 60),
+                                     ("hybrid-rrf@k=20:bm25+dense:a+b", "rrf", None, 20),
+                                     ("hybrid-dbsf@2,1:bm25+bm25-char", "dbsf", (2.0, 1.0), 60)]:
+        spec = parse_spec(text)
+        assert (spec.fusion, spec.weights, spec.rrf_k) == (fusion, weights, k)
+        again = parse_spec(hybrid_spec(spec.children, spec.fusion, spec.weights, spec.rrf_k))
+        assert again == spec
+    assert parse_spec("hybrid-rrf@k=20:bm25+dense:a+b").children == ("bm25", "dense:a+b")
+
+
+@pytest.mark.parametrize("spec", ["bogus", "dense:", "hybrid:bm25", "hybrid-xx:bm25+bm25", "hybrid-z@k=3:bm25+bm25",
+                                  "hybrid-cc@2:bm25+bm25", "hybrid-cc@w:bm25+bm25", "hybrid-z@1,2,3:bm25+bm25",
+                                  "hybrid-dbsf@0,0:bm25+bm25", "hybrid-rrf@k=0:bm25+bm25", "hybrid-z@-1,2:bm25+bm25"])
 def test_bad_specs_raise_spec_error(spec):
     with pytest.raises(SpecError):
         RetrieverFactory(["d"], ["텍스트"], options=QUIET).get(spec)

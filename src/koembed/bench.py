@@ -21,7 +21,11 @@ from koembed.ranking import Hit
 from koembed.retrieve import DenseRetriever, RetrieverFactory, parse_spec
 
 RUN_DEPTH = IR_DEPTH  # 100: what map@100 needs, and what run files hold
-DEFAULT_RETRIEVERS = ("bm25", "bm25-phrase", "dense:minilm")
+# make bench: Kiwi BM25, its phrase-aware fields, the bundled Korean static model, and the fusion of BM25 and static-ko
+# fitted by koembed tune-fusion on KorQuAD's train articles and MS MARCO-ko's train half (docs/BENCHMARKS.md; fitted
+# with bm25-phrase instead, the dense weight is 0: static-ko adds nothing to it there).
+DEFAULT_FUSION_SPEC = "hybrid-cc@1,0.1:bm25+dense:static-ko"
+DEFAULT_RETRIEVERS = ("bm25", "bm25-phrase", "dense:static-ko", DEFAULT_FUSION_SPEC)
 
 
 @dataclass

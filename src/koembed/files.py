@@ -61,6 +61,18 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+def require_empty_folder(path: str | Path, error: type[KoembedError], overwrite: bool = False,
+                       ignore: Iterable[str] = ()) -> Path:
+    """``path`` (expanded) if it is absent or an empty folder (files named in ``ignore`` aside), or if
+    ``overwrite`` allows replacing it; otherwise ``error`` saying so, before any work is done."""
+    path = Path(path).expanduser()
+    ignored = set(ignore)
+    if path.exists() and not overwrite and (not path.is_dir() or any(p.name not in ignored for p in path.iterdir())):
+        raise error(f"{path} exists and is not empty: choose a new folder" + (" (or --overwrite)" if not ignored
+                                                                                 else ""))
+    return path
+
+
 @contextmanager
 def staged_folder(target: str | Path, *, replace: bool = False, durable: bool = False) -> Iterator[Path]:
     """Build a folder under a temporary name beside ``target``; rename it to ``target`` if the block succeeds.

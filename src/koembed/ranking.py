@@ -19,8 +19,9 @@ if TYPE_CHECKING:
 Hit = tuple[str, float]
 TIE_SLACK = 16  # extra candidates per engine search so ties at the k-th score are ordered by doc id
 RRF_K = 60  # the constant of Cormack et al. (2009), used by Elasticsearch and AutoRAG too
-FUSIONS = ("rrf", "cc")
-NORMALIZATIONS = ("none", "max", "minmax", "z")
+FUSIONS = ("rrf", "cc", "z", "dbsf")
+NORMALIZATIONS = ("none", "max", "minmax", "z", "dbsf")
+FUSION_NORMALIZATION = {"cc": "minmax", "z": "z", "dbsf": "dbsf"}  # score fusions: how each run is normalised
 
 
 def id_ranks(doc_ids: Sequence[str]) -> np.ndarray:
@@ -70,7 +71,9 @@ def normalized(values: np.ndarray, method: str) -> np.ndarray:
     """One query's scores put on a common scale before they are added to another retriever's or field's.
 
     ``none``: as they are. ``max``: divided by the largest (0 stays 0). ``minmax``: (v - min) / (max - min), a
-    constant list becomes all 1. ``z``: (v - mean) / std, a constant list becomes all 0. Returns float64.
+    constant list becomes all 1. ``z``: (v - mean) / std, a constant list becomes all 0. ``dbsf``: Qdrant's
+    distribution-based score fusion scale, (v - (mean - 3 std)) / (6 std) clipped to [0, 1], a constant list
+    becomes all 0.5 (its mean). Returns float64.
     """
     import numpy as np
 
@@ -86,30 +89,61 @@ def normalized(values: np.ndarray, method: str) -> np.ndarray:
     if method == "z":
         std = values.std()
         return (values - values.mean()) / std if std > 0 else np.zeros_like(values)
+    if method == "dbsf":
+        std = values.std()
+        if std == 0:
+            return np.full_like(values, 0.5)
+        return np.clip((values - (values.mean() - 3 * std)) / (6 * std), 0.0, 1.0)
     raise ValueError(f"unknown normalization {method!r}: use {', '.join(NORMALIZATIONS)}")
 
 
-def fuse(runs: Sequence[Sequence[Hit]], fusion: str = "rrf", weights: Sequence[float] | None = None,
-         k: int | None = None) -> list[Hit]:
-    """Fuse one query's rankings from several retrievers into one.
+def fusion_scores(scores: Sequence[float], fusion: str, rrf_k: int = RRF_K) -> tuple[np.ndarray, float]:
+    """One run's scores (best first) on ``fusion``'s scale, and the value a passage missing from the run counts.
 
-    ``rrf``: score = sum of 1 / (60 + rank), rank from 1: reciprocal-rank fusion, robust because it ignores
-    the retrievers' incomparable score scales (``weights`` do not apply). ``cc``: each run's scores are
-    min-max normalised over the run (a single or constant score becomes 1), a missing doc counts 0, and the
-    normalised scores are summed with ``weights`` (default equal).
+    ``rrf``: 1 / (rrf_k + rank), rank from 1; missing counts 0. Score fusions normalise the run's scores over its
+    own hits (:func:`normalized`): ``cc`` min-max, ``z`` z-score, ``dbsf`` mean +- 3 std; a missing passage
+    counts the scale's floor: 0 for ``cc`` and ``dbsf``, the run's lowest z-score for ``z`` (a passage the
+    retriever did not return is at best as good as its last hit, never average).
+    """
+    import numpy as np
+
+    if fusion == "rrf":
+        return 1.0 / (rrf_k + np.arange(1, len(scores) + 1, dtype=np.float64)), 0.0
+    if fusion not in FUSION_NORMALIZATION:
+        raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, not {fusion!r}")
+    values = normalized(scores, FUSION_NORMALIZATION[fusion])
+    floor = float(values.min()) if fusion == "z" and len(values) else 0.0
+    return values, floor
+
+
+def default_weights(fusion: str, n: int) -> list[float]:
+    """Weights when a spec gives none: 1 each for RRF (Cormack et al.'s sum), 1/n each for score fusions."""
+    return [1.0] * n if fusion == "rrf" else [1.0 / n] * n
+
+
+def fuse(runs: Sequence[Sequence[Hit]], fusion: str = "rrf", weights: Sequence[float] | None = None,
+         k: int | None = None, rrf_k: int = RRF_K) -> list[Hit]:
+    """Fuse one query's rankings from several retrievers into one: each passage scores the weighted sum of its
+    :func:`fusion_scores` over the runs (a run that misses it adds its floor), over the passages some run with a
+    positive weight returned; a weight of 0 leaves a run out.
+
+    ``rrf``: reciprocal-rank fusion (weights default 1: Cormack et al.'s plain sum), robust because it ignores
+    the retrievers' incomparable score scales, with ``rrf_k`` damping the top ranks. ``cc`` (min-max), ``z``
+    (z-score) and ``dbsf`` (Qdrant's 3-sigma scale) keep each retriever's score margins; weights default to 1/n.
     """
     if fusion not in FUSIONS:
         raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, not {fusion!r}")
-    weights = list(weights) if weights is not None else [1.0 / len(runs)] * len(runs)
+    weights = list(weights) if weights is not None else default_weights(fusion, len(runs))
     scores: dict[str, float] = {}
+    base = 0.0
     for weight, hits in zip(weights, runs):
-        if fusion == "rrf":
-            for rank, (doc, _) in enumerate(hits, start=1):
-                scores[doc] = scores.get(doc, 0.0) + 1.0 / (RRF_K + rank)
-        elif hits:
-            for (doc, _), norm in zip(hits, normalized([s for _, s in hits], "minmax")):
-                scores[doc] = scores.get(doc, 0.0) + weight * float(norm)
-    return sort_hits(scores, k)
+        if weight <= 0 or not hits:
+            continue
+        values, floor = fusion_scores([s for _, s in hits], fusion, rrf_k)
+        base += weight * floor
+        for (doc, _), value in zip(hits, values):
+            scores[doc] = scores.get(doc, 0.0) + weight * (float(value) - floor)
+    return sort_hits({doc: base + value for doc, value in scores.items()}, k)
 
 
 def hit_rows(hits: Sequence[Hit], text: Callable[[str], str]) -> list[dict[str, Any]]:

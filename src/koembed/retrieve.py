@@ -8,9 +8,11 @@ Specs name retrievers on the command line:
   bigrams; ``bm25-phrase`` over weighted fields (morphemes, morpheme bigrams, character bigrams);
   ``bm25-fields:unigram=1,char=0.5@z`` any weights and normalisation (:mod:`koembed.lexical.bm25`);
 - ``dense:<model>``: a hub id, local folder, or ``minilm`` (the bundled all-MiniLM-L6-v2);
-- ``hybrid:<a>+<b>`` (or ``hybrid-rrf:``): reciprocal-rank fusion of two or more specs;
-- ``hybrid-cc:<a>+<b>``: convex combination of min-max normalised scores, equal weights;
-  ``hybrid-cc@0.3:<a>+<b>`` gives the first retriever weight 0.3 and the rest share 0.7.
+- ``hybrid:<a>+<b>`` (or ``hybrid-rrf:``): reciprocal-rank fusion of two or more specs; ``hybrid-rrf@k=20:`` sets
+  RRF's k, ``hybrid-rrf@1,0.5:`` weighs the retrievers;
+- ``hybrid-cc:``, ``hybrid-z:``, ``hybrid-dbsf:``: weighted sums of min-max, z-score or 3-sigma (DBSF) normalised
+  scores; ``@w1,w2,...`` one weight per retriever (``koembed tune-fusion`` fits them), or ``@0.3`` for 0.3 on the
+  first and the rest sharing 0.7.
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from koembed.embeddings import cached_corpus_embeddings
 from koembed.errors import SpecError
 from koembed.lexical import BM25Retriever, LexicalConfig, lexical_config
 from koembed.models import EncodeOptions, Encoder, ModelSpec, encode, load_model
-from koembed.ranking import FUSIONS, TIE_SLACK, Hit, best_rows, fuse, id_ranks
+from koembed.ranking import FUSIONS, RRF_K, TIE_SLACK, Hit, best_rows, default_weights, fuse, id_ranks
 
 if TYPE_CHECKING:
     import numpy as np
@@ -151,19 +153,21 @@ class DenseRetriever:
 class HybridRetriever:
     """Fuses the rankings of two or more retrievers (:func:`koembed.ranking.fuse`).
 
-    ``fusion="rrf"``: reciprocal-rank fusion. ``fusion="cc"``: min-max normalised scores combined with
-    ``weights`` (default equal). Each child contributes its top 100 (or k if larger).
+    ``fusion``: ``rrf`` (reciprocal ranks, ``rrf_k``), ``cc`` (min-max), ``z`` (z-scores) or ``dbsf`` (3-sigma
+    scale); ``weights`` one per retriever (default :func:`koembed.ranking.default_weights`). Each child
+    contributes its top 100 (or k if larger).
     """
 
     def __init__(self, children: Sequence[Retriever], fusion: str = "rrf", weights: Sequence[float] | None = None,
-                 name: str | None = None):
+                 name: str | None = None, rrf_k: int = RRF_K):
         if len(children) < 2:
             raise ValueError("a hybrid retriever needs at least two retrievers")
         if fusion not in FUSIONS:
-            raise ValueError(f"fusion must be rrf or cc, not {fusion!r}")
+            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, not {fusion!r}")
         self.children = list(children)
         self.fusion = fusion
-        self.weights = list(weights) if weights is not None else [1.0 / len(children)] * len(children)
+        self.rrf_k = rrf_k
+        self.weights = list(weights) if weights is not None else default_weights(fusion, len(children))
         if len(self.weights) != len(self.children):
             raise ValueError("one weight per retriever")
         self.name = name or f"hybrid-{fusion}:" + "+".join(c.name for c in children)
@@ -184,7 +188,7 @@ class HybridRetriever:
     def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         depth = max(k, FUSION_DEPTH)
         runs = [child.search(queries, depth) for child in self.children]
-        return [fuse(per_query, self.fusion, self.weights, k) for per_query in zip(*runs)]
+        return [fuse(per_query, self.fusion, self.weights, k, self.rrf_k) for per_query in zip(*runs)]
 
     def score(self, queries: Sequence[str], pairs: Sequence[tuple[int, int]]) -> list[float]:
         raise SpecError(f"{self.name!r}: a fusion has no score for a passage outside its hits")
@@ -229,7 +233,7 @@ class RetrieverFactory:
                     parsed.model, model, self.doc_ids, self.texts, self.cache_dir, self.options))
             return dense
         children = [self.get(child) for child in parsed.children]
-        return HybridRetriever(children, fusion=parsed.fusion, weights=parsed.weights, name=spec)
+        return HybridRetriever(children, fusion=parsed.fusion, weights=parsed.weights, name=spec, rrf_k=parsed.rrf_k)
 
 
 @dataclass(frozen=True)
@@ -240,6 +244,12 @@ class Spec:
     children: tuple[str, ...] = ()
     fusion: str = "rrf"
     weights: tuple[float, ...] | None = None
+    rrf_k: int = RRF_K
+
+
+HYBRID_HEADS = {"hybrid": "rrf", "hybrid-rrf": "rrf", **{f"hybrid-{f}": f for f in FUSIONS}}
+SPEC_HELP = ("bm25, bm25-char, bm25-phrase, bm25-fields:<field>=<w>,..., dense:<model>, hybrid:<a>+<b> (RRF), "
+             "hybrid-<rrf|cc|z|dbsf>[@w1,w2,...][,k=K]:<a>+<b>")
 
 
 def parse_spec(spec: str) -> Spec:
@@ -255,36 +265,68 @@ def parse_spec(spec: str) -> Spec:
         return Spec("dense", model=model)
     if spec.startswith("hybrid"):
         head, sep, rest = spec.partition(":")
-        fusion, weight = _parse_hybrid_head(head, spec)
         children = _split_children(rest) if sep else []
         if len(children) < 2:
             raise SpecError(f"{spec!r}: a hybrid needs two or more retrievers, e.g. hybrid:bm25+dense:minilm")
         for child in children:
             parse_spec(child)
-        weights = None
-        if weight is not None:
-            weights = (weight,) + ((1.0 - weight) / (len(children) - 1),) * (len(children) - 1)
-        return Spec("hybrid", children=tuple(children), fusion=fusion, weights=weights)
-    raise SpecError(f"unknown retriever {spec!r}: use bm25, bm25-char, bm25-phrase, bm25-fields:<field>=<w>,..., "
-                    "dense:<model>, hybrid:<a>+<b> or hybrid-cc:<a>+<b>")
+        fusion, weights, rrf_k = _parse_hybrid_head(head, spec, len(children))
+        return Spec("hybrid", children=tuple(children), fusion=fusion, weights=weights, rrf_k=rrf_k)
+    raise SpecError(f"unknown retriever {spec!r}: use {SPEC_HELP}")
 
 
-def _parse_hybrid_head(head: str, spec: str) -> tuple[str, float | None]:
-    name, _, weight_text = head.partition("@")
-    fusion = {"hybrid": "rrf", "hybrid-rrf": "rrf", "hybrid-cc": "cc"}.get(name)
+def hybrid_spec(children: Sequence[str], fusion: str, weights: Sequence[float] | None = None,
+                rrf_k: int = RRF_K) -> str:
+    """The spec :func:`parse_spec` reads back as this fusion: ``hybrid-z@1,0.2:bm25-phrase+dense:static-ko``."""
+    params = [f"{w:g}" for w in weights] if weights is not None else []
+    if fusion == "rrf" and rrf_k != RRF_K:
+        params.append(f"k={rrf_k}")
+    return f"hybrid-{fusion}" + ("@" + ",".join(params) if params else "") + ":" + "+".join(children)
+
+
+def parse_fusion(text: str, n: int = 2) -> dict[str, Any]:
+    """A fusion of ``n`` retrievers named without them, as ``koembed index build --fusion`` takes it (``rrf``,
+    ``rrf@k=20``, ``z@1,0.2``: the head of a hybrid spec): ``{"fusion", "weights", "rrf_k"}``."""
+    fusion, weights, rrf_k = _parse_hybrid_head("hybrid-" + text.strip(), text, n)
+    return {"fusion": fusion, "weights": list(weights) if weights is not None else None, "rrf_k": rrf_k}
+
+
+def _parse_hybrid_head(head: str, spec: str, n: int) -> tuple[str, tuple[float, ...] | None, int]:
+    """(fusion, weights, rrf_k) of ``hybrid-FUSION[@PARAMS]``. PARAMS: one weight per retriever, or a single
+    weight w in [0, 1] for the first with the rest sharing 1 - w (the older ``hybrid-cc@0.3`` form), and for
+    RRF ``k=K``."""
+    name, _, params = head.partition("@")
+    fusion = HYBRID_HEADS.get(name)
     if fusion is None:
-        raise SpecError(f"{spec!r}: unknown fusion {name!r}; use hybrid, hybrid-rrf or hybrid-cc")
-    if not weight_text:
-        return fusion, None
-    if fusion != "cc":
-        raise SpecError(f"{spec!r}: a weight (@w) only applies to hybrid-cc")
-    try:
-        weight = float(weight_text)
-    except ValueError:
-        raise SpecError(f"{spec!r}: weight {weight_text!r} is not a number") from None
-    if not 0.0 <= weight <= 1.0:
-        raise SpecError(f"{spec!r}: weight must be between 0 and 1")
-    return fusion, weight
+        raise SpecError(f"{spec!r}: unknown fusion {name!r}; use " + ", ".join(HYBRID_HEADS))
+    weights: list[float] = []
+    rrf_k = RRF_K
+    for item in (p.strip() for p in params.split(",") if p.strip()):
+        key, eq, value = item.partition("=")
+        if eq:
+            if key.strip() != "k" or fusion != "rrf":
+                raise SpecError(f"{spec!r}: {item!r}: only RRF takes a parameter, k=K")
+            if not value.strip().isdigit() or int(value) < 1:
+                raise SpecError(f"{spec!r}: RRF's k must be a positive integer, not {value!r}")
+            rrf_k = int(value)
+            continue
+        try:
+            weights.append(float(item))
+        except ValueError:
+            raise SpecError(f"{spec!r}: weight {item!r} is not a number") from None
+    if not weights:
+        return fusion, None, rrf_k
+    if any(not (w >= 0 and w != float("inf")) for w in weights):
+        raise SpecError(f"{spec!r}: weights must be non-negative numbers")
+    if len(weights) == 1:
+        if not weights[0] <= 1.0:
+            raise SpecError(f"{spec!r}: a single weight is the first retriever's share, between 0 and 1")
+        weights += [(1.0 - weights[0]) / (n - 1)] * (n - 1)
+    if len(weights) != n:
+        raise SpecError(f"{spec!r}: {len(weights)} weights for {n} retrievers; give one per retriever")
+    if not any(w > 0 for w in weights):
+        raise SpecError(f"{spec!r}: at least one weight must be positive")
+    return fusion, tuple(weights), rrf_k
 
 
 def _split_children(rest: str) -> list[str]:

@@ -1,22 +1,24 @@
 """The ``koembed`` command line: thin wrappers over the library, no logic of their own.
 
 Every command is registered here, so this is the list of what the CLI offers; each lives in the module
-of its subject (:mod:`.evaluate`, :mod:`.train`, :mod:`.index`, :mod:`.serve`), and options shared by several
-commands are declared once in :mod:`.common`.
+of its subject (:mod:`.evaluate`, :mod:`.tune`, :mod:`.train`, :mod:`.index`, :mod:`.serve`), and options shared by
+several commands are declared once in :mod:`.common`.
 """
 
 import typer
 
-from koembed.cli import evaluate, index, serve, train
+from koembed.cli import evaluate, index, serve, train, tune
 
 app = typer.Typer(help="Korean text embeddings for retrieval (RAG): benchmark, train, index, search and serve.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 app.command()(evaluate.bench)
 app.command("eval")(evaluate.eval_)
 app.command()(evaluate.inspect)
-app.command("tune-lexical")(evaluate.tune_lexical)
+app.command("tune-lexical")(tune.tune_lexical)
+app.command("tune-fusion")(tune.tune_fusion)
 app.command()(train.train)
 app.command()(train.card)
+app.command()(train.distill)
 app.command()(train.mine)
 app.command("encode")(index.encode)
 app.command()(index.export)

@@ -21,7 +21,8 @@ from koembed.models import EncodeOptions, ModelSpec, resolve_precision
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Hub id, local folder, or 'minilm'.")]
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Hub id, local folder, 'static-ko' (the bundled "
+                                       "Korean static model) or 'minilm'.")]
 DataOpt = Annotated[Optional[str], typer.Option(
     "--data", "-d", help="Retrieval set: AutoRAG folder (qa.parquet + corpus.parquet), BEIR folder "
     "(corpus.jsonl, queries.jsonl, qrels/), or SQuAD/KorQuAD .json. Default: the bundled Korean sample.")]
@@ -38,6 +39,15 @@ BackendOpt = Annotated[str, typer.Option(
 DeviceOpt = Annotated[Optional[str], typer.Option(help="torch device (default: auto).")]
 BatchSizeOpt = Annotated[int, typer.Option(min=1, help="Encoding batch size (dense models).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+RetrieversOpt = Annotated[Optional[list[str]], typer.Option(
+    "--retriever", "-r", help="Retriever spec, repeatable: bm25, bm25-char, bm25-phrase (morphemes + morpheme "
+    "bigrams and pairs + character bigrams, weighted), bm25-fields:FIELD=W,..., dense:<model> (hub id, folder, "
+    "'static-ko' (the bundled Korean static model) or 'minilm'), hybrid:<a>+<b> (reciprocal-rank fusion), "
+    "hybrid-<rrf|cc|z|dbsf>[@w1,w2,...][,k=K]:<a>+<b> (weighted fusion; koembed tune-fusion fits it). Default: "
+    "bm25, bm25-phrase, dense:static-ko and the tuned fusion of bm25 and static-ko.")]
+CacheDirOpt = Annotated[Optional[Path], typer.Option(
+    help="Store dense corpus embeddings here and reuse them in later runs (per model, precision and corpus); an "
+    "interrupted encoding resumes.")]
 IndexDirOpt = Annotated[Path, typer.Option("--index", "-i", help="Index folder (made by koembed index build).")]
 StoreOpt = Annotated[str, typer.Option(help="faiss (a folder: the fastest on one machine) or qdrant (a collection: "
                                        "Qdrant's local mode in --path, or a server with --url).")]

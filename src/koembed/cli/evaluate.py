@@ -19,11 +19,13 @@ from koembed.bench import (
 from koembed.cli.common import (
     BackendOpt,
     BatchSizeOpt,
+    CacheDirOpt,
     DataOpt,
     DeviceOpt,
     ModelOpt,
     PrecisionOpt,
     QuietOpt,
+    RetrieversOpt,
     SplitOpt,
     check_output,
     console,
@@ -37,18 +39,12 @@ from koembed.cli.common import (
 from koembed.data import load_retrieval_set
 from koembed.errors import KoembedError
 from koembed.files import write_json
-from koembed.lexical import FIELDS, LexicalConfig
 from koembed.metrics.tables import autorag_tables, by_similarity, ir_table
-from koembed.tuning import WEIGHT_GRID, fit_field_weights, lexical_problem
 
 
 def bench(
     data: DataOpt = None,
-    retriever: Annotated[Optional[list[str]], typer.Option(
-        "--retriever", "-r", help="Retriever spec, repeatable: bm25, dense:<model> (hub id, folder or 'minilm'), "
-        "bm25-char, bm25-phrase (morphemes + morpheme bigrams and pairs + character bigrams, weighted), "
-        "bm25-fields:FIELD=W,..., hybrid:<a>+<b> (reciprocal-rank fusion), hybrid-cc[@w]:<a>+<b> (min-max score "
-        "fusion). Default: bm25, bm25-phrase and dense:minilm.")] = None,
+    retriever: RetrieversOpt = None,
     top_k: Annotated[str, typer.Option("--top-k", help="AutoRAG top-k values.")] = "1,3,5,10,50",
     out: Annotated[Optional[Path], typer.Option(help="Write results as JSON here.")] = None,
     run_out: Annotated[Optional[Path], typer.Option(
@@ -59,9 +55,7 @@ def bench(
     device: DeviceOpt = None,
     precision: PrecisionOpt = "fp32",
     backend: BackendOpt = "torch",
-    cache_dir: Annotated[Optional[Path], typer.Option(
-        help="Store dense corpus embeddings here and reuse them in later runs (per model, precision and corpus); "
-        "an interrupted encoding resumes.")] = None,
+    cache_dir: CacheDirOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Benchmark retrievers on a retrieval set: AutoRAG tables per top-k and the card's IR suite."""
@@ -138,30 +132,3 @@ def inspect(data: DataOpt = None, split: SplitOpt = None) -> None:
                   f"passages: {s['passages']} (mean {s['passage_chars_mean']:.0f} chars, "
                   f"max {s['passage_chars_max']}), relevant groups per query: mean {s['groups_mean']:.2f}, "
                   f"max {s['groups_max']}")
-
-
-def tune_lexical(
-    data: Annotated[list[str], typer.Option(
-        "--data", "-d", help="Development retrieval set, repeatable (any layout bench reads). Fit on data you will "
-        "not report on: e.g. KorQuAD --split train and MS MARCO-ko --split train.")],
-    split: SplitOpt = None,
-    fields: Annotated[str, typer.Option(help="Fields to weigh; the first is fixed at weight 1.")] = ",".join(FIELDS),
-    normalization: Annotated[str, typer.Option(
-        help="Per-query normalisation of each field's scores before the weighted sum: none (raw BM25 sums, what "
-        "a search engine computes in one pass), max or z.")] = "none",
-    out: Annotated[Optional[Path], typer.Option(help="Write the fit (weights, gains per set) as JSON here.")] = None,
-) -> None:
-    """Fit the weights of BM25's lexical fields on development sets; prints the bm25-fields spec to use."""
-    chosen = tuple(f.strip() for f in fields.split(",") if f.strip())
-    try:
-        config = LexicalConfig({f: 1.0 for f in chosen})
-        problems = [lexical_problem(load_retrieval_set(d, split=split), config, (normalization,)) for d in data]
-        fit = fit_field_weights(problems, config.fields, normalization, WEIGHT_GRID)
-    except (KoembedError, ValueError) as exc:
-        fail(exc)
-    for name, row in fit["dev"].items():
-        console.print(f"{name}: ndcg@10 {row['unigram']:.4f} -> {row['ndcg@10']:.4f}", highlight=False)
-    spec = "bm25-fields:" + ",".join(f"{f}={w:g}" for f, w in fit["weights"].items()) + f"@{normalization}"
-    console.print(f"spec: {spec}", highlight=False)
-    if out is not None:
-        write_json(out, {**fit, "spec": spec, "data": list(data), "split": split})

@@ -49,6 +49,7 @@ from koembed.lexical import DEFAULT_SPEC, lexical_config
 from koembed.models.export import export_model
 from koembed.ranking import hit_rows
 from koembed.ray_engine import RayOptions, encode_corpus_ray, tokenize_ray
+from koembed.retrieve import parse_fusion
 
 def _target(store: str, path: Optional[Path], url: Optional[str], api_key: Optional[str], collection: str,
             shards: int, replicas: int, quantization: str, on_disk: bool) -> Optional[QdrantTarget]:
@@ -121,10 +122,12 @@ def export(
     out: Annotated[Path, typer.Option(help="New (or empty) folder for the exported copy.")],
     backend: Annotated[str, typer.Option(help="onnx (fp32 graph) or onnx-int8 (int8 MatMul weights, per "
                                          "channel; 1.6x (MiniLM) to 4x (bge-m3 size) torch fp32's speed on a "
-                                         "VNNI CPU).")] = "onnx-int8",
+                                         "VNNI CPU); model2vec for a static model (runs with numpy alone).")
+                       ] = "onnx-int8",
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")] = False,
 ) -> None:
-    """Export a model to ONNX (optionally int8) for onnxruntime; use the folder as any model (--model DIR)."""
+    """Export a model to ONNX (optionally int8) for onnxruntime, or a static model to model2vec; use the folder as
+    any model (--model DIR)."""
     quiet_libraries()
     try:
         report = export_model(model, out, backend=backend, overwrite=overwrite)
@@ -146,6 +149,11 @@ def index_build(
     lexical: Annotated[str, typer.Option(
         help="BM25 half: bm25 (Kiwi morphemes), bm25-char (character bigrams), bm25-phrase (morphemes, morpheme "
         "bigrams and pairs, character bigrams, weighted) or bm25-fields:FIELD=WEIGHT,...")] = DEFAULT_SPEC,
+    fusion: Annotated[str, typer.Option(
+        help="How hybrid search fuses the BM25 half and the dense half: rrf (reciprocal ranks, k=60), rrf@k=K, or "
+        "z|dbsf|cc@W_BM25,W_DENSE (weighted normalised scores; koembed tune-fusion fits them for your model). "
+        "FAISS store only.")
+                      ] = "rrf",
     batch_size: BatchSizeOpt = 32,
     from_embeddings: Annotated[Optional[list[Path]], typer.Option(
         "--from-embeddings", help="Take the vectors from koembed encode output instead of encoding (repeatable: "
@@ -165,7 +173,11 @@ def index_build(
     _check_engine(engine)
     try:
         target = _target(**qdrant)
-        params = IndexParams(kind=kind, lexical=lexical_config(lexical, required=True))
+        if target is not None and fusion.strip() != "rrf":
+            raise typer.BadParameter("a Qdrant index fuses with Qdrant's own RRF or DBSF (or koembed's weighted "
+                                     "fusion through Index.search(weights=...)); --fusion is for --store faiss",
+                                     param_hint="--fusion")
+        params = IndexParams(kind=kind, lexical=lexical_config(lexical, required=True), fusion=parse_fusion(fusion))
         docs = load_documents(corpus)
         tokens = (tokenize_ray(list(docs.values()), RayOptions(address, workers), show_progress=not quiet)
                   if engine == "ray" else None)
@@ -227,8 +239,9 @@ def index_show(index: IndexDirOpt, api_key: ApiKeyOpt = None) -> None:
 def search(
     query: Annotated[str, typer.Argument(help="The query text.")],
     index: IndexDirOpt,
-    mode: Annotated[str, typer.Option(help="hybrid (RRF of both, as the server's /search), dense (embeddings) "
-                                           "or bm25 (the index's lexical fields).")] = "hybrid",
+    mode: Annotated[str, typer.Option(help="hybrid (the fusion of both the index was built with, as the server's "
+                                           "/search), dense (embeddings) or bm25 (the index's lexical fields).")
+                    ] = "hybrid",
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Number of hits.")] = 10,
     json_: Annotated[bool, typer.Option("--json", help="One JSON object per hit (rank, docid, score, text).")] = False,
     api_key: ApiKeyOpt = None,

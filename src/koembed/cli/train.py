@@ -25,6 +25,7 @@ from koembed.cli.common import (
 )
 from koembed.data import load_retrieval_set, read_pairs, write_pairs
 from koembed.errors import KoembedError
+from koembed.models.distill import distill as distill_static
 from koembed.retrieve import parse_spec
 
 
@@ -54,6 +55,27 @@ def train(
         fail(exc)
     console.print_json(json.dumps({k: summary[k] for k in ("examples", "global_step", "metrics", "final_model")
                                    if k in summary}, ensure_ascii=False))
+
+
+def distill(
+    teacher: Annotated[str, typer.Option(help="Teacher model: hub id (dragonkue/BGE-m3-ko, BAAI/bge-m3), a "
+                                         "sentence-transformers or Hugging Face encoder folder, or an alias.")],
+    out: Annotated[Path, typer.Option(help="Folder for the static model (a sentence-transformers model).")],
+    pca_dims: Annotated[int, typer.Option(min=0, help="Output dimension (PCA of the teacher's token vectors); 0 "
+                                          "keeps the teacher's.")] = 256,
+    device: Annotated[str, typer.Option(help="Where the teacher runs (cpu, cuda).")] = "cpu",
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")] = False,
+) -> None:
+    """Distil a static model from a teacher with model2vec (every vocabulary token through the teacher, PCA, SIF
+    weights); fine-tune it on pairs with koembed train (model.type: static, model.base: the folder)."""
+    quiet_libraries()
+    check_output(out, "--out", folder=True)
+    try:
+        made = distill_static(teacher, out, pca_dims=pca_dims or None, device=device, overwrite=overwrite)
+        training.write_model_card(out, cfg={"model": {"type": "static", "base": teacher}})
+    except KoembedError as exc:
+        fail(exc)
+    console.print_json(json.dumps(made, ensure_ascii=False))
 
 
 def card(

@@ -9,7 +9,9 @@ from koembed.data.msmarco import read_query_positives
 from koembed.data.pairs import Pair, pairs_from_retrieval_set, read_pairs, write_pairs
 from koembed.data.retrieval_set import RetrievalSet
 from koembed.data.squad import read_squad, split_titles
+from koembed.data.sts import nli_pairs, read_nli, read_sts, sts_pairs
 
 __all__ = ["Pair", "RetrievalSet", "load_documents", "load_retrieval_set", "pairs_from_retrieval_set",
-           "read_autorag", "read_beir", "read_documents", "read_pairs", "read_query_positives", "read_squad",
-           "sample_path", "sample_texts", "split_titles", "validate_documents", "write_pairs"]
+           "nli_pairs", "read_autorag", "read_beir", "read_documents", "read_nli", "read_pairs", "read_query_positives",
+           "read_squad", "read_sts", "sample_path", "sample_texts", "split_titles", "sts_pairs", "validate_documents",
+           "write_pairs"]

@@ -97,7 +97,7 @@ def _write_new_index(model_name: str, encoder: Encoder, doc_ids: list[str], text
     manifest = Manifest(kind=params.kind, params=recorded, model=model_record(model_name, encoder),
                         dimension=int(vectors.shape[1]), normalized_by=normalized_by(encoder),
                         bm25=bm25_record(params.lexical), counts={"passages": len(pids), "deleted": 0, "tombstones": 0},
-                        next_id=len(pids), created=created, updated=created)
+                        next_id=len(pids), created=created, updated=created, fusion=dict(params.fusion))
     state = IndexState(manifest, index, pids, doc_ids, texts, tokens, set())
     new_folder = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ from koembed.files import inside, listed_files
 from koembed.files import read_manifest as read_json_manifest
 from koembed.lexical import DEFAULT as DEFAULT_LEXICAL
 from koembed.lexical import LexicalConfig
+from koembed.ranking import RRF_K
 
 FORMAT_VERSION = 1
 KINDS = ("flat", "hnsw", "ivf")
@@ -30,6 +31,7 @@ MANIFEST = "manifest.json"
 DENSE_FILE, PASSAGES_FILE, TOMBSTONES_FILE = "dense.faiss", "passages.jsonl", "tombstones.json"
 VERSION_FILES = (DENSE_FILE, PASSAGES_FILE, TOMBSTONES_FILE)
 VERSION_RE = re.compile(r"^v\d{6}$")
+DEFAULT_FUSION = {"fusion": "rrf", "weights": None, "rrf_k": RRF_K}  # hybrid search: BM25 half first, then dense
 REMEDY = "rebuild the index"
 # JSON types of the manifest fields that updates compute with (the others are only displayed).
 FIELD_TYPES = {"kind": str, "params": dict, "model": dict, "dimension": int, "bm25": dict, "counts": dict,
@@ -40,7 +42,9 @@ FIELD_TYPES = {"kind": str, "params": dict, "model": dict, "dimension": int, "bm
 class IndexParams:
     """What to build: the FAISS ``kind`` and its settings (HNSW graph degree and beam widths; IVF lists and lists
     probed, None for the defaults of :func:`koembed.index.faiss.faiss_index_params`), and the ``lexical`` fields
-    of the BM25 half (default: the best measured, :data:`koembed.lexical.DEFAULT`)."""
+    of the BM25 half (default: the best measured, :data:`koembed.lexical.DEFAULT`), and how ``hybrid`` search fuses
+    the BM25 and dense halves (``fusion``, ``weights`` for BM25 then dense, ``rrf_k``: :data:`DEFAULT_FUSION` is
+    reciprocal-rank fusion; ``koembed tune-fusion`` fits a better one for a given model)."""
 
     kind: str = "flat"
     hnsw_m: int = 32
@@ -49,6 +53,7 @@ class IndexParams:
     nlist: int | None = None
     nprobe: int | None = None
     lexical: LexicalConfig = DEFAULT_LEXICAL
+    fusion: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_FUSION))
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -79,6 +84,7 @@ class Manifest:
     updated: str
     version_dir: str = ""
     files: dict[str, str] = field(default_factory=dict)
+    fusion: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_FUSION))  # absent before 0.1: RRF
     similarity: str = "cosine"
     format_version: int = FORMAT_VERSION
     koembed_version: str = ""
@@ -90,14 +96,14 @@ class Manifest:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], path: Path) -> Manifest:
         names = set(cls.__dataclass_fields__)
-        missing = sorted(n for n in names if n not in data)
+        missing = sorted(n for n in names if n not in data and n != "fusion")
         if missing:
             raise IndexStoreError(f"{path}: manifest lacks {', '.join(missing)}; {REMEDY}")
-        for name, kind in FIELD_TYPES.items():
+        for name, kind in {**FIELD_TYPES, **({"fusion": dict} if "fusion" in data else {})}.items():
             if not isinstance(data[name], kind) or isinstance(data[name], bool):
                 raise IndexStoreError(f"{path}: field '{name}' should be a JSON {kind.__name__}, not "
                                       f"{data[name]!r}; {REMEDY}")
-        return cls(**{n: data[n] for n in names})
+        return cls(**{n: data[n] for n in names if n in data})  # an index built before fusions: RRF
 
 
 def read_manifest(index_dir: Path) -> Manifest:

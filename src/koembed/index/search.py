@@ -1,9 +1,10 @@
 """A loaded index: dense (FAISS), bm25 and hybrid search over its passages.
 
 Hits are ``(doc_id, score)``, best first, ties by ascending doc id, as every koembed retriever returns them;
-``hybrid`` is :class:`koembed.retrieve.HybridRetriever`'s reciprocal-rank fusion of the two parts. BM25 is
-koembed's :class:`koembed.lexical.BM25Retriever`, rebuilt from each passage's stored tokens without re-analysing
-any text (IDF depends on the whole corpus, so its statistics are recomputed rather than stored).
+``hybrid`` is :class:`koembed.retrieve.HybridRetriever`'s fusion of the two parts (the one the index was built
+with: reciprocal-rank fusion by default). BM25 is koembed's :class:`koembed.lexical.BM25Retriever`, rebuilt from
+each passage's stored tokens without re-analysing any text (IDF depends on the whole corpus, so its statistics are
+recomputed rather than stored).
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ class Index:
         """Top-``k`` ``(doc_id, score)`` per query, best first, ties by ascending doc id.
 
         ``dense``: cosine similarity (FAISS); ``bm25``: BM25 score, only passages sharing a term with the
-        query; ``hybrid``: reciprocal-rank fusion of both (HybridRetriever, each part's top max(k, 100)).
+        query; ``hybrid``: the fusion of both the index was built with (HybridRetriever, each part's top
+        max(k, 100); reciprocal-rank fusion unless ``koembed index build --fusion`` chose another).
         """
         if mode not in MODES:
             raise SpecError(f"unknown search mode {mode!r}: use {', '.join(MODES)}")
@@ -107,8 +109,9 @@ class Index:
             return self._dense_search(queries, k)
         if mode == "bm25":
             return self._bm25_part().search(queries, k)
-        hybrid = HybridRetriever([_DensePart(self._dense_search), self._bm25_part()], fusion="rrf",
-                                 name="hybrid:dense+bm25")
+        fusion = self.manifest.fusion
+        hybrid = HybridRetriever([self._bm25_part(), _DensePart(self._dense_search)], fusion=fusion["fusion"],
+                                 weights=fusion["weights"], rrf_k=fusion["rrf_k"], name="hybrid:bm25+dense")
         return hybrid.search(queries, k)
 
     def _bm25_part(self) -> BM25Retriever:

@@ -20,7 +20,16 @@ from typing import Any
 
 from koembed import __version__
 from koembed.errors import IndexStoreError
-from koembed.files import checksums, fsync_path, remove_staged, staged_folder, verify_files, write_json, write_jsonl
+from koembed.files import (
+    checksums,
+    fsync_path,
+    remove_staged,
+    require_empty_folder,
+    staged_folder,
+    verify_files,
+    write_json,
+    write_jsonl,
+)
 from koembed.index.faiss import set_faiss_search_params
 from koembed.index.manifest import (
     DENSE_FILE,
@@ -33,6 +42,9 @@ from koembed.index.manifest import (
     now,
     read_manifest,
 )
+
+LOCK = ".lock"  # the index's lock file (flock), present in a folder a build is about to fill
+
 
 @dataclass
 class IndexState:
@@ -55,7 +67,7 @@ def locked(index_dir: Path) -> Iterator[None]:
     except ImportError:  # pragma: no cover - Windows
         yield
         return
-    with open(index_dir / ".lock", "a") as handle:
+    with open(index_dir / LOCK, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -67,8 +79,7 @@ def require_new_folder(out_dir: Path) -> None:
     if (out_dir / MANIFEST).exists():
         raise IndexStoreError(f"{out_dir} already holds an index: update it with koembed index add/delete, "
                               "or choose a new folder")
-    if out_dir.exists() and (not out_dir.is_dir() or any(p.name != ".lock" for p in out_dir.iterdir())):
-        raise IndexStoreError(f"{out_dir} exists and is not an empty folder: choose a new folder")
+    require_empty_folder(out_dir, IndexStoreError, ignore=(LOCK,))
 
 
 def verify(index_dir: Path, manifest: Manifest) -> None:

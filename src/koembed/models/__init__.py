@@ -4,11 +4,11 @@ encoding (:mod:`.embed`), the ONNX backends (:mod:`.onnx`, :mod:`.export`) and t
 The names below are the public surface; import from the submodules for the rest.
 """
 
-from koembed.models.embed import encode
+from koembed.models.embed import encode, length_limit, token_lengths
 from koembed.models.loading import BGE_M3, MODEL_ALIASES, build_model, load_model, model_identity, resolve_model
 from koembed.models.precision import expected_precision, model_precision, resolve_precision
 from koembed.models.spec import BACKENDS, PRECISIONS, EncodeOptions, Encoder, ModelSpec
 
 __all__ = ["BACKENDS", "BGE_M3", "MODEL_ALIASES", "PRECISIONS", "EncodeOptions", "Encoder", "ModelSpec",
-           "build_model", "encode", "expected_precision", "load_model", "model_identity", "model_precision",
-           "resolve_model", "resolve_precision"]
+           "build_model", "encode", "expected_precision", "length_limit", "load_model", "model_identity",
+           "model_precision", "resolve_model", "resolve_precision", "token_lengths"]

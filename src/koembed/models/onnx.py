@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from koembed.errors import ModelLoadError
-from koembed.files import checksums, inside, read_manifest, staged_folder, verify_files
+from koembed.files import checksums, inside, read_manifest, require_empty_folder, staged_folder, verify_files
 from koembed.models.spec import BACKENDS, ONNX_BACKENDS
 
 if TYPE_CHECKING:
@@ -128,9 +128,7 @@ def export_onnx(model: SentenceTransformer, out_dir: str | Path, backend: str = 
     check_backend(backend)
     if backend not in ONNX_BACKENDS:
         raise ModelLoadError(f"export writes an ONNX backend ({', '.join(ONNX_BACKENDS)}), not {backend!r}")
-    out_dir = Path(out_dir).expanduser()
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
-        raise ModelLoadError(f"{out_dir} exists and is not empty: choose a new folder (or --overwrite)")
+    out_dir = require_empty_folder(out_dir, ModelLoadError, overwrite)
     if next(model.parameters()).dtype != torch.float32:
         raise ModelLoadError("export needs the fp32 model: load it with --precision fp32")
     tokenizer = model.tokenizer

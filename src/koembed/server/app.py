@@ -44,10 +44,17 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 
 from koembed.errors import KoembedError
 from koembed.index import Index, load_index
-from koembed.models import EncodeOptions, Encoder, ModelSpec, encode, load_model
+from koembed.models import EncodeOptions, Encoder, ModelSpec, encode, length_limit, load_model
 from koembed.ranking import hit_rows
 from koembed.server.batching import Batcher
-from koembed.server.config import API_KEY_ENV, DEFAULT_HOST, ServerLimits, check_exposure, is_loopback
+from koembed.server.config import (
+    API_KEY_ENV,
+    DEFAULT_HOST,
+    NO_LIMIT_MAX_TOKENS,
+    ServerLimits,
+    check_exposure,
+    is_loopback,
+)
 from koembed.server.errors import ApiError, error_response, validation_response
 from koembed.server.gate import Gate
 from koembed.server.observability import ServerMetrics
@@ -81,10 +88,8 @@ def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, a
         api_key = os.environ.get(API_KEY_ENV)
     api_key = api_key or None
     dimension = int(model.get_embedding_dimension())
-    model_limit = model.max_seq_length
-    max_tokens = limits.max_input_tokens or model_limit
-    if max_tokens is None:
-        raise ValueError("the model has no max_seq_length: set ServerLimits.max_input_tokens")
+    model_limit = length_limit(model)
+    max_tokens = limits.max_input_tokens or model_limit or NO_LIMIT_MAX_TOKENS
     if model_limit is not None and max_tokens > model_limit:
         raise ValueError(f"max_input_tokens={max_tokens} exceeds the model's max_seq_length={model_limit}: the "
                          "model would silently truncate what the server accepted")

@@ -12,13 +12,15 @@ DEFAULT_HOST = "127.0.0.1"
 MAX_SEARCH_K = 1000
 ROUTES = ("/v1/embeddings", "/search", "/health", "/metrics")  # metric labels; anything else is "other"
 OPEN_ROUTES = frozenset({"/health"})  # reachable without the API key
+NO_LIMIT_MAX_TOKENS = 8192  # max_input_tokens for a model that reads any length (a static model): bge-m3's limit
 
 
 @dataclass(frozen=True)
 class ServerLimits:
     """Request limits and batching settings of one app.
 
-    ``max_input_tokens`` (default: the model's ``max_seq_length``, which it may not exceed) applies to every
+    ``max_input_tokens`` (default: the model's ``max_seq_length``, which it may not exceed, or
+    :data:`NO_LIMIT_MAX_TOKENS` for a model without one, such as a static model) applies to every
     text the server embeds; a longer embedding input is refused with 413 unless ``truncate`` (server-wide)
     or the request's ``"truncate": true`` asks for its first ``max_input_tokens`` tokens instead. Search
     queries are never truncated. ``max_batch_tokens`` and ``max_wait_ms`` bound one dynamic batch;

@@ -1,4 +1,4 @@
-"""Token counts of request texts, exactly as the model's tokenizer counts them (special tokens included)."""
+"""Token counts of request texts, exactly as the model reads them (special tokens included where it adds them)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import threading
 from collections.abc import Sequence
 
 from koembed.models import Encoder
+from koembed.models.static import static_module
 
 
 class TokenCounter:
@@ -21,11 +22,12 @@ class TokenCounter:
         tokenizer = getattr(model, "tokenizer", None)
         if tokenizer is None:
             raise ValueError("the model has no tokenizer to count tokens with")
-        backend = getattr(tokenizer, "backend_tokenizer", None)
-        self._lock = threading.Lock()
-        if backend is not None:  # a fast tokenizer: a Rust copy, safe to share between threads read-only
-            from tokenizers import Tokenizer
+        from tokenizers import Tokenizer
 
+        backend = tokenizer if isinstance(tokenizer, Tokenizer) else getattr(tokenizer, "backend_tokenizer", None)
+        self._lock = threading.Lock()
+        self._special = static_module(model) is None  # a static model reads no special tokens
+        if backend is not None:  # a fast tokenizer: a Rust copy, safe to share between threads read-only
             self._fast = Tokenizer.from_str(backend.to_str())
             self._fast.no_truncation()
             self._fast.no_padding()
@@ -37,7 +39,7 @@ class TokenCounter:
     def __call__(self, texts: Sequence[str]) -> list[int]:
         if self._fast is not None:  # encode_batch_fast skips the character offsets we do not need
             batch = getattr(self._fast, "encode_batch_fast", self._fast.encode_batch)
-            return [len(e.ids) for e in batch(list(texts), add_special_tokens=True)]
+            return [len(e.ids) for e in batch(list(texts), add_special_tokens=self._special)]
         with self._lock:
             ids = self._slow(list(texts), add_special_tokens=True, truncation=False, padding=False,
                              verbose=False)["input_ids"]

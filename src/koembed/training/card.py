@@ -11,6 +11,7 @@ import yaml
 
 from koembed.files import atomic_open
 from koembed.metrics.tables import autorag_markdown, ir_markdown
+from koembed.models.static import describe_static
 
 
 def _model_index(name: str, dataset: str, metrics: dict[str, float]) -> list[dict[str, Any]]:
@@ -21,19 +22,36 @@ def _model_index(name: str, dataset: str, metrics: dict[str, float]) -> list[dic
     }]}]
 
 
-def _architecture(model_dir: Path) -> str:
+def _architecture(model_dir: Path) -> tuple[str, dict[str, Any] | None]:
+    """The model as sentence-transformers prints it, and what it is if it is a static model."""
     try:
         from sentence_transformers import SentenceTransformer
 
-        return str(SentenceTransformer(str(model_dir), device="cpu"))
+        model = SentenceTransformer(str(model_dir), device="cpu")
+        return str(model), describe_static(model)
     except Exception as exc:  # the card must still be written
-        return f"(could not load the model to print it: {exc})"
+        return f"(could not load the model to print it: {exc})", None
+
+
+def _what_it_is(base: str, static: dict[str, Any] | None, trained: bool) -> list[str]:
+    if static is None:
+        return [f"A Korean retrieval embedding model fine-tuned from `{base}` with koembed."]
+    origin = (f"fine-tuned from `{base}`" if base not in ("unknown", None) and trained
+              else f"distilled from `{base}` with model2vec" if base not in ("unknown", None)
+              else "trained from random vectors")
+    return [f"A **static** Korean embedding model ({origin}) made with koembed: a vector per word piece "
+            f"({static['vocab_size']:,} pieces, {static['tokenizer']} tokenizer, {static['dim']} dimensions); a text's "
+            "embedding is the mean of its pieces' vectors, L2-normalised. No attention and no length limit: it "
+            "encodes thousands of passages a second on a CPU, and word order is ignored, so much of what it "
+            "matches is word overlap. Compare it with its untrained baseline (same tokenizer, random vectors) "
+            "before reading its scores as semantics."]
 
 
 def render_card(model_dir: Path, cfg: dict[str, Any] | None, training: dict[str, Any] | None,
                 bench: dict[str, Any] | None) -> str:
     name = model_dir.resolve().name if model_dir.name != "final" else model_dir.resolve().parent.name
-    base = (cfg or {}).get("model", {}).get("base", "unknown")
+    base = (cfg or {}).get("model", {}).get("base") or "unknown"
+    architecture, static = _architecture(model_dir)
     metrics = (training or {}).get("metrics") or {}
     eval_name = ((training or {}).get("eval") or {}).get("path") or "evaluation set"
     meta: dict[str, Any] = {
@@ -41,24 +59,26 @@ def render_card(model_dir: Path, cfg: dict[str, Any] | None, training: dict[str,
         "tags": ["sentence-transformers", "sentence-similarity", "feature-extraction", "koembed"],
         "base_model": base,
     }
+    if static is not None:
+        meta["tags"].append("static-embeddings")
     if metrics:
         meta["model-index"] = _model_index(name, Path(eval_name).name, metrics)
     lines = ["---", yaml.safe_dump(meta, allow_unicode=True, sort_keys=False).strip(), "---", "",
-             f"# {name}", "",
-             f"A Korean retrieval embedding model fine-tuned from `{base}` with koembed.", "",
-             "## Model", "", "```", _architecture(model_dir), "```", "",
+             f"# {name}", "", *_what_it_is(base, static, training is not None), "",
+             "## Model", "", "```", architecture, "```", "",
              "## Usage", "", "```python", "from sentence_transformers import SentenceTransformer", "",
              f'model = SentenceTransformer("{name}")',
              'queries = model.encode(["전세 보증금은 언제 돌려받나요?"])',
              'passages = model.encode(["임대차 계약이 끝나면 임대인은 보증금을 반환해야 합니다."])',
              "print(model.similarity(queries, passages))", "```", ""]
-    if cfg:
+    if cfg and cfg.get("train"):
         train, loss = cfg.get("train", {}), cfg.get("loss", {})
         lines += ["## Training", "", "| hyperparameter | value |", "|---|---|"]
+        model_rows = ([("static", cfg.get("model", {}).get("static") or f"continued from {base}")] if static else
+                      [("max_seq_length", cfg.get("model", {}).get("max_seq_length")),
+                       ("pooling", cfg.get("model", {}).get("pooling"))])
         for key, value in [("loss", loss.get("name")), ("mini_batch_size", loss.get("mini_batch_size")),
-                           ("matryoshka_dims", loss.get("matryoshka_dims") or "-"),
-                           ("max_seq_length", cfg.get("model", {}).get("max_seq_length")),
-                           ("pooling", cfg.get("model", {}).get("pooling"))] + list(train.items()):
+                           ("matryoshka_dims", loss.get("matryoshka_dims") or "-")] + model_rows + list(train.items()):
             lines.append(f"| {key} | {value} |")
         lines.append("")
     if training:

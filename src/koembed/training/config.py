@@ -29,11 +29,43 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+class StaticConfig(Strict):
+    """A new static model (``model.type: static`` without ``base``): its tokenizer and dimension."""
+
+    tokenizer: str = Field("learn", description="'learn' (from the training texts) or a folder / model whose "
+                           "tokenizer.json is used (a teacher's)")
+    tokenizer_model: Literal["wordpiece", "unigram"] = "wordpiece"
+    vocab_size: StrictInt = Field(30000, ge=100, description="learned tokenizers: most word pieces")
+    lowercase: StrictBool = True
+    dim: StrictInt = Field(512, gt=0)
+
+
 class ModelConfig(Strict):
-    base: str = Field(description="hub id (BAAI/bge-m3), local folder, or 'minilm'")
+    type: Literal["transformer", "static"] = Field(
+        "transformer", description="transformer: an encoder (base); static: a StaticEmbedding (mean of token "
+        "vectors), new (static section) or continued from base (a static model folder, e.g. koembed distill's)")
+    base: str | None = Field(None, description="hub id (BAAI/bge-m3), local folder, or 'minilm'; for a static "
+                             "model, a static model folder to fine-tune")
     pooling: Literal["cls", "mean"] = "cls"
     normalize: StrictBool = True
     max_seq_length: StrictInt = Field(512, gt=0)
+    static: StaticConfig | None = None
+    save_dtype: Literal["float32", "float16"] = Field(
+        "float32", description="static models: the dtype of the saved vectors (float16 halves the file; loaded "
+        "back as float32)")
+
+    @model_validator(mode="after")
+    def _base_or_static(self) -> ModelConfig:
+        if self.type == "transformer":
+            if not self.base:
+                raise ValueError("model.base is required for a transformer model")
+            if self.static is not None or self.save_dtype != "float32":
+                raise ValueError("model.static and model.save_dtype apply only to model.type: static")
+        elif self.base and self.static is not None:
+            raise ValueError("a static model is either new (model.static) or continued from model.base, not both")
+        elif not self.base and self.static is None:
+            self.static = StaticConfig()
+        return self
 
 
 class FileSource(Strict):
@@ -55,9 +87,24 @@ class SquadSource(FileSource):
 
 
 class QueryPositivesSource(FileSource):
-    """The MS MARCO-ko layout: [{id, query, positive: [...]}, ...], one pair per positive."""
+    """The MS MARCO-ko layout: [{id, query, positive: [...]}, ...], one pair per positive; ``split`` train or
+    test keeps one half of the queries (by SHA-256 of the id), as ``--split`` does for evaluation."""
 
     type: Literal["query_positives"]
+    split: Literal["all", "train", "test"] = "all"
+
+
+class StsSource(FileSource):
+    """Similar sentence pairs: a KorSTS TSV or KLUE STS JSON, pairs scored at least ``min_score`` (0-5)."""
+
+    type: Literal["sts"]
+    min_score: float = Field(3.5, ge=0, le=5)
+
+
+class NliSource(FileSource):
+    """Entailment pairs (premise -> hypothesis): a KorNLI TSV or KLUE NLI JSON."""
+
+    type: Literal["nli"]
 
 
 class HubSource(Strict):
@@ -68,7 +115,8 @@ class HubSource(Strict):
     positive_column: str = "positive"
 
 
-Source = Annotated[Union[PairsSource, SquadSource, QueryPositivesSource, HubSource], Field(discriminator="type")]
+Source = Annotated[Union[PairsSource, SquadSource, QueryPositivesSource, StsSource, NliSource, HubSource],
+                   Field(discriminator="type")]
 
 
 class EvalConfig(Strict):
@@ -108,11 +156,15 @@ class TrainConfig(Strict):
     logging_steps: StrictInt = Field(10, gt=0)
 
 
+STATIC_LOSS_DEFAULTS = {"name": "mnrl"}
+STATIC_TRAIN_DEFAULTS = {"batch_size": 512, "learning_rate": 0.2, "epochs": 10.0, "warmup_ratio": 0.1}
+
+
 class Config(Strict):
     model: ModelConfig
     data: DataConfig
-    loss: LossConfig = LossConfig()
-    train: TrainConfig = TrainConfig()
+    loss: LossConfig = Field(default_factory=LossConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
     output_dir: str
 
     @field_validator("output_dir")
@@ -124,9 +176,28 @@ class Config(Strict):
 
     @model_validator(mode="after")
     def _matryoshka_fits(self) -> Config:
+        if self.model.type == "static":
+            self._static_defaults()
         if any(d <= 0 for d in self.loss.matryoshka_dims):
             raise ValueError("loss.matryoshka_dims must be positive")
+        static = self.model.static
+        if static is not None and any(d > static.dim for d in self.loss.matryoshka_dims):
+            raise ValueError(f"loss.matryoshka_dims must not exceed model.static.dim ({static.dim})")
         return self
+
+    def _static_defaults(self) -> None:
+        """A static model's CPU defaults, for every key the config leaves out: plain MNRL (a lookup table has no
+        activations to cache), batch 512, learning rate 0.2, 10 epochs, Matryoshka dims halving down to 32."""
+        for section, defaults in ((self.loss, STATIC_LOSS_DEFAULTS), (self.train, STATIC_TRAIN_DEFAULTS)):
+            for key, value in defaults.items():
+                if key not in section.model_fields_set:
+                    setattr(section, key, value)
+        if "matryoshka_dims" not in self.loss.model_fields_set and self.model.static is not None:
+            dims, d = [], self.model.static.dim
+            while d >= 32:
+                dims.append(d)
+                d //= 2
+            self.loss.matryoshka_dims = dims
 
 
 def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:

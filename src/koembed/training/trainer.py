@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from koembed.data import (
     Pair,
+    nli_pairs,
+    sts_pairs,
     load_retrieval_set,
     pairs_from_retrieval_set,
     read_pairs,
@@ -30,6 +32,7 @@ from koembed.data import (
 from koembed.errors import ConfigError, DataError, KoembedError, TrainingDivergedError
 from koembed.files import staged_folder, write_json
 from koembed.models import build_model, load_model, resolve_model
+from koembed.models.static import learn_tokenizer, load_tokenizer, save_model, static_model, static_module
 from koembed.training.card import write_model_card
 from koembed.training.checkpoints import (
     checkpoint_keeper,
@@ -38,7 +41,15 @@ from koembed.training.checkpoints import (
     non_finite_tensors,
     remove_incomplete_checkpoints,
 )
-from koembed.training.config import Config, HubSource, PairsSource, QueryPositivesSource, SquadSource
+from koembed.training.config import (
+    Config,
+    HubSource,
+    NliSource,
+    PairsSource,
+    QueryPositivesSource,
+    SquadSource,
+    StsSource,
+)
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -67,7 +78,11 @@ def _read_source(source, seed: int) -> list[Pair]:
     if isinstance(source, SquadSource):
         return pairs_from_retrieval_set(read_squad(source.path, split=source.split, n_train=source.train_articles))
     if isinstance(source, QueryPositivesSource):
-        return pairs_from_retrieval_set(read_query_positives(source.path))
+        return pairs_from_retrieval_set(read_query_positives(source.path, split=source.split))
+    if isinstance(source, StsSource):
+        return sts_pairs(source.path, source.min_score)
+    if isinstance(source, NliSource):
+        return nli_pairs(source.path)
     if isinstance(source, HubSource):
         from datasets import load_dataset
 
@@ -163,7 +178,7 @@ def plan(cfg: Config, n_examples: int | None, world_size: int = 1) -> dict[str, 
     mini = cfg.loss.mini_batch_size if cfg.loss.name == "cached_mnrl" else cfg.train.batch_size
     out["mini_batch_size"] = mini
     out["mini_batches_per_column_per_step"] = math.ceil(cfg.train.batch_size / mini)
-    arch = _architecture(cfg.model.base)
+    arch = _architecture(cfg.model.base) if cfg.model.type == "transformer" and cfg.model.base else None
     if arch:
         s, b, h, a, layers = (cfg.model.max_seq_length, mini, arch["hidden_size"], arch["num_attention_heads"],
                               arch["num_hidden_layers"])
@@ -198,7 +213,9 @@ def check_matryoshka(cfg: Config, dimension: int | None) -> None:
                           f"{dimension} dimensions ({cfg.model.base})")
 
 
-def _build_model(cfg: Config) -> SentenceTransformer:
+def _build_model(cfg: Config, pairs: Sequence[Pair] = ()) -> SentenceTransformer:
+    if cfg.model.type == "static":
+        return _build_static(cfg, pairs)
     local = Path(resolve_model(cfg.model.base))
     if local.is_dir() and not (local / "modules.json").exists():
         model = build_model(str(local), pooling=cfg.model.pooling, normalize=cfg.model.normalize)
@@ -206,6 +223,28 @@ def _build_model(cfg: Config) -> SentenceTransformer:
         model = load_model(cfg.model.base, pooling=cfg.model.pooling)  # type: ignore[assignment]
     model.max_seq_length = cfg.model.max_seq_length
     return model
+
+
+def _build_static(cfg: Config, pairs: Sequence[Pair]) -> SentenceTransformer:
+    """A static model: continued from ``model.base``, or new over a tokenizer learned from the training texts
+    (queries, positives and negatives of ``pairs``) or taken from a folder, with seeded random vectors."""
+    if cfg.model.base:
+        model = load_model(cfg.model.base, device="cpu")
+        if static_module(model) is None:
+            raise KoembedError(f"model.base {cfg.model.base!r} is not a static model (no StaticEmbedding); use "
+                               "model.type: transformer, or a folder made by koembed distill or a static training")
+        return model  # type: ignore[return-value]
+    static = cfg.model.static
+    assert static is not None  # the config's validator fills it in
+    if static.tokenizer == "learn":
+        texts = (t for p in pairs for t in (p.query, p.positive, *p.negatives))
+        try:
+            tokenizer = learn_tokenizer(texts, static.tokenizer_model, static.vocab_size, static.lowercase)
+        except ValueError as exc:
+            raise ConfigError(f"model.static.vocab_size: {exc}") from None
+    else:
+        tokenizer = load_tokenizer(resolve_model(static.tokenizer))
+    return static_model(tokenizer, static.dim, seed=cfg.train.seed)
 
 
 def _build_loss(cfg: Config, model, world_size: int = 1):
@@ -248,7 +287,8 @@ def dry_run(cfg: Config) -> tuple[dict[str, Any], str]:
     """What ``koembed train --dry-run`` prints: the validated config with the plan, and the data report.
     Reads local sources only (a hub dataset is listed without its size); loads no model."""
     local_only = all(not isinstance(s, HubSource) for s in cfg.data.train)
-    check_matryoshka(cfg, embedding_dimension(cfg.model.base))
+    static = cfg.model.static
+    check_matryoshka(cfg, static.dim if static is not None else embedding_dimension(cfg.model.base))
     data = load_training_data(cfg, count_only_local=True)
     return {"config": cfg.model_dump(), "plan": plan(cfg, len(data.pairs) if local_only else None)}, data_report(data)
 
@@ -286,7 +326,7 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True,
         raise DataError(cfg.data.train[0].model_dump().get("path", "data.train"), "no training examples")
     (report or log.info)(data_report(data))
     torch.manual_seed(cfg.train.seed)
-    model = _build_model(cfg)
+    model = _build_model(cfg, data.pairs)
     check_matryoshka(cfg, model.get_embedding_dimension())
     loss = _build_loss(cfg, model, world_size)
     evaluator = None
@@ -349,7 +389,7 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True,
     if trainer.is_world_process_zero():
         final = output_dir / FINAL_DIR
         with staged_folder(final, replace=True) as staging:
-            model.save(str(staging))
+            save_model(model, staging, cfg.model.save_dtype)
             write_json(staging / "koembed_training.json", {"config": cfg.model_dump(), **summary})
             write_model_card(staging, cfg=cfg.model_dump(), training=summary, bench=None)
         summary["final_model"] = str(final)

@@ -1,0 +1,185 @@
+"""Static embedding models: a vector per token, a text is the mean of its tokens' vectors (sentence-transformers'
+``StaticEmbedding``, then ``Normalize``), so encoding is a table lookup: thousands of passages a second on a CPU.
+
+A static model needs a tokenizer; :func:`learn_tokenizer` learns one with Hugging Face ``tokenizers`` from the
+training texts (WordPiece or Unigram), normalised with NFKC and optionally lower-cased. NFKC keeps Hangul syllables
+whole (NFKD would decompose them into jamo, tripling every Korean word). :func:`load_tokenizer` takes one from a
+folder (a ``tokenizer.json``) or a teacher model. :func:`static_model` builds the model with seeded random vectors:
+untrained, it is a random projection of the bag of word pieces (the baseline every trained number is compared with).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from koembed.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+    from tokenizers import Tokenizer
+
+TOKENIZER_MODELS = ("wordpiece", "unigram")
+UNK = "[UNK]"
+CONTINUATION = "##"
+
+
+def learn_tokenizer(texts: Iterable[str], model: str = "wordpiece", vocab_size: int = 30000,
+                    lowercase: bool = True, min_frequency: int = 2) -> Tokenizer:
+    """A tokenizer learned from ``texts``: NFKC (+ lower-case) normalisation, split at whitespace and punctuation,
+    then WordPiece (``##`` continuations, as BERT) or Unigram (SentencePiece's model) up to ``vocab_size`` pieces.
+    No special token but ``[UNK]``: a static model adds none.
+
+    WordPiece is deterministic: the same texts give the same tokenizer, byte for byte. ``tokenizers`` alone is not
+    (huggingface/tokenizers#1794: it numbers the ``##`` continuation pieces in hash-map order, and ids break ties
+    between equally frequent merges), so every continuation piece is declared up front in sorted order, then the
+    learned vocabulary is rebuilt as a plain WordPiece model. Unigram learns the same pieces run to run, but their
+    scores vary in the last digits (floating-point sums in hash-map order).
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    if model not in TOKENIZER_MODELS:
+        raise ValueError(f"unknown tokenizer model {model!r}: use {', '.join(TOKENIZER_MODELS)}")
+    texts = list(texts)
+    normalizer = normalizers.Sequence([normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else []))
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    if model == "unigram":
+        tokenizer = Tokenizer(models.Unigram())
+        tokenizer.normalizer, tokenizer.pre_tokenizer = normalizer, pre_tokenizer
+        tokenizer.decoder = decoders.Metaspace()
+        try:
+            tokenizer.train_from_iterator(texts, trainer=trainers.UnigramTrainer(
+                vocab_size=vocab_size, special_tokens=[UNK], unk_token=UNK, show_progress=False))
+        except Exception as exc:  # tokenizers raises a bare Exception: too small a vocabulary for the alphabet
+            raise ValueError(f"unigram tokenizer: {exc} (vocab_size {vocab_size}); raise vocab_size") from None
+        return tokenizer
+    continuations = set()
+    for text in texts:
+        for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)):
+            continuations.update(CONTINUATION + c for c in word[1:])
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False,
+                                        special_tokens=[UNK, *sorted(continuations)])
+    learner = Tokenizer(models.WordPiece(unk_token=UNK))
+    learner.normalizer, learner.pre_tokenizer = normalizer, pre_tokenizer
+    learner.train_from_iterator(texts, trainer=trainer)
+    tokenizer = Tokenizer(models.WordPiece(learner.get_vocab(), unk_token=UNK, continuing_subword_prefix=CONTINUATION))
+    tokenizer.normalizer, tokenizer.pre_tokenizer = normalizer, pre_tokenizer
+    tokenizer.decoder = decoders.WordPiece()
+    return tokenizer
+
+
+def load_tokenizer(source: str | Path) -> Tokenizer:
+    """A fast tokenizer from a folder holding ``tokenizer.json`` (any model folder, a teacher's included) or a
+    ``tokenizer.json`` file; a hub id is loaded with transformers' ``AutoTokenizer`` (local cache or hub)."""
+    from tokenizers import Tokenizer
+
+    path = Path(str(source)).expanduser()
+    if path.is_file():
+        return Tokenizer.from_file(str(path))
+    if path.is_dir():
+        if (path / "tokenizer.json").is_file():
+            return Tokenizer.from_file(str(path / "tokenizer.json"))
+        raise ModelLoadError(f"{path} holds no tokenizer.json (a fast tokenizer): pass a model or tokenizer folder")
+    if str(source).startswith((".", "/", "~")):
+        raise ModelLoadError(f"no tokenizer at {source}")
+    from transformers import AutoTokenizer
+
+    try:
+        loaded = AutoTokenizer.from_pretrained(str(source))
+    except OSError as exc:
+        raise ModelLoadError(f"could not load the tokenizer of {source!r} ({exc}); download the model where the "
+                             "hub is reachable and pass its folder") from None
+    backend = getattr(loaded, "backend_tokenizer", None)
+    if backend is None:
+        raise ModelLoadError(f"{source!r} has no fast tokenizer, which a static model needs")
+    return backend
+
+
+def static_model(tokenizer: Tokenizer, dim: int = 512, seed: int = 42, weights: Any = None,
+                 device: str | None = "cpu") -> SentenceTransformer:
+    """``StaticEmbedding`` (mean of token vectors) + ``Normalize`` over ``tokenizer``'s vocabulary.
+
+    Without ``weights`` the vectors are drawn from N(0, 1) with ``seed`` (torch's default ``EmbeddingBag``
+    initialisation): the untrained baseline. Runs on the CPU by default, where a table lookup is fastest.
+    """
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, StaticEmbedding
+
+    if weights is None:
+        generator = torch.Generator().manual_seed(seed)
+        weights = torch.randn(tokenizer.get_vocab_size(), dim, generator=generator)
+    embedding = StaticEmbedding(tokenizer, embedding_weights=weights)
+    return SentenceTransformer(modules=[embedding, Normalize()], device=device)
+
+
+def static_module(model: Any) -> Any | None:
+    """The ``StaticEmbedding`` a model starts with, or None for any other model (a transformer, an ONNX copy)."""
+    from sentence_transformers.sentence_transformer.modules import StaticEmbedding
+
+    try:
+        first = model[0]
+    except (TypeError, IndexError, KeyError):
+        return None
+    return first if isinstance(first, StaticEmbedding) else None
+
+
+def is_static_folder(path: str | Path) -> bool:
+    """Whether a model folder holds a static model (``modules.json`` naming a StaticEmbedding first), without
+    loading it; also true of model2vec folders, which sentence-transformers loads the same way."""
+    import json
+
+    modules = Path(path).expanduser() / "modules.json"
+    if not modules.is_file():
+        return False
+    try:
+        first = json.loads(modules.read_text(encoding="utf-8"))[0]
+    except (ValueError, IndexError, KeyError, TypeError):
+        return False
+    return str(first.get("type", "")).endswith("StaticEmbedding")
+
+
+def describe_static(model: Any) -> dict[str, Any] | None:
+    """What a static model is, for cards and logs: vocabulary size, dimension, tokenizer kind; None otherwise."""
+    module = static_module(model)
+    if module is None:
+        return None
+    tokenizer = module.tokenizer
+    return {"type": "static", "vocab_size": int(module.num_embeddings), "dim": int(module.embedding_dim),
+            "tokenizer": type(tokenizer.model).__name__,
+            "normalizer": type(tokenizer.normalizer).__name__ if tokenizer.normalizer is not None else None}
+
+
+def token_texts(texts: Sequence[str], tokenizer: Tokenizer) -> list[list[str]]:
+    """The word pieces of ``texts`` (no special tokens), as the static model sees them; for inspection."""
+    return [e.tokens for e in tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+
+
+def untrained_like(model: Any, seed: int = 42) -> SentenceTransformer:
+    """The untrained baseline of a static model: the same tokenizer and dimension, seeded random vectors. Its
+    scores are what bag-of-word-piece overlap alone gives; a trained model's gain over it is what training added."""
+    module = static_module(model)
+    if module is None:
+        raise ModelLoadError("the untrained baseline is defined for static models only")
+    from tokenizers import Tokenizer
+
+    return static_model(Tokenizer.from_str(module.tokenizer.to_str()), module.embedding_dim, seed=seed)
+
+
+def save_model(model: Any, folder: str | Path, dtype: str = "float32") -> None:
+    """``model.save(folder)``; a static model's vectors in ``dtype`` (``float16`` halves the file: the bundled
+    model ships so). :func:`koembed.models.load_model` loads them back as float32 unless asked otherwise."""
+    import torch
+
+    module = static_module(model)
+    if dtype == "float32" or module is None:
+        model.save(str(folder))
+        return
+    weight = module.embedding.weight
+    original = weight.data
+    weight.data = original.to(getattr(torch, dtype))
+    try:
+        model.save(str(folder))
+    finally:
+        weight.data = original
