@@ -18,6 +18,7 @@ from koembed.metrics import AUTORAG_TOP_K, IR_DEPTH, autorag_metrics, ir_metrics
 from koembed.metrics.tables import AUTORAG_HEADERS, SIMILARITIES
 from koembed.models import EncodeOptions, ModelSpec, load_model
 from koembed.ranking import Hit
+from koembed.rerank import DEFAULT_RERANK_DEPTH
 from koembed.retrieve import DenseRetriever, RetrieverFactory, parse_spec
 
 RUN_DEPTH = IR_DEPTH  # 100: what map@100 needs, and what run files hold
@@ -48,17 +49,19 @@ def score_run(rs: RetrievalSet, hits: dict[str, list[Hit]], top_k: Sequence[int]
 
 def run_bench(rs: RetrievalSet, specs: Sequence[str], top_k: Sequence[int] = AUTORAG_TOP_K,
               model: ModelSpec = ModelSpec(""), options: EncodeOptions = EncodeOptions(),
-              cache_dir: str | Path | None = None) -> list[RetrieverResult]:
+              cache_dir: str | Path | None = None, rerank_depth: int = DEFAULT_RERANK_DEPTH
+              ) -> list[RetrieverResult]:
     """Fit and run each retriever spec on ``rs`` and score it. Dense models are loaded once per bench and run as
-    ``model`` says (precision, backend, device; :func:`koembed.models.load_model`); with ``cache_dir`` dense
-    corpus embeddings are stored and reused across runs (same model and corpus)."""
+    ``model`` says (precision, backend, device, prompt overrides; :func:`koembed.models.load_model`); with
+    ``cache_dir`` dense corpus embeddings are stored and reused across runs (same model and corpus).
+    ``rerank_depth``: first-stage hits a ``rerank:`` spec rescores (its run holds that many per query)."""
     if not specs:
         raise ValueError("no retriever given")
     for spec in specs:
         parse_spec(spec)
     depth = max(RUN_DEPTH, *top_k)
     factory = RetrieverFactory(rs.doc_ids, list(rs.corpus.values()), model=model, options=options,
-                               cache_dir=cache_dir)
+                               cache_dir=cache_dir, rerank_depth=rerank_depth)
     qids = rs.query_ids
     texts = [rs.queries[q] for q in qids]
     results = []

@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 from koembed.data import validate_documents
 from koembed.embeddings import read_embeddings
 from koembed.errors import DocumentIdError, ModelMismatchError
-from koembed.index.encoder import checked_encoder, embed, model_record, normalized_by, probe
+from koembed.index.encoder import checked_encoder, embed, model_record, normalized_by, probe, with_prompt
 from koembed.index.faiss import IndexParams, compact_hnsw, faiss_index_params, new_faiss_index, normalized
 from koembed.index.manifest import MANIFEST, Manifest, now
 from koembed.index.store import IndexState, commit, locked, require_new_folder, update
 from koembed.lexical import KiwiTokenizer
 from koembed.models import EncodeOptions, Encoder, ModelSpec, load_model
+from koembed.models.prompts import role_options
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,7 +39,7 @@ def build_index(model: ModelSpec | str, doc_ids: Sequence[str], texts: Sequence[
     spec = ModelSpec.of(model)
     doc_ids, texts, out_dir = _checked_new_build(doc_ids, texts, out_dir)
     encoder = encoder or load_model(spec)
-    vectors = embed(encoder, texts, options)
+    vectors = embed(encoder, texts, role_options(options, encoder, "passage"))
     return _write_new_index(spec.name, encoder, doc_ids, texts, vectors, out_dir, params, options.show_progress)
 
 
@@ -57,6 +58,9 @@ def build_index_from_embeddings(model: ModelSpec | str, embedding_dirs: Sequence
     spec = ModelSpec.of(model)
     doc_ids, texts, out_dir = _checked_new_build(doc_ids, texts, out_dir)
     vectors, stored = read_embeddings(embedding_dirs, doc_ids, texts, model_name=spec.name)
+    if stored.get("passage_prompt") != spec.passage_prompt:
+        raise ModelMismatchError(f"the embeddings were made with passage prompt {stored.get('passage_prompt')!r}, "
+                                 f"not {spec.passage_prompt!r}: build with the prompt they were encoded with")
     encoder = encoder or load_model(spec)
     dimension = probe(encoder).shape[0]
     if dimension != stored["dimension"]:
@@ -126,7 +130,8 @@ def add_documents(index_dir: str | Path, doc_ids: Sequence[str], texts: Sequence
         if clashes:
             raise DocumentIdError(f"{index_dir}: already indexed: {_some(clashes)}; delete them first "
                                   "(koembed index delete), then add")
-        vectors = embed(checked_encoder(encoder, state.manifest, index_dir), texts, options)
+        vectors = embed(checked_encoder(encoder, state.manifest, index_dir), texts,
+                        with_prompt(options, state.manifest, "passage"))
         new_pids = list(range(state.manifest.next_id, state.manifest.next_id + len(doc_ids)))
         state.faiss_index.add_with_ids(vectors, np.array(new_pids, dtype=np.int64))
         state.pids += new_pids

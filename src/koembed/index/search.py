@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from koembed.errors import SpecError
-from koembed.index.encoder import checked_encoder, embed
+from koembed.index.encoder import checked_encoder, embed, with_prompt
 from koembed.index.manifest import read_manifest
 from koembed.index.store import IndexState, read_state, verify
 from koembed.lexical import BM25Retriever
@@ -124,7 +124,7 @@ class Index:
         k = min(k, len(self._doc_ids))
         if not queries or k < 1:
             return [[] for _ in queries]
-        vectors = embed(self.encoder, queries, self.options)
+        vectors = embed(self.encoder, queries, with_prompt(self.options, self.manifest, "query"))
         total = self._faiss.ntotal
         fetch = min(total, k + len(self._tombstones) + TIE_SLACK)
         results: list[list[Hit]] = [[] for _ in queries]

@@ -63,12 +63,14 @@ def encode(model: Encoder, texts: Sequence[str], options: EncodeOptions | None =
     token budget per batch (:func:`token_budget_batches`; lengths from the model's tokenizer after
     truncation): the way to encode 8192-token passages without running out of memory, and short ones in
     large batches. A bf16/fp16 model's output is converted to float32 here (sentence-transformers returns
-    float32 for bf16, but float16 for fp16).
+    float32 for bf16, but float16 for fp16). ``options.prompt`` is put before every text, as
+    sentence-transformers' ``encode(prompt=...)`` does (:mod:`koembed.models.prompts` picks it).
     """
     import numpy as np
     from tqdm.auto import tqdm
 
     opts = replace(options or EncodeOptions(), **settings)
+    prompt = {"prompt": opts.prompt} if opts.prompt else {}  # sentence-transformers prepends it
     texts = list(texts)
     out: np.ndarray | None = None
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
@@ -79,7 +81,8 @@ def encode(model: Encoder, texts: Sequence[str], options: EncodeOptions | None =
 
     def run(idx: list[int], size: int) -> None:
         nonlocal out
-        emb = model.encode([texts[i] for i in idx], batch_size=size, show_progress_bar=False, convert_to_numpy=True)
+        emb = model.encode([texts[i] for i in idx], batch_size=size, show_progress_bar=False, convert_to_numpy=True,
+                           **prompt)
         if out is None:
             out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
         out[idx] = np.asarray(emb, dtype=np.float32)
@@ -94,7 +97,8 @@ def encode(model: Encoder, texts: Sequence[str], options: EncodeOptions | None =
                     release_freed_memory()
                     continue
                 lengths = [len(ids) for ids in model.tokenizer(
-                    [texts[i] for i in idx], truncation=True, max_length=model.max_seq_length)["input_ids"]]
+                    [(opts.prompt or "") + texts[i] for i in idx], truncation=True,
+                    max_length=model.max_seq_length)["input_ids"]]
                 for batch in token_budget_batches(lengths, opts.max_batch_tokens):
                     run([idx[j] for j in batch], len(batch))
                     bar.update(len(batch))
