@@ -27,3 +27,19 @@ def sample():
     from koembed.data import load_retrieval_set
 
     return load_retrieval_set()
+
+
+@pytest.fixture(scope="session")
+def tiny_m3_dir(tmp_path_factory) -> Path:
+    """The tiny XLM-RoBERTa saved in bge-m3's layout (random sparse and ColBERT heads), once per session."""
+    from koembed.models.testing import make_tiny_m3
+
+    return make_tiny_m3(tmp_path_factory.mktemp("tiny-m3") / "model", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder_dir(tmp_path_factory) -> Path:
+    """A tiny XLM-RoBERTa cross-encoder (one relevance score), saved once per session."""
+    from koembed.models.testing import make_tiny_cross_encoder
+
+    return make_tiny_cross_encoder(tmp_path_factory.mktemp("tiny-ce") / "model", seed=0)

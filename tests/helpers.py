@@ -138,6 +138,13 @@ def running(app) -> Iterator[str]:
         thread.join(timeout=15)
 
 
+def make_parity_m3(out_dir, vocab) -> Path:
+    """The tiny bge-m3-layout model of the M3 parity fixture, rebuilt from its tokenizer vocabulary."""
+    from koembed.models.testing import make_tiny_m3
+
+    return make_tiny_m3(Path(out_dir), seed=0, unigram_vocab=[tuple(v) for v in vocab])
+
+
 def m3_fingerprint(folder: Path) -> str:
     """sha256 over a bge-m3-layout model's tensors (encoder and both heads) and its vocabulary: what the M3
     parity fixture was computed from (tests/fixtures/m3_parity.py)."""

@@ -14,7 +14,7 @@ from koembed.models.m3 import COLBERT_HEAD, SPARSE_HEAD
 
 def make_tiny_xlmr(out_dir: str | Path, texts: Sequence[str] | None = None, vocab_size: int = 800,
                    hidden_size: int = 32, layers: int = 2, seed: int = 0, initializer_range: float = 0.5,
-                   max_length: int = 128) -> Path:
+                   max_length: int = 128, unigram_vocab: Sequence[tuple[str, float]] | None = None) -> Path:
     """Save a tiny, randomly initialised XLM-RoBERTa + CLS pooling + Normalize model to ``out_dir``.
 
     Same classes as ``BAAI/bge-m3`` (XLMRobertaModel, a SentencePiece-style Unigram tokenizer with
@@ -22,12 +22,14 @@ def make_tiny_xlmr(out_dir: str | Path, texts: Sequence[str] | None = None, voca
     trained on ``texts`` (default: the bundled Korean sample). Deterministic for a given ``seed``.
     ``initializer_range`` is far above XLM-R's 0.02: at 0.02 a tiny random encoder maps every text to nearly
     the same vector (cosine 1.0 to four decimals), which would leave rankings to tie order. ``max_length`` is
-    the longest input in tokens (XLM-R's position table has two more rows).
+    the longest input in tokens (XLM-R's position table has two more rows). Training the tokenizer is not
+    deterministic across processes (piece ids and scores vary slightly); ``unigram_vocab`` (``[(piece, score)]``,
+    the five special tokens first, as :func:`unigram_vocab` returns it) rebuilds a saved one exactly instead.
     """
     out_dir = Path(out_dir)
     with tempfile.TemporaryDirectory() as scratch:
         encoder_dir = _tiny_encoder(Path(scratch) / "encoder", texts, vocab_size, hidden_size, layers, seed,
-                                    initializer_range, max_length)
+                                    initializer_range, max_length, unigram_vocab)
         model = build_model(str(encoder_dir), pooling="cls", normalize=True, max_seq_length=max_length,
                             device="cpu")
         model.save(str(out_dir))
@@ -64,7 +66,7 @@ def make_tiny_cross_encoder(out_dir: str | Path, seed: int = 0, **tiny: Any) -> 
 
 def _tiny_encoder(encoder_dir: Path, texts: Sequence[str] | None = None, vocab_size: int = 800,
                   hidden_size: int = 32, layers: int = 2, seed: int = 0, initializer_range: float = 0.5,
-                  max_length: int = 128) -> Path:
+                  max_length: int = 128, unigram_vocab: Sequence[tuple[str, float]] | None = None) -> Path:
     """A tiny XLMRobertaModel and its tokenizer saved as a plain Hugging Face folder (see make_tiny_xlmr)."""
     import torch
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -73,13 +75,18 @@ def _tiny_encoder(encoder_dir: Path, texts: Sequence[str] | None = None, vocab_s
     if texts is None:
         texts = sample_texts()
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-    tok = Tokenizer(models.Unigram())
+    if unigram_vocab is not None:
+        tok = Tokenizer(models.Unigram([(piece, float(score)) for piece, score in unigram_vocab],
+                                       unk_id=specials.index("<unk>")))
+    else:
+        tok = Tokenizer(models.Unigram())
     tok.normalizer = normalizers.NFKC()
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
-    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=specials, unk_token="<unk>",
-                                      show_progress=False)
-    tok.train_from_iterator(list(texts), trainer=trainer)
+    if unigram_vocab is None:
+        trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=specials, unk_token="<unk>",
+                                          show_progress=False)
+        tok.train_from_iterator(list(texts), trainer=trainer)
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
         special_tokens=[("<s>", tok.token_to_id("<s>")), ("</s>", tok.token_to_id("</s>"))])
@@ -95,3 +102,11 @@ def _tiny_encoder(encoder_dir: Path, texts: Sequence[str] | None = None, vocab_s
     XLMRobertaModel(config).save_pretrained(encoder_dir)
     fast.save_pretrained(encoder_dir)
     return encoder_dir
+
+
+def unigram_vocab(model_dir: str | Path) -> list[tuple[str, float]]:
+    """The ``[(piece, score)]`` of a tiny model's Unigram tokenizer, in id order (see :func:`make_tiny_xlmr`)."""
+    import json
+
+    model = json.loads((Path(model_dir) / "tokenizer.json").read_text(encoding="utf-8"))["model"]
+    return [(piece, float(score)) for piece, score in model["vocab"]]
