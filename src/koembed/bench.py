@@ -33,10 +33,11 @@ class RetrieverResult:
     seconds: float
     hits: dict[str, list[Hit]] = field(repr=False)
     run: str | None = None
+    prompts: dict[str, dict[str, str]] = field(default_factory=dict)  # per model component: query, passage
 
     def to_json(self) -> dict[str, object]:
         return {"retriever": self.retriever, "ir": self.ir, "autorag": self.autorag, "run": self.run,
-                "seconds": round(self.seconds, 3)}
+                "seconds": round(self.seconds, 3), "prompts": self.prompts}
 
 
 def score_run(rs: RetrievalSet, hits: dict[str, list[Hit]], top_k: Sequence[int]) -> tuple[dict, dict]:
@@ -71,8 +72,21 @@ def run_bench(rs: RetrievalSet, specs: Sequence[str], top_k: Sequence[int] = AUT
         hits = dict(zip(qids, retriever.search(texts, depth)))
         seconds = time.perf_counter() - start
         ir, autorag = score_run(rs, hits, top_k)
-        results.append(RetrieverResult(spec, ir, autorag, seconds, hits))
+        results.append(RetrieverResult(spec, ir, autorag, seconds, hits, prompts=retriever_prompts(retriever)))
     return results
+
+
+def retriever_prompts(retriever: object) -> dict[str, dict[str, str]]:
+    """The query and passage prompts of every embedding model in a retriever (hybrid children and a rerank's first
+    stage included), by component name: what a results file records."""
+    found: dict[str, dict[str, str]] = {}
+    prompts = getattr(retriever, "prompts", None)
+    if prompts is not None:
+        found[getattr(retriever, "name", "")] = prompts.to_json()
+    parts = list(getattr(retriever, "children", [])) + ([retriever.first] if hasattr(retriever, "first") else [])
+    for part in parts:
+        found.update(retriever_prompts(part))
+    return found
 
 
 def evaluate_model(rs: RetrievalSet, model: ModelSpec | str, options: EncodeOptions = EncodeOptions()

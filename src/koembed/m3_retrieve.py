@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from koembed.models import EncodeOptions
 from koembed.models.m3 import M3Encoder, M3Output, colbert_score, combined_score, lexical_score, m3_weights
+from koembed.models.prompts import Prompts, model_prompts
 from koembed.ranking import Hit, id_ranks, top_k
 from koembed.sparse import SparseIndex
 
@@ -51,6 +52,10 @@ class M3Retriever:
     @show_progress.setter
     def show_progress(self, show: bool) -> None:
         self.options = replace(self.options, show_progress=show)
+
+    @property
+    def prompts(self) -> Prompts:
+        return model_prompts(self.encoder.model)
 
     def _outputs(self) -> dict[str, bool]:
         return {"dense": self.mode == "m3", "sparse": self.mode != "colbert", "colbert": self.mode != "sparse"}

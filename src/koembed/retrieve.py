@@ -28,7 +28,7 @@ from koembed.lexical import BM25Retriever
 from koembed.models import EncodeOptions, Encoder, ModelSpec, encode, load_model
 from koembed.m3_retrieve import M3Retriever
 from koembed.models.m3 import M3Encoder, M3Output, load_m3, m3_weights
-from koembed.models.prompts import role_options
+from koembed.models.prompts import Prompts, model_prompts, role_options
 from koembed.models.rerank import load_reranker
 from koembed.rerank import DEFAULT_RERANK_DEPTH, RerankRetriever
 from koembed.ranking import FUSIONS, TIE_SLACK, Hit, best_rows, fuse, id_ranks
@@ -86,6 +86,10 @@ class DenseRetriever:
     @show_progress.setter
     def show_progress(self, show: bool) -> None:
         self.options = replace(self.options, show_progress=show)
+
+    @property
+    def prompts(self) -> Prompts:
+        return model_prompts(self.model)
 
     def fit(self, doc_ids: Sequence[str], texts: Sequence[str]) -> None:
         self.fit_embeddings(doc_ids, encode(self.model, texts, role_options(self.options, self.model, "passage")))

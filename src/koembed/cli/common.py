@@ -33,13 +33,22 @@ BackendOpt = Annotated[str, typer.Option(
 DeviceOpt = Annotated[Optional[str], typer.Option(help="torch device (default: auto).")]
 BatchSizeOpt = Annotated[int, typer.Option(min=1, help="Encoding batch size (dense models).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+QueryPromptOpt = Annotated[Optional[str], typer.Option(
+    help="Text put before every query (e5: 'query: '). Default: the model's own 'query' prompt from its "
+    "config_sentence_transformers.json, if any; '' for none.")]
+PassagePromptOpt = Annotated[Optional[str], typer.Option(
+    help="Text put before every passage (e5: 'passage: '). Default: the model's own document/passage prompt, if "
+    "any; '' for none.")]
+RerankDepthOpt = Annotated[int, typer.Option(min=1, help="First-stage hits a cross-encoder rescores (rerank).")]
 IndexDirOpt = Annotated[Path, typer.Option("--index", "-i", help="Index folder (made by koembed index build).")]
 DOCS_HELP = ("Passages: a .jsonl or .parquet file with id and text columns, or any retrieval set "
              "(AutoRAG/BEIR folder, KorQuAD .json, 'sample'), whose corpus is used.")
 
 
-def model_spec(model: str, precision: str = "fp32", backend: str = "torch", device: str | None = None) -> ModelSpec:
-    return ModelSpec(model, precision=precision, backend=backend, device=device)
+def model_spec(model: str, precision: str = "fp32", backend: str = "torch", device: str | None = None,
+               query_prompt: str | None = None, passage_prompt: str | None = None) -> ModelSpec:
+    return ModelSpec(model, precision=precision, backend=backend, device=device, query_prompt=query_prompt,
+                     passage_prompt=passage_prompt)
 
 
 def encode_options(batch_size: int = 32, quiet: bool = False, max_batch_tokens: int | None = None) -> EncodeOptions:

@@ -14,8 +14,11 @@ from koembed.cli.common import (
     DataOpt,
     DeviceOpt,
     ModelOpt,
+    PassagePromptOpt,
     PrecisionOpt,
+    QueryPromptOpt,
     QuietOpt,
+    RerankDepthOpt,
     SplitOpt,
     console,
     encode_options,
@@ -34,7 +37,9 @@ def bench(
     data: DataOpt = None,
     retriever: Annotated[Optional[list[str]], typer.Option(
         "--retriever", "-r", help="Retriever spec, repeatable: bm25, dense:<model> (hub id, folder or 'minilm'), "
-        "hybrid:<a>+<b> (reciprocal-rank fusion), hybrid-cc[@w]:<a>+<b> (min-max score fusion). "
+        "hybrid:<a>+<b> (reciprocal-rank fusion), hybrid-cc[@w]:<a>+<b> (min-max score fusion), "
+        "m3-sparse:<model>, m3-colbert:<model>, m3[@d,s,c]:<model> (BGE-M3's outputs), "
+        "rerank:<cross-encoder>@<spec> (rescore the first stage's top --rerank-depth). "
         "Default: bm25 and dense:minilm.")] = None,
     top_k: Annotated[str, typer.Option("--top-k", help="AutoRAG top-k values.")] = "1,3,5,10,50",
     out: Annotated[Optional[Path], typer.Option(help="Write results as JSON here.")] = None,
@@ -49,6 +54,9 @@ def bench(
     cache_dir: Annotated[Optional[Path], typer.Option(
         help="Store dense corpus embeddings here and reuse them in later runs (per model, precision and corpus); "
         "an interrupted encoding resumes.")] = None,
+    rerank_depth: RerankDepthOpt = 50,
+    query_prompt: QueryPromptOpt = None,
+    passage_prompt: PassagePromptOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Benchmark retrievers on a retrieval set: AutoRAG tables per top-k and the card's IR suite."""
@@ -58,8 +66,9 @@ def bench(
         rs = load_retrieval_set(data, split=split)
         console.print(f"[bold]{rs.name}[/]: {len(rs.queries)} queries, {len(rs.corpus)} passages")
         results = run_bench(rs, retriever or list(DEFAULT_RETRIEVERS), ks,
-                            model=model_spec("", precision, backend, device),
-                            options=encode_options(batch_size, quiet), cache_dir=cache_dir)
+                            model=model_spec("", precision, backend, device, query_prompt, passage_prompt),
+                            options=encode_options(batch_size, quiet), cache_dir=cache_dir,
+                            rerank_depth=rerank_depth)
     except KoembedError as exc:
         fail(exc)
     rows = [r.to_json() for r in results]
@@ -85,13 +94,16 @@ def eval_(
     device: DeviceOpt = None,
     precision: PrecisionOpt = "fp32",
     backend: BackendOpt = "torch",
+    query_prompt: QueryPromptOpt = None,
+    passage_prompt: PassagePromptOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """The card's IR suite (InformationRetrievalEvaluator definitions) for cosine and dot similarity."""
     quiet_libraries()
     try:
         rs = load_retrieval_set(data, split=split)
-        metrics = evaluate_model(rs, model_spec(model, precision, backend, device), encode_options(batch_size, quiet))
+        metrics = evaluate_model(rs, model_spec(model, precision, backend, device, query_prompt, passage_prompt),
+                                 encode_options(batch_size, quiet))
     except KoembedError as exc:
         fail(exc)
     console.print(ir_table(by_similarity(metrics), title=f"{model} on {rs.name} ({len(rs.queries)} queries, "

@@ -16,8 +16,11 @@ from koembed.cli.common import (
     DeviceOpt,
     IndexDirOpt,
     ModelOpt,
+    PassagePromptOpt,
     PrecisionOpt,
+    QueryPromptOpt,
     QuietOpt,
+    RerankDepthOpt,
     console,
     encode_options,
     err_console,
@@ -37,8 +40,11 @@ from koembed.index import (
     index_info,
     load_index,
 )
+from koembed.models import EncodeOptions, ModelSpec
 from koembed.models.export import export_model
+from koembed.models.rerank import load_reranker
 from koembed.ranking import hit_rows
+from koembed.rerank import rerank_hits
 
 
 def encode(
@@ -56,13 +62,15 @@ def encode(
         min=1, help="Batch by a token budget instead of --batch-size: many short texts or few long ones per "
         "batch (padded size x longest <= budget).")] = None,
     device: DeviceOpt = None,
+    passage_prompt: PassagePromptOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Encode a corpus (or one shard of it) to embedding files; rerun the same command to resume."""
     quiet_libraries()
     try:
         docs = load_documents(corpus)
-        report = encode_corpus(model_spec(model, precision, backend, device), list(docs), list(docs.values()), out,
+        spec = model_spec(model, precision, backend, device, passage_prompt=passage_prompt)
+        report = encode_corpus(spec, list(docs), list(docs.values()), out,
                                shard=parse_shard(shard), dtype=dtype, chunk_size=chunk_size,
                                options=encode_options(batch_size, quiet, max_batch_tokens))
     except KoembedError as exc:
@@ -105,11 +113,14 @@ def index_build(
         "one folder per machine). All shards of one run must be there, made by --model from --corpus.")] = None,
     precision: PrecisionOpt = "fp32",
     backend: BackendOpt = "torch",
+    query_prompt: QueryPromptOpt = None,
+    passage_prompt: PassagePromptOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Embed (or take stored embeddings of) and tokenise a corpus into a new index folder."""
+    """Embed (or take stored embeddings of) and tokenise a corpus into a new index folder. The query and passage
+    prompts used are recorded in the index: searches embed queries with its query prompt."""
     quiet_libraries()
-    spec = model_spec(model, precision, backend)
+    spec = model_spec(model, precision, backend, query_prompt=query_prompt, passage_prompt=passage_prompt)
     try:
         params = IndexParams(kind=kind)
         docs = load_documents(corpus)
@@ -172,12 +183,21 @@ def search(
                                            "or bm25 (Kiwi morphemes).")] = "hybrid",
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Number of hits.")] = 10,
     json_: Annotated[bool, typer.Option("--json", help="One JSON object per hit (rank, docid, score, text).")] = False,
+    rerank: Annotated[Optional[str], typer.Option(
+        help="Cross-encoder (hub id or folder) that rescores the top --rerank-depth hits; scores are then its "
+        "relevance scores.")] = None,
+    rerank_depth: RerankDepthOpt = 50,
+    device: DeviceOpt = None,
 ) -> None:
-    """Search an index built by koembed index build."""
+    """Search an index built by koembed index build (optionally reranked by a cross-encoder)."""
     quiet_libraries()
     try:
-        idx = load_index(index)
-        rows = hit_rows(idx.search([query], k, mode=mode)[0], idx.text)
+        idx = load_index(index, device=device)
+        reranker = load_reranker(ModelSpec(rerank, device=device)) if rerank else None
+        hits = idx.search([query], max(k, rerank_depth) if reranker else k, mode=mode)
+        if reranker is not None:
+            hits = rerank_hits(reranker, [query], hits, idx.text, k, rerank_depth, EncodeOptions(show_progress=False))
+        rows = hit_rows(hits[0], idx.text)
     except KoembedError as exc:
         fail(exc)
     if json_:
@@ -186,7 +206,8 @@ def search(
         return
     from rich.table import Table  # rich's tables pull in fractions/decimal: kept off `koembed --help`
 
-    table = Table("rank", "score", "doc id", "passage", title=f"{mode} search, top {k}")
+    title = f"{mode} search, top {k}" + (f", reranked by {rerank} (top {rerank_depth})" if rerank else "")
+    table = Table("rank", "score", "doc id", "passage", title=title)
     for row in rows:
         table.add_row(str(row["rank"]), f"{row['score']:.4f}", row["docid"],
                       textwrap.shorten(row["text"], width=90, placeholder=" …"))

@@ -14,6 +14,7 @@ from koembed.cli.common import (
     DeviceOpt,
     ModelOpt,
     PrecisionOpt,
+    RerankDepthOpt,
     console,
     err_console,
     fail,
@@ -46,8 +47,11 @@ def serve(
     device: DeviceOpt = None,
     precision: PrecisionOpt = "fp32",
     backend: BackendOpt = "torch",
+    reranker: Annotated[Optional[str], typer.Option(
+        help="Cross-encoder (hub id or folder) for POST /v1/rerank and /search with \"rerank\": true.")] = None,
+    rerank_depth: RerankDepthOpt = 50,
 ) -> None:
-    """Serve the model over HTTP: OpenAI-compatible /v1/embeddings, /search, /health, /metrics."""
+    """Serve the model over HTTP: OpenAI-compatible /v1/embeddings, /v1/rerank, /search, /health, /metrics."""
     quiet_libraries()
     if not is_loopback(host):
         keyless = not (api_key or os.environ.get(API_KEY_ENV))
@@ -59,7 +63,8 @@ def serve(
                               max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms, truncate=truncate,
                               batching=not no_batching)
         server.serve(model_spec(model, precision, backend, device), index, host=host, port=port, api_key=api_key,
-                   limits=limits)
+                     limits=limits, reranker=model_spec(reranker, precision, "torch", device) if reranker else None,
+                     rerank_depth=rerank_depth)
     except (KoembedError, ValueError) as exc:
         fail(exc)
 
