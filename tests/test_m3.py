@@ -116,3 +116,27 @@ def test_specs_and_errors(tiny_model_dir):
         load_m3(str(tiny_model_dir))
     with pytest.raises(ModelLoadError, match="torch backend"):
         load_m3(str(tiny_model_dir), backend="onnx")
+
+
+def test_index_stores_lexical_weights_and_searches_them(tmp_path, tiny_m3_dir, tiny_model_dir, sample):
+    import json as jsonlib
+
+    from koembed.index import add_documents, build_index, delete_documents, load_index
+
+    ids, texts = sample.doc_ids, list(sample.corpus.values())
+    build_index(str(tiny_m3_dir), ids[:-3], texts[:-3], tmp_path / "idx", options=QUIET)
+    add_documents(tmp_path / "idx", ids[-3:], texts[-3:], options=QUIET)
+    delete_documents(tmp_path / "idx", [ids[0]])
+    index = load_index(tmp_path / "idx")
+    rows = [jsonlib.loads(line) for line in
+            (tmp_path / "idx" / index.manifest.version_dir / "passages.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert all(row["sparse"] for row in rows) and len(rows) == len(ids) - 1
+    exact = M3Retriever(load_m3(str(tiny_m3_dir)), "m3-sparse", "sparse", options=QUIET)
+    exact.fit(ids[1:], texts[1:])
+    queries = [sample.queries[q] for q in sample.query_ids[:8]]
+    for ours, theirs in zip(index.search(queries, 5, mode="sparse"), exact.search(queries, 5)):
+        assert [d for d, _ in ours] == [d for d, _ in theirs]
+        np.testing.assert_allclose([s for _, s in ours], [s for _, s in theirs], atol=1e-5)
+    build_index(str(tiny_model_dir), ids, texts, tmp_path / "plain", options=QUIET)
+    with pytest.raises(SpecError, match="no lexical weights"):
+        load_index(tmp_path / "plain").search(queries, 5, mode="sparse")

@@ -290,7 +290,7 @@ def test_search_errors(http, plain_url):
 
 def test_api_key_guards_everything_but_health(url):
     requests = [("POST", "/v1/embeddings", {"input": "질문"}), ("POST", "/search", {"query": "질문"}),
-                ("GET", "/metrics", None)]
+                ("POST", "/v1/rerank", {"query": "질문", "documents": ["문서"]}), ("GET", "/metrics", None)]
     with httpx.Client(base_url=url, timeout=10) as client:
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {KEY}"},
                         {"Authorization": KEY}):
@@ -302,7 +302,8 @@ def test_api_key_guards_everything_but_health(url):
     assert health.status_code == 200
     assert health.json() | {"queue_size": 0, "queued_requests": 0} == {
         "status": "ok", "model": "koembed-tiny", "dimension": 32, "max_input_tokens": MAX_TOKENS,
-        "index_loaded": True, "index_passages": 48, "batching": True, "queue_size": 0, "queued_requests": 0}
+        "index_loaded": True, "index_passages": 48, "batching": True, "queue_size": 0, "queued_requests": 0,
+        "reranker": None, "rerank_depth": None}
 
 
 def test_api_key_from_environment(monkeypatch, model):

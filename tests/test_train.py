@@ -72,7 +72,8 @@ def test_bge_m3_ko_dry_run_prints_the_card_recipe_without_network(monkeypatch, k
     doc = json.loads(result.stdout)
     assert "training pairs:" in result.stderr and "duplicates dropped" in result.stderr
     cfg, plan = doc["config"], doc["plan"]
-    assert cfg["model"] == {"base": "BAAI/bge-m3", "pooling": "cls", "normalize": True, "max_seq_length": 8192}
+    assert cfg["model"] == {"base": "BAAI/bge-m3", "type": "bi_encoder", "pooling": "cls", "normalize": True,
+                            "max_seq_length": 8192, "query_prompt": None, "passage_prompt": None}
     assert cfg["loss"]["name"] == "cached_mnrl"
     t = cfg["train"]
     assert (t["batch_size"], t["learning_rate"], t["scheduler"], t["precision"], t["epochs"], t["seed"]) == \

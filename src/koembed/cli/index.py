@@ -179,8 +179,9 @@ def index_show(index: IndexDirOpt) -> None:
 def search(
     query: Annotated[str, typer.Argument(help="The query text.")],
     index: IndexDirOpt,
-    mode: Annotated[str, typer.Option(help="hybrid (RRF of both, as the server's /search), dense (embeddings) "
-                                           "or bm25 (Kiwi morphemes).")] = "hybrid",
+    mode: Annotated[str, typer.Option(help="hybrid (RRF of both, as the server's /search), dense (embeddings), "
+                                           "bm25 (Kiwi morphemes) or sparse (BGE-M3 lexical weights; an index "
+                                           "built with a bge-m3-layout model).")] = "hybrid",
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Number of hits.")] = 10,
     json_: Annotated[bool, typer.Option("--json", help="One JSON object per hit (rank, docid, score, text).")] = False,
     rerank: Annotated[Optional[str], typer.Option(

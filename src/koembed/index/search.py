@@ -19,10 +19,12 @@ from koembed.index.manifest import read_manifest
 from koembed.index.store import IndexState, read_state, verify
 from koembed.lexical import BM25Retriever
 from koembed.models import EncodeOptions, Encoder
+from koembed.models.m3 import m3_encoder
 from koembed.ranking import TIE_SLACK, Hit, sort_hits
 from koembed.retrieve import HybridRetriever
+from koembed.sparse import SparseIndex
 
-MODES = ("dense", "bm25", "hybrid")
+MODES = ("dense", "bm25", "hybrid", "sparse")
 
 
 class _DensePart:
@@ -65,6 +67,8 @@ class Index:
         self._tombstones = state.tombstones
         self._encoder = encoder
         self._bm25: BM25Retriever | None = None
+        self._stored_sparse = state.sparse
+        self._sparse: SparseIndex | None = None
 
     def __len__(self) -> int:
         return len(self._doc_ids)
@@ -94,7 +98,9 @@ class Index:
         """Top-``k`` ``(doc_id, score)`` per query, best first, ties by ascending doc id.
 
         ``dense``: cosine similarity (FAISS); ``bm25``: BM25 score, only passages sharing a term with the
-        query; ``hybrid``: reciprocal-rank fusion of both (HybridRetriever, each part's top max(k, 100)).
+        query; ``hybrid``: reciprocal-rank fusion of both (HybridRetriever, each part's top max(k, 100));
+        ``sparse`` (an index built with a bge-m3-layout model): BGE-M3 lexical matching score from the stored
+        weights, rebuilt as an in-memory inverted index on first use (:class:`koembed.sparse.SparseIndex`).
         """
         if mode not in MODES:
             raise SpecError(f"unknown search mode {mode!r}: use {', '.join(MODES)}")
@@ -107,9 +113,22 @@ class Index:
             return self._dense_search(queries, k)
         if mode == "bm25":
             return self._bm25_part().search(queries, k)
+        if mode == "sparse":
+            return self._sparse_search(queries, k)
         hybrid = HybridRetriever([_DensePart(self._dense_search), self._bm25_part()], fusion="rrf",
                                  name="hybrid:dense+bm25")
         return hybrid.search(queries, k)
+
+    def _sparse_search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
+        if self._stored_sparse is None:
+            raise SpecError(f"{self.path} holds no lexical weights: sparse search needs an index built with a "
+                            "bge-m3-layout model (sparse_linear.pt and colbert_linear.pt beside its weights)")
+        m3 = m3_encoder(self.manifest.model["resolved"], self.encoder)  # type: ignore[arg-type]
+        if self._sparse is None:
+            self._sparse = SparseIndex(self._doc_ids, self._stored_sparse, len(m3.tokenizer))
+        weights = m3.encode(queries, with_prompt(self.options, self.manifest, "query"), None, dense=False,
+                            colbert=False).sparse
+        return self._sparse.search(weights, k)
 
     def _bm25_part(self) -> BM25Retriever:
         if self._bm25 is None:

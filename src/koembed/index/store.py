@@ -47,6 +47,7 @@ class IndexState:
     texts: list[str]
     tokens: list[list[str]]
     tombstones: set[int]
+    sparse: list[dict[int, float]] | None = None  # BGE-M3 lexical weights per passage, when the model has them
 
 
 @contextmanager
@@ -96,7 +97,7 @@ def _read_version(index_dir: Path, manifest: Manifest) -> IndexState:
 
     verify(index_dir, manifest)
     folder = index_dir / manifest.version_dir
-    pids, doc_ids, texts, tokens = [], [], [], []
+    pids, doc_ids, texts, tokens, sparse = [], [], [], [], []
     with open(folder / PASSAGES_FILE, encoding="utf-8") as handle:
         for line in handle:
             row = json.loads(line)
@@ -104,6 +105,8 @@ def _read_version(index_dir: Path, manifest: Manifest) -> IndexState:
             doc_ids.append(row["id"])
             texts.append(row["text"])
             tokens.append(row["tokens"])
+            if "sparse" in row:
+                sparse.append({int(t): float(w) for t, w in row["sparse"].items()})
     tombstones = set(json.loads((folder / TOMBSTONES_FILE).read_text(encoding="utf-8")))
     index = faiss.read_index(str(folder / DENSE_FILE))
     if index.d != manifest.dimension or index.ntotal != len(pids) + len(tombstones):
@@ -111,7 +114,7 @@ def _read_version(index_dir: Path, manifest: Manifest) -> IndexState:
                               f"manifest ({len(pids)} passages + {len(tombstones)} tombstones, dimension "
                               f"{manifest.dimension}); rebuild the index")
     set_faiss_search_params(index, manifest.kind, manifest.params)
-    return IndexState(manifest, index, pids, doc_ids, texts, tokens, tombstones)
+    return IndexState(manifest, index, pids, doc_ids, texts, tokens, tombstones, sparse if sparse else None)
 
 
 def _remove_leftovers(index_dir: Path, current: str) -> None:
@@ -146,8 +149,10 @@ def commit(index_dir: Path, state: IndexState) -> Manifest:
     with staged_folder(final, durable=True) as stage:
         faiss.write_index(state.faiss_index, str(stage / DENSE_FILE))
         fsync_path(stage / DENSE_FILE)
-        write_jsonl(stage / PASSAGES_FILE, ({"pid": p, "id": d, "text": t, "tokens": k} for p, d, t, k
-                                            in zip(state.pids, state.doc_ids, state.texts, state.tokens)))
+        sparse = state.sparse if state.sparse is not None else [None] * len(state.pids)
+        write_jsonl(stage / PASSAGES_FILE, ({"pid": p, "id": d, "text": t, "tokens": k} | (
+            {"sparse": {str(i): w for i, w in x.items()}} if x is not None else {}) for p, d, t, k, x
+            in zip(state.pids, state.doc_ids, state.texts, state.tokens, sparse)))
         write_json(stage / TOMBSTONES_FILE, sorted(state.tombstones))
         files = checksums(stage, VERSION_FILES)
     try:

@@ -93,15 +93,16 @@ class M3Encoder:
     def tokenizer(self) -> Any:
         return self.model.tokenizer
 
-    def encode(self, texts: Sequence[str], options: EncodeOptions = EncodeOptions(), role: Role = "passage",
+    def encode(self, texts: Sequence[str], options: EncodeOptions = EncodeOptions(), role: Role | None = "passage",
                *, dense: bool = True, sparse: bool = True, colbert: bool = True) -> M3Output:
-        """The three outputs of ``texts`` (queries or passages: ``role`` picks the model's prompt), batched
-        longest first, ``options.batch_size`` texts per forward pass."""
+        """The three outputs of ``texts`` (queries or passages: ``role`` picks the model's prompt; None keeps
+        ``options.prompt``, e.g. an index's recorded one), batched longest first, ``options.batch_size`` texts per
+        forward pass."""
         import numpy as np
         import torch
         from tqdm.auto import tqdm
 
-        opts = role_options(options, self.model, role)
+        opts = role_options(options, self.model, role) if role is not None else options
         texts = list(texts)
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         dim = self.model.get_embedding_dimension() or 0
@@ -145,18 +146,27 @@ class M3Encoder:
         return result
 
 
+def _heads(name: str) -> tuple[Path, Path]:
+    sparse_head, colbert_head = _head_file(name, SPARSE_HEAD), _head_file(name, COLBERT_HEAD)
+    if sparse_head is None or colbert_head is None:
+        raise ModelLoadError(f"{name} has no {SPARSE_HEAD} and {COLBERT_HEAD} beside its weights: the m3 "
+                             "retrievers need a bge-m3-layout model (BAAI/bge-m3 or a unified fine-tune of it)")
+    return sparse_head, colbert_head
+
+
+def m3_encoder(name: str, model: SentenceTransformer) -> M3Encoder:
+    """An :class:`M3Encoder` over a model already loaded from ``name`` (whose folder holds the two heads)."""
+    return M3Encoder(model, *_heads(name))
+
+
 def load_m3(model: ModelSpec | str, **settings: Any) -> M3Encoder:
     """The model with its bge-m3 heads; :class:`ModelLoadError` if the folder lacks them or the backend is ONNX."""
     spec = ModelSpec.of(model, **settings)
     if spec.backend != "torch":
         raise ModelLoadError(f"the M3 outputs need the torch backend, not {spec.backend} (the ONNX export holds "
                              "only the dense pipeline)")
-    encoder = load_model(spec)
-    sparse_head, colbert_head = _head_file(spec.name, SPARSE_HEAD), _head_file(spec.name, COLBERT_HEAD)
-    if sparse_head is None or colbert_head is None:
-        raise ModelLoadError(f"{spec.name} has no {SPARSE_HEAD} and {COLBERT_HEAD} beside its weights: the m3 "
-                             "retrievers need a bge-m3-layout model (BAAI/bge-m3 or a unified fine-tune of it)")
-    return M3Encoder(encoder, sparse_head, colbert_head)  # type: ignore[arg-type]
+    heads = _heads(spec.name)  # before the (long) model load
+    return M3Encoder(load_model(spec), *heads)  # type: ignore[arg-type]
 
 
 def lexical_score(query: dict[int, float], passage: dict[int, float]) -> float:

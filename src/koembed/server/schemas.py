@@ -55,7 +55,7 @@ class SearchRequest(BaseModel):
 
     query: Annotated[StrictStr, Field(min_length=1)]
     k: Annotated[StrictInt, Field(ge=1, le=MAX_SEARCH_K)] = 10
-    mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
+    mode: Literal["dense", "bm25", "hybrid", "sparse"] = "hybrid"
     rerank: StrictBool = False
 
 

@@ -21,11 +21,11 @@ def _model_index(name: str, dataset: str, metrics: dict[str, float]) -> list[dic
     }]}]
 
 
-def _architecture(model_dir: Path) -> str:
+def _architecture(model_dir: Path, cross_encoder: bool = False) -> str:
     try:
-        from sentence_transformers import SentenceTransformer
+        from sentence_transformers import CrossEncoder, SentenceTransformer
 
-        return str(SentenceTransformer(str(model_dir), device="cpu"))
+        return str((CrossEncoder if cross_encoder else SentenceTransformer)(str(model_dir), device="cpu"))
     except Exception as exc:  # the card must still be written
         return f"(could not load the model to print it: {exc})"
 
@@ -34,6 +34,7 @@ def render_card(model_dir: Path, cfg: dict[str, Any] | None, training: dict[str,
                 bench: dict[str, Any] | None) -> str:
     name = model_dir.resolve().name if model_dir.name != "final" else model_dir.resolve().parent.name
     base = (cfg or {}).get("model", {}).get("base", "unknown")
+    cross_encoder = (cfg or {}).get("model", {}).get("type") == "cross_encoder"
     metrics = (training or {}).get("metrics") or {}
     eval_name = ((training or {}).get("eval") or {}).get("path") or "evaluation set"
     meta: dict[str, Any] = {
@@ -43,15 +44,30 @@ def render_card(model_dir: Path, cfg: dict[str, Any] | None, training: dict[str,
     }
     if metrics:
         meta["model-index"] = _model_index(name, Path(eval_name).name, metrics)
+    if cross_encoder:
+        meta.update(pipeline_tag="text-ranking", tags=["sentence-transformers", "cross-encoder", "reranker",
+                                                       "koembed"])
+        usage = ["from sentence_transformers import CrossEncoder", "", f'model = CrossEncoder("{name}")',
+                 'print(model.predict([("전세 보증금은 언제 돌려받나요?", '
+                 '"임대차 계약이 끝나면 임대인은 보증금을 반환해야 합니다.")]))']
+    else:
+        usage = ["from sentence_transformers import SentenceTransformer", "", f'model = SentenceTransformer("{name}")',
+                 'queries = model.encode_query(["전세 보증금은 언제 돌려받나요?"])',
+                 'passages = model.encode_document(["임대차 계약이 끝나면 임대인은 보증금을 반환해야 합니다."])',
+                 "print(model.similarity(queries, passages))"]
+    kind = "reranker (cross-encoder)" if cross_encoder else "retrieval embedding model"
     lines = ["---", yaml.safe_dump(meta, allow_unicode=True, sort_keys=False).strip(), "---", "",
              f"# {name}", "",
-             f"A Korean retrieval embedding model fine-tuned from `{base}` with koembed.", "",
-             "## Model", "", "```", _architecture(model_dir), "```", "",
-             "## Usage", "", "```python", "from sentence_transformers import SentenceTransformer", "",
-             f'model = SentenceTransformer("{name}")',
-             'queries = model.encode(["전세 보증금은 언제 돌려받나요?"])',
-             'passages = model.encode(["임대차 계약이 끝나면 임대인은 보증금을 반환해야 합니다."])',
-             "print(model.similarity(queries, passages))", "```", ""]
+             f"A Korean {kind} fine-tuned from `{base}` with koembed.", "",
+             "## Model", "", "```", _architecture(model_dir, cross_encoder), "```", "",
+             "## Usage", "", "```python", *usage, "```", ""]
+    prompts = (training or {}).get("prompts")
+    if prompts:
+        lines += ["## Prompts", "", "Put before every text when encoding (saved in `config_sentence_transformers.json`, "
+                  "so `encode_query` / koembed apply them):", "", "| texts | prompt |", "|---|---|",
+                  f"| queries | `{prompts.get('query') or ''}` |" if prompts.get("query") else "| queries | (none) |",
+                  f"| passages | `{prompts.get('passage')}` |" if prompts.get("passage") else "| passages | (none) |",
+                  ""]
     if cfg:
         train, loss = cfg.get("train", {}), cfg.get("loss", {})
         lines += ["## Training", "", "| hyperparameter | value |", "|---|---|"]

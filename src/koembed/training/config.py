@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from koembed.errors import ConfigError
 
+FINAL_DIR = "final"  # output_dir/final: the trained model with its card
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -18,9 +20,13 @@ class Strict(BaseModel):
 
 class ModelConfig(Strict):
     base: str = Field(description="hub id (BAAI/bge-m3), local folder, or 'minilm'")
+    type: Literal["bi_encoder", "cross_encoder"] = Field(
+        "bi_encoder", description="bi_encoder: an embedding model; cross_encoder: a reranker (CrossEncoder)")
     pooling: Literal["cls", "mean"] = "cls"
     normalize: bool = True
     max_seq_length: int = Field(512, gt=0)
+    query_prompt: str | None = Field(None, description="text before every query; None: the model's own prompt")
+    passage_prompt: str | None = Field(None, description="text before every passage; None: the model's own prompt")
 
 
 class FileSource(Strict):
@@ -72,7 +78,8 @@ class DataConfig(Strict):
 
 
 class LossConfig(Strict):
-    name: Literal["mnrl", "cached_mnrl"] = "cached_mnrl"
+    name: Literal["mnrl", "cached_mnrl", "bce"] = Field(
+        "cached_mnrl", description="bi_encoder: mnrl or cached_mnrl; cross_encoder: bce (default) or mnrl")
     mini_batch_size: int = Field(32, gt=0, description="cached_mnrl: examples per forward/backward chunk")
     scale: float = Field(20.0, gt=0)
     matryoshka_dims: list[int] = Field(default_factory=list)
@@ -113,6 +120,17 @@ class Config(Strict):
     def _matryoshka_fits(self) -> Config:
         if any(d <= 0 for d in self.loss.matryoshka_dims):
             raise ValueError("loss.matryoshka_dims must be positive")
+        return self
+
+    @model_validator(mode="after")
+    def _loss_fits_model_type(self) -> Config:
+        if self.model.type == "cross_encoder":
+            if "name" not in self.loss.model_fields_set:
+                self.loss.name = "bce"  # the default bi-encoder loss does not apply to a cross-encoder
+            if self.loss.name not in ("bce", "mnrl") or self.loss.matryoshka_dims:
+                raise ValueError("a cross_encoder trains with loss.name bce or mnrl, without matryoshka_dims")
+        elif self.loss.name == "bce":
+            raise ValueError("loss.name bce trains a cross-encoder: set model.type: cross_encoder")
         return self
 
 

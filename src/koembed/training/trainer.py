@@ -29,9 +29,18 @@ from koembed.data import (
 )
 from koembed.errors import DataError, KoembedError
 from koembed.files import staged_folder, write_json
-from koembed.models import build_model, load_model, resolve_model
+from koembed.models import ModelSpec, build_model, load_model, resolve_model
+from koembed.models.prompts import Prompts, apply_prompt_overrides, model_prompts
 from koembed.training.card import write_model_card
-from koembed.training.config import Config, HubSource, PairsSource, QueryPositivesSource, SquadSource
+from koembed.training.cross_encoder import train_cross_encoder
+from koembed.training.config import (
+    FINAL_DIR,
+    Config,
+    HubSource,
+    PairsSource,
+    QueryPositivesSource,
+    SquadSource,
+)
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -39,7 +48,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 COMPLETE_MARKER = "koembed-checkpoint-complete.json"
-FINAL_DIR = "final"
 
 # Architecture sizes of models we may plan for without downloading them (from their config.json).
 KNOWN_ARCHITECTURES = {
@@ -198,7 +206,16 @@ def _build_model(cfg: Config) -> SentenceTransformer:
     else:
         model = load_model(cfg.model.base, pooling=cfg.model.pooling)  # type: ignore[assignment]
     model.max_seq_length = cfg.model.max_seq_length
+    apply_prompt_overrides(model, ModelSpec(cfg.model.base, query_prompt=cfg.model.query_prompt,
+                                            passage_prompt=cfg.model.passage_prompt))
     return model
+
+
+def column_prompts(prompts: Prompts, columns: Sequence[str]) -> dict[str, str] | None:
+    """The trainer's per-column prompts: the query prompt on ``anchor``, the passage prompt on the others."""
+    if not prompts.query and not prompts.passage:
+        return None
+    return {c: prompts.query if c == "anchor" else prompts.passage for c in columns}
 
 
 def _build_loss(cfg: Config, model, world_size: int = 1):
@@ -291,7 +308,15 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True,
         raise DataError(cfg.data.train[0].model_dump().get("path", "data.train"), "no training examples")
     (report or log.info)(data_report(data))
     torch.manual_seed(cfg.train.seed)
+    if cfg.model.type == "cross_encoder":
+        summary = train_cross_encoder(cfg, data.pairs, training_arguments(cfg, world_size, show_progress),
+                                      checkpoint, [_completion_marker(output_dir), *callbacks])
+        summary.update({"examples": len(data.pairs), "dropped_duplicates": data.dropped_duplicates,
+                        "sources": data.sources, "overlap_with_eval": data.overlap})
+        return summary
     model = _build_model(cfg)
+    prompts = model_prompts(model)
+    train_dataset = _to_dataset(data.pairs)
     loss = _build_loss(cfg, model, world_size)
     evaluator = None
     eval_name = "eval"
@@ -301,33 +326,16 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True,
 
         evaluator = InformationRetrievalEvaluator(
             rs.queries, rs.corpus, {q: rs.relevant_ids(q) for q in rs.relevant}, name=eval_name,
-            score_functions={"cosine": cos_sim}, show_progress_bar=False, write_csv=False)
+            score_functions={"cosine": cos_sim}, show_progress_bar=False, write_csv=False,
+            query_prompt=prompts.query or None, corpus_prompt=prompts.passage or None)
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(output_dir),
-        num_train_epochs=cfg.train.epochs,
-        max_steps=cfg.train.max_steps or -1,
-        per_device_train_batch_size=cfg.train.batch_size,
-        learning_rate=cfg.train.learning_rate,
-        lr_scheduler_type=cfg.train.scheduler,
-        warmup_ratio=cfg.train.warmup_ratio,
-        fp16=cfg.train.precision == "fp16",
-        bf16=cfg.train.precision == "bf16",
-        seed=cfg.train.seed,
-        data_seed=cfg.train.seed,
-        gradient_checkpointing=cfg.train.gradient_checkpointing,
+        **training_arguments(cfg, world_size, show_progress),
         batch_sampler=BatchSamplers.NO_DUPLICATES if cfg.train.no_duplicates else BatchSamplers.BATCH_SAMPLER,
         eval_strategy="steps" if evaluator is not None else "no",
         eval_steps=cfg.data.eval.steps if cfg.data.eval else None,
-        save_strategy="steps",
-        save_steps=cfg.train.save_steps,
-        save_total_limit=cfg.train.keep_checkpoints,
-        logging_steps=cfg.train.logging_steps,
-        dataloader_drop_last=world_size > 1,  # every process gets the same number of full batches
-        report_to="none",
-        disable_tqdm=not show_progress,
-        use_cpu=not torch.cuda.is_available(),  # also what lets bf16 autocast run on a CPU
+        prompts=column_prompts(prompts, train_dataset.column_names),
     )
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=_to_dataset(data.pairs), loss=loss,
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss,
                                          evaluator=evaluator,
                                          callbacks=[_completion_marker(output_dir), *callbacks])
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -341,7 +349,7 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True,
         "overlap_with_eval": data.overlap, "query_chars": length_stats([p.query for p in data.pairs]),
         "passage_chars": length_stats([p.positive for p in data.pairs]), "plan": plan(cfg, len(data.pairs), world_size),
         "eval": {"path": cfg.data.eval.path, "split": cfg.data.eval.split} if cfg.data.eval else None,
-        "metrics": metrics, "global_step": trainer.state.global_step,
+        "metrics": metrics, "global_step": trainer.state.global_step, "prompts": prompts.to_json(),
     }
     if trainer.is_world_process_zero():
         final = output_dir / FINAL_DIR
@@ -351,3 +359,31 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True,
             write_model_card(staging, cfg=cfg.model_dump(), training=summary, bench=None)
         summary["final_model"] = str(final)
     return summary
+
+
+def training_arguments(cfg: Config, world_size: int, show_progress: bool) -> dict[str, Any]:
+    """The Hugging Face training arguments every koembed recipe shares (bi-encoder and cross-encoder)."""
+    import torch
+
+    return dict(
+        output_dir=str(cfg.output_dir),
+        num_train_epochs=cfg.train.epochs,
+        max_steps=cfg.train.max_steps or -1,
+        per_device_train_batch_size=cfg.train.batch_size,
+        learning_rate=cfg.train.learning_rate,
+        lr_scheduler_type=cfg.train.scheduler,
+        warmup_ratio=cfg.train.warmup_ratio,
+        fp16=cfg.train.precision == "fp16",
+        bf16=cfg.train.precision == "bf16",
+        seed=cfg.train.seed,
+        data_seed=cfg.train.seed,
+        gradient_checkpointing=cfg.train.gradient_checkpointing,
+        save_strategy="steps",
+        save_steps=cfg.train.save_steps,
+        save_total_limit=cfg.train.keep_checkpoints,
+        logging_steps=cfg.train.logging_steps,
+        dataloader_drop_last=world_size > 1,  # every process gets the same number of full batches
+        report_to="none",
+        disable_tqdm=not show_progress,
+        use_cpu=not torch.cuda.is_available(),  # also what lets bf16 autocast run on a CPU
+    )
