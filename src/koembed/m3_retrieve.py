@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from koembed.models import EncodeOptions
 from koembed.models.m3 import M3Encoder, M3Output, colbert_score, combined_score, lexical_score, m3_weights
 from koembed.models.prompts import Prompts, model_prompts
+from koembed.models.spec import ProgressFromOptions
 from koembed.ranking import Hit, id_ranks, top_k
 from koembed.sparse import SparseIndex
 
@@ -30,7 +31,7 @@ M3_MODES = ("sparse", "colbert", "m3")
 QUERY_BLOCK = 256  # queries scored at once: bounds the (queries x passages) score block
 
 
-class M3Retriever:
+class M3Retriever(ProgressFromOptions):
     """One of the three M3 retrievers (see the module docstring); ``mode`` is ``sparse``, ``colbert`` or ``m3``."""
 
     def __init__(self, encoder: M3Encoder, name: str, mode: str = "m3", weights: Sequence[float] | None = None,
@@ -44,14 +45,6 @@ class M3Retriever:
         self._corpus: M3Output | None = None
         self._sparse: SparseIndex | None = None
         self._tokens = self._starts = None
-
-    @property
-    def show_progress(self) -> bool:
-        return self.options.show_progress
-
-    @show_progress.setter
-    def show_progress(self, show: bool) -> None:
-        self.options = replace(self.options, show_progress=show)
 
     @property
     def prompts(self) -> Prompts:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from koembed.models import EncodeOptions
 from koembed.models.rerank import rerank_scores
+from koembed.models.spec import ProgressFromOptions
 from koembed.ranking import Hit, sort_hits
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ def rerank_documents(model: CrossEncoder, query: str, documents: Sequence[str], 
     return [{"index": i, "relevance_score": float(scores[i])} for i in order[:top_n]]
 
 
-class RerankRetriever:
+class RerankRetriever(ProgressFromOptions):
     """A fitted first-stage retriever whose top ``depth`` hits a cross-encoder rescores (module docstring).
 
     ``fit`` keeps the passage texts the cross-encoder reads; the first stage is fitted by whoever built it
@@ -70,14 +71,6 @@ class RerankRetriever:
             raise ValueError(f"rerank depth must be at least 1, not {depth}")
         self.first, self.model, self.name, self.depth, self.options = first, model, name, depth, options
         self._texts: dict[str, str] = {}
-
-    @property
-    def show_progress(self) -> bool:
-        return self.options.show_progress
-
-    @show_progress.setter
-    def show_progress(self, show: bool) -> None:
-        self.options = replace(self.options, show_progress=show)
 
     def fit(self, doc_ids: Sequence[str], texts: Sequence[str]) -> None:
         self._texts = dict(zip(doc_ids, texts))

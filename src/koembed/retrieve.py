@@ -18,20 +18,21 @@ Specs name retrievers on the command line:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from koembed.embeddings import cached_corpus_embeddings
 from koembed.errors import SpecError
 from koembed.lexical import BM25Retriever
-from koembed.models import EncodeOptions, Encoder, ModelSpec, encode, load_model
 from koembed.m3_retrieve import M3Retriever
+from koembed.models import EncodeOptions, Encoder, ModelSpec, encode, load_model
 from koembed.models.m3 import M3Encoder, M3Output, load_m3, m3_weights
 from koembed.models.prompts import Prompts, model_prompts, role_options
 from koembed.models.rerank import load_reranker
-from koembed.rerank import DEFAULT_RERANK_DEPTH, RerankRetriever
+from koembed.models.spec import ProgressFromOptions
 from koembed.ranking import FUSIONS, TIE_SLACK, Hit, best_rows, fuse, id_ranks
+from koembed.rerank import DEFAULT_RERANK_DEPTH, RerankRetriever
 
 if TYPE_CHECKING:
     import numpy as np
@@ -54,7 +55,7 @@ class Retriever(Protocol):
         retriever has no such score (a fusion)."""
 
 
-class DenseRetriever:
+class DenseRetriever(ProgressFromOptions):
     """Exact nearest-neighbour search with an embedding model.
 
     The corpus is embedded once (n x dim float32); queries are scored against it in blocks of
@@ -78,14 +79,6 @@ class DenseRetriever:
         self._corpus_emb = None
         self._id_rank = None
         self._query_cache: tuple[tuple[str, ...], object] | None = None
-
-    @property
-    def show_progress(self) -> bool:
-        return self.options.show_progress
-
-    @show_progress.setter
-    def show_progress(self, show: bool) -> None:
-        self.options = replace(self.options, show_progress=show)
 
     @property
     def prompts(self) -> Prompts:

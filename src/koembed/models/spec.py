@@ -70,6 +70,21 @@ class EncodeOptions:
         return replace(self, show_progress=False)
 
 
+class ProgressFromOptions:
+    """A ``show_progress`` flag kept in ``self.options`` (an :class:`EncodeOptions`): what the retrievers that
+    encode text expose for the Retriever protocol's flag."""
+
+    options: EncodeOptions
+
+    @property
+    def show_progress(self) -> bool:
+        return self.options.show_progress
+
+    @show_progress.setter
+    def show_progress(self, show: bool) -> None:
+        self.options = replace(self.options, show_progress=show)
+
+
 @runtime_checkable
 class Encoder(Protocol):
     """What koembed uses of a loaded model: a ``SentenceTransformer`` or a :class:`koembed.models.onnx.OnnxEncoder`.

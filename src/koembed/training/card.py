@@ -63,11 +63,11 @@ def render_card(model_dir: Path, cfg: dict[str, Any] | None, training: dict[str,
              "## Usage", "", "```python", *usage, "```", ""]
     prompts = (training or {}).get("prompts")
     if prompts:
-        lines += ["## Prompts", "", "Put before every text when encoding (saved in `config_sentence_transformers.json`, "
-                  "so `encode_query` / koembed apply them):", "", "| texts | prompt |", "|---|---|",
-                  f"| queries | `{prompts.get('query') or ''}` |" if prompts.get("query") else "| queries | (none) |",
-                  f"| passages | `{prompts.get('passage')}` |" if prompts.get("passage") else "| passages | (none) |",
-                  ""]
+        shown = {role: f"`{text}`" if text else "(none)" for role, text in prompts.items()}
+        lines += ["## Prompts", "", "Put before every text when encoding (saved in "
+                  "`config_sentence_transformers.json`, so koembed applies them):", "", "| texts | prompt |",
+                  "|---|---|", f"| queries | {shown.get('query', '(none)')} |",
+                  f"| passages | {shown.get('passage', '(none)')} |", ""]
     if cfg:
         train, loss = cfg.get("train", {}), cfg.get("loss", {})
         lines += ["## Training", "", "| hyperparameter | value |", "|---|---|"]

@@ -60,8 +60,7 @@ def train_cross_encoder(cfg: Config, pairs: Sequence[Pair], arguments: dict[str,
     Returns ``metrics`` (the reranked IR suite), ``first_stage_metrics``, ``global_step`` and ``final_model``.
     """
     from sentence_transformers import CrossEncoder
-    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
-    from sentence_transformers.cross_encoder import losses
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments, losses
 
     model = CrossEncoder(resolve_model(cfg.model.base), num_labels=1, max_length=cfg.model.max_seq_length)
     dataset = cross_encoder_dataset(pairs, cfg.loss.name)

@@ -32,7 +32,6 @@ from koembed.files import staged_folder, write_json
 from koembed.models import ModelSpec, build_model, load_model, resolve_model
 from koembed.models.prompts import Prompts, apply_prompt_overrides, model_prompts
 from koembed.training.card import write_model_card
-from koembed.training.cross_encoder import train_cross_encoder
 from koembed.training.config import (
     FINAL_DIR,
     Config,
@@ -41,6 +40,7 @@ from koembed.training.config import (
     QueryPositivesSource,
     SquadSource,
 )
+from koembed.training.cross_encoder import train_cross_encoder
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
