@@ -247,7 +247,7 @@ class RetrieverFactory:
             m3.fit_outputs(self.doc_ids, corpus)
             return m3
         if parsed.kind == "rerank":
-            model = load_reranker(self.model.with_name(parsed.model))
+            model = load_reranker(ModelSpec(parsed.model, precision=self.model.precision, device=self.model.device))
             reranker = RerankRetriever(self.get(parsed.children[0]), model, spec, self.rerank_depth, self.options)
             reranker.fit(self.doc_ids, self.texts)
             return reranker

@@ -19,7 +19,7 @@ from koembed.index.manifest import read_manifest
 from koembed.index.store import IndexState, read_state, verify
 from koembed.lexical import BM25Retriever
 from koembed.models import EncodeOptions, Encoder
-from koembed.models.m3 import m3_encoder
+from koembed.models.m3 import M3Encoder, m3_encoder
 from koembed.ranking import TIE_SLACK, Hit, sort_hits
 from koembed.retrieve import HybridRetriever
 from koembed.sparse import SparseIndex
@@ -69,6 +69,7 @@ class Index:
         self._bm25: BM25Retriever | None = None
         self._stored_sparse = state.sparse
         self._sparse: SparseIndex | None = None
+        self._m3: M3Encoder | None = None
 
     def __len__(self) -> int:
         return len(self._doc_ids)
@@ -123,9 +124,10 @@ class Index:
         if self._stored_sparse is None:
             raise SpecError(f"{self.path} holds no lexical weights: sparse search needs an index built with a "
                             "bge-m3-layout model (sparse_linear.pt and colbert_linear.pt beside its weights)")
-        m3 = m3_encoder(self.manifest.model["resolved"], self.encoder)  # type: ignore[arg-type]
         if self._sparse is None:
-            self._sparse = SparseIndex(self._doc_ids, self._stored_sparse, len(m3.tokenizer))
+            self._m3 = m3_encoder(self.manifest.model["resolved"], self.encoder)  # type: ignore[arg-type]
+            self._sparse = SparseIndex(self._doc_ids, self._stored_sparse, len(self._m3.tokenizer))
+        m3 = self._m3
         weights = m3.encode(queries, with_prompt(self.options, self.manifest, "query"), None, dense=False,
                             colbert=False).sparse
         return self._sparse.search(weights, k)
