@@ -47,7 +47,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from koembed.errors import KoembedError
+from koembed.errors import KoembedError, SpecError
 from koembed.index import Index, load_index
 from koembed.models import EncodeOptions, Encoder, ModelSpec, encode, load_model
 from koembed.models.rerank import load_reranker
@@ -211,6 +211,8 @@ def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, a
             if cross_encoder is not None:
                 hits = await batcher.run(rerank_hits, cross_encoder, [request.query], hits, index.text, request.k,
                                          rerank_depth, options)
+        except SpecError as exc:  # a mode this index cannot serve (sparse without lexical weights)
+            raise ApiError(422, f"mode: {exc}", param="mode", code="invalid_value") from exc
         except KoembedError as exc:
             log.error("search failed: %s", exc)
             raise ApiError(500, f"search failed: {exc}", code="search_failed") from exc

@@ -53,10 +53,11 @@ def cross_encoder_dataset(pairs: Sequence[Pair], loss: str) -> Dataset:
 
 
 def train_cross_encoder(cfg: Config, pairs: Sequence[Pair], arguments: dict[str, Any], checkpoint: Path | None,
-                        callbacks: Sequence[TrainerCallback]) -> dict[str, Any]:
+                        callbacks: Sequence[TrainerCallback], record: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train, save ``output_dir/final`` with its card, and evaluate as a reranker (module docstring).
 
-    ``arguments`` are the training arguments every koembed recipe shares; ``checkpoint`` the one to resume from.
+    ``arguments`` are the training arguments every koembed recipe shares; ``checkpoint`` the one to resume from;
+    ``record`` (data counts and sources) goes into the summary, ``koembed_training.json`` and the card.
     Returns ``metrics`` (the reranked IR suite), ``first_stage_metrics``, ``global_step`` and ``final_model``.
     """
     from sentence_transformers import CrossEncoder
@@ -69,7 +70,8 @@ def train_cross_encoder(cfg: Config, pairs: Sequence[Pair], arguments: dict[str,
     trainer = CrossEncoderTrainer(model=model, args=CrossEncoderTrainingArguments(**arguments),
                                   train_dataset=dataset, loss=loss, callbacks=list(callbacks))
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    summary: dict[str, Any] = {"global_step": trainer.state.global_step, "training_rows": len(dataset),
+    summary: dict[str, Any] = {**(record or {}), "global_step": trainer.state.global_step,
+                               "training_rows": len(dataset),
                                "eval": {"path": cfg.data.eval.path, "split": cfg.data.eval.split}
                                if cfg.data.eval else None, "metrics": {}}
     if not trainer.is_world_process_zero():

@@ -309,11 +309,10 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True,
     (report or log.info)(data_report(data))
     torch.manual_seed(cfg.train.seed)
     if cfg.model.type == "cross_encoder":
-        summary = train_cross_encoder(cfg, data.pairs, training_arguments(cfg, world_size, show_progress),
-                                      checkpoint, [_completion_marker(output_dir), *callbacks])
-        summary.update({"examples": len(data.pairs), "dropped_duplicates": data.dropped_duplicates,
-                        "sources": data.sources, "overlap_with_eval": data.overlap})
-        return summary
+        record = {"examples": len(data.pairs), "dropped_duplicates": data.dropped_duplicates,
+                  "sources": data.sources, "overlap_with_eval": data.overlap}
+        return train_cross_encoder(cfg, data.pairs, training_arguments(cfg, world_size, show_progress),
+                                   checkpoint, [_completion_marker(output_dir), *callbacks], record)
     model = _build_model(cfg)
     prompts = model_prompts(model)
     train_dataset = _to_dataset(data.pairs)
