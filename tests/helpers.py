@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,6 +62,23 @@ class ListRetriever:
 
     def search(self, queries, k):
         return [self.hits[q][:k] for q in queries]
+
+
+def lucene_bm25(query_terms, docs_terms, k1=1.2, b=0.75):
+    """Lucene's BM25, written out: idf = ln(1 + (N - df + 0.5) / (df + 0.5)), tf / (tf + k1 (1 - b + b dl/avgdl))."""
+    n = len(docs_terms)
+    avgdl = sum(len(d) for d in docs_terms) / n
+    df = Counter(t for d in docs_terms for t in set(d))
+    scores = []
+    for doc in docs_terms:
+        tf = Counter(doc)
+        s = 0.0
+        for t in query_terms:
+            if tf[t]:
+                idf = math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5))
+                s += idf * tf[t] / (tf[t] + k1 * (1 - b + b * len(doc) / avgdl))
+        scores.append(s)
+    return np.array(scores)
 
 
 # --- AutoRAG's definitions, transcribed in AutoRAG's own style (autorag/evaluation/metric/retrieval.py) ---
@@ -169,7 +187,9 @@ def m3_fingerprint(folder: Path) -> str:
 
 
 def kill_after_step(step: int):
-    """A TrainerCallback that dies like a killed job (SIGKILL, no clean-up) once ``step`` is saved."""
+    """A TrainerCallback that dies like a killed job (SIGKILL, no clean-up) once the Trainer has saved
+    checkpoint ``step``: callbacks given to ``train`` run before koembed marks it complete, so this is the
+    worst moment (the checkpoint is written, old ones may be due for removal, the marker is not there)."""
     from transformers import TrainerCallback
 
     class KillAfterStep(TrainerCallback):
@@ -180,7 +200,32 @@ def kill_after_step(step: int):
     return KillAfterStep()
 
 
-if __name__ == "__main__":  # python -m tests.helpers CONFIG STEP: train, and die after STEP
-    from koembed.training import load_config, train
+def kill_on_replace(target: str | Path, nth: int, when: str) -> None:
+    """Make this process SIGKILL itself at its ``nth`` ``os.replace`` into ``target`` (a folder), ``before`` or
+    ``after`` the rename: every koembed write ends in one (atomic files, staged folders, manifest switches),
+    so the count picks an exact point of an update to die at."""
+    real, root, calls = os.replace, str(Path(target).resolve()), 0
 
-    train(load_config(sys.argv[1]), show_progress=False, callbacks=[kill_after_step(int(sys.argv[2]))])
+    def replace(src, dst, *args, **kwargs):
+        nonlocal calls
+        inside = str(Path(dst).resolve()).startswith(root)
+        calls += inside
+        if inside and calls == nth and when == "before":
+            os.kill(os.getpid(), signal.SIGKILL)
+        real(src, dst, *args, **kwargs)
+        if inside and calls == nth and when == "after":
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    os.replace = replace
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "kill-on-replace":  # python -m tests.helpers kill-on-replace TARGET N before|after ARGS...
+        from koembed.cli import app
+
+        kill_on_replace(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+        app(sys.argv[5:], prog_name="koembed")
+    else:  # python -m tests.helpers CONFIG STEP: train, and die after STEP
+        from koembed.training import load_config, train
+
+        train(load_config(sys.argv[1]), show_progress=False, callbacks=[kill_after_step(int(sys.argv[2]))])

@@ -861,7 +861,102 @@ def test_query_positives_errors_name_row_and_field(tmp_path, item, field):
     assert_data_error(info.value, "pairs.json", row=2, field=field)
 
 
+def test_query_positives_split_halves_share_the_corpus(tmp_path):
+    items = [{"id": f"q{i}", "query": f"질문 {i}", "positive": [f"문단 {i % 7}"]} for i in range(21)]
+    path = tmp_path / "qp.json"
+    path.write_text(json.dumps(items, ensure_ascii=False), encoding="utf-8")
+    whole, train, test = (load_retrieval_set(path, split=s) for s in ("all", "train", "test"))
+    assert set(train.queries) | set(test.queries) == set(whole.queries) and not set(train.queries) & set(test.queries)
+    assert len(train.queries) == 10 and train.corpus == test.corpus == whole.corpus
+    by_hash = sorted(whole.queries, key=lambda q: hashlib.sha256(q.encode("utf-8")).hexdigest())
+    assert set(train.queries) == set(by_hash[:10])  # the first half by SHA-256 of the id trains
+    path.write_text(json.dumps(list(reversed(items)), ensure_ascii=False), encoding="utf-8")
+    assert set(load_retrieval_set(path, split="train").queries) == set(train.queries)  # not the file order
+    with pytest.raises(DataError, match="unknown split"):
+        load_retrieval_set(path, split="dev")
+
+
 @pytest.mark.shared_data
 def test_msmarco_ko_sizes():
     rs = load_retrieval_set(require_shared(SHARED_DATA / "msmarco-ko" / "msmarco_kor.json"))
     assert len(rs.queries) == 6980 and len(rs.corpus) == 7279
+
+
+# --------------------------------------------------------------------------------------------------
+# Red-team fault classes (docs/RELIABILITY.md): wrong types, invisible text, non-finite scores, deep nesting
+# --------------------------------------------------------------------------------------------------
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize("case", ["number text", "boolean text", "nul-only text", "control-only text",
+                                  "lone surrogate text", "list id", "float id"])
+def test_beir_text_must_be_text_while_ids_may_be_integers(tmp_path, case):
+    value = {"number text": 12345, "boolean text": True, "nul-only text": "\x00", "control-only text": "\x00\x1f \t",
+             "lone surrogate text": "a\ud800b", "list id": ["d2"], "float id": 2.5}[case]
+    field = "_id" if "id" in case.split()[-1] else "text"
+    second = {"_id": value, "text": "b"} if field == "_id" else {"_id": "d2", "text": value}
+    corpus = [{"_id": 7, "text": "정수 아이디는 글로 읽는다"}, json.dumps(second)]  # ASCII escapes: \ud800 as sent
+    directory = write_beir(tmp_path / "b", corpus=corpus, queries=good_queries(), qrels=[("q1", "7", 1)])
+    with pytest.raises(DataError) as info:
+        read_beir(directory)
+    assert_data_error(info.value, "corpus.jsonl", 2, field)
+    result = cli("inspect", "--data", str(directory))
+    assert result.exit_code == 2 and "corpus.jsonl, row 2" in all_output(result)
+
+
+def test_integer_ids_still_read_as_text(tmp_path):
+    directory = write_beir(tmp_path / "b", corpus=[{"_id": 7, "text": "본문"}], queries=[{"_id": 1, "text": "질문"}],
+                           qrels=[("1", "7", 1)])
+    assert read_beir(directory).relevant == {"1": [["7"]]}
+
+
+@pytest.mark.parametrize("queries, row", [([5, 6], 1), ([3.5, 1.0], 1), (["첫 질문", "\x00"], 2)])
+def test_autorag_query_must_be_text(tmp_path, queries, row):
+    qa = {"qid": ["q1", "q2"], "query": queries, "retrieval_gt": [[["d1"]], [["d3"]]]}
+    with pytest.raises(DataError) as info:
+        read_autorag(write_autorag(tmp_path / "s", qa, basic_corpus()))
+    assert_data_error(info.value, "qa.parquet", row, "query")
+
+
+@pytest.mark.parametrize("score", ["nan", "inf", "-inf"])
+def test_qrels_score_must_be_a_finite_number(tmp_path, score):
+    directory = write_beir(tmp_path / "b", corpus=good_corpus(), queries=good_queries(),
+                           qrels=[("q1", "d1", 1), ("q2", "d2", score)])
+    with pytest.raises(DataError) as info:
+        read_beir(directory)
+    assert_data_error(info.value, "test.tsv", 3, "score")
+
+
+@pytest.mark.parametrize("layout", ["query-positives .json", "squad .json", "corpus line", "documents line"])
+def test_deeply_nested_json_is_a_data_error_naming_the_file(tmp_path, layout):
+    from koembed.data.docs import read_documents
+
+    if layout == "query-positives .json":
+        path, row, read = tmp_path / "qp.json", None, load_retrieval_set
+        path.write_text(DEEP, encoding="utf-8")
+    elif layout == "squad .json":
+        path, row, read = tmp_path / "sq.json", None, load_retrieval_set
+        path.write_text('{"data": ' + DEEP + "}", encoding="utf-8")
+    elif layout == "corpus line":
+        directory = write_beir(tmp_path / "b", corpus=[{"_id": "d1", "text": "a"}, DEEP], queries=good_queries(),
+                               qrels=[("q1", "d1", 1)])
+        path, row, read = directory / "corpus.jsonl", 2, lambda p: read_beir(p.parent)
+    else:
+        path, row, read = write_jsonl_lines(tmp_path / "docs.jsonl", [{"id": "a", "text": "b"}, DEEP]), 2, \
+            read_documents
+    with pytest.raises(DataError) as info:
+        read(path)
+    assert_data_error(info.value, path.name, row)
+    assert "nested too deeply" in str(info.value)
+    result = cli("inspect", "--data", str(path if layout.endswith(".json") else path.parent))
+    if layout != "documents line":
+        assert result.exit_code == 2 and path.name in all_output(result)
+
+
+def test_pairs_csv_cells_stay_text(tmp_path):
+    from koembed.data.pairs import read_pairs
+
+    path = tmp_path / "p.csv"
+    path.write_text("query,positive\n2024,12345\n", encoding="utf-8")
+    assert [(p.query, p.positive) for p in read_pairs(path)] == [("2024", "12345")]

@@ -29,7 +29,7 @@ from koembed.index import (
     index_info,
     load_index,
 )
-from koembed.lexical import BM25Retriever
+from koembed.lexical import DEFAULT_SPEC, PRESETS, BM25Retriever
 from koembed.retrieve import DenseRetriever, HybridRetriever
 from tests.helpers import QUIET
 
@@ -62,7 +62,7 @@ def exact(model, corpus):
 
 @pytest.fixture(scope="module")
 def bm25(corpus):
-    retriever = BM25Retriever(show_progress=False)
+    retriever = BM25Retriever(PRESETS[DEFAULT_SPEC], show_progress=False)  # what an index's bm25 half is
     retriever.fit(*corpus)
     return retriever
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import math
-from collections import Counter
-
 import numpy as np
 import pytest
 
@@ -12,7 +9,7 @@ from koembed.errors import SpecError
 from koembed.lexical import BM25Retriever, KiwiTokenizer
 from koembed.ranking import top_k as top_k_by_score
 from koembed.retrieve import DenseRetriever, HybridRetriever, RetrieverFactory
-from tests.helpers import QUIET, FixedModel, ListRetriever
+from tests.helpers import QUIET, FixedModel, ListRetriever, lucene_bm25
 
 
 def brute_force(q, c, doc_ids, k, cosine=True):
@@ -104,23 +101,6 @@ def test_kiwi_filter_keeps_content_and_drops_particles_and_endings():
     # Particles differ, content matches: the reason for morphological analysis.
     a, b = KiwiTokenizer()(["보증금을 돌려받다", "보증금은 돌려받는다"])
     assert a == b
-
-
-def lucene_bm25(query_tokens, docs_tokens, k1=1.2, b=0.75):
-    """Lucene's BM25, written out: idf = ln(1 + (N - df + 0.5) / (df + 0.5))."""
-    n = len(docs_tokens)
-    avgdl = sum(len(d) for d in docs_tokens) / n
-    df = Counter(t for d in docs_tokens for t in set(d))
-    scores = []
-    for doc in docs_tokens:
-        tf = Counter(doc)
-        s = 0.0
-        for t in query_tokens:
-            if tf[t]:
-                idf = math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5))
-                s += idf * tf[t] / (tf[t] + k1 * (1 - b + b * len(doc) / avgdl))
-        scores.append(s)
-    return scores
 
 
 def test_bm25_scores_match_lucene_formula(sample):

@@ -266,7 +266,7 @@ def test_failing_encode_is_a_json_500_and_the_server_recovers(model):
     def broken(texts):
         raise RuntimeError("simulated failure")
 
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, raise_server_exceptions=False, base_url="http://localhost") as client:  # no key: loopback Host
         batcher.encode_rows = broken
         _assert_error(client.post("/v1/embeddings", json={"input": "질문"}), 500, None, "internal_error")
         batcher.encode_rows = working
@@ -301,9 +301,10 @@ def test_api_key_guards_everything_but_health(url):
                 assert response.headers["www-authenticate"] == "Bearer"
         health = client.get("/health")
     assert health.status_code == 200
-    assert health.json() | {"queue_size": 0, "queued_requests": 0} == {
+    assert health.json() | {"queue_size": 0, "queued_requests": 0, "queued_tokens": 0} == {
         "status": "ok", "model": "koembed-tiny", "dimension": 32, "max_input_tokens": MAX_TOKENS,
         "index_loaded": True, "index_passages": 48, "batching": True, "queue_size": 0, "queued_requests": 0,
+        "queued_tokens": 0, "max_queue_tokens": ServerLimits().max_queue_tokens,
         "reranker": None, "rerank_depth": None}
 
 
@@ -341,7 +342,7 @@ def test_limits_are_checked(model):
         ServerLimits(max_inputs=0)
 
 
-def test_cli_serve_passes_options_and_warns_off_loopback(monkeypatch):
+def test_cli_serve_passes_options_and_refuses_keyless_exposure(monkeypatch):
     import koembed.server as server_module
     from koembed.cli import app
 
@@ -356,4 +357,10 @@ def test_cli_serve_passes_options_and_warns_off_loopback(monkeypatch):
     assert kwargs["limits"] == ServerLimits(max_inputs=3, max_wait_ms=2, batching=False, truncate=True)
     assert "warning" not in result.output
     result = CliRunner().invoke(app, ["serve", "--model", "minilm", "--host", "0.0.0.0"])
+    assert result.exit_code == 2 and "--insecure-no-auth" in result.output and len(calls) == 1
+    result = CliRunner().invoke(app, ["serve", "--model", "minilm", "--host", "0.0.0.0", "--insecure-no-auth"])
     assert result.exit_code == 0 and "warning" in result.output and "without an API key" in result.output
+    assert calls[-1][1]["insecure_no_auth"] is True
+    monkeypatch.setenv("KOEMBED_API_KEY", "k")
+    result = CliRunner().invoke(app, ["serve", "--model", "minilm", "--host", "0.0.0.0"])
+    assert result.exit_code == 0 and "without an API key" not in result.output

@@ -203,3 +203,78 @@ def test_local_hf_dataset_source_and_matryoshka_run(tmp_path, tiny_model_dir, sa
     record = json.loads((tmp_path / "hfrun" / "final" / "koembed_training.json").read_text())
     assert record["examples"] == len({(r["question"], r["answer"]) for r in rows})
     assert record["config"]["loss"]["matryoshka_dims"] == [32, 16] and record["global_step"] == 2
+
+
+# --------------------------------------------------------------------------- red-team fault classes (RELIABILITY.md)
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train.learning_rate=.inf", "train.learning_rate"), ("train.learning_rate=.nan", "train.learning_rate"),
+    ("loss.scale=-.inf", "loss.scale"), ("train.epochs=.inf", "train.epochs"),
+    ("train.batch_size=true", "train.batch_size"), ("train.max_steps=2.5", "train.max_steps"),
+    ("loss.matryoshka_dims=[16, true]", "loss.matryoshka_dims.1"), ("model.normalize=1", "model.normalize"),
+])
+def test_non_finite_numbers_and_booleans_as_integers_are_refused_by_name(tmp_path, override, key):
+    path = write_config(tmp_path / "c.yaml")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, [override])
+    assert f"  {key}:" in str(info.value)
+    assert load_config(path, ["train.learning_rate=1e-4"]).train.learning_rate == 1e-4  # YAML text, a number
+
+
+def test_matryoshka_dims_larger_than_the_model_are_refused_in_the_dry_run(tmp_path, tiny_model_dir, pairs_file):
+    cfg = write_config(tmp_path / "c.yaml", model__base=str(tiny_model_dir),
+                       data__train=[{"type": "pairs", "path": str(pairs_file)}], loss__matryoshka_dims=[64, 32, 16])
+    result = CliRunner().invoke(app, ["train", str(cfg), "--dry-run"])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert "loss.matryoshka_dims: 64 larger than the model's 32 dimensions" in " ".join(result.output.split())
+    assert CliRunner().invoke(app, ["train", str(cfg), "--dry-run", "--set", "loss.matryoshka_dims=[32, 16]"]
+                              ).exit_code == 0
+
+
+def test_diverged_training_stops_keeps_the_last_good_checkpoint_and_saves_no_final(tmp_path, tiny_model_dir,
+                                                                                    pairs_file):
+    import torch
+    from transformers import TrainerCallback
+
+    from koembed.errors import TrainingDivergedError
+    from koembed.training import train
+    from koembed.training.checkpoints import COMPLETE_MARKER
+
+    class PoisonAfterStep3(TrainerCallback):  # what a too-large learning rate does, at a known step
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step == 3:
+                with torch.no_grad():
+                    next(model.parameters()).fill_(float("nan"))
+
+    cfg = load_config(write_config(tmp_path / "c.yaml", model__base=str(tiny_model_dir),
+                                   data__train=[{"type": "pairs", "path": str(pairs_file)}],
+                                   train__keep_checkpoints=1, output_dir=str(tmp_path / "run")))
+    with pytest.raises(TrainingDivergedError, match="checkpoint-2") as info:
+        train(cfg, show_progress=False, callbacks=[PoisonAfterStep3()])
+    assert "NaN or infinity" in str(info.value)
+    run = tmp_path / "run"
+    assert not (run / "final").exists()
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-2"]
+    assert (run / "checkpoint-2" / COMPLETE_MARKER).is_file()
+
+
+@pytest.mark.slow
+def test_kill_after_save_before_marker_keeps_the_last_complete_checkpoint(tmp_path, tiny_model_dir, pairs_file):
+    """keep_checkpoints 1: the Trainer's own rotation deleted checkpoint-2 as soon as checkpoint-4 was written,
+    before koembed marked 4 complete, so a kill there left nothing to resume from."""
+    from koembed.training.checkpoints import COMPLETE_MARKER
+
+    cfg = write_config(tmp_path / "c.yaml", model__base=str(tiny_model_dir),
+                       data__train=[{"type": "pairs", "path": str(pairs_file)}], train__keep_checkpoints=1,
+                       output_dir=str(tmp_path / "run"))
+    killed = subprocess.run([sys.executable, "-m", "tests.helpers", str(cfg), "4"], cwd=ROOT, capture_output=True,
+                            text=True)  # SIGKILL in on_save of step 4: written by the Trainer, not yet marked
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    run = tmp_path / "run"
+    assert (run / "checkpoint-4").is_dir() and not (run / "checkpoint-4" / COMPLETE_MARKER).exists()
+    assert (run / "checkpoint-2" / COMPLETE_MARKER).is_file()  # the last complete one survived
+    resumed = run_cli("train", str(cfg), "--resume", "-q")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((run / "final" / "koembed_training.json").read_text())["global_step"] == 6
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-6"]  # keep_checkpoints: 1

@@ -22,7 +22,7 @@ from koembed.rerank import DEFAULT_RERANK_DEPTH
 from koembed.retrieve import DenseRetriever, RetrieverFactory, parse_spec
 
 RUN_DEPTH = IR_DEPTH  # 100: what map@100 needs, and what run files hold
-DEFAULT_RETRIEVERS = ("bm25", "dense:minilm")
+DEFAULT_RETRIEVERS = ("bm25", "bm25-phrase", "dense:minilm")
 
 
 @dataclass

@@ -27,7 +27,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from koembed.errors import EmbeddingStoreError
-from koembed.files import atomic_open, checksums, first_damaged, read_manifest, write_json
+from koembed.files import (
+    atomic_open,
+    checksums,
+    first_damaged,
+    listed_files,
+    read_manifest,
+    remove_staged,
+    write_json,
+)
 from koembed.models import (
     EncodeOptions,
     Encoder,
@@ -102,15 +110,31 @@ def _chunk_files(k: int) -> tuple[str, str]:
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
-    return read_manifest(path, EmbeddingStoreError, format=FORMAT, version=FORMAT_VERSION,
-                         remedy="remove the shard folder and re-encode")
+    """A shard manifest, its chunk entries checked: each names exactly its own two files (plain names)."""
+    remedy = "remove the shard folder and re-encode"
+    manifest = read_manifest(path, EmbeddingStoreError, format=FORMAT, version=FORMAT_VERSION, remedy=remedy)
+    chunks = manifest.get("chunks")
+    if not isinstance(chunks, list) or not all(isinstance(entry, dict) for entry in chunks):
+        raise EmbeddingStoreError(f"{path}: 'chunks' must be a list of objects; {remedy}")
+    for entry in chunks:
+        k, rows, names = entry.get("chunk"), entry.get("rows"), (entry.get("file"), entry.get("ids"))
+        if not (type(k) is int and type(rows) is int and k >= 0 and rows >= 1
+                and all(isinstance(n, str) for n in names)):
+            raise EmbeddingStoreError(f"{path}: chunk entry {k!r} needs a chunk number, a row count and its two "
+                                      f"file names; {remedy}")
+        listed_files({entry.get("file"): entry.get("sha256"), entry.get("ids"): entry.get("ids_sha256")},
+                     _chunk_files(k), EmbeddingStoreError, f"{path} (chunk {k})", remedy)
+    return manifest
 
 
 def _chunk_ok(shard_dir: Path, entry: dict[str, Any], expected_ids: Sequence[str]) -> bool:
     """A listed chunk is reusable if both files exist, match their sha256, and hold the expected ids."""
     if first_damaged(shard_dir, {entry["file"]: entry["sha256"], entry["ids"]: entry["ids_sha256"]}):
         return False
-    ids = json.loads((shard_dir / entry["ids"]).read_text(encoding="utf-8"))
+    try:
+        ids = json.loads((shard_dir / entry["ids"]).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
     return entry["rows"] == len(expected_ids) and ids == list(expected_ids)
 
 
@@ -178,6 +202,7 @@ def encode_corpus(model: ModelSpec | str, doc_ids: Sequence[str], texts: Sequenc
     manifest["chunks"] = [listed[k] for k in sorted(done)]
     manifest["complete"] = len(done) == len(bounds)
     shard_dir.mkdir(parents=True, exist_ok=True)
+    remove_staged(shard_dir)  # partial chunk files of a killed run
     write_json(shard_dir / MANIFEST, manifest)
     pending = [k for k in range(len(bounds)) if k not in done]
     if pending and encoder is None:

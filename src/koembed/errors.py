@@ -43,6 +43,14 @@ class ConfigError(KoembedError):
     """The training config file or a ``--set`` override is invalid; the message names the key."""
 
 
+class TrainingDivergedError(KoembedError):
+    """Training produced non-finite weights; nothing was saved as final, the last good checkpoint is kept."""
+
+
+class ServeError(KoembedError):
+    """The server cannot start as asked (for example exposed beyond this machine without an API key)."""
+
+
 class EmbeddingStoreError(KoembedError):
     """Stored embeddings are missing, incomplete, damaged, or do not belong to this corpus or model."""
 

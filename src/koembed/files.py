@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -21,18 +22,28 @@ from typing import IO, Any
 from koembed.errors import KoembedError
 
 
-def _with_umask(path: str | Path, mode: int) -> None:
-    """Give ``path`` ``mode`` less the process umask: what open()/mkdir() would have made (mkstemp/mkdtemp make
-    0600/0700, which another user, e.g. a server, could not read)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, mode & ~umask)
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask can only be read by setting it, which races with
+    any thread creating a file at that moment). Linux shows it in /proc; elsewhere assume the usual 022."""
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
+def _open_mode(path: str | Path, mode: int) -> None:
+    """Give ``path`` the explicit ``mode`` less the umask: what open()/mkdir() would have made (mkstemp/mkdtemp
+    make 0600/0700, which another user, e.g. a server, could not read)."""
+    os.chmod(path, mode & ~_umask())
 
 
 def staging_dir(parent: str | Path, prefix: str, suffix: str = "") -> Path:
     """A new, uniquely named folder in ``parent`` to build a result in, then rename into place."""
     folder = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=parent))
-    _with_umask(folder, 0o777)
+    _open_mode(folder, 0o777)
     return folder
 
 
@@ -84,7 +95,7 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    _with_umask(tmp, 0o666)
+    _open_mode(tmp, 0o666)
     binary = "b" in mode
     try:
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as handle:
@@ -127,6 +138,49 @@ def checksums(folder: Path, names: Iterable[str]) -> dict[str, str]:
     return {name: sha256_file(folder / name) for name in names}
 
 
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def plain_name(name: Any, error: type[KoembedError], where: str, remedy: str) -> str:
+    """``name`` if it names an entry directly inside a folder (no separator, not ``.``/``..``, not absolute, no
+    NUL); else ``error``. A manifest's names are joined to its folder, so this keeps every read inside it."""
+    if (not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name
+            or Path(name).is_absolute()):
+        raise error(f"{where}: {name!r} is not a plain name inside the folder; {remedy}")
+    return name
+
+
+def inside(folder: Path, name: Any, error: type[KoembedError], where: str, remedy: str) -> Path:
+    """``folder / name`` for a :func:`plain_name` that also resolves inside ``folder`` (no symlink out of it)."""
+    path = folder / plain_name(name, error, where, remedy)
+    if path.resolve().parent != folder.resolve():
+        raise error(f"{where}: {name!r} leads outside {folder}; {remedy}")
+    return path
+
+
+def listed_files(files: Any, expected: Collection[str] | None, error: type[KoembedError], where: str,
+                 remedy: str) -> dict[str, str]:
+    """A manifest's ``{name: sha256}``, checked to list exactly ``expected`` (None: any names), each a plain name
+    with a sha256.
+
+    Why exactly: a manifest that lists fewer files (``{}``) would let :func:`verify_files` pass while an
+    unlisted file was changed, and one that lists more could point reads elsewhere.
+    """
+    if not isinstance(files, Mapping):
+        raise error(f"{where}: 'files' must map each file name to its sha256; {remedy}")
+    for name, digest in files.items():
+        plain_name(name, error, where, remedy)
+        if not isinstance(digest, str) or not SHA256_RE.match(digest):
+            raise error(f"{where}: the sha256 of {name!r} is not 64 hex digits; {remedy}")
+    expected = set(files) if expected is None else set(expected)
+    missing, extra = sorted(expected - set(files)), sorted(set(files) - expected)
+    if missing or extra:
+        problems = ([f"does not list {', '.join(missing)}"] if missing else []) + \
+                   ([f"lists unexpected {', '.join(extra)}"] if extra else [])
+        raise error(f"{where}: 'files' {' and '.join(problems)}; {remedy}")
+    return dict(files)
+
+
 def first_damaged(folder: Path, files: Mapping[str, str]) -> tuple[Path, str] | None:
     """The first of ``files`` (``{name: sha256}``) in ``folder`` that is ``missing`` or ``altered``, or None."""
     for name, expected in files.items():
@@ -139,8 +193,13 @@ def first_damaged(folder: Path, files: Mapping[str, str]) -> tuple[Path, str] | 
 
 
 def verify_files(folder: Path, files: Mapping[str, str], manifest: str, error: type[KoembedError],
-                 remedy: str) -> None:
-    """Raise ``error`` naming the first missing or altered file of ``files``; ``remedy`` says what to do."""
+                 remedy: str, *, expected: Collection[str] | None = None) -> None:
+    """Raise ``error`` naming the first missing or altered file of ``files``; ``remedy`` says what to do.
+
+    ``expected``: the names the manifest must list, no more and no fewer (:func:`listed_files`); every name
+    must be a plain name inside ``folder`` either way.
+    """
+    files = listed_files(files, expected, error, manifest, remedy)
     problem = first_damaged(folder, files)
     if problem is None:
         return
@@ -148,6 +207,17 @@ def verify_files(folder: Path, files: Mapping[str, str], manifest: str, error: t
     if kind == "missing":
         raise error(f"{path} is missing; {remedy}")
     raise error(f"{path} does not match its sha256 in {manifest} (altered or truncated): {remedy}")
+
+
+def remove_staged(folder: Path) -> None:
+    """Remove the temporary files and folders (``.NAME.*.tmp``) that a killed :func:`atomic_open` or
+    :func:`staged_folder` left in ``folder``. Call it only while no other writer uses ``folder``."""
+    for entry in folder.iterdir():
+        if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
 
 def read_manifest(path: Path, error: type[KoembedError], *, format: str | None, version: int,

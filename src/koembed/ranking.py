@@ -20,6 +20,7 @@ Hit = tuple[str, float]
 TIE_SLACK = 16  # extra candidates per engine search so ties at the k-th score are ordered by doc id
 RRF_K = 60  # the constant of Cormack et al. (2009), used by Elasticsearch and AutoRAG too
 FUSIONS = ("rrf", "cc")
+NORMALIZATIONS = ("none", "max", "minmax", "z")
 
 
 def id_ranks(doc_ids: Sequence[str]) -> np.ndarray:
@@ -65,6 +66,29 @@ def sort_hits(hits: Mapping[str, float] | Iterable[Hit], k: int | None = None) -
     return ordered if k is None else ordered[:k]
 
 
+def normalized(values: np.ndarray, method: str) -> np.ndarray:
+    """One query's scores put on a common scale before they are added to another retriever's or field's.
+
+    ``none``: as they are. ``max``: divided by the largest (0 stays 0). ``minmax``: (v - min) / (max - min), a
+    constant list becomes all 1. ``z``: (v - mean) / std, a constant list becomes all 0. Returns float64.
+    """
+    import numpy as np
+
+    values = np.asarray(values, dtype=np.float64)
+    if method == "none" or not len(values):
+        return values
+    if method == "max":
+        top = values.max()
+        return values / top if top > 0 else values
+    if method == "minmax":
+        lo, span = values.min(), values.max() - values.min()
+        return (values - lo) / span if span > 0 else np.ones_like(values)
+    if method == "z":
+        std = values.std()
+        return (values - values.mean()) / std if std > 0 else np.zeros_like(values)
+    raise ValueError(f"unknown normalization {method!r}: use {', '.join(NORMALIZATIONS)}")
+
+
 def fuse(runs: Sequence[Sequence[Hit]], fusion: str = "rrf", weights: Sequence[float] | None = None,
          k: int | None = None) -> list[Hit]:
     """Fuse one query's rankings from several retrievers into one.
@@ -74,8 +98,6 @@ def fuse(runs: Sequence[Sequence[Hit]], fusion: str = "rrf", weights: Sequence[f
     min-max normalised over the run (a single or constant score becomes 1), a missing doc counts 0, and the
     normalised scores are summed with ``weights`` (default equal).
     """
-    import numpy as np
-
     if fusion not in FUSIONS:
         raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, not {fusion!r}")
     weights = list(weights) if weights is not None else [1.0 / len(runs)] * len(runs)
@@ -85,11 +107,8 @@ def fuse(runs: Sequence[Sequence[Hit]], fusion: str = "rrf", weights: Sequence[f
             for rank, (doc, _) in enumerate(hits, start=1):
                 scores[doc] = scores.get(doc, 0.0) + 1.0 / (RRF_K + rank)
         elif hits:
-            values = np.array([s for _, s in hits], dtype=np.float64)
-            lo, span = values.min(), values.max() - values.min()
-            for (doc, _), v in zip(hits, values):
-                norm = (v - lo) / span if span > 0 else 1.0
-                scores[doc] = scores.get(doc, 0.0) + weight * norm
+            for (doc, _), norm in zip(hits, normalized([s for _, s in hits], "minmax")):
+                scores[doc] = scores.get(doc, 0.0) + weight * float(norm)
     return sort_hits(scores, k)
 
 

@@ -4,7 +4,9 @@ A retriever is fitted on a corpus, then returns for each query its top-k ``(doc_
 first, ties broken by ascending doc id (:mod:`koembed.ranking`), and can score given (query, passage) pairs on
 the same scale (:meth:`Retriever.score`, what hard-negative mining compares against).
 Specs name retrievers on the command line:
-- ``bm25``: :class:`koembed.lexical.BM25Retriever`;
+- ``bm25``: :class:`koembed.lexical.BM25Retriever` over Kiwi content morphemes; ``bm25-char`` over character
+  bigrams; ``bm25-phrase`` over weighted fields (morphemes, morpheme bigrams, character bigrams);
+  ``bm25-fields:unigram=1,char=0.5@z`` any weights and normalisation (:mod:`koembed.lexical.bm25`);
 - ``dense:<model>``: a hub id, local folder, or ``minilm`` (the bundled all-MiniLM-L6-v2);
 - ``hybrid:<a>+<b>`` (or ``hybrid-rrf:``): reciprocal-rank fusion of two or more specs;
 - ``hybrid-cc:<a>+<b>``: convex combination of min-max normalised scores, equal weights;
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from koembed.embeddings import cached_corpus_embeddings
 from koembed.errors import SpecError
-from koembed.lexical import BM25Retriever
+from koembed.lexical import BM25Retriever, LexicalConfig, lexical_config
 from koembed.m3_retrieve import M3Retriever
 from koembed.models import EncodeOptions, Encoder, ModelSpec, encode, load_model
 from koembed.models.m3 import M3Encoder, M3Output, load_m3, m3_weights
@@ -226,7 +228,7 @@ class RetrieverFactory:
     def _build(self, spec: str) -> Retriever:
         parsed = parse_spec(spec)
         if parsed.kind == "bm25":
-            bm25 = BM25Retriever(show_progress=self.options.show_progress)
+            bm25 = BM25Retriever(parsed.lexical, show_progress=self.options.show_progress, name=spec)
             bm25.fit(self.doc_ids, self.texts)
             return bm25
         if parsed.kind == "dense":
@@ -262,6 +264,7 @@ CHILD_PREFIXES = ("bm25", "dense:", "hybrid", "m3:", "m3@", "m3-sparse:", "m3-co
 @dataclass(frozen=True)
 class Spec:
     kind: str  # bm25 | dense | hybrid | m3 | m3-sparse | m3-colbert | rerank
+    lexical: LexicalConfig | None = None
     model: str = ""
     children: tuple[str, ...] = ()
     fusion: str = "rrf"
@@ -271,8 +274,9 @@ class Spec:
 def parse_spec(spec: str) -> Spec:
     """Parse a retriever spec without loading anything, so a typo fails before any work starts."""
     spec = spec.strip()
-    if spec == "bm25":
-        return Spec("bm25")
+    lexical = lexical_config(spec)
+    if lexical is not None:
+        return Spec("bm25", lexical=lexical)
     if spec.startswith("dense:"):
         model = spec[len("dense:"):].strip()
         if not model:
@@ -299,8 +303,9 @@ def parse_spec(spec: str) -> Spec:
                             "rerank:BAAI/bge-reranker-v2-m3@bm25")
         parse_spec(first)
         return Spec("rerank", model=model.strip(), children=(first.strip(),))
-    raise SpecError(f"unknown retriever {spec!r}: use bm25, dense:<model>, hybrid:<a>+<b>, hybrid-cc:<a>+<b>, "
-                    "m3:<model>, m3-sparse:<model>, m3-colbert:<model> or rerank:<cross-encoder>@<spec>")
+    raise SpecError(f"unknown retriever {spec!r}: use bm25, bm25-char, bm25-phrase, bm25-fields:<field>=<w>,..., "
+                    "dense:<model>, hybrid:<a>+<b>, hybrid-cc:<a>+<b>, m3:<model>, m3-sparse:<model>, "
+                    "m3-colbert:<model> or rerank:<cross-encoder>@<spec>")
 
 
 def _parse_m3(spec: str) -> Spec:

@@ -14,6 +14,7 @@ app = typer.Typer(help="Korean text embeddings for retrieval (RAG): benchmark, t
 app.command()(evaluate.bench)
 app.command("eval")(evaluate.eval_)
 app.command()(evaluate.inspect)
+app.command("tune-lexical")(evaluate.tune_lexical)
 app.command()(train.train)
 app.command()(train.card)
 app.command()(train.mine)

@@ -11,6 +11,7 @@ from typing import Annotated, NoReturn, Optional
 import typer
 from rich.console import Console
 
+from koembed.errors import KoembedError
 from koembed.models import EncodeOptions, ModelSpec
 
 # Logs and pipes get wide tables instead of rich's 80-column default.
@@ -59,6 +60,25 @@ def fail(exc: Exception) -> NoReturn:
     """Print a user error (a :class:`~koembed.errors.KoembedError`) and exit with status 2."""
     err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
     raise typer.Exit(code=2)
+
+
+def check_output(path: Path | None, option: str, *, folder: bool = False) -> None:
+    """Exit 2, before any work, if ``path`` (a file, or a ``folder``) could not be written: a file that is an
+    existing folder (or the reverse), a parent that is a file, or a parent folder that is not writable. Long
+    runs otherwise fail at their very end, with some outputs already written."""
+    if path is None:
+        return
+    if folder and path.exists() and not path.is_dir():
+        fail(KoembedError(f"{option} {path}: is a file; give a folder"))
+    if not folder and path.is_dir():
+        fail(KoembedError(f"{option} {path}: is a folder; give a file name"))
+    parent = (path if folder else path.parent).absolute()
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        fail(KoembedError(f"{option} {path}: {parent} is a file, not a folder"))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        fail(KoembedError(f"{option} {path}: the folder {parent} is not writable"))
 
 
 def quiet_libraries() -> None:

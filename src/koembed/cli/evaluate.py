@@ -7,7 +7,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from koembed.bench import DEFAULT_RETRIEVERS, evaluate_model, plot_results, results_document, run_bench, write_runs
+from koembed.bench import (
+    DEFAULT_RETRIEVERS,
+    evaluate_model,
+    plot_results,
+    results_document,
+    run_bench,
+    run_filename,
+    write_runs,
+)
 from koembed.cli.common import (
     BackendOpt,
     BatchSizeOpt,
@@ -20,6 +28,7 @@ from koembed.cli.common import (
     QuietOpt,
     RerankDepthOpt,
     SplitOpt,
+    check_output,
     console,
     encode_options,
     fail,
@@ -30,17 +39,20 @@ from koembed.cli.common import (
 from koembed.data import load_retrieval_set
 from koembed.errors import KoembedError
 from koembed.files import write_json
+from koembed.lexical import FIELDS, LexicalConfig
 from koembed.metrics.tables import autorag_tables, by_similarity, ir_table
+from koembed.tuning import WEIGHT_GRID, fit_field_weights, lexical_problem
 
 
 def bench(
     data: DataOpt = None,
     retriever: Annotated[Optional[list[str]], typer.Option(
         "--retriever", "-r", help="Retriever spec, repeatable: bm25, dense:<model> (hub id, folder or 'minilm'), "
-        "hybrid:<a>+<b> (reciprocal-rank fusion), hybrid-cc[@w]:<a>+<b> (min-max score fusion), "
-        "m3-sparse:<model>, m3-colbert:<model>, m3[@d,s,c]:<model> (BGE-M3's outputs), "
+        "bm25-char, bm25-phrase (morphemes + morpheme bigrams and pairs + character bigrams, weighted), "
+        "bm25-fields:FIELD=W,..., hybrid:<a>+<b> (reciprocal-rank fusion), hybrid-cc[@w]:<a>+<b> (min-max score "
+        "fusion), m3-sparse:<model>, m3-colbert:<model>, m3[@d,s,c]:<model> (BGE-M3's outputs), "
         "rerank:<cross-encoder>@<spec> (rescore the first stage's top --rerank-depth). "
-        "Default: bm25 and dense:minilm.")] = None,
+        "Default: bm25, bm25-phrase and dense:minilm.")] = None,
     top_k: Annotated[str, typer.Option("--top-k", help="AutoRAG top-k values.")] = "1,3,5,10,50",
     out: Annotated[Optional[Path], typer.Option(help="Write results as JSON here.")] = None,
     run_out: Annotated[Optional[Path], typer.Option(
@@ -62,10 +74,17 @@ def bench(
     """Benchmark retrievers on a retrieval set: AutoRAG tables per top-k and the card's IR suite."""
     quiet_libraries()
     ks = parse_top_k(top_k)
+    specs = retriever or list(DEFAULT_RETRIEVERS)
+    check_output(out, "--out")
+    check_output(plot, "--plot")
+    check_output(cache_dir, "--cache-dir", folder=True)
+    check_output(run_out, "--run-out", folder=True)
+    for spec in specs if run_out is not None else ():
+        check_output(run_out / run_filename(spec), "--run-out")
     try:
         rs = load_retrieval_set(data, split=split)
         console.print(f"[bold]{rs.name}[/]: {len(rs.queries)} queries, {len(rs.corpus)} passages")
-        results = run_bench(rs, retriever or list(DEFAULT_RETRIEVERS), ks,
+        results = run_bench(rs, specs, ks,
                             model=model_spec("", precision, backend, device, query_prompt, passage_prompt),
                             options=encode_options(batch_size, quiet), cache_dir=cache_dir,
                             rerank_depth=rerank_depth)
@@ -100,6 +119,7 @@ def eval_(
 ) -> None:
     """The card's IR suite (InformationRetrievalEvaluator definitions) for cosine and dot similarity."""
     quiet_libraries()
+    check_output(out, "--out")
     try:
         rs = load_retrieval_set(data, split=split)
         metrics = evaluate_model(rs, model_spec(model, precision, backend, device, query_prompt, passage_prompt),
@@ -125,3 +145,30 @@ def inspect(data: DataOpt = None, split: SplitOpt = None) -> None:
                   f"passages: {s['passages']} (mean {s['passage_chars_mean']:.0f} chars, "
                   f"max {s['passage_chars_max']}), relevant groups per query: mean {s['groups_mean']:.2f}, "
                   f"max {s['groups_max']}")
+
+
+def tune_lexical(
+    data: Annotated[list[str], typer.Option(
+        "--data", "-d", help="Development retrieval set, repeatable (any layout bench reads). Fit on data you will "
+        "not report on: e.g. KorQuAD --split train and MS MARCO-ko --split train.")],
+    split: SplitOpt = None,
+    fields: Annotated[str, typer.Option(help="Fields to weigh; the first is fixed at weight 1.")] = ",".join(FIELDS),
+    normalization: Annotated[str, typer.Option(
+        help="Per-query normalisation of each field's scores before the weighted sum: none (raw BM25 sums, what "
+        "a search engine computes in one pass), max or z.")] = "none",
+    out: Annotated[Optional[Path], typer.Option(help="Write the fit (weights, gains per set) as JSON here.")] = None,
+) -> None:
+    """Fit the weights of BM25's lexical fields on development sets; prints the bm25-fields spec to use."""
+    chosen = tuple(f.strip() for f in fields.split(",") if f.strip())
+    try:
+        config = LexicalConfig({f: 1.0 for f in chosen})
+        problems = [lexical_problem(load_retrieval_set(d, split=split), config, (normalization,)) for d in data]
+        fit = fit_field_weights(problems, config.fields, normalization, WEIGHT_GRID)
+    except (KoembedError, ValueError) as exc:
+        fail(exc)
+    for name, row in fit["dev"].items():
+        console.print(f"{name}: ndcg@10 {row['unigram']:.4f} -> {row['ndcg@10']:.4f}", highlight=False)
+    spec = "bm25-fields:" + ",".join(f"{f}={w:g}" for f, w in fit["weights"].items()) + f"@{normalization}"
+    console.print(f"spec: {spec}", highlight=False)
+    if out is not None:
+        write_json(out, {**fit, "spec": spec, "data": list(data), "split": split})

@@ -21,6 +21,7 @@ from koembed.cli.common import (
     QueryPromptOpt,
     QuietOpt,
     RerankDepthOpt,
+    check_output,
     console,
     encode_options,
     err_console,
@@ -40,6 +41,7 @@ from koembed.index import (
     index_info,
     load_index,
 )
+from koembed.lexical import DEFAULT_SPEC, lexical_config
 from koembed.models import EncodeOptions, ModelSpec
 from koembed.models.export import export_model
 from koembed.models.rerank import load_reranker
@@ -67,6 +69,7 @@ def encode(
 ) -> None:
     """Encode a corpus (or one shard of it) to embedding files; rerun the same command to resume."""
     quiet_libraries()
+    check_output(out, "--out", folder=True)
     try:
         docs = load_documents(corpus)
         spec = model_spec(model, precision, backend, device, passage_prompt=passage_prompt)
@@ -107,6 +110,9 @@ def index_build(
     out: Annotated[Path, typer.Option(help="New (or empty) index folder.")],
     kind: Annotated[str, typer.Option(help="flat (exact), hnsw (graph, approximate) or ivf (clusters, "
                                       "approximate).")] = "flat",
+    lexical: Annotated[str, typer.Option(
+        help="BM25 half: bm25 (Kiwi morphemes), bm25-char (character bigrams), bm25-phrase (morphemes, morpheme "
+        "bigrams and pairs, character bigrams, weighted) or bm25-fields:FIELD=WEIGHT,...")] = DEFAULT_SPEC,
     batch_size: BatchSizeOpt = 32,
     from_embeddings: Annotated[Optional[list[Path]], typer.Option(
         "--from-embeddings", help="Take the vectors from koembed encode output instead of encoding (repeatable: "
@@ -122,7 +128,7 @@ def index_build(
     quiet_libraries()
     spec = model_spec(model, precision, backend, query_prompt=query_prompt, passage_prompt=passage_prompt)
     try:
-        params = IndexParams(kind=kind)
+        params = IndexParams(kind=kind, lexical=lexical_config(lexical, required=True))
         docs = load_documents(corpus)
         if from_embeddings:
             manifest = build_index_from_embeddings(spec, from_embeddings, list(docs), list(docs.values()), out,
@@ -180,8 +186,8 @@ def search(
     query: Annotated[str, typer.Argument(help="The query text.")],
     index: IndexDirOpt,
     mode: Annotated[str, typer.Option(help="hybrid (RRF of both, as the server's /search), dense (embeddings), "
-                                           "bm25 (Kiwi morphemes) or sparse (BGE-M3 lexical weights; an index "
-                                           "built with a bge-m3-layout model).")] = "hybrid",
+                                           "bm25 (the index's lexical fields) or sparse (BGE-M3 lexical weights; "
+                                           "an index built with a bge-m3-layout model).")] = "hybrid",
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Number of hits.")] = 10,
     json_: Annotated[bool, typer.Option("--json", help="One JSON object per hit (rank, docid, score, text).")] = False,
     rerank: Annotated[Optional[str], typer.Option(

@@ -16,6 +16,7 @@ from koembed.cli.common import (
     QueryPromptOpt,
     QuietOpt,
     SplitOpt,
+    check_output,
     console,
     encode_options,
     err_console,
@@ -103,6 +104,7 @@ def mine(
         raise typer.BadParameter("margin must be 0 (off) or positive", param_hint="--margin")
     if out.suffix.lower() != ".jsonl":
         raise typer.BadParameter("the output is JSON lines; name it *.jsonl", param_hint="--out")
+    check_output(out, "--out")
     try:
         parse_spec(retriever)  # a typo fails before the data is read
         pairs = read_pairs(data)

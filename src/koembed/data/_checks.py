@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterator
+import math
+import numbers
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +28,51 @@ def require_columns(path: Path, columns: list[str], required: list[str]) -> None
         )
 
 
-def text_field(path: str | Path, row: int, name: str, value: Any) -> str:
-    """A non-empty string (numbers are accepted and turned into text, as ids often are)."""
-    if value is None or (isinstance(value, float) and value != value):
-        raise DataError(path, "value is missing", row=row, field=name)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str):
-        raise DataError(path, f"expected text, got {type(value).__name__}", row=row, field=name)
-    if not value.strip():
-        raise DataError(path, "empty text", row=row, field=name)
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def _unicode(path: str | Path, row: int, name: str, value: str) -> str:
+    """``value`` if it can be written as UTF-8: JSON's ``\\ud800`` escapes give lone surrogates, which cannot."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DataError(path, f"not valid Unicode text (a lone surrogate at character {exc.start})", row=row,
+                        field=name) from None
     return value
+
+
+def id_field(path: str | Path, row: int, name: str, value: Any) -> str:
+    """A non-empty id: text, or an integer turned into text (ids often are numbers, in parquet and JSON)."""
+    if _missing(value):
+        raise DataError(path, "value is missing", row=row, field=name)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = str(int(value))
+    if not isinstance(value, str):
+        raise DataError(path, f"expected an id (text or an integer), got {_type_name(value)}", row=row, field=name)
+    if not value.strip():
+        raise DataError(path, "empty id", row=row, field=name)
+    return _unicode(path, row, name, value)
+
+
+def text_field(path: str | Path, row: int, name: str, value: Any) -> str:
+    """Non-empty text: a string with at least one visible character. A number is a wrong type here, not text:
+    it usually means a shifted or mislabelled column."""
+    if _missing(value):
+        raise DataError(path, "value is missing", row=row, field=name)
+    if not isinstance(value, str):
+        raise DataError(path, f"expected text, got {_type_name(value)}", row=row, field=name)
+    if not any(ch.isprintable() and not ch.isspace() for ch in value):  # blank, or only NULs / control characters
+        raise DataError(path, "empty text (no visible character)", row=row, field=name)
+    return _unicode(path, row, name, value)
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, numbers.Number):
+        return f"a number ({value!r})"
+    return {dict: "an object", list: "a list"}.get(type(value), type(value).__name__)
 
 
 def add_unique(path: str | Path, row: int, name: str, key: str, value: str, into: dict[str, str]) -> None:
@@ -59,6 +96,28 @@ def require_judged(path: Path, relevant: dict[str, list[list[str]]]) -> None:
     """A retrieval set with no query that has a relevant document cannot be evaluated."""
     if not relevant:
         raise DataError(path, "no query has a relevant document, so nothing can be evaluated")
+
+
+def load_json(path: Path) -> Any:
+    """A whole ``.json`` file; bad UTF-8, bad JSON, or nesting too deep for the parser is a DataError naming it."""
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from exc
+    except RecursionError:
+        raise DataError(path, "JSON nested too deeply to read") from None
+
+
+def finite_number(path: str | Path, row: int, name: str, text: str) -> float:
+    """A number written as text; NaN and infinity are refused (a judgment or weight must compare)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise DataError(path, f"not a number: {text!r}", row=row, field=name) from None
+    if not math.isfinite(value):
+        raise DataError(path, f"not a finite number: {text!r}", row=row, field=name)
+    return value
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -87,6 +146,8 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(path, f"not valid JSON ({exc.msg})", row=line_no) from exc
+            except RecursionError:
+                raise DataError(path, "JSON nested too deeply to read", row=line_no) from None
             if not isinstance(obj, dict):
                 raise DataError(path, "expected a JSON object", row=line_no)
             yield line_no, obj
@@ -107,7 +168,10 @@ def read_records(path: Path, required: list[str], what: str) -> list[tuple[int, 
         columns = sorted({key for _, obj in rows for key in obj})
     elif suffix in (".parquet", ".csv"):
         try:
-            frame = pd.read_parquet(path) if suffix == ".parquet" else pd.read_csv(path, keep_default_na=False)
+            if suffix == ".parquet":
+                frame = pd.read_parquet(path)
+            else:  # every cell as text: a numeric-looking query stays text
+                frame = pd.read_csv(path, keep_default_na=False, dtype=str)
         except Exception as exc:  # pyarrow and pandas raise several types for a corrupt file
             raise DataError(path, f"not a readable {suffix[1:]} file ({exc})") from exc
         columns = [str(c) for c in frame.columns]
@@ -116,3 +180,9 @@ def read_records(path: Path, required: list[str], what: str) -> list[tuple[int, 
         raise DataError(path, f"expected a .jsonl, .parquet or .csv file of {what} (columns {', '.join(required)})")
     require_columns(path, columns, required)
     return rows
+
+
+def sha256_order(keys: Iterable[str]) -> list[str]:
+    """Distinct ``keys`` ordered by the SHA-256 of their UTF-8 bytes: a fixed pseudo-random order for splits that
+    depends only on the keys themselves, not on file order, Python's version or a seed."""
+    return sorted(set(keys), key=lambda k: hashlib.sha256(k.encode("utf-8")).hexdigest())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from koembed.data._checks import add_unique, require_columns, require_file, require_judged, text_field
+from koembed.data._checks import add_unique, id_field, require_columns, require_file, require_judged, text_field
 from koembed.data.retrieval_set import RetrievalSet
 from koembed.errors import DataError
 
@@ -64,7 +64,7 @@ def read_autorag(directory: str | Path, name: str | None = None) -> RetrievalSet
     require_columns(corpus_path, list(corpus_df.columns), ["doc_id", "contents"])
     corpus: dict[str, str] = {}
     for row, (doc_id, contents) in enumerate(zip(corpus_df["doc_id"], corpus_df["contents"]), start=1):
-        doc_id = text_field(corpus_path, row, "doc_id", doc_id)
+        doc_id = id_field(corpus_path, row, "doc_id", doc_id)
         add_unique(corpus_path, row, "doc_id", doc_id, text_field(corpus_path, row, "contents", contents), corpus)
 
     qa_df = _read_parquet(qa_path)
@@ -72,7 +72,7 @@ def read_autorag(directory: str | Path, name: str | None = None) -> RetrievalSet
     queries: dict[str, str] = {}
     relevant: dict[str, list[list[str]]] = {}
     for row, (qid, query, gt) in enumerate(zip(qa_df["qid"], qa_df["query"], qa_df["retrieval_gt"]), start=1):
-        qid = text_field(qa_path, row, "qid", qid)
+        qid = id_field(qa_path, row, "qid", qid)
         add_unique(qa_path, row, "qid", qid, text_field(qa_path, row, "query", query), queries)
         try:
             groups = cast_retrieval_gt(gt)

@@ -5,7 +5,16 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from koembed.data._checks import add_unique, iter_jsonl, read_text, require_file, require_judged, text_field
+from koembed.data._checks import (
+    add_unique,
+    finite_number,
+    id_field,
+    iter_jsonl,
+    read_text,
+    require_file,
+    require_judged,
+    text_field,
+)
 from koembed.data.retrieval_set import RetrievalSet
 from koembed.errors import DataError
 
@@ -27,7 +36,7 @@ def read_beir(directory: str | Path, split: str = "test", name: str | None = Non
     for line_no, obj in iter_jsonl(corpus_path):
         if "_id" not in obj:
             raise DataError(corpus_path, "missing field", row=line_no, field="_id")
-        doc_id = text_field(corpus_path, line_no, "_id", obj["_id"])
+        doc_id = id_field(corpus_path, line_no, "_id", obj["_id"])
         title = obj.get("title") or ""
         if not isinstance(title, str):
             raise DataError(corpus_path, "expected text", row=line_no, field="title")
@@ -38,7 +47,7 @@ def read_beir(directory: str | Path, split: str = "test", name: str | None = Non
 
     all_queries: dict[str, str] = {}
     for line_no, obj in iter_jsonl(queries_path):
-        qid = text_field(queries_path, line_no, "_id", obj.get("_id"))
+        qid = id_field(queries_path, line_no, "_id", obj.get("_id"))
         add_unique(queries_path, line_no, "_id", qid, text_field(queries_path, line_no, "text", obj.get("text")),
                    all_queries)
 
@@ -53,10 +62,7 @@ def read_beir(directory: str | Path, split: str = "test", name: str | None = Non
         if len(fields) < 3:
             raise DataError(qrels_path, f"expected 3 tab-separated fields, got {len(fields)}", row=line_no)
         qid, doc_id, score_text = fields[0], fields[1], fields[2]
-        try:
-            score = float(score_text)
-        except ValueError as exc:
-            raise DataError(qrels_path, f"not a number: {score_text!r}", row=line_no, field="score") from exc
+        score = finite_number(qrels_path, line_no, "score", score_text)
         if qid not in all_queries:
             raise DataError(qrels_path, f"unknown query id {qid!r} (not in queries.jsonl)", row=line_no,
                             field="query-id")

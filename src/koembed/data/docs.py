@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from koembed.data._checks import add_unique, read_records, text_field
+from koembed.data._checks import add_unique, id_field, read_records, text_field
 from koembed.data.load import load_retrieval_set
 from koembed.errors import DataError
 
@@ -25,7 +25,7 @@ def read_documents(path: str | Path) -> dict[str, str]:
     rows = read_records(path, ["id", "text"], "passages")
     docs: dict[str, str] = {}
     for row, record in rows:
-        doc_id = text_field(path, row, "id", record.get("id"))
+        doc_id = id_field(path, row, "id", record.get("id"))
         add_unique(path, row, "id", doc_id, text_field(path, row, "text", record.get("text")), docs)
     if not docs:
         raise DataError(path, "no passages")
@@ -54,6 +54,6 @@ def validate_documents(doc_ids: Sequence[str], texts: Sequence[str], source: str
         raise DataError(source, "no passages")
     seen: dict[str, str] = {}
     for row, (doc_id, text) in enumerate(zip(doc_ids, texts), start=1):
-        add_unique(source, row, "id", text_field(source, row, "id", doc_id), text_field(source, row, "text", text),
+        add_unique(source, row, "id", id_field(source, row, "id", doc_id), text_field(source, row, "text", text),
                    seen)
     return list(seen), list(seen.values())

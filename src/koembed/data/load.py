@@ -32,7 +32,8 @@ def load_retrieval_set(path: str | Path | None = None, split: str | None = None)
     - ``None`` or ``"sample"``: the bundled Korean sample.
     - a folder with ``qa.parquet`` + ``corpus.parquet``: AutoRAG.
     - a folder with ``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``: BEIR/MTEB (split default ``test``).
-    - a ``.json`` file holding a list: query-positives (the MS MARCO-ko layout).
+    - a ``.json`` file holding a list: query-positives (the MS MARCO-ko layout; split ``all`` default, or
+      ``train``/``test``: halves of the queries by SHA-256 of their ids, over the same corpus).
     - a ``.json`` file holding an object: SQuAD/KorQuAD (split ``all`` default, or ``train``/``test`` by article title).
     """
     if path is None or str(path) == SAMPLE:
@@ -45,7 +46,7 @@ def load_retrieval_set(path: str | Path | None = None, split: str | None = None)
     if looks_like_beir(path):
         return read_beir(path, split=split or "test")
     if looks_like_query_positives(path):
-        return read_query_positives(path)
+        return read_query_positives(path, split=split or "all")  # type: ignore[arg-type]
     if looks_like_squad(path):
         return read_squad(path, split=split or "all")  # type: ignore[arg-type]
     raise DataError(

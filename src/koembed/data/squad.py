@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Literal
 
-from koembed.data._checks import read_text, require_judged, text_field
+from koembed.data._checks import id_field, load_json, require_judged, sha256_order, text_field
 from koembed.data.retrieval_set import RetrievalSet
 from koembed.errors import DataError
 
@@ -25,7 +23,7 @@ def split_titles(titles: list[str], n_train: int = DEFAULT_TRAIN_ARTICLES) -> tu
     Depends only on the titles themselves, not on file order, Python version or a random seed, so the
     same articles are held out on every machine. KorQuAD 1.0 dev: 140 articles -> 100 train, 40 test.
     """
-    ordered = sorted(set(titles), key=lambda t: hashlib.sha256(t.encode("utf-8")).hexdigest())
+    ordered = sha256_order(titles)
     return set(ordered[:n_train]), set(ordered[n_train:])
 
 
@@ -43,10 +41,7 @@ def read_squad(path: str | Path, split: Split = "all", n_train: int = DEFAULT_TR
     if split not in ("all", "train", "test"):
         raise DataError(path, f"unknown split {split!r} for a SQuAD/KorQuAD file: use all, train or test",
                         field="split")
-    try:
-        data = json.loads(read_text(path))
-    except json.JSONDecodeError as exc:
-        raise DataError(path, f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from exc
+    data = load_json(path)
     articles = data.get("data") if isinstance(data, dict) else None
     if not isinstance(articles, list):
         raise DataError(path, "expected a top-level object with a 'data' list (SQuAD layout)", field="data")
@@ -78,7 +73,7 @@ def read_squad(path: str | Path, split: Split = "all", n_train: int = DEFAULT_TR
             for q_idx, qa in enumerate(paragraph.get("qas") or []):
                 where = f"data[].paragraphs[{p_idx}].qas[{q_idx}]"
                 _require_object(path, a_idx, where, qa)
-                qid = text_field(path, a_idx, f"{where}.id", qa.get("id"))
+                qid = id_field(path, a_idx, f"{where}.id", qa.get("id"))
                 if qid in queries:
                     raise DataError(path, f"duplicate question id {qid!r}", row=a_idx, field=f"{where}.id")
                 queries[qid] = text_field(path, a_idx, f"{where}.question", qa.get("question"))

@@ -7,8 +7,7 @@ add, delete) and :mod:`.search` (the loaded :class:`Index`).
 
 from koembed.errors import DocumentIdError, IndexStoreError, ModelMismatchError
 from koembed.index.build import add_documents, build_index, build_index_from_embeddings, delete_documents
-from koembed.index.faiss import KINDS, IndexParams
-from koembed.index.manifest import Manifest
+from koembed.index.manifest import KINDS, IndexParams, Manifest
 from koembed.index.search import MODES, Index, index_info, load_index
 
 __all__ = ["KINDS", "MODES", "DocumentIdError", "Index", "IndexParams", "IndexStoreError", "Manifest",

@@ -16,10 +16,10 @@ from koembed.data import validate_documents
 from koembed.embeddings import read_embeddings
 from koembed.errors import DocumentIdError, ModelMismatchError
 from koembed.index.encoder import checked_encoder, embed, model_record, normalized_by, probe, with_prompt
-from koembed.index.faiss import IndexParams, compact_hnsw, faiss_index_params, new_faiss_index, normalized
-from koembed.index.manifest import MANIFEST, Manifest, now
+from koembed.index.faiss import compact_hnsw, faiss_index_params, new_faiss_index, normalized
+from koembed.index.manifest import MANIFEST, IndexParams, Manifest, now
 from koembed.index.store import IndexState, commit, locked, require_new_folder, update
-from koembed.lexical import KiwiTokenizer
+from koembed.lexical import KiwiTokenizer, LexicalConfig
 from koembed.models import EncodeOptions, Encoder, ModelSpec, load_model
 from koembed.models.m3 import has_m3_heads, m3_encoder
 from koembed.models.prompts import role_options
@@ -35,7 +35,7 @@ def build_index(model: ModelSpec | str, doc_ids: Sequence[str], texts: Sequence[
 
     ``model`` (a hub id, local folder or ``minilm``, with its precision and backend) is recorded so that
     :func:`koembed.index.load_index` and :func:`add_documents` can reload it; pass ``encoder`` to reuse a model
-    already loaded from it. ``params`` choose the FAISS index (:class:`IndexParams`).
+    already loaded from it. ``params`` choose the FAISS index and the BM25 fields (:class:`IndexParams`).
     """
     spec = ModelSpec.of(model)
     doc_ids, texts, out_dir = _checked_new_build(doc_ids, texts, out_dir)
@@ -95,7 +95,7 @@ def _write_new_index(model_name: str, encoder: Encoder, doc_ids: list[str], text
     created = now()
     manifest = Manifest(kind=params.kind, params=recorded, model=model_record(model_name, encoder),
                         dimension=int(vectors.shape[1]), normalized_by=normalized_by(encoder),
-                        bm25=bm25_record(), counts={"passages": len(pids), "deleted": 0, "tombstones": 0},
+                        bm25=bm25_record(params.lexical), counts={"passages": len(pids), "deleted": 0, "tombstones": 0},
                         next_id=len(pids), created=created, updated=created)
     state = IndexState(manifest, index, pids, doc_ids, texts, tokens, set(), sparse)
     new_folder = not out_dir.exists()
@@ -119,10 +119,11 @@ def lexical_weights(name: str, encoder: Encoder, texts: Sequence[str], options: 
     return m3_encoder(name, encoder).encode(texts, options, None, dense=False, colbert=False).sparse
 
 
-def bm25_record() -> dict[str, Any]:
+def bm25_record(lexical: LexicalConfig) -> dict[str, Any]:
+    """The manifest's record of the BM25 half: the stored analysis, and the fields and weights scored on it."""
     from importlib.metadata import version
 
-    return {"tokenizer": "kiwi content morphemes (koembed.lexical.KiwiTokenizer)", "k1": 1.2, "b": 0.75,
+    return {"tokenizer": "kiwi content morphemes (koembed.lexical.KiwiTokenizer)", **lexical.to_dict(),
             "kiwipiepy_version": version("kiwipiepy")}
 
 

@@ -11,35 +11,16 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from koembed.errors import SpecError
+from koembed.index.manifest import IndexParams
 
 if TYPE_CHECKING:
     import numpy as np
 
 log = logging.getLogger(__name__)
 
-KINDS = ("flat", "hnsw", "ivf")
 IVF_MIN_POINTS_PER_LIST = 39  # faiss's k-means warns below 39 training points per centroid
-
-
-@dataclass(frozen=True)
-class IndexParams:
-    """Which FAISS index to build: ``kind`` and its settings (HNSW graph degree and beam widths; IVF lists and
-    lists probed, None for the defaults of :func:`faiss_index_params`)."""
-
-    kind: str = "flat"
-    hnsw_m: int = 32
-    ef_construction: int = 200
-    ef_search: int = 128
-    nlist: int | None = None
-    nprobe: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise SpecError(f"unknown index kind {self.kind!r}: use {', '.join(KINDS)}")
 
 
 def faiss_index_params(params: IndexParams, n: int) -> dict[str, Any]:

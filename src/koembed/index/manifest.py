@@ -18,13 +18,41 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from koembed.errors import IndexStoreError
+from koembed.errors import IndexStoreError, SpecError
+from koembed.files import inside, listed_files
 from koembed.files import read_manifest as read_json_manifest
+from koembed.lexical import DEFAULT as DEFAULT_LEXICAL
+from koembed.lexical import LexicalConfig
 
 FORMAT_VERSION = 1
+KINDS = ("flat", "hnsw", "ivf")
 MANIFEST = "manifest.json"
 DENSE_FILE, PASSAGES_FILE, TOMBSTONES_FILE = "dense.faiss", "passages.jsonl", "tombstones.json"
+VERSION_FILES = (DENSE_FILE, PASSAGES_FILE, TOMBSTONES_FILE)
 VERSION_RE = re.compile(r"^v\d{6}$")
+REMEDY = "rebuild the index"
+# JSON types of the manifest fields that updates compute with (the others are only displayed).
+FIELD_TYPES = {"kind": str, "params": dict, "model": dict, "dimension": int, "bm25": dict, "counts": dict,
+               "next_id": int, "version_dir": str}
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    """What to build: the FAISS ``kind`` and its settings (HNSW graph degree and beam widths; IVF lists and lists
+    probed, None for the defaults of :func:`koembed.index.faiss.faiss_index_params`), and the ``lexical`` fields
+    of the BM25 half (default: the best measured, :data:`koembed.lexical.DEFAULT`)."""
+
+    kind: str = "flat"
+    hnsw_m: int = 32
+    ef_construction: int = 200
+    ef_search: int = 128
+    nlist: int | None = None
+    nprobe: int | None = None
+    lexical: LexicalConfig = DEFAULT_LEXICAL
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise SpecError(f"unknown index kind {self.kind!r}: use {', '.join(KINDS)}")
 
 
 @dataclass
@@ -64,17 +92,28 @@ class Manifest:
         names = set(cls.__dataclass_fields__)
         missing = sorted(n for n in names if n not in data)
         if missing:
-            raise IndexStoreError(f"{path}: manifest lacks {', '.join(missing)}; rebuild the index")
+            raise IndexStoreError(f"{path}: manifest lacks {', '.join(missing)}; {REMEDY}")
+        for name, kind in FIELD_TYPES.items():
+            if not isinstance(data[name], kind) or isinstance(data[name], bool):
+                raise IndexStoreError(f"{path}: field '{name}' should be a JSON {kind.__name__}, not "
+                                      f"{data[name]!r}; {REMEDY}")
         return cls(**{n: data[n] for n in names})
 
 
 def read_manifest(index_dir: Path) -> Manifest:
-    """The index's manifest, checked to be one this koembed reads."""
+    """The index's manifest, checked to be one this koembed reads: ``version_dir`` is a version folder inside
+    ``index_dir`` and ``files`` lists exactly the files of a version (so every one of them is verified)."""
     path = index_dir / MANIFEST
     if not path.is_file():
         raise IndexStoreError(f"{index_dir}: no {MANIFEST}; not a koembed index (build one with koembed index build)")
-    data = read_json_manifest(path, IndexStoreError, format=None, version=FORMAT_VERSION, remedy="rebuild the index")
-    return Manifest.from_dict(data, path)
+    data = read_json_manifest(path, IndexStoreError, format=None, version=FORMAT_VERSION, remedy=REMEDY)
+    manifest = Manifest.from_dict(data, path)
+    if not VERSION_RE.match(manifest.version_dir):
+        raise IndexStoreError(f"{path}: version_dir: {manifest.version_dir!r} is not a version folder name such as "
+                              f"v000001; {REMEDY}")
+    inside(index_dir, manifest.version_dir, IndexStoreError, f"{path}: version_dir", REMEDY)
+    listed_files(manifest.files, VERSION_FILES, IndexStoreError, str(path), REMEDY)
+    return manifest
 
 
 def now() -> str:

@@ -17,7 +17,7 @@ from koembed.errors import SpecError
 from koembed.index.encoder import checked_encoder, embed, with_prompt
 from koembed.index.manifest import read_manifest
 from koembed.index.store import IndexState, read_state, verify
-from koembed.lexical import BM25Retriever
+from koembed.lexical import BM25Retriever, LexicalConfig
 from koembed.models import EncodeOptions, Encoder
 from koembed.models.m3 import M3Encoder, m3_encoder
 from koembed.ranking import TIE_SLACK, Hit, sort_hits
@@ -134,9 +134,9 @@ class Index:
 
     def _bm25_part(self) -> BM25Retriever:
         if self._bm25 is None:
-            params = self.manifest.bm25
-            self._bm25 = BM25Retriever(k1=params["k1"], b=params["b"], show_progress=False)
-            self._bm25.fit_tokens(self._doc_ids, self._tokens)
+            config = LexicalConfig.from_dict(self.manifest.bm25)
+            self._bm25 = BM25Retriever(config, show_progress=False)
+            self._bm25.fit_analysed(self._doc_ids, self._texts, self._tokens)
         return self._bm25
 
     def _dense_search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:

@@ -20,20 +20,19 @@ from typing import Any
 
 from koembed import __version__
 from koembed.errors import IndexStoreError
-from koembed.files import checksums, fsync_path, staged_folder, verify_files, write_json, write_jsonl
+from koembed.files import checksums, fsync_path, remove_staged, staged_folder, verify_files, write_json, write_jsonl
 from koembed.index.faiss import set_faiss_search_params
 from koembed.index.manifest import (
     DENSE_FILE,
     MANIFEST,
     PASSAGES_FILE,
     TOMBSTONES_FILE,
+    VERSION_FILES,
     VERSION_RE,
     Manifest,
     now,
     read_manifest,
 )
-
-VERSION_FILES = (DENSE_FILE, PASSAGES_FILE, TOMBSTONES_FILE)
 
 
 @dataclass
@@ -77,7 +76,7 @@ def require_new_folder(out_dir: Path) -> None:
 def verify(index_dir: Path, manifest: Manifest) -> None:
     """Check every file of the current version against its sha256 in the manifest."""
     verify_files(index_dir / manifest.version_dir, manifest.files, MANIFEST, IndexStoreError,
-                 remedy="the index is incomplete or cannot be trusted; rebuild it")
+                 remedy="the index is incomplete or cannot be trusted; rebuild it", expected=VERSION_FILES)
 
 
 def read_state(index_dir: Path) -> IndexState:
@@ -98,33 +97,71 @@ def _read_version(index_dir: Path, manifest: Manifest) -> IndexState:
     verify(index_dir, manifest)
     folder = index_dir / manifest.version_dir
     pids, doc_ids, texts, tokens, sparse = [], [], [], [], []
-    with open(folder / PASSAGES_FILE, encoding="utf-8") as handle:
-        for line in handle:
-            row = json.loads(line)
-            pids.append(row["pid"])
-            doc_ids.append(row["id"])
-            texts.append(row["text"])
-            tokens.append(row["tokens"])
-            if "sparse" in row:
-                sparse.append({int(t): float(w) for t, w in row["sparse"].items()})
-    tombstones = set(json.loads((folder / TOMBSTONES_FILE).read_text(encoding="utf-8")))
-    index = faiss.read_index(str(folder / DENSE_FILE))
+    for pid, doc_id, text, toks, weights in _passage_rows(folder / PASSAGES_FILE):
+        pids.append(pid)
+        doc_ids.append(doc_id)
+        texts.append(text)
+        tokens.append(toks)
+        if weights is not None:
+            sparse.append(weights)
+    tombstones = _tombstones(folder / TOMBSTONES_FILE)
+    try:
+        index = faiss.read_index(str(folder / DENSE_FILE))
+    except RuntimeError as exc:
+        raise IndexStoreError(f"{folder / DENSE_FILE}: not a readable FAISS index ({str(exc).splitlines()[0]}); "
+                              "rebuild the index") from exc
     if index.d != manifest.dimension or index.ntotal != len(pids) + len(tombstones):
         raise IndexStoreError(f"{folder}: the vectors ({index.ntotal} of dimension {index.d}) do not match the "
                               f"manifest ({len(pids)} passages + {len(tombstones)} tombstones, dimension "
                               f"{manifest.dimension}); rebuild the index")
     set_faiss_search_params(index, manifest.kind, manifest.params)
+    if 0 < len(sparse) < len(pids):
+        raise IndexStoreError(f"{folder / PASSAGES_FILE}: {len(sparse)} of {len(pids)} passages hold lexical "
+                              "weights; rebuild the index")
     return IndexState(manifest, index, pids, doc_ids, texts, tokens, tombstones, sparse if sparse else None)
+
+
+def _passage_rows(path: Path) -> Iterator[tuple[int, str, str, list[str], dict[int, float] | None]]:
+    """``(pid, id, text, tokens, sparse)`` per row of passages.jsonl (``sparse``: BGE-M3 lexical weights, None
+    when the index has none); a malformed row is an error naming the row."""
+    with open(path, "rb") as handle:
+        for row, raw in enumerate(handle, start=1):
+            try:
+                record = json.loads(raw)
+            except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+                raise IndexStoreError(f"{path}, row {row}: not a JSON object ({type(exc).__name__}); "
+                                      "rebuild the index") from None
+            ok = (isinstance(record, dict) and type(record.get("pid")) is int and isinstance(record.get("id"), str)
+                  and isinstance(record.get("text"), str) and isinstance(record.get("tokens"), list)
+                  and all(isinstance(t, str) for t in record["tokens"]))
+            if not ok:
+                raise IndexStoreError(f"{path}, row {row}: expected {{\"pid\": integer, \"id\": text, \"text\": text, "
+                                      "\"tokens\": [text, ...]}; rebuild the index")
+            sparse = record.get("sparse")
+            if sparse is not None and not (isinstance(sparse, dict) and all(
+                    key.isdigit() and isinstance(w, (int, float)) for key, w in sparse.items())):
+                raise IndexStoreError(f"{path}, row {row}: \"sparse\" must map token ids to weights; rebuild the "
+                                      "index")
+            yield (record["pid"], record["id"], record["text"], record["tokens"],
+                   {int(t): float(w) for t, w in sparse.items()} if sparse is not None else None)
+
+
+def _tombstones(path: Path) -> set[int]:
+    try:
+        pids = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        pids = None
+    if not isinstance(pids, list) or not all(type(p) is int for p in pids):
+        raise IndexStoreError(f"{path}: expected a JSON list of integer ids; rebuild the index")
+    return set(pids)
 
 
 def _remove_leftovers(index_dir: Path, current: str) -> None:
     """Version folders and staged files or folders an interrupted update left behind."""
+    remove_staged(index_dir)
     for entry in index_dir.iterdir():
-        staged = entry.name.startswith(".") and entry.name.endswith(".tmp")
-        if entry.is_dir() and entry.name != current and (VERSION_RE.match(entry.name) or staged):
+        if entry.is_dir() and entry.name != current and VERSION_RE.match(entry.name):
             shutil.rmtree(entry, ignore_errors=True)
-        elif entry.is_file() and staged:
-            entry.unlink(missing_ok=True)
 
 
 def update(index_dir: Path, change: Callable[[IndexState], None]) -> Manifest:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from koembed.errors import ModelLoadError
-from koembed.files import checksums, read_manifest, staged_folder, verify_files
+from koembed.files import checksums, inside, read_manifest, staged_folder, verify_files
 from koembed.models.spec import BACKENDS, ONNX_BACKENDS
 
 if TYPE_CHECKING:
@@ -239,13 +239,12 @@ class OnnxEncoder:
 
         self.folder = Path(folder).expanduser()
         meta = read_meta(self.folder)
-        meta_path = self.folder / META_FILE
-        graph = self.folder / str(meta.get("file", GRAPH_FILE))
-        files = meta.get("files")
-        if not isinstance(files, dict) or graph.name not in files:
-            raise ModelLoadError(f"{meta_path}: field 'files' must list {graph.name} and its sha256")
-        verify_files(self.folder, files, META_FILE, ModelLoadError,
-                     remedy="the file was changed or damaged; export the model again")
+        remedy = "the export was changed or damaged; export the model again"
+        graph = inside(self.folder, meta.get("file", GRAPH_FILE), ModelLoadError, f"{self.folder / META_FILE}: file",
+                       remedy)
+        # Exactly the graph files: the graph, and its external weights if the folder has them.
+        graph_files = {graph.name} | ({WEIGHTS_FILE} if (self.folder / WEIGHTS_FILE).exists() else set())
+        verify_files(self.folder, meta.get("files"), META_FILE, ModelLoadError, remedy=remedy, expected=graph_files)
         self.meta = meta
         self.backend: str = meta["backend"]
         self.similarity_fn_name = meta.get("similarity_fn_name") or "cosine"

@@ -28,9 +28,11 @@ Endpoints (see :func:`create_app`):
 Dynamic batching: :mod:`koembed.server.batching`. The ASGI gate in front (API key, body size, metrics):
 :mod:`koembed.server.gate`.
 
-Errors are JSON in OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``: 400 malformed JSON,
-401 missing or wrong API key, 404 unknown route or no index, 413 too large (body, number of inputs, input
-tokens), 422 invalid fields (the message names the field). A failing request never stops the server.
+Errors are JSON in OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``: 400 malformed JSON
+or (without an API key) a ``Host`` that is not a loopback name, 401 missing or wrong API key, 404 unknown
+route or no index, 413 too large (body, number of inputs, input tokens), 422 invalid fields or text the
+tokenizer cannot read (the message names the field), 503 with ``Retry-After`` when the queue is full or a
+request timed out. A failing request never stops the server.
 """
 
 
@@ -44,6 +46,7 @@ import contextlib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
@@ -54,7 +57,7 @@ from koembed.models.rerank import load_reranker
 from koembed.ranking import hit_rows
 from koembed.rerank import DEFAULT_RERANK_DEPTH, rerank_documents, rerank_hits
 from koembed.server.batching import Batcher
-from koembed.server.config import API_KEY_ENV, DEFAULT_HOST, ServerLimits
+from koembed.server.config import API_KEY_ENV, DEFAULT_HOST, ServerLimits, check_exposure, is_loopback
 from koembed.server.errors import ApiError, error_response, validation_response
 from koembed.server.gate import Gate
 from koembed.server.observability import ServerMetrics
@@ -70,16 +73,19 @@ log = logging.getLogger(__name__)
 
 
 def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, api_key: Optional[str] = None,
-               limits: ServerLimits = ServerLimits(), reranker: Optional["CrossEncoder"] = None,
-               reranker_name: Optional[str] = None, rerank_depth: int = DEFAULT_RERANK_DEPTH) -> "FastAPI":
+               limits: ServerLimits = ServerLimits(), allowed_hosts: Sequence[str] = (),
+               reranker: Optional["CrossEncoder"] = None, reranker_name: Optional[str] = None,
+               rerank_depth: int = DEFAULT_RERANK_DEPTH) -> "FastAPI":
     """The FastAPI app serving ``model`` (a loaded SentenceTransformer) as ``model_name``.
 
     ``index``: a :class:`koembed.index.Index` for ``/search``, loaded with this same model object
     (``load_index(dir, encoder=model)``) so that one model, on one thread, does all the encoding.
     ``api_key``: required as ``Authorization: Bearer KEY`` on every route but ``/health``; ``None`` reads
-    :data:`API_KEY_ENV`; no key (or an empty one) leaves the API open. One app owns its model: do not
-    serve the same model object from two apps at once. ``reranker`` (a loaded CrossEncoder, served as
-    ``reranker_name``) enables ``/v1/rerank`` and ``/search``'s ``rerank``, which rescores ``rerank_depth`` hits.
+    :data:`API_KEY_ENV`; no key (or an empty one) leaves the API open to requests whose ``Host`` is a loopback
+    name or one of ``allowed_hosts`` (``"*"``: any), see :class:`koembed.server.gate.Gate`. One app owns its
+    model: do not serve the same model object from two apps at once. ``reranker`` (a loaded CrossEncoder, served
+    as ``reranker_name``) enables ``/v1/rerank`` and ``/search``'s ``rerank``, which rescores ``rerank_depth``
+    hits.
     """
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
@@ -87,7 +93,8 @@ def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, a
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     if api_key is None:
-        api_key = os.environ.get(API_KEY_ENV) or None
+        api_key = os.environ.get(API_KEY_ENV)
+    api_key = api_key or None
     dimension = int(model.get_embedding_dimension())
     model_limit = model.max_seq_length
     max_tokens = limits.max_input_tokens or model_limit
@@ -104,7 +111,9 @@ def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, a
     def encode_rows(texts: list[str]) -> "np.ndarray":
         return encode(model, texts, options, max_seq_length=max_tokens)
 
-    batcher = Batcher(encode_rows, metrics, limits.max_batch_tokens, limits.max_wait_ms, limits.batching)
+    batcher = Batcher(encode_rows, metrics, limits.max_batch_tokens, limits.max_wait_ms, limits.batching,
+                      limits.max_queue_tokens, limits.request_timeout_s)
+    metrics.queue_limit.set(limits.max_queue_tokens)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -116,7 +125,7 @@ def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, a
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.message, param=exc.param, code=exc.code)
+        return error_response(exc.status, exc.message, param=exc.param, code=exc.code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -124,7 +133,7 @@ def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, a
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+        codes = {400: "invalid_json", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
         return error_response(exc.status_code, str(exc.detail), code=codes.get(exc.status_code),
                               headers=getattr(exc, "headers", None))
 
@@ -134,8 +143,14 @@ def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, a
         return error_response(500, "internal server error (see the server log)", code="internal_error")
 
     async def checked_tokens(texts: list[str], name: str, single: bool, truncate: bool) -> list[int]:
-        """Token counts, capped at the limit when truncating; 413 naming the first over-long text otherwise."""
-        counts = await asyncio.to_thread(count_tokens, texts)
+        """Token counts, capped at the limit when truncating; 413 naming the first over-long text otherwise.
+        Text the tokenizer cannot read is the request's fault: 422 naming the field, never a 500."""
+        try:
+            counts = await asyncio.to_thread(count_tokens, texts)
+        except Exception as exc:
+            log.warning("the tokenizer refused %s: %r", name, exc)
+            raise ApiError(422, f"{name}: the model's tokenizer cannot read this text ({type(exc).__name__}); "
+                                "send valid Unicode text", param=name, code="invalid_value") from exc
         over = [i for i, n in enumerate(counts) if n > max_tokens]
         if over and not truncate:
             i = over[0]
@@ -187,12 +202,12 @@ def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, a
             raise ApiError(413, f"query + documents[{over[0]}] have {counts[0] + counts[1 + over[0]]} tokens, more "
                                 f"than the reranker's limit of {pair_limit}: shorten them, or send \"truncate\": "
                                 "true to cut the pair", param="documents", code="input_too_long")
+        tokens = sum(min(counts[0] + n, pair_limit) for n in counts[1:])
         results = await batcher.run(rerank_documents, cross_encoder, request.query, request.documents,
-                                    request.top_n, options)
+                                    request.top_n, options, tokens=tokens)
         if request.return_documents:
             for row in results:
                 row["document"] = {"text": request.documents[row["index"]]}
-        tokens = sum(min(counts[0] + n, pair_limit) for n in counts[1:])
         return JSONResponse({"model": reranker_name, "results": results,
                              "usage": {"total_tokens": tokens, "prompt_tokens": tokens}})
 
@@ -204,13 +219,13 @@ def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, a
             raise ApiError(404, "this server has no index: start it with --index DIR (koembed index build "
                                 "makes one)", code="no_index")
         cross_encoder = require_reranker() if request.rerank else None
-        await checked_tokens([request.query], "query", single=True, truncate=False)
+        tokens = await checked_tokens([request.query], "query", single=True, truncate=False)
         depth = max(request.k, rerank_depth) if cross_encoder is not None else request.k
         try:
-            hits = await batcher.run(index.search, [request.query], depth, request.mode)
+            hits = await batcher.run(index.search, [request.query], depth, request.mode, tokens=tokens[0])
             if cross_encoder is not None:
                 hits = await batcher.run(rerank_hits, cross_encoder, [request.query], hits, index.text, request.k,
-                                         rerank_depth, options)
+                                         rerank_depth, options, tokens=tokens[0] * len(hits[0]))
         except SpecError as exc:  # a mode this index cannot serve (sparse without lexical weights)
             raise ApiError(422, f"mode: {exc}", param="mode", code="invalid_value") from exc
         except KoembedError as exc:
@@ -227,7 +242,8 @@ def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, a
                 "reranker": reranker_name if reranker is not None else None,
                 "rerank_depth": rerank_depth if reranker is not None else None,
                 "batching": limits.batching, "queue_size": batcher.queued_texts,
-                "queued_requests": batcher.queued_requests}
+                "queued_requests": batcher.queued_requests, "queued_tokens": batcher.queued_tokens,
+                "max_queue_tokens": limits.max_queue_tokens}
 
     @app.get("/metrics")
     async def metrics_text() -> Response:
@@ -236,7 +252,8 @@ def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, a
 
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    app.add_middleware(Gate, metrics=metrics, api_key=api_key, max_body_bytes=limits.max_body_bytes)
+    app.add_middleware(Gate, metrics=metrics, api_key=api_key, max_body_bytes=limits.max_body_bytes,
+                       allowed_hosts=frozenset(allowed_hosts))
     return app
 
 
@@ -261,20 +278,27 @@ def _render_embeddings(rows: "np.ndarray", dimensions: Optional[int], encoding_f
 
 def serve(model: ModelSpec, index_dir: Union[str, Path, None] = None, *, host: str = DEFAULT_HOST,
           port: int = 8000, api_key: Optional[str] = None, limits: ServerLimits = ServerLimits(),
-          log_level: str = "info", reranker: Optional[ModelSpec] = None,
-          rerank_depth: int = DEFAULT_RERANK_DEPTH) -> None:
+          log_level: str = "info", allowed_hosts: Sequence[str] = (), insecure_no_auth: bool = False,
+          reranker: Optional[ModelSpec] = None, rerank_depth: int = DEFAULT_RERANK_DEPTH) -> None:
     """Load the model (and index), then serve them with uvicorn until interrupted.
 
     Loading errors (:class:`~koembed.errors.KoembedError`) are raised before anything binds. The index is
     checked against the model (:func:`koembed.index.load_index`). Binds to 127.0.0.1 unless told otherwise;
-    callers exposing another interface should set an API key. ``reranker`` (a cross-encoder) enables
+    another interface without an API key (``api_key`` or :data:`API_KEY_ENV`) is a
+    :class:`~koembed.errors.ServeError` unless ``insecure_no_auth``; a keyless server answers only requests
+    addressed to a loopback name, ``host`` itself, or ``allowed_hosts``. ``reranker`` (a cross-encoder) enables
     ``/v1/rerank`` and reranked ``/search``.
     """
     import uvicorn
 
+    api_key = api_key or os.environ.get(API_KEY_ENV) or None
+    check_exposure(host, api_key, insecure_no_auth)
+    if not is_loopback(host) and host not in ("0.0.0.0", "::"):
+        allowed_hosts = (*allowed_hosts, host)
     encoder = load_model(model)
     index = load_index(index_dir, encoder=encoder) if index_dir is not None else None
     cross_encoder = load_reranker(reranker) if reranker is not None else None
-    app = create_app(encoder, model.name, index=index, api_key=api_key, limits=limits, reranker=cross_encoder,
-                     reranker_name=reranker.name if reranker is not None else None, rerank_depth=rerank_depth)
+    app = create_app(encoder, model.name, index=index, api_key=api_key, limits=limits, allowed_hosts=allowed_hosts,
+                     reranker=cross_encoder, reranker_name=reranker.name if reranker is not None else None,
+                     rerank_depth=rerank_depth)
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from koembed.errors import ServeError
+
 API_KEY_ENV = "KOEMBED_API_KEY"
 DEFAULT_HOST = "127.0.0.1"
 MAX_SEARCH_K = 1000
@@ -21,7 +23,9 @@ class ServerLimits:
     or the request's ``"truncate": true`` asks for its first ``max_input_tokens`` tokens instead. Search
     queries are never truncated. ``max_batch_tokens`` and ``max_wait_ms`` bound one dynamic batch;
     ``batching=False`` encodes each request on its own (one request, one :func:`encode` call), for
-    comparison. ``batch_size`` is :func:`encode`'s forward batch size within a batch.
+    comparison. ``batch_size`` is :func:`encode`'s forward batch size within a batch. ``max_queue_tokens``
+    bounds the tokens waiting to be encoded (more is a 503 with ``Retry-After``) and ``request_timeout_s`` the
+    time a request waits for the model (then a 503): together they bound memory and latency under overload.
     """
 
     max_inputs: int = 256
@@ -32,22 +36,42 @@ class ServerLimits:
     truncate: bool = False
     batching: bool = True
     batch_size: int = 32
+    max_queue_tokens: int = 65536
+    request_timeout_s: float = 60.0
 
     def __post_init__(self) -> None:
-        for name in ("max_inputs", "max_batch_tokens", "max_body_bytes", "batch_size"):
+        for name in ("max_inputs", "max_batch_tokens", "max_body_bytes", "batch_size", "max_queue_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_input_tokens is not None and self.max_input_tokens < 1:
             raise ValueError(f"max_input_tokens must be at least 1, got {self.max_input_tokens}")
         if self.max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {self.max_wait_ms}")
+        if not self.request_timeout_s > 0:
+            raise ValueError(f"request_timeout_s must be > 0, got {self.request_timeout_s}")
 
 
 def is_loopback(host: str) -> bool:
     """True when ``host`` only accepts connections from this machine (127.0.0.0/8, ::1, localhost)."""
-    if host.lower() == "localhost":
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def host_name(header: str) -> str:
+    """The name in an HTTP ``Host`` header, without port or IPv6 brackets: ``[::1]:8000`` -> ``::1``."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].partition("]")[0]
+    return header.rpartition(":")[0] if header.count(":") == 1 else header
+
+
+def check_exposure(host: str, api_key: str | None, insecure_no_auth: bool) -> None:
+    """Refuse to bind a non-loopback ``host`` without an API key unless ``insecure_no_auth`` says it is meant."""
+    if not is_loopback(host) and not api_key and not insecure_no_auth:
+        raise ServeError(f"binding to {host} without an API key would let any machine that reaches it use the API: "
+                         f"set {API_KEY_ENV} (or --api-key), bind 127.0.0.1, or pass --insecure-no-auth")

@@ -13,9 +13,10 @@ if TYPE_CHECKING:
 class ApiError(Exception):
     """An error response in OpenAI's shape; raised by endpoints, rendered by the app's exception handler."""
 
-    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None):
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
-        self.status, self.message, self.param, self.code = status, message, param, code
+        self.status, self.message, self.param, self.code, self.headers = status, message, param, code, headers
 
 
 def error_response(status: int, message: str, *, param: str | None = None, code: str | None = None,

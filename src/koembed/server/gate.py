@@ -1,4 +1,8 @@
-"""The outermost ASGI layer: request metrics, API key, body size; runs before FastAPI reads anything."""
+"""The outermost ASGI layer: request metrics, Host check, API key, body size; runs before FastAPI reads anything.
+
+Why our own and not Starlette's TrustedHostMiddleware: the Host check applies only to a server without an API
+key, accepts any loopback address (127.0.0.0/8, ::1), and answers in the API's JSON error shape.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import hmac
 import time
 from collections.abc import Awaitable, Callable
 
-from koembed.server.config import OPEN_ROUTES, ROUTES
+from koembed.server.config import OPEN_ROUTES, ROUTES, host_name, is_loopback
 from koembed.server.errors import error_response
 from koembed.server.observability import ServerMetrics
 
@@ -14,16 +18,20 @@ DRAIN_LIMIT = 64 << 20  # bytes of a refused body read (and dropped) so the clie
 
 
 class Gate:
-    """Outermost layer: request metrics, API key, body size. Runs before FastAPI reads or parses anything.
+    """Outermost layer: request metrics, Host check, API key, body size. Runs before FastAPI reads anything.
 
+    Without an API key only requests whose ``Host`` is a loopback name (``localhost``, 127.0.0.0/8, ``::1``)
+    or one of ``allowed_hosts`` (``*``: any) are served: a web page cannot then reach the API through DNS
+    rebinding (a name of its own that resolves to 127.0.0.1). With a key the key is the guard.
     The body is read here (up to ``max_body_bytes``) and replayed to the app; a larger body, or a request
     without the key, is drained (up to :data:`DRAIN_LIMIT`) before the error is sent, so the client reads
     the error instead of a connection reset.
     """
 
     def __init__(self, app: Callable[..., Awaitable[None]], metrics: ServerMetrics, api_key: str | None,
-                 max_body_bytes: int):
+                 max_body_bytes: int, allowed_hosts: frozenset[str] = frozenset()):
         self.app, self.metrics, self.api_key, self.max_body_bytes = app, metrics, api_key, max_body_bytes
+        self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -46,6 +54,12 @@ class Gate:
             self.metrics.latency.labels(route).observe(time.perf_counter() - started)
 
     async def _handle(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if not self._host_allowed(scope):
+            if await self._drain(receive):
+                await error_response(400, "this server has no API key and answers only requests addressed to "
+                                          "a loopback name (localhost, 127.0.0.1, [::1]) or to --allowed-host",
+                                     code="host_not_allowed")(scope, receive, send)
+            return
         if self.api_key is not None and scope["path"] not in OPEN_ROUTES and not self._authorized(scope):
             if await self._drain(receive):
                 await error_response(401, "missing or invalid API key: send the header 'Authorization: Bearer "
@@ -79,6 +93,15 @@ class Gate:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    def _host_allowed(self, scope: dict) -> bool:
+        if self.api_key is not None or "*" in self.allowed_hosts:
+            return True
+        for name, value in scope.get("headers", []):
+            if name == b"host":
+                host = host_name(value.decode("latin-1"))
+                return is_loopback(host) or host in self.allowed_hosts
+        return False
 
     def _authorized(self, scope: dict) -> bool:
         for name, value in scope.get("headers", []):

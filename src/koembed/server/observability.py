@@ -22,6 +22,11 @@ class ServerMetrics:
                                       buckets=(16, 64, 256, 1024, 2048, 4096, 8192, 16384, 65536),
                                       registry=self.registry)
         self.queue_depth = Gauge("koembed_queue_depth", "Texts waiting to be encoded", registry=self.registry)
+        self.queue_tokens = Gauge("koembed_queue_tokens", "Tokens waiting to be encoded", registry=self.registry)
+        self.queue_limit = Gauge("koembed_queue_limit_tokens", "Most tokens the queue holds (max_queue_tokens)",
+                                 registry=self.registry)
+        self.rejected = Counter("koembed_rejected_requests", "Requests refused with 503: queue_full or timeout",
+                                ["reason"], registry=self.registry)
 
     def render(self) -> bytes:
         from prometheus_client import generate_latest

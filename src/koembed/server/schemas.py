@@ -31,7 +31,7 @@ class EmbeddingRequest(BaseModel):
         if isinstance(value, str):
             if not value:
                 raise ValueError("must not be an empty string")
-            return value
+            return _unicode(value, None)
         if not isinstance(value, list):
             raise ValueError(f"must be a string or a list of strings, not {_json_type(value)}")
         if not value:
@@ -44,6 +44,7 @@ class EmbeddingRequest(BaseModel):
                 raise ValueError(f"input[{i}] must be a string, not {_json_type(item)}")
             if not item:
                 raise ValueError(f"input[{i}] must not be an empty string")
+            _unicode(item, f"input[{i}]")
         return value
 
 
@@ -81,6 +82,17 @@ class RerankRequest(BaseModel):
             if not item:
                 raise ValueError(f"documents[{i}] must not be an empty string")
         return value
+
+
+def _unicode(text: str, where: str | None) -> str:
+    """``text`` if it is valid Unicode: JSON's ``\\ud800`` escapes (and raw CESU bytes) give lone surrogates,
+    which no tokenizer reads."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        problem = f"not valid Unicode text (a lone surrogate at character {exc.start})"
+        raise ValueError(f"{where} is {problem}" if where else problem) from None
+    return text
 
 
 def _json_type(value: Any) -> str:

@@ -7,7 +7,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from koembed.errors import ConfigError
 
@@ -15,7 +24,11 @@ FINAL_DIR = "final"  # output_dir/final: the trained model with its card
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Unknown keys, non-finite numbers (``.inf``, ``.nan``) and booleans or fractions where an integer belongs
+    (``batch_size: true``) are errors. Integer and boolean fields are strict; float fields take any finite number
+    (PyYAML reads ``1e-4`` as text, which pydantic turns into the number)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ModelConfig(Strict):
@@ -23,8 +36,8 @@ class ModelConfig(Strict):
     type: Literal["bi_encoder", "cross_encoder"] = Field(
         "bi_encoder", description="bi_encoder: an embedding model; cross_encoder: a reranker (CrossEncoder)")
     pooling: Literal["cls", "mean"] = "cls"
-    normalize: bool = True
-    max_seq_length: int = Field(512, gt=0)
+    normalize: StrictBool = True
+    max_seq_length: StrictInt = Field(512, gt=0)
     query_prompt: str | None = Field(None, description="text before every query; None: the model's own prompt")
     passage_prompt: str | None = Field(None, description="text before every passage; None: the model's own prompt")
 
@@ -44,7 +57,7 @@ class SquadSource(FileSource):
 
     type: Literal["squad"]
     split: Literal["train", "all"] = "train"
-    train_articles: int = Field(100, gt=0)
+    train_articles: StrictInt = Field(100, gt=0)
 
 
 class QueryPositivesSource(FileSource):
@@ -67,39 +80,39 @@ Source = Annotated[Union[PairsSource, SquadSource, QueryPositivesSource, HubSour
 class EvalConfig(Strict):
     path: str = Field(description="retrieval set: AutoRAG, BEIR, KorQuAD .json or query-positives .json")
     split: str | None = None
-    steps: int = Field(100, gt=0, description="evaluate every this many steps")
+    steps: StrictInt = Field(100, gt=0, description="evaluate every this many steps")
 
 
 class DataConfig(Strict):
     train: list[Source] = Field(min_length=1)
-    max_examples: int | None = Field(None, gt=0, description="keep the first N examples after shuffling")
+    max_examples: StrictInt | None = Field(None, gt=0, description="keep the first N examples after shuffling")
     eval: EvalConfig | None = None
-    allow_overlap: bool = Field(False, description="warn instead of refusing when train and eval texts overlap")
+    allow_overlap: StrictBool = Field(False, description="warn instead of refusing when train and eval texts overlap")
 
 
 class LossConfig(Strict):
     name: Literal["mnrl", "cached_mnrl", "bce"] = Field(
         "cached_mnrl", description="bi_encoder: mnrl or cached_mnrl; cross_encoder: bce (default) or mnrl")
-    mini_batch_size: int = Field(32, gt=0, description="cached_mnrl: examples per forward/backward chunk")
+    mini_batch_size: StrictInt = Field(32, gt=0, description="cached_mnrl: examples per forward/backward chunk")
     scale: float = Field(20.0, gt=0)
-    matryoshka_dims: list[int] = Field(default_factory=list)
-    gather_across_devices: bool = Field(True, description="distributed: use every process's batch as negatives")
+    matryoshka_dims: list[StrictInt] = Field(default_factory=list)
+    gather_across_devices: StrictBool = Field(True, description="distributed: use every process's batch as negatives")
 
 
 class TrainConfig(Strict):
-    batch_size: int = Field(32, gt=0)
-    no_duplicates: bool = True
+    batch_size: StrictInt = Field(32, gt=0)
+    no_duplicates: StrictBool = True
     learning_rate: float = Field(3e-5, gt=0)
     scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     epochs: float = Field(1.0, gt=0)
-    max_steps: int | None = Field(None, gt=0, description="overrides epochs")
+    max_steps: StrictInt | None = Field(None, gt=0, description="overrides epochs")
     precision: Literal["fp32", "fp16", "bf16"] = "fp32"
-    seed: int = 42
-    gradient_checkpointing: bool = False
-    save_steps: int = Field(100, gt=0)
-    keep_checkpoints: int = Field(3, gt=0)
-    logging_steps: int = Field(10, gt=0)
+    seed: StrictInt = 42
+    gradient_checkpointing: StrictBool = False
+    save_steps: StrictInt = Field(100, gt=0)
+    keep_checkpoints: StrictInt = Field(3, gt=0)
+    logging_steps: StrictInt = Field(10, gt=0)
 
 
 class Config(Strict):
@@ -135,41 +148,65 @@ class Config(Strict):
 
 
 def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
-    node = tree
+    """Set ``a.b.0.c`` in the parsed YAML tree: a number indexes an existing list item, a name a mapping key."""
+    node: Any = tree
     parts = key.split(".")
-    for part in parts[:-1]:
-        if part.isdigit() and isinstance(node, list):
+    for depth, part in enumerate(parts):
+        where = ".".join(parts[:depth]) or "the config"
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"--set {key}: {where} is a list of {len(node)} item(s); use an index from 0 to "
+                                  f"{len(node) - 1}, not {part!r}")
+            if last:
+                node[int(part)] = value
+                return
             node = node[int(part)]
-            continue
-        node = node.setdefault(part, {})
-        if not isinstance(node, (dict, list)):
-            raise ConfigError(f"--set {key}: '{part}' is not a section")
-    last = parts[-1]
-    if isinstance(node, list) and last.isdigit():
-        node[int(last)] = value
-    else:
-        node[last] = value
+        elif isinstance(node, dict):
+            if not part:
+                raise ConfigError(f"--set {key}: empty key part")
+            if last:
+                node[part] = value
+                return
+            node = node.setdefault(part, {})
+        else:
+            raise ConfigError(f"--set {key}: '{parts[depth - 1]}' is not a section")
+
+
+def _parse_yaml(text: str, where: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML ({exc})") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: YAML nested too deeply to read") from None
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Read a YAML config, apply ``key.sub=value`` overrides (values parsed as YAML), validate.
 
     Relative data and output paths are taken relative to the current directory, as on the command line.
+    Every problem (missing or unreadable file, bad YAML, bad override, invalid value) is a ConfigError.
     """
     path = Path(path)
     try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder; give the YAML config file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the config as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+    tree = _parse_yaml(text, str(path)) or {}
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: expected a mapping of sections (model, data, loss, train, output_dir)")
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.batch_size=64")
-        _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+        _set_dotted(tree, key.strip(), _parse_yaml(raw, f"--set {item}"))
     try:
         return Config.model_validate(tree)
     except ValidationError as exc:

@@ -14,7 +14,7 @@ one-score head. With ``data.eval``, the result is measured as a reranker: BM25 o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ from koembed.training.config import FINAL_DIR, Config
 
 if TYPE_CHECKING:
     from datasets import Dataset
+    from sentence_transformers import CrossEncoder
     from transformers import TrainerCallback
 
 RERANK_EVAL_DEPTH = 50
@@ -52,24 +53,34 @@ def cross_encoder_dataset(pairs: Sequence[Pair], loss: str) -> Dataset:
     return Dataset.from_dict(columns)
 
 
-def train_cross_encoder(cfg: Config, pairs: Sequence[Pair], arguments: dict[str, Any], checkpoint: Path | None,
-                        callbacks: Sequence[TrainerCallback], record: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train, save ``output_dir/final`` with its card, and evaluate as a reranker (module docstring).
+def build_cross_encoder(cfg: Config) -> CrossEncoder:
+    """``CrossEncoder(base, num_labels=1)``: the base encoder with a new one-score head."""
+    from sentence_transformers import CrossEncoder
+
+    return CrossEncoder(resolve_model(cfg.model.base), num_labels=1, max_length=cfg.model.max_seq_length)
+
+
+def train_cross_encoder(cfg: Config, model: CrossEncoder, pairs: Sequence[Pair], arguments: dict[str, Any],
+                        checkpoint: Path | None, callbacks: Sequence[TrainerCallback],
+                        record: dict[str, Any] | None = None,
+                        check: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Train ``model``, save ``output_dir/final`` with its card, and evaluate as a reranker (module docstring).
 
     ``arguments`` are the training arguments every koembed recipe shares; ``checkpoint`` the one to resume from;
-    ``record`` (data counts and sources) goes into the summary, ``koembed_training.json`` and the card.
+    ``record`` (data counts and sources) goes into the summary, ``koembed_training.json`` and the card;
+    ``check(global_step)`` runs after training, before anything is saved (it raises if training diverged).
     Returns ``metrics`` (the reranked IR suite), ``first_stage_metrics``, ``global_step`` and ``final_model``.
     """
-    from sentence_transformers import CrossEncoder
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments, losses
 
-    model = CrossEncoder(resolve_model(cfg.model.base), num_labels=1, max_length=cfg.model.max_seq_length)
     dataset = cross_encoder_dataset(pairs, cfg.loss.name)
     loss = (losses.BinaryCrossEntropyLoss(model) if cfg.loss.name == "bce"
             else losses.MultipleNegativesRankingLoss(model, scale=cfg.loss.scale))
     trainer = CrossEncoderTrainer(model=model, args=CrossEncoderTrainingArguments(**arguments),
                                   train_dataset=dataset, loss=loss, callbacks=list(callbacks))
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    if check is not None:
+        check(trainer.state.global_step)
     summary: dict[str, Any] = {**(record or {}), "global_step": trainer.state.global_step,
                                "training_rows": len(dataset),
                                "eval": {"path": cfg.data.eval.path, "split": cfg.data.eval.split}

@@ -2,8 +2,9 @@
 evaluation with the card's IR suite, resumable checkpoints, torchrun-ready.
 
 Checkpoints are Hugging Face Trainer checkpoints (model, optimizer, scheduler, RNG and sampler position)
-plus a completion marker written atomically after everything else: a checkpoint without the marker (the
-process died while saving) is never resumed from, and is removed when resuming.
+plus koembed's completion marker (:mod:`koembed.training.checkpoints`): only marked checkpoints are resumed
+from, old ones are removed only after a new one is marked, and a diverged run (non-finite weights) is never
+marked nor saved as ``final/``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import logging
 import math
 import os
 import random
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,27 +27,26 @@ from koembed.data import (
     read_query_positives,
     read_squad,
 )
-from koembed.errors import DataError, KoembedError
+from koembed.errors import ConfigError, DataError, KoembedError, TrainingDivergedError
 from koembed.files import staged_folder, write_json
 from koembed.models import ModelSpec, build_model, load_model, resolve_model
 from koembed.models.prompts import Prompts, apply_prompt_overrides, model_prompts
 from koembed.training.card import write_model_card
-from koembed.training.config import (
-    FINAL_DIR,
-    Config,
-    HubSource,
-    PairsSource,
-    QueryPositivesSource,
-    SquadSource,
+from koembed.training.checkpoints import (
+    checkpoint_keeper,
+    complete_checkpoints,
+    last_complete_checkpoint,
+    non_finite_tensors,
+    remove_incomplete_checkpoints,
 )
-from koembed.training.cross_encoder import train_cross_encoder
+from koembed.training.config import FINAL_DIR, Config, HubSource, PairsSource, QueryPositivesSource, SquadSource
+from koembed.training.cross_encoder import build_cross_encoder, train_cross_encoder
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
     from transformers import TrainerCallback
 
 log = logging.getLogger(__name__)
-COMPLETE_MARKER = "koembed-checkpoint-complete.json"
 
 # Architecture sizes of models we may plan for without downloading them (from their config.json).
 KNOWN_ARCHITECTURES = {
@@ -176,27 +175,28 @@ def plan(cfg: Config, n_examples: int | None, world_size: int = 1) -> dict[str, 
     return out
 
 
-def _complete_checkpoints(output_dir: Path) -> list[Path]:
-    found = []
-    for path in output_dir.glob("checkpoint-*"):
-        if path.is_dir() and path.name.split("-")[-1].isdigit() and (path / COMPLETE_MARKER).is_file():
-            found.append(path)
-    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+def embedding_dimension(base: str) -> int | None:
+    """The model's output dimension read from its files, without loading it: the last Dense layer's
+    ``out_features`` if it has one, else the encoder's ``hidden_size``; None when unknown (a hub model that is
+    not cached)."""
+    arch = _architecture(base)
+    dimension = arch.get("hidden_size") if arch else None
+    folder = Path(resolve_model(base))
+    modules = folder / "modules.json"
+    if base not in KNOWN_ARCHITECTURES and modules.is_file():
+        for module in json.loads(modules.read_text(encoding="utf-8")):
+            dense = folder / str(module.get("path", "")) / "config.json"
+            if str(module.get("type", "")).endswith("Dense") and dense.is_file():
+                dimension = json.loads(dense.read_text(encoding="utf-8")).get("out_features", dimension)
+    return dimension
 
 
-def last_complete_checkpoint(output_dir: str | Path) -> Path | None:
-    """The newest checkpoint whose completion marker exists, or None."""
-    found = _complete_checkpoints(Path(output_dir))
-    return found[-1] if found else None
-
-
-def remove_incomplete_checkpoints(output_dir: str | Path) -> list[Path]:
-    removed = []
-    for path in Path(output_dir).glob("checkpoint-*"):
-        if path.is_dir() and not (path / COMPLETE_MARKER).is_file():
-            shutil.rmtree(path)
-            removed.append(path)
-    return removed
+def check_matryoshka(cfg: Config, dimension: int | None) -> None:
+    """Matryoshka dimensions larger than the model's embedding are a ConfigError naming the key."""
+    too_large = [d for d in cfg.loss.matryoshka_dims if dimension is not None and d > dimension]
+    if too_large:
+        raise ConfigError(f"loss.matryoshka_dims: {', '.join(map(str, too_large))} larger than the model's "
+                          f"{dimension} dimensions ({cfg.model.base})")
 
 
 def _build_model(cfg: Config) -> SentenceTransformer:
@@ -244,21 +244,6 @@ def _to_dataset(pairs: list[Pair]):
     return Dataset.from_dict(columns)
 
 
-def _completion_marker(output_dir: Path) -> TrainerCallback:
-    from transformers import TrainerCallback
-
-    class CompletionMarker(TrainerCallback):
-        """Marks a checkpoint complete once the Trainer has written all of it (on_save runs after)."""
-
-        def on_save(self, args, state, control, **kwargs):
-            if state.is_world_process_zero:
-                ckpt = output_dir / f"checkpoint-{state.global_step}"
-                if ckpt.is_dir():
-                    write_json(ckpt / COMPLETE_MARKER, {"global_step": state.global_step, "epoch": state.epoch})
-
-    return CompletionMarker()
-
-
 def data_report(data: TrainingData) -> str:
     """One paragraph a user reads before a long run: counts, duplicates, overlap, text lengths."""
     sources = ", ".join(f"{s['type']} {s.get('path') or s.get('name')}: {s['pairs']}" for s in data.sources)
@@ -273,6 +258,7 @@ def dry_run(cfg: Config) -> tuple[dict[str, Any], str]:
     """What ``koembed train --dry-run`` prints: the validated config with the plan, and the data report.
     Reads local sources only (a hub dataset is listed without its size); loads no model."""
     local_only = all(not isinstance(s, HubSource) for s in cfg.data.train)
+    check_matryoshka(cfg, embedding_dimension(cfg.model.base))
     data = load_training_data(cfg, count_only_local=True)
     return {"config": cfg.model_dump(), "plan": plan(cfg, len(data.pairs) if local_only else None)}, data_report(data)
 
@@ -282,8 +268,10 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True,
     """Run the recipe. Returns the final evaluation metrics and paths. Output layout:
     ``output_dir/checkpoint-N`` (resumable), ``output_dir/final`` (the trained model with its card).
     ``report`` receives the data summary (counts, duplicates, overlap, lengths) before training starts.
-    ``callbacks`` are Hugging Face ``TrainerCallback``s added after koembed's checkpoint marker (progress
-    reporting, early stopping, fault injection in tests)."""
+    ``callbacks`` are Hugging Face ``TrainerCallback``s (progress reporting, early stopping, fault injection in
+    tests); their ``on_save`` runs after the Trainer wrote a checkpoint and before koembed marks it complete.
+    Weights that stop being finite raise :class:`~koembed.errors.TrainingDivergedError` (no ``final/``; the
+    last complete checkpoint stays)."""
     import torch
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
@@ -299,7 +287,7 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True,
         checkpoint = last_complete_checkpoint(output_dir)
         if checkpoint is None:
             log.warning("no complete checkpoint in %s: starting from the beginning", output_dir)
-    elif output_dir.exists() and _complete_checkpoints(output_dir):
+    elif output_dir.exists() and complete_checkpoints(output_dir):
         raise KoembedError(f"{output_dir} already holds checkpoints: pass --resume to continue, or choose "
                            "another output_dir")
 
@@ -309,11 +297,15 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True,
     (report or log.info)(data_report(data))
     torch.manual_seed(cfg.train.seed)
     if cfg.model.type == "cross_encoder":
+        model = build_cross_encoder(cfg)
+        checkpoints = checkpoint_keeper(output_dir, model, cfg.train.keep_checkpoints)
         record = {"examples": len(data.pairs), "dropped_duplicates": data.dropped_duplicates,
                   "sources": data.sources, "overlap_with_eval": data.overlap}
-        return train_cross_encoder(cfg, data.pairs, training_arguments(cfg, world_size, show_progress),
-                                   checkpoint, [_completion_marker(output_dir), *callbacks], record)
+        return train_cross_encoder(cfg, model, data.pairs, training_arguments(cfg, world_size, show_progress),
+                                   checkpoint, [*callbacks, checkpoints], record,
+                                   check=lambda step: _raise_if_diverged(checkpoints, model, output_dir, step))
     model = _build_model(cfg)
+    check_matryoshka(cfg, model.get_embedding_dimension())
     prompts = model_prompts(model)
     train_dataset = _to_dataset(data.pairs)
     loss = _build_loss(cfg, model, world_size)
@@ -334,10 +326,11 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True,
         eval_steps=cfg.data.eval.steps if cfg.data.eval else None,
         prompts=column_prompts(prompts, train_dataset.column_names),
     )
+    checkpoints = checkpoint_keeper(output_dir, model, cfg.train.keep_checkpoints)
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss,
-                                         evaluator=evaluator,
-                                         callbacks=[_completion_marker(output_dir), *callbacks])
+                                         evaluator=evaluator, callbacks=[*callbacks, checkpoints])
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    _raise_if_diverged(checkpoints, model, output_dir, trainer.state.global_step)
 
     metrics: dict[str, float] = {}
     if evaluator is not None:
@@ -360,6 +353,17 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True,
     return summary
 
 
+def _raise_if_diverged(checkpoints: Any, model: Any, output_dir: Path, step: int) -> None:
+    """:class:`TrainingDivergedError` when weights stopped being finite (nothing is saved as ``final``)."""
+    bad = checkpoints.diverged or non_finite_tensors(model)
+    if bad:
+        last = last_complete_checkpoint(output_dir)
+        raise TrainingDivergedError(
+            f"training diverged at step {step}: {len(bad)} weight tensors hold NaN or "
+            f"infinity (e.g. {bad[0]}); nothing was saved as {FINAL_DIR}. Lower train.learning_rate or use fp32; "
+            + (f"the last good checkpoint is {last}" if last else "no checkpoint was complete before it"))
+
+
 def training_arguments(cfg: Config, world_size: int, show_progress: bool) -> dict[str, Any]:
     """The Hugging Face training arguments every koembed recipe shares (bi-encoder and cross-encoder)."""
     import torch
@@ -379,7 +383,7 @@ def training_arguments(cfg: Config, world_size: int, show_progress: bool) -> dic
         gradient_checkpointing=cfg.train.gradient_checkpointing,
         save_strategy="steps",
         save_steps=cfg.train.save_steps,
-        save_total_limit=cfg.train.keep_checkpoints,
+        save_total_limit=None,  # koembed removes old ones, after marking the new one
         logging_steps=cfg.train.logging_steps,
         dataloader_drop_last=world_size > 1,  # every process gets the same number of full batches
         report_to="none",

@@ -1,0 +1,187 @@
+"""BM25 over one or more lexical fields (bm25s, Lucene's formula), combined with weights.
+
+Each field (:mod:`koembed.lexical.fields`) is its own BM25 index with its own IDF and length normalisation, as
+Elasticsearch scores a ``multi_match`` over several fields, rather than one bag of mixed terms: mixed into one
+bag, rare bigrams get high IDF and drown the unigrams (measured in docs/BENCHMARKS.md). A passage's score is the
+weighted sum of its per-field scores, each first put on a per-query scale (``normalization``, see
+:func:`koembed.ranking.normalized`). With the single field ``unigram`` and weight 1 this is plain Kiwi BM25
+(``bm25``). Only passages that share at least one term of a weighted field with the query are returned (a zero
+score is no match, not a low rank); ties are broken by doc id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from koembed.errors import SpecError
+from koembed.lexical.fields import FIELDS, KIWI_FIELDS, field_tokens
+from koembed.lexical.kiwi import KiwiTokenizer
+from koembed.ranking import NORMALIZATIONS, Hit, best_rows, id_ranks, normalized
+
+if TYPE_CHECKING:
+    import numpy as np
+
+K1, B = 1.2, 0.75  # Lucene's and Elasticsearch's defaults
+
+
+@dataclass(frozen=True)
+class LexicalConfig:
+    """Which fields BM25 scores and how they are combined: ``weights`` (field -> weight, > 0), the per-query
+    ``normalization`` of each field's scores before the weighted sum, and BM25's ``k1`` and ``b``."""
+
+    weights: Mapping[str, float] = field(default_factory=lambda: {"unigram": 1.0})
+    normalization: str = "none"
+    k1: float = K1
+    b: float = B
+
+    def __post_init__(self) -> None:
+        unknown = [f for f in self.weights if f not in FIELDS]
+        if unknown or not self.weights or any(not w > 0 for w in self.weights.values()):
+            raise ValueError(f"lexical weights {dict(self.weights)!r}: give positive weights to fields among "
+                             f"{', '.join(FIELDS)}")
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"unknown normalization {self.normalization!r}: use {', '.join(NORMALIZATIONS)}")
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(f for f in FIELDS if f in self.weights)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"weights": {f: self.weights[f] for f in self.fields}, "normalization": self.normalization,
+                "k1": self.k1, "b": self.b}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LexicalConfig:
+        """The config an index manifest records (a manifest written before fields existed is unigram BM25)."""
+        return cls(weights=dict(data.get("weights") or {"unigram": 1.0}),
+                   normalization=data.get("normalization", "none"), k1=data["k1"], b=data["b"])
+
+
+# Fitted on development sets only (bench/lexical_fields.py, `koembed tune-lexical`; docs/BENCHMARKS.md): KorQuAD's
+# 100 train-side articles and MS MARCO-ko's train half; raw sums of the fields' BM25 scores.
+PHRASE = LexicalConfig({"unigram": 1.0, "bigram": 0.2, "pair": 0.3, "char": 0.5})
+PRESETS = {"bm25": LexicalConfig(), "bm25-char": LexicalConfig({"char": 1.0}), "bm25-phrase": PHRASE}
+DEFAULT_SPEC = "bm25-phrase"  # what indexes, koembed search and /search use: the best measured on every set
+DEFAULT = PRESETS[DEFAULT_SPEC]
+FIELDS_PREFIX = "bm25-fields:"
+
+
+def lexical_config(spec: str, required: bool = False) -> LexicalConfig | None:
+    """The lexical retriever a spec names (a preset, or ``bm25-fields:unigram=1,char=0.5@z`` for explicit
+    weights and normalisation), or None when ``spec`` is not lexical (a :class:`SpecError` if ``required``)."""
+    if spec in PRESETS:
+        return PRESETS[spec]
+    if not spec.startswith(FIELDS_PREFIX):
+        if required:
+            raise SpecError(f"{spec!r} is not a lexical retriever: use {', '.join(PRESETS)} or "
+                            f"{FIELDS_PREFIX}FIELD=WEIGHT,...")
+        return None
+    body, _, normalization = spec[len(FIELDS_PREFIX):].partition("@")
+    weights = {}
+    try:
+        for item in body.split(","):
+            name, _, value = item.partition("=")
+            weights[name.strip()] = float(value)
+        return LexicalConfig(weights, normalization.strip() or "none")
+    except ValueError as exc:
+        raise SpecError(f"{spec!r}: expected {FIELDS_PREFIX}FIELD=WEIGHT,...[@none|max|minmax|z] with fields among "
+                        f"{', '.join(FIELDS)} ({exc})") from None
+
+
+class _FieldIndex:
+    """One field's BM25 index (bm25s, Lucene variant) with its own vocabulary."""
+
+    def __init__(self, docs: Sequence[Sequence[str]], k1: float, b: float):
+        import bm25s
+
+        vocab: dict[str, int] = {}
+        ids = [[vocab.setdefault(term, len(vocab)) for term in doc] for doc in docs]
+        self.vocab = vocab
+        self.n = len(docs)
+        self.bm25 = bm25s.BM25(k1=k1, b=b, method="lucene")
+        self.bm25.index(bm25s.tokenization.Tokenized(ids=ids, vocab=vocab), show_progress=False)
+
+    def scores(self, terms: Sequence[str]) -> np.ndarray:
+        """Each passage's BM25 score for the query ``terms`` (terms unseen in the corpus count 0)."""
+        import numpy as np
+
+        known = [self.vocab[t] for t in terms if t in self.vocab]
+        return self.bm25.get_scores(known) if known else np.zeros(self.n, dtype=np.float32)
+
+
+class BM25Retriever:
+    """Kiwi BM25 over the fields of ``config`` (default: content-morpheme unigrams, i.e. ``bm25``).
+
+    ``keep_all_morphemes=True`` keeps every morpheme's surface form (AutoRAG's ``ko_kiwi`` tokenizer), for
+    comparison. Results are ordered by score, ties by ascending doc id, like every koembed retriever.
+    """
+
+    def __init__(self, config: LexicalConfig = LexicalConfig(), keep_all_morphemes: bool = False,
+                 show_progress: bool = True, name: str = "bm25"):
+        self.name = name
+        self.config = config
+        self.tokenizer = KiwiTokenizer(keep_all=keep_all_morphemes)
+        self.show_progress = show_progress
+        self._indexes: dict[str, _FieldIndex] = {}
+        self._doc_ids: list[str] = []
+
+    @property
+    def needs_kiwi(self) -> bool:
+        return bool(KIWI_FIELDS & set(self.config.fields))
+
+    def analyse(self, texts: Sequence[str]) -> list[list[str]]:
+        """Content morphemes of ``texts`` when a field needs them (else empty lists: no Kiwi run)."""
+        if not self.needs_kiwi:
+            return [[] for _ in texts]
+        return self.tokenizer(texts, show_progress=self.show_progress)
+
+    def fit(self, doc_ids: Sequence[str], texts: Sequence[str]) -> None:
+        self.fit_analysed(doc_ids, texts, self.analyse(texts))
+
+    def fit_analysed(self, doc_ids: Sequence[str], texts: Sequence[str], tokens: Sequence[Sequence[str]]) -> None:
+        """Index passages already analysed by this retriever's tokenizer (a stored index keeps the analysis)."""
+        self._doc_ids = list(doc_ids)
+        self._rank = id_ranks(self._doc_ids)
+        self._indexes = {f: _FieldIndex([field_tokens(f, tok, text) for tok, text in zip(tokens, texts)],
+                                        self.config.k1, self.config.b) for f in self.config.fields}
+
+    def field_scores(self, queries: Sequence[str]) -> list[np.ndarray]:
+        """Per query, the raw BM25 scores of every passage (fit order) in each field: shape (fields, passages)."""
+        import numpy as np
+
+        if not self._indexes:
+            raise RuntimeError("call fit() before search()")
+        out = []
+        for query, tokens in zip(queries, self.analyse(queries)):
+            out.append(np.stack([self._indexes[f].scores(field_tokens(f, tokens, query))
+                                 for f in self.config.fields]))
+        return out
+
+    def combine(self, field_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(combined scores, matched): the weighted sum of the normalised field scores, and which passages share
+        a term with the query in some field."""
+        weights = [self.config.weights[f] for f in self.config.fields]
+        combined = sum(w * normalized(s, self.config.normalization) for w, s in zip(weights, field_scores))
+        return combined, (field_scores > 0).any(axis=0)
+
+    def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
+        """Top-k passages sharing at least one term with the query, as a search engine returns them: a query
+        matching fewer than k passages gets fewer hits (none if no term matches)."""
+        from tqdm.auto import tqdm
+
+        k = min(k, len(self._doc_ids))
+        results = []
+        for scores in tqdm(self.field_scores(queries), desc="BM25", disable=not self.show_progress, unit="query"):
+            combined, matched = self.combine(scores)
+            rows = matched.nonzero()[0]
+            top = best_rows(combined[rows], self._rank, k, rows=rows)
+            results.append([(self._doc_ids[rows[j]], float(combined[rows[j]])) for j in top])
+        return results
+
+    def score(self, queries: Sequence[str], pairs: Sequence[tuple[int, int]]) -> list[float]:
+        """Scores of (query position, corpus row) pairs, the numbers :meth:`search` ranks by."""
+        needed = sorted({q for q, _ in pairs})
+        combined = {q: self.combine(s)[0] for q, s in zip(needed, self.field_scores([queries[q] for q in needed]))}
+        return [float(combined[q][row]) for q, row in pairs]

@@ -1,0 +1,72 @@
+"""Kiwi morphological analysis: Korean text -> the content morphemes BM25 matches on.
+
+Why a morpheme filter: Korean attaches particles (을/를/은/는), endings (-습니다, -나요) and copulas to
+content words, so whitespace tokens rarely match between a question and a passage ("보증금을" vs
+"보증금은"). Kiwi splits them off; we then keep only morphemes that carry meaning:
+- nouns (NNG, NNP), numerals (NR, SN), foreign words (SL, lower-cased), hanja (SH), roots (XR),
+- verb and adjective stems (VV, VA, also Kiwi's irregular VV-I/VV-R...), adverbs (MAG),
+- URLs, e-mails, hashtags, mentions (W_*),
+and drop particles (J*), endings (E*), suffixes (XS*), bound nouns and pronouns (NNB, NP),
+auxiliary verbs (VX), copulas (VCP/VCN), determiners (MM), punctuation and symbols. The dropped classes
+are the same few hundred forms in every text: they carry no topic, and BM25 would otherwise score
+"있/VA" or "하/XSV" matches. The choice is measured against keeping every morpheme in docs/BENCHMARKS.md.
+Tokens keep a coarse class (``보증금/N``, ``돌려받/V``) so that homographs of different classes
+(명사 "감" vs 동사 "감-") do not match.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+KEEP_TAGS = ("NNG", "NNP", "NR", "SN", "SL", "SH", "XR", "VV", "VA", "MAG")
+
+
+def _tag_class(tag: str) -> str | None:
+    base = tag.split("-", 1)[0]
+    if base.startswith("W_"):
+        return "W"
+    if base not in KEEP_TAGS:
+        return None
+    if base in ("VV", "VA"):
+        return "V"
+    if base in ("NNG", "NNP", "NR", "XR"):
+        return "N"
+    return base
+
+
+@functools.cache
+def _kiwi(num_workers: int):
+    """One Kiwi per process and worker count: loading its model takes about two seconds."""
+    from kiwipiepy import Kiwi
+
+    return Kiwi(num_workers=num_workers)
+
+
+class KiwiTokenizer:
+    """Text -> content morphemes, as described in the module docstring.
+
+    ``keep_all=True`` keeps every morpheme's surface form (AutoRAG's ``ko_kiwi`` tokenizer), for comparison.
+    ``num_workers=-1`` analyses on all cores (Kiwi needs at least one worker thread for batches).
+    """
+
+    def __init__(self, keep_all: bool = False, num_workers: int = -1):
+        self.keep_all = keep_all
+        self.kiwi = _kiwi(num_workers)
+
+    def _tokens(self, analysed) -> list[str]:
+        if self.keep_all:
+            return [t.form.lower() for t in analysed]
+        out = []
+        for t in analysed:
+            cls = _tag_class(t.tag)
+            if cls is not None:
+                out.append(f"{t.form.lower()}/{cls}")
+        return out
+
+    def __call__(self, texts: Sequence[str], show_progress: bool = False) -> list[list[str]]:
+        from tqdm.auto import tqdm
+
+        analysed = self.kiwi.tokenize(list(texts))
+        return [self._tokens(a) for a in tqdm(analysed, total=len(texts), desc="Kiwi", disable=not show_progress,
+                                              unit="text")]

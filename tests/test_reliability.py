@@ -1,0 +1,398 @@
+"""The red-team fault classes of docs/RELIABILITY.md that are not one module's subject: forged or damaged
+manifests (index, embedding store, ONNX export), tracebacks instead of exit 2, output paths checked before
+work, temporary files left by a killed run, file modes without touching the umask, and kill -9 at exact points
+of ``index add`` and ``encode`` (a real SIGKILL in a subprocess, then the same command again).
+
+Each test builds its damaged folder from a good one by hand and expects the error class, exit code 2, and the
+file/field named; a kill -9 run must end, after the rerun, bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from koembed import files
+from koembed.cli import app
+from koembed.embeddings import encode_corpus, read_embeddings
+from koembed.errors import EmbeddingStoreError, IndexStoreError, ModelLoadError
+from koembed.files import atomic_open, sha256_file, staged_folder
+from koembed.index import add_documents, build_index, load_index
+from koembed.models import load_model
+from tests.helpers import QUIET, ROOT
+
+NEW_DOCS = {"new-1": "반려묘 전용 사료의 새벽 배송은 주문 다음 날 오전 일곱 시 전에 도착합니다.",
+            "new-2": "도서관 좌석 예약은 하루 전 오후 여섯 시부터 모바일 앱에서 할 수 있습니다."}
+
+
+def cli(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def assert_clean_exit(result, *words: str) -> None:
+    """Exit 2 with an error message (no traceback) that holds every word."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), result.exception
+    output = " ".join(result.output.split())  # rich wraps long messages
+    assert "Traceback" not in output
+    for word in words:
+        assert word in output, output
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    return load_model(str(tiny_model_dir))
+
+
+@pytest.fixture(scope="module")
+def docs(sample) -> tuple[list[str], list[str]]:
+    return list(sample.corpus), list(sample.corpus.values())
+
+
+@pytest.fixture(scope="module")
+def base_index(tmp_path_factory, tiny_model_dir, model, docs) -> Path:
+    out = tmp_path_factory.mktemp("base") / "idx"
+    build_index(str(tiny_model_dir), *docs, out, options=QUIET, encoder=model)
+    return out
+
+
+@pytest.fixture
+def index_dir(base_index, tmp_path) -> Path:
+    """A fresh copy of the base index, to damage."""
+    return Path(shutil.copytree(base_index, tmp_path / "idx"))
+
+
+def edit_manifest(folder: Path, change) -> None:
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    change(manifest)
+    path.write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+
+
+def reseal(index_dir: Path, name: str) -> None:
+    """Record the current sha256 of ``name`` in the manifest, as a forger (or a buggy writer) would."""
+    folder = index_dir / json.loads((index_dir / "manifest.json").read_text())["version_dir"]
+    edit_manifest(index_dir, lambda m: m["files"].__setitem__(name, sha256_file(folder / name)))
+
+
+def alter_first_passage(index_dir: Path) -> None:
+    passages = index_dir / "v000001" / "passages.jsonl"
+    rows = passages.read_text(encoding="utf-8").splitlines()
+    first = json.loads(rows[0])
+    first["text"] = "바뀐 본문"
+    passages.write_text("\n".join([json.dumps(first, ensure_ascii=False), *rows[1:]]) + "\n", encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- 4: the manifest lists exactly the files
+
+
+@pytest.mark.parametrize("files", [{}, "drop passages.jsonl", "extra ../outside"])
+def test_manifest_must_list_exactly_the_version_files(index_dir, model, files):
+    alter_first_passage(index_dir)  # an edited passages.jsonl must never be served
+
+    def change(manifest):
+        if files == {}:
+            manifest["files"] = {}
+        elif files == "drop passages.jsonl":
+            del manifest["files"]["passages.jsonl"]
+        else:
+            manifest["files"]["../outside"] = "0" * 64
+
+    edit_manifest(index_dir, change)
+    with pytest.raises(IndexStoreError, match="manifest.json.*'files'|is not a plain name"):
+        load_index(index_dir, encoder=model)
+    with pytest.raises(IndexStoreError):
+        add_documents(index_dir, ["new-1"], [NEW_DOCS["new-1"]], encoder=model)
+    assert_clean_exit(cli("search", "--index", index_dir, "--mode", "bm25", "본문"), "manifest.json")
+
+
+# --------------------------------------------------------------------------- 5: version_dir stays inside the index
+
+
+@pytest.mark.parametrize("version_dir", ["../other/v000001", "ABSOLUTE", "/etc", "v1", "v000001/..", "LINK"])
+def test_version_dir_must_be_a_version_folder_inside_the_index(index_dir, base_index, model, tmp_path,
+                                                               version_dir):
+    other = Path(shutil.copytree(base_index, tmp_path / "other"))  # a valid index elsewhere, checksums and all
+    if version_dir == "ABSOLUTE":
+        version_dir = str(other / "v000001")
+    elif version_dir == "LINK":
+        (index_dir / "v000009").symlink_to(other / "v000001")
+        version_dir = "v000009"
+    edit_manifest(index_dir, lambda m: m.__setitem__("version_dir", version_dir))
+    # (pytest's tmp_path holds the test's name, so the match includes the quote after the field)
+    with pytest.raises(IndexStoreError, match="manifest.json: version_dir: '"):
+        load_index(index_dir, encoder=model)
+    with pytest.raises(IndexStoreError, match="manifest.json: version_dir: '"):
+        add_documents(index_dir, ["new-1"], [NEW_DOCS["new-1"]], encoder=model)
+    assert_clean_exit(cli("index", "info", "--index", index_dir), "version_dir: '")
+    new_docs = tmp_path / "new.jsonl"
+    new_docs.write_text(json.dumps({"id": "new-1", "text": NEW_DOCS["new-1"]}, ensure_ascii=False) + "\n",
+                        encoding="utf-8")
+    assert_clean_exit(cli("index", "add", "--index", index_dir, "--docs", new_docs, "-q"), "version_dir: '")
+    assert sorted(p.name for p in (other / "v000001").iterdir()) == ["dense.faiss", "passages.jsonl",
+                                                                     "tombstones.json"]  # untouched
+
+
+# --------------------------------------------------------------------------- 6: malformed rows with a matching checksum
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("garbage", ["passages.jsonl, row 2"]),
+    ("no tokens", ["passages.jsonl, row 3", "tokens"]),
+    ("tokens not a list", ["passages.jsonl, row 1", "tokens"]),
+    ("pid as text", ["passages.jsonl, row 1", "pid"]),
+    ("deep nesting", ["passages.jsonl, row 1"]),
+    ("tombstones", ["tombstones.json"]),
+    ("faiss", ["dense.faiss"]),
+])
+def test_malformed_version_files_with_matching_checksums_are_clean_errors(index_dir, model, damage, words):
+    folder = index_dir / "v000001"
+    passages = folder / "passages.jsonl"
+    rows = passages.read_text(encoding="utf-8").splitlines()
+    name = "passages.jsonl"
+    if damage == "garbage":
+        rows[1] = "{not json"
+    elif damage == "no tokens":
+        row = json.loads(rows[2])
+        del row["tokens"]
+        rows[2] = json.dumps(row, ensure_ascii=False)
+    elif damage == "tokens not a list":
+        row = json.loads(rows[0])
+        row["tokens"] = "단어"
+        rows[0] = json.dumps(row, ensure_ascii=False)
+    elif damage == "pid as text":
+        row = json.loads(rows[0])
+        row["pid"] = "0"
+        rows[0] = json.dumps(row, ensure_ascii=False)
+    elif damage == "deep nesting":
+        rows[0] = "[" * 100_000 + "]" * 100_000
+    if damage == "tombstones":
+        name = "tombstones.json"
+        (folder / name).write_text('{"not": "a list"}', encoding="utf-8")
+    elif damage == "faiss":
+        name = "dense.faiss"
+        (folder / name).write_bytes(b"not a faiss index")
+    else:
+        passages.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    reseal(index_dir, name)
+    with pytest.raises(IndexStoreError) as info:
+        load_index(index_dir, encoder=model)
+    for word in words:
+        assert word in str(info.value)
+    assert_clean_exit(cli("search", "--index", index_dir, "--mode", "bm25", "본문"), words[0])
+
+
+# --------------------------------------------------------------------------- 7: chunk and graph file names
+
+
+@pytest.fixture
+def shard(tiny_model_dir, model, docs, tmp_path) -> Path:
+    report = encode_corpus(str(tiny_model_dir), *docs, tmp_path / "emb", chunk_size=16, options=QUIET, encoder=model)
+    return report.shard_dir
+
+
+@pytest.mark.parametrize("field, value", [("file", "../evil.npy"), ("ids", "/etc/passwd"),
+                                          ("file", "chunk-000002.npy"), ("sha256", "x")])
+def test_shard_manifest_chunk_names_must_be_their_own_plain_names(shard, tiny_model_dir, docs, field, value):
+    (shard.parent / "evil.npy").write_bytes((shard / "chunk-000000.npy").read_bytes())
+    edit_manifest(shard, lambda m: m["chunks"][0].__setitem__(field, value))
+    with pytest.raises(EmbeddingStoreError, match="manifest.json"):
+        read_embeddings([shard.parent], *docs)
+    with pytest.raises(EmbeddingStoreError, match="manifest.json"):  # resuming reads the same manifest
+        encode_corpus(str(tiny_model_dir), *docs, shard.parent, chunk_size=16, options=QUIET)
+
+
+def test_onnx_export_lists_exactly_its_graph_files(tmp_path):
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "model.onnx").write_bytes(b"graph")
+    (tmp_path / "secret").write_bytes(b"elsewhere")
+    graph_sum = sha256_file(folder / "model.onnx")
+    meta = {"format": "koembed-onnx", "format_version": 1, "backend": "onnx", "file": "model.onnx",
+            "files": {"model.onnx": graph_sum}, "inputs": ["input_ids"], "dimension": 4}
+    cases = [({"files": {"model.onnx": graph_sum, "../secret": sha256_file(tmp_path / "secret")}}, "../secret"),
+             ({"file": "../secret", "files": {"../secret": sha256_file(tmp_path / "secret")}}, "../secret"),
+             ({"files": {}}, "model.onnx")]
+    for change, word in cases:
+        (folder / "koembed_onnx.json").write_text(json.dumps({**meta, **change}), encoding="utf-8")
+        with pytest.raises(ModelLoadError, match="koembed_onnx.json") as info:
+            load_model(str(folder))
+        assert word in str(info.value)
+    # External weights in the folder must be listed too, or they could be swapped unverified.
+    (folder / "model.onnx.data").write_bytes(b"weights")
+    (folder / "koembed_onnx.json").write_text(json.dumps(meta), encoding="utf-8")
+    with pytest.raises(ModelLoadError, match="model.onnx.data"):
+        load_model(str(folder))
+
+
+# --------------------------------------------------------------------------- 11: config errors exit 2
+
+
+@pytest.mark.parametrize("case", ["non-utf8", "folder", "bad yaml override", "index past the list",
+                                  "name on a list", "deep yaml"])
+def test_train_config_problems_exit_2_without_traceback(tmp_path, case):
+    config = tmp_path / "c.yaml"
+    config.write_text("model: {base: minilm}\ndata: {train: [{type: pairs, path: p.jsonl}]}\noutput_dir: out\n",
+                      encoding="utf-8")
+    overrides: list[str] = []
+    word = "c.yaml"
+    if case == "non-utf8":
+        config.write_bytes("model: {base: 미니}\n".encode("euc-kr"))
+        word = "UTF-8"
+    elif case == "folder":
+        config = tmp_path
+        word = "folder"
+    elif case == "bad yaml override":
+        overrides, word = ["train.batch_size=["], "train.batch_size"
+    elif case == "index past the list":
+        overrides, word = ["data.train.5.path=x"], "data.train"
+    elif case == "name on a list":
+        overrides, word = ["data.train.x.path=y"], "data.train"
+    else:
+        config.write_text("model: " + "[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
+        word = "nested"
+    args = ["train", config, "--dry-run"] + [a for o in overrides for a in ("--set", o)]
+    assert_clean_exit(cli(*args), word)
+
+
+# --------------------------------------------------------------------------- 14: outputs checked before any work
+
+
+@pytest.mark.parametrize("option, kind", [("--out", "folder"), ("--plot", "folder"), ("--run-out", "file"),
+                                          ("--cache-dir", "file"), ("--out", "under a file"),
+                                          ("--run-out", "run file is a folder")])
+def test_bench_checks_every_output_before_work(tmp_path, monkeypatch, option, kind):
+    import koembed.cli.evaluate as evaluate_cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(evaluate_cli, "run_bench", lambda *a, **k: pytest.fail("the benchmark ran"))
+    (tmp_path / "isdir").mkdir()
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    bad = {"folder": "isdir", "file": "afile", "under a file": "afile/results.json",
+           "run file is a folder": "runs2"}[kind]
+    if kind == "run file is a folder":
+        (tmp_path / "runs2" / "bm25.jsonl").mkdir(parents=True)
+    outputs = {"--run-out": "runs1", "--out": "results.json", "--plot": "bench.png", option: bad}
+    assert_clean_exit(cli("bench", "-r", "bm25", "-q", *[x for pair in outputs.items() for x in pair]), option)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["isdir", "afile"] + (["runs2"] if "runs2" in bad
+                                                                                       else []))
+
+
+# --------------------------------------------------------------------------- 15: temporary files of a killed encode
+
+
+def test_resumed_encode_removes_temporary_files_of_a_killed_run(shard, tiny_model_dir, docs):
+    stale = [shard / ".chunk-000001.npy.k1ll3d.tmp", shard / ".manifest.json.abc123.tmp"]
+    for path in stale:
+        path.write_bytes(b"half-written")
+    report = encode_corpus(str(tiny_model_dir), *docs, shard.parent, chunk_size=16, options=QUIET)
+    assert (report.encoded, report.skipped) == (0, 3)
+    assert not [p.name for p in shard.iterdir() if p.name.endswith(".tmp")]
+
+
+# --------------------------------------------------------------------------- 16: modes without os.umask
+
+
+def test_file_modes_follow_the_umask_without_setting_it(tmp_path, monkeypatch):
+    previous = os.umask(0o027)
+    try:
+        def forbidden(*_):
+            raise AssertionError("os.umask changes the whole process's umask: not thread-safe")
+
+        monkeypatch.setattr(os, "umask", forbidden)
+        with atomic_open(tmp_path / "a.txt") as handle:
+            handle.write("x")
+        with staged_folder(tmp_path / "folder") as stage:
+            (stage / "f").write_text("y", encoding="utf-8")
+        # Files written while other threads write too keep the same modes.
+        threads = [threading.Thread(target=files.write_json, args=(tmp_path / f"t{i}.json", {"i": i}))
+                   for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        monkeypatch.undo()
+        os.umask(previous)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "folder").stat().st_mode & 0o777 == 0o750
+    assert {(tmp_path / f"t{i}.json").stat().st_mode & 0o777 for i in range(8)} == {0o640}
+
+
+# --------------------------------------------------------------------------- kill -9 at exact points (slow)
+
+
+def run_killed(target: Path, nth: int, when: str, *args) -> subprocess.CompletedProcess:
+    """``koembed ARGS`` in a subprocess that SIGKILLs itself at its ``nth`` os.replace into ``target``."""
+    return subprocess.run([sys.executable, "-m", "tests.helpers", "kill-on-replace", str(target), str(nth), when,
+                           *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+def index_snapshot(path: Path, model, queries: list[str]):
+    index = load_index(path, encoder=model)
+    return index.doc_ids, dict(index.passages), index.search(queries, 10), index.search(queries, 10, mode="bm25")
+
+
+# os.replace into the index during `index add`: 1 passages.jsonl, 2 tombstones.json, 3 the version folder,
+# 4 manifest.json (the switch). Killed before 1: a half-written file in a staged folder; before 4: v000002 in
+# place but not current; after 4: switched, v000001 not yet removed.
+INDEX_ADD_KILLS = [(1, "before", False), (4, "before", False), (4, "after", True)]
+
+
+@pytest.mark.slow
+def test_kill_9_during_index_add_at_three_points(base_index, tiny_model_dir, model, sample, tmp_path):
+    new_docs = tmp_path / "new.jsonl"
+    new_docs.write_text("".join(json.dumps({"id": k, "text": v}, ensure_ascii=False) + "\n"
+                                for k, v in NEW_DOCS.items()), encoding="utf-8")
+    queries = list(sample.queries.values())[:8] + list(NEW_DOCS.values())
+    straight = Path(shutil.copytree(base_index, tmp_path / "straight"))
+    add_documents(straight, list(NEW_DOCS), list(NEW_DOCS.values()), encoder=model)
+    want = index_snapshot(straight, model, queries)
+    before = index_snapshot(base_index, model, queries)
+    for nth, when, switched in INDEX_ADD_KILLS:
+        idx = Path(shutil.copytree(base_index, tmp_path / f"killed-{nth}-{when}"))
+        killed = run_killed(idx, nth, when, "index", "add", "--index", idx, "--docs", new_docs, "-q")
+        assert killed.returncode == -9, killed.stderr[-2000:]
+        # The index is usable right away: the previous version, or the new one once switched.
+        assert index_snapshot(idx, model, queries) == (want if switched else before), (nth, when)
+        rerun = cli("index", "add", "--index", idx, "--docs", new_docs, "-q")  # the user runs it again
+        assert rerun.exit_code == (2 if switched else 0), rerun.output
+        assert index_snapshot(idx, model, queries) == want, (nth, when)
+        assert sorted(p.name for p in idx.iterdir()) == [".lock", "manifest.json", "v000002"], (nth, when)
+
+
+@pytest.mark.slow
+def test_kill_9_during_encode_at_two_points(tiny_model_dir, model, docs, tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": i, "text": t}, ensure_ascii=False) + "\n" for i, t in zip(*docs)),
+                      encoding="utf-8")
+    straight = encode_corpus(str(tiny_model_dir), *docs, tmp_path / "straight", chunk_size=16, options=QUIET,
+                             encoder=model)
+    want, _ = read_embeddings([straight.shard_dir], *docs)
+    # os.replace into OUT: 1 the first manifest, then per chunk its .npy, its ids, the manifest listing it.
+    for nth, when in [(5, "before"), (6, "after")]:
+        out = tmp_path / f"killed-{nth}-{when}"
+        command = ["encode", "--model", tiny_model_dir, "--corpus", corpus, "--out", out, "--chunk-size", 16, "-q"]
+        killed = run_killed(out, nth, when, *command)
+        assert killed.returncode == -9, killed.stderr[-2000:]
+        shard_dir = out / "shard-0-of-1"
+        manifest = json.loads((shard_dir / "manifest.json").read_text(encoding="utf-8"))
+        assert [c["chunk"] for c in manifest["chunks"]] == [0] and not manifest["complete"]
+        if when == "before":
+            assert [p for p in shard_dir.iterdir() if p.name.endswith(".tmp")]  # the kill left a partial file
+        rerun = cli(*command)
+        assert rerun.exit_code == 0, rerun.output
+        assert "chunks encoded 2, reused 1" in " ".join(rerun.output.split())
+        assert not [p.name for p in shard_dir.iterdir() if p.name.endswith(".tmp")]
+        got, _ = read_embeddings([out], *docs)
+        np.testing.assert_array_equal(got, want)
