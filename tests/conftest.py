@@ -30,6 +30,19 @@ def sample():
 
 
 @pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray (2 CPUs) for the whole session, shut down at its end; yields its GCS address, where other
+    processes (a koembed CLI run) join it."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
 def tiny_m3_dir(tmp_path_factory) -> Path:
     """The tiny XLM-RoBERTa saved in bge-m3's layout (random sparse and ColBERT heads), once per session."""
     from koembed.models.testing import make_tiny_m3

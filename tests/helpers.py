@@ -200,6 +200,39 @@ def kill_after_step(step: int):
     return KillAfterStep()
 
 
+def kill_after_upserts(count: int) -> None:
+    """Make every QdrantClient die like a killed job (SIGKILL, no clean-up) once ``count`` upserts are done."""
+    from qdrant_client import QdrantClient
+
+    upsert, done = QdrantClient.upsert, []
+
+    def dying(self, *args, **kwargs):
+        result = upsert(self, *args, **kwargs)
+        done.append(1)
+        if len(done) >= count:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
+
+    QdrantClient.upsert = dying
+
+
+def bm25_reference(corpus_tokens: list[list[str]], query_tokens: list[str], k1: float, b: float, avgdl: float
+                   ) -> np.ndarray:
+    """Lucene BM25 of one query against every passage, written out from the formula (no bm25s, no hashing)."""
+    from collections import Counter
+
+    n = len(corpus_tokens)
+    df = Counter(t for doc in corpus_tokens for t in set(doc))
+    scores = np.zeros(n)
+    for i, doc in enumerate(corpus_tokens):
+        tf = Counter(doc)
+        for t in query_tokens:
+            if tf[t]:
+                idf = math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5))
+                scores[i] += idf * tf[t] / (tf[t] + k1 * (1 - b + b * len(doc) / avgdl))
+    return scores
+
+
 def kill_on_replace(target: str | Path, nth: int, when: str) -> None:
     """Make this process SIGKILL itself at its ``nth`` ``os.replace`` into ``target`` (a folder), ``before`` or
     ``after`` the rename: every koembed write ends in one (atomic files, staged folders, manifest switches),
@@ -225,6 +258,14 @@ if __name__ == "__main__":
 
         kill_on_replace(sys.argv[2], int(sys.argv[3]), sys.argv[4])
         app(sys.argv[5:], prog_name="koembed")
+    elif sys.argv[1] == "qdrant-add":  # python -m tests.helpers qdrant-add MODEL INDEX DOCS N: add, die after N upserts
+        from koembed.data import load_documents
+        from koembed.index import add_documents
+        from koembed.models import load_model
+
+        kill_after_upserts(int(sys.argv[5]))
+        docs = load_documents(sys.argv[4])
+        add_documents(sys.argv[3], list(docs), list(docs.values()), encoder=load_model(sys.argv[2]), options=QUIET)
     else:  # python -m tests.helpers CONFIG STEP: train, and die after STEP
         from koembed.training import load_config, train
 

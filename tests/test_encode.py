@@ -131,7 +131,7 @@ def test_fp16_on_cpu_is_refused(tiny_model_dir, corpus_file, tmp_path):
 def test_encode_cli_single_shard_equals_models_encode(tiny_model_dir, corpus_file, docs, reference, tmp_path):
     out = tmp_path / "emb"
     result = cli("encode", "--model", tiny_model_dir, "--corpus", corpus_file, "--out", out,
-                 "--chunk-size", CHUNK, "--quiet")
+                 "--chunk-size", CHUNK, "--precision", "fp32", "--quiet")
     assert result.exit_code == 0, result.output
     shard = out / "shard-0-of-1"
     manifest = json.loads((shard / "manifest.json").read_text(encoding="utf-8"))
@@ -246,11 +246,11 @@ def test_bad_shard_option(text, tiny_model_dir, corpus_file, tmp_path):
 def test_index_from_two_shards_equals_build_index(tiny_model_dir, model, corpus_file, docs, sample, tmp_path):
     for i in range(2):  # one --out per "machine"
         result = cli("encode", "--model", tiny_model_dir, "--corpus", corpus_file, "--out", tmp_path / f"m{i}",
-                     "--shard", f"{i}/2", "--chunk-size", CHUNK, "--quiet")
+                     "--shard", f"{i}/2", "--chunk-size", CHUNK, "--precision", "fp32", "--quiet")
         assert result.exit_code == 0, result.output
     result = cli("index", "build", "--model", tiny_model_dir, "--corpus", corpus_file, "--out", tmp_path / "idx",
                  "--kind", "flat", "--from-embeddings", tmp_path / "m0", "--from-embeddings", tmp_path / "m1",
-                 "--quiet")
+                 "--precision", "fp32", "--quiet")
     assert result.exit_code == 0, result.output
     build_index(str(tiny_model_dir), *docs, tmp_path / "direct", options=QUIET, encoder=model)
     stored, direct = load_index(tmp_path / "idx", encoder=model), load_index(tmp_path / "direct", encoder=model)
@@ -282,3 +282,25 @@ def test_index_from_incomplete_shard_fails(tiny_model_dir, docs, tmp_path, monke
         build_index_from_embeddings(str(tiny_model_dir), [tmp_path / "emb"], *docs, tmp_path / "idx",
                                     show_progress=False)
     assert not (tmp_path / "idx").exists()
+
+
+def test_index_built_in_bf16_takes_fp32_queries_and_the_reverse(tmp_path, tiny_model_dir, sample, model):
+    """encode/index build/serve default to --precision auto (bf16 on bf16-capable CPUs): an index built in one
+    precision must accept queries embedded in the other, and rank nearly the same."""
+    bf16 = models.load_model(str(tiny_model_dir), precision="bf16")
+    ids, texts = sample.doc_ids, list(sample.corpus.values())
+    queries = list(sample.queries.values())
+    for built_with, queried_with in ((bf16, model), (model, bf16)):
+        out = tmp_path / f"idx-{models.model_precision(built_with)}"
+        build_index(str(tiny_model_dir), ids, texts, out, options=QUIET, encoder=built_with)
+        index = load_index(out, encoder=queried_with)  # the probe check tolerates the precision change
+        reference = load_index(out, encoder=built_with).search(queries, 1, mode="dense")
+        same = sum(a[0][0] == b[0][0] for a, b in zip(index.search(queries, 1, mode="dense"), reference))
+        assert same >= 0.9 * len(queries)
+
+
+def test_encode_runs_in_auto_precision_by_default(tiny_model_dir, corpus_file, tmp_path):
+    result = cli("encode", "--model", tiny_model_dir, "--corpus", corpus_file, "--out", tmp_path / "e", "--quiet")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "e" / "shard-0-of-1" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["precision"] == models.resolve_precision("auto", None)  # bf16 where the CPU has it

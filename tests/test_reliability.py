@@ -382,7 +382,8 @@ def test_kill_9_during_encode_at_two_points(tiny_model_dir, model, docs, tmp_pat
     # os.replace into OUT: 1 the first manifest, then per chunk its .npy, its ids, the manifest listing it.
     for nth, when in [(5, "before"), (6, "after")]:
         out = tmp_path / f"killed-{nth}-{when}"
-        command = ["encode", "--model", tiny_model_dir, "--corpus", corpus, "--out", out, "--chunk-size", 16, "-q"]
+        command = ["encode", "--model", tiny_model_dir, "--corpus", corpus, "--out", out, "--chunk-size", 16,
+                   "--precision", "fp32", "-q"]  # as the straight run
         killed = run_killed(out, nth, when, *command)
         assert killed.returncode == -9, killed.stderr[-2000:]
         shard_dir = out / "shard-0-of-1"

@@ -353,7 +353,7 @@ def test_cli_serve_passes_options_and_refuses_keyless_exposure(monkeypatch):
                                       "--max-wait-ms", "2", "--no-batching", "--truncate"])
     assert result.exit_code == 0, result.output
     (args, kwargs), = calls
-    assert args == (ModelSpec("minilm"), None) and kwargs["host"] == "127.0.0.1" and kwargs["port"] == 8123
+    assert args == (ModelSpec("minilm", precision="auto"), None) and kwargs["host"] == "127.0.0.1" and kwargs["port"] == 8123
     assert kwargs["limits"] == ServerLimits(max_inputs=3, max_wait_ms=2, batching=False, truncate=True)
     assert "warning" not in result.output
     result = CliRunner().invoke(app, ["serve", "--model", "minilm", "--host", "0.0.0.0"])

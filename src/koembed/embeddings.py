@@ -21,7 +21,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -150,23 +150,41 @@ def _mismatch(old: dict[str, Any], new: dict[str, Any]) -> str | None:
     return None
 
 
-def encode_corpus(model: ModelSpec | str, doc_ids: Sequence[str], texts: Sequence[str], out_dir: str | Path, *,
-                  shard: tuple[int, int] = (0, 1), dtype: str = "float32", chunk_size: int = 4096,
-                  options: EncodeOptions = EncodeOptions(), encoder: Encoder | None = None) -> EncodeReport:
-    """Encode shard ``(i, n)`` of the corpus into ``out_dir/shard-{i}-of-{n}``, resuming an earlier run.
+@dataclass
+class ShardPlan:
+    """One shard of an encode run, opened for writing: which chunks are done and which are left.
 
-    Vectors are :func:`koembed.models.encode`'s (float32, in corpus order, not re-normalised), stored as
-    ``dtype``, ``chunk_size`` passages per chunk file. The model's precision is resolved for its device
-    (:func:`koembed.models.resolve_precision`) and the resolved value is recorded, so ``auto`` on two machines
-    that resolve it differently is a mismatch. The model is loaded only if a chunk is left to encode; pass
-    ``encoder`` (loaded from ``model``) to reuse one. An ONNX backend is recorded as the precision
-    (``onnx-int8``). Passages get the model's passage prompt (:mod:`koembed.models.prompts`); an override in
-    ``model`` is recorded, so another prompt is a mismatch.
+    ``bounds[k]`` are chunk k's corpus rows ``[a, b)``; ``pending`` the chunks still to encode, in order;
+    ``skipped`` how many a previous run finished. :func:`record_chunk` adds a chunk. Any engine that encodes
+    (this module's loop, :mod:`koembed.ray_engine`'s actors) writes through these two, so the layout and the
+    resume rule are one.
     """
-    from tqdm.auto import tqdm
 
+    shard_dir: Path
+    manifest: dict[str, Any]
+    bounds: list[tuple[int, int]]
+    pending: list[int]
+    skipped: int
+
+    @property
+    def start(self) -> int:
+        return self.manifest["shard"]["start"]
+
+    @property
+    def stop(self) -> int:
+        return self.manifest["shard"]["stop"]
+
+
+def open_shard(model: ModelSpec | str, doc_ids: Sequence[str], texts: Sequence[str], out_dir: str | Path, *,
+               shard: tuple[int, int] = (0, 1), dtype: str = "float32", chunk_size: int = 4096,
+               precision: str | None = None) -> ShardPlan:
+    """Check the options, then open (or resume) shard ``(i, n)`` of the corpus in ``out_dir``.
+
+    ``precision`` is the resolved precision the vectors are made in (None: what ``model`` resolves to here).
+    Listed chunks whose files still match are kept; a stored run with other options is an
+    :class:`EmbeddingStoreError` naming the difference.
+    """
     spec = ModelSpec.of(model)
-    doc_ids, texts = list(doc_ids), list(texts)
     index, count = shard
     _check_shard(index, count)
     if dtype not in DTYPES:
@@ -177,7 +195,7 @@ def encode_corpus(model: ModelSpec | str, doc_ids: Sequence[str], texts: Sequenc
         raise EmbeddingStoreError(f"{len(doc_ids)} ids and {len(texts)} texts: need as many, and at least one")
     if count > len(doc_ids):
         raise EmbeddingStoreError(f"{count} shards for {len(doc_ids)} passages: use at most one shard per passage")
-    resolved = model_precision(encoder) if encoder is not None else expected_precision(spec)
+    resolved = precision if precision is not None else expected_precision(spec)
     start, stop = shard_bounds(len(doc_ids), index, count)
     shard_dir = Path(out_dir) / shard_name(index, count)
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model_identity(spec.name),
@@ -204,21 +222,52 @@ def encode_corpus(model: ModelSpec | str, doc_ids: Sequence[str], texts: Sequenc
     shard_dir.mkdir(parents=True, exist_ok=True)
     remove_staged(shard_dir)  # partial chunk files of a killed run
     write_json(shard_dir / MANIFEST, manifest)
-    pending = [k for k in range(len(bounds)) if k not in done]
-    if pending and encoder is None:
+    return ShardPlan(shard_dir, manifest, bounds, [k for k in range(len(bounds)) if k not in done], len(done))
+
+
+def record_chunk(plan: ShardPlan, k: int, vectors: np.ndarray, doc_ids: Sequence[str]) -> None:
+    """Write chunk ``k`` (``vectors`` of the rows ``plan.bounds[k]``, whose ids are ``doc_ids``) atomically,
+    then list it in the shard's manifest: a crash in between leaves it unlisted, to be encoded again."""
+    a, b = plan.bounds[k]
+    if len(vectors) != b - a or len(doc_ids) != b - a:
+        raise EmbeddingStoreError(f"{plan.shard_dir}: chunk {k} wants {b - a} rows, got {len(vectors)} vectors "
+                                  f"for {len(doc_ids)} ids")
+    manifest = plan.manifest
+    manifest["chunks"].append(_write_chunk(plan.shard_dir, k, vectors, doc_ids, manifest["dtype"], manifest))
+    manifest["chunks"].sort(key=lambda entry: entry["chunk"])
+    manifest["complete"] = len(manifest["chunks"]) == len(plan.bounds)
+    write_json(plan.shard_dir / MANIFEST, manifest)
+
+
+def encode_corpus(model: ModelSpec | str, doc_ids: Sequence[str], texts: Sequence[str], out_dir: str | Path, *,
+                  shard: tuple[int, int] = (0, 1), dtype: str = "float32", chunk_size: int = 4096,
+                  options: EncodeOptions = EncodeOptions(), encoder: Encoder | None = None) -> EncodeReport:
+    """Encode shard ``(i, n)`` of the corpus into ``out_dir/shard-{i}-of-{n}``, resuming an earlier run.
+
+    Vectors are :func:`koembed.models.encode`'s (float32, in corpus order, not re-normalised), stored as
+    ``dtype``, ``chunk_size`` passages per chunk file. The model's precision is resolved for its device
+    (:func:`koembed.models.resolve_precision`) and the resolved value is recorded, so ``auto`` on two machines
+    that resolve it differently is a mismatch. The model is loaded only if a chunk is left to encode; pass
+    ``encoder`` (loaded from ``model``) to reuse one. An ONNX backend is recorded as the precision
+    (``onnx-int8``). Passages get the model's passage prompt (:mod:`koembed.models.prompts`); an override in
+    ``model`` is recorded, so another prompt is a mismatch.
+    """
+    from tqdm.auto import tqdm
+
+    spec = ModelSpec.of(model)
+    doc_ids, texts = list(doc_ids), list(texts)
+    plan = open_shard(spec, doc_ids, texts, out_dir, shard=shard, dtype=dtype, chunk_size=chunk_size,
+                      precision=model_precision(encoder) if encoder is not None else None)
+    if plan.pending and encoder is None:
         encoder = load_model(spec)
-    skipped_rows = sum(b - a for k, (a, b) in enumerate(bounds) if k in done)
-    with tqdm(total=stop - start, initial=skipped_rows, desc=f"Encoding {shard_name(index, count)}",
+    skipped_rows = sum(b - a for k, (a, b) in enumerate(plan.bounds) if k not in plan.pending)
+    with tqdm(total=plan.stop - plan.start, initial=skipped_rows, desc=f"Encoding {plan.shard_dir.name}",
               unit="passage", disable=not options.show_progress) as bar:
-        for k in pending:
-            a, b = bounds[k]
-            vectors = encode(encoder, texts[a:b], role_options(options.quiet(), encoder, "passage"))
-            manifest["chunks"].append(_write_chunk(shard_dir, k, vectors, doc_ids[a:b], dtype, manifest))
-            manifest["chunks"].sort(key=lambda entry: entry["chunk"])
-            manifest["complete"] = len(manifest["chunks"]) == len(bounds)
-            write_json(shard_dir / MANIFEST, manifest)  # lists the chunk only once its files are complete
+        for k in plan.pending:
+            a, b = plan.bounds[k]
+            record_chunk(plan, k, encode(encoder, texts[a:b], role_options(options.quiet(), encoder, "passage")), doc_ids[a:b])
             bar.update(b - a)
-    return EncodeReport(shard_dir, manifest, encoded=len(pending), skipped=len(done))
+    return EncodeReport(plan.shard_dir, plan.manifest, encoded=len(plan.pending), skipped=plan.skipped)
 
 
 def cached_corpus_embeddings(model_name: str, encoder: Encoder, doc_ids: Sequence[str], texts: Sequence[str],
@@ -281,13 +330,13 @@ def _find_shards(dirs: Sequence[str | Path]) -> list[Path]:
     return found
 
 
-def read_embeddings(dirs: Sequence[str | Path], doc_ids: Sequence[str], texts: Sequence[str],
-                    model_name: str | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """The stored vectors of the whole corpus as one float32 (N, dim) array in corpus order, and one manifest.
+def embedding_chunks(dirs: Sequence[str | Path], doc_ids: Sequence[str], texts: Sequence[str],
+                     model_name: str | None = None) -> tuple[dict[str, Any], Iterator[tuple[int, np.ndarray]]]:
+    """The stored vectors chunk by chunk: ``(manifest, iterator of (first corpus row, float32 chunk))``, so a
+    store can take a corpus larger than memory.
 
-    All n shards of one run must be present once and complete; they must agree with each other and with
-    ``doc_ids``/``texts`` (fingerprint, then ids row by row) and, if given, ``model_name``. Every chunk's sha256
-    is checked. Any problem is an :class:`EmbeddingStoreError` naming the shard and what to run.
+    The shards' manifests are checked now (see :func:`read_embeddings`); each chunk's sha256 and ids as it is
+    read, so a damaged chunk stops the iteration with an :class:`EmbeddingStoreError`.
     """
     import numpy as np
 
@@ -325,18 +374,38 @@ def read_embeddings(dirs: Sequence[str | Path], doc_ids: Sequence[str], texts: S
     if model_name is not None and first["model"]["resolved"] != model_identity(model_name)["resolved"]:
         raise EmbeddingStoreError(f"the embeddings were made with {first['model']['name']!r}, not {model_name!r}: "
                                   "an index's queries must be embedded by the corpus's model")
+    if sum(entry["rows"] for i in range(n) for entry in shards[i][1]["chunks"]) != len(doc_ids):
+        raise EmbeddingStoreError(f"the shards do not hold one vector per passage ({len(doc_ids)} passages)")
+
+    def chunks() -> Iterator[tuple[int, np.ndarray]]:
+        row = 0
+        for i in range(n):
+            path, manifest = shards[i]
+            for entry in manifest["chunks"]:
+                ids = doc_ids[row: row + entry["rows"]]
+                if not _chunk_ok(path, entry, ids):
+                    raise EmbeddingStoreError(f"{path / entry['file']}: missing, altered, or not the corpus's rows "
+                                              f"{row}..{row + entry['rows'] - 1}; rerun koembed encode --shard "
+                                              f"{i}/{n}")
+                chunk = np.load(path / entry["file"], allow_pickle=False).astype(np.float32, copy=False)
+                yield row, chunk
+                row += len(chunk)
+
+    return first, chunks()
+
+
+def read_embeddings(dirs: Sequence[str | Path], doc_ids: Sequence[str], texts: Sequence[str],
+                    model_name: str | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """The stored vectors of the whole corpus as one float32 (N, dim) array in corpus order, and one manifest.
+
+    All n shards of one run must be present once and complete; they must agree with each other and with
+    ``doc_ids``/``texts`` (fingerprint, then ids row by row) and, if given, ``model_name``. Every chunk's sha256
+    is checked. Any problem is an :class:`EmbeddingStoreError` naming the shard and what to run.
+    """
+    import numpy as np
+
+    first, chunks = embedding_chunks(dirs, doc_ids, texts, model_name)
     vectors = np.empty((len(doc_ids), first["dimension"]), dtype=np.float32)
-    row = 0
-    for i in range(n):
-        path, manifest = shards[i]
-        for entry in manifest["chunks"]:
-            ids = doc_ids[row: row + entry["rows"]]
-            if not _chunk_ok(path, entry, ids):
-                raise EmbeddingStoreError(f"{path / entry['file']}: missing, altered, or not the corpus's rows "
-                                          f"{row}..{row + entry['rows'] - 1}; rerun koembed encode --shard {i}/{n}")
-            chunk = np.load(path / entry["file"], allow_pickle=False)
-            vectors[row: row + len(chunk)] = chunk
-            row += len(chunk)
-    if row != len(doc_ids):
-        raise EmbeddingStoreError(f"the shards hold {row} vectors for {len(doc_ids)} passages")
+    for row, chunk in chunks:
+        vectors[row: row + len(chunk)] = chunk
     return vectors, first

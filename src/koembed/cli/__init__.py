@@ -21,12 +21,13 @@ app.command()(train.mine)
 app.command("encode")(index.encode)
 app.command()(index.export)
 
-index_app = typer.Typer(help="A persistent search index on disk (FAISS + Kiwi/BM25): build, add, delete, info. "
-                        "Query it with koembed search.", no_args_is_help=True)
+index_app = typer.Typer(help="A persistent search index (FAISS folder or Qdrant collection, with Kiwi/BM25): "
+                        "build, add, delete, info, export. Query it with koembed search.", no_args_is_help=True)
 index_app.command("build")(index.index_build)
 index_app.command("add")(index.index_add)
 index_app.command("delete")(index.index_delete)
 index_app.command("info")(index.index_show)
+index_app.command("export")(index.index_export)
 app.add_typer(index_app, name="index")
 
 app.command()(index.search)

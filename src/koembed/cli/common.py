@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 from rich.console import Console
 
 from koembed.errors import KoembedError
-from koembed.models import EncodeOptions, ModelSpec
+from koembed.models import EncodeOptions, ModelSpec, resolve_precision
 
 # Logs and pipes get wide tables instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -26,7 +29,8 @@ SplitOpt = Annotated[Optional[str], typer.Option(
     help="BEIR: qrels split (default test). KorQuAD/SQuAD: all (default), train or test, by article title.")]
 PrecisionOpt = Annotated[str, typer.Option(
     help="Model weights: fp32, bf16, fp16 (CUDA only) or auto (bf16 on CPUs with AMX/AVX512-BF16 and on "
-    "bf16-capable GPUs, else fp32). Embeddings are float32 either way.")]
+    "bf16-capable GPUs, else fp32). Embeddings are float32 either way. Default: auto where speed matters (encode, "
+    "index build, serve), fp32 where metrics must be exact and comparable (bench, eval).")]
 BackendOpt = Annotated[str, typer.Option(
     help="torch, onnx (onnxruntime, fp32) or onnx-int8 (onnxruntime, int8 weights). ONNX runs on the CPU; a "
     "torch model is exported once into ~/.cache/koembed ($KOEMBED_CACHE_DIR). A koembed export folder runs "
@@ -42,6 +46,58 @@ PassagePromptOpt = Annotated[Optional[str], typer.Option(
     "any; '' for none.")]
 RerankDepthOpt = Annotated[int, typer.Option(min=1, help="First-stage hits a cross-encoder rescores (rerank).")]
 IndexDirOpt = Annotated[Path, typer.Option("--index", "-i", help="Index folder (made by koembed index build).")]
+StoreOpt = Annotated[str, typer.Option(help="faiss (a folder: the fastest on one machine) or qdrant (a collection: "
+                                       "Qdrant's local mode in --path, or a server with --url).")]
+QdrantPathOpt = Annotated[Optional[Path], typer.Option(
+    "--path", help="qdrant: local-mode storage folder (default: qdrant/ inside the index folder).")]
+QdrantUrlOpt = Annotated[Optional[str], typer.Option(
+    "--url", help="qdrant: a Qdrant server or cluster, e.g. http://HOST:6333 (instead of local mode).")]
+ApiKeyOpt = Annotated[Optional[str], typer.Option(
+    "--api-key", envvar="QDRANT_API_KEY", show_envvar=True,
+    help="Qdrant server API key (never written to the manifest).")]
+QDRANT_OPTIONS = {  # name: (annotation, default) of the options that say where a new Qdrant index goes
+    "store": (StoreOpt, "faiss"),
+    "path": (QdrantPathOpt, None),
+    "url": (QdrantUrlOpt, None),
+    "api_key": (ApiKeyOpt, None),
+    "collection": (Annotated[str, typer.Option(help="qdrant: the collection's name.")], "koembed"),
+    "shards": (Annotated[int, typer.Option(min=1, help="qdrant server: shards of the collection (shard_number).")], 1),
+    "replicas": (Annotated[int, typer.Option(min=1, help="qdrant server: copies of each shard "
+                                             "(replication_factor).")], 1),
+    "quantization": (Annotated[str, typer.Option(help="qdrant server: none, or int8 (scalar-quantised vectors in "
+                                                 "RAM, originals for rescoring).")], "none"),
+    "on_disk": (Annotated[bool, typer.Option(help="qdrant server: keep the original vectors memory-mapped on "
+                                             "disk.")], False),
+}
+
+
+def with_qdrant_options(store: str = "faiss") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command the options of :data:`QDRANT_OPTIONS` (``store`` defaulting to ``store``), declared once
+    here; the command receives them as one ``qdrant`` dict keyword argument."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != "qdrant"]
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+                                   default=store if name == "store" else default)
+                 for name, (annotation, default) in QDRANT_OPTIONS.items()]
+        keep = [p for p in own if p.name != "quiet"]
+        quiet = [p for p in own if p.name == "quiet"]  # --quiet stays last in --help
+
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            qdrant = {name: kwargs.pop(name) for name in QDRANT_OPTIONS}
+            return command(*args, qdrant=qdrant, **kwargs)
+
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in keep + added + quiet]
+        wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+EngineOpt = Annotated[str, typer.Option(help="local (this process) or ray (a Ray Data actor pool; see --address).")]
+RayAddressOpt = Annotated[Optional[str], typer.Option(
+    "--address", help="ray: a running cluster (auto, or ray://HOST:10001); default: start Ray on this machine.")]
+WorkersOpt = Annotated[int, typer.Option(min=1, help="ray: actors (model or Kiwi copies) in the pool.")]
 DOCS_HELP = ("Passages: a .jsonl or .parquet file with id and text columns, or any retrieval set "
              "(AutoRAG/BEIR folder, KorQuAD .json, 'sample'), whose corpus is used.")
 
@@ -50,6 +106,14 @@ def model_spec(model: str, precision: str = "fp32", backend: str = "torch", devi
                query_prompt: str | None = None, passage_prompt: str | None = None) -> ModelSpec:
     return ModelSpec(model, precision=precision, backend=backend, device=device, query_prompt=query_prompt,
                      passage_prompt=passage_prompt)
+
+
+def describe_precision(spec: ModelSpec) -> str:
+    """``"in fp32"``, ``"in bf16 (auto)"`` or ``"with onnx-int8"``: what bench and eval print before they run."""
+    if spec.backend != "torch":
+        return f"with {spec.backend}"
+    resolved = resolve_precision(spec.precision, spec.device)
+    return f"in {resolved}" + (f" ({spec.precision})" if spec.precision != resolved else "")
 
 
 def encode_options(batch_size: int = 32, quiet: bool = False, max_batch_tokens: int | None = None) -> EncodeOptions:

@@ -30,6 +30,7 @@ from koembed.cli.common import (
     SplitOpt,
     check_output,
     console,
+    describe_precision,
     encode_options,
     fail,
     model_spec,
@@ -83,9 +84,11 @@ def bench(
         check_output(run_out / run_filename(spec), "--run-out")
     try:
         rs = load_retrieval_set(data, split=split)
-        console.print(f"[bold]{rs.name}[/]: {len(rs.queries)} queries, {len(rs.corpus)} passages")
+        run_as = model_spec("", precision, backend, device)
+        console.print(f"[bold]{rs.name}[/]: {len(rs.queries)} queries, {len(rs.corpus)} passages; dense models run "
+                      f"{describe_precision(run_as)}", highlight=False)
         results = run_bench(rs, specs, ks,
-                            model=model_spec("", precision, backend, device, query_prompt, passage_prompt),
+                            model=run_as,
                             options=encode_options(batch_size, quiet), cache_dir=cache_dir,
                             rerank_depth=rerank_depth)
     except KoembedError as exc:
@@ -122,8 +125,9 @@ def eval_(
     check_output(out, "--out")
     try:
         rs = load_retrieval_set(data, split=split)
-        metrics = evaluate_model(rs, model_spec(model, precision, backend, device, query_prompt, passage_prompt),
-                                 encode_options(batch_size, quiet))
+        spec = model_spec(model, precision, backend, device, query_prompt, passage_prompt)
+        console.print(f"{model} runs {describe_precision(spec)}", highlight=False)
+        metrics = evaluate_model(rs, spec, encode_options(batch_size, quiet))
     except KoembedError as exc:
         fail(exc)
     console.print(ir_table(by_similarity(metrics), title=f"{model} on {rs.name} ({len(rs.queries)} queries, "

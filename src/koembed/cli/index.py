@@ -11,16 +11,20 @@ import typer
 
 from koembed.cli.common import (
     DOCS_HELP,
+    ApiKeyOpt,
     BackendOpt,
     BatchSizeOpt,
     DeviceOpt,
+    EngineOpt,
     IndexDirOpt,
     ModelOpt,
     PassagePromptOpt,
     PrecisionOpt,
     QueryPromptOpt,
     QuietOpt,
+    RayAddressOpt,
     RerankDepthOpt,
+    WorkersOpt,
     check_output,
     console,
     encode_options,
@@ -28,16 +32,19 @@ from koembed.cli.common import (
     fail,
     model_spec,
     quiet_libraries,
+    with_qdrant_options,
 )
 from koembed.data import load_documents
 from koembed.embeddings import encode_corpus, parse_shard
 from koembed.errors import KoembedError
 from koembed.index import (
     IndexParams,
+    QdrantTarget,
     add_documents,
     build_index,
     build_index_from_embeddings,
     delete_documents,
+    export_index,
     index_info,
     load_index,
 )
@@ -46,7 +53,31 @@ from koembed.models import EncodeOptions, ModelSpec
 from koembed.models.export import export_model
 from koembed.models.rerank import load_reranker
 from koembed.ranking import hit_rows
+from koembed.ray_engine import RayOptions, encode_corpus_ray, tokenize_ray
 from koembed.rerank import rerank_hits
+
+
+def _target(store: str, path: Optional[Path], url: Optional[str], api_key: Optional[str], collection: str,
+            shards: int, replicas: int, quantization: str, on_disk: bool) -> Optional[QdrantTarget]:
+    """The Qdrant target of --store qdrant (None for faiss); Qdrant-only options with faiss are an error."""
+    if store not in ("faiss", "qdrant"):
+        raise typer.BadParameter(f"unknown store {store!r}: use faiss or qdrant", param_hint="--store")
+    if store == "faiss":
+        if path or url:
+            raise typer.BadParameter("--path and --url are for --store qdrant", param_hint="--store")
+        return None
+    return QdrantTarget(path=str(path) if path else None, url=url, api_key=api_key, collection=collection,
+                        shards=shards, replicas=replicas, quantization=quantization, on_disk=on_disk)
+
+
+def _check_engine(engine: str) -> None:
+    if engine not in ("local", "ray"):
+        raise typer.BadParameter(f"unknown engine {engine!r}: use local or ray", param_hint="--engine")
+
+
+def _built(out: Path, manifest) -> str:
+    where = f"qdrant {manifest.where}" if getattr(manifest, "store", "faiss") == "qdrant" else manifest.kind
+    return f"index: {out} ({manifest.counts['passages']} passages, {where}, {manifest.dimension} dimensions)"
 
 
 def encode(
@@ -55,7 +86,7 @@ def encode(
                                         "set, whose corpus is used.")],
     out: Annotated[Path, typer.Option(help="Output folder; shard i of n goes to OUT/shard-i-of-n/.")],
     shard: Annotated[str, typer.Option(help="i/n: encode shard i (from 0) of n contiguous shards.")] = "0/1",
-    precision: PrecisionOpt = "fp32",
+    precision: PrecisionOpt = "auto",
     backend: BackendOpt = "torch",
     dtype: Annotated[str, typer.Option(help="Stored vectors: float32 or float16 (half the disk).")] = "float32",
     chunk_size: Annotated[int, typer.Option(min=1, help="Passages per chunk file (the unit of resuming).")] = 4096,
@@ -65,17 +96,26 @@ def encode(
         "batch (padded size x longest <= budget).")] = None,
     device: DeviceOpt = None,
     passage_prompt: PassagePromptOpt = None,
+    engine: EngineOpt = "local",
+    address: RayAddressOpt = None,
+    workers: WorkersOpt = 1,
+    gpus_per_worker: Annotated[float, typer.Option(min=0, help="ray: GPUs per actor (1: one model per GPU).")] = 0,
     quiet: QuietOpt = False,
 ) -> None:
     """Encode a corpus (or one shard of it) to embedding files; rerun the same command to resume."""
     quiet_libraries()
+    _check_engine(engine)
     check_output(out, "--out", folder=True)
     try:
         docs = load_documents(corpus)
         spec = model_spec(model, precision, backend, device, passage_prompt=passage_prompt)
-        report = encode_corpus(spec, list(docs), list(docs.values()), out,
-                               shard=parse_shard(shard), dtype=dtype, chunk_size=chunk_size,
-                               options=encode_options(batch_size, quiet, max_batch_tokens))
+        options = encode_options(batch_size, quiet, max_batch_tokens)
+        settings = {"shard": parse_shard(shard), "dtype": dtype, "chunk_size": chunk_size, "options": options}
+        if engine == "ray":
+            report = encode_corpus_ray(spec, list(docs), list(docs.values()), out, **settings,
+                                       ray_options=RayOptions(address, workers, gpus_per_worker=gpus_per_worker))
+        else:
+            report = encode_corpus(spec, list(docs), list(docs.values()), out, **settings)
     except KoembedError as exc:
         fail(exc)
     info = report.manifest
@@ -104,6 +144,7 @@ def export(
                   f"min {check['cosine_min']:.4f}", highlight=False)
 
 
+@with_qdrant_options("faiss")
 def index_build(
     model: ModelOpt,
     corpus: Annotated[str, typer.Option(help=DOCS_HELP)],
@@ -117,30 +158,39 @@ def index_build(
     from_embeddings: Annotated[Optional[list[Path]], typer.Option(
         "--from-embeddings", help="Take the vectors from koembed encode output instead of encoding (repeatable: "
         "one folder per machine). All shards of one run must be there, made by --model from --corpus.")] = None,
-    precision: PrecisionOpt = "fp32",
+    precision: PrecisionOpt = "auto",
     backend: BackendOpt = "torch",
     query_prompt: QueryPromptOpt = None,
     passage_prompt: PassagePromptOpt = None,
+    qdrant: Optional[dict] = None,
+    engine: Annotated[str, typer.Option(help="Kiwi analysis: local (this process) or ray (a Ray Data actor pool, "
+                                        "for large corpora).")] = "local",
+    address: RayAddressOpt = None,
+    workers: WorkersOpt = 1,
     quiet: QuietOpt = False,
 ) -> None:
-    """Embed (or take stored embeddings of) and tokenise a corpus into a new index folder. The query and passage
-    prompts used are recorded in the index: searches embed queries with its query prompt."""
+    """Embed (or take stored embeddings of) and tokenise a corpus into a new index (FAISS folder or Qdrant). The
+    query and passage prompts used are recorded in the index: searches embed queries with its query prompt."""
     quiet_libraries()
     spec = model_spec(model, precision, backend, query_prompt=query_prompt, passage_prompt=passage_prompt)
+    _check_engine(engine)
     try:
+        target = _target(**qdrant)
         params = IndexParams(kind=kind, lexical=lexical_config(lexical, required=True))
         docs = load_documents(corpus)
+        tokens = (tokenize_ray(list(docs.values()), RayOptions(address, workers), show_progress=not quiet)
+                  if engine == "ray" else None)
         if from_embeddings:
             manifest = build_index_from_embeddings(spec, from_embeddings, list(docs), list(docs.values()), out,
-                                                   params=params, show_progress=not quiet)
+                                                   params=params, show_progress=not quiet, target=target,
+                                                   tokens=tokens)
         else:
             manifest = build_index(spec, list(docs), list(docs.values()), out, params=params,
-                                   options=encode_options(batch_size, quiet))
+                                   options=encode_options(batch_size, quiet), target=target, tokens=tokens)
     except KoembedError as exc:
         fail(exc)
-    console.print(f"index: {out} ({manifest.counts['passages']} passages, {manifest.kind}, "
-                  f"{manifest.dimension} dimensions)", highlight=False)
-    if "note" in manifest.params:
+    console.print(_built(out, manifest), highlight=False)
+    if "note" in getattr(manifest, "params", {}):
         err_console.print(f"note: {manifest.params['note']}", highlight=False)
 
 
@@ -148,14 +198,16 @@ def index_add(
     index: IndexDirOpt,
     docs: Annotated[str, typer.Option(help=DOCS_HELP + " Ids must be new (delete, then add, to replace).")],
     batch_size: BatchSizeOpt = 32,
+    api_key: ApiKeyOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Add passages to an index (a new version; the old one stays until the switch)."""
+    """Add passages to an index (FAISS: a new version, the old one stays until the switch; Qdrant: undone at
+    the next change if interrupted)."""
     quiet_libraries()
     try:
         passages = load_documents(docs)
         manifest = add_documents(index, list(passages), list(passages.values()),
-                                 options=encode_options(batch_size, quiet))
+                                 options=encode_options(batch_size, quiet), api_key=api_key)
     except KoembedError as exc:
         fail(exc)
     console.print(f"added {len(passages)}: {manifest.counts['passages']} passages", highlight=False)
@@ -164,19 +216,20 @@ def index_add(
 def index_delete(
     index: IndexDirOpt,
     id_: Annotated[list[str], typer.Option("--id", help="Passage id to delete, repeatable.")],
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Delete passages by id; an unknown id is an error and nothing is deleted."""
     try:
-        manifest = delete_documents(index, id_)
+        manifest = delete_documents(index, id_, api_key=api_key)
     except KoembedError as exc:
         fail(exc)
     console.print(f"deleted {len(set(id_))}: {manifest.counts['passages']} passages", highlight=False)
 
 
-def index_show(index: IndexDirOpt) -> None:
-    """Verify an index's checksums and print its manifest as JSON."""
+def index_show(index: IndexDirOpt, api_key: ApiKeyOpt = None) -> None:
+    """Verify an index (checksums; Qdrant: its collection) and print its manifest as JSON."""
     try:
-        info = index_info(index)
+        info = index_info(index, api_key=api_key)
     except KoembedError as exc:
         fail(exc)
     typer.echo(json.dumps(info, ensure_ascii=False, indent=2))
@@ -195,11 +248,12 @@ def search(
         "relevance scores.")] = None,
     rerank_depth: RerankDepthOpt = 50,
     device: DeviceOpt = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Search an index built by koembed index build (optionally reranked by a cross-encoder)."""
     quiet_libraries()
     try:
-        idx = load_index(index, device=device)
+        idx = load_index(index, api_key=api_key, device=device)
         reranker = load_reranker(ModelSpec(rerank, device=device)) if rerank else None
         hits = idx.search([query], max(k, rerank_depth) if reranker else k, mode=mode)
         if reranker is not None:
@@ -219,3 +273,22 @@ def search(
         table.add_row(str(row["rank"]), f"{row['score']:.4f}", row["docid"],
                       textwrap.shorten(row["text"], width=90, placeholder=" …"))
     console.print(table if rows else "no hits")
+
+
+@with_qdrant_options("qdrant")
+def index_export(
+    index: IndexDirOpt,
+    out: Annotated[Path, typer.Option(help="New (or empty) folder for the Qdrant index's manifest (and local "
+                                      "storage).")],
+    qdrant: Optional[dict] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Move a FAISS index into Qdrant (vectors, passages and Kiwi tokens as stored: nothing is re-encoded)."""
+    try:
+        target = _target(**qdrant)
+        if target is None:
+            raise typer.BadParameter("export goes to --store qdrant", param_hint="--store")
+        manifest = export_index(index, out, target, show_progress=not quiet)
+    except KoembedError as exc:
+        fail(exc)
+    console.print(_built(out, manifest), highlight=False)

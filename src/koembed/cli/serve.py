@@ -56,7 +56,7 @@ def serve(
     no_batching: Annotated[bool, typer.Option("--no-batching", help="One encode call per request (for "
                                               "comparison).")] = False,
     device: DeviceOpt = None,
-    precision: PrecisionOpt = "fp32",
+    precision: PrecisionOpt = "auto",
     backend: BackendOpt = "torch",
     reranker: Annotated[Optional[str], typer.Option(
         help="Cross-encoder (hub id or folder) for POST /v1/rerank and /search with \"rerank\": true.")] = None,

@@ -1,15 +1,21 @@
-"""A persistent search index on disk: FAISS vectors, Kiwi/BM25 tokens and the passages, updated atomically.
+"""A persistent search index: FAISS (a folder) or Qdrant (a collection), with Kiwi/BM25 and the passages.
 
-Rooms: :mod:`.manifest` (what an index folder holds), :mod:`.store` (versions, locking, verification),
+Rooms: :mod:`.manifest` (what a FAISS index folder holds), :mod:`.store` (versions, locking, verification),
 :mod:`.faiss` (vector index kinds), :mod:`.encoder` (the index's model and its check), :mod:`.build` (build,
-add, delete) and :mod:`.search` (the loaded :class:`Index`).
+add, delete) and :mod:`.search` (the loaded :class:`Index`); the Qdrant store in :mod:`.qdrant` (collection,
+manifest, recovery), :mod:`.qdrant_build`, :mod:`.qdrant_search` and :mod:`.sparse` (BM25 as sparse vectors).
+:mod:`.stores` holds the public functions, which pick the store.
 """
 
 from koembed.errors import DocumentIdError, IndexStoreError, ModelMismatchError
-from koembed.index.build import add_documents, build_index, build_index_from_embeddings, delete_documents
 from koembed.index.manifest import KINDS, IndexParams, Manifest
-from koembed.index.search import MODES, Index, index_info, load_index
+from koembed.index.qdrant import QdrantManifest, QdrantTarget
+from koembed.index.qdrant_search import QdrantIndex
+from koembed.index.search import MODES, Index
+from koembed.index.stores import STORES, add_documents, build_index, build_index_from_embeddings  # noqa: I001
+from koembed.index.stores import delete_documents, export_index, index_info, load_index, store_of
 
-__all__ = ["KINDS", "MODES", "DocumentIdError", "Index", "IndexParams", "IndexStoreError", "Manifest",
-           "ModelMismatchError", "add_documents", "build_index", "build_index_from_embeddings", "delete_documents",
-           "index_info", "load_index"]
+__all__ = ["KINDS", "MODES", "STORES", "DocumentIdError", "Index", "IndexParams", "IndexStoreError", "Manifest",
+           "ModelMismatchError", "QdrantIndex", "QdrantManifest", "QdrantTarget", "add_documents", "build_index",
+           "build_index_from_embeddings", "delete_documents", "export_index", "index_info", "load_index",
+           "store_of"]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from koembed.data import validate_documents
 from koembed.embeddings import read_embeddings
-from koembed.errors import DocumentIdError, ModelMismatchError
+from koembed.errors import DocumentIdError, IndexStoreError, ModelMismatchError
 from koembed.index.encoder import checked_encoder, embed, model_record, normalized_by, probe, with_prompt
 from koembed.index.faiss import compact_hnsw, faiss_index_params, new_faiss_index, normalized
 from koembed.index.manifest import MANIFEST, IndexParams, Manifest, now
@@ -30,12 +30,13 @@ if TYPE_CHECKING:
 
 def build_index(model: ModelSpec | str, doc_ids: Sequence[str], texts: Sequence[str], out_dir: str | Path, *,
                 params: IndexParams = IndexParams(), options: EncodeOptions = EncodeOptions(),
-                encoder: Encoder | None = None) -> Manifest:
+                encoder: Encoder | None = None, tokens: Sequence[Sequence[str]] | None = None) -> Manifest:
     """Embed and tokenise the passages and write a new index to ``out_dir`` (which must be new or empty).
 
     ``model`` (a hub id, local folder or ``minilm``, with its precision and backend) is recorded so that
     :func:`koembed.index.load_index` and :func:`add_documents` can reload it; pass ``encoder`` to reuse a model
     already loaded from it. ``params`` choose the FAISS index and the BM25 fields (:class:`IndexParams`).
+    ``tokens``: the passages' Kiwi tokens when already analysed (``koembed.ray_engine``), else Kiwi runs here.
     """
     spec = ModelSpec.of(model)
     doc_ids, texts, out_dir = _checked_new_build(doc_ids, texts, out_dir)
@@ -43,13 +44,14 @@ def build_index(model: ModelSpec | str, doc_ids: Sequence[str], texts: Sequence[
     vectors = embed(encoder, texts, role_options(options, encoder, "passage"))
     sparse = lexical_weights(spec.name, encoder, texts, role_options(options, encoder, "passage"))
     return _write_new_index(spec.name, encoder, doc_ids, texts, vectors, out_dir, params, options.show_progress,
-                            sparse)
+                            tokens, sparse)
 
 
 def build_index_from_embeddings(model: ModelSpec | str, embedding_dirs: Sequence[str | Path],
                                 doc_ids: Sequence[str], texts: Sequence[str], out_dir: str | Path, *,
                                 params: IndexParams = IndexParams(), show_progress: bool = True,
-                                encoder: Encoder | None = None) -> Manifest:
+                                encoder: Encoder | None = None, tokens: Sequence[Sequence[str]] | None = None
+                                ) -> Manifest:
     """:func:`build_index` with the vectors read from ``koembed encode`` shards instead of computed.
 
     ``embedding_dirs`` are ``koembed encode --out`` folders (or shard folders); all shards of one run must be
@@ -69,7 +71,8 @@ def build_index_from_embeddings(model: ModelSpec | str, embedding_dirs: Sequence
     if dimension != stored["dimension"]:
         raise ModelMismatchError(f"the embeddings have {stored['dimension']} dimensions but {spec.name} gives "
                                  f"{dimension}: they were not made by this model")
-    return _write_new_index(spec.name, encoder, doc_ids, texts, normalized(vectors), out_dir, params, show_progress)
+    return _write_new_index(spec.name, encoder, doc_ids, texts, normalized(vectors), out_dir, params, show_progress,
+                            tokens)
 
 
 def _checked_new_build(doc_ids: Sequence[str], texts: Sequence[str], out_dir: str | Path
@@ -83,11 +86,16 @@ def _checked_new_build(doc_ids: Sequence[str], texts: Sequence[str], out_dir: st
 
 def _write_new_index(model_name: str, encoder: Encoder, doc_ids: list[str], texts: list[str], vectors: np.ndarray,
                      out_dir: Path, params: IndexParams, show_progress: bool,
+                     tokens: Sequence[Sequence[str]] | None = None,
                      sparse: list[dict[int, float]] | None = None) -> Manifest:
     """Tokenise, build FAISS from normalised float32 ``vectors`` (row i = passage i) and commit version 1."""
     import numpy as np
 
-    tokens = KiwiTokenizer()(texts, show_progress=show_progress)
+    if tokens is None:
+        tokens = KiwiTokenizer()(texts, show_progress=show_progress)
+    elif len(tokens) != len(texts):
+        raise IndexStoreError(f"{len(tokens)} token lists for {len(texts)} passages")
+    tokens = [list(t) for t in tokens]
     recorded = faiss_index_params(params, len(texts))
     index = new_faiss_index(params.kind, vectors.shape[1], recorded, vectors)
     pids = list(range(len(doc_ids)))

@@ -1,0 +1,286 @@
+"""Scale-out engines: Ray Data vs single-process encoding, Qdrant local vs FAISS + in-memory BM25, term-id collisions.
+
+    python bench/scale.py encode --docs 30000 --repeats 2 --out out/scale_encode.json
+    python bench/scale.py encode --docs 200000 --repeats 2 --engines single-1-thread,ray --out out/scale_encode_200k.json
+    python bench/scale.py search --docs 10000 --faiss-docs 200000 --queries 50 --out out/scale_search.json
+    python bench/scale.py collisions --out out/scale_collisions.json      # needs ../shared/data
+    python bench/scale.py agreement --model minilm --every 4 --out out/scale_agreement.json  # ../shared/data
+
+``encode``: the tiny XLM-R of the tests (bge-m3's classes, 32 dimensions) on synthetic Korean passages
+(``dense_memory.synthetic_corpus``: words of the bundled sample): a single process with torch on one thread, Ray
+Data with one 1-CPU (1-thread) actor per core, and a single process with torch's default threads, interleaved
+A, B, C, A, B, C in one run; throughput = passages / wall seconds
+(Ray's includes starting its actors and loading the model in each, not ``ray.init``); peak memory = the
+process's RSS (single) or the sum over the driver and every Ray process (Ray), sampled every 0.2 s.
+``search``: build time, then one query at a time, p50/p99 latency for dense, bm25 and hybrid.
+``collisions``: distinct terms of each lexical field on KorQuAD dev + MS MARCO-ko, and how many share a
+blake2b-32 id (within morphemes; over all fields, which share one sparse vector).
+``agreement``: KorQuAD held-out articles, Qdrant store vs koembed's in-memory retrievers: same top 10, ndcg@10.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import common
+from dense_memory import synthetic_corpus
+
+
+class PeakRss:
+    """Largest RSS of this process, or sum over it and its descendants (Ray's raylet and workers), sampled."""
+
+    def __init__(self, children: bool = True) -> None:
+        import psutil
+
+        self.me, self.peak, self._stop = psutil.Process(), 0, threading.Event()
+        self.children = children
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            total = 0
+            for proc in [self.me, *(self.me.children(recursive=True) if self.children else [])]:
+                try:
+                    total += proc.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total)
+            self._stop.wait(0.2)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def bench_encode(n_docs: int, repeats: int, chunk_size: int, engines: list[str]) -> dict:
+    import os
+
+    import ray
+    import torch
+
+    from koembed.embeddings import encode_corpus
+    from koembed.models import EncodeOptions
+    from koembed.models.testing import make_tiny_xlmr
+    from koembed.ray_engine import RayOptions, encode_corpus_ray
+
+    cores, threads = os.cpu_count() or 1, torch.get_num_threads()
+    ids, texts, _, _ = synthetic_corpus(n_docs, 1)
+    work = Path(tempfile.mkdtemp(prefix="scale-encode-"))
+    model = str(make_tiny_xlmr(work / "tiny"))
+    options = EncodeOptions(batch_size=64, show_progress=False)
+    started = time.perf_counter()
+    ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray_init_s = time.perf_counter() - started
+    rows = []
+    try:
+        for r in range(repeats):
+            for engine in engines:
+                out = work / f"{engine}-{r}"
+                torch.set_num_threads(1 if engine == "single-1-thread" else threads)
+                with PeakRss(children=engine == "ray") as rss:
+                    start = time.perf_counter()
+                    if engine.startswith("single"):
+                        encode_corpus(model, ids, texts, out, chunk_size=chunk_size, options=options)
+                    else:
+                        encode_corpus_ray(model, ids, texts, out, chunk_size=chunk_size, options=options,
+                                          ray_options=RayOptions(workers=cores))
+                    seconds = time.perf_counter() - start
+                    ended = time.time()
+                rows.append({"engine": engine, "repeat": r, "seconds": round(seconds, 1),
+                             "passages_per_s": round(n_docs / seconds, 1), "peak_rss_mb": round(rss.peak / 2**20),
+                             **_chunk_times(out, ended - seconds)})
+                print(json.dumps(rows[-1]), flush=True)
+                shutil.rmtree(out)
+    finally:
+        ray.shutdown()
+        shutil.rmtree(work, ignore_errors=True)
+    speed = {(row["engine"], row["repeat"]): row["passages_per_s"] for row in rows}
+    out = {"docs": n_docs, "cores": cores, "torch_threads": threads, "chunk_size": chunk_size,
+           "ray_init_s": round(ray_init_s, 1), "runs": rows}
+    if {"ray", "single-1-thread"} <= set(engines):
+        out["ray_per_core_over_single_1_thread"] = [round(speed["ray", r] / cores / speed["single-1-thread", r], 3)
+                                                    for r in range(repeats)]
+    if {"ray", "single"} <= set(engines):
+        out["ray_over_single_all_threads"] = [round(speed["ray", r] / speed["single", r], 3) for r in range(repeats)]
+    return out
+
+
+def _chunk_times(out: Path, started: float) -> dict:
+    """When the first chunk landed (start-up: Ray actors, model loads) and the rate after it, from the chunk
+    files' modification times."""
+    import numpy as np
+
+    files = sorted(out.glob("shard-*/chunk-*.npy"), key=lambda f: f.stat().st_mtime)
+    times = [f.stat().st_mtime for f in files]
+    rows = [len(np.load(f, mmap_mode="r")) for f in files]
+    steady = sum(rows[1:]) / (times[-1] - times[0]) if len(files) > 1 and times[-1] > times[0] else None
+    return {"first_chunk_s": round(times[0] - started, 1),
+            "after_first_chunk_per_s": round(steady, 1) if steady else None}
+
+
+def _latencies(search, queries, k: int = 10) -> dict:
+    times = []
+    for q in queries:
+        start = time.perf_counter()
+        search([q], k)
+        times.append((time.perf_counter() - start) * 1000)
+    times.sort()
+    return {"p50_ms": round(statistics.median(times), 2), "p99_ms": round(times[min(len(times) - 1,
+                                                                                  int(0.99 * len(times)))], 2)}
+
+
+def bench_search(store: str, n_docs: int, n_queries: int) -> dict:
+    from koembed.index import QdrantTarget, build_index, load_index
+    from koembed.models import EncodeOptions, load_model
+    from koembed.models.testing import make_tiny_xlmr
+
+    import torch
+
+    torch.set_num_threads(1)  # both stores alike; on this shared 2-core machine one thread encodes fastest
+    ids, texts, queries, _ = synthetic_corpus(n_docs, n_queries)
+    work = Path(tempfile.mkdtemp(prefix="scale-search-"))
+    model_dir = str(make_tiny_xlmr(work / "tiny"))
+    encoder = load_model(model_dir)
+    target = QdrantTarget() if store == "qdrant" else None
+    start = time.perf_counter()
+    build_index(model_dir, ids, texts, work / "idx", target=target, encoder=encoder,
+                options=EncodeOptions(batch_size=64, show_progress=False))
+    build_s = time.perf_counter() - start
+    row = {"store": store, "docs": n_docs, "queries": n_queries, "build_s": round(build_s, 1)}
+    index = load_index(work / "idx", encoder=encoder)
+    try:
+        for mode in ("dense", "bm25", "hybrid"):
+            index.search(queries[:1], 10, mode)  # first call: BM25 statistics (FAISS store), Kiwi
+            row[mode] = _latencies(lambda q, k, m=mode: index.search(q, k, m), queries)
+    finally:
+        getattr(index, "close", lambda: None)()
+        shutil.rmtree(work, ignore_errors=True)
+    row["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return row
+
+
+def bench_collisions() -> dict:
+    """Distinct terms of every lexical field on KorQuAD dev + MS MARCO-ko (passages and queries), and how many
+    share a term id: within the morphemes, and over all fields together (they share the one sparse vector)."""
+    from koembed.data import load_retrieval_set
+    from koembed.index.sparse import collisions
+    from koembed.lexical import FIELDS, KiwiTokenizer
+    from koembed.lexical.fields import field_tokens
+
+    root = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    texts, passages = [], []
+    for path in (root / "korquad-v1-dev" / "KorQuAD_v1.0_dev.json", root / "msmarco-ko" / "msmarco_kor.json"):
+        rs = load_retrieval_set(path)
+        passages += range(len(texts), len(texts) + len(rs.corpus))
+        texts += list(rs.corpus.values()) + list(rs.queries.values())
+    tokens = KiwiTokenizer()(texts)
+    per_passage = {f: sum(len(set(field_tokens(f, tokens[i], texts[i]))) for i in passages) / len(passages)
+                   for f in FIELDS}
+    vocab = {f: {t for tok, text in zip(tokens, texts) for t in field_tokens(f, tok, text)} for f in FIELDS}
+    keys = {t if f == "unigram" else f"{f}\x1f{t}" for f in FIELDS for t in vocab[f]}
+    out = {"texts": len(texts), "passages": len(passages), "terms": {f: len(v) for f, v in vocab.items()},
+           "distinct_terms_per_passage": {f: round(v, 1) for f, v in per_passage.items()}}
+    for name, terms in (("unigram", vocab["unigram"]), ("all_fields", keys)):
+        n = len(terms)
+        groups = collisions(terms)
+        out[name] = {"keys": n, "colliding_groups": len(groups), "groups": [list(g) for g in groups[:20]],
+                     "expected_pairs_if_uniform": round(n * (n - 1) / 2 / 2**32, 1)}
+    return out
+
+
+def bench_agreement(model_name: str, split: str, every: int) -> dict:
+    """KorQuAD (``split`` articles): per mode, how many queries get the same top 10 from the Qdrant store as from
+    koembed's in-memory retrievers, and ndcg@10 of both."""
+    from koembed.data import load_retrieval_set
+    from koembed.index import QdrantTarget, build_index, load_index
+    from koembed.lexical import DEFAULT, BM25Retriever, KiwiTokenizer
+    from koembed.metrics.ir import ir_metrics
+    from koembed.models import EncodeOptions, load_model
+    from koembed.retrieve import DenseRetriever, HybridRetriever
+
+    path = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "korquad-v1-dev" / "KorQuAD_v1.0_dev.json"
+    rs = load_retrieval_set(path, split=split)
+    ids, texts, qids = list(rs.corpus), list(rs.corpus.values()), list(rs.queries)[::every]
+    queries = [rs.queries[q] for q in qids]
+    relevant = {q: {d for group in rs.relevant[q] for d in group} for q in qids}
+    encoder = load_model(model_name)
+    options = EncodeOptions(batch_size=32, show_progress=False)
+    tokens = KiwiTokenizer()(texts)
+    bm25 = BM25Retriever(DEFAULT, show_progress=False)
+    bm25.fit_analysed(ids, texts, tokens)
+    dense = DenseRetriever(encoder, "dense", options=options)
+    dense.fit(ids, texts)
+    koembed = {"bm25": bm25, "dense": dense, "hybrid": HybridRetriever([dense, bm25])}
+    work = Path(tempfile.mkdtemp(prefix="scale-agree-"))
+    build_index(model_name, ids, texts, work / "idx", target=QdrantTarget(), encoder=encoder, options=options,
+                tokens=tokens)
+    out = {"data": f"KorQuAD 1.0 dev, {split} articles", "model": model_name, "passages": len(ids),
+           "queries": len(qids)}
+    try:
+        with load_index(work / "idx", encoder=encoder) as index:
+            for mode, retriever in koembed.items():
+                mine, theirs = retriever.search(queries, 10), index.search(queries, 10, mode)
+                same = sum([d for d, _ in a] == [d for d, _ in b] for a, b in zip(mine, theirs))
+                ndcg = [ir_metrics({q: [d for d, _ in hits] for q, hits in zip(qids, run)}, relevant)["ndcg@10"]
+                        for run in (mine, theirs)]
+                out[mode] = {"same_top10": same, "ndcg@10_koembed": round(ndcg[0], 4),
+                             "ndcg@10_qdrant": round(ndcg[1], 4)}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def main() -> None:
+    import sys
+
+    parser = common.isolating(common.parser(__doc__))
+    parser.add_argument("what", choices=["encode", "search", "collisions", "agreement"])
+    parser.add_argument("--model", default="minilm", help="agreement: the dense model")
+    parser.add_argument("--split", default="test", help="agreement: KorQuAD articles (test = the 40 held out)")
+    parser.add_argument("--every", type=int, default=1, help="agreement: every n-th query")
+    parser.add_argument("--docs", type=int, default=200_000)
+    parser.add_argument("--faiss-docs", type=int, default=None, help="search: FAISS size (default --docs)")
+    parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--chunk-size", type=int, default=4096)
+    parser.add_argument("--engines", default="single-1-thread,ray,single",
+                        help="encode: which settings, in the interleaving order")
+    args = parser.parse_args()
+    if args.one:  # one store's search bench in a fresh process: "STORE:DOCS"
+        store, docs = args.one.split(":")
+        print(json.dumps(bench_search(store, int(docs), args.queries)))
+        return
+    if args.what == "encode":
+        result = bench_encode(args.docs, args.repeats, args.chunk_size, args.engines.split(","))
+    elif args.what == "collisions":
+        result = bench_collisions()
+    elif args.what == "agreement":
+        result = bench_agreement(args.model, args.split, args.every)
+    else:
+        result = {"runs": []}
+        sizes = [("faiss", args.faiss_docs or args.docs), ("qdrant", args.docs)]
+        if args.faiss_docs and args.faiss_docs != args.docs:
+            sizes.insert(0, ("faiss", args.docs))
+        for store, docs in sizes:
+            cmd = [sys.executable, __file__, "search", "--queries", str(args.queries), "--one", f"{store}:{docs}"]
+            result["runs"].append(common.isolated(cmd, {"store": store, "docs": docs}))
+            print(json.dumps(result["runs"][-1]), flush=True)
+    print(json.dumps(result)[:2000])
+    common.save(args.out, result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,292 @@
+"""The Qdrant store: one collection per index, holding the dense vectors, Kiwi-BM25 sparse vectors and passages.
+
+An index folder of this store holds only ``manifest.json`` (store, collection, where it lives, model and
+tokenizer settings, counts; never an API key) and, in Qdrant's embedded local mode, the Qdrant storage folder
+(``qdrant/`` unless ``--path`` put it elsewhere). A server or cluster (``--url``) is reached by the same client
+code. The collection has a named dense vector ``dense`` (cosine) and a named sparse vector ``bm25`` with
+``modifier=idf``: koembed writes each passage's BM25 term-frequency part (:mod:`koembed.index.sparse`) and Qdrant
+multiplies it by its idf, which is Lucene's, so Qdrant's sparse score is koembed's BM25 score.
+
+Points: id = uuid5 of the passage id (so an id is found and deleted without a search); payload ``id``, ``text``
+and ``txn`` (the build or add that wrote it). Changes are ordered by the folder's lock file, and an add or
+delete is recorded in the manifest as ``pending`` before the collection changes: an add killed half-way is
+removed (by its ``txn``) at the next change, a delete killed half-way is finished, and until then searches
+leave the pending add's points out, from hits and from the idf statistics. Points written before are never
+touched by an add, so nothing from before is lost.
+
+Local mode is Qdrant's own Python engine: exact search, one process at a time, for development and tests; a
+Qdrant server is where it scales (docs/BENCHMARKS.md has both and the capacity plan).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from koembed import __version__
+from koembed.errors import IndexStoreError
+from koembed.files import read_manifest as read_json_manifest
+from koembed.files import write_json
+from koembed.index.manifest import MANIFEST, now
+from koembed.index.sparse import TERM_ID_SCHEME, Field, fields_of, passage_vector
+from koembed.lexical import LexicalConfig
+
+FORMAT_VERSION = 1
+STORE = "qdrant"
+DENSE, BM25 = "dense", "bm25"
+LOCAL_DIR = "qdrant"
+DEFAULT_COLLECTION = "koembed"
+QUANTIZATIONS = ("none", "int8")
+UPSERT_BATCH = 256
+# uuid5 namespace of point ids: uuid5(NAMESPACE_URL, "koembed:passage")
+POINT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "koembed:passage")
+API_KEY_ENV = "QDRANT_API_KEY"
+
+
+@dataclass(frozen=True)
+class QdrantTarget:
+    """Where a new Qdrant index goes and how its collection is laid out.
+
+    ``path``: a local-mode storage folder (default: ``qdrant/`` inside the index folder); ``url``: a Qdrant
+    server or cluster instead (``api_key``, else ``$QDRANT_API_KEY``; never written to disk). ``collection``:
+    its name (default ``koembed``). On a server: ``shards`` and ``replicas`` (Qdrant's ``shard_number`` and
+    ``replication_factor``), ``quantization`` ``int8`` (scalar int8 copies of the vectors in RAM, originals
+    for rescoring) and ``on_disk`` (original vectors memory-mapped). Local mode ignores the layout settings.
+    """
+
+    path: str | None = None
+    url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    collection: str = DEFAULT_COLLECTION
+    shards: int = 1
+    replicas: int = 1
+    quantization: str = "none"
+    on_disk: bool = False
+
+    def __post_init__(self) -> None:
+        if self.path and self.url:
+            raise IndexStoreError("give --path (Qdrant's local mode) or --url (a Qdrant server), not both")
+        if self.quantization not in QUANTIZATIONS:
+            raise IndexStoreError(f"unknown quantization {self.quantization!r}: use {', '.join(QUANTIZATIONS)}")
+        if self.shards < 1 or self.replicas < 1:
+            raise IndexStoreError("shards and replicas must be at least 1")
+
+
+@dataclass
+class QdrantManifest:
+    """``manifest.json`` of a Qdrant index. ``local_path`` (local mode) is relative to the index folder when inside it.
+    ``bm25``: tokenizer, k1, b, average length, term-id scheme. ``pending``: an add (``txn``) or a delete
+    (``ids``) not yet committed, else None."""
+
+    collection: str
+    local_path: str | None
+    url: str | None
+    model: dict[str, Any]
+    dimension: int
+    normalized_by: str
+    bm25: dict[str, Any]
+    layout: dict[str, Any]
+    counts: dict[str, int]
+    created: str
+    updated: str
+    pending: dict[str, Any] | None = None
+    store: str = STORE
+    similarity: str = "cosine"
+    format_version: int = FORMAT_VERSION
+    koembed_version: str = ""
+    qdrant_client_version: str = ""
+
+    @property
+    def fields(self) -> list[Field]:
+        """The BM25 fields in the ``bm25`` sparse vector, with their weights and average lengths."""
+        return fields_of(LexicalConfig.from_dict(self.bm25), self.bm25["avgdl"])
+
+    @property
+    def where(self) -> str:
+        return f"collection {self.collection!r} at {self.url}" if self.url else f"collection {self.collection!r}"
+
+
+def point_id(doc_id: str) -> str:
+    return str(uuid.uuid5(POINT_NAMESPACE, doc_id))
+
+
+def bm25_record(config: LexicalConfig, avgdl: dict[str, float]) -> dict[str, Any]:
+    """The manifest's record of the sparse half: analysis, fields with weights, k1, b, each field's average
+    length, the term-id scheme. Only raw weighted sums can be scored by the engine (``normalization`` none)."""
+    from importlib.metadata import version
+
+    if config.normalization != "none":
+        raise IndexStoreError(f"the Qdrant store sums the fields' raw BM25 scores; normalization "
+                              f"{config.normalization!r} needs every passage's scores per query: use none")
+    return {"tokenizer": "kiwi content morphemes (koembed.lexical.KiwiTokenizer)", **config.to_dict(),
+            "avgdl": avgdl, "term_ids": TERM_ID_SCHEME, "idf": "qdrant Modifier.IDF (Lucene's)",
+            "kiwipiepy_version": version("kiwipiepy")}
+
+
+def read_qdrant_manifest(index_dir: Path) -> QdrantManifest:
+    path = index_dir / MANIFEST
+    data = read_json_manifest(path, IndexStoreError, format=None, version=FORMAT_VERSION, remedy="rebuild the index")
+    names = set(QdrantManifest.__dataclass_fields__)
+    missing = sorted(n for n in names if n not in data)
+    if missing or data.get("store") != STORE:
+        raise IndexStoreError(f"{path}: not a koembed Qdrant manifest (lacks {', '.join(missing) or 'store'})")
+    return QdrantManifest(**{n: data[n] for n in names})
+
+
+def write_qdrant_manifest(index_dir: Path, manifest: QdrantManifest) -> None:
+    from importlib.metadata import version
+
+    manifest.updated = now()
+    manifest.koembed_version = __version__
+    manifest.qdrant_client_version = version("qdrant-client")
+    write_json(index_dir / MANIFEST, asdict(manifest))
+
+
+def storage_path(index_dir: Path, path: str | None) -> Path:
+    return Path(path) if Path(path).is_absolute() else index_dir / path  # type: ignore[arg-type]
+
+
+@contextmanager
+def connected(index_dir: Path, path: str | None, url: str | None, api_key: str | None = None) -> Iterator[Any]:
+    """An open ``QdrantClient`` (local mode at ``path``, or ``url``), closed on exit; errors name the place."""
+    client = open_client(index_dir, path, url, api_key)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def open_client(index_dir: Path, path: str | None, url: str | None, api_key: str | None = None) -> Any:
+    """A ``QdrantClient`` for an index; the caller closes it. Local mode allows one process per storage folder."""
+    from qdrant_client import QdrantClient
+
+    try:
+        if url:
+            client = QdrantClient(url=url, api_key=api_key or os.environ.get(API_KEY_ENV), timeout=60)
+            client.get_collections()  # fail now, with the URL in the message, if it cannot be reached
+            return client
+        return QdrantClient(path=str(storage_path(index_dir, path)))
+    except RuntimeError as exc:
+        if "already accessed" in str(exc):
+            raise IndexStoreError(f"{storage_path(index_dir, path)} is open in another process: Qdrant's local mode "
+                                  "allows one process at a time (stop it, or use a Qdrant server with --url)") from exc
+        raise
+    except Exception as exc:
+        if url and type(exc).__module__.startswith(("qdrant_client", "httpx", "httpcore", "grpc")):
+            raise IndexStoreError(f"cannot reach the Qdrant server at {url}: {exc}") from exc
+        raise
+
+
+def create_collection(client: Any, target: QdrantTarget, dimension: int, where: str) -> dict[str, Any]:
+    """Create the index's collection (refused if it exists); returns the layout recorded in the manifest."""
+    from qdrant_client import models
+
+    if client.collection_exists(target.collection):
+        raise IndexStoreError(f"{where} already has a collection {target.collection!r} (an interrupted build?): "
+                              "delete it, or choose another --collection")
+    quantization = None
+    if target.quantization == "int8":
+        quantization = models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
+            type=models.ScalarType.INT8, quantile=0.99, always_ram=True))
+    server = bool(target.url)
+    client.create_collection(
+        target.collection,
+        vectors_config={DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE,
+                                                   on_disk=target.on_disk if server else None)},
+        sparse_vectors_config={BM25: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+        shard_number=target.shards if server else None,
+        replication_factor=target.replicas if server else None,
+        quantization_config=quantization if server else None)
+    if server:  # keyword indexes for the payload filters koembed uses (local mode has no payload indexes)
+        for key in ("id", "txn"):
+            client.create_payload_index(target.collection, key, models.PayloadSchemaType.KEYWORD)
+    return {"shards": target.shards, "replicas": target.replicas, "quantization": target.quantization,
+            "on_disk": target.on_disk, "applied": server}
+
+
+def check_collection(client: Any, manifest: QdrantManifest, index_dir: Path) -> None:
+    """The collection exists and has the vectors the manifest describes."""
+    from qdrant_client import models
+
+    if not client.collection_exists(manifest.collection):
+        raise IndexStoreError(f"{index_dir}: {manifest.where} does not exist (deleted, or another --url/--path?); "
+                              "rebuild the index")
+    params = client.get_collection(manifest.collection).config.params
+    dense = (params.vectors or {}).get(DENSE) if isinstance(params.vectors, dict) else None
+    sparse = (params.sparse_vectors or {}).get(BM25)
+    if dense is None or dense.size != manifest.dimension or dense.distance != models.Distance.COSINE:
+        raise IndexStoreError(f"{index_dir}: {manifest.where} has no {manifest.dimension}-dimensional cosine vector "
+                              f"{DENSE!r}: it is not this index's collection")
+    if sparse is None or sparse.modifier != models.Modifier.IDF:
+        raise IndexStoreError(f"{index_dir}: {manifest.where} has no sparse vector {BM25!r} with modifier=idf")
+
+
+def txn_filter(manifest: QdrantManifest) -> Any:
+    """The filter that hides a pending add's points (None when nothing is pending)."""
+    from qdrant_client import models
+
+    pending = manifest.pending
+    if not pending or pending.get("op") != "add":
+        return None
+    return models.Filter(must_not=[models.FieldCondition(key="txn", match=models.MatchValue(value=pending["txn"]))])
+
+
+def upsert_passages(client: Any, manifest: QdrantManifest, doc_ids: Sequence[str], texts: Sequence[str],
+                    tokens: Sequence[Sequence[str]], vectors: Any, txn: str) -> None:
+    """Upsert one batch of passages (rows aligned: ids, texts, Kiwi tokens, normalised float32 vectors)."""
+    from qdrant_client import models
+
+    points = []
+    fields = manifest.fields
+    for doc_id, text, toks, vector in zip(doc_ids, texts, tokens, vectors, strict=True):
+        indices, values = passage_vector(toks, text, fields)
+        points.append(models.PointStruct(
+            id=point_id(doc_id), payload={"id": doc_id, "text": text, "txn": txn},
+            vector={DENSE: vector.tolist(), BM25: models.SparseVector(indices=indices, values=values)}))
+    client.upsert(manifest.collection, points=points, wait=True)
+
+
+def existing_ids(client: Any, collection: str, doc_ids: Sequence[str]) -> list[str]:
+    """Which of ``doc_ids`` the collection holds."""
+    found: list[str] = []
+    for start in range(0, len(doc_ids), 1024):
+        part = doc_ids[start: start + 1024]
+        points = client.retrieve(collection, ids=[point_id(d) for d in part], with_payload=["id"], with_vectors=False)
+        found += [p.payload["id"] for p in points]
+    return found
+
+
+def recover(client: Any, manifest: QdrantManifest) -> bool:
+    """Finish what an interrupted change left: remove a pending add's points, or complete a pending delete.
+    Returns whether there was anything to do (the caller then writes the manifest)."""
+    from qdrant_client import models
+
+    pending = manifest.pending
+    if not pending:
+        return False
+    if pending["op"] == "add":
+        client.delete(manifest.collection, points_selector=models.FilterSelector(filter=models.Filter(
+            must=[models.FieldCondition(key="txn", match=models.MatchValue(value=pending["txn"]))])), wait=True)
+    else:
+        delete_points(client, manifest.collection, pending["ids"])
+        manifest.counts["deleted"] += len(pending["ids"])
+    manifest.pending = None
+    manifest.counts["passages"] = live_count(client, manifest.collection)
+    return True
+
+
+def delete_points(client: Any, collection: str, doc_ids: Sequence[str]) -> None:
+    from qdrant_client import models
+
+    for start in range(0, len(doc_ids), 1024):
+        ids = [point_id(d) for d in doc_ids[start: start + 1024]]
+        client.delete(collection, points_selector=models.PointIdsList(points=ids), wait=True)
+
+
+def live_count(client: Any, collection: str, flt: Any = None) -> int:
+    return int(client.count(collection, count_filter=flt, exact=True).count)

@@ -1,0 +1,243 @@
+"""Build a Qdrant index (from passages, stored embeddings, or an existing FAISS index), add and delete passages.
+
+The same rules as the FAISS store (:mod:`koembed.index.build`): input is validated and the model checked
+before the collection changes, an id already indexed cannot be added (delete it first), an unknown id cannot
+be deleted. Vectors and BM25 weights are computed and uploaded batch by batch, so a corpus larger than memory
+streams through (from ``koembed encode`` chunks it is never held whole). How a crash is survived:
+:mod:`koembed.index.qdrant`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from koembed.data import validate_documents
+from koembed.embeddings import embedding_chunks
+from koembed.errors import DocumentIdError, IndexStoreError, ModelMismatchError
+from koembed.files import staged_folder
+from koembed.index.build import _some
+from koembed.index.encoder import checked_encoder, embed, model_record, normalized_by, probe
+from koembed.index.faiss import normalized
+from koembed.index.manifest import MANIFEST, now
+from koembed.index.qdrant import (
+    LOCAL_DIR,
+    UPSERT_BATCH,
+    QdrantManifest,
+    QdrantTarget,
+    bm25_record,
+    check_collection,
+    connected,
+    create_collection,
+    delete_points,
+    existing_ids,
+    live_count,
+    read_qdrant_manifest,
+    recover,
+    upsert_passages,
+    write_qdrant_manifest,
+)
+from koembed.index.sparse import average_lengths
+from koembed.index.store import locked, read_state, require_new_folder
+from koembed.lexical import DEFAULT as DEFAULT_LEXICAL
+from koembed.lexical import KiwiTokenizer, LexicalConfig
+from koembed.models import EncodeOptions, Encoder, ModelSpec, load_model
+from koembed.models.prompts import role_options
+
+if TYPE_CHECKING:
+    import numpy as np
+
+Batches = Iterable[tuple[int, "np.ndarray"]]  # (first row, normalised float32 vectors of the next rows)
+ENCODE_BLOCK = 1024  # passages embedded per upload round when the index encodes them itself
+
+
+def build_qdrant_index(model: ModelSpec | str, doc_ids: Sequence[str], texts: Sequence[str], out_dir: str | Path,
+                       target: QdrantTarget = QdrantTarget(), *, options: EncodeOptions = EncodeOptions(),
+                       encoder: Encoder | None = None, tokens: Sequence[Sequence[str]] | None = None,
+                       embedding_dirs: Sequence[str | Path] | None = None,
+                       lexical: LexicalConfig = DEFAULT_LEXICAL) -> QdrantManifest:
+    """A new Qdrant index in ``out_dir`` (new or empty): embed (or take from ``embedding_dirs``, ``koembed
+    encode`` output) and tokenise the passages, then upload them to a new collection (:class:`QdrantTarget`).
+
+    ``tokens``: the passages' Kiwi tokens when already analysed (``--engine ray``), else Kiwi runs here.
+    ``lexical``: the BM25 fields and weights (as the FAISS store's; normalization must be none).
+    """
+    spec = ModelSpec.of(model)
+    doc_ids, texts = validate_documents(doc_ids, texts)
+    out_dir = Path(out_dir)
+    require_new_folder(out_dir)
+    stored = embedding_chunks(embedding_dirs, doc_ids, texts, model_name=spec.name) if embedding_dirs else None
+    encoder = encoder or load_model(spec)
+    dimension = int(probe(encoder).shape[0])
+    if stored is not None and stored[0]["dimension"] != dimension:
+        raise ModelMismatchError(f"the embeddings have {stored[0]['dimension']} dimensions but {spec.name} gives "
+                                 f"{dimension}: they were not made by this model")
+    tokens = _tokens(texts, tokens, options.show_progress)
+    if stored is not None:
+        batches: Batches = ((row, normalized(chunk)) for row, chunk in stored[1])
+    else:
+        batches = _encoded(encoder, texts, options)
+    return write_new(out_dir, target, model_record(spec.name, encoder), dimension, normalized_by(encoder), doc_ids,
+                     texts, tokens, batches, options.show_progress, lexical)
+
+
+def export_faiss_index(faiss_dir: str | Path, out_dir: str | Path, target: QdrantTarget = QdrantTarget(), *,
+                       show_progress: bool = True) -> QdrantManifest:
+    """Copy a FAISS index (its vectors, passages and stored Kiwi tokens) into a new Qdrant index, without
+    encoding or analysing anything again; the model record is the FAISS index's, so the same checks apply."""
+    import faiss
+
+    faiss_dir, out_dir = Path(faiss_dir), Path(out_dir)
+    state = read_state(faiss_dir)
+    require_new_folder(out_dir)
+    index = state.faiss_index
+    if state.manifest.kind == "ivf":
+        faiss.extract_index_ivf(index).make_direct_map()
+
+    def batches() -> Iterator[tuple[int, np.ndarray]]:
+        import numpy as np
+
+        for start in range(0, len(state.pids), ENCODE_BLOCK):
+            pids = np.array(state.pids[start: start + ENCODE_BLOCK], dtype=np.int64)
+            yield start, normalized(index.reconstruct_batch(pids))
+
+    m = state.manifest
+    return write_new(out_dir, target, m.model, m.dimension, m.normalized_by, state.doc_ids, state.texts,
+                     state.tokens, batches(), show_progress, LexicalConfig.from_dict(m.bm25))
+
+
+def write_new(out_dir: Path, target: QdrantTarget, model: dict[str, Any], dimension: int, normed_by: str,
+              doc_ids: list[str], texts: list[str], tokens: Sequence[Sequence[str]], batches: Batches,
+              show_progress: bool, lexical: LexicalConfig = DEFAULT_LEXICAL) -> QdrantManifest:
+    """Create the collection, upload every batch, then write the manifest (which makes the index exist).
+
+    Local mode in the index folder is built in a staged folder and renamed into place; elsewhere (``--url``,
+    ``--path``) a failed build drops the collection it created and leaves no manifest.
+    """
+    created = now()
+    manifest = QdrantManifest(collection=target.collection, local_path=None, url=target.url, model=model,
+                              dimension=dimension, normalized_by=normed_by, bm25=bm25_record(lexical, average_lengths(lexical, tokens, texts)),
+                              layout={}, counts={"passages": 0, "deleted": 0}, created=created, updated=created)
+    if target.url is None and target.path is None:
+        manifest.local_path = LOCAL_DIR
+        with staged_folder(out_dir) as stage:
+            _fill(stage, target, manifest, doc_ids, texts, tokens, batches, show_progress)
+        return manifest
+    manifest.local_path = str(Path(target.path).resolve()) if target.path else None
+    new_folder = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with locked(out_dir):
+            require_new_folder(out_dir)
+            _fill(out_dir, target, manifest, doc_ids, texts, tokens, batches, show_progress)
+    except BaseException:
+        if new_folder and not (out_dir / MANIFEST).exists():
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _fill(folder: Path, target: QdrantTarget, manifest: QdrantManifest, doc_ids: list[str], texts: list[str],
+          tokens: Sequence[Sequence[str]], batches: Batches, show_progress: bool) -> None:
+    with connected(folder, manifest.local_path, manifest.url, target.api_key) as client:
+        manifest.layout = create_collection(client, target, manifest.dimension, manifest.where)
+        try:
+            _upload(client, manifest, doc_ids, texts, tokens, batches, "build", show_progress)
+            manifest.counts["passages"] = live_count(client, manifest.collection)
+            write_qdrant_manifest(folder, manifest)
+        except BaseException:
+            client.delete_collection(manifest.collection)
+            raise
+
+
+def add_qdrant_documents(index_dir: str | Path, doc_ids: Sequence[str], texts: Sequence[str], *,
+                         encoder: Encoder | None = None, options: EncodeOptions = EncodeOptions(show_progress=False),
+                         tokens: Sequence[Sequence[str]] | None = None, api_key: str | None = None) -> QdrantManifest:
+    """Add passages (ids must be new). Recorded as pending before the upload: a crash is undone next time."""
+    doc_ids, texts = validate_documents(doc_ids, texts)
+    index_dir = Path(index_dir)
+    with _changing(index_dir, api_key) as (client, manifest):
+        clashes = existing_ids(client, manifest.collection, doc_ids)
+        if clashes:
+            raise DocumentIdError(f"{index_dir}: already indexed: {_some(clashes)}; delete them first "
+                                  "(koembed index delete), then add")
+        encoder = checked_encoder(encoder, manifest, index_dir)  # type: ignore[arg-type]
+        tokens = _tokens(texts, tokens, options.show_progress)
+        txn = uuid.uuid4().hex
+        manifest.pending = {"op": "add", "txn": txn, "passages": len(doc_ids)}
+        write_qdrant_manifest(index_dir, manifest)
+        _upload(client, manifest, doc_ids, texts, tokens, _encoded(encoder, texts, options), txn,
+                options.show_progress)
+        manifest.pending = None
+        manifest.counts["passages"] = live_count(client, manifest.collection)
+        write_qdrant_manifest(index_dir, manifest)
+        return manifest
+
+
+def delete_qdrant_documents(index_dir: str | Path, doc_ids: Sequence[str], *, api_key: str | None = None
+                            ) -> QdrantManifest:
+    """Delete passages by id; an id the index does not hold is a :class:`DocumentIdError` and nothing changes."""
+    index_dir = Path(index_dir)
+    wanted = list(dict.fromkeys(doc_ids))
+    if not wanted:
+        raise DocumentIdError(f"{index_dir}: no ids to delete")
+    with _changing(index_dir, api_key) as (client, manifest):
+        present = set(existing_ids(client, manifest.collection, wanted))
+        unknown = [d for d in wanted if d not in present]
+        if unknown:
+            raise DocumentIdError(f"{index_dir}: no passage with id {_some(unknown)}; nothing was deleted")
+        manifest.pending = {"op": "delete", "ids": wanted}
+        write_qdrant_manifest(index_dir, manifest)
+        recover(client, manifest)  # finishing a pending delete is the delete
+        write_qdrant_manifest(index_dir, manifest)
+        return manifest
+
+
+@contextmanager
+def _changing(index_dir: Path, api_key: str | None) -> Iterator[tuple[Any, QdrantManifest]]:
+    """Under the folder's lock: an open client on the checked collection and the manifest, with whatever an
+    interrupted change left finished first."""
+    if not (index_dir / MANIFEST).is_file():
+        raise IndexStoreError(f"{index_dir}: no {MANIFEST}; not a koembed index (build one with koembed index build)")
+    with locked(index_dir):
+        manifest = read_qdrant_manifest(index_dir)
+        with connected(index_dir, manifest.local_path, manifest.url, api_key) as client:
+            check_collection(client, manifest, index_dir)
+            if recover(client, manifest):
+                write_qdrant_manifest(index_dir, manifest)
+            yield client, manifest
+
+
+def _tokens(texts: list[str], tokens: Sequence[Sequence[str]] | None, show_progress: bool) -> Sequence[Sequence[str]]:
+    if tokens is None:
+        return KiwiTokenizer()(texts, show_progress=show_progress)
+    if len(tokens) != len(texts):
+        raise IndexStoreError(f"{len(tokens)} token lists for {len(texts)} passages")
+    return tokens
+
+
+def _encoded(encoder: Encoder, texts: list[str], options: EncodeOptions) -> Iterator[tuple[int, np.ndarray]]:
+    for start in range(0, len(texts), ENCODE_BLOCK):
+        yield start, embed(encoder, texts[start: start + ENCODE_BLOCK], role_options(options.quiet(), encoder,
+                                                                                       "passage"))
+
+
+def _upload(client: Any, manifest: QdrantManifest, doc_ids: list[str], texts: list[str],
+            tokens: Sequence[Sequence[str]], batches: Batches, txn: str, show_progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(doc_ids), desc=f"Qdrant {manifest.collection}", unit="passage",
+              disable=not show_progress) as bar:
+        for start, vectors in batches:
+            if vectors.shape[1] != manifest.dimension:
+                raise ModelMismatchError(f"vectors of dimension {vectors.shape[1]} for an index of "
+                                         f"{manifest.dimension}")
+            for a in range(0, len(vectors), UPSERT_BATCH):
+                rows = slice(start + a, start + min(a + UPSERT_BATCH, len(vectors)))
+                upsert_passages(client, manifest, doc_ids[rows], texts[rows], tokens[rows],
+                                vectors[a: a + UPSERT_BATCH], txn)
+                bar.update(rows.stop - rows.start)

@@ -1,0 +1,107 @@
+"""The public index functions, for both stores: FAISS (a folder, the fastest on one machine) and Qdrant (a
+collection, local or on a server). A new index's store is chosen by ``target`` (None: FAISS); an existing
+index's by the ``store`` its manifest records (a manifest without one is a FAISS index)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from koembed.index import build as faiss_build
+from koembed.index import search as faiss_search
+from koembed.index.manifest import IndexParams
+from koembed.index.manifest import MANIFEST, Manifest
+from koembed.index.qdrant import STORE as QDRANT, QdrantManifest, QdrantTarget
+from koembed.index.qdrant_build import (
+    add_qdrant_documents,
+    build_qdrant_index,
+    delete_qdrant_documents,
+    export_faiss_index,
+)
+from koembed.index.qdrant_search import QdrantIndex, load_qdrant_index, qdrant_info
+from koembed.index.search import Index
+from koembed.models import EncodeOptions, Encoder, ModelSpec
+
+STORES = ("faiss", QDRANT)
+Tokens = Sequence[Sequence[str]] | None
+
+
+def store_of(index_dir: str | Path) -> str:
+    """``faiss`` or ``qdrant``: the store an index folder's manifest records (unreadable: ``faiss``, whose reader
+    then says what is wrong)."""
+    try:
+        data = json.loads((Path(index_dir) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "faiss"
+    return data.get("store", "faiss") if isinstance(data, dict) else "faiss"
+
+
+def build_index(model: ModelSpec | str, doc_ids: Sequence[str], texts: Sequence[str], out_dir: str | Path, *,
+                params: IndexParams = IndexParams(), options: EncodeOptions = EncodeOptions(),
+                encoder: Encoder | None = None, target: QdrantTarget | None = None,
+                tokens: Tokens = None) -> Manifest | QdrantManifest:
+    """Embed and tokenise the passages into a new index in ``out_dir``: FAISS with ``params``
+    (:func:`koembed.index.build.build_index`), or a Qdrant collection when ``target`` is given
+    (:func:`koembed.index.qdrant_build.build_qdrant_index`; of ``params`` only the BM25 fields apply)."""
+    if target is not None:
+        return build_qdrant_index(model, doc_ids, texts, out_dir, target, options=options, encoder=encoder,
+                                  tokens=tokens, lexical=params.lexical)
+    return faiss_build.build_index(model, doc_ids, texts, out_dir, params=params, options=options, encoder=encoder,
+                                   tokens=tokens)
+
+
+def build_index_from_embeddings(model: ModelSpec | str, embedding_dirs: Sequence[str | Path],
+                                doc_ids: Sequence[str], texts: Sequence[str], out_dir: str | Path, *,
+                                params: IndexParams = IndexParams(), show_progress: bool = True,
+                                encoder: Encoder | None = None, target: QdrantTarget | None = None,
+                                tokens: Tokens = None) -> Manifest | QdrantManifest:
+    """:func:`build_index` with the vectors read from ``koembed encode`` output (checked as
+    :func:`koembed.embeddings.read_embeddings` checks them); Qdrant streams them chunk by chunk."""
+    if target is not None:
+        return build_qdrant_index(model, doc_ids, texts, out_dir, target, encoder=encoder, tokens=tokens,
+                                  embedding_dirs=embedding_dirs, options=EncodeOptions(show_progress=show_progress),
+                                  lexical=params.lexical)
+    return faiss_build.build_index_from_embeddings(model, embedding_dirs, doc_ids, texts, out_dir, params=params,
+                                                   show_progress=show_progress, encoder=encoder, tokens=tokens)
+
+
+def add_documents(index_dir: str | Path, doc_ids: Sequence[str], texts: Sequence[str], *,
+                  encoder: Encoder | None = None, options: EncodeOptions = EncodeOptions(show_progress=False),
+                  api_key: str | None = None) -> Manifest | QdrantManifest:
+    """Add passages (ids must be new) to either store; ``api_key`` is for a Qdrant server (else
+    ``$QDRANT_API_KEY``)."""
+    if store_of(index_dir) == QDRANT:
+        return add_qdrant_documents(index_dir, doc_ids, texts, encoder=encoder, options=options, api_key=api_key)
+    return faiss_build.add_documents(index_dir, doc_ids, texts, encoder=encoder, options=options)
+
+
+def delete_documents(index_dir: str | Path, doc_ids: Sequence[str], *, api_key: str | None = None
+                     ) -> Manifest | QdrantManifest:
+    """Delete passages by id from either store (an unknown id deletes nothing)."""
+    if store_of(index_dir) == QDRANT:
+        return delete_qdrant_documents(index_dir, doc_ids, api_key=api_key)
+    return faiss_build.delete_documents(index_dir, doc_ids)
+
+
+def index_info(index_dir: str | Path, *, api_key: str | None = None) -> dict[str, Any]:
+    """The verified manifest of either store (Qdrant: with what the collection holds now)."""
+    if store_of(index_dir) == QDRANT:
+        return qdrant_info(index_dir, api_key=api_key)
+    return {"store": "faiss", **faiss_search.index_info(index_dir)}
+
+
+def load_index(index_dir: str | Path, encoder: Encoder | None = None, *,
+               options: EncodeOptions = EncodeOptions(show_progress=False), device: str | None = None,
+               api_key: str | None = None) -> Index | QdrantIndex:
+    """Load either store's index for search (same ``search(queries, k, mode)``, same checks of the model)."""
+    if store_of(index_dir) == QDRANT:
+        return load_qdrant_index(index_dir, encoder, options=options, device=device, api_key=api_key)
+    return faiss_search.load_index(index_dir, encoder, options=options, device=device)
+
+
+def export_index(faiss_dir: str | Path, out_dir: str | Path, target: QdrantTarget = QdrantTarget(), *,
+                 show_progress: bool = True) -> QdrantManifest:
+    """Move a FAISS index into a new Qdrant index without encoding or analysing again."""
+    return export_faiss_index(faiss_dir, out_dir, target, show_progress=show_progress)

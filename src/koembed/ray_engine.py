@@ -1,0 +1,208 @@
+"""Ray Data as koembed's distributed engine: encode a corpus, or analyse it with Kiwi, on every worker of a cluster.
+
+Why Ray Data and not a home-made layer: it schedules an actor pool over the cluster's CPUs and GPUs
+(``map_batches`` with a callable class, so each actor loads the model or Kiwi once), streams blocks between
+the driver and the actors, and restarts failed actors.
+
+What stays koembed's: the driver reads and validates the corpus with koembed's own readers (the embedding
+store's fingerprint and chunk plan are over the whole corpus, in order), then sends only the chunks still to
+do. Each chunk comes back to the driver and is written into the same sharded, checksummed store
+:func:`koembed.embeddings.encode_corpus` writes (:func:`koembed.embeddings.open_shard` /
+:func:`~koembed.embeddings.record_chunk`), so ``index build --from-embeddings`` reads either, ``--out`` needs
+no shared file system, and a rerun skips the finished chunks (Ray does not resume a half-finished job). A
+different corpus, model, precision, dtype or chunk size in the same folder is refused as for ``encode``.
+
+    ray start --head                       # first machine
+    ray start --address HEAD_IP:6379       # every other machine
+    koembed encode --engine ray --address auto --workers 8 --gpus-per-worker 1 --model BAAI/bge-m3 ...
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from koembed.embeddings import EncodeReport, open_shard, record_chunk
+from koembed.errors import EmbeddingStoreError
+from koembed.lexical import KiwiTokenizer
+from koembed.models import EncodeOptions, ModelSpec, encode, expected_precision, load_model, model_precision
+from koembed.models.prompts import role_options
+
+KIWI_BLOCK = 2048  # passages per Kiwi task
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how wide to run: ``address`` of a running cluster (``auto``, ``ray://HOST:10001``; None starts
+    a local Ray on this machine), ``workers`` actors, each with ``cpus_per_worker`` CPUs (its torch and Kiwi
+    threads) and ``gpus_per_worker`` GPUs (1: one model copy per GPU)."""
+
+    address: str | None = None
+    workers: int = 1
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.workers < 1 or self.cpus_per_worker <= 0 or self.gpus_per_worker < 0:
+            raise EmbeddingStoreError("need --workers >= 1, CPUs per worker > 0 and GPUs per worker >= 0")
+
+
+@contextmanager
+def ray_session(address: str | None) -> Iterator[None]:
+    """Ray initialised for the block: an existing connection is reused; one started here is shut down after."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _quiet_ray_data(show_progress: bool) -> Any:
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # koembed shows one bar of its own
+    context.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING if show_progress else logging.ERROR)
+    return ray.data
+
+
+def _require_resources(ray_options: RayOptions) -> None:
+    """Refuse a pool the cluster can never place (Ray would wait for it forever)."""
+    import ray
+
+    have = ray.cluster_resources()
+    for name, each in (("CPU", ray_options.cpus_per_worker), ("GPU", ray_options.gpus_per_worker)):
+        if each and have.get(name, 0) < each:
+            raise EmbeddingStoreError(f"the Ray cluster has {have.get(name, 0):g} {name}s, a worker needs {each:g}: "
+                                      "start Ray on machines that have them, or ask for fewer")
+
+
+def _pool(ray_options: RayOptions) -> dict[str, Any]:
+    import ray.data
+
+    return {"compute": ray.data.ActorPoolStrategy(size=ray_options.workers), "batch_size": 1,
+            "num_cpus": ray_options.cpus_per_worker, "num_gpus": ray_options.gpus_per_worker or None}
+
+
+class ChunkEncoder:
+    """A Ray actor: loads the model once, then encodes one chunk of texts per call (vectors as raw float32)."""
+
+    def __init__(self, spec: ModelSpec, options: EncodeOptions, precision: str, threads: int):
+        import torch
+
+        if spec.device is None or spec.device == "cpu":
+            torch.set_num_threads(max(1, threads))
+        self.encoder = load_model(spec)
+        self.options = role_options(options.quiet(), self.encoder, "passage")  # as encode_corpus's own loop
+        got = model_precision(self.encoder)
+        if got != precision:
+            raise EmbeddingStoreError(f"this worker runs the model in {got}, the store records {precision}: give "
+                                      "--precision explicitly (bf16, fp16, fp32)")
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        chunks, rows, dims, data = [], [], [], []
+        for chunk, texts in zip(batch["chunk"], batch["texts"]):
+            vectors = np.ascontiguousarray(encode(self.encoder, list(texts), self.options), dtype=np.float32)
+            chunks.append(int(chunk))
+            rows.append(vectors.shape[0])
+            dims.append(vectors.shape[1])
+            data.append(vectors.tobytes())
+        return {"chunk": np.array(chunks), "rows": np.array(rows), "dim": np.array(dims),
+                "data": np.array(data, dtype=object)}
+
+
+class KiwiAnalyser:
+    """A Ray actor: loads Kiwi once, then turns one block of texts into BM25 tokens (JSON per passage)."""
+
+    def __init__(self, threads: int):
+        self.tokenizer = KiwiTokenizer(num_workers=max(1, threads))
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        blocks, tokens = [], []
+        for block, texts in zip(batch["block"], batch["texts"]):
+            blocks.append(int(block))
+            tokens.append(json.dumps(self.tokenizer(list(texts)), ensure_ascii=False))
+        return {"block": np.array(blocks), "tokens": np.array(tokens, dtype=object)}
+
+
+def encode_corpus_ray(model: ModelSpec | str, doc_ids: Sequence[str], texts: Sequence[str], out_dir: str | Path, *,
+                      ray_options: RayOptions = RayOptions(), shard: tuple[int, int] = (0, 1),
+                      dtype: str = "float32", chunk_size: int = 4096,
+                      options: EncodeOptions = EncodeOptions()) -> EncodeReport:
+    """:func:`koembed.embeddings.encode_corpus` on a Ray actor pool: the same store, the same resume rule.
+
+    The precision is resolved on the driver for the workers' device (CUDA when ``gpus_per_worker``); ``auto``
+    with GPUs is refused (the driver cannot see the workers' GPUs), and a worker whose loaded model differs
+    from the recorded precision stops the run.
+    """
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    spec = ModelSpec.of(model)
+    doc_ids, texts = list(doc_ids), list(texts)
+    if ray_options.gpus_per_worker:
+        if spec.precision == "auto":
+            raise EmbeddingStoreError("--precision auto cannot be resolved on the driver for the workers' GPUs: "
+                                      "give bf16, fp16 or fp32")
+        spec = replace(spec, device=spec.device or "cuda")
+    plan = open_shard(spec, doc_ids, texts, out_dir, shard=shard, dtype=dtype, chunk_size=chunk_size,
+                      precision=expected_precision(spec))
+    if plan.pending:
+        with ray_session(ray_options.address):
+            _require_resources(ray_options)
+            data = _quiet_ray_data(options.show_progress)
+            items = [{"chunk": k, "texts": texts[a:b]} for k, (a, b) in
+                     ((k, plan.bounds[k]) for k in plan.pending)]
+            threads = int(ray_options.cpus_per_worker)
+            encoded = data.from_items(items, override_num_blocks=len(items)).map_batches(
+                ChunkEncoder, fn_constructor_kwargs={"spec": spec, "options": options,
+                                                     "precision": plan.manifest["precision"], "threads": threads},
+                **_pool(ray_options))
+            done = sum(b - a for k, (a, b) in enumerate(plan.bounds) if k not in plan.pending)
+            with tqdm(total=plan.stop - plan.start, initial=done, desc=f"Encoding {plan.shard_dir.name} (Ray)",
+                      unit="passage", disable=not options.show_progress) as bar:
+                for row in encoded.iter_rows():
+                    k = int(row["chunk"])
+                    a, b = plan.bounds[k]
+                    vectors = np.frombuffer(row["data"], dtype=np.float32).reshape(int(row["rows"]), int(row["dim"]))
+                    record_chunk(plan, k, vectors, doc_ids[a:b])
+                    bar.update(b - a)
+    return EncodeReport(plan.shard_dir, plan.manifest, encoded=len(plan.pending), skipped=plan.skipped)
+
+
+def tokenize_ray(texts: Sequence[str], ray_options: RayOptions = RayOptions(), *, show_progress: bool = True
+                 ) -> list[list[str]]:
+    """Kiwi BM25 tokens of ``texts`` (as :class:`koembed.lexical.KiwiTokenizer` gives them), analysed by a Ray
+    actor pool in blocks of :data:`KIWI_BLOCK` passages; in input order."""
+    from tqdm.auto import tqdm
+
+    texts = list(texts)
+    blocks = [(i, texts[a: a + KIWI_BLOCK]) for i, a in enumerate(range(0, len(texts), KIWI_BLOCK))]
+    out: list[list[list[str]] | None] = [None] * len(blocks)
+    with ray_session(ray_options.address):
+        _require_resources(ray_options)
+        data = _quiet_ray_data(show_progress)
+        analysed = data.from_items([{"block": i, "texts": part} for i, part in blocks],
+                                   override_num_blocks=max(1, len(blocks))).map_batches(
+            KiwiAnalyser, fn_constructor_kwargs={"threads": int(ray_options.cpus_per_worker)}, **_pool(ray_options))
+        with tqdm(total=len(texts), desc="Kiwi (Ray)", unit="text", disable=not show_progress) as bar:
+            for row in analysed.iter_rows():
+                i = int(row["block"])
+                out[i] = json.loads(row["tokens"])
+                bar.update(len(out[i]))
+    return [tokens for block in out for tokens in block]  # type: ignore[union-attr]

@@ -1,0 +1,330 @@
+"""Qdrant store (embedded local mode): each mode equals koembed's in-memory retrievers or the same computation in
+numpy, updates, a SIGKILL during an add, the model check, the CLI, and BM25 as hashed sparse vectors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from koembed.cli import app
+from koembed.index import (
+    DocumentIdError,
+    IndexParams,
+    IndexStoreError,
+    ModelMismatchError,
+    QdrantTarget,
+    add_documents,
+    build_index,
+    delete_documents,
+    index_info,
+    load_index,
+    store_of,
+)
+from koembed.index.encoder import embed
+from koembed.index.sparse import Field, collisions, field_weights, passage_vector, query_vector, term_id
+from koembed.lexical import DEFAULT, PRESETS, BM25Retriever, KiwiTokenizer, LexicalConfig
+from koembed.lexical.fields import field_tokens
+from koembed.ranking import fuse
+from koembed.retrieve import DenseRetriever, HybridRetriever
+from tests.helpers import QUIET, ROOT, bm25_reference
+
+NEW_TEXT = "반려묘 전용 사료의 새벽 배송은 주문 다음 날 오전 일곱 시 전에 문 앞에 도착합니다."
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    from koembed.models import load_model
+
+    return load_model(str(tiny_model_dir))
+
+
+@pytest.fixture(scope="module")
+def corpus(sample):
+    return list(sample.corpus), list(sample.corpus.values())
+
+
+@pytest.fixture(scope="module")
+def queries(sample):
+    return list(sample.queries.values())
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, tiny_model_dir, model, corpus) -> Path:
+    """A Qdrant index (local mode) of the bundled sample, built once; tests that change it copy it first."""
+    out = tmp_path_factory.mktemp("qdrant") / "idx"
+    build_index(str(tiny_model_dir), *corpus, out, target=QdrantTarget(), options=QUIET, encoder=model)
+    return out
+
+
+@pytest.fixture(scope="module")
+def exact(model, corpus):
+    retriever = DenseRetriever(model, "dense", options=QUIET)
+    retriever.fit(*corpus)
+    return retriever
+
+
+@pytest.fixture(scope="module")
+def bm25(corpus):
+    """koembed's in-memory BM25 with the index's default fields (bm25-phrase: four fields, weighted sum)."""
+    retriever = BM25Retriever(DEFAULT, show_progress=False)
+    retriever.fit(*corpus)
+    return retriever
+
+
+def assert_same_ranking(got, want, tol=1e-5):
+    """Same scores (relative ``tol``) in the same order; ids equal except among passages tied within ``tol``."""
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert len(g) == len(w)
+        np.testing.assert_allclose([s for _, s in g], [s for _, s in w], rtol=tol, atol=tol)
+        for i, ((gd, gs), (wd, _)) in enumerate(zip(g, w)):
+            if gd != wd:  # only a tie may swap: the other list holds gd at a score within tol
+                assert any(d == gd and abs(s - gs) <= tol * max(1, abs(gs)) for d, s in w), (gd, i)
+
+
+def copy_index(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_bm25_dense_and_weighted_hybrid_equal_koembed(built, model, corpus, queries, exact, bm25):
+    assert store_of(built) == "qdrant"
+    with load_index(built, encoder=model) as idx:
+        assert len(idx) == 48
+        assert_same_ranking(idx.search(queries, 10, "bm25"), bm25.search(queries, 10))
+        assert_same_ranking(idx.search(queries, 10, "dense"), exact.search(queries, 10))
+        cc = HybridRetriever([exact, bm25], fusion="cc", weights=[0.3, 0.7])
+        assert_same_ranking(idx.search(queries, 10, "hybrid", weights=[0.3, 0.7]), cc.search(queries, 10))
+        hit = idx.search(["여권 재발급"], 1, "bm25")[0][0][0]
+        assert idx.text(hit) == dict(zip(*corpus))[hit]
+        with pytest.raises(KeyError):
+            idx.text("no such id")
+        assert idx.search(["은는이가"], 5, "bm25") == [[]]  # particles only: no content morpheme, no hits
+
+
+def test_hybrid_is_rrf_of_the_two_qdrant_runs(built, model, queries, exact, bm25):
+    """Qdrant's server-side RRF (k=61, ranks from 0) is koembed's RRF (k=60, ranks from 1) of the runs Qdrant
+    fused: recomputed here in numpy from Qdrant's own dense and sparse answers."""
+    from qdrant_client import QdrantClient, models
+
+    with load_index(built, encoder=model) as idx:
+        fused = idx.search(queries, 10, "hybrid")
+        vectors = embed(model, queries, QUIET)
+        tokens = KiwiTokenizer()(queries)
+        fields = idx.manifest.fields
+    koembed_runs = zip(exact.search(queries, 100), bm25.search(queries, 100))
+    client = QdrantClient(path=str(built / "qdrant"))
+    try:
+        agree = 0
+        for q, (got, runs) in enumerate(zip(fused, koembed_runs)):
+            dense = client.query_points("koembed", query=vectors[q].tolist(), using="dense", limit=100,
+                                        with_payload=["id"]).points
+            ids, values = query_vector(tokens[q], queries[q], fields)
+            sparse = client.query_points("koembed", query=models.SparseVector(indices=ids, values=values),
+                                         using="bm25", limit=100, with_payload=["id"]).points if ids else []
+            scores: dict[str, float] = {}
+            for run in (dense, sparse):
+                ranks = np.arange(1, len(run) + 1)
+                for point, share in zip(run, 1.0 / (60 + ranks)):
+                    scores[point.payload["id"]] = scores.get(point.payload["id"], 0.0) + share
+            want = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+            assert [d for d, _ in got] == [d for d, _ in want]
+            np.testing.assert_allclose([s for _, s in got], [s for _, s in want], rtol=1e-9)
+            koembed_rrf = fuse(list(runs), k=10)
+            agree += [d for d, _ in got] == [d for d, _ in koembed_rrf]
+    finally:
+        client.close()
+    assert agree >= 0.9 * len(queries)  # the rest: BM25 ties ranked in Qdrant's order, not by doc id
+
+
+def test_add_then_delete(tmp_path, built, model, corpus):
+    index_dir = copy_index(built, tmp_path / "idx")
+    manifest = add_documents(index_dir, ["pet-01"], [NEW_TEXT], encoder=model)
+    assert manifest.counts["passages"] == 49 and manifest.pending is None
+    with pytest.raises(DocumentIdError, match="already indexed"):
+        add_documents(index_dir, ["pet-01"], ["다른 글"], encoder=model)
+    query = "반려묘 사료 새벽 배송"
+    with load_index(index_dir, encoder=model) as idx:
+        hits = idx.search([query], 49, "bm25")[0]
+        assert hits[0][0] == "pet-01" and idx.text("pet-01") == NEW_TEXT
+        assert [d for d, _ in idx.search([NEW_TEXT], 1, "dense")[0]] == ["pet-01"]
+    # Independently: Lucene BM25 of each field over the 49 passages, average lengths fixed at build (manifest),
+    # summed with the fields' weights.
+    ids, texts = corpus[0] + ["pet-01"], corpus[1] + [NEW_TEXT]
+    tokenizer = KiwiTokenizer()
+    tokens, query_tokens = tokenizer(texts), tokenizer([query])[0]
+    want = sum(weight * bm25_reference([field_tokens(f, t, x) for t, x in zip(tokens, texts)],
+                                       field_tokens(f, query_tokens, query), 1.2, 0.75, manifest.bm25["avgdl"][f])
+               for f, weight in DEFAULT.weights.items())
+    expected = sorted(((ids[i], want[i]) for i in np.flatnonzero(want)), key=lambda kv: (-kv[1], kv[0]))
+    assert [d for d, _ in hits] == [d for d, _ in expected]
+    np.testing.assert_allclose([s for _, s in hits], [s for _, s in expected], rtol=1e-5)
+
+    manifest = delete_documents(index_dir, ["pet-01", "fin-01"])
+    assert manifest.counts == {"passages": 47, "deleted": 2}
+    with pytest.raises(DocumentIdError, match="no passage with id 'nope'"):
+        delete_documents(index_dir, ["gov-01", "nope"])
+    with load_index(index_dir, encoder=model) as idx:
+        assert len(idx) == 47 and "gov-01" in idx.doc_ids
+        for mode in ("dense", "bm25", "hybrid"):
+            assert not {"pet-01", "fin-01"} & {d for d, _ in idx.search([query, corpus[1][0]], 47, mode)[0]}
+    assert index_info(index_dir)["collection_now"]["points"] == 47
+
+
+def test_sigkill_during_add_loses_nothing_and_is_undone(tmp_path, built, tiny_model_dir, model, queries, corpus):
+    index_dir = copy_index(built, tmp_path / "idx")
+    docs = tmp_path / "many.jsonl"
+    docs.write_text("".join(json.dumps({"id": f"new-{i}", "text": f"{NEW_TEXT} {i}번째 안내"}, ensure_ascii=False)
+                            + "\n" for i in range(300)), encoding="utf-8")
+    with load_index(index_dir, encoder=model) as idx:
+        before = {mode: idx.search(queries, 10, mode) for mode in ("dense", "bm25")}
+    killed = subprocess.run([sys.executable, "-m", "tests.helpers", "qdrant-add", str(tiny_model_dir),
+                             str(index_dir), str(docs), "1"], cwd=ROOT, capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    info = index_info(index_dir)
+    assert info["pending"]["op"] == "add" and info["collection_now"]["points"] == 48 + 256  # one batch landed
+    with load_index(index_dir, encoder=model) as idx:  # searchable now: the half-done add is hidden
+        assert len(idx) == 48
+        for mode, hits in before.items():
+            assert_same_ranking(idx.search(queries, 10, mode), hits, tol=1e-6)
+        fused = idx.search(queries, 10, "hybrid")  # (its RRF ranks BM25 ties in Qdrant's order, which may move)
+        assert all(len(hits) == 10 and not any(d.startswith("new-") for d, _ in hits) for hits in fused)
+    manifest = add_documents(index_dir, ["pet-01"], [NEW_TEXT], encoder=model)  # undoes it, then adds
+    assert manifest.pending is None and manifest.counts["passages"] == 49
+    assert index_info(index_dir)["collection_now"]["points"] == 49
+    with load_index(index_dir, encoder=model) as idx:
+        assert set(corpus[0]) < set(idx.doc_ids)
+
+
+def test_wrong_model_is_refused(tmp_path, built, corpus):
+    from koembed.models import load_model
+    from koembed.models.testing import make_tiny_xlmr
+
+    other = load_model(str(make_tiny_xlmr(tmp_path / "other", seed=1)))
+    with pytest.raises(ModelMismatchError, match="embeds the probe text differently"):
+        load_index(built, encoder=other)
+    with pytest.raises(ModelMismatchError):
+        add_documents(copy_index(built, tmp_path / "idx"), ["x-1"], ["새 글"], encoder=other)
+    wider = load_model(str(make_tiny_xlmr(tmp_path / "wide", hidden_size=48)))
+    with pytest.raises(ModelMismatchError, match="48-dimensional"):
+        load_index(built, encoder=wider)
+
+
+def test_refusals_name_the_problem(tmp_path, built, model, corpus):
+    with pytest.raises(IndexStoreError, match="already holds an index"):
+        build_index("x", *corpus, built, target=QdrantTarget(), encoder=model)
+    with pytest.raises(IndexStoreError, match="not both"):
+        QdrantTarget(path="a", url="http://localhost:6333")
+    with pytest.raises(IndexStoreError, match="cannot reach the Qdrant server at http://127.0.0.1:9"):
+        build_index("m", *corpus, tmp_path / "srv", target=QdrantTarget(url="http://127.0.0.1:9"), encoder=model,
+                    options=QUIET)
+    assert not (tmp_path / "srv").exists()
+    storage = tmp_path / "shared-storage"
+    build_index("m", *corpus, tmp_path / "a", target=QdrantTarget(path=str(storage)), encoder=model, options=QUIET)
+    with pytest.raises(IndexStoreError, match="already has a collection 'koembed'"):
+        build_index("m", *corpus, tmp_path / "b", target=QdrantTarget(path=str(storage)), encoder=model,
+                    options=QUIET)
+    assert not (tmp_path / "b").exists()
+    with load_index(tmp_path / "a", encoder=model):
+        with pytest.raises(IndexStoreError, match="open in another process"):
+            load_index(tmp_path / "a")  # local mode: one client per storage folder (here: a second one)
+
+
+@pytest.mark.slow
+def test_cli_build_search_export_add_delete(tmp_path, tiny_model_dir, built, model, queries):
+    runner = CliRunner()
+    faiss_dir, exported = tmp_path / "faiss", tmp_path / "exported"
+    result = runner.invoke(app, ["index", "build", "-m", str(tiny_model_dir), "--corpus", "sample", "--out",
+                                 str(faiss_dir), "-q"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["index", "export", "-i", str(faiss_dir), "--out", str(exported), "-q"])
+    assert result.exit_code == 0 and "qdrant collection 'koembed'" in result.output, result.output
+    with load_index(exported, encoder=model) as a, load_index(built, encoder=model) as b:
+        for mode in ("dense", "bm25"):
+            assert_same_ranking(a.search(queries, 10, mode), b.search(queries, 10, mode), tol=1e-6)
+    result = runner.invoke(app, ["search", "-i", str(exported), "--mode", "bm25", "-k", "2", "--json",
+                                 "여권 재발급"])
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert result.exit_code == 0 and [r["rank"] for r in rows] == [1, 2] and rows[0]["docid"].startswith("gov")
+    docs = tmp_path / "new.jsonl"
+    docs.write_text(json.dumps({"id": "pet-01", "text": NEW_TEXT}, ensure_ascii=False) + "\n", encoding="utf-8")
+    result = runner.invoke(app, ["index", "add", "-i", str(exported), "--docs", str(docs), "-q"])
+    assert result.exit_code == 0 and "49 passages" in result.output, result.output
+    result = runner.invoke(app, ["index", "delete", "-i", str(exported), "--id", "nope"])
+    assert result.exit_code == 2 and "nope" in result.output
+    info = json.loads(runner.invoke(app, ["index", "info", "-i", str(exported)]).output)
+    assert info["store"] == "qdrant" and info["collection_now"]["points"] == 49 and "probe" not in info["model"]
+    result = runner.invoke(app, ["index", "build", "-m", "x", "--corpus", "sample", "--out", str(tmp_path / "y"),
+                                 "--url", "http://127.0.0.1:9"])
+    assert result.exit_code == 2 and "--store qdrant" in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_korquad_heldout_bm25_and_dense_equal_koembed(tmp_path, korquad_path, tiny_model_dir, model):
+    from koembed.data import load_retrieval_set
+
+    rs = load_retrieval_set(korquad_path, split="test")
+    ids, texts, queries = list(rs.corpus), list(rs.corpus.values()), list(rs.queries.values())[::20]
+    tokens = KiwiTokenizer()(texts)  # analysed once for both
+    build_index(str(tiny_model_dir), ids, texts, tmp_path / "idx", target=QdrantTarget(), encoder=model,
+                options=QUIET, tokens=tokens)
+    bm25 = BM25Retriever(DEFAULT, show_progress=False)
+    bm25.fit_analysed(ids, texts, tokens)
+    dense = DenseRetriever(model, "dense", options=QUIET)
+    dense.fit(ids, texts)
+    with load_index(tmp_path / "idx", encoder=model) as idx:
+        assert_same_ranking(idx.search(queries, 10, "bm25"), bm25.search(queries, 10))
+        assert_same_ranking(idx.search(queries, 10, "dense"), dense.search(queries, 10))
+
+
+@pytest.mark.parametrize("preset", ["bm25", "bm25-char"])
+def test_other_lexical_presets_equal_koembed(tmp_path, tiny_model_dir, model, corpus, queries, preset):
+    build_index(str(tiny_model_dir), *corpus, tmp_path / "idx", target=QdrantTarget(), encoder=model,
+                options=QUIET, params=IndexParams(lexical=PRESETS[preset]))
+    bm25 = BM25Retriever(PRESETS[preset], show_progress=False)
+    bm25.fit(*corpus)
+    with load_index(tmp_path / "idx", encoder=model) as idx:
+        assert_same_ranking(idx.search(queries, 10, "bm25"), bm25.search(queries, 10))
+    with pytest.raises(IndexStoreError, match="normalization 'z'"):
+        build_index("m", *corpus, tmp_path / "z", target=QdrantTarget(), encoder=model,
+                    params=IndexParams(lexical=LexicalConfig({"unigram": 1.0, "char": 0.5}, normalization="z")))
+
+
+def test_sparse_weights_are_lucene_tf_parts_and_ids_are_stable():
+    field = Field("unigram", k1=1.2, b=0.75, avgdl=4.0)
+    weights = field_weights(["a/N", "b/V", "a/N"], field)
+    norm = 1.2 * (1 - 0.75 + 0.75 * 3 / 4.0)
+    assert weights == pytest.approx({term_id("a/N"): 2 / (2 + norm), term_id("b/V"): 1 / (1 + norm)})
+    assert all(0 <= i < 2**32 for i in weights)
+    # Two fields in one vector: separate id spaces; the query carries the field weights.
+    fields = [field, Field("char", k1=1.2, b=0.75, avgdl=3.0, weight=0.5)]
+    ids, values = passage_vector(["a/N"], "ab", fields)
+    assert ids == sorted([term_id("a/N"), term_id("ab", "char")]) and term_id("ab", "char") != term_id("ab")
+    ids, values = query_vector(["x/N", "x/N"], "ab", fields)
+    assert dict(zip(ids, values)) == {term_id("x/N"): 2.0, term_id("ab", "char"): 0.5}
+    terms = ["보증금/N", "돌려받/V", "ai/SL"]
+    other = subprocess.run([sys.executable, "-c", "import sys; from koembed.index.sparse import term_id; "
+                            "print([term_id(t) for t in sys.argv[1:]])", *terms], capture_output=True, text=True,
+                           env={"PYTHONHASHSEED": "123", "PATH": ""}, cwd=ROOT)
+    assert other.stdout.strip() == str([term_id(t) for t in terms])  # another process, another hash seed
+    # A collision, found by brute force: two terms with one id are one term (counts added).
+    seen: dict[int, str] = {}
+    pair = None
+    for i in range(400_000):
+        term = f"t{i}"
+        if term_id(term) in seen:
+            pair = (seen[term_id(term)], term)
+            break
+        seen[term_id(term)] = term
+    assert pair is not None and collisions([*pair, "other"]) == [tuple(sorted(pair))]
+    weights = field_weights(list(pair), field)
+    assert list(weights.values()) == pytest.approx([2 / (2 + 1.2 * (1 - 0.75 + 0.75 * 2 / 4.0))])
