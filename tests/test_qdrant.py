@@ -243,7 +243,7 @@ def test_cli_build_search_export_add_delete(tmp_path, tiny_model_dir, built, mod
     runner = CliRunner()
     faiss_dir, exported = tmp_path / "faiss", tmp_path / "exported"
     result = runner.invoke(app, ["index", "build", "-m", str(tiny_model_dir), "--corpus", "sample", "--out",
-                                 str(faiss_dir), "-q"])
+                                 str(faiss_dir), "--precision", "fp32", "-q"])  # as the reference index
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["index", "export", "-i", str(faiss_dir), "--out", str(exported), "-q"])
     assert result.exit_code == 0 and "qdrant collection 'koembed'" in result.output, result.output

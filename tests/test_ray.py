@@ -84,7 +84,7 @@ def test_sigkilled_run_resumes_to_identical_output(ray_cluster, tmp_path, tiny_m
     # The CLI joins the session's Ray cluster; it is killed once some chunks, not all, are written.
     cli = subprocess.Popen([sys.executable, "-m", "koembed.cli", "encode", "-m", str(tiny_model_dir), "--corpus",
                             str(docs), "--out", str(out), "--chunk-size", "25", "--engine", "ray", "--address",
-                            ray_cluster, "--workers", "2", "-q"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            ray_cluster, "--workers", "2", "--precision", "fp32", "-q"], cwd=ROOT, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, start_new_session=True)
     listed = 0
     try:
