@@ -49,3 +49,19 @@ def tiny_static_dir(tmp_path_factory, sample) -> Path:
     from tests.helpers import train_tiny_static
 
     return train_tiny_static(tmp_path_factory.mktemp("tiny-static"), sample)
+
+
+@pytest.fixture(scope="session")
+def tiny_m3_dir(tmp_path_factory) -> Path:
+    """The tiny XLM-RoBERTa saved in bge-m3's layout (random sparse and ColBERT heads), once per session."""
+    from koembed.models.testing import make_tiny_m3
+
+    return make_tiny_m3(tmp_path_factory.mktemp("tiny-m3") / "model", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder_dir(tmp_path_factory) -> Path:
+    """A tiny XLM-RoBERTa cross-encoder (one relevance score), saved once per session."""
+    from koembed.models.testing import make_tiny_cross_encoder
+
+    return make_tiny_cross_encoder(tmp_path_factory.mktemp("tiny-ce") / "model", seed=0)

@@ -156,6 +156,36 @@ def running(app) -> Iterator[str]:
         thread.join(timeout=15)
 
 
+def make_parity_m3(out_dir, vocab) -> Path:
+    """The tiny bge-m3-layout model of the M3 parity fixture, rebuilt from its tokenizer vocabulary."""
+    from koembed.models.testing import make_tiny_m3
+
+    return make_tiny_m3(Path(out_dir), seed=0, unigram_vocab=[tuple(v) for v in vocab])
+
+
+def m3_fingerprint(folder: Path) -> str:
+    """sha256 over a bge-m3-layout model's tensors (encoder and both heads) and its vocabulary: what the M3
+    parity fixture was computed from (tests/fixtures/m3_parity.py)."""
+    import hashlib
+    import json
+
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    digest = hashlib.sha256()
+    tensors = dict(sorted(load_file(str(folder / "model.safetensors")).items()))
+    for head in ("sparse_linear.pt", "colbert_linear.pt"):
+        for name, tensor in sorted(torch.load(folder / head, map_location="cpu", weights_only=True).items()):
+            tensors[f"{head}:{name}"] = tensor
+    for name, tensor in tensors.items():
+        digest.update(name.encode())
+        digest.update(tensor.float().contiguous().numpy().tobytes())
+    vocab = AutoTokenizer.from_pretrained(str(folder)).get_vocab()
+    digest.update(json.dumps(sorted(vocab.items()), ensure_ascii=False).encode())
+    return digest.hexdigest()
+
+
 def kill_after_step(step: int):
     """A TrainerCallback that dies like a killed job (SIGKILL, no clean-up) once the Trainer has saved
     checkpoint ``step``: callbacks given to ``train`` run before koembed marks it complete, so this is the

@@ -752,7 +752,7 @@ def test_cli_bench_bm25_writes_results_and_runs(tmp_path):
     assert doc["dataset"] == {"name": "small", "queries": 3, "corpus": 4}
     assert len(doc["results"]) == 1
     res = doc["results"][0]
-    assert set(res) == {"retriever", "ir", "autorag", "run", "seconds"}
+    assert set(res) == {"retriever", "ir", "autorag", "run", "seconds", "prompts"}
     assert res["retriever"] == "bm25"
     assert isinstance(res["seconds"], (int, float)) and res["seconds"] >= 0
     assert set(res["autorag"]) == {"1", "3", "5", "10", "50"}

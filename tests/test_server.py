@@ -275,8 +275,9 @@ def test_failing_encode_is_a_json_500_and_the_server_recovers(model):
 
 def test_search_errors(http, plain_url):
     for body, param, word in [({"query": ""}, "query", "query"), ({"query": "여권", "k": 0}, "k", "k"),
-                              ({"query": "여권", "k": "3"}, "k", "k"), ({"query": "여권", "mode": "sparse"}, "mode",
-                                                                        "mode"), ({"k": 3}, "query", "query")]:
+                              ({"query": "여권", "k": "3"}, "k", "k"), ({"query": "여권", "mode": "fuzzy"}, "mode",
+                                                                        "mode"), ({"k": 3}, "query", "query"),
+                              ({"query": "여권", "mode": "sparse"}, "mode", "lexical weights")]:
         _assert_error(http.post("/search", json=body), 422, param, "invalid_value", [word])
     _assert_error(http.post("/search", json={"query": LONG_TEXT}), 413, "query", "input_too_long", ["query"])
     with httpx.Client(base_url=plain_url, timeout=10) as client:
@@ -290,7 +291,7 @@ def test_search_errors(http, plain_url):
 
 def test_api_key_guards_everything_but_health(url):
     requests = [("POST", "/v1/embeddings", {"input": "질문"}), ("POST", "/search", {"query": "질문"}),
-                ("GET", "/metrics", None)]
+                ("POST", "/v1/rerank", {"query": "질문", "documents": ["문서"]}), ("GET", "/metrics", None)]
     with httpx.Client(base_url=url, timeout=10) as client:
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {KEY}"},
                         {"Authorization": KEY}):
@@ -303,7 +304,8 @@ def test_api_key_guards_everything_but_health(url):
     assert health.json() | {"queue_size": 0, "queued_requests": 0, "queued_tokens": 0} == {
         "status": "ok", "model": "koembed-tiny", "dimension": 32, "max_input_tokens": MAX_TOKENS,
         "index_loaded": True, "index_passages": 48, "batching": True, "queue_size": 0, "queued_requests": 0,
-        "queued_tokens": 0, "max_queue_tokens": ServerLimits().max_queue_tokens}
+        "queued_tokens": 0, "max_queue_tokens": ServerLimits().max_queue_tokens,
+        "reranker": None, "rerank_depth": None}
 
 
 def test_api_key_from_environment(monkeypatch, model):

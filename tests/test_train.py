@@ -73,7 +73,8 @@ def test_bge_m3_ko_dry_run_prints_the_card_recipe_without_network(monkeypatch, k
     assert "training pairs:" in result.stderr and "duplicates dropped" in result.stderr
     cfg, plan = doc["config"], doc["plan"]
     assert cfg["model"] == {"type": "transformer", "base": "BAAI/bge-m3", "pooling": "cls", "normalize": True,
-                            "max_seq_length": 8192, "static": None, "save_dtype": "float32"}
+                            "max_seq_length": 8192, "query_prompt": None, "passage_prompt": None, "static": None,
+                            "save_dtype": "float32"}
     assert cfg["loss"]["name"] == "cached_mnrl"
     t = cfg["train"]
     assert (t["batch_size"], t["learning_rate"], t["scheduler"], t["precision"], t["epochs"], t["seed"]) == \

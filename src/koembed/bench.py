@@ -18,6 +18,7 @@ from koembed.metrics import AUTORAG_TOP_K, IR_DEPTH, autorag_metrics, ir_metrics
 from koembed.metrics.tables import AUTORAG_HEADERS, SIMILARITIES
 from koembed.models import EncodeOptions, ModelSpec, load_model
 from koembed.ranking import Hit
+from koembed.rerank import DEFAULT_RERANK_DEPTH
 from koembed.retrieve import DenseRetriever, RetrieverFactory, parse_spec
 
 RUN_DEPTH = IR_DEPTH  # 100: what map@100 needs, and what run files hold
@@ -36,10 +37,11 @@ class RetrieverResult:
     seconds: float
     hits: dict[str, list[Hit]] = field(repr=False)
     run: str | None = None
+    prompts: dict[str, dict[str, str]] = field(default_factory=dict)  # per model component: query, passage
 
     def to_json(self) -> dict[str, object]:
         return {"retriever": self.retriever, "ir": self.ir, "autorag": self.autorag, "run": self.run,
-                "seconds": round(self.seconds, 3)}
+                "seconds": round(self.seconds, 3), "prompts": self.prompts}
 
 
 def score_run(rs: RetrievalSet, hits: dict[str, list[Hit]], top_k: Sequence[int]) -> tuple[dict, dict]:
@@ -52,17 +54,19 @@ def score_run(rs: RetrievalSet, hits: dict[str, list[Hit]], top_k: Sequence[int]
 
 def run_bench(rs: RetrievalSet, specs: Sequence[str], top_k: Sequence[int] = AUTORAG_TOP_K,
               model: ModelSpec = ModelSpec(""), options: EncodeOptions = EncodeOptions(),
-              cache_dir: str | Path | None = None) -> list[RetrieverResult]:
+              cache_dir: str | Path | None = None, rerank_depth: int = DEFAULT_RERANK_DEPTH
+              ) -> list[RetrieverResult]:
     """Fit and run each retriever spec on ``rs`` and score it. Dense models are loaded once per bench and run as
-    ``model`` says (precision, backend, device; :func:`koembed.models.load_model`); with ``cache_dir`` dense
-    corpus embeddings are stored and reused across runs (same model and corpus)."""
+    ``model`` says (precision, backend, device, prompt overrides; :func:`koembed.models.load_model`); with
+    ``cache_dir`` dense corpus embeddings are stored and reused across runs (same model and corpus).
+    ``rerank_depth``: first-stage hits a ``rerank:`` spec rescores (its run holds that many per query)."""
     if not specs:
         raise ValueError("no retriever given")
     for spec in specs:
         parse_spec(spec)
     depth = max(RUN_DEPTH, *top_k)
     factory = RetrieverFactory(rs.doc_ids, list(rs.corpus.values()), model=model, options=options,
-                               cache_dir=cache_dir)
+                               cache_dir=cache_dir, rerank_depth=rerank_depth)
     qids = rs.query_ids
     texts = [rs.queries[q] for q in qids]
     results = []
@@ -72,8 +76,21 @@ def run_bench(rs: RetrievalSet, specs: Sequence[str], top_k: Sequence[int] = AUT
         hits = dict(zip(qids, retriever.search(texts, depth)))
         seconds = time.perf_counter() - start
         ir, autorag = score_run(rs, hits, top_k)
-        results.append(RetrieverResult(spec, ir, autorag, seconds, hits))
+        results.append(RetrieverResult(spec, ir, autorag, seconds, hits, prompts=retriever_prompts(retriever)))
     return results
+
+
+def retriever_prompts(retriever: object) -> dict[str, dict[str, str]]:
+    """The query and passage prompts of every embedding model in a retriever (hybrid children and a rerank's first
+    stage included), by component name: what a results file records."""
+    found: dict[str, dict[str, str]] = {}
+    prompts = getattr(retriever, "prompts", None)
+    if prompts is not None:
+        found[getattr(retriever, "name", "")] = prompts.to_json()
+    parts = list(getattr(retriever, "children", [])) + ([retriever.first] if hasattr(retriever, "first") else [])
+    for part in parts:
+        found.update(retriever_prompts(part))
+    return found
 
 
 def evaluate_model(rs: RetrievalSet, model: ModelSpec | str, options: EncodeOptions = EncodeOptions()

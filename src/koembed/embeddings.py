@@ -46,6 +46,7 @@ from koembed.models import (
     model_identity,
     model_precision,
 )
+from koembed.models.prompts import model_prompts, role_options
 
 if TYPE_CHECKING:
     import numpy as np
@@ -58,7 +59,8 @@ MANIFEST = "manifest.json"
 DTYPES = ("float32", "float16")
 SHARD_RE = re.compile(r"^shard-(\d+)-of-(\d+)$")
 # Fields of a shard manifest that must equal the current run's for its chunks to be reused.
-IDENTITY_FIELDS = ("format", "format_version", "model", "precision", "dtype", "chunk_size", "corpus", "shard")
+IDENTITY_FIELDS = ("format", "format_version", "model", "precision", "dtype", "chunk_size", "corpus", "shard",
+                   "passage_prompt")
 
 
 @dataclass(frozen=True)
@@ -199,7 +201,8 @@ def open_shard(model: ModelSpec | str, doc_ids: Sequence[str], texts: Sequence[s
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model_identity(spec.name),
               "precision": resolved, "dtype": dtype, "chunk_size": chunk_size,
               "corpus": {"fingerprint": corpus_fingerprint(doc_ids, texts), "passages": len(doc_ids)},
-              "shard": {"index": index, "count": count, "start": start, "stop": stop}}
+              "shard": {"index": index, "count": count, "start": start, "stop": stop},
+              "passage_prompt": spec.passage_prompt}
     manifest: dict[str, Any] = {**header, "dimension": None, "chunks": [], "complete": False}
     if (shard_dir / MANIFEST).exists():
         stored = _read_manifest(shard_dir / MANIFEST)
@@ -246,7 +249,8 @@ def encode_corpus(model: ModelSpec | str, doc_ids: Sequence[str], texts: Sequenc
     (:func:`koembed.models.resolve_precision`) and the resolved value is recorded, so ``auto`` on two machines
     that resolve it differently is a mismatch. The model is loaded only if a chunk is left to encode; pass
     ``encoder`` (loaded from ``model``) to reuse one. An ONNX backend is recorded as the precision
-    (``onnx-int8``).
+    (``onnx-int8``). Passages get the model's passage prompt (:mod:`koembed.models.prompts`); an override in
+    ``model`` is recorded, so another prompt is a mismatch.
     """
     from tqdm.auto import tqdm
 
@@ -261,7 +265,7 @@ def encode_corpus(model: ModelSpec | str, doc_ids: Sequence[str], texts: Sequenc
               unit="passage", disable=not options.show_progress) as bar:
         for k in plan.pending:
             a, b = plan.bounds[k]
-            record_chunk(plan, k, encode(encoder, texts[a:b], options.quiet()), doc_ids[a:b])
+            record_chunk(plan, k, encode(encoder, texts[a:b], role_options(options.quiet(), encoder, "passage")), doc_ids[a:b])
             bar.update(b - a)
     return EncodeReport(plan.shard_dir, plan.manifest, encoded=len(plan.pending), skipped=plan.skipped)
 
@@ -274,10 +278,14 @@ def cached_corpus_embeddings(model_name: str, encoder: Encoder, doc_ids: Sequenc
     One folder per model name, precision and corpus fingerprint, so comparing models on one corpus, or rerunning
     a bench, encodes each corpus once; a run killed while encoding continues from its last finished chunk.
     """
+    prompt = model_prompts(encoder).passage
     key = "-".join([re.sub(r"[^0-9A-Za-z._-]+", "_", model_name).strip("_"), model_precision(encoder),
                     corpus_fingerprint(doc_ids, texts)[:16]])
+    if prompt:
+        key += "-p" + hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:8]
     folder = Path(cache_dir) / key
-    encode_corpus(model_name, doc_ids, texts, folder, encoder=encoder, options=options)
+    encode_corpus(ModelSpec(model_name, passage_prompt=prompt), doc_ids, texts, folder, encoder=encoder,
+                  options=options)
     vectors, _ = read_embeddings([folder], doc_ids, texts, model_name)
     return vectors
 

@@ -31,6 +31,7 @@ from koembed.embeddings import EncodeReport, open_shard, record_chunk
 from koembed.errors import EmbeddingStoreError
 from koembed.lexical import KiwiTokenizer
 from koembed.models import EncodeOptions, ModelSpec, encode, expected_precision, load_model, model_precision
+from koembed.models.prompts import role_options
 
 KIWI_BLOCK = 2048  # passages per Kiwi task
 
@@ -103,7 +104,7 @@ class ChunkEncoder:
         if spec.device is None or spec.device == "cpu":
             torch.set_num_threads(max(1, threads))
         self.encoder = load_model(spec)
-        self.options = options.quiet()
+        self.options = role_options(options.quiet(), self.encoder, "passage")  # as encode_corpus's own loop
         got = model_precision(self.encoder)
         if got != precision:
             raise EmbeddingStoreError(f"this worker runs the model in {got}, the store records {precision}: give "

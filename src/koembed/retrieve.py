@@ -13,20 +13,30 @@ Specs name retrievers on the command line:
 - ``hybrid-cc:``, ``hybrid-z:``, ``hybrid-dbsf:``: weighted sums of min-max, z-score or 3-sigma (DBSF) normalised
   scores; ``@w1,w2,...`` one weight per retriever (``koembed tune-fusion`` fits them), or ``@0.3`` for 0.3 on the
   first and the rest sharing 0.7.
+- ``m3-sparse:<model>``, ``m3-colbert:<model>``, ``m3:<model>`` / ``m3@0.4,0.2,0.4:<model>``: BGE-M3's lexical
+  weights, ColBERT vectors, and FlagEmbedding's weighted sum of all three (:mod:`koembed.m3_retrieve`);
+- ``rerank:<cross-encoder>@<first-stage spec>``: the first stage's top ``rerank_depth`` hits rescored by a
+  cross-encoder (:mod:`koembed.rerank`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from koembed.embeddings import cached_corpus_embeddings
 from koembed.errors import SpecError
 from koembed.lexical import BM25Retriever, LexicalConfig, lexical_config
+from koembed.m3_retrieve import M3Retriever
 from koembed.models import EncodeOptions, Encoder, ModelSpec, encode, load_model
+from koembed.models.m3 import M3Encoder, M3Output, load_m3, m3_weights
+from koembed.models.prompts import Prompts, model_prompts, role_options
+from koembed.models.rerank import load_reranker
+from koembed.models.spec import ProgressFromOptions
 from koembed.ranking import FUSIONS, RRF_K, TIE_SLACK, Hit, best_rows, default_weights, fuse, id_ranks
+from koembed.rerank import DEFAULT_RERANK_DEPTH, RerankRetriever
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,14 +59,15 @@ class Retriever(Protocol):
         retriever has no such score (a fusion)."""
 
 
-class DenseRetriever:
+class DenseRetriever(ProgressFromOptions):
     """Exact nearest-neighbour search with an embedding model.
 
     The corpus is embedded once (n x dim float32); queries are scored against it in blocks of
     ``query_block`` x ``corpus_block``, keeping a running top-k, so memory stays at
     O(n * dim + query_block * corpus_block) and never holds a queries x corpus matrix.
     ``similarity`` is ``cosine`` or ``dot`` (sentence-transformers' ``cos_sim`` / ``dot_score``);
-    ``None`` uses the model's own similarity function. ``options`` say how texts are encoded.
+    ``None`` uses the model's own similarity function. ``options`` say how texts are encoded; queries and
+    passages get the model's query and passage prompts (:mod:`koembed.models.prompts`).
     """
 
     def __init__(self, model: Encoder, name: str, similarity: str | None = None,
@@ -74,15 +85,11 @@ class DenseRetriever:
         self._query_cache: tuple[tuple[str, ...], object] | None = None
 
     @property
-    def show_progress(self) -> bool:
-        return self.options.show_progress
-
-    @show_progress.setter
-    def show_progress(self, show: bool) -> None:
-        self.options = replace(self.options, show_progress=show)
+    def prompts(self) -> Prompts:
+        return model_prompts(self.model)
 
     def fit(self, doc_ids: Sequence[str], texts: Sequence[str]) -> None:
-        self.fit_embeddings(doc_ids, encode(self.model, texts, self.options))
+        self.fit_embeddings(doc_ids, encode(self.model, texts, role_options(self.options, self.model, "passage")))
 
     def fit_embeddings(self, doc_ids: Sequence[str], embeddings: np.ndarray) -> None:
         """Use corpus embeddings computed elsewhere (stored shards, a timed benchmark) instead of encoding."""
@@ -107,7 +114,8 @@ class DenseRetriever:
 
         key = tuple(queries)
         if self._query_cache is None or self._query_cache[0] != key:
-            self._query_cache = (key, torch.from_numpy(encode(self.model, queries, self.options)))
+            self._query_cache = (key, torch.from_numpy(
+                encode(self.model, queries, role_options(self.options, self.model, "query"))))
         return self._query_cache[1]
 
     def score(self, queries: Sequence[str], pairs: Sequence[tuple[int, int]]) -> list[float]:
@@ -201,14 +209,18 @@ class RetrieverFactory:
     ``model`` says how dense models run (precision, backend, device; its name is replaced by each spec's model);
     ``options`` how they encode. With ``cache_dir``, corpus embeddings are stored there per model, precision and
     corpus, reused by later runs and resumed if a run was interrupted
-    (:func:`koembed.embeddings.cached_corpus_embeddings`).
+    (:func:`koembed.embeddings.cached_corpus_embeddings`). ``rerank_depth``: candidates a ``rerank:`` spec
+    rescores. The M3 specs of one model share one encoding of the corpus (all three outputs).
     """
 
     def __init__(self, doc_ids: Sequence[str], texts: Sequence[str], model: ModelSpec = ModelSpec(""),
-                 options: EncodeOptions = EncodeOptions(), cache_dir: str | Path | None = None):
+                 options: EncodeOptions = EncodeOptions(), cache_dir: str | Path | None = None,
+                 rerank_depth: int = DEFAULT_RERANK_DEPTH):
         self.doc_ids, self.texts = list(doc_ids), list(texts)
         self.model, self.options, self.cache_dir = model, options, cache_dir
+        self.rerank_depth = rerank_depth
         self._fitted: dict[str, Retriever] = {}
+        self._m3: dict[str, tuple[M3Encoder, M3Output]] = {}
 
     def get(self, spec: str) -> Retriever:
         """A fitted retriever for ``spec``."""
@@ -232,13 +244,30 @@ class RetrieverFactory:
                 dense.fit_embeddings(self.doc_ids, cached_corpus_embeddings(
                     parsed.model, model, self.doc_ids, self.texts, self.cache_dir, self.options))
             return dense
+        if parsed.kind in M3_KINDS:
+            if parsed.model not in self._m3:
+                encoder = load_m3(self.model.with_name(parsed.model))
+                self._m3[parsed.model] = (encoder, encoder.encode(self.texts, self.options, "passage"))
+            encoder, corpus = self._m3[parsed.model]
+            m3 = M3Retriever(encoder, spec, M3_KINDS[parsed.kind], parsed.weights, self.options)
+            m3.fit_outputs(self.doc_ids, corpus)
+            return m3
+        if parsed.kind == "rerank":
+            model = load_reranker(ModelSpec(parsed.model, precision=self.model.precision, device=self.model.device))
+            reranker = RerankRetriever(self.get(parsed.children[0]), model, spec, self.rerank_depth, self.options)
+            reranker.fit(self.doc_ids, self.texts)
+            return reranker
         children = [self.get(child) for child in parsed.children]
         return HybridRetriever(children, fusion=parsed.fusion, weights=parsed.weights, name=spec, rrf_k=parsed.rrf_k)
 
 
+M3_KINDS = {"m3-sparse": "sparse", "m3-colbert": "colbert", "m3": "m3"}  # spec kind -> M3Retriever mode
+CHILD_PREFIXES = ("bm25", "dense:", "hybrid", "m3:", "m3@", "m3-sparse:", "m3-colbert:", "rerank:")
+
+
 @dataclass(frozen=True)
 class Spec:
-    kind: str  # bm25 | dense | hybrid
+    kind: str  # bm25 | dense | hybrid | m3 | m3-sparse | m3-colbert | rerank
     lexical: LexicalConfig | None = None
     model: str = ""
     children: tuple[str, ...] = ()
@@ -249,7 +278,8 @@ class Spec:
 
 HYBRID_HEADS = {"hybrid": "rrf", "hybrid-rrf": "rrf", **{f"hybrid-{f}": f for f in FUSIONS}}
 SPEC_HELP = ("bm25, bm25-char, bm25-phrase, bm25-fields:<field>=<w>,..., dense:<model>, hybrid:<a>+<b> (RRF), "
-             "hybrid-<rrf|cc|z|dbsf>[@w1,w2,...][,k=K]:<a>+<b>")
+             "hybrid-<rrf|cc|z|dbsf>[@w1,w2,...][,k=K]:<a>+<b>, m3:<model>, m3-sparse:<model>, m3-colbert:<model> "
+             "or rerank:<cross-encoder>@<spec>")
 
 
 def parse_spec(spec: str) -> Spec:
@@ -272,7 +302,33 @@ def parse_spec(spec: str) -> Spec:
             parse_spec(child)
         fusion, weights, rrf_k = _parse_hybrid_head(head, spec, len(children))
         return Spec("hybrid", children=tuple(children), fusion=fusion, weights=weights, rrf_k=rrf_k)
+    if spec.startswith(("m3:", "m3@", "m3-sparse:", "m3-colbert:")):
+        return _parse_m3(spec)
+    if spec.startswith("rerank:"):
+        model, sep, first = spec[len("rerank:"):].partition("@")
+        if not model.strip() or not sep or not first.strip():
+            raise SpecError(f"{spec!r}: a rerank spec is rerank:<cross-encoder>@<first-stage spec>, e.g. "
+                            "rerank:BAAI/bge-reranker-v2-m3@bm25")
+        parse_spec(first)
+        return Spec("rerank", model=model.strip(), children=(first.strip(),))
     raise SpecError(f"unknown retriever {spec!r}: use {SPEC_HELP}")
+
+
+def _parse_m3(spec: str) -> Spec:
+    head, _, model = spec.partition(":")
+    kind, _, weight_text = head.partition("@")
+    if not model.strip():
+        raise SpecError(f"{spec!r}: {kind}: needs a bge-m3-layout model, e.g. {kind}:BAAI/bge-m3")
+    if weight_text and kind != "m3":
+        raise SpecError(f"{spec!r}: weights (@dense,sparse,colbert) only apply to m3:")
+    weights = None
+    if weight_text:
+        try:
+            weights = m3_weights([float(w) for w in weight_text.split(",")])
+        except ValueError:
+            raise SpecError(f"{spec!r}: weights are three non-negative numbers dense,sparse,colbert, e.g. "
+                            "m3@0.4,0.2,0.4:BAAI/bge-m3") from None
+    return Spec(kind, model=model.strip(), weights=weights)
 
 
 def hybrid_spec(children: Sequence[str], fusion: str, weights: Sequence[float] | None = None,
@@ -333,7 +389,7 @@ def _split_children(rest: str) -> list[str]:
     """Split ``bm25+dense:a/b`` at '+' signs that start a new spec (model paths may contain '+')."""
     parts: list[str] = []
     for piece in rest.split("+"):
-        if parts and not piece.startswith(("bm25", "dense:", "hybrid")):
+        if parts and not piece.startswith(CHILD_PREFIXES):
             parts[-1] += "+" + piece
         else:
             parts.append(piece)

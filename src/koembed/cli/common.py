@@ -43,11 +43,20 @@ RetrieversOpt = Annotated[Optional[list[str]], typer.Option(
     "--retriever", "-r", help="Retriever spec, repeatable: bm25, bm25-char, bm25-phrase (morphemes + morpheme "
     "bigrams and pairs + character bigrams, weighted), bm25-fields:FIELD=W,..., dense:<model> (hub id, folder, "
     "'static-ko' (the bundled Korean static model) or 'minilm'), hybrid:<a>+<b> (reciprocal-rank fusion), "
-    "hybrid-<rrf|cc|z|dbsf>[@w1,w2,...][,k=K]:<a>+<b> (weighted fusion; koembed tune-fusion fits it). Default: "
+    "hybrid-<rrf|cc|z|dbsf>[@w1,w2,...][,k=K]:<a>+<b> (weighted fusion; koembed tune-fusion fits it), "
+    "m3-sparse:<model>, m3-colbert:<model>, m3[@d,s,c]:<model> (BGE-M3's outputs), rerank:<cross-encoder>@<spec> "
+    "(rescore the first stage's top --rerank-depth). Default: "
     "bm25, bm25-phrase, dense:static-ko and the tuned fusion of bm25 and static-ko.")]
 CacheDirOpt = Annotated[Optional[Path], typer.Option(
     help="Store dense corpus embeddings here and reuse them in later runs (per model, precision and corpus); an "
     "interrupted encoding resumes.")]
+QueryPromptOpt = Annotated[Optional[str], typer.Option(
+    help="Text put before every query (e5: 'query: '). Default: the model's own 'query' prompt from its "
+    "config_sentence_transformers.json, if any; '' for none.")]
+PassagePromptOpt = Annotated[Optional[str], typer.Option(
+    help="Text put before every passage (e5: 'passage: '). Default: the model's own document/passage prompt, if "
+    "any; '' for none.")]
+RerankDepthOpt = Annotated[int, typer.Option(min=1, help="First-stage hits a cross-encoder rescores (rerank).")]
 IndexDirOpt = Annotated[Path, typer.Option("--index", "-i", help="Index folder (made by koembed index build).")]
 StoreOpt = Annotated[str, typer.Option(help="faiss (a folder: the fastest on one machine) or qdrant (a collection: "
                                        "Qdrant's local mode in --path, or a server with --url).")]
@@ -105,8 +114,10 @@ DOCS_HELP = ("Passages: a .jsonl or .parquet file with id and text columns, or a
              "(AutoRAG/BEIR folder, KorQuAD .json, 'sample'), whose corpus is used.")
 
 
-def model_spec(model: str, precision: str = "fp32", backend: str = "torch", device: str | None = None) -> ModelSpec:
-    return ModelSpec(model, precision=precision, backend=backend, device=device)
+def model_spec(model: str, precision: str = "fp32", backend: str = "torch", device: str | None = None,
+               query_prompt: str | None = None, passage_prompt: str | None = None) -> ModelSpec:
+    return ModelSpec(model, precision=precision, backend=backend, device=device, query_prompt=query_prompt,
+                     passage_prompt=passage_prompt)
 
 
 def describe_precision(spec: ModelSpec) -> str:

@@ -23,8 +23,11 @@ from koembed.cli.common import (
     DataOpt,
     DeviceOpt,
     ModelOpt,
+    PassagePromptOpt,
     PrecisionOpt,
+    QueryPromptOpt,
     QuietOpt,
+    RerankDepthOpt,
     RetrieversOpt,
     SplitOpt,
     check_output,
@@ -56,6 +59,9 @@ def bench(
     precision: PrecisionOpt = "fp32",
     backend: BackendOpt = "torch",
     cache_dir: CacheDirOpt = None,
+    rerank_depth: RerankDepthOpt = 50,
+    query_prompt: QueryPromptOpt = None,
+    passage_prompt: PassagePromptOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Benchmark retrievers on a retrieval set: AutoRAG tables per top-k and the card's IR suite."""
@@ -75,7 +81,8 @@ def bench(
                       f"{describe_precision(run_as)}", highlight=False)
         results = run_bench(rs, specs, ks,
                             model=run_as,
-                            options=encode_options(batch_size, quiet), cache_dir=cache_dir)
+                            options=encode_options(batch_size, quiet), cache_dir=cache_dir,
+                            rerank_depth=rerank_depth)
     except KoembedError as exc:
         fail(exc)
     rows = [r.to_json() for r in results]
@@ -101,6 +108,8 @@ def eval_(
     device: DeviceOpt = None,
     precision: PrecisionOpt = "fp32",
     backend: BackendOpt = "torch",
+    query_prompt: QueryPromptOpt = None,
+    passage_prompt: PassagePromptOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """The card's IR suite (InformationRetrievalEvaluator definitions) for cosine and dot similarity."""
@@ -108,7 +117,7 @@ def eval_(
     check_output(out, "--out")
     try:
         rs = load_retrieval_set(data, split=split)
-        spec = model_spec(model, precision, backend, device)
+        spec = model_spec(model, precision, backend, device, query_prompt, passage_prompt)
         console.print(f"{model} runs {describe_precision(spec)}", highlight=False)
         metrics = evaluate_model(rs, spec, encode_options(batch_size, quiet))
     except KoembedError as exc:

@@ -18,18 +18,21 @@ from koembed.cli.common import (
     EngineOpt,
     IndexDirOpt,
     ModelOpt,
+    PassagePromptOpt,
     PrecisionOpt,
+    QueryPromptOpt,
     QuietOpt,
     RayAddressOpt,
+    RerankDepthOpt,
     WorkersOpt,
     check_output,
-    with_qdrant_options,
     console,
     encode_options,
     err_console,
     fail,
     model_spec,
     quiet_libraries,
+    with_qdrant_options,
 )
 from koembed.data import load_documents
 from koembed.embeddings import encode_corpus, parse_shard
@@ -46,10 +49,14 @@ from koembed.index import (
     load_index,
 )
 from koembed.lexical import DEFAULT_SPEC, lexical_config
+from koembed.models import EncodeOptions, ModelSpec
 from koembed.models.export import export_model
+from koembed.models.rerank import load_reranker
 from koembed.ranking import hit_rows
 from koembed.ray_engine import RayOptions, encode_corpus_ray, tokenize_ray
+from koembed.rerank import rerank_hits
 from koembed.retrieve import parse_fusion
+
 
 def _target(store: str, path: Optional[Path], url: Optional[str], api_key: Optional[str], collection: str,
             shards: int, replicas: int, quantization: str, on_disk: bool) -> Optional[QdrantTarget]:
@@ -89,6 +96,7 @@ def encode(
         min=1, help="Batch by a token budget instead of --batch-size: many short texts or few long ones per "
         "batch (padded size x longest <= budget).")] = None,
     device: DeviceOpt = None,
+    passage_prompt: PassagePromptOpt = None,
     engine: EngineOpt = "local",
     address: RayAddressOpt = None,
     workers: WorkersOpt = 1,
@@ -101,7 +109,7 @@ def encode(
     check_output(out, "--out", folder=True)
     try:
         docs = load_documents(corpus)
-        spec = model_spec(model, precision, backend, device)
+        spec = model_spec(model, precision, backend, device, passage_prompt=passage_prompt)
         options = encode_options(batch_size, quiet, max_batch_tokens)
         settings = {"shard": parse_shard(shard), "dtype": dtype, "chunk_size": chunk_size, "options": options}
         if engine == "ray":
@@ -160,6 +168,8 @@ def index_build(
         "one folder per machine). All shards of one run must be there, made by --model from --corpus.")] = None,
     precision: PrecisionOpt = "auto",
     backend: BackendOpt = "torch",
+    query_prompt: QueryPromptOpt = None,
+    passage_prompt: PassagePromptOpt = None,
     qdrant: Optional[dict] = None,
     engine: Annotated[str, typer.Option(help="Kiwi analysis: local (this process) or ray (a Ray Data actor pool, "
                                         "for large corpora).")] = "local",
@@ -167,9 +177,10 @@ def index_build(
     workers: WorkersOpt = 1,
     quiet: QuietOpt = False,
 ) -> None:
-    """Embed (or take stored embeddings of) and tokenise a corpus into a new index (FAISS folder or Qdrant)."""
+    """Embed (or take stored embeddings of) and tokenise a corpus into a new index (FAISS folder or Qdrant). The
+    query and passage prompts used are recorded in the index: searches embed queries with its query prompt."""
     quiet_libraries()
-    spec = model_spec(model, precision, backend)
+    spec = model_spec(model, precision, backend, query_prompt=query_prompt, passage_prompt=passage_prompt)
     _check_engine(engine)
     try:
         target = _target(**qdrant)
@@ -240,17 +251,27 @@ def search(
     query: Annotated[str, typer.Argument(help="The query text.")],
     index: IndexDirOpt,
     mode: Annotated[str, typer.Option(help="hybrid (the fusion of both the index was built with, as the server's "
-                                           "/search), dense (embeddings) or bm25 (the index's lexical fields).")
+                                           "/search), dense (embeddings), bm25 (the index's lexical fields) or sparse "
+                                           "(BGE-M3 lexical weights; an index built with a bge-m3-layout model).")
                     ] = "hybrid",
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Number of hits.")] = 10,
     json_: Annotated[bool, typer.Option("--json", help="One JSON object per hit (rank, docid, score, text).")] = False,
+    rerank: Annotated[Optional[str], typer.Option(
+        help="Cross-encoder (hub id or folder) that rescores the top --rerank-depth hits; scores are then its "
+        "relevance scores.")] = None,
+    rerank_depth: RerankDepthOpt = 50,
+    device: DeviceOpt = None,
     api_key: ApiKeyOpt = None,
 ) -> None:
-    """Search an index built by koembed index build."""
+    """Search an index built by koembed index build (optionally reranked by a cross-encoder)."""
     quiet_libraries()
     try:
-        idx = load_index(index, api_key=api_key)
-        rows = hit_rows(idx.search([query], k, mode=mode)[0], idx.text)
+        idx = load_index(index, api_key=api_key, device=device)
+        reranker = load_reranker(ModelSpec(rerank, device=device)) if rerank else None
+        hits = idx.search([query], max(k, rerank_depth) if reranker else k, mode=mode)
+        if reranker is not None:
+            hits = rerank_hits(reranker, [query], hits, idx.text, k, rerank_depth, EncodeOptions(show_progress=False))
+        rows = hit_rows(hits[0], idx.text)
     except KoembedError as exc:
         fail(exc)
     if json_:
@@ -259,7 +280,8 @@ def search(
         return
     from rich.table import Table  # rich's tables pull in fractions/decimal: kept off `koembed --help`
 
-    table = Table("rank", "score", "doc id", "passage", title=f"{mode} search, top {k}")
+    title = f"{mode} search, top {k}" + (f", reranked by {rerank} (top {rerank_depth})" if rerank else "")
+    table = Table("rank", "score", "doc id", "passage", title=title)
     for row in rows:
         table.add_row(str(row["rank"]), f"{row['score']:.4f}", row["docid"],
                       textwrap.shorten(row["text"], width=90, placeholder=" …"))

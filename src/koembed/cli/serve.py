@@ -14,6 +14,7 @@ from koembed.cli.common import (
     DeviceOpt,
     ModelOpt,
     PrecisionOpt,
+    RerankDepthOpt,
     console,
     err_console,
     fail,
@@ -57,8 +58,11 @@ def serve(
     device: DeviceOpt = None,
     precision: PrecisionOpt = "auto",
     backend: BackendOpt = "torch",
+    reranker: Annotated[Optional[str], typer.Option(
+        help="Cross-encoder (hub id or folder) for POST /v1/rerank and /search with \"rerank\": true.")] = None,
+    rerank_depth: RerankDepthOpt = 50,
 ) -> None:
-    """Serve the model over HTTP: OpenAI-compatible /v1/embeddings, /search, /health, /metrics."""
+    """Serve the model over HTTP: OpenAI-compatible /v1/embeddings, /v1/rerank, /search, /health, /metrics."""
     quiet_libraries()
     try:
         keyed = bool(api_key or os.environ.get(API_KEY_ENV))
@@ -71,7 +75,9 @@ def serve(
                               batching=not no_batching, max_queue_tokens=max_queue_tokens,
                               request_timeout_s=request_timeout)
         server.serve(model_spec(model, precision, backend, device), index, host=host, port=port, api_key=api_key,
-                     limits=limits, allowed_hosts=tuple(allowed_host or ()), insecure_no_auth=insecure_no_auth)
+                     limits=limits, allowed_hosts=tuple(allowed_host or ()), insecure_no_auth=insecure_no_auth,
+                     reranker=model_spec(reranker, precision, "torch", device) if reranker else None,
+                     rerank_depth=rerank_depth)
     except (KoembedError, ValueError) as exc:
         fail(exc)
 

@@ -12,6 +12,8 @@ from koembed import training
 from koembed.cli.common import (
     BatchSizeOpt,
     DeviceOpt,
+    PassagePromptOpt,
+    QueryPromptOpt,
     QuietOpt,
     SplitOpt,
     check_output,
@@ -113,6 +115,8 @@ def mine(
     no_margin: Annotated[bool, typer.Option("--no-margin", help="No margin filter.")] = False,
     batch_size: BatchSizeOpt = 32,
     device: DeviceOpt = None,
+    query_prompt: QueryPromptOpt = None,
+    passage_prompt: PassagePromptOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Mine hard negatives for training pairs from a retriever's ranking, skipping likely false negatives."""
@@ -129,7 +133,8 @@ def mine(
         docs = load_retrieval_set(corpus, split=split).corpus if corpus is not None else None
         mined, stats = training.mine_hard_negatives(pairs, docs, retriever, negatives=negatives, rank_range=ranks,
                                            margin=None if no_margin or margin == 0 else margin,
-                                           model=model_spec("", device=device),
+                                           model=model_spec("", device=device, query_prompt=query_prompt,
+                                                            passage_prompt=passage_prompt),
                                            options=encode_options(batch_size, quiet))
     except KoembedError as exc:
         fail(exc)

@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING, Any
 from koembed.data import validate_documents
 from koembed.embeddings import read_embeddings
 from koembed.errors import DocumentIdError, IndexStoreError, ModelMismatchError
-from koembed.index.encoder import checked_encoder, embed, model_record, normalized_by, probe
+from koembed.index.encoder import checked_encoder, embed, model_record, normalized_by, probe, with_prompt
 from koembed.index.faiss import compact_hnsw, faiss_index_params, new_faiss_index, normalized
 from koembed.index.manifest import MANIFEST, IndexParams, Manifest, now
 from koembed.index.store import IndexState, commit, locked, require_new_folder, update
 from koembed.lexical import KiwiTokenizer, LexicalConfig
 from koembed.models import EncodeOptions, Encoder, ModelSpec, load_model
+from koembed.models.m3 import has_m3_heads, m3_encoder
+from koembed.models.prompts import role_options
 
 if TYPE_CHECKING:
     import numpy as np
@@ -39,9 +41,10 @@ def build_index(model: ModelSpec | str, doc_ids: Sequence[str], texts: Sequence[
     spec = ModelSpec.of(model)
     doc_ids, texts, out_dir = _checked_new_build(doc_ids, texts, out_dir)
     encoder = encoder or load_model(spec)
-    vectors = embed(encoder, texts, options)
+    vectors = embed(encoder, texts, role_options(options, encoder, "passage"))
+    sparse = lexical_weights(spec.name, encoder, texts, role_options(options, encoder, "passage"))
     return _write_new_index(spec.name, encoder, doc_ids, texts, vectors, out_dir, params, options.show_progress,
-                            tokens)
+                            tokens, sparse)
 
 
 def build_index_from_embeddings(model: ModelSpec | str, embedding_dirs: Sequence[str | Path],
@@ -60,6 +63,9 @@ def build_index_from_embeddings(model: ModelSpec | str, embedding_dirs: Sequence
     spec = ModelSpec.of(model)
     doc_ids, texts, out_dir = _checked_new_build(doc_ids, texts, out_dir)
     vectors, stored = read_embeddings(embedding_dirs, doc_ids, texts, model_name=spec.name)
+    if stored.get("passage_prompt") != spec.passage_prompt:
+        raise ModelMismatchError(f"the embeddings were made with passage prompt {stored.get('passage_prompt')!r}, "
+                                 f"not {spec.passage_prompt!r}: build with the prompt they were encoded with")
     encoder = encoder or load_model(spec)
     dimension = probe(encoder).shape[0]
     if dimension != stored["dimension"]:
@@ -80,7 +86,8 @@ def _checked_new_build(doc_ids: Sequence[str], texts: Sequence[str], out_dir: st
 
 def _write_new_index(model_name: str, encoder: Encoder, doc_ids: list[str], texts: list[str], vectors: np.ndarray,
                      out_dir: Path, params: IndexParams, show_progress: bool,
-                     tokens: Sequence[Sequence[str]] | None = None) -> Manifest:
+                     tokens: Sequence[Sequence[str]] | None = None,
+                     sparse: list[dict[int, float]] | None = None) -> Manifest:
     """Tokenise, build FAISS from normalised float32 ``vectors`` (row i = passage i) and commit version 1."""
     import numpy as np
 
@@ -98,7 +105,7 @@ def _write_new_index(model_name: str, encoder: Encoder, doc_ids: list[str], text
                         dimension=int(vectors.shape[1]), normalized_by=normalized_by(encoder),
                         bm25=bm25_record(params.lexical), counts={"passages": len(pids), "deleted": 0, "tombstones": 0},
                         next_id=len(pids), created=created, updated=created, fusion=dict(params.fusion))
-    state = IndexState(manifest, index, pids, doc_ids, texts, tokens, set())
+    state = IndexState(manifest, index, pids, doc_ids, texts, tokens, set(), sparse)
     new_folder = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -109,6 +116,15 @@ def _write_new_index(model_name: str, encoder: Encoder, doc_ids: list[str], text
         if new_folder and not (out_dir / MANIFEST).exists():
             shutil.rmtree(out_dir, ignore_errors=True)
         raise
+
+
+def lexical_weights(name: str, encoder: Encoder, texts: Sequence[str], options: EncodeOptions
+                    ) -> list[dict[int, float]] | None:
+    """BGE-M3 lexical weights of the passages (``options.prompt`` before each) when the model folder holds
+    bge-m3's heads: the index then serves ``sparse`` search from an in-memory inverted index; None otherwise."""
+    if not has_m3_heads(name) or getattr(encoder, "backend", "torch") != "torch":
+        return None
+    return m3_encoder(name, encoder).encode(texts, options, None, dense=False, colbert=False).sparse
 
 
 def bm25_record(lexical: LexicalConfig) -> dict[str, Any]:
@@ -136,13 +152,17 @@ def add_documents(index_dir: str | Path, doc_ids: Sequence[str], texts: Sequence
         if clashes:
             raise DocumentIdError(f"{index_dir}: already indexed: {_some(clashes)}; delete them first "
                                   "(koembed index delete), then add")
-        vectors = embed(checked_encoder(encoder, state.manifest, index_dir), texts, options)
+        vectors = embed(checked_encoder(encoder, state.manifest, index_dir), texts,
+                        with_prompt(options, state.manifest, "passage"))
         new_pids = list(range(state.manifest.next_id, state.manifest.next_id + len(doc_ids)))
         state.faiss_index.add_with_ids(vectors, np.array(new_pids, dtype=np.int64))
         state.pids += new_pids
         state.doc_ids += doc_ids
         state.texts += texts
         state.tokens += KiwiTokenizer()(texts, show_progress=options.show_progress)
+        if state.sparse is not None:
+            state.sparse += lexical_weights(state.manifest.model["resolved"], checked_encoder(
+                encoder, state.manifest, index_dir), texts, with_prompt(options, state.manifest, "passage")) or []
         state.manifest.next_id += len(doc_ids)
 
     return update(index_dir, change)
@@ -170,9 +190,10 @@ def delete_documents(index_dir: str | Path, doc_ids: Sequence[str]) -> Manifest:
         else:
             state.faiss_index.remove_ids(gone)
         keep = [r for r in range(len(state.pids)) if r not in drop]
-        for name in ("pids", "doc_ids", "texts", "tokens"):
+        for name in ("pids", "doc_ids", "texts", "tokens", "sparse"):
             values = getattr(state, name)
-            setattr(state, name, [values[r] for r in keep])
+            if values is not None:
+                setattr(state, name, [values[r] for r in keep])
         state.manifest.counts["deleted"] += len(drop)
         if state.tombstones and len(state.tombstones) > state.faiss_index.ntotal / 2:
             state.faiss_index = compact_hnsw(state.faiss_index, state.manifest.dimension, state.manifest.params,

@@ -7,6 +7,7 @@ The check embeds a fixed probe text: a model of another dimension, or one that e
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ from koembed.errors import ModelMismatchError
 from koembed.index.faiss import normalized
 from koembed.index.manifest import Manifest
 from koembed.models import MODEL_ALIASES, EncodeOptions, Encoder, ModelSpec, encode, load_model, model_identity
+from koembed.models.prompts import Prompts, Role, model_prompts
 
 if TYPE_CHECKING:
     import numpy as np
@@ -26,6 +28,16 @@ PROBE_MIN_COSINE = 0.99
 def embed(encoder: Encoder, texts: Sequence[str], options: EncodeOptions) -> np.ndarray:
     """Embeddings as float32, L2-normalised, so inner product is cosine (a no-op for normalising models)."""
     return normalized(encode(encoder, texts, options))
+
+
+def index_prompts(manifest: Manifest) -> Prompts:
+    """The query and passage prompts the index was built with (none for an index built before prompts)."""
+    return Prompts(**manifest.model.get("prompts", {}))
+
+
+def with_prompt(options: EncodeOptions, manifest: Manifest, role: Role) -> EncodeOptions:
+    """``options`` with the index's recorded prompt for ``role``: the one its passages were embedded with."""
+    return replace(options, prompt=index_prompts(manifest).for_role(role) or None)
 
 
 def probe(encoder: Encoder) -> np.ndarray:
@@ -43,7 +55,7 @@ def model_record(name: str, encoder: Encoder) -> dict[str, Any]:
     identity = model_identity(name)
     local = name not in MODEL_ALIASES and Path(name).expanduser().is_dir()
     return {**identity, "local": local, "backend": getattr(encoder, "backend", "torch"),
-            "probe": [round(float(v), 7) for v in probe(encoder)]}
+            "prompts": model_prompts(encoder).to_json(), "probe": [round(float(v), 7) for v in probe(encoder)]}
 
 
 def checked_encoder(encoder: Encoder | None, manifest: Manifest, index_dir: Path, device: str | None = None

@@ -33,7 +33,6 @@ from koembed.index.qdrant import (
     check_collection,
     connected,
     create_collection,
-    delete_points,
     existing_ids,
     live_count,
     read_qdrant_manifest,
@@ -46,6 +45,7 @@ from koembed.index.store import locked, read_state, require_new_folder
 from koembed.lexical import DEFAULT as DEFAULT_LEXICAL
 from koembed.lexical import KiwiTokenizer, LexicalConfig
 from koembed.models import EncodeOptions, Encoder, ModelSpec, load_model
+from koembed.models.prompts import role_options
 
 if TYPE_CHECKING:
     import numpy as np
@@ -221,7 +221,8 @@ def _tokens(texts: list[str], tokens: Sequence[Sequence[str]] | None, show_progr
 
 def _encoded(encoder: Encoder, texts: list[str], options: EncodeOptions) -> Iterator[tuple[int, np.ndarray]]:
     for start in range(0, len(texts), ENCODE_BLOCK):
-        yield start, embed(encoder, texts[start: start + ENCODE_BLOCK], options.quiet())
+        yield start, embed(encoder, texts[start: start + ENCODE_BLOCK], role_options(options.quiet(), encoder,
+                                                                                       "passage"))
 
 
 def _upload(client: Any, manifest: QdrantManifest, doc_ids: list[str], texts: list[str],

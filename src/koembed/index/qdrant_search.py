@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from koembed.errors import SpecError
-from koembed.index.encoder import checked_encoder, embed
+from koembed.index.encoder import checked_encoder, embed, with_prompt
 from koembed.index.manifest import MANIFEST
 from koembed.index.qdrant import (
     BM25,
@@ -146,7 +146,8 @@ class QdrantIndex:
         params = None
         if self._filter is not None:  # idf over the committed passages only, as before the interrupted add
             params = models.SearchParams(idf=models.IdfCorpusParams(corpus=self._filter))
-        dense = [v.tolist() for v in embed(self.encoder, queries, self.options)] if mode != "bm25" else None
+        dense = ([v.tolist() for v in embed(self.encoder, queries, with_prompt(self.options, self.manifest, "query"))]
+                 if mode != "bm25" else None)
         sparse = None
         if mode != "dense":
             sparse = []

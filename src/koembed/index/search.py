@@ -15,15 +15,17 @@ from types import MappingProxyType
 from typing import Any
 
 from koembed.errors import SpecError
-from koembed.index.encoder import checked_encoder, embed
+from koembed.index.encoder import checked_encoder, embed, with_prompt
 from koembed.index.manifest import read_manifest
 from koembed.index.store import IndexState, read_state, verify
 from koembed.lexical import BM25Retriever, LexicalConfig
 from koembed.models import EncodeOptions, Encoder
+from koembed.models.m3 import M3Encoder, m3_encoder
 from koembed.ranking import TIE_SLACK, Hit, sort_hits
 from koembed.retrieve import HybridRetriever
+from koembed.sparse import SparseIndex
 
-MODES = ("dense", "bm25", "hybrid")
+MODES = ("dense", "bm25", "hybrid", "sparse")
 
 
 class _DensePart:
@@ -66,6 +68,9 @@ class Index:
         self._tombstones = state.tombstones
         self._encoder = encoder
         self._bm25: BM25Retriever | None = None
+        self._stored_sparse = state.sparse
+        self._sparse: SparseIndex | None = None
+        self._m3: M3Encoder | None = None
 
     def __len__(self) -> int:
         return len(self._doc_ids)
@@ -96,7 +101,9 @@ class Index:
 
         ``dense``: cosine similarity (FAISS); ``bm25``: BM25 score, only passages sharing a term with the
         query; ``hybrid``: the fusion of both the index was built with (HybridRetriever, each part's top
-        max(k, 100); reciprocal-rank fusion unless ``koembed index build --fusion`` chose another).
+        max(k, 100); reciprocal-rank fusion unless ``koembed index build --fusion`` chose another);
+        ``sparse`` (an index built with a bge-m3-layout model): BGE-M3 lexical matching score from the stored
+        weights, rebuilt as an in-memory inverted index on first use (:class:`koembed.sparse.SparseIndex`).
         """
         if mode not in MODES:
             raise SpecError(f"unknown search mode {mode!r}: use {', '.join(MODES)}")
@@ -109,10 +116,24 @@ class Index:
             return self._dense_search(queries, k)
         if mode == "bm25":
             return self._bm25_part().search(queries, k)
+        if mode == "sparse":
+            return self._sparse_search(queries, k)
         fusion = self.manifest.fusion
         hybrid = HybridRetriever([self._bm25_part(), _DensePart(self._dense_search)], fusion=fusion["fusion"],
                                  weights=fusion["weights"], rrf_k=fusion["rrf_k"], name="hybrid:bm25+dense")
         return hybrid.search(queries, k)
+
+    def _sparse_search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
+        if self._stored_sparse is None:
+            raise SpecError(f"{self.path} holds no lexical weights: sparse search needs an index built with a "
+                            "bge-m3-layout model (sparse_linear.pt and colbert_linear.pt beside its weights)")
+        if self._sparse is None:
+            self._m3 = m3_encoder(self.manifest.model["resolved"], self.encoder)  # type: ignore[arg-type]
+            self._sparse = SparseIndex(self._doc_ids, self._stored_sparse, len(self._m3.tokenizer))
+        m3 = self._m3
+        weights = m3.encode(queries, with_prompt(self.options, self.manifest, "query"), None, dense=False,
+                            colbert=False).sparse
+        return self._sparse.search(weights, k)
 
     def _bm25_part(self) -> BM25Retriever:
         if self._bm25 is None:
@@ -127,7 +148,7 @@ class Index:
         k = min(k, len(self._doc_ids))
         if not queries or k < 1:
             return [[] for _ in queries]
-        vectors = embed(self.encoder, queries, self.options)
+        vectors = embed(self.encoder, queries, with_prompt(self.options, self.manifest, "query"))
         total = self._faiss.ntotal
         fetch = min(total, k + len(self._tombstones) + TIE_SLACK)
         results: list[list[Hit]] = [[] for _ in queries]

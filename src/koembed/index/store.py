@@ -57,6 +57,7 @@ class IndexState:
     texts: list[str]
     tokens: list[list[str]]
     tombstones: set[int]
+    sparse: list[dict[int, float]] | None = None  # BGE-M3 lexical weights per passage, when the model has them
 
 
 @contextmanager
@@ -105,12 +106,14 @@ def _read_version(index_dir: Path, manifest: Manifest) -> IndexState:
 
     verify(index_dir, manifest)
     folder = index_dir / manifest.version_dir
-    pids, doc_ids, texts, tokens = [], [], [], []
-    for pid, doc_id, text, toks in _passage_rows(folder / PASSAGES_FILE):
+    pids, doc_ids, texts, tokens, sparse = [], [], [], [], []
+    for pid, doc_id, text, toks, weights in _passage_rows(folder / PASSAGES_FILE):
         pids.append(pid)
         doc_ids.append(doc_id)
         texts.append(text)
         tokens.append(toks)
+        if weights is not None:
+            sparse.append(weights)
     tombstones = _tombstones(folder / TOMBSTONES_FILE)
     try:
         index = faiss.read_index(str(folder / DENSE_FILE))
@@ -122,11 +125,15 @@ def _read_version(index_dir: Path, manifest: Manifest) -> IndexState:
                               f"manifest ({len(pids)} passages + {len(tombstones)} tombstones, dimension "
                               f"{manifest.dimension}); rebuild the index")
     set_faiss_search_params(index, manifest.kind, manifest.params)
-    return IndexState(manifest, index, pids, doc_ids, texts, tokens, tombstones)
+    if 0 < len(sparse) < len(pids):
+        raise IndexStoreError(f"{folder / PASSAGES_FILE}: {len(sparse)} of {len(pids)} passages hold lexical "
+                              "weights; rebuild the index")
+    return IndexState(manifest, index, pids, doc_ids, texts, tokens, tombstones, sparse if sparse else None)
 
 
-def _passage_rows(path: Path) -> Iterator[tuple[int, str, str, list[str]]]:
-    """``(pid, id, text, tokens)`` per row of passages.jsonl; a malformed row is an error naming the row."""
+def _passage_rows(path: Path) -> Iterator[tuple[int, str, str, list[str], dict[int, float] | None]]:
+    """``(pid, id, text, tokens, sparse)`` per row of passages.jsonl (``sparse``: BGE-M3 lexical weights, None
+    when the index has none); a malformed row is an error naming the row."""
     with open(path, "rb") as handle:
         for row, raw in enumerate(handle, start=1):
             try:
@@ -140,7 +147,13 @@ def _passage_rows(path: Path) -> Iterator[tuple[int, str, str, list[str]]]:
             if not ok:
                 raise IndexStoreError(f"{path}, row {row}: expected {{\"pid\": integer, \"id\": text, \"text\": text, "
                                       "\"tokens\": [text, ...]}; rebuild the index")
-            yield record["pid"], record["id"], record["text"], record["tokens"]
+            sparse = record.get("sparse")
+            if sparse is not None and not (isinstance(sparse, dict) and all(
+                    key.isdigit() and isinstance(w, (int, float)) for key, w in sparse.items())):
+                raise IndexStoreError(f"{path}, row {row}: \"sparse\" must map token ids to weights; rebuild the "
+                                      "index")
+            yield (record["pid"], record["id"], record["text"], record["tokens"],
+                   {int(t): float(w) for t, w in sparse.items()} if sparse is not None else None)
 
 
 def _tombstones(path: Path) -> set[int]:
@@ -183,8 +196,10 @@ def commit(index_dir: Path, state: IndexState) -> Manifest:
     with staged_folder(final, durable=True) as stage:
         faiss.write_index(state.faiss_index, str(stage / DENSE_FILE))
         fsync_path(stage / DENSE_FILE)
-        write_jsonl(stage / PASSAGES_FILE, ({"pid": p, "id": d, "text": t, "tokens": k} for p, d, t, k
-                                            in zip(state.pids, state.doc_ids, state.texts, state.tokens)))
+        sparse = state.sparse if state.sparse is not None else [None] * len(state.pids)
+        write_jsonl(stage / PASSAGES_FILE, ({"pid": p, "id": d, "text": t, "tokens": k} | (
+            {"sparse": {str(i): w for i, w in x.items()}} if x is not None else {}) for p, d, t, k, x
+            in zip(state.pids, state.doc_ids, state.texts, state.tokens, sparse)))
         write_json(stage / TOMBSTONES_FILE, sorted(state.tombstones))
         files = checksums(stage, VERSION_FILES)
     try:

@@ -11,9 +11,9 @@ from typing import Any
 
 from koembed.index import build as faiss_build
 from koembed.index import search as faiss_search
-from koembed.index.manifest import IndexParams
-from koembed.index.manifest import MANIFEST, Manifest
-from koembed.index.qdrant import STORE as QDRANT, QdrantManifest, QdrantTarget
+from koembed.index.manifest import MANIFEST, IndexParams, Manifest
+from koembed.index.qdrant import STORE as QDRANT
+from koembed.index.qdrant import QdrantManifest, QdrantTarget
 from koembed.index.qdrant_build import (
     add_qdrant_documents,
     build_qdrant_index,

@@ -16,7 +16,6 @@ from koembed.models.onnx import OnnxEncoder, export_backend, export_onnx, is_exp
 from koembed.models.spec import ONNX_BACKENDS
 from koembed.models.static import static_module
 
-
 EXPORT_BACKENDS = (*ONNX_BACKENDS, "model2vec")
 
 

@@ -18,6 +18,7 @@ from koembed.errors import ModelLoadError
 from koembed.files import sha256_file
 from koembed.models.onnx import OnnxEncoder, cached_export, check_backend, export_backend, is_export
 from koembed.models.precision import resolve_precision
+from koembed.models.prompts import apply_prompt_overrides
 from koembed.models.spec import ONNX_BACKENDS, Encoder, ModelSpec, Pooling
 from koembed.models.static import is_static_folder, static_module
 
@@ -60,7 +61,7 @@ def bundled_minilm_path() -> Path:
     return path
 
 
-def _hub_reachable(timeout: float = 5.0) -> bool:
+def hub_reachable(timeout: float = 5.0) -> bool:
     """One quick request to the hub endpoint, so an offline machine fails in seconds, not after retries."""
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
         return False
@@ -119,13 +120,17 @@ def load_model(model: ModelSpec | str, **settings: Any) -> Encoder:
     ``backend`` ``onnx``/``onnx-int8`` returns a :class:`koembed.models.OnnxEncoder` (CPU only, fp32 or
     int8 weights), exported once into the koembed cache; a ``koembed export`` folder always loads as the
     backend it was exported for (asking for the other ONNX backend is an error).
+    ``query_prompt`` / ``passage_prompt`` replace the model's own prompts (:mod:`koembed.models.prompts`).
     """
     spec = ModelSpec.of(model, **settings)
     check_backend(spec.backend, spec.precision, spec.device)
     if is_export(spec.name) or spec.backend in ONNX_BACKENDS:
-        return _load_onnx(spec)
+        encoder = _load_onnx(spec)
+        apply_prompt_overrides(encoder, spec)
+        return encoder
     resolved_precision = resolve_precision(spec.precision, spec.device)  # fp16 on a CPU fails before a long load
     loaded = _load_torch(spec)
+    apply_prompt_overrides(loaded, spec)
     static = static_module(loaded)
     if static is not None and spec.precision == "auto":
         resolved_precision = "fp32"  # a table lookup is no faster in bf16: auto keeps a static model exact
@@ -185,7 +190,7 @@ def _load_torch(spec: ModelSpec) -> SentenceTransformer:
     try:
         return SentenceTransformer(target, device=spec.device, local_files_only=True)
     except Exception:  # not cached: fall through to the hub
-        if not _hub_reachable():
+        if not hub_reachable():
             raise ModelLoadError(
                 f"cannot download {target!r}: the Hugging Face hub is unreachable from this machine and the "
                 "model is not in the local cache. Download it where the hub is reachable "

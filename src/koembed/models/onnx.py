@@ -156,6 +156,7 @@ def export_onnx(model: SentenceTransformer, out_dir: str | Path, backend: str = 
                 "similarity_fn_name": getattr(model, "similarity_fn_name", None) or "cosine",
                 "normalized": any(type(m).__name__ == "Normalize" for m in model.modules()),
                 "quantization": QUANTIZATION if backend == "onnx-int8" else None, "opset": OPSET,
+                "prompts": dict(getattr(model, "prompts", None) or {}),
                 "source": source or {}, "versions": _versions()}
         (stage / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return out_dir
@@ -257,6 +258,7 @@ class OnnxEncoder:
         self.session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
         self.inputs = list(meta["inputs"])
         self.device = "cpu"
+        self.prompts: dict[str, str] = dict(meta.get("prompts") or {})
 
     def __repr__(self) -> str:
         return f"OnnxEncoder({str(self.folder)!r}, backend={self.backend!r})"
@@ -269,13 +271,16 @@ class OnnxEncoder:
         return []
 
     def encode(self, sentences: Sequence[str] | str, batch_size: int = 32, show_progress_bar: bool = False,
-               convert_to_numpy: bool = True, **_: Any) -> np.ndarray:
-        """Embed ``sentences`` in input order, longest first in batches of ``batch_size`` (less padding)."""
+               convert_to_numpy: bool = True, prompt: str | None = None, **_: Any) -> np.ndarray:
+        """Embed ``sentences`` in input order, longest first in batches of ``batch_size`` (less padding).
+        ``prompt`` is put before each text, as sentence-transformers does (the exported pooling includes it)."""
         import numpy as np
         from tqdm.auto import tqdm
 
         single = isinstance(sentences, str)
         texts = [sentences] if single else list(sentences)
+        if prompt:
+            texts = [prompt + text for text in texts]
         out = np.empty((len(texts), self.get_embedding_dimension()), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         for start in tqdm(range(0, len(order), batch_size), desc="Batches", disable=not show_progress_bar):

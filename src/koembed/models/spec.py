@@ -28,7 +28,9 @@ class ModelSpec:
     bf16, fp16 (CUDA only) or ``auto`` (:func:`koembed.models.resolve_precision`). ``backend``: torch, onnx or
     onnx-int8 (CPU). ``device``: a torch device, None for sentence-transformers' choice. ``max_seq_length``:
     truncation length, None for the model's own. ``pooling``: for a plain Hugging Face encoder folder, how it
-    is wrapped (CLS, as BGE-m3).
+    is wrapped (CLS, as BGE-m3). ``query_prompt`` / ``passage_prompt``: text put before every query / passage
+    (e5's ``"query: "``); None uses the prompts the model's ``config_sentence_transformers.json`` defines
+    (:mod:`koembed.models.prompts`), ``""`` means none.
     """
 
     name: str
@@ -37,6 +39,8 @@ class ModelSpec:
     device: str | None = None
     max_seq_length: int | None = None
     pooling: Pooling = "cls"
+    query_prompt: str | None = None
+    passage_prompt: str | None = None
 
     @classmethod
     def of(cls, model: ModelSpec | str, **settings: Any) -> ModelSpec:
@@ -53,15 +57,32 @@ class ModelSpec:
 class EncodeOptions:
     """How :func:`koembed.models.encode` batches: ``batch_size`` texts per forward pass, or a token budget
     ``max_batch_tokens`` per batch instead; ``chunk_size`` texts per chunk copied into the output (bounds
-    memory); ``show_progress`` for a progress bar."""
+    memory); ``show_progress`` for a progress bar; ``prompt`` is put before every text (the query or passage
+    prompt of :func:`koembed.models.prompts.role_options`; None: none)."""
 
     batch_size: int = 32
     max_batch_tokens: int | None = None
     chunk_size: int = 2048
     show_progress: bool = True
+    prompt: str | None = None
 
     def quiet(self) -> EncodeOptions:
         return replace(self, show_progress=False)
+
+
+class ProgressFromOptions:
+    """A ``show_progress`` flag kept in ``self.options`` (an :class:`EncodeOptions`): what the retrievers that
+    encode text expose for the Retriever protocol's flag."""
+
+    options: EncodeOptions
+
+    @property
+    def show_progress(self) -> bool:
+        return self.options.show_progress
+
+    @show_progress.setter
+    def show_progress(self, show: bool) -> None:
+        self.options = replace(self.options, show_progress=show)
 
 
 @runtime_checkable

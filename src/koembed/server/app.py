@@ -12,9 +12,17 @@ Endpoints (see :func:`create_app`):
   true`` embeds the first ``max_input_tokens`` tokens of a longer input instead of refusing it.
   ``usage.prompt_tokens`` counts the model tokenizer's tokens *including* its special tokens (``<s>``,
   ``</s>``), i.e. exactly the tokens the model reads and that ``max_seq_length`` limits.
-- ``POST /search``: ``{"query", "k": 10, "mode": "hybrid"}`` on the index given at start-up; hits carry
-  ``rank``, ``docid``, ``score`` and ``text``, as ``koembed search --json`` prints them.
-- ``GET /health``: never needs the API key; model, dimension, index, queue.
+- ``POST /v1/rerank`` (with ``--reranker``): the request of TEI / Cohere / Jina, ``{"query", "documents",
+  "top_n", "return_documents"}``; the response ``{"model", "results": [{"index", "relevance_score",
+  "document": {"text"}}], "usage": {"total_tokens"}}``, best first (ties by index). Scores are the
+  cross-encoder's (``CrossEncoder.predict``, sigmoid: 0..1). Same API key, body limit and ``max_inputs``
+  (documents per request) as embeddings; a (query, document) pair over the reranker's max length is a 413 unless
+  ``"truncate": true`` (or ``--truncate``). Each request is one predict call on the model thread, between
+  embedding batches; its pairs are batched ``batch_size`` at a time.
+- ``POST /search``: ``{"query", "k": 10, "mode": "hybrid", "rerank": false}`` on the index given at start-up;
+  hits carry ``rank``, ``docid``, ``score`` and ``text``, as ``koembed search --json`` prints them. With
+  ``"rerank": true`` the top ``rerank_depth`` hits are rescored by the reranker (:mod:`koembed.rerank`).
+- ``GET /health``: never needs the API key; model, dimension, index, reranker, queue.
 - ``GET /metrics``: Prometheus text format from a registry owned by this app.
 
 Dynamic batching: :mod:`koembed.server.batching`. The ASGI gate in front (API key, body size, metrics):
@@ -42,10 +50,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from koembed.errors import KoembedError
+from koembed.errors import KoembedError, SpecError
 from koembed.index import Index, load_index
 from koembed.models import EncodeOptions, Encoder, ModelSpec, encode, length_limit, load_model
+from koembed.models.rerank import load_reranker
 from koembed.ranking import hit_rows
+from koembed.rerank import DEFAULT_RERANK_DEPTH, rerank_documents, rerank_hits
 from koembed.server.batching import Batcher
 from koembed.server.config import (
     API_KEY_ENV,
@@ -58,18 +68,21 @@ from koembed.server.config import (
 from koembed.server.errors import ApiError, error_response, validation_response
 from koembed.server.gate import Gate
 from koembed.server.observability import ServerMetrics
-from koembed.server.schemas import EmbeddingRequest, SearchRequest
+from koembed.server.schemas import EmbeddingRequest, RerankRequest, SearchRequest
 from koembed.server.tokens import TokenCounter
 
 if TYPE_CHECKING:
     import numpy as np
     from fastapi import FastAPI
+    from sentence_transformers import CrossEncoder
 
 log = logging.getLogger(__name__)
 
 
 def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, api_key: Optional[str] = None,
-               limits: ServerLimits = ServerLimits(), allowed_hosts: Sequence[str] = ()) -> "FastAPI":
+               limits: ServerLimits = ServerLimits(), allowed_hosts: Sequence[str] = (),
+               reranker: Optional["CrossEncoder"] = None, reranker_name: Optional[str] = None,
+               rerank_depth: int = DEFAULT_RERANK_DEPTH) -> "FastAPI":
     """The FastAPI app serving ``model`` (a loaded SentenceTransformer) as ``model_name``.
 
     ``index``: a :class:`koembed.index.Index` for ``/search``, loaded with this same model object
@@ -77,7 +90,9 @@ def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, a
     ``api_key``: required as ``Authorization: Bearer KEY`` on every route but ``/health``; ``None`` reads
     :data:`API_KEY_ENV`; no key (or an empty one) leaves the API open to requests whose ``Host`` is a loopback
     name or one of ``allowed_hosts`` (``"*"``: any), see :class:`koembed.server.gate.Gate`. One app owns its
-    model: do not serve the same model object from two apps at once.
+    model: do not serve the same model object from two apps at once. ``reranker`` (a loaded CrossEncoder, served
+    as ``reranker_name``) enables ``/v1/rerank`` and ``/search``'s ``rerank``, which rescores ``rerank_depth``
+    hits.
     """
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
@@ -94,6 +109,7 @@ def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, a
         raise ValueError(f"max_input_tokens={max_tokens} exceeds the model's max_seq_length={model_limit}: the "
                          "model would silently truncate what the server accepted")
     count_tokens = TokenCounter(model)
+    count_rerank_tokens = TokenCounter(reranker) if reranker is not None else None
     options = EncodeOptions(batch_size=limits.batch_size, show_progress=False)
     metrics = ServerMetrics()
 
@@ -169,26 +185,67 @@ def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, a
                                        model_name, sum(counts))
         return Response(body, media_type="application/json")
 
+    def require_reranker() -> "CrossEncoder":
+        if reranker is None:
+            raise ApiError(404, "this server has no reranker: start it with --reranker MODEL (a cross-encoder)",
+                           code="no_reranker")
+        return reranker
+
+    @app.post("/v1/rerank")
+    async def rerank(request: RerankRequest) -> JSONResponse:
+        """TEI / Cohere / Jina rerank; see the module docstring for the fields."""
+        cross_encoder = require_reranker()
+        if len(request.documents) > limits.max_inputs:
+            raise ApiError(413, f"documents has {len(request.documents)} texts, more than the limit of "
+                                f"{limits.max_inputs} per request (max_inputs): split it into several requests",
+                           param="documents", code="too_many_inputs")
+        truncate = limits.truncate if request.truncate is None else request.truncate
+        counts = await asyncio.to_thread(count_rerank_tokens, [request.query, *request.documents])
+        pair_limit = cross_encoder.max_seq_length
+        over = [i for i, n in enumerate(counts[1:]) if counts[0] + n > pair_limit]
+        if over and not truncate:
+            raise ApiError(413, f"query + documents[{over[0]}] have {counts[0] + counts[1 + over[0]]} tokens, more "
+                                f"than the reranker's limit of {pair_limit}: shorten them, or send \"truncate\": "
+                                "true to cut the pair", param="documents", code="input_too_long")
+        tokens = sum(min(counts[0] + n, pair_limit) for n in counts[1:])
+        results = await batcher.run(rerank_documents, cross_encoder, request.query, request.documents,
+                                    request.top_n, options, tokens=tokens)
+        if request.return_documents:
+            for row in results:
+                row["document"] = {"text": request.documents[row["index"]]}
+        return JSONResponse({"model": reranker_name, "results": results,
+                             "usage": {"total_tokens": tokens, "prompt_tokens": tokens}})
+
     @app.post("/search")
     async def search(request: SearchRequest) -> JSONResponse:
-        """Top-k passages of the loaded index for one query, as :meth:`koembed.index.Index.search` ranks them."""
+        """Top-k passages of the loaded index for one query, as :meth:`koembed.index.Index.search` ranks them
+        (reranked by the cross-encoder when ``rerank``)."""
         if index is None:
             raise ApiError(404, "this server has no index: start it with --index DIR (koembed index build "
                                 "makes one)", code="no_index")
+        cross_encoder = require_reranker() if request.rerank else None
         tokens = await checked_tokens([request.query], "query", single=True, truncate=False)
+        depth = max(request.k, rerank_depth) if cross_encoder is not None else request.k
         try:
-            hits = (await batcher.run(index.search, [request.query], request.k, request.mode, tokens=tokens[0]))[0]
+            hits = await batcher.run(index.search, [request.query], depth, request.mode, tokens=tokens[0])
+            if cross_encoder is not None:
+                hits = await batcher.run(rerank_hits, cross_encoder, [request.query], hits, index.text, request.k,
+                                         rerank_depth, options, tokens=tokens[0] * len(hits[0]))
+        except SpecError as exc:  # a mode this index cannot serve (sparse without lexical weights)
+            raise ApiError(422, f"mode: {exc}", param="mode", code="invalid_value") from exc
         except KoembedError as exc:
             log.error("search failed: %s", exc)
             raise ApiError(500, f"search failed: {exc}", code="search_failed") from exc
         return JSONResponse({"query": request.query, "mode": request.mode, "k": request.k,
-                             "hits": hit_rows(hits, index.text)})
+                             "rerank": request.rerank, "hits": hit_rows(hits[0], index.text)})
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
         """Liveness and configuration; open without the API key (load balancers probe it)."""
         return {"status": "ok", "model": model_name, "dimension": dimension, "max_input_tokens": max_tokens,
                 "index_loaded": index is not None, "index_passages": len(index) if index is not None else 0,
+                "reranker": reranker_name if reranker is not None else None,
+                "rerank_depth": rerank_depth if reranker is not None else None,
                 "batching": limits.batching, "queue_size": batcher.queued_texts,
                 "queued_requests": batcher.queued_requests, "queued_tokens": batcher.queued_tokens,
                 "max_queue_tokens": limits.max_queue_tokens}
@@ -226,14 +283,16 @@ def _render_embeddings(rows: "np.ndarray", dimensions: Optional[int], encoding_f
 
 def serve(model: ModelSpec, index_dir: Union[str, Path, None] = None, *, host: str = DEFAULT_HOST,
           port: int = 8000, api_key: Optional[str] = None, limits: ServerLimits = ServerLimits(),
-          log_level: str = "info", allowed_hosts: Sequence[str] = (), insecure_no_auth: bool = False) -> None:
+          log_level: str = "info", allowed_hosts: Sequence[str] = (), insecure_no_auth: bool = False,
+          reranker: Optional[ModelSpec] = None, rerank_depth: int = DEFAULT_RERANK_DEPTH) -> None:
     """Load the model (and index), then serve them with uvicorn until interrupted.
 
     Loading errors (:class:`~koembed.errors.KoembedError`) are raised before anything binds. The index is
     checked against the model (:func:`koembed.index.load_index`). Binds to 127.0.0.1 unless told otherwise;
     another interface without an API key (``api_key`` or :data:`API_KEY_ENV`) is a
     :class:`~koembed.errors.ServeError` unless ``insecure_no_auth``; a keyless server answers only requests
-    addressed to a loopback name, ``host`` itself, or ``allowed_hosts``.
+    addressed to a loopback name, ``host`` itself, or ``allowed_hosts``. ``reranker`` (a cross-encoder) enables
+    ``/v1/rerank`` and reranked ``/search``.
     """
     import uvicorn
 
@@ -243,5 +302,8 @@ def serve(model: ModelSpec, index_dir: Union[str, Path, None] = None, *, host: s
         allowed_hosts = (*allowed_hosts, host)
     encoder = load_model(model)
     index = load_index(index_dir, encoder=encoder) if index_dir is not None else None
-    app = create_app(encoder, model.name, index=index, api_key=api_key, limits=limits, allowed_hosts=allowed_hosts)
+    cross_encoder = load_reranker(reranker) if reranker is not None else None
+    app = create_app(encoder, model.name, index=index, api_key=api_key, limits=limits, allowed_hosts=allowed_hosts,
+                     reranker=cross_encoder, reranker_name=reranker.name if reranker is not None else None,
+                     rerank_depth=rerank_depth)
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -10,7 +10,7 @@ from koembed.errors import ServeError
 API_KEY_ENV = "KOEMBED_API_KEY"
 DEFAULT_HOST = "127.0.0.1"
 MAX_SEARCH_K = 1000
-ROUTES = ("/v1/embeddings", "/search", "/health", "/metrics")  # metric labels; anything else is "other"
+ROUTES = ("/v1/embeddings", "/v1/rerank", "/search", "/health", "/metrics")  # metric labels; else "other"
 OPEN_ROUTES = frozenset({"/health"})  # reachable without the API key
 NO_LIMIT_MAX_TOKENS = 8192  # max_input_tokens for a model that reads any length (a static model): bge-m3's limit
 

@@ -49,13 +49,39 @@ class EmbeddingRequest(BaseModel):
 
 
 class SearchRequest(BaseModel):
-    """A query on the loaded index; ``mode`` as :meth:`koembed.index.Index.search` takes it."""
+    """A query on the loaded index; ``mode`` as :meth:`koembed.index.Index.search` takes it; ``rerank``: rescore
+    the top ``--rerank-depth`` hits with the server's reranker."""
 
     model_config = ConfigDict(extra="forbid")
 
     query: Annotated[StrictStr, Field(min_length=1)]
     k: Annotated[StrictInt, Field(ge=1, le=MAX_SEARCH_K)] = 10
-    mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
+    mode: Literal["dense", "bm25", "hybrid", "sparse"] = "hybrid"
+    rerank: StrictBool = False
+
+
+class RerankRequest(BaseModel):
+    """The rerank request of TEI / Cohere / Jina: a query and the documents to order; ``top_n`` (default all)
+    results, with their text when ``return_documents``. ``model`` is accepted and ignored, as in embeddings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: Annotated[StrictStr, Field(min_length=1)]
+    documents: list[StrictStr]
+    top_n: Annotated[StrictInt, Field(ge=1)] | None = None
+    return_documents: StrictBool = False
+    model: StrictStr | None = None
+    truncate: StrictBool | None = None  # None = the server's setting
+
+    @field_validator("documents")
+    @classmethod
+    def _non_empty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("must not be an empty list")
+        for i, item in enumerate(value):
+            if not item:
+                raise ValueError(f"documents[{i}] must not be an empty string")
+        return value
 
 
 def _unicode(text: str, where: str | None) -> str:

@@ -22,20 +22,22 @@ def _model_index(name: str, dataset: str, metrics: dict[str, float]) -> list[dic
     }]}]
 
 
-def _architecture(model_dir: Path) -> tuple[str, dict[str, Any] | None]:
+def _architecture(model_dir: Path, cross_encoder: bool = False) -> tuple[str, dict[str, Any] | None]:
     """The model as sentence-transformers prints it, and what it is if it is a static model."""
     try:
-        from sentence_transformers import SentenceTransformer
+        from sentence_transformers import CrossEncoder, SentenceTransformer
 
+        if cross_encoder:
+            return str(CrossEncoder(str(model_dir), device="cpu")), None
         model = SentenceTransformer(str(model_dir), device="cpu")
         return str(model), describe_static(model)
     except Exception as exc:  # the card must still be written
         return f"(could not load the model to print it: {exc})", None
 
 
-def _what_it_is(base: str, static: dict[str, Any] | None, trained: bool) -> list[str]:
+def _what_it_is(base: str, static: dict[str, Any] | None, trained: bool, kind: str) -> list[str]:
     if static is None:
-        return [f"A Korean retrieval embedding model fine-tuned from `{base}` with koembed."]
+        return [f"A Korean {kind} fine-tuned from `{base}` with koembed."]
     origin = (f"fine-tuned from `{base}`" if base not in ("unknown", None) and trained
               else f"distilled from `{base}` with model2vec" if base not in ("unknown", None)
               else "trained from random vectors")
@@ -51,7 +53,8 @@ def render_card(model_dir: Path, cfg: dict[str, Any] | None, training: dict[str,
                 bench: dict[str, Any] | None) -> str:
     name = model_dir.resolve().name if model_dir.name != "final" else model_dir.resolve().parent.name
     base = (cfg or {}).get("model", {}).get("base") or "unknown"
-    architecture, static = _architecture(model_dir)
+    cross_encoder = (cfg or {}).get("model", {}).get("type") == "cross_encoder"
+    architecture, static = _architecture(model_dir, cross_encoder)
     metrics = (training or {}).get("metrics") or {}
     eval_name = ((training or {}).get("eval") or {}).get("path") or "evaluation set"
     meta: dict[str, Any] = {
@@ -63,14 +66,29 @@ def render_card(model_dir: Path, cfg: dict[str, Any] | None, training: dict[str,
         meta["tags"].append("static-embeddings")
     if metrics:
         meta["model-index"] = _model_index(name, Path(eval_name).name, metrics)
+    if cross_encoder:
+        meta.update(pipeline_tag="text-ranking", tags=["sentence-transformers", "cross-encoder", "reranker",
+                                                       "koembed"])
+        usage = ["from sentence_transformers import CrossEncoder", "", f'model = CrossEncoder("{name}")',
+                 'print(model.predict([("전세 보증금은 언제 돌려받나요?", '
+                 '"임대차 계약이 끝나면 임대인은 보증금을 반환해야 합니다.")]))']
+    else:
+        usage = ["from sentence_transformers import SentenceTransformer", "", f'model = SentenceTransformer("{name}")',
+                 'queries = model.encode_query(["전세 보증금은 언제 돌려받나요?"])',
+                 'passages = model.encode_document(["임대차 계약이 끝나면 임대인은 보증금을 반환해야 합니다."])',
+                 "print(model.similarity(queries, passages))"]
+    kind = "reranker (cross-encoder)" if cross_encoder else "retrieval embedding model"
     lines = ["---", yaml.safe_dump(meta, allow_unicode=True, sort_keys=False).strip(), "---", "",
-             f"# {name}", "", *_what_it_is(base, static, training is not None), "",
+             f"# {name}", "", *_what_it_is(base, static, training is not None, kind), "",
              "## Model", "", "```", architecture, "```", "",
-             "## Usage", "", "```python", "from sentence_transformers import SentenceTransformer", "",
-             f'model = SentenceTransformer("{name}")',
-             'queries = model.encode(["전세 보증금은 언제 돌려받나요?"])',
-             'passages = model.encode(["임대차 계약이 끝나면 임대인은 보증금을 반환해야 합니다."])',
-             "print(model.similarity(queries, passages))", "```", ""]
+             "## Usage", "", "```python", *usage, "```", ""]
+    prompts = (training or {}).get("prompts")
+    if prompts:
+        shown = {role: f"`{text}`" if text else "(none)" for role, text in prompts.items()}
+        lines += ["## Prompts", "", "Put before every text when encoding (saved in "
+                  "`config_sentence_transformers.json`, so koembed applies them):", "", "| texts | prompt |",
+                  "|---|---|", f"| queries | {shown.get('query', '(none)')} |",
+                  f"| passages | {shown.get('passage', '(none)')} |", ""]
     if cfg and cfg.get("train"):
         train, loss = cfg.get("train", {}), cfg.get("loss", {})
         lines += ["## Training", "", "| hyperparameter | value |", "|---|---|"]

@@ -20,6 +20,8 @@ from pydantic import (
 
 from koembed.errors import ConfigError
 
+FINAL_DIR = "final"  # output_dir/final: the trained model with its card
+
 
 class Strict(BaseModel):
     """Unknown keys, non-finite numbers (``.inf``, ``.nan``) and booleans or fractions where an integer belongs
@@ -41,14 +43,17 @@ class StaticConfig(Strict):
 
 
 class ModelConfig(Strict):
-    type: Literal["transformer", "static"] = Field(
-        "transformer", description="transformer: an encoder (base); static: a StaticEmbedding (mean of token "
-        "vectors), new (static section) or continued from base (a static model folder, e.g. koembed distill's)")
+    type: Literal["transformer", "static", "cross_encoder"] = Field(
+        "transformer", description="transformer: an embedding model on an encoder (base); static: a StaticEmbedding "
+        "(mean of token vectors), new (static section) or continued from base (a static model folder, e.g. koembed "
+        "distill's); cross_encoder: a reranker (CrossEncoder) on an encoder (base)")
     base: str | None = Field(None, description="hub id (BAAI/bge-m3), local folder, or 'minilm'; for a static "
                              "model, a static model folder to fine-tune")
     pooling: Literal["cls", "mean"] = "cls"
     normalize: StrictBool = True
     max_seq_length: StrictInt = Field(512, gt=0)
+    query_prompt: str | None = Field(None, description="text before every query; None: the model's own prompt")
+    passage_prompt: str | None = Field(None, description="text before every passage; None: the model's own prompt")
     static: StaticConfig | None = None
     save_dtype: Literal["float32", "float16"] = Field(
         "float32", description="static models: the dtype of the saved vectors (float16 halves the file; loaded "
@@ -56,9 +61,9 @@ class ModelConfig(Strict):
 
     @model_validator(mode="after")
     def _base_or_static(self) -> ModelConfig:
-        if self.type == "transformer":
+        if self.type != "static":
             if not self.base:
-                raise ValueError("model.base is required for a transformer model")
+                raise ValueError(f"model.base is required for a {self.type} model")
             if self.static is not None or self.save_dtype != "float32":
                 raise ValueError("model.static and model.save_dtype apply only to model.type: static")
         elif self.base and self.static is not None:
@@ -133,7 +138,8 @@ class DataConfig(Strict):
 
 
 class LossConfig(Strict):
-    name: Literal["mnrl", "cached_mnrl"] = "cached_mnrl"
+    name: Literal["mnrl", "cached_mnrl", "bce"] = Field(
+        "cached_mnrl", description="transformer / static: mnrl or cached_mnrl; cross_encoder: bce (default) or mnrl")
     mini_batch_size: StrictInt = Field(32, gt=0, description="cached_mnrl: examples per forward/backward chunk")
     scale: float = Field(20.0, gt=0)
     matryoshka_dims: list[StrictInt] = Field(default_factory=list)
@@ -198,6 +204,17 @@ class Config(Strict):
                 dims.append(d)
                 d //= 2
             self.loss.matryoshka_dims = dims
+
+    @model_validator(mode="after")
+    def _loss_fits_model_type(self) -> Config:
+        if self.model.type == "cross_encoder":
+            if "name" not in self.loss.model_fields_set:
+                self.loss.name = "bce"  # the default bi-encoder loss does not apply to a cross-encoder
+            if self.loss.name not in ("bce", "mnrl") or self.loss.matryoshka_dims:
+                raise ValueError("a cross_encoder trains with loss.name bce or mnrl, without matryoshka_dims")
+        elif self.loss.name == "bce":
+            raise ValueError("loss.name bce trains a cross-encoder: set model.type: cross_encoder")
+        return self
 
 
 def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:

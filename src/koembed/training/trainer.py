@@ -21,17 +21,18 @@ from typing import TYPE_CHECKING, Any
 
 from koembed.data import (
     Pair,
-    nli_pairs,
-    sts_pairs,
     load_retrieval_set,
+    nli_pairs,
     pairs_from_retrieval_set,
     read_pairs,
     read_query_positives,
     read_squad,
+    sts_pairs,
 )
 from koembed.errors import ConfigError, DataError, KoembedError, TrainingDivergedError
 from koembed.files import staged_folder, write_json
-from koembed.models import build_model, load_model, resolve_model
+from koembed.models import ModelSpec, build_model, load_model, resolve_model
+from koembed.models.prompts import Prompts, apply_prompt_overrides, model_prompts
 from koembed.models.static import learn_tokenizer, load_tokenizer, save_model, static_model, static_module
 from koembed.training.card import write_model_card
 from koembed.training.checkpoints import (
@@ -42,6 +43,7 @@ from koembed.training.checkpoints import (
     remove_incomplete_checkpoints,
 )
 from koembed.training.config import (
+    FINAL_DIR,
     Config,
     HubSource,
     NliSource,
@@ -50,13 +52,13 @@ from koembed.training.config import (
     SquadSource,
     StsSource,
 )
+from koembed.training.cross_encoder import build_cross_encoder, train_cross_encoder
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
     from transformers import TrainerCallback
 
 log = logging.getLogger(__name__)
-FINAL_DIR = "final"
 
 # Architecture sizes of models we may plan for without downloading them (from their config.json).
 KNOWN_ARCHITECTURES = {
@@ -215,13 +217,17 @@ def check_matryoshka(cfg: Config, dimension: int | None) -> None:
 
 def _build_model(cfg: Config, pairs: Sequence[Pair] = ()) -> SentenceTransformer:
     if cfg.model.type == "static":
-        return _build_static(cfg, pairs)
-    local = Path(resolve_model(cfg.model.base))
-    if local.is_dir() and not (local / "modules.json").exists():
-        model = build_model(str(local), pooling=cfg.model.pooling, normalize=cfg.model.normalize)
+        model = _build_static(cfg, pairs)
     else:
-        model = load_model(cfg.model.base, pooling=cfg.model.pooling)  # type: ignore[assignment]
-    model.max_seq_length = cfg.model.max_seq_length
+        assert cfg.model.base is not None  # the config's validator requires it
+        local = Path(resolve_model(cfg.model.base))
+        if local.is_dir() and not (local / "modules.json").exists():
+            model = build_model(str(local), pooling=cfg.model.pooling, normalize=cfg.model.normalize)
+        else:
+            model = load_model(cfg.model.base, pooling=cfg.model.pooling)  # type: ignore[assignment]
+        model.max_seq_length = cfg.model.max_seq_length
+    apply_prompt_overrides(model, ModelSpec(cfg.model.base or "static", query_prompt=cfg.model.query_prompt,
+                                            passage_prompt=cfg.model.passage_prompt))
     return model
 
 
@@ -245,6 +251,13 @@ def _build_static(cfg: Config, pairs: Sequence[Pair]) -> SentenceTransformer:
     else:
         tokenizer = load_tokenizer(resolve_model(static.tokenizer))
     return static_model(tokenizer, static.dim, seed=cfg.train.seed)
+
+
+def column_prompts(prompts: Prompts, columns: Sequence[str]) -> dict[str, str] | None:
+    """The trainer's per-column prompts: the query prompt on ``anchor``, the passage prompt on the others."""
+    if not prompts.query and not prompts.passage:
+        return None
+    return {c: prompts.query if c == "anchor" else prompts.passage for c in columns}
 
 
 def _build_loss(cfg: Config, model, world_size: int = 1):
@@ -326,8 +339,18 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True,
         raise DataError(cfg.data.train[0].model_dump().get("path", "data.train"), "no training examples")
     (report or log.info)(data_report(data))
     torch.manual_seed(cfg.train.seed)
+    if cfg.model.type == "cross_encoder":
+        model = build_cross_encoder(cfg)
+        checkpoints = checkpoint_keeper(output_dir, model, cfg.train.keep_checkpoints)
+        record = {"examples": len(data.pairs), "dropped_duplicates": data.dropped_duplicates,
+                  "sources": data.sources, "overlap_with_eval": data.overlap}
+        return train_cross_encoder(cfg, model, data.pairs, training_arguments(cfg, world_size, show_progress),
+                                   checkpoint, [*callbacks, checkpoints], record,
+                                   check=lambda step: _raise_if_diverged(checkpoints, model, output_dir, step))
     model = _build_model(cfg, data.pairs)
     check_matryoshka(cfg, model.get_embedding_dimension())
+    prompts = model_prompts(model)
+    train_dataset = _to_dataset(data.pairs)
     loss = _build_loss(cfg, model, world_size)
     evaluator = None
     eval_name = "eval"
@@ -337,9 +360,59 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True,
 
         evaluator = InformationRetrievalEvaluator(
             rs.queries, rs.corpus, {q: rs.relevant_ids(q) for q in rs.relevant}, name=eval_name,
-            score_functions={"cosine": cos_sim}, show_progress_bar=False, write_csv=False)
+            score_functions={"cosine": cos_sim}, show_progress_bar=False, write_csv=False,
+            query_prompt=prompts.query or None, corpus_prompt=prompts.passage or None)
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(output_dir),
+        **training_arguments(cfg, world_size, show_progress),
+        batch_sampler=BatchSamplers.NO_DUPLICATES if cfg.train.no_duplicates else BatchSamplers.BATCH_SAMPLER,
+        eval_strategy="steps" if evaluator is not None else "no",
+        eval_steps=cfg.data.eval.steps if cfg.data.eval else None,
+        prompts=column_prompts(prompts, train_dataset.column_names),
+    )
+    checkpoints = checkpoint_keeper(output_dir, model, cfg.train.keep_checkpoints)
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss,
+                                         evaluator=evaluator, callbacks=[*callbacks, checkpoints])
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    _raise_if_diverged(checkpoints, model, output_dir, trainer.state.global_step)
+
+    metrics: dict[str, float] = {}
+    if evaluator is not None:
+        raw = evaluator(model)
+        metrics = {k[len(eval_name) + 1:]: float(v) for k, v in raw.items()}
+    summary = {
+        "examples": len(data.pairs), "dropped_duplicates": data.dropped_duplicates, "sources": data.sources,
+        "overlap_with_eval": data.overlap, "query_chars": length_stats([p.query for p in data.pairs]),
+        "passage_chars": length_stats([p.positive for p in data.pairs]), "plan": plan(cfg, len(data.pairs), world_size),
+        "eval": {"path": cfg.data.eval.path, "split": cfg.data.eval.split} if cfg.data.eval else None,
+        "metrics": metrics, "global_step": trainer.state.global_step, "prompts": prompts.to_json(),
+    }
+    if trainer.is_world_process_zero():
+        final = output_dir / FINAL_DIR
+        with staged_folder(final, replace=True) as staging:
+            save_model(model, staging, cfg.model.save_dtype)
+            write_json(staging / "koembed_training.json", {"config": cfg.model_dump(), **summary})
+            write_model_card(staging, cfg=cfg.model_dump(), training=summary, bench=None)
+        summary["final_model"] = str(final)
+    return summary
+
+
+def _raise_if_diverged(checkpoints: Any, model: Any, output_dir: Path, step: int) -> None:
+    """:class:`TrainingDivergedError` when weights stopped being finite (nothing is saved as ``final``)."""
+    bad = checkpoints.diverged or non_finite_tensors(model)
+    if bad:
+        last = last_complete_checkpoint(output_dir)
+        raise TrainingDivergedError(
+            f"training diverged at step {step}: {len(bad)} weight tensors hold NaN or "
+            f"infinity (e.g. {bad[0]}); nothing was saved as {FINAL_DIR}. Lower train.learning_rate or use fp32; "
+            + (f"the last good checkpoint is {last}" if last else "no checkpoint was complete before it"))
+
+
+def training_arguments(cfg: Config, world_size: int, show_progress: bool) -> dict[str, Any]:
+    """The Hugging Face training arguments every koembed recipe shares (bi-encoder and cross-encoder)."""
+    import torch
+
+    return dict(
+        output_dir=str(cfg.output_dir),
         num_train_epochs=cfg.train.epochs,
         max_steps=cfg.train.max_steps or -1,
         per_device_train_batch_size=cfg.train.batch_size,
@@ -351,9 +424,6 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True,
         seed=cfg.train.seed,
         data_seed=cfg.train.seed,
         gradient_checkpointing=cfg.train.gradient_checkpointing,
-        batch_sampler=BatchSamplers.NO_DUPLICATES if cfg.train.no_duplicates else BatchSamplers.BATCH_SAMPLER,
-        eval_strategy="steps" if evaluator is not None else "no",
-        eval_steps=cfg.data.eval.steps if cfg.data.eval else None,
         save_strategy="steps",
         save_steps=cfg.train.save_steps,
         save_total_limit=None,  # koembed removes old ones, after marking the new one
@@ -363,34 +433,3 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True,
         disable_tqdm=not show_progress,
         use_cpu=not torch.cuda.is_available(),  # also what lets bf16 autocast run on a CPU
     )
-    checkpoints = checkpoint_keeper(output_dir, model, cfg.train.keep_checkpoints)
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=_to_dataset(data.pairs), loss=loss,
-                                         evaluator=evaluator, callbacks=[*callbacks, checkpoints])
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    bad = checkpoints.diverged or non_finite_tensors(model)
-    if bad:
-        last = last_complete_checkpoint(output_dir)
-        raise TrainingDivergedError(
-            f"training diverged at step {trainer.state.global_step}: {len(bad)} weight tensors hold NaN or "
-            f"infinity (e.g. {bad[0]}); nothing was saved as {FINAL_DIR}. Lower train.learning_rate or use fp32; "
-            + (f"the last good checkpoint is {last}" if last else "no checkpoint was complete before it"))
-
-    metrics: dict[str, float] = {}
-    if evaluator is not None:
-        raw = evaluator(model)
-        metrics = {k[len(eval_name) + 1:]: float(v) for k, v in raw.items()}
-    summary = {
-        "examples": len(data.pairs), "dropped_duplicates": data.dropped_duplicates, "sources": data.sources,
-        "overlap_with_eval": data.overlap, "query_chars": length_stats([p.query for p in data.pairs]),
-        "passage_chars": length_stats([p.positive for p in data.pairs]), "plan": plan(cfg, len(data.pairs), world_size),
-        "eval": {"path": cfg.data.eval.path, "split": cfg.data.eval.split} if cfg.data.eval else None,
-        "metrics": metrics, "global_step": trainer.state.global_step,
-    }
-    if trainer.is_world_process_zero():
-        final = output_dir / FINAL_DIR
-        with staged_folder(final, replace=True) as staging:
-            save_model(model, staging, cfg.model.save_dtype)
-            write_json(staging / "koembed_training.json", {"config": cfg.model_dump(), **summary})
-            write_model_card(staging, cfg=cfg.model_dump(), training=summary, bench=None)
-        summary["final_model"] = str(final)
-    return summary
