@@ -407,7 +407,7 @@ def test_tuned_fusion_is_recorded_and_used_by_hybrid_search(tmp_path, tiny_model
 
     out = tmp_path / "fused"
     result = CliRunner().invoke(app, ["index", "build", "--model", str(tiny_model_dir), "--corpus", "sample",
-                                      "--out", str(out), "--fusion", "z@1,0.25", "-q"])
+                                      "--out", str(out), "--fusion", "z@1,0.25", "--precision", "fp32", "-q"])
     assert result.exit_code == 0, result.output
     assert json.loads((out / "manifest.json").read_text())["fusion"] == {"fusion": "z", "weights": [1.0, 0.25],
                                                                          "rrf_k": 60}
