@@ -29,6 +29,36 @@ def sample():
     return load_retrieval_set()
 
 
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    """The tiny XLM-R loaded (fp32), once per test module: modules that change it do not leak into others."""
+    from koembed.models import load_model
+
+    return load_model(str(tiny_model_dir))
+
+
+@pytest.fixture(scope="module")
+def corpus(sample) -> tuple[list[str], list[str]]:
+    """The bundled sample's (doc ids, passages)."""
+    return list(sample.corpus), list(sample.corpus.values())
+
+
+@pytest.fixture(scope="module")
+def queries(sample) -> list[str]:
+    return list(sample.queries.values())
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory, tiny_model_dir, model, corpus):
+    """A FAISS index (flat, bm25-phrase) of the bundled sample built with the tiny model, loaded."""
+    from koembed.index import build_index, load_index
+    from tests.helpers import QUIET
+
+    out = tmp_path_factory.mktemp("sample-index") / "idx"
+    build_index(str(tiny_model_dir), *corpus, out, options=QUIET, encoder=model)
+    return load_index(out, encoder=model)
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
     """One local Ray (2 CPUs) for the whole session, shut down at its end; yields its GCS address, where other

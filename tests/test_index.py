@@ -37,23 +37,6 @@ NEW_TEXT = "반려묘 전용 사료의 새벽 배송은 주문 다음 날 오전
 
 
 @pytest.fixture(scope="module")
-def model(tiny_model_dir):
-    from koembed.models import load_model
-
-    return load_model(str(tiny_model_dir))
-
-
-@pytest.fixture(scope="module")
-def corpus(sample):
-    return list(sample.corpus), list(sample.corpus.values())
-
-
-@pytest.fixture(scope="module")
-def queries(sample):
-    return list(sample.queries.values())
-
-
-@pytest.fixture(scope="module")
 def exact(model, corpus):
     retriever = DenseRetriever(model, "dense", options=QUIET)
     retriever.fit(*corpus)

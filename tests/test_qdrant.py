@@ -7,7 +7,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -37,23 +36,6 @@ from koembed.retrieve import DenseRetriever, HybridRetriever
 from tests.helpers import QUIET, ROOT, bm25_reference
 
 NEW_TEXT = "반려묘 전용 사료의 새벽 배송은 주문 다음 날 오전 일곱 시 전에 문 앞에 도착합니다."
-
-
-@pytest.fixture(scope="module")
-def model(tiny_model_dir):
-    from koembed.models import load_model
-
-    return load_model(str(tiny_model_dir))
-
-
-@pytest.fixture(scope="module")
-def corpus(sample):
-    return list(sample.corpus), list(sample.corpus.values())
-
-
-@pytest.fixture(scope="module")
-def queries(sample):
-    return list(sample.queries.values())
 
 
 @pytest.fixture(scope="module")
