@@ -49,6 +49,27 @@ def queries(sample) -> list[str]:
 
 
 @pytest.fixture(scope="module")
+def exact(model, corpus):
+    """Exact dense search of the sample with the tiny model: what an index's dense half must equal."""
+    from koembed.retrieve import DenseRetriever
+    from tests.helpers import QUIET
+
+    retriever = DenseRetriever(model, "dense", options=QUIET)
+    retriever.fit(*corpus)
+    return retriever
+
+
+@pytest.fixture(scope="module")
+def bm25(corpus):
+    """koembed's in-memory BM25 with an index's default fields (bm25-phrase): what an index's bm25 half must equal."""
+    from koembed.lexical import DEFAULT, BM25Retriever
+
+    retriever = BM25Retriever(DEFAULT, show_progress=False)
+    retriever.fit(*corpus)
+    return retriever
+
+
+@pytest.fixture(scope="module")
 def index(tmp_path_factory, tiny_model_dir, model, corpus):
     """A FAISS index (flat, bm25-phrase) of the bundled sample built with the tiny model, loaded."""
     from koembed.index import build_index, load_index

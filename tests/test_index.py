@@ -29,25 +29,8 @@ from koembed.index import (
     index_info,
     load_index,
 )
-from koembed.lexical import DEFAULT_SPEC, PRESETS, BM25Retriever
 from koembed.retrieve import DenseRetriever, HybridRetriever
-from tests.helpers import QUIET
-
-NEW_TEXT = "반려묘 전용 사료의 새벽 배송은 주문 다음 날 오전 일곱 시 전에 문 앞에 도착합니다."
-
-
-@pytest.fixture(scope="module")
-def exact(model, corpus):
-    retriever = DenseRetriever(model, "dense", options=QUIET)
-    retriever.fit(*corpus)
-    return retriever
-
-
-@pytest.fixture(scope="module")
-def bm25(corpus):
-    retriever = BM25Retriever(PRESETS[DEFAULT_SPEC], show_progress=False)  # what an index's bm25 half is
-    retriever.fit(*corpus)
-    return retriever
+from tests.helpers import NEW_TEXT, QUIET
 
 
 @pytest.fixture(scope="module")

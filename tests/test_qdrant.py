@@ -33,9 +33,7 @@ from koembed.lexical import DEFAULT, PRESETS, BM25Retriever, KiwiTokenizer, Lexi
 from koembed.lexical.fields import field_tokens
 from koembed.ranking import fuse
 from koembed.retrieve import DenseRetriever, HybridRetriever
-from tests.helpers import QUIET, ROOT, bm25_reference
-
-NEW_TEXT = "반려묘 전용 사료의 새벽 배송은 주문 다음 날 오전 일곱 시 전에 문 앞에 도착합니다."
+from tests.helpers import NEW_TEXT, QUIET, ROOT, bm25_reference
 
 
 @pytest.fixture(scope="module")
@@ -44,21 +42,6 @@ def built(tmp_path_factory, tiny_model_dir, model, corpus) -> Path:
     out = tmp_path_factory.mktemp("qdrant") / "idx"
     build_index(str(tiny_model_dir), *corpus, out, target=QdrantTarget(), options=QUIET, encoder=model)
     return out
-
-
-@pytest.fixture(scope="module")
-def exact(model, corpus):
-    retriever = DenseRetriever(model, "dense", options=QUIET)
-    retriever.fit(*corpus)
-    return retriever
-
-
-@pytest.fixture(scope="module")
-def bm25(corpus):
-    """koembed's in-memory BM25 with the index's default fields (bm25-phrase: four fields, weighted sum)."""
-    retriever = BM25Retriever(DEFAULT, show_progress=False)
-    retriever.fit(*corpus)
-    return retriever
 
 
 def assert_same_ranking(got, want, tol=1e-5):
