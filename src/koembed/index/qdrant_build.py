@@ -84,6 +84,8 @@ def build_qdrant_index(model: ModelSpec | str, doc_ids: Sequence[str], texts: Se
 
     ``tokens``: the passages' Kiwi tokens when already analysed (``--engine ray``), else Kiwi runs here.
     ``lexical``: the BM25 fields and weights (as the FAISS store's; normalization must be none).
+    A bge-m3-layout model (not with ``embedding_dirs``) also gives each passage its BGE-M3 lexical weights and
+    ColBERT vectors (:mod:`koembed.index.qdrant_m3`).
     """
     spec = ModelSpec.of(model)
     doc_ids, texts = validate_documents(doc_ids, texts)
@@ -100,7 +102,7 @@ def build_qdrant_index(model: ModelSpec | str, doc_ids: Sequence[str], texts: Se
         batches: Batches = ((row, normalized(chunk)) for row, chunk in stored[1])
     else:
         batches = _encoded(encoder, texts, options)
-    m3 = passage_m3(spec.name, encoder)
+    m3 = passage_m3(spec.name, encoder) if stored is None else None  # as FAISS: from embeddings, dense only
     m3_passages = M3Passages(m3, role_options(options.quiet(), encoder, "passage")) if m3 is not None else None
     return write_new(out_dir, target, model_record(spec.name, encoder), dimension, normalized_by(encoder), doc_ids,
                      texts, tokens, batches, options.show_progress, lexical, m3_passages)
@@ -153,8 +155,8 @@ def write_new(out_dir: Path, target: QdrantTarget, model: dict[str, Any], dimens
     """
     created = now()
     manifest = QdrantManifest(collection=target.collection, local_path=None, url=target.url, model=model,
-                              dimension=dimension, normalized_by=normed_by, bm25=bm25_record(lexical, average_lengths(lexical, tokens, texts)),
-                              layout={}, counts={"passages": 0, "deleted": 0}, created=created, updated=created,
+                              dimension=dimension, normalized_by=normed_by,
+                              bm25=bm25_record(lexical, average_lengths(lexical, tokens, texts)), layout={}, counts={"passages": 0, "deleted": 0}, created=created, updated=created,
                               m3=m3_record(m3.encoder) if m3 is not None else None)
     if target.url is None and target.path is None:
         manifest.local_path = LOCAL_DIR
