@@ -178,7 +178,9 @@ class QdrantIndex:
             scale = [1.0 / len(v) for v in q.colbert] if mode == "colbert" else [1.0] * len(queries)
             return [sort_hits(((d, s * c) for d, s in run[0].items()), k) if run else []
                     for run, c in zip(runs, scale)]
-        exact = models.SearchParams(exact=True) if self.manifest.url else None  # local mode is always exact
+        exact = None  # local mode is always exact; a server is told to be, on the original vectors
+        if self.manifest.url:
+            exact = models.SearchParams(exact=True, quantization=models.QuantizationSearchParams(ignore=True))
         rescoring = []
         for group in requests:
             candidates = sorted({d for run in runs[len(rescoring)] for d in run})
