@@ -148,7 +148,8 @@ class QdrantIndex:
         for answer in self._client.query_batch_points(self.manifest.collection, requests) if requests else []:
             run = {}
             for point in answer.points:
-                self._texts[point.payload["id"]] = point.payload["text"]
+                if "text" in point.payload:
+                    self._texts[point.payload["id"]] = point.payload["text"]
                 run[point.payload["id"]] = float(point.score)
             runs.append(run)
         if len(self._texts) > 100_000:
@@ -164,7 +165,8 @@ class QdrantIndex:
             self._m3 = m3_encoder(self.manifest.model["resolved"], self.encoder)  # type: ignore[arg-type]
         q = self._m3.encode(queries, with_prompt(self.options, self.manifest, "query"), None,  # type: ignore[arg-type]
                             dense=mode == "m3", sparse=mode != "colbert", colbert=mode != "sparse")
-        common = {"filter": self._filter, "with_payload": ["id", "text"]}
+        # m3: the candidates' texts come once, with the dense rescoring
+        common = {"filter": self._filter, "with_payload": ["id"] if mode == "m3" else ["id", "text"]}
         per_query = max(k, FUSION_DEPTH) if mode == "m3" else min(k + TIE_SLACK, self._size)
         requests = []
         for i in range(len(queries)):
@@ -185,7 +187,8 @@ class QdrantIndex:
         for group in requests:
             candidates = sorted({d for run in runs[len(rescoring)] for d in run})
             only = models.Filter(must=[models.HasIdCondition(has_id=[point_id(d) for d in candidates])])
-            rescoring.append([r.model_copy(update={"filter": only, "limit": len(candidates), "params": exact})
+            rescoring.append([r.model_copy(update={"filter": only, "limit": len(candidates), "params": exact,
+                                                   "with_payload": ["id", "text"] if r.using == DENSE else ["id"]})
                               for r in group])
         answered = iter(self._run([r for group in rescoring for r in group]))
         results = []
