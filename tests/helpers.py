@@ -294,3 +294,45 @@ if __name__ == "__main__":
         from koembed.training import load_config, train
 
         train(load_config(sys.argv[1]), show_progress=False, callbacks=[kill_after_step(int(sys.argv[2]))])
+
+
+@contextmanager
+def serving_cli(*args: str, timeout: float = 90) -> Iterator[str]:
+    """Run ``koembed serve ARGS`` as a subprocess on 127.0.0.1 and a free port; yield its base URL once /health
+    answers; stop it after (terminate, then kill)."""
+    import socket
+    import subprocess
+    import tempfile
+
+    import httpx
+
+    with socket.socket() as sock:  # a free port (released just before the server binds it)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a full pipe would block the server's logging
+    proc = subprocess.Popen([sys.executable, "-m", "koembed.cli", "serve", *args, "--port", str(port)], stdout=log,
+                            stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"koembed serve exited with {proc.returncode}: {log.read()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("koembed serve did not answer /health in time")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
