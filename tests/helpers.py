@@ -336,3 +336,26 @@ def serving_cli(*args: str, timeout: float = 90) -> Iterator[str]:
             proc.kill()
             proc.wait()
         log.close()
+
+
+def write_mteb_dataset(rs, folder: Path, split: str = "dev") -> Path:
+    """``rs`` as a local copy of an mteb retrieval dataset repository: parquet files for the configs ``corpus``
+    (``_id``, ``title``, ``text``), ``queries`` (``_id``, ``text``) and ``default`` (qrels: ``query-id``,
+    ``corpus-id``, ``score``), declared in the README's YAML header as the hub's dataset cards declare them."""
+    import pandas as pd
+
+    tables = {
+        "corpus": pd.DataFrame({"_id": list(rs.corpus), "title": [""] * len(rs.corpus),
+                                "text": list(rs.corpus.values())}),
+        "queries": pd.DataFrame({"_id": list(rs.queries), "text": list(rs.queries.values())}),
+        "default": pd.DataFrame([{"query-id": q, "corpus-id": d, "score": 1}
+                                 for q in rs.queries for d in sorted(rs.relevant_ids(q))]),
+    }
+    header = ["---", "configs:"]
+    for config, table in tables.items():
+        (folder / config).mkdir(parents=True, exist_ok=True)
+        table.to_parquet(folder / config / f"{split}-00000-of-00001.parquet", index=False)
+        header += [f"- config_name: {config}", "  data_files:", f"  - split: {split}",
+                   f"    path: {config}/{split}-*.parquet"]
+    (folder / "README.md").write_text("\n".join(header + ["---", ""]), encoding="utf-8")
+    return folder
