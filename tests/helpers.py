@@ -3,6 +3,7 @@ transcription of AutoRAG's metric functions, a uvicorn server in a thread, and f
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
@@ -313,28 +314,27 @@ def serving_cli(*args: str, timeout: float = 90) -> Iterator[str]:
     proc = subprocess.Popen([sys.executable, "-m", "koembed.cli", "serve", *args, "--port", str(port)], stdout=log,
                             stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            return httpx.get(f"{url}/health", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
     try:
         deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
+        while not answers():
+            if proc.poll() is not None or time.monotonic() > deadline:
                 log.seek(0)
-                raise RuntimeError(f"koembed serve exited with {proc.returncode}: {log.read()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("koembed serve did not answer /health in time")
+                raise RuntimeError(f"koembed serve did not start (exit code {proc.poll()}): {log.read()[-2000:]}")
             time.sleep(0.2)
         yield url
     finally:
         proc.terminate()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        proc.kill()  # nothing to do once it has exited
+        proc.wait()
         log.close()
 
 
