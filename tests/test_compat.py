@@ -24,8 +24,8 @@ MAX_TOKENS = 48
 
 
 @pytest.fixture(scope="module")
-def texts(sample) -> list[str]:
-    return [t.replace("\n", " ") for t in list(sample.queries.values())[:12]]
+def texts(queries) -> list[str]:
+    return queries[:12]
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +38,6 @@ def minilm_url():
     """``koembed serve -m minilm`` as users start it (a subprocess, with an API key)."""
     with serving_cli("-m", "minilm", "--precision", "fp32", "--api-key", KEY) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model_dir):
-    return load_model(str(tiny_model_dir))
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +68,10 @@ def test_minilm_token_ids_embed_as_their_text(minilm_url, minilm, texts):
     np.testing.assert_allclose(one.data[0].embedding, expected[3], atol=1e-5)
 
 
-def test_tiny_xlmr_token_ids_embed_as_their_text_in_shared_batches(tiny_url, tiny, texts):
-    ids = tiny.tokenizer(texts)["input_ids"]
+def test_tiny_xlmr_token_ids_embed_as_their_text_in_shared_batches(tiny_url, model, texts):
+    ids = model.tokenizer(texts)["input_ids"]
     assert max(map(len, ids)) <= MAX_TOKENS
-    expected = encode(tiny, texts, QUIET)
+    expected = encode(model, texts, QUIET)
     bodies = [{"input": texts[i: i + 3]} if i % 2 else {"input": ids[i: i + 3]} for i in range(0, 12, 3)]
     with httpx.Client(base_url=tiny_url, timeout=30) as http, ThreadPoolExecutor(len(bodies)) as pool:
         before = _batches(http)
