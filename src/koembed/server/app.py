@@ -54,8 +54,8 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 from koembed.errors import KoembedError, SpecError
 from koembed.index import Index, load_index
 from koembed.models import EncodeOptions, Encoder, ModelSpec, length_limit, load_model
-from koembed.models.token_ids import encode_inputs
 from koembed.models.rerank import load_reranker
+from koembed.models.token_ids import encode_inputs
 from koembed.ranking import hit_rows
 from koembed.rerank import DEFAULT_RERANK_DEPTH, rerank_documents, rerank_hits
 from koembed.server.batching import Batcher
