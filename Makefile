@@ -23,11 +23,12 @@ install: $(VENV)/.installed
 bench: install
 	$(VENV)/bin/koembed bench --out $(OUT)/results.json --run-out $(OUT)/runs --plot $(OUT)/bench.png
 
-# The playground's browser test drives Debian's chromium; install it where it is missing and apt-get can (root).
+# The playground's browser test drives Debian's chromium (and its screenshots want a Korean font); install them
+# where they are missing and apt-get can (root).
 browser:
-	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
-	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null && [ -d /usr/share/fonts/truetype/nanum ]; \
+	then :; elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver fonts-nanum; \
 	else echo "chromium/chromium-driver missing and apt-get unavailable (or not root): the browser test will skip" \
 		"(and fail under CI=true)"; fi
 

@@ -158,12 +158,12 @@ def _chromium() -> tuple[str, str]:
     pytest.skip(message)
 
 
-def _serve(index_dir: Path) -> tuple[subprocess.Popen, str]:
-    """``koembed serve`` on 127.0.0.1 and a port the OS picks (read back from uvicorn's log)."""
+def _serve(index_dir: Path, reranker: Path) -> tuple[subprocess.Popen, str]:
+    """``koembed serve`` with a key and a reranker on 127.0.0.1 and a port the OS picks (read from uvicorn's log)."""
     env = {**os.environ, "KOEMBED_API_KEY": KEY}
     proc = subprocess.Popen([str(Path(sys.executable).parent / "koembed"), "serve", "--model", "static-ko",
-                             "--index", str(index_dir), "--port", "0"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                             "--index", str(index_dir), "--reranker", str(reranker), "--rerank-depth", "10",
+                             "--port", "0"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline, log = time.monotonic() + 120, []
     while time.monotonic() < deadline:
         line = proc.stderr.readline()
@@ -179,7 +179,7 @@ def _serve(index_dir: Path) -> tuple[subprocess.Popen, str]:
 
 
 @pytest.mark.slow
-def test_playground_in_headless_chromium(tmp_path, index_dir):
+def test_playground_in_headless_chromium(tmp_path, index_dir, tiny_cross_encoder_dir):
     import json
 
     from selenium import webdriver
@@ -192,7 +192,7 @@ def test_playground_in_headless_chromium(tmp_path, index_dir):
     bench = subprocess.Popen([str(Path(sys.executable).parent / "koembed"), "bench", "-r", "bm25-char", "-r",
                               "dense:static-ko", "--top-k", "1,3,10", "--out", str(results_path)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    server, url = _serve(index_dir)
+    server, url = _serve(index_dir, tiny_cross_encoder_dir)
     options = webdriver.ChromeOptions()
     options.binary_location = browser
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
@@ -225,10 +225,11 @@ def test_playground_in_headless_chromium(tmp_path, index_dir):
 
         query = QUERIES[0]
         shown = search(query, 5)
-        assert sorted(shown) == ["bm25", "dense", "hybrid"]  # no reranker configured: no rerank column
+        assert list(shown) == ["bm25", "dense", "hybrid", "rerank"]  # the server has a reranker
         for mode, items in shown.items():
-            expected = httpx.post(f"{url}/search", json={"query": query, "k": 5, "mode": mode, "highlight": True},
-                                  headers=auth).json()["hits"]
+            body = {"query": query, "k": 5, "highlight": True}
+            body.update({"mode": "hybrid", "rerank": True} if mode == "rerank" else {"mode": mode})
+            expected = httpx.post(f"{url}/search", json=body, headers=auth).json()["hits"]
             assert [li.get_attribute("data-docid") for li in items] == [h["docid"] for h in expected], mode
             for li, hit in zip(items, expected):
                 assert li.find_element(By.CSS_SELECTOR, ".passage").text == hit["text"]
@@ -251,6 +252,11 @@ def test_playground_in_headless_chromium(tmp_path, index_dir):
         assert bench.wait(timeout=120) == 0, bench.stderr.read()
         results = json.loads(results_path.read_text(encoding="utf-8"))
         driver.find_element(By.ID, "tab-bench").click()
+        not_results = tmp_path / "not-results.json"
+        not_results.write_text('{"results": "<img src=x onerror=alert(1)>"}', encoding="utf-8")
+        driver.find_element(By.ID, "results-file").send_keys(str(not_results))
+        wait.until(lambda d: d.find_element(By.ID, "bench").get_attribute("data-state") == "error")
+        assert "not-results.json: not a koembed bench results.json" in driver.find_element(By.ID, "bench-error").text
         driver.find_element(By.ID, "results-file").send_keys(str(results_path))
         wait.until(lambda d: d.find_element(By.ID, "bench").get_attribute("data-state") == "done")
         assert driver.find_element(By.ID, "panel-search").is_displayed() is False
@@ -276,6 +282,9 @@ def test_playground_in_headless_chromium(tmp_path, index_dir):
             assert {c.find_element(By.XPATH, "..").get_attribute("data-metric"): float(c.get_attribute("data-value"))
                     for c in ir_cells} == result["ir"]
         driver.save_screenshot(str(tmp_path / "bench.png"))
+        if os.environ.get("KOEMBED_SCREENSHOTS"):  # a folder to keep the screenshots in, for a human to look at
+            for shot in ("search.png", "search-html-passage.png", "bench.png"):
+                shutil.copy(tmp_path / shot, Path(os.environ["KOEMBED_SCREENSHOTS"]) / shot)
         assert (tmp_path / "search.png").stat().st_size > 10_000 and (tmp_path / "bench.png").stat().st_size > 10_000
     finally:
         if driver is not None:
