@@ -143,6 +143,18 @@ def test_page_files_are_open_local_and_guarded_like_the_rest(app_url, index_dir)
         assert refused.status_code == 400 and refused.json()["error"]["code"] == "host_not_allowed"
 
 
+def test_every_page_file_is_package_data():
+    """pyproject's package-data globs ship every file of server/static (an editable install would hide a miss)."""
+    import fnmatch
+    import tomllib
+
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    static = ROOT / "src/koembed/server/static"
+    files = sorted(p.relative_to(static.parent).as_posix() for p in static.iterdir())
+    assert sorted(PLAYGROUND_FILES.values()) == sorted(Path(f).name for f in files)
+    assert all(any(fnmatch.fnmatch(f, g) for g in globs["koembed.server"]) for f in files), files
+
+
 # --------------------------------------------------------------------------- in a real browser
 
 

@@ -17,6 +17,7 @@ from this server only, no inline script, no framing) limits the damage of any mi
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
@@ -44,7 +45,7 @@ def add_playground(app: FastAPI) -> None:
                           methods=["GET"], include_in_schema=False)
 
 
-def _file_route(body: bytes, media_type: str):
+def _file_route(body: bytes, media_type: str) -> Callable[[], Awaitable[Response]]:
     from fastapi.responses import Response
 
     async def serve_file() -> Response:
@@ -57,7 +58,8 @@ def highlight_rows(query: str, rows: list[dict[str, Any]]) -> tuple[list[str], l
     """The query's Kiwi content morphemes (``보증금/N``, as BM25 matches them) and ``rows`` (``/search`` hit rows)
     each with ``matches``: the ``[start, end)`` spans of those morphemes in the row's ``text``, sorted and
     non-overlapping, in Unicode code points (Python string indices; JavaScript must slice ``Array.from(text)``,
-    not the UTF-16 string). Runs Kiwi: call it off the event loop."""
+    not the UTF-16 string). Runs Kiwi (the server runs it on the model thread, which also runs Kiwi for BM25
+    queries: one Kiwi object is never used from two threads at once)."""
     tokenizer = KiwiTokenizer()
     spans = tokenizer.matched_spans(query, [row["text"] for row in rows])
     rows = [{**row, "matches": [list(span) for span in found]} for row, found in zip(rows, spans)]
