@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 KORQUAD = SHARED_DATA / "korquad-v1-dev" / "KorQuAD_v1.0_dev.json"
 QUIET = EncodeOptions(show_progress=False)
+NEW_TEXT = "반려묘 전용 사료의 새벽 배송은 주문 다음 날 오전 일곱 시 전에 문 앞에 도착합니다."  # a passage to add to an index
 
 
 def require_shared(path: Path) -> Path:

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from koembed.models import ModelSpec, encode, load_model
 from koembed.server import ServerLimits, create_app
-from tests.helpers import QUIET, running
+from tests.helpers import running
 
 KEY = "test-key-3f9a"
 MAX_TOKENS = 64
@@ -31,23 +31,8 @@ LONG_TEXT = "전세 보증금 반환 소송 절차 " * 40  # far over MAX_TOKENS
 
 
 @pytest.fixture(scope="module")
-def model(tiny_model_dir):
-    return load_model(str(tiny_model_dir))
-
-
-@pytest.fixture(scope="module")
 def texts(sample) -> list[str]:
     return list(sample.queries.values())[:32]
-
-
-@pytest.fixture(scope="module")
-def index(tmp_path_factory, tiny_model_dir, model, sample):
-    from koembed.index import build_index, load_index
-
-    out = tmp_path_factory.mktemp("server-index") / "idx"
-    build_index(str(tiny_model_dir), list(sample.corpus), list(sample.corpus.values()), out, options=QUIET,
-                encoder=model)
-    return load_index(out, encoder=model)
 
 
 @pytest.fixture(scope="module")

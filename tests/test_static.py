@@ -141,7 +141,8 @@ def test_server_embeds_and_truncates_with_a_static_model(static, sample):
 
     texts = list(sample.queries.values())[:4]
     long_text = " ".join(sample.corpus.values())
-    with TestClient(create_app(static, "tiny-static", limits=ServerLimits(max_input_tokens=40))) as client:
+    app = create_app(static, "tiny-static", limits=ServerLimits(max_input_tokens=40))
+    with TestClient(app, base_url="http://localhost") as client:  # no key: a loopback Host
         body = client.post("/v1/embeddings", json={"input": texts}).json()
         assert "data" in body, body
         np.testing.assert_allclose([d["embedding"] for d in body["data"]], encode(static, texts, QUIET), atol=1e-5)
