@@ -65,8 +65,8 @@
   async function loadHealth() {
     try {
       const response = await fetch("/health");
-      const health = await response.json();
       if (!response.ok) throw new Error(await errorText(response));
+      const health = await response.json();
       if (health.reranker) columns = [...MODES, RERANK];
       const parts = [`model ${health.model}`,
                      health.index_loaded ? `${health.index_passages} passages`
