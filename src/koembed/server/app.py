@@ -22,7 +22,11 @@ Endpoints (see :func:`create_app`):
   embedding batches; its pairs are batched ``batch_size`` at a time.
 - ``POST /search``: ``{"query", "k": 10, "mode": "hybrid", "rerank": false}`` on the index given at start-up;
   hits carry ``rank``, ``docid``, ``score`` and ``text``, as ``koembed search --json`` prints them. With
-  ``"rerank": true`` the top ``rerank_depth`` hits are rescored by the reranker (:mod:`koembed.rerank`).
+  ``"rerank": true`` the top ``rerank_depth`` hits are rescored by the reranker (:mod:`koembed.rerank`). With
+  ``"highlight": true`` each hit also carries ``matches`` (character spans of the query's Kiwi content morphemes
+  in ``text``) and the response ``morphemes`` (the query's), for the playground.
+- ``GET /``: the search playground page (:mod:`koembed.server.playground`), open without the API key (it holds
+  no data; the key typed into it is sent to ``/search``).
 - ``GET /health``: never needs the API key; model, dimension, index, reranker, queue.
 - ``GET /metrics``: Prometheus text format from a registry owned by this app.
 
@@ -70,6 +74,7 @@ from koembed.server.config import (
 from koembed.server.errors import ApiError, error_response, validation_response
 from koembed.server.gate import Gate
 from koembed.server.observability import ServerMetrics
+from koembed.server.playground import add_playground, highlight_rows
 from koembed.server.schemas import EmbeddingRequest, RerankRequest, SearchRequest
 from koembed.server.token_inputs import checked_token_ids, token_vocabulary
 from koembed.server.tokens import TokenCounter
@@ -244,8 +249,12 @@ def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, a
         except KoembedError as exc:
             log.error("search failed: %s", exc)
             raise ApiError(500, f"search failed: {exc}", code="search_failed") from exc
-        return JSONResponse({"query": request.query, "mode": request.mode, "k": request.k,
-                             "rerank": request.rerank, "hits": hit_rows(hits[0], index.text)})
+        body = {"query": request.query, "mode": request.mode, "k": request.k, "rerank": request.rerank,
+                "hits": hit_rows(hits[0], index.text)}
+        if request.highlight:
+            body["morphemes"], body["hits"] = await batcher.run(highlight_rows, request.query, body["hits"],
+                                                                tokens=tokens[0])
+        return JSONResponse(body)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -265,6 +274,7 @@ def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, a
 
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
+    add_playground(app)
     app.add_middleware(Gate, metrics=metrics, api_key=api_key, max_body_bytes=limits.max_body_bytes,
                        allowed_hosts=frozenset(allowed_hosts))
     return app

@@ -88,6 +88,7 @@ class SearchRequest(BaseModel):
     k: Annotated[StrictInt, Field(ge=1, le=MAX_SEARCH_K)] = 10
     mode: Literal["dense", "bm25", "hybrid", "sparse"] = "hybrid"
     rerank: StrictBool = False
+    highlight: StrictBool = False  # add each hit's spans of the query's Kiwi morphemes (the playground's view)
 
 
 class RerankRequest(BaseModel):
