@@ -278,6 +278,17 @@ def train_tiny_static(folder: Path, rs, **config) -> Path:
     return Path(train(load_config(folder / "static.yaml"), show_progress=False)["final_model"])
 
 
+def assert_same_ranking(got, want, tol=1e-5):
+    """Same scores (relative ``tol``) in the same order; ids equal except among passages tied within ``tol``."""
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert len(g) == len(w)
+        np.testing.assert_allclose([s for _, s in g], [s for _, s in w], rtol=tol, atol=tol)
+        for i, ((gd, gs), (wd, _)) in enumerate(zip(g, w)):
+            if gd != wd:  # only a tie may swap: the other list holds gd at a score within tol
+                assert any(d == gd and abs(s - gs) <= tol * max(1, abs(gs)) for d, s in w), (gd, i)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "kill-on-replace":  # python -m tests.helpers kill-on-replace TARGET N before|after ARGS...
         from koembed.cli import app

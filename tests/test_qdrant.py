@@ -33,7 +33,7 @@ from koembed.lexical import DEFAULT, PRESETS, BM25Retriever, KiwiTokenizer, Lexi
 from koembed.lexical.fields import field_tokens
 from koembed.ranking import fuse
 from koembed.retrieve import DenseRetriever, HybridRetriever
-from tests.helpers import NEW_TEXT, QUIET, ROOT, bm25_reference
+from tests.helpers import NEW_TEXT, QUIET, ROOT, assert_same_ranking, bm25_reference
 
 
 @pytest.fixture(scope="module")
@@ -42,17 +42,6 @@ def built(tmp_path_factory, tiny_model_dir, model, corpus) -> Path:
     out = tmp_path_factory.mktemp("qdrant") / "idx"
     build_index(str(tiny_model_dir), *corpus, out, target=QdrantTarget(), options=QUIET, encoder=model)
     return out
-
-
-def assert_same_ranking(got, want, tol=1e-5):
-    """Same scores (relative ``tol``) in the same order; ids equal except among passages tied within ``tol``."""
-    assert len(got) == len(want)
-    for g, w in zip(got, want):
-        assert len(g) == len(w)
-        np.testing.assert_allclose([s for _, s in g], [s for _, s in w], rtol=tol, atol=tol)
-        for i, ((gd, gs), (wd, _)) in enumerate(zip(g, w)):
-            if gd != wd:  # only a tie may swap: the other list holds gd at a score within tol
-                assert any(d == gd and abs(s - gs) <= tol * max(1, abs(gs)) for d, s in w), (gd, i)
 
 
 def copy_index(src: Path, dst: Path) -> Path:

@@ -251,8 +251,10 @@ def search(
     query: Annotated[str, typer.Argument(help="The query text.")],
     index: IndexDirOpt,
     mode: Annotated[str, typer.Option(help="hybrid (the fusion of both the index was built with, as the server's "
-                                           "/search), dense (embeddings), bm25 (the index's lexical fields) or sparse "
-                                           "(BGE-M3 lexical weights; an index built with a bge-m3-layout model).")
+                                           "/search), dense (embeddings), bm25 (the index's lexical fields), or for an "
+                                           "index built with a bge-m3-layout model: sparse (BGE-M3 lexical weights), "
+                                           "colbert (its multi-vectors) or m3 (FlagEmbedding's 0.4/0.2/0.4 sum of "
+                                           "dense, sparse, colbert); colbert and m3 need the Qdrant store.")
                     ] = "hybrid",
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Number of hits.")] = 10,
     json_: Annotated[bool, typer.Option("--json", help="One JSON object per hit (rank, docid, score, text).")] = False,

@@ -3,7 +3,8 @@
 Rooms: :mod:`.manifest` (what a FAISS index folder holds), :mod:`.store` (versions, locking, verification),
 :mod:`.faiss` (vector index kinds), :mod:`.encoder` (the index's model and its check), :mod:`.build` (build,
 add, delete) and :mod:`.search` (the loaded :class:`Index`); the Qdrant store in :mod:`.qdrant` (collection,
-manifest, recovery), :mod:`.qdrant_build`, :mod:`.qdrant_search` and :mod:`.sparse` (BM25 as sparse vectors).
+manifest, recovery), :mod:`.qdrant_build`, :mod:`.qdrant_search`,
+:mod:`.qdrant_m3` (BGE-M3's lexical weights and ColBERT vectors) and :mod:`.sparse` (BM25 as sparse vectors).
 :mod:`.stores` holds the public functions, which pick the store.
 """
 

@@ -5,7 +5,9 @@ tokenizer settings, counts; never an API key) and, in Qdrant's embedded local mo
 (``qdrant/`` unless ``--path`` put it elsewhere). A server or cluster (``--url``) is reached by the same client
 code. The collection has a named dense vector ``dense`` (cosine) and a named sparse vector ``bm25`` with
 ``modifier=idf``: koembed writes each passage's BM25 term-frequency part (:mod:`koembed.index.sparse`) and Qdrant
-multiplies it by its idf, which is Lucene's, so Qdrant's sparse score is koembed's BM25 score.
+multiplies it by its idf, which is Lucene's, so Qdrant's sparse score is koembed's BM25 score. Built with a
+bge-m3-layout model, it also holds BGE-M3's lexical weights (sparse ``m3_sparse``) and ColBERT vectors
+(multivector ``m3_colbert``): :mod:`koembed.index.qdrant_m3`.
 
 Points: id = uuid5 of the passage id (so an id is found and deleted without a search); payload ``id``, ``text``
 and ``txn`` (the build or add that wrote it). Changes are ordered by the folder's lock file, and an add or
@@ -33,8 +35,10 @@ from koembed.errors import IndexStoreError
 from koembed.files import read_manifest as read_json_manifest
 from koembed.files import write_json
 from koembed.index.manifest import MANIFEST, now
+from koembed.index.qdrant_m3 import check_m3_collection, m3_sparse_params, m3_vector_params, point_vectors
 from koembed.index.sparse import TERM_ID_SCHEME, Field, fields_of, passage_vector
 from koembed.lexical import LexicalConfig
+from koembed.models.m3 import M3Output
 
 FORMAT_VERSION = 1
 STORE = "qdrant"
@@ -81,7 +85,8 @@ class QdrantTarget:
 class QdrantManifest:
     """``manifest.json`` of a Qdrant index. ``local_path`` (local mode) is relative to the index folder when inside it.
     ``bm25``: tokenizer, k1, b, average length, term-id scheme. ``pending``: an add (``txn``) or a delete
-    (``ids``) not yet committed, else None."""
+    (``ids``) not yet committed, else None. ``m3``: the BGE-M3 vectors the collection holds
+    (:func:`koembed.index.qdrant_m3.m3_record`), None for a model without bge-m3's heads."""
 
     collection: str
     local_path: str | None
@@ -100,6 +105,7 @@ class QdrantManifest:
     format_version: int = FORMAT_VERSION
     koembed_version: str = ""
     qdrant_client_version: str = ""
+    m3: dict[str, Any] | None = None
 
     @property
     def fields(self) -> list[Field]:
@@ -132,10 +138,10 @@ def read_qdrant_manifest(index_dir: Path) -> QdrantManifest:
     path = index_dir / MANIFEST
     data = read_json_manifest(path, IndexStoreError, format=None, version=FORMAT_VERSION, remedy="rebuild the index")
     names = set(QdrantManifest.__dataclass_fields__)
-    missing = sorted(n for n in names if n not in data)
+    missing = sorted(n for n in names if n not in data and n != "m3")  # m3: absent before BGE-M3 support
     if missing or data.get("store") != STORE:
         raise IndexStoreError(f"{path}: not a koembed Qdrant manifest (lacks {', '.join(missing) or 'store'})")
-    return QdrantManifest(**{n: data[n] for n in names})
+    return QdrantManifest(**{n: data[n] for n in names if n in data})
 
 
 def write_qdrant_manifest(index_dir: Path, manifest: QdrantManifest) -> None:
@@ -182,8 +188,10 @@ def open_client(index_dir: Path, path: str | None, url: str | None, api_key: str
         raise
 
 
-def create_collection(client: Any, target: QdrantTarget, dimension: int, where: str) -> dict[str, Any]:
-    """Create the index's collection (refused if it exists); returns the layout recorded in the manifest."""
+def create_collection(client: Any, target: QdrantTarget, dimension: int, where: str,
+                      m3: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Create the index's collection (refused if it exists), with the M3 vectors when ``m3`` (the manifest's
+    record) is given; returns the layout recorded in the manifest."""
     from qdrant_client import models
 
     if client.collection_exists(target.collection):
@@ -197,8 +205,10 @@ def create_collection(client: Any, target: QdrantTarget, dimension: int, where: 
     client.create_collection(
         target.collection,
         vectors_config={DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE,
-                                                   on_disk=target.on_disk if server else None)},
-        sparse_vectors_config={BM25: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+                                                   on_disk=target.on_disk if server else None),
+                        **(m3_vector_params(m3, target.on_disk if server else None) if m3 else {})},
+        sparse_vectors_config={BM25: models.SparseVectorParams(modifier=models.Modifier.IDF),
+                               **(m3_sparse_params() if m3 else {})},
         shard_number=target.shards if server else None,
         replication_factor=target.replicas if server else None,
         quantization_config=quantization if server else None)
@@ -224,6 +234,8 @@ def check_collection(client: Any, manifest: QdrantManifest, index_dir: Path) -> 
                               f"{DENSE!r}: it is not this index's collection")
     if sparse is None or sparse.modifier != models.Modifier.IDF:
         raise IndexStoreError(f"{index_dir}: {manifest.where} has no sparse vector {BM25!r} with modifier=idf")
+    if manifest.m3:
+        check_m3_collection(params, manifest.m3, manifest.where, index_dir)
 
 
 def txn_filter(manifest: QdrantManifest) -> Any:
@@ -237,17 +249,23 @@ def txn_filter(manifest: QdrantManifest) -> Any:
 
 
 def upsert_passages(client: Any, manifest: QdrantManifest, doc_ids: Sequence[str], texts: Sequence[str],
-                    tokens: Sequence[Sequence[str]], vectors: Any, txn: str) -> None:
-    """Upsert one batch of passages (rows aligned: ids, texts, Kiwi tokens, normalised float32 vectors)."""
+                    tokens: Sequence[Sequence[str]], vectors: Any, txn: str, m3: M3Output | None = None) -> None:
+    """Upsert one batch of passages (rows aligned: ids, texts, Kiwi tokens, normalised float32 vectors, and
+    the BGE-M3 lexical weights and ColBERT vectors when the collection holds them)."""
     from qdrant_client import models
 
     points = []
     fields = manifest.fields
-    for doc_id, text, toks, vector in zip(doc_ids, texts, tokens, vectors, strict=True):
+    if manifest.m3 and (m3 is None or len(m3.sparse) != len(doc_ids) or len(m3.colbert) != len(doc_ids)):
+        raise IndexStoreError(f"{manifest.where} holds BGE-M3 vectors: every passage needs its lexical weights "
+                              "and ColBERT vectors")
+    for row, (doc_id, text, toks, vector) in enumerate(zip(doc_ids, texts, tokens, vectors, strict=True)):
         indices, values = passage_vector(toks, text, fields)
-        points.append(models.PointStruct(
-            id=point_id(doc_id), payload={"id": doc_id, "text": text, "txn": txn},
-            vector={DENSE: vector.tolist(), BM25: models.SparseVector(indices=indices, values=values)}))
+        named = {DENSE: vector.tolist(), BM25: models.SparseVector(indices=indices, values=values)}
+        if manifest.m3:
+            named.update(point_vectors(m3.sparse[row], m3.colbert[row]))  # type: ignore[union-attr]
+        points.append(models.PointStruct(id=point_id(doc_id), payload={"id": doc_id, "text": text, "txn": txn},
+                                         vector=named))
     client.upsert(manifest.collection, points=points, wait=True)
 
 

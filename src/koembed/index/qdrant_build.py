@@ -4,7 +4,8 @@ The same rules as the FAISS store (:mod:`koembed.index.build`): input is validat
 before the collection changes, an id already indexed cannot be added (delete it first), an unknown id cannot
 be deleted. Vectors and BM25 weights are computed and uploaded batch by batch, so a corpus larger than memory
 streams through (from ``koembed encode`` chunks it is never held whole). How a crash is survived:
-:mod:`koembed.index.qdrant`.
+:mod:`koembed.index.qdrant`. With a bge-m3-layout model every batch also gets its BGE-M3 lexical weights and
+ColBERT vectors (:mod:`koembed.index.qdrant_m3`; a second forward pass, as the FAISS store's lexical weights).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import shutil
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +23,7 @@ from koembed.embeddings import embedding_chunks
 from koembed.errors import DocumentIdError, IndexStoreError, ModelMismatchError
 from koembed.files import staged_folder
 from koembed.index.build import _some
-from koembed.index.encoder import checked_encoder, embed, model_record, normalized_by, probe
+from koembed.index.encoder import checked_encoder, embed, model_record, normalized_by, probe, with_prompt
 from koembed.index.faiss import normalized
 from koembed.index.manifest import MANIFEST, now
 from koembed.index.qdrant import (
@@ -40,11 +42,13 @@ from koembed.index.qdrant import (
     upsert_passages,
     write_qdrant_manifest,
 )
+from koembed.index.qdrant_m3 import m3_record, passage_m3
 from koembed.index.sparse import average_lengths
 from koembed.index.store import locked, read_state, require_new_folder
 from koembed.lexical import DEFAULT as DEFAULT_LEXICAL
 from koembed.lexical import KiwiTokenizer, LexicalConfig
 from koembed.models import EncodeOptions, Encoder, ModelSpec, load_model
+from koembed.models.m3 import M3Encoder, M3Output, m3_encoder
 from koembed.models.prompts import role_options
 
 if TYPE_CHECKING:
@@ -52,6 +56,22 @@ if TYPE_CHECKING:
 
 Batches = Iterable[tuple[int, "np.ndarray"]]  # (first row, normalised float32 vectors of the next rows)
 ENCODE_BLOCK = 1024  # passages embedded per upload round when the index encodes them itself
+
+
+@dataclass
+class M3Passages:
+    """Where an upload gets each batch's BGE-M3 outputs: ``encoder`` (``options`` carry the passage prompt), or
+    for the lexical weights a FAISS index's ``stored`` ones (row-aligned with the upload)."""
+
+    encoder: M3Encoder
+    options: EncodeOptions
+    stored: list[dict[int, float]] | None = None
+
+    def outputs(self, start: int, texts: list[str]) -> M3Output:
+        out = self.encoder.encode(texts, self.options, None, dense=False, sparse=self.stored is None)
+        if self.stored is not None:
+            out.sparse = self.stored[start: start + len(texts)]
+        return out
 
 
 def build_qdrant_index(model: ModelSpec | str, doc_ids: Sequence[str], texts: Sequence[str], out_dir: str | Path,
@@ -64,6 +84,8 @@ def build_qdrant_index(model: ModelSpec | str, doc_ids: Sequence[str], texts: Se
 
     ``tokens``: the passages' Kiwi tokens when already analysed (``--engine ray``), else Kiwi runs here.
     ``lexical``: the BM25 fields and weights (as the FAISS store's; normalization must be none).
+    A bge-m3-layout model (not with ``embedding_dirs``) also gives each passage its BGE-M3 lexical weights and
+    ColBERT vectors (:mod:`koembed.index.qdrant_m3`).
     """
     spec = ModelSpec.of(model)
     doc_ids, texts = validate_documents(doc_ids, texts)
@@ -80,14 +102,19 @@ def build_qdrant_index(model: ModelSpec | str, doc_ids: Sequence[str], texts: Se
         batches: Batches = ((row, normalized(chunk)) for row, chunk in stored[1])
     else:
         batches = _encoded(encoder, texts, options)
+    m3 = passage_m3(spec.name, encoder) if stored is None else None  # as FAISS: from embeddings, dense only
+    m3_passages = M3Passages(m3, role_options(options.quiet(), encoder, "passage")) if m3 is not None else None
     return write_new(out_dir, target, model_record(spec.name, encoder), dimension, normalized_by(encoder), doc_ids,
-                     texts, tokens, batches, options.show_progress, lexical)
+                     texts, tokens, batches, options.show_progress, lexical, m3_passages)
 
 
 def export_faiss_index(faiss_dir: str | Path, out_dir: str | Path, target: QdrantTarget = QdrantTarget(), *,
                        show_progress: bool = True) -> QdrantManifest:
     """Copy a FAISS index (its vectors, passages and stored Kiwi tokens) into a new Qdrant index, without
-    encoding or analysing anything again; the model record is the FAISS index's, so the same checks apply."""
+    encoding or analysing anything again; the model record is the FAISS index's, so the same checks apply.
+
+    A FAISS index built with a bge-m3-layout model holds the BGE-M3 lexical weights (copied) but not the ColBERT
+    vectors: the index's model is loaded (and checked) and the passages are encoded again for them."""
     import faiss
 
     faiss_dir, out_dir = Path(faiss_dir), Path(out_dir)
@@ -105,13 +132,22 @@ def export_faiss_index(faiss_dir: str | Path, out_dir: str | Path, target: Qdran
             yield start, normalized(index.reconstruct_batch(pids))
 
     m = state.manifest
+    m3_passages = None
+    if state.sparse is not None:
+        m3 = passage_m3(m.model["resolved"], checked_encoder(None, m, faiss_dir))
+        if m3 is None:
+            raise IndexStoreError(f"{faiss_dir} holds BGE-M3 lexical weights but its model {m.model['name']} has no "
+                                  "sparse_linear.pt and colbert_linear.pt now: the ColBERT vectors cannot be made")
+        options = with_prompt(EncodeOptions(show_progress=False), m, "passage")
+        m3_passages = M3Passages(m3, options, state.sparse)
     return write_new(out_dir, target, m.model, m.dimension, m.normalized_by, state.doc_ids, state.texts,
-                     state.tokens, batches(), show_progress, LexicalConfig.from_dict(m.bm25))
+                     state.tokens, batches(), show_progress, LexicalConfig.from_dict(m.bm25), m3_passages)
 
 
 def write_new(out_dir: Path, target: QdrantTarget, model: dict[str, Any], dimension: int, normed_by: str,
               doc_ids: list[str], texts: list[str], tokens: Sequence[Sequence[str]], batches: Batches,
-              show_progress: bool, lexical: LexicalConfig = DEFAULT_LEXICAL) -> QdrantManifest:
+              show_progress: bool, lexical: LexicalConfig = DEFAULT_LEXICAL, m3: M3Passages | None = None
+              ) -> QdrantManifest:
     """Create the collection, upload every batch, then write the manifest (which makes the index exist).
 
     Local mode in the index folder is built in a staged folder and renamed into place; elsewhere (``--url``,
@@ -119,12 +155,13 @@ def write_new(out_dir: Path, target: QdrantTarget, model: dict[str, Any], dimens
     """
     created = now()
     manifest = QdrantManifest(collection=target.collection, local_path=None, url=target.url, model=model,
-                              dimension=dimension, normalized_by=normed_by, bm25=bm25_record(lexical, average_lengths(lexical, tokens, texts)),
-                              layout={}, counts={"passages": 0, "deleted": 0}, created=created, updated=created)
+                              dimension=dimension, normalized_by=normed_by,
+                              bm25=bm25_record(lexical, average_lengths(lexical, tokens, texts)), layout={}, counts={"passages": 0, "deleted": 0}, created=created, updated=created,
+                              m3=m3_record(m3.encoder) if m3 is not None else None)
     if target.url is None and target.path is None:
         manifest.local_path = LOCAL_DIR
         with staged_folder(out_dir) as stage:
-            _fill(stage, target, manifest, doc_ids, texts, tokens, batches, show_progress)
+            _fill(stage, target, manifest, doc_ids, texts, tokens, batches, show_progress, m3)
         return manifest
     manifest.local_path = str(Path(target.path).resolve()) if target.path else None
     new_folder = not out_dir.exists()
@@ -132,7 +169,7 @@ def write_new(out_dir: Path, target: QdrantTarget, model: dict[str, Any], dimens
     try:
         with locked(out_dir):
             require_new_folder(out_dir)
-            _fill(out_dir, target, manifest, doc_ids, texts, tokens, batches, show_progress)
+            _fill(out_dir, target, manifest, doc_ids, texts, tokens, batches, show_progress, m3)
     except BaseException:
         if new_folder and not (out_dir / MANIFEST).exists():
             shutil.rmtree(out_dir, ignore_errors=True)
@@ -141,11 +178,11 @@ def write_new(out_dir: Path, target: QdrantTarget, model: dict[str, Any], dimens
 
 
 def _fill(folder: Path, target: QdrantTarget, manifest: QdrantManifest, doc_ids: list[str], texts: list[str],
-          tokens: Sequence[Sequence[str]], batches: Batches, show_progress: bool) -> None:
+          tokens: Sequence[Sequence[str]], batches: Batches, show_progress: bool, m3: M3Passages | None) -> None:
     with connected(folder, manifest.local_path, manifest.url, target.api_key) as client:
-        manifest.layout = create_collection(client, target, manifest.dimension, manifest.where)
+        manifest.layout = create_collection(client, target, manifest.dimension, manifest.where, manifest.m3)
         try:
-            _upload(client, manifest, doc_ids, texts, tokens, batches, "build", show_progress)
+            _upload(client, manifest, doc_ids, texts, tokens, batches, "build", show_progress, m3)
             manifest.counts["passages"] = live_count(client, manifest.collection)
             write_qdrant_manifest(folder, manifest)
         except BaseException:
@@ -169,8 +206,12 @@ def add_qdrant_documents(index_dir: str | Path, doc_ids: Sequence[str], texts: S
         txn = uuid.uuid4().hex
         manifest.pending = {"op": "add", "txn": txn, "passages": len(doc_ids)}
         write_qdrant_manifest(index_dir, manifest)
+        m3 = None
+        if manifest.m3:
+            m3 = M3Passages(m3_encoder(manifest.model["resolved"], encoder),
+                            with_prompt(options.quiet(), manifest, "passage"))  # type: ignore[arg-type]
         _upload(client, manifest, doc_ids, texts, tokens, _encoded(encoder, texts, options), txn,
-                options.show_progress)
+                options.show_progress, m3)
         manifest.pending = None
         manifest.counts["passages"] = live_count(client, manifest.collection)
         write_qdrant_manifest(index_dir, manifest)
@@ -226,7 +267,8 @@ def _encoded(encoder: Encoder, texts: list[str], options: EncodeOptions) -> Iter
 
 
 def _upload(client: Any, manifest: QdrantManifest, doc_ids: list[str], texts: list[str],
-            tokens: Sequence[Sequence[str]], batches: Batches, txn: str, show_progress: bool) -> None:
+            tokens: Sequence[Sequence[str]], batches: Batches, txn: str, show_progress: bool,
+            m3: M3Passages | None = None) -> None:
     from tqdm.auto import tqdm
 
     with tqdm(total=len(doc_ids), desc=f"Qdrant {manifest.collection}", unit="passage",
@@ -237,6 +279,7 @@ def _upload(client: Any, manifest: QdrantManifest, doc_ids: list[str], texts: li
                                          f"{manifest.dimension}")
             for a in range(0, len(vectors), UPSERT_BATCH):
                 rows = slice(start + a, start + min(a + UPSERT_BATCH, len(vectors)))
+                outputs = m3.outputs(rows.start, texts[rows]) if m3 is not None else None
                 upsert_passages(client, manifest, doc_ids[rows], texts[rows], tokens[rows],
-                                vectors[a: a + UPSERT_BATCH], txn)
+                                vectors[a: a + UPSERT_BATCH], txn, outputs)
                 bar.update(rows.stop - rows.start)

@@ -6,7 +6,9 @@ sparse score, ``idf x`` koembed's BM25 weights (= koembed's BM25, :mod:`koembed.
 sharing a term with the query. ``hybrid``: Qdrant fuses the dense and bm25 prefetches (each the top max(k,
 100), as :class:`koembed.retrieve.HybridRetriever` takes) server-side: ``rrf`` with Qdrant's ``k=61``, which
 is koembed's RRF (1 / (60 + rank from 1)) since Qdrant counts ranks from 0, or ``dbsf``; with ``weights``
-koembed fuses the two runs itself (:func:`koembed.ranking.fuse`, ``cc``).
+koembed fuses the two runs itself (:func:`koembed.ranking.fuse`, ``cc``). ``sparse``, ``colbert`` and ``m3``
+(an index built with a bge-m3-layout model): BGE-M3's lexical, ColBERT and weighted-sum scores, as koembed's
+``m3-sparse:``, ``m3-colbert:`` and ``m3:`` retrievers give them (:mod:`koembed.index.qdrant_m3`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from koembed.errors import SpecError
 from koembed.index.encoder import checked_encoder, embed, with_prompt
+from koembed.index.faiss import normalized
 from koembed.index.manifest import MANIFEST
 from koembed.index.qdrant import (
     BM25,
@@ -31,13 +34,15 @@ from koembed.index.qdrant import (
     read_qdrant_manifest,
     txn_filter,
 )
+from koembed.index.qdrant_m3 import M3_COLBERT, M3_SEARCH_MODES, M3_SPARSE, m3_requests, require_m3
 from koembed.index.sparse import query_vector
 from koembed.lexical import KiwiTokenizer
 from koembed.models import EncodeOptions, Encoder
+from koembed.models.m3 import M3Encoder, combined_score, m3_encoder, m3_weights
 from koembed.ranking import RRF_K, TIE_SLACK, Hit, fuse, sort_hits
 from koembed.retrieve import FUSION_DEPTH
 
-MODES = ("dense", "bm25", "hybrid")
+MODES = ("dense", "bm25", "hybrid", *M3_SEARCH_MODES)
 QDRANT_FUSIONS = ("rrf", "dbsf")
 
 
@@ -61,6 +66,7 @@ class QdrantIndex:
         self._size = live_count(client, manifest.collection, self._filter)
         self._texts: dict[str, str] = {}
         self._tokenizer: KiwiTokenizer | None = None
+        self._m3: M3Encoder | None = None
 
     def __len__(self) -> int:
         return self._size
@@ -106,37 +112,92 @@ class QdrantIndex:
 
     def search(self, queries: Sequence[str], k: int = 10, mode: str = "dense", *, fusion: str = "rrf",
                weights: Sequence[float] | None = None) -> list[list[Hit]]:
-        """Top-``k`` ``(doc_id, score)`` per query (see the module docstring for the modes and fusions)."""
+        """Top-``k`` ``(doc_id, score)`` per query (see the module docstring for the modes and fusions).
+        ``weights``: hybrid's (dense, bm25), or m3's (dense, sparse, colbert; default 0.4, 0.2, 0.4)."""
         if mode not in MODES:
             raise SpecError(f"unknown search mode {mode!r}: use {', '.join(MODES)}")
         if fusion not in QDRANT_FUSIONS:
             raise SpecError(f"unknown fusion {fusion!r}: use {', '.join(QDRANT_FUSIONS)}")
-        if weights is not None and len(weights) != 2:
+        if mode in M3_SEARCH_MODES:
+            require_m3(self.manifest.m3, mode, self.path)
+            try:
+                m3_weights(weights)
+            except ValueError as exc:
+                raise SpecError(str(exc)) from None
+        elif weights is not None and len(weights) != 2:
             raise SpecError("hybrid weights: one for dense, one for bm25")
         if k < 1:
             raise SpecError(f"k must be at least 1, not {k}")
         queries = list(queries)
         if not self._size or not queries:
             return [[] for _ in queries]
+        if mode in M3_SEARCH_MODES:
+            return self._m3_search(queries, k, mode, weights)
         if mode == "hybrid" and weights is not None:
             depth = max(k, FUSION_DEPTH)
             runs = zip(self.search(queries, depth, "dense"), self.search(queries, depth, "bm25"))
             return [fuse(list(pair), "cc", weights, k) for pair in runs]
         requests = self._requests(queries, k, mode, fusion)
-        answers = self._client.query_batch_points(self.manifest.collection, [r for r in requests if r is not None])
-        answered = iter(answers)
-        results = []
-        for request in requests:
-            if request is None:  # a query with no BM25 term matches nothing
-                results.append([])
-                continue
-            hits = []
-            for point in next(answered).points:
-                self._texts[point.payload["id"]] = point.payload["text"]
-                hits.append((point.payload["id"], float(point.score)))
-            results.append(sort_hits(hits, k))
+        answered = iter(self._run([r for r in requests if r is not None]))
+        # a query with no BM25 term matches nothing
+        return [sort_hits(next(answered).items(), k) if r is not None else [] for r in requests]
+
+    def _run(self, requests: list[Any]) -> list[dict[str, float]]:
+        """``{doc_id: score}`` of each request's points (their texts kept for :meth:`text`)."""
+        runs = []
+        for answer in self._client.query_batch_points(self.manifest.collection, requests) if requests else []:
+            run = {}
+            for point in answer.points:
+                if "text" in point.payload:
+                    self._texts[point.payload["id"]] = point.payload["text"]
+                run[point.payload["id"]] = float(point.score)
+            runs.append(run)
         if len(self._texts) > 100_000:
             self._texts.clear()
+        return runs
+
+    def _m3_search(self, queries: list[str], k: int, mode: str, weights: Sequence[float] | None) -> list[list[Hit]]:
+        """``sparse`` / ``colbert``: one Qdrant query each (ColBERT: Qdrant's MaxSim sum / the query's vector
+        count, FlagEmbedding's mean). ``m3``: candidates from all three, rescored exactly on each vector."""
+        from qdrant_client import models
+
+        if self._m3 is None:
+            self._m3 = m3_encoder(self.manifest.model["resolved"], self.encoder)  # type: ignore[arg-type]
+        q = self._m3.encode(queries, with_prompt(self.options, self.manifest, "query"), None,  # type: ignore[arg-type]
+                            dense=mode == "m3", sparse=mode != "colbert", colbert=mode != "sparse")
+        # m3: the candidates' texts come once, with the dense rescoring
+        common = {"filter": self._filter, "with_payload": ["id"] if mode == "m3" else ["id", "text"]}
+        per_query = max(k, FUSION_DEPTH) if mode == "m3" else min(k + TIE_SLACK, self._size)
+        requests = []
+        for i in range(len(queries)):
+            dense = ([models.QueryRequest(query=normalized(q.dense[i: i + 1])[0].tolist(), using=DENSE,
+                                          limit=per_query, **common)] if mode == "m3" else [])
+            requests.append(dense + m3_requests(mode, q.sparse[i] if q.sparse else None,
+                                                q.colbert[i] if q.colbert else None, per_query, common))
+        answered = iter(self._run([r for group in requests for r in group]))
+        runs = [[next(answered) for _ in group] for group in requests]
+        if mode != "m3":
+            scale = [1.0 / len(v) for v in q.colbert] if mode == "colbert" else [1.0] * len(queries)
+            return [sort_hits(((d, s * c) for d, s in run[0].items()), k) if run else []
+                    for run, c in zip(runs, scale)]
+        exact = None  # local mode is always exact; a server is told to be, on the original vectors
+        if self.manifest.url:
+            exact = models.SearchParams(exact=True, quantization=models.QuantizationSearchParams(ignore=True))
+        rescoring = []
+        for group in requests:
+            candidates = sorted({d for run in runs[len(rescoring)] for d in run})
+            only = models.Filter(must=[models.HasIdCondition(has_id=[point_id(d) for d in candidates])])
+            rescoring.append([r.model_copy(update={"filter": only, "limit": len(candidates), "params": exact,
+                                                   "with_payload": ["id", "text"] if r.using == DENSE else ["id"]})
+                              for r in group])
+        answered = iter(self._run([r for group in rescoring for r in group]))
+        results = []
+        for i, group in enumerate(rescoring):
+            scores = {r.using: next(answered) for r in group}
+            dense, sparse, colbert = scores[DENSE], scores.get(M3_SPARSE, {}), scores[M3_COLBERT]
+            results.append(sort_hits(((d, float(combined_score(dense[d], sparse.get(d, 0.0),
+                                                               colbert[d] / len(q.colbert[i]), weights)))
+                                      for d in dense), k))
         return results
 
     def _requests(self, queries: list[str], k: int, mode: str, fusion: str) -> list[Any]:

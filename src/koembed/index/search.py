@@ -105,6 +105,9 @@ class Index:
         ``sparse`` (an index built with a bge-m3-layout model): BGE-M3 lexical matching score from the stored
         weights, rebuilt as an in-memory inverted index on first use (:class:`koembed.sparse.SparseIndex`).
         """
+        if mode in ("colbert", "m3"):
+            raise SpecError(f"{self.path}: the FAISS store keeps no ColBERT vectors, which {mode} search needs: "
+                            "build the index with --store qdrant, or move it there with koembed index export")
         if mode not in MODES:
             raise SpecError(f"unknown search mode {mode!r}: use {', '.join(MODES)}")
         queries = list(queries)
