@@ -118,3 +118,21 @@ def test_missing_m3_vectors_are_refused(tmp_path, tiny_model_dir, built, sample)
     (plain / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     with pytest.raises(IndexStoreError, match="m3_colbert"):
         load_index(plain)
+
+
+def test_server_searches_the_m3_vectors_of_a_qdrant_index(built, m3, sample):
+    from fastapi.testclient import TestClient
+
+    from koembed.server import create_app
+
+    queries = list(sample.queries.values())[:3]
+    with load_index(built, encoder=m3.model) as index:
+        expected = {mode: index.search(queries, 5, mode) for mode in ("sparse", "colbert", "m3")}
+        with TestClient(create_app(m3.model, "tiny-m3", index=index), base_url="http://localhost") as client:
+            for mode, want in expected.items():
+                for query, hits in zip(queries, want):
+                    response = client.post("/search", json={"query": query, "k": 5, "mode": mode})
+                    assert response.status_code == 200, response.text
+                    got = response.json()["hits"]
+                    assert [h["docid"] for h in got] == [d for d, _ in hits], mode
+                    np.testing.assert_allclose([h["score"] for h in got], [s for _, s in hits], atol=1e-5)

@@ -273,7 +273,8 @@ def test_search_errors(http, plain_url):
     for body, param, word in [({"query": ""}, "query", "query"), ({"query": "여권", "k": 0}, "k", "k"),
                               ({"query": "여권", "k": "3"}, "k", "k"), ({"query": "여권", "mode": "fuzzy"}, "mode",
                                                                         "mode"), ({"k": 3}, "query", "query"),
-                              ({"query": "여권", "mode": "sparse"}, "mode", "lexical weights")]:
+                              ({"query": "여권", "mode": "sparse"}, "mode", "lexical weights"),
+                              ({"query": "여권", "mode": "colbert"}, "mode", "ColBERT")]:
         _assert_error(http.post("/search", json=body), 422, param, "invalid_value", [word])
     _assert_error(http.post("/search", json={"query": LONG_TEXT}), 413, "query", "input_too_long", ["query"])
     with httpx.Client(base_url=plain_url, timeout=10) as client:

@@ -244,7 +244,7 @@ def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, a
             if cross_encoder is not None:
                 hits = await batcher.run(rerank_hits, cross_encoder, [request.query], hits, index.text, request.k,
                                          rerank_depth, options, tokens=tokens[0] * len(hits[0]))
-        except SpecError as exc:  # a mode this index cannot serve (sparse without lexical weights)
+        except SpecError as exc:  # a mode this index cannot serve (sparse without lexical weights, colbert on FAISS)
             raise ApiError(422, f"mode: {exc}", param="mode", code="invalid_value") from exc
         except KoembedError as exc:
             log.error("search failed: %s", exc)

@@ -86,7 +86,7 @@ class SearchRequest(BaseModel):
 
     query: Annotated[StrictStr, Field(min_length=1)]
     k: Annotated[StrictInt, Field(ge=1, le=MAX_SEARCH_K)] = 10
-    mode: Literal["dense", "bm25", "hybrid", "sparse"] = "hybrid"
+    mode: Literal["dense", "bm25", "hybrid", "sparse", "colbert", "m3"] = "hybrid"
     rerank: StrictBool = False
     highlight: StrictBool = False  # add each hit's spans of the query's Kiwi morphemes (the playground's view)
 
