@@ -20,8 +20,8 @@ here, not a koembed option: it did not win, docs/BENCHMARKS.md) and ``onnx-int8`
 Each setting is warmed up (the compile and the ONNX export happen there and are reported as ``setup_s``), then
 the settings are timed in interleaved rounds (A, B, C, ..., rotated each round) on the same machine state; the
 speed-up of a setting is the median over rounds of (plain-fp32 time / its time) in that round, with the min-max,
-in wall time and in process CPU time (the CPU-time ratio is steadier on a shared machine). Queries are encoded by the same setting; ndcg@10 is
-exact search over the last round's passage embeddings.
+in wall time and in process CPU time (the CPU-time ratio is steadier on a shared machine). Queries are encoded
+by the same setting; ndcg@10 is exact search over the last round's passage embeddings.
 ``--model tiny-xlmr`` = random XLM-R 384 wide, 2 layers; ``bge-m3-random`` = random XLM-R at bge-m3's size
 (bench/export_large.py): with random weights only their speed means anything (ndcg is noise).
 """
