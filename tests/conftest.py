@@ -29,6 +29,57 @@ def sample():
     return load_retrieval_set()
 
 
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    """The tiny XLM-R loaded (fp32), once per test module: modules that change it do not leak into others."""
+    from koembed.models import load_model
+
+    return load_model(str(tiny_model_dir))
+
+
+@pytest.fixture(scope="module")
+def corpus(sample) -> tuple[list[str], list[str]]:
+    """The bundled sample's (doc ids, passages)."""
+    return list(sample.corpus), list(sample.corpus.values())
+
+
+@pytest.fixture(scope="module")
+def queries(sample) -> list[str]:
+    return list(sample.queries.values())
+
+
+@pytest.fixture(scope="module")
+def exact(model, corpus):
+    """Exact dense search of the sample with the tiny model: what an index's dense half must equal."""
+    from koembed.retrieve import DenseRetriever
+    from tests.helpers import QUIET
+
+    retriever = DenseRetriever(model, "dense", options=QUIET)
+    retriever.fit(*corpus)
+    return retriever
+
+
+@pytest.fixture(scope="module")
+def bm25(corpus):
+    """koembed's in-memory BM25 with an index's default fields (bm25-phrase): what an index's bm25 half must equal."""
+    from koembed.lexical import DEFAULT, BM25Retriever
+
+    retriever = BM25Retriever(DEFAULT, show_progress=False)
+    retriever.fit(*corpus)
+    return retriever
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory, tiny_model_dir, model, corpus):
+    """A FAISS index (flat, bm25-phrase) of the bundled sample built with the tiny model, loaded."""
+    from koembed.index import build_index, load_index
+    from tests.helpers import QUIET
+
+    out = tmp_path_factory.mktemp("sample-index") / "idx"
+    build_index(str(tiny_model_dir), *corpus, out, options=QUIET, encoder=model)
+    return load_index(out, encoder=model)
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
     """One local Ray (2 CPUs) for the whole session, shut down at its end; yields its GCS address, where other

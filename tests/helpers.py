@@ -3,6 +3,7 @@ transcription of AutoRAG's metric functions, a uvicorn server in a thread, and f
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
@@ -24,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 KORQUAD = SHARED_DATA / "korquad-v1-dev" / "KorQuAD_v1.0_dev.json"
 QUIET = EncodeOptions(show_progress=False)
+NEW_TEXT = "반려묘 전용 사료의 새벽 배송은 주문 다음 날 오전 일곱 시 전에 문 앞에 도착합니다."  # a passage to add to an index
 
 
 def require_shared(path: Path) -> Path:
@@ -294,3 +296,67 @@ if __name__ == "__main__":
         from koembed.training import load_config, train
 
         train(load_config(sys.argv[1]), show_progress=False, callbacks=[kill_after_step(int(sys.argv[2]))])
+
+
+@contextmanager
+def serving_cli(*args: str, timeout: float = 90) -> Iterator[str]:
+    """Run ``koembed serve ARGS`` as a subprocess on 127.0.0.1 and a free port; yield its base URL once /health
+    answers; stop it after (terminate, then kill)."""
+    import socket
+    import subprocess
+    import tempfile
+
+    import httpx
+
+    with socket.socket() as sock:  # a free port (released just before the server binds it)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a full pipe would block the server's logging
+    proc = subprocess.Popen([sys.executable, "-m", "koembed.cli", "serve", *args, "--port", str(port)], stdout=log,
+                            stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            return httpx.get(f"{url}/health", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        deadline = time.monotonic() + timeout
+        while not answers():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                raise RuntimeError(f"koembed serve did not start (exit code {proc.poll()}): {log.read()[-2000:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=15)
+        proc.kill()  # nothing to do once it has exited
+        proc.wait()
+        log.close()
+
+
+def write_mteb_dataset(rs, folder: Path, split: str = "dev") -> Path:
+    """``rs`` as a local copy of an mteb retrieval dataset repository: parquet files for the configs ``corpus``
+    (``_id``, ``title``, ``text``), ``queries`` (``_id``, ``text``) and ``default`` (qrels: ``query-id``,
+    ``corpus-id``, ``score``), declared in the README's YAML header as the hub's dataset cards declare them."""
+    import pandas as pd
+
+    tables = {
+        "corpus": pd.DataFrame({"_id": list(rs.corpus), "title": [""] * len(rs.corpus),
+                                "text": list(rs.corpus.values())}),
+        "queries": pd.DataFrame({"_id": list(rs.queries), "text": list(rs.queries.values())}),
+        "default": pd.DataFrame([{"query-id": q, "corpus-id": d, "score": 1}
+                                 for q in rs.queries for d in sorted(rs.relevant_ids(q))]),
+    }
+    header = ["---", "configs:"]
+    for config, table in tables.items():
+        (folder / config).mkdir(parents=True, exist_ok=True)
+        table.to_parquet(folder / config / f"{split}-00000-of-00001.parquet", index=False)
+        header += [f"- config_name: {config}", "  data_files:", f"  - split: {split}",
+                   f"    path: {config}/{split}-*.parquet"]
+    (folder / "README.md").write_text("\n".join(header + ["---", ""]), encoding="utf-8")
+    return folder

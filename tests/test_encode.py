@@ -27,11 +27,6 @@ def cli(*args: str):
 
 
 @pytest.fixture(scope="module")
-def model(tiny_model_dir):
-    return models.load_model(str(tiny_model_dir))
-
-
-@pytest.fixture(scope="module")
 def docs(sample) -> tuple[list[str], list[str]]:
     return list(sample.corpus), list(sample.corpus.values())
 

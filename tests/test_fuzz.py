@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 import pytest
 
-from koembed.models import encode, load_model
+from koembed.models import encode
 from koembed.server import ServerLimits, create_app
 from tests.helpers import running
 
@@ -27,20 +27,6 @@ KEY = "fuzz-key"
 SEED = 20240611
 WARMUP, REQUESTS = 200, 1200
 TIME_CAP_S = 120  # a bound for CI; the run takes ~30 s on 2 shared cores
-
-
-@pytest.fixture(scope="module")
-def model(tiny_model_dir):
-    return load_model(str(tiny_model_dir))
-
-
-@pytest.fixture(scope="module")
-def index(tmp_path_factory, tiny_model_dir, model, sample):
-    from koembed.index import build_index, load_index
-
-    out = tmp_path_factory.mktemp("fuzz-index") / "idx"
-    build_index(str(tiny_model_dir), list(sample.corpus), list(sample.corpus.values()), out, encoder=model)
-    return load_index(out, encoder=model)
 
 
 def raw_requests(paths: list[str]):

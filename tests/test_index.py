@@ -29,42 +29,8 @@ from koembed.index import (
     index_info,
     load_index,
 )
-from koembed.lexical import DEFAULT_SPEC, PRESETS, BM25Retriever
 from koembed.retrieve import DenseRetriever, HybridRetriever
-from tests.helpers import QUIET
-
-NEW_TEXT = "반려묘 전용 사료의 새벽 배송은 주문 다음 날 오전 일곱 시 전에 문 앞에 도착합니다."
-
-
-@pytest.fixture(scope="module")
-def model(tiny_model_dir):
-    from koembed.models import load_model
-
-    return load_model(str(tiny_model_dir))
-
-
-@pytest.fixture(scope="module")
-def corpus(sample):
-    return list(sample.corpus), list(sample.corpus.values())
-
-
-@pytest.fixture(scope="module")
-def queries(sample):
-    return list(sample.queries.values())
-
-
-@pytest.fixture(scope="module")
-def exact(model, corpus):
-    retriever = DenseRetriever(model, "dense", options=QUIET)
-    retriever.fit(*corpus)
-    return retriever
-
-
-@pytest.fixture(scope="module")
-def bm25(corpus):
-    retriever = BM25Retriever(PRESETS[DEFAULT_SPEC], show_progress=False)  # what an index's bm25 half is
-    retriever.fit(*corpus)
-    return retriever
+from tests.helpers import NEW_TEXT, QUIET
 
 
 @pytest.fixture(scope="module")
@@ -407,7 +373,7 @@ def test_tuned_fusion_is_recorded_and_used_by_hybrid_search(tmp_path, tiny_model
 
     out = tmp_path / "fused"
     result = CliRunner().invoke(app, ["index", "build", "--model", str(tiny_model_dir), "--corpus", "sample",
-                                      "--out", str(out), "--fusion", "z@1,0.25", "-q"])
+                                      "--out", str(out), "--fusion", "z@1,0.25", "--precision", "fp32", "-q"])
     assert result.exit_code == 0, result.output
     assert json.loads((out / "manifest.json").read_text())["fusion"] == {"fusion": "z", "weights": [1.0, 0.25],
                                                                          "rrf_k": 60}

@@ -196,9 +196,14 @@ def test_server_serves_the_onnx_model(exports, texts):
     from tests.helpers import running
 
     model = load_model(str(exports["onnx"][0]))
+    ids = model.tokenizer(texts[-6:], truncation=True, max_length=model.max_seq_length)["input_ids"]
     with running(create_app(model, "minilm-onnx")) as base:
         response = httpx.post(f"{base}/v1/embeddings", json={"input": texts[-6:]}, timeout=30)
+        by_ids = httpx.post(f"{base}/v1/embeddings", json={"input": ids}, timeout=30)  # token-id inputs
     assert response.status_code == 200, response.text
     got = np.array([row["embedding"] for row in response.json()["data"]], dtype=np.float32)
     expected = np.stack([encode(model, [t], show_progress=False)[0] for t in texts[-6:]])
     np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert by_ids.status_code == 200, by_ids.text
+    np.testing.assert_allclose([row["embedding"] for row in by_ids.json()["data"]], expected, atol=1e-5)
+    assert by_ids.json()["usage"]["prompt_tokens"] == sum(map(len, ids))

@@ -7,7 +7,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,26 +33,7 @@ from koembed.lexical import DEFAULT, PRESETS, BM25Retriever, KiwiTokenizer, Lexi
 from koembed.lexical.fields import field_tokens
 from koembed.ranking import fuse
 from koembed.retrieve import DenseRetriever, HybridRetriever
-from tests.helpers import QUIET, ROOT, bm25_reference
-
-NEW_TEXT = "반려묘 전용 사료의 새벽 배송은 주문 다음 날 오전 일곱 시 전에 문 앞에 도착합니다."
-
-
-@pytest.fixture(scope="module")
-def model(tiny_model_dir):
-    from koembed.models import load_model
-
-    return load_model(str(tiny_model_dir))
-
-
-@pytest.fixture(scope="module")
-def corpus(sample):
-    return list(sample.corpus), list(sample.corpus.values())
-
-
-@pytest.fixture(scope="module")
-def queries(sample):
-    return list(sample.queries.values())
+from tests.helpers import NEW_TEXT, QUIET, ROOT, bm25_reference
 
 
 @pytest.fixture(scope="module")
@@ -62,21 +42,6 @@ def built(tmp_path_factory, tiny_model_dir, model, corpus) -> Path:
     out = tmp_path_factory.mktemp("qdrant") / "idx"
     build_index(str(tiny_model_dir), *corpus, out, target=QdrantTarget(), options=QUIET, encoder=model)
     return out
-
-
-@pytest.fixture(scope="module")
-def exact(model, corpus):
-    retriever = DenseRetriever(model, "dense", options=QUIET)
-    retriever.fit(*corpus)
-    return retriever
-
-
-@pytest.fixture(scope="module")
-def bm25(corpus):
-    """koembed's in-memory BM25 with the index's default fields (bm25-phrase: four fields, weighted sum)."""
-    retriever = BM25Retriever(DEFAULT, show_progress=False)
-    retriever.fit(*corpus)
-    return retriever
 
 
 def assert_same_ranking(got, want, tol=1e-5):

@@ -14,20 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from koembed import ray_engine
 from koembed.embeddings import encode_corpus, read_embeddings
 from koembed.errors import EmbeddingStoreError
 from koembed.lexical import KiwiTokenizer
 from koembed.models import ModelSpec
-from koembed import ray_engine
 from koembed.ray_engine import RayOptions, encode_corpus_ray, tokenize_ray
 from tests.helpers import QUIET, ROOT
 
 TWO = RayOptions(workers=2)
-
-
-@pytest.fixture(scope="module")
-def corpus(sample):
-    return list(sample.corpus), list(sample.corpus.values())
 
 
 @pytest.fixture(scope="module")

@@ -49,11 +49,6 @@ def assert_clean_exit(result, *words: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def model(tiny_model_dir):
-    return load_model(str(tiny_model_dir))
-
-
-@pytest.fixture(scope="module")
 def docs(sample) -> tuple[list[str], list[str]]:
     return list(sample.corpus), list(sample.corpus.values())
 

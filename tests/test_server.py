@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from koembed.models import ModelSpec, encode, load_model
 from koembed.server import ServerLimits, create_app
-from tests.helpers import QUIET, running
+from tests.helpers import running
 
 KEY = "test-key-3f9a"
 MAX_TOKENS = 64
@@ -31,23 +31,8 @@ LONG_TEXT = "전세 보증금 반환 소송 절차 " * 40  # far over MAX_TOKENS
 
 
 @pytest.fixture(scope="module")
-def model(tiny_model_dir):
-    return load_model(str(tiny_model_dir))
-
-
-@pytest.fixture(scope="module")
 def texts(sample) -> list[str]:
     return list(sample.queries.values())[:32]
-
-
-@pytest.fixture(scope="module")
-def index(tmp_path_factory, tiny_model_dir, model, sample):
-    from koembed.index import build_index, load_index
-
-    out = tmp_path_factory.mktemp("server-index") / "idx"
-    build_index(str(tiny_model_dir), list(sample.corpus), list(sample.corpus.values()), out, options=QUIET,
-                encoder=model)
-    return load_index(out, encoder=model)
 
 
 @pytest.fixture(scope="module")
@@ -191,8 +176,19 @@ EMBEDDING_ERRORS = [
     ({"input": ""}, 422, "input", "invalid_value", ["input", "empty"]),
     ({"input": []}, 422, "input", "invalid_value", ["input", "empty"]),
     ({"input": ["질문", ""]}, 422, "input", "invalid_value", ["input[1]", "empty"]),
-    ({"input": [101, 2023, 102]}, 422, "input", "invalid_value", ["token-id"]),
-    ({"input": [[101, 102]]}, 422, "input", "invalid_value", ["token-id"]),
+    # token ids of the tiny model's tokenizer (800 ids)
+    ({"input": [5, 900, 6]}, 422, "input", "invalid_value", ["input[1]", "900", "0 to 799"]),
+    ({"input": [[5, 6], [7, 8, 9, 5, 6, 800]]}, 422, "input", "invalid_value", ["input[1][5]", "800"]),
+    ({"input": [[5, -1]]}, 422, "input", "invalid_value", ["input[0][1]", "negative"]),
+    ({"input": [[5, 6], []]}, 422, "input", "invalid_value", ["input[1]", "empty"]),
+    ({"input": [[5, "a"]]}, 422, "input", "invalid_value", ["input[0][1]", "integer", "string"]),
+    ({"input": [5, 6.0]}, 422, "input", "invalid_value", ["input[1]", "integer", "number"]),
+    ({"input": [5, True]}, 422, "input", "invalid_value", ["input[1]", "integer", "boolean"]),
+    ({"input": [[5, 6], "text"]}, 422, "input", "invalid_value", ["input[1]", "list of token ids"]),
+    ({"input": ["질문", [5]]}, 422, "input", "invalid_value", ["input[1]", "string"]),
+    ({"input": [[5]] * (MAX_INPUTS + 1)}, 413, "input", "too_many_inputs", ["input", str(MAX_INPUTS)]),
+    ({"input": [[5] * (MAX_TOKENS + 1)]}, 413, "input", "input_too_long", ["input[0]", str(MAX_TOKENS)]),
+    ({"input": [5] * (MAX_TOKENS + 1)}, 413, "input", "input_too_long", ["input has", str(MAX_TOKENS)]),
     ({"input": 5}, 422, "input", "invalid_value", ["input", "string"]),
     ({"input": ["질문", 3.5]}, 422, "input", "invalid_value", ["input[1]", "string"]),
     ({"input": {"text": "질문"}}, 422, "input", "invalid_value", ["input"]),

@@ -16,26 +16,12 @@ import httpx
 import pytest
 
 from koembed.errors import ServeError
-from koembed.models import ModelSpec, load_model
+from koembed.models import ModelSpec
 from koembed.server import ServerLimits, create_app
 from koembed.server.tokens import TokenCounter
 from tests.helpers import running
 
 JSON = {"Content-Type": "application/json"}
-
-
-@pytest.fixture(scope="module")
-def model(tiny_model_dir):
-    return load_model(str(tiny_model_dir))
-
-
-@pytest.fixture(scope="module")
-def index(tmp_path_factory, tiny_model_dir, model, sample):
-    from koembed.index import build_index, load_index
-
-    out = tmp_path_factory.mktemp("guard-index") / "idx"
-    build_index(str(tiny_model_dir), list(sample.corpus), list(sample.corpus.values()), out, encoder=model)
-    return load_index(out, encoder=model)
 
 
 @pytest.fixture(scope="module")

@@ -141,7 +141,8 @@ def test_server_embeds_and_truncates_with_a_static_model(static, sample):
 
     texts = list(sample.queries.values())[:4]
     long_text = " ".join(sample.corpus.values())
-    with TestClient(create_app(static, "tiny-static", limits=ServerLimits(max_input_tokens=40))) as client:
+    app = create_app(static, "tiny-static", limits=ServerLimits(max_input_tokens=40))
+    with TestClient(app, base_url="http://localhost") as client:  # no key: a loopback Host
         body = client.post("/v1/embeddings", json={"input": texts}).json()
         assert "data" in body, body
         np.testing.assert_allclose([d["embedding"] for d in body["data"]], encode(static, texts, QUIET), atol=1e-5)
@@ -152,6 +153,18 @@ def test_server_embeds_and_truncates_with_a_static_model(static, sample):
         expected = encode(static, [long_text], QUIET, max_seq_length=40)[0]
         np.testing.assert_allclose(cut["data"][0]["embedding"], expected, atol=1e-5)
         assert client.get("/health").json()["max_input_tokens"] == 40
+        # token ids: what the static model reads of a text (no special tokens); cut at the limit like text
+        ids = [p.ids for p in pieces]
+        by_ids = client.post("/v1/embeddings", json={"input": ids}).json()
+        np.testing.assert_allclose([d["embedding"] for d in by_ids["data"]], [d["embedding"] for d in body["data"]], atol=1e-5)
+        long_ids = static_module(static).tokenizer.encode(long_text, add_special_tokens=False).ids
+        assert client.post("/v1/embeddings", json={"input": long_ids}).status_code == 413
+        cut_ids = client.post("/v1/embeddings", json={"input": long_ids, "truncate": True}).json()
+        np.testing.assert_allclose(cut_ids["data"][0]["embedding"], expected, atol=1e-5)
+        assert cut_ids["usage"]["prompt_tokens"] == 40
+        vocab = static_module(static).tokenizer.get_vocab_size()
+        oov = client.post("/v1/embeddings", json={"input": [[1, 2], [3, vocab]]}).json()["error"]
+        assert "input[1][1]" in oov["message"] and str(vocab - 1) in oov["message"]
 
 
 def test_distill_tiny_xlmr_then_fine_tune(tmp_path, tiny_model_dir, sample):

@@ -65,3 +65,7 @@ class ModelMismatchError(IndexStoreError):
 
 class DocumentIdError(IndexStoreError):
     """Adding an id the index already holds, or deleting one it does not hold."""
+
+
+class MtebError(KoembedError):
+    """An MTEB task cannot be run: unknown or not a retrieval task, or its data neither local nor reachable."""

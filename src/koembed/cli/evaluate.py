@@ -40,9 +40,11 @@ from koembed.cli.common import (
     quiet_libraries,
 )
 from koembed.data import load_retrieval_set
-from koembed.errors import KoembedError
+from koembed.errors import KoembedError, MtebError
 from koembed.files import write_json
-from koembed.metrics.tables import autorag_tables, by_similarity, ir_table
+from koembed.metrics.tables import autorag_tables, by_similarity, ir_table, mteb_table
+from koembed.models import EncodeOptions, ModelSpec
+from koembed.mteb_eval import main_scores, run_mteb
 
 
 def bench(
@@ -110,11 +112,22 @@ def eval_(
     backend: BackendOpt = "torch",
     query_prompt: QueryPromptOpt = None,
     passage_prompt: PassagePromptOpt = None,
+    mteb: Annotated[Optional[str], typer.Option(
+        "--mteb", metavar="TASK", help="Run this MTEB retrieval task with the mteb package instead (e.g. "
+        "Ko-StrategyQA, AutoRAGRetrieval, MIRACLRetrieval: its Korean subset); needs the hub or --mteb-data.")] = None,
+    mteb_data: Annotated[Optional[Path], typer.Option(
+        "--mteb-data", help="A local copy of the --mteb task's dataset repository (hf download REPO --repo-type "
+        "dataset --local-dir DIR), for machines without the Hugging Face hub.")] = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """The card's IR suite (InformationRetrievalEvaluator definitions) for cosine and dot similarity."""
+    """The card's IR suite (InformationRetrievalEvaluator definitions) for cosine and dot similarity, or an MTEB
+    retrieval task (--mteb) scored by mteb itself."""
     quiet_libraries()
     check_output(out, "--out")
+    if mteb is not None or mteb_data is not None:
+        _eval_mteb(mteb, mteb_data, model_spec(model, precision, backend, device, query_prompt, passage_prompt),
+                   encode_options(batch_size, quiet), out, data, split)
+        return
     try:
         rs = load_retrieval_set(data, split=split)
         spec = model_spec(model, precision, backend, device, query_prompt, passage_prompt)
@@ -126,6 +139,25 @@ def eval_(
                                                           f"{len(rs.corpus)} passages)"))
     if out is not None:
         write_json(out, {"model": model, "dataset": rs.summary(), "metrics": metrics})
+        console.print(f"results: {out}")
+
+
+def _eval_mteb(task: Optional[str], data_dir: Optional[Path], spec: ModelSpec, options: EncodeOptions,
+               out: Optional[Path], data: Optional[str], split: Optional[str]) -> None:
+    if task is None:
+        fail(MtebError("--mteb-data needs --mteb TASK"))
+    if data is not None or split is not None:
+        fail(MtebError("--data and --split do not apply to --mteb (mteb reads the task's own data; see "
+                       "--mteb-data)"))
+    try:
+        console.print(f"{spec.name} runs {describe_precision(spec)} on MTEB {task}", highlight=False)
+        document = run_mteb(task, spec, options, data_dir)
+    except KoembedError as exc:
+        fail(exc)
+    console.print(mteb_table(main_scores(document), title=f"{spec.name} on {task} (mteb {document['mteb_version']})"))
+    if out is not None:
+        write_json(out, {"model": spec.name, "precision": spec.precision, "backend": spec.backend,
+                         "task": task, "data": str(data_dir) if data_dir is not None else None, "mteb": document})
         console.print(f"results: {out}")
 
 

@@ -54,14 +54,39 @@ class KiwiTokenizer:
         self.keep_all = keep_all
         self.kiwi = _kiwi(num_workers)
 
-    def _tokens(self, analysed) -> list[str]:
+    def _token(self, morpheme) -> str | None:
+        """The token BM25 indexes for one Kiwi morpheme, or None when it is not kept."""
         if self.keep_all:
-            return [t.form.lower() for t in analysed]
+            return morpheme.form.lower()
+        cls = _tag_class(morpheme.tag)
+        return None if cls is None else f"{morpheme.form.lower()}/{cls}"
+
+    def _tokens(self, analysed) -> list[str]:
+        return [token for token in map(self._token, analysed) if token is not None]
+
+    def positioned(self, texts: Sequence[str]) -> list[list[tuple[str, int, int]]]:
+        """Each text's tokens (as :meth:`__call__` returns them) with their ``[start, end)`` character span in the
+        text (Python string indices, i.e. Unicode code points). A morpheme Kiwi restores from a contracted or
+        irregular form ("돌려받/V" in "돌려받아", "하/V" in "해") spans the surface characters it came from, so
+        spans of neighbouring morphemes may overlap."""
+        spans = []
+        for analysed in self.kiwi.tokenize(list(texts)):
+            spans.append([(token, m.start, m.end) for m in analysed if (token := self._token(m)) is not None])
+        return spans
+
+    def matched_spans(self, query: str, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        """Where each text holds a token of ``query``: sorted, non-overlapping ``[start, end)`` character spans
+        (overlapping or touching spans merged), for highlighting the morphemes a lexical match rests on."""
+        query_tokens = {token for token, _, _ in self.positioned([query])[0]}
         out = []
-        for t in analysed:
-            cls = _tag_class(t.tag)
-            if cls is not None:
-                out.append(f"{t.form.lower()}/{cls}")
+        for spans in self.positioned(texts):
+            merged: list[tuple[int, int]] = []
+            for start, end in sorted((s, e) for token, s, e in spans if token in query_tokens):
+                if merged and start <= merged[-1][1]:
+                    merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+                else:
+                    merged.append((start, end))
+            out.append(merged)
         return out
 
     def __call__(self, texts: Sequence[str], show_progress: bool = False) -> list[list[str]]:

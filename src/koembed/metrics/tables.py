@@ -74,3 +74,18 @@ def by_similarity(metrics: Mapping[str, float]) -> dict[str, dict[str, float]]:
     """``{"cosine_ndcg@10": v, "dot_...": w}`` -> ``{"cosine": {"ndcg@10": v}, "dot": {...}}``."""
     return {sim: {k[len(sim) + 1:]: v for k, v in metrics.items() if k.startswith(sim + "_")}
             for sim in SIMILARITIES}
+
+
+def mteb_table(rows: Sequence[tuple[str, str, float, float]], title: str) -> Table:
+    """mteb's scores: one row per (split, subset), its main score and NDCG@10
+    (:func:`koembed.mteb_eval.main_scores`)."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for name in ("Split", "Subset"):
+        table.add_column(name, style="bold", no_wrap=True)
+    for name in ("Main score", "NDCG@10"):
+        table.add_column(name, justify="right")
+    for split, subset, main, ndcg in rows:
+        table.add_row(split, subset, f"{main:.4f}", f"{ndcg:.4f}")
+    return table

@@ -4,10 +4,11 @@ Endpoints (see :func:`create_app`):
 
 - ``POST /v1/embeddings``: OpenAI's request and response shapes, so the official ``openai`` client (and
   anything built on it) works with ``base_url="http://HOST:PORT/v1"``. ``input`` is a string or a list of
-  strings (token-id arrays are refused with 422: koembed's tokenizer is not OpenAI's); ``model`` is optional
-  and any value is accepted, the response always names the served model; ``encoding_format`` is ``float``
-  (default) or ``base64`` (little-endian float32 bytes, as OpenAI sends; the ``openai`` client asks for base64
-  and decodes it itself unless you pass ``encoding_format``); ``dimensions`` keeps the first d components and
+  strings, or token ids of the served model's own tokenizer (a list of ints or of such lists, as TEI and
+  infinity take them: :mod:`koembed.server.token_inputs`); ``model`` is optional and any value is accepted,
+  the response always names the served model; ``encoding_format`` is ``float`` (default) or ``base64``
+  (little-endian float32 bytes, as OpenAI sends; the ``openai`` client asks for base64 and decodes it itself
+  unless you pass ``encoding_format``); ``dimensions`` keeps the first d components and
   L2-renormalises them (Matryoshka-style truncation); ``user`` is ignored. koembed extension: ``"truncate":
   true`` embeds the first ``max_input_tokens`` tokens of a longer input instead of refusing it.
   ``usage.prompt_tokens`` counts the model tokenizer's tokens *including* its special tokens (``<s>``,
@@ -21,7 +22,11 @@ Endpoints (see :func:`create_app`):
   embedding batches; its pairs are batched ``batch_size`` at a time.
 - ``POST /search``: ``{"query", "k": 10, "mode": "hybrid", "rerank": false}`` on the index given at start-up;
   hits carry ``rank``, ``docid``, ``score`` and ``text``, as ``koembed search --json`` prints them. With
-  ``"rerank": true`` the top ``rerank_depth`` hits are rescored by the reranker (:mod:`koembed.rerank`).
+  ``"rerank": true`` the top ``rerank_depth`` hits are rescored by the reranker (:mod:`koembed.rerank`). With
+  ``"highlight": true`` each hit also carries ``matches`` (character spans of the query's Kiwi content morphemes
+  in ``text``) and the response ``morphemes`` (the query's), for the playground.
+- ``GET /``: the search playground page (:mod:`koembed.server.playground`), open without the API key (it holds
+  no data; the key typed into it is sent to ``/search``).
 - ``GET /health``: never needs the API key; model, dimension, index, reranker, queue.
 - ``GET /metrics``: Prometheus text format from a registry owned by this app.
 
@@ -52,8 +57,9 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 
 from koembed.errors import KoembedError, SpecError
 from koembed.index import Index, load_index
-from koembed.models import EncodeOptions, Encoder, ModelSpec, encode, length_limit, load_model
+from koembed.models import EncodeOptions, Encoder, ModelSpec, length_limit, load_model
 from koembed.models.rerank import load_reranker
+from koembed.models.token_ids import encode_inputs
 from koembed.ranking import hit_rows
 from koembed.rerank import DEFAULT_RERANK_DEPTH, rerank_documents, rerank_hits
 from koembed.server.batching import Batcher
@@ -68,7 +74,9 @@ from koembed.server.config import (
 from koembed.server.errors import ApiError, error_response, validation_response
 from koembed.server.gate import Gate
 from koembed.server.observability import ServerMetrics
+from koembed.server.playground import add_playground, highlight_rows
 from koembed.server.schemas import EmbeddingRequest, RerankRequest, SearchRequest
+from koembed.server.token_inputs import checked_token_ids, token_vocabulary
 from koembed.server.tokens import TokenCounter
 
 if TYPE_CHECKING:
@@ -109,12 +117,13 @@ def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, a
         raise ValueError(f"max_input_tokens={max_tokens} exceeds the model's max_seq_length={model_limit}: the "
                          "model would silently truncate what the server accepted")
     count_tokens = TokenCounter(model)
+    vocabulary = token_vocabulary(model)
     count_rerank_tokens = TokenCounter(reranker) if reranker is not None else None
     options = EncodeOptions(batch_size=limits.batch_size, show_progress=False)
     metrics = ServerMetrics()
 
-    def encode_rows(texts: list[str]) -> "np.ndarray":
-        return encode(model, texts, options, max_seq_length=max_tokens)
+    def encode_rows(inputs: list[Union[str, list[int]]]) -> "np.ndarray":
+        return encode_inputs(model, inputs, options, max_seq_length=max_tokens)
 
     batcher = Batcher(encode_rows, metrics, limits.max_batch_tokens, limits.max_wait_ms, limits.batching,
                       limits.max_queue_tokens, limits.request_timeout_s)
@@ -169,8 +178,9 @@ def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, a
     @app.post("/v1/embeddings")
     async def embeddings(request: EmbeddingRequest) -> Response:
         """OpenAI-compatible embeddings; see the module docstring for the fields."""
-        single = isinstance(request.input, str)
-        texts = [request.input] if single else list(request.input)
+        ids = request.token_ids()
+        single = isinstance(request.input, str) or ids is not None and isinstance(request.input[0], int)
+        texts = ids if ids is not None else [request.input] if single else list(request.input)
         if len(texts) > limits.max_inputs:
             raise ApiError(413, f"input has {len(texts)} texts, more than the limit of {limits.max_inputs} per "
                                 "request (max_inputs): split it into several requests", param="input",
@@ -179,7 +189,10 @@ def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, a
             raise ApiError(422, f"dimensions: {request.dimensions} is more than the model's {dimension} "
                                 "dimensions", param="dimensions", code="invalid_value")
         truncate = limits.truncate if request.truncate is None else request.truncate
-        counts = await checked_tokens(texts, "input", single, truncate)
+        if ids is None:
+            counts = await checked_tokens(texts, "input", single, truncate)
+        else:
+            texts, counts = checked_token_ids(ids, vocabulary, max_tokens, single, truncate)
         rows = await batcher.embed(texts, sum(counts))
         body = await asyncio.to_thread(_render_embeddings, rows, request.dimensions, request.encoding_format,
                                        model_name, sum(counts))
@@ -236,8 +249,12 @@ def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, a
         except KoembedError as exc:
             log.error("search failed: %s", exc)
             raise ApiError(500, f"search failed: {exc}", code="search_failed") from exc
-        return JSONResponse({"query": request.query, "mode": request.mode, "k": request.k,
-                             "rerank": request.rerank, "hits": hit_rows(hits[0], index.text)})
+        body = {"query": request.query, "mode": request.mode, "k": request.k, "rerank": request.rerank,
+                "hits": hit_rows(hits[0], index.text)}
+        if request.highlight:
+            body["morphemes"], body["hits"] = await batcher.run(highlight_rows, request.query, body["hits"],
+                                                                tokens=tokens[0])
+        return JSONResponse(body)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -257,6 +274,7 @@ def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, a
 
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
+    add_playground(app)
     app.add_middleware(Gate, metrics=metrics, api_key=api_key, max_body_bytes=limits.max_body_bytes,
                        allowed_hosts=frozenset(allowed_hosts))
     return app

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(eq=False)
 class _Job:
-    texts: list[str]
+    texts: list[Any]  # strings, or token-id lists: encode_rows takes both
     tokens: int
     future: asyncio.Future
     enqueued: float
@@ -56,7 +56,7 @@ class Batcher:
     The worker task and thread start on first use in the running event loop and stop with :meth:`close`.
     """
 
-    encode_rows: Callable[[list[str]], np.ndarray]
+    encode_rows: Callable[[list[Any]], np.ndarray]
     metrics: ServerMetrics
     max_batch_tokens: int = 8192
     max_wait_ms: float = 5.0
@@ -86,15 +86,15 @@ class Batcher:
         """Tokens waiting for a batch."""
         return self._tokens
 
-    async def embed(self, texts: list[str], tokens: int) -> np.ndarray:
-        """Queue one request's texts (``tokens`` in all) and wait for their rows."""
+    async def embed(self, texts: list[Any], tokens: int) -> np.ndarray:
+        """Queue one request's texts or token-id lists (``tokens`` in all) and wait for their rows."""
         return await self._submit(texts, tokens, None)
 
     async def run(self, fn: Callable[..., Any], *args: Any, tokens: int = 1) -> Any:
         """Run ``fn(*args)`` on the encoding thread, between batches, queued like a request of ``tokens``."""
         return await self._submit([], tokens, functools.partial(fn, *args))
 
-    async def _submit(self, texts: list[str], tokens: int, call: Callable[[], Any] | None) -> Any:
+    async def _submit(self, texts: list[Any], tokens: int, call: Callable[[], Any] | None) -> Any:
         self._start()
         if self._jobs and self._tokens + tokens > self.max_queue_tokens:
             self.metrics.rejected.labels("queue_full").inc()

@@ -10,8 +10,12 @@ from koembed.errors import ServeError
 API_KEY_ENV = "KOEMBED_API_KEY"
 DEFAULT_HOST = "127.0.0.1"
 MAX_SEARCH_K = 1000
-ROUTES = ("/v1/embeddings", "/v1/rerank", "/search", "/health", "/metrics")  # metric labels; else "other"
-OPEN_ROUTES = frozenset({"/health"})  # reachable without the API key
+# The search playground's static files (koembed.server.playground): route -> file in koembed/server/static.
+PLAYGROUND_FILES = {"/": "playground.html", "/playground.js": "playground.js", "/playground.css": "playground.css"}
+ROUTES = ("/v1/embeddings", "/v1/rerank", "/search", "/health", "/metrics", *PLAYGROUND_FILES)  # metric labels
+# Reachable without the API key (still only under an allowed Host): health, and the playground's files, which hold
+# no data (a browser cannot send a key when it opens a page; the page sends the key typed into it to /search).
+OPEN_ROUTES = frozenset({"/health", *PLAYGROUND_FILES})
 NO_LIMIT_MAX_TOKENS = 8192  # max_input_tokens for a model that reads any length (a static model): bge-m3's limit
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, StrictBool, StrictInt, StrictStr, field_validator
 
 from koembed.server.config import MAX_SEARCH_K
 
@@ -14,7 +14,9 @@ class EmbeddingRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    input: str | list[str]
+    # Text, or token ids of the model's own tokenizer (as TEI, infinity and OpenAI take them): one list of
+    # ids, or a list of such lists. Strings and id lists are not mixed in one request.
+    input: str | list[str] | list[NonNegativeInt] | list[list[NonNegativeInt]]
     model: StrictStr | None = None
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: Annotated[StrictInt, Field(ge=1)] | None = None
@@ -23,7 +25,7 @@ class EmbeddingRequest(BaseModel):
 
     @field_validator("input", mode="before")
     @classmethod
-    def _texts_only(cls, value: Any) -> Any:
+    def _texts_or_ids(cls, value: Any) -> Any:
         """Clear messages for the usual mistakes instead of pydantic's per-union-member errors.
 
         Wrong types raise ValueError too: pydantic turns ValueError, not TypeError, into a validation error.
@@ -33,19 +35,47 @@ class EmbeddingRequest(BaseModel):
                 raise ValueError("must not be an empty string")
             return _unicode(value, None)
         if not isinstance(value, list):
-            raise ValueError(f"must be a string or a list of strings, not {_json_type(value)}")
+            raise ValueError(f"must be a string, a list of strings or token ids, not {_json_type(value)}")
         if not value:
             raise ValueError("must not be an empty list")
-        if all(isinstance(item, list) or isinstance(item, int) and not isinstance(item, bool) for item in value):
-            raise ValueError("token-id arrays are not supported (koembed uses its model's own tokenizer): "
-                             "send the texts as strings")
+        if _is_id(value[0]):
+            _check_ids(value, "input")
+            return value
+        if isinstance(value[0], list):
+            for i, item in enumerate(value):
+                if not isinstance(item, list):
+                    raise ValueError(f"input[{i}] must be a list of token ids like input[0], not "
+                                     f"{_json_type(item)}")
+                _check_ids(item, f"input[{i}]")
+            return value
         for i, item in enumerate(value):
             if not isinstance(item, str):
-                raise ValueError(f"input[{i}] must be a string, not {_json_type(item)}")
+                raise ValueError(f"input[{i}] must be a string like input[0], not {_json_type(item)}")
             if not item:
                 raise ValueError(f"input[{i}] must not be an empty string")
             _unicode(item, f"input[{i}]")
         return value
+
+    def token_ids(self) -> list[list[int]] | None:
+        """The inputs as lists of token ids, or None when they are text."""
+        if isinstance(self.input, str) or isinstance(self.input[0], str):
+            return None
+        return [list(self.input)] if isinstance(self.input[0], int) else [list(row) for row in self.input]
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_ids(ids: list[Any], where: str) -> None:
+    """Non-empty, integers, not negative (the vocabulary's size is the app's check: it knows the model)."""
+    if not ids:
+        raise ValueError(f"{where} must not be an empty list of token ids")
+    for j, token in enumerate(ids):
+        if not _is_id(token):
+            raise ValueError(f"{where}[{j}] must be a token id (an integer), not {_json_type(token)}")
+        if token < 0:
+            raise ValueError(f"{where}[{j}] is {token}: token ids are not negative")
 
 
 class SearchRequest(BaseModel):
@@ -58,6 +88,7 @@ class SearchRequest(BaseModel):
     k: Annotated[StrictInt, Field(ge=1, le=MAX_SEARCH_K)] = 10
     mode: Literal["dense", "bm25", "hybrid", "sparse"] = "hybrid"
     rerank: StrictBool = False
+    highlight: StrictBool = False  # add each hit's spans of the query's Kiwi morphemes (the playground's view)
 
 
 class RerankRequest(BaseModel):
