@@ -1,7 +1,7 @@
 """CPU encoding speed: plain sentence-transformers (fp32, and its one-line bf16 cast) versus koembed's settings,
 on short and long Korean passages, with the ndcg@10 change of exactly the timed embeddings.
 
-    python bench/encode_speed.py --model minilm --out out/encode_speed.json          # ~15 min on 2 busy cores
+    python bench/encode_speed.py --model minilm --out out/encode_speed.json   # ~28 min on 2 busy cores (~10 with --max-lengths 256)
     python bench/encode_speed.py --model bge-m3-random --corpora long --passages 12 --max-lengths 256 \\
         --rounds 2 --settings plain-fp32,plain-bf16,bf16,bf16-compile,onnx-int8 --out out/encode_speed_large.json
 
@@ -110,7 +110,7 @@ def main() -> None:
     parser = common.parser(__doc__)
     parser.add_argument("--model", default="minilm", help="model name or folder, tiny-xlmr or bge-m3-random")
     parser.add_argument("--corpora", default="korquad,long,msmarco")
-    parser.add_argument("--passages", type=int, default=64, help="passages per corpus")
+    parser.add_argument("--passages", type=int, default=48, help="passages per corpus")
     parser.add_argument("--max-lengths", type=common.int_list, default=[256, 512])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--settings", default=DEFAULT_SETTINGS, help=f"comma-separated of {', '.join(SETTINGS)}")
