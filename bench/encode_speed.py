@@ -1,8 +1,8 @@
 """CPU encoding speed: plain sentence-transformers (fp32, and its one-line bf16 cast) versus koembed's settings,
 on short and long Korean passages, with the ndcg@10 change of exactly the timed embeddings.
 
-    python bench/encode_speed.py --model minilm --out out/encode_speed.json   # ~28 min on 2 busy cores (~10 with --max-lengths 256)
-    python bench/encode_speed.py --model bge-m3-random --corpora long --passages 12 --max-lengths 256 \\
+    python bench/encode_speed.py --model minilm --out out/encode_speed.json   # ~28 min on 2 busy cores
+    python bench/encode_speed.py --model bge-m3-random --corpora long --passages 8 --max-lengths 256 \\
         --rounds 2 --settings plain-fp32,plain-bf16,bf16,bf16-compile,onnx-int8 --out out/encode_speed_large.json
 
 Corpora (``--passages`` of each, drawn with a fixed seed; the queries are those whose relevant passage is drawn):
