@@ -1,121 +1,213 @@
-"""Encoding speed: plain sentence-transformers versus koembed's backends and precisions, with the quality cost.
+"""CPU encoding speed: plain sentence-transformers (fp32, and its one-line bf16 cast) versus koembed's settings,
+on short and long Korean passages, with the ndcg@10 change of exactly the timed embeddings.
 
-    python bench/encode_speed.py --model out/minilm-ko-cpu/final --out out/encode_speed.json
-    python bench/encode_speed.py --model tiny-xlmr --corpus synthetic --docs 50000 --repeats 1
+    python bench/encode_speed.py --model minilm --out out/encode_speed.json   # ~28 min on 2 busy cores
+    python bench/encode_speed.py --model bge-m3-random --corpora long --passages 8 --max-lengths 256 \\
+        --rounds 2 --settings plain-fp32,plain-bf16,bf16,bf16-compile,onnx-int8 --out out/encode_speed_large.json
 
-Corpora: ``korquad`` = the 354 paragraphs of the held-out KorQuAD articles (questions: the held-out questions);
-``synthetic`` = ``--docs`` random-word Korean passages from the bundled sample's vocabulary (bench/dense_memory.py),
-each query six words of its one relevant passage. Settings, all at max length 256, batch 32:
-1. plain ``SentenceTransformer.encode`` fp32 (the baseline); 2. koembed ``encode`` torch fp32; 3. torch bf16;
-4. ``--backend onnx`` (onnxruntime, fp32); 5. ``--backend onnx-int8`` (int8 MatMul weights, per channel).
-Each is warmed up on 64 texts, then timed ``--repeats`` times (the fastest run counts); ndcg@10 of the queries
-(exact search) is computed from exactly the timed embeddings, so no speed-up is reported without its quality
-change. ``--model tiny-xlmr`` builds a randomly initialised XLM-RoBERTa (the bge-m3 classes) 384 wide, 2 layers.
-The one-off ONNX export time is reported separately (``export_s``).
+Corpora (``--passages`` of each, drawn with a fixed seed; the queries are those whose relevant passage is drawn):
+``korquad`` = paragraphs of the held-out KorQuAD articles (mean ~540 characters) and their questions;
+``long`` = synthetic 800-1,500-character passages of random words from the bundled sample's vocabulary, each
+query six words of its one passage (long OCR'd documents: every passage fills the max length);
+``msmarco`` = MS MARCO-ko held-out passages (mean ~180 characters) and their queries.
+Each corpus is run at every ``--max-lengths`` value, batch 32.
+
+Settings: ``plain-fp32`` = ``SentenceTransformer.encode`` (the baseline), ``plain-bf16`` = the same after
+``model.to(torch.bfloat16)`` (the best one-liner a user already has), then koembed's ``encode`` with
+``fp32``, ``bf16`` (what ``--precision auto`` picks on a CPU with AVX512-BF16/AMX), ``bf16-compile`` /
+``fp32-compile`` (the model's transformer through ``torch.compile``: inductor, ``freezing``, dynamic shapes; tried
+here, not a koembed option: it did not win, docs/BENCHMARKS.md) and ``onnx-int8`` (``--backend onnx-int8``).
+Each setting is warmed up (the compile and the ONNX export happen there and are reported as ``setup_s``), then
+the settings are timed in interleaved rounds (A, B, C, ..., rotated each round) on the same machine state; the
+speed-up of a setting is the median over rounds of (plain-fp32 time / its time) in that round, with the min-max,
+in wall time and in process CPU time (the CPU-time ratio is steadier on a shared machine). Queries are encoded
+by the same setting; ndcg@10 is exact search over the last round's passage embeddings.
+``--model tiny-xlmr`` = random XLM-R 384 wide, 2 layers; ``bge-m3-random`` = random XLM-R at bge-m3's size
+(bench/export_large.py): with random weights only their speed means anything (ndcg is noise).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import random
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import common
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-SETTINGS = [("sentence-transformers encode, fp32", "torch", "fp32", "plain"),
-            ("koembed torch fp32", "torch", "fp32", "ours"), ("koembed torch bf16", "torch", "bf16", "ours"),
-            ("koembed onnx (fp32)", "onnx", "fp32", "ours"), ("koembed onnx-int8", "onnx-int8", "fp32", "ours")]
+SETTINGS = {  # name -> (plain sentence-transformers?, precision, backend)
+    "plain-fp32": (True, "fp32", "torch"), "plain-bf16": (True, "bf16", "torch"),
+    "fp32": (False, "fp32", "torch"), "bf16": (False, "bf16", "torch"),
+    "bf16-compile": (False, "bf16", "compile"), "fp32-compile": (False, "fp32", "compile"),
+    "onnx-int8": (False, "fp32", "onnx-int8")}
+DEFAULT_SETTINGS = "plain-fp32,plain-bf16,fp32,bf16,bf16-compile,onnx-int8"
+
+
+def long_passages(n: int, seed: int = 0) -> tuple[dict[str, str], dict[str, str], dict[str, list[list[str]]]]:
+    """``n`` synthetic passages of 800-1,500 characters (random words of the bundled sample) and one query of
+    six of its words per passage."""
+    from koembed.data import load_retrieval_set
+
+    vocab = sorted({w for text in load_retrieval_set().corpus.values() for w in text.split()})
+    rng = random.Random(seed)
+    corpus, queries = {}, {}
+    for i in range(n):
+        size, words = rng.randint(800, 1500), []
+        while sum(len(w) + 1 for w in words) < size:
+            words.append(rng.choice(vocab))
+        corpus[f"doc-{i}"] = " ".join(words)[:size].strip()
+        queries[f"q{i}"] = " ".join(rng.sample(corpus[f"doc-{i}"].split()[:-1], 6))
+    return corpus, queries, {f"q{i}": [[f"doc-{i}"]] for i in range(n)}
+
+
+def load_corpus(name: str, n: int):
+    """A :class:`koembed.data.RetrievalSet` of ``n`` passages of corpus ``name`` (see the module docstring)."""
+    from koembed.data import RetrievalSet
+
+    if name == "long":
+        corpus, queries, relevant = long_passages(n)
+        return RetrievalSet(name=f"long-{n}", queries=queries, corpus=corpus, relevant=relevant)
+    path = common.KORQUAD if name == "korquad" else common.MSMARCO
+    full = common.load_sets({name: (path, "test")})[name]
+    drawn = set(random.Random(0).sample(full.doc_ids, min(n, len(full.doc_ids))))
+    relevant = {q: [[d for d in g if d in drawn] for g in groups] for q, groups in full.relevant.items()}
+    relevant = {q: [g for g in groups if g] for q, groups in relevant.items() if any(groups)}
+    return RetrievalSet(name=f"{name}-{len(drawn)}", queries={q: full.queries[q] for q in relevant},
+                        corpus={d: t for d, t in full.corpus.items() if d in drawn}, relevant=relevant)
+
+
+def random_bge_m3(folder: Path) -> str:
+    """XLM-RoBERTa with bge-m3's config numbers and random weights, with the tiny model's tokenizer."""
+    import torch
+    from gpu_check import BGE_M3  # same folder
+    from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaModel
+
+    from koembed.models.testing import make_tiny_xlmr
+
+    tokenizer = AutoTokenizer.from_pretrained(str(make_tiny_xlmr(folder / "tiny")))
+    torch.manual_seed(0)
+    XLMRobertaModel(XLMRobertaConfig(pad_token_id=1, bos_token_id=0, eos_token_id=2, **BGE_M3)).save_pretrained(
+        folder / "bge-m3-random")
+    tokenizer.save_pretrained(folder / "bge-m3-random")
+    return str(folder / "bge-m3-random")
+
+
+def compile_transformer(model):
+    """``torch.compile`` (inductor, weights frozen as constants, dynamic batch and sequence shapes) on the
+    ``forward`` of the Hugging Face model inside sentence-transformers' Transformer module: that module calls
+    ``self.model.forward`` directly, so compiling the module object itself would be bypassed."""
+    import torch
+
+    inner = model[0].model
+    inner.forward = torch.compile(inner.forward, dynamic=True, options={"freezing": True})
+    return model
 
 
 def main() -> None:
     parser = common.parser(__doc__)
-    parser.add_argument("--model", default="minilm", help="model name or folder, or tiny-xlmr")
-    parser.add_argument("--corpus", choices=["korquad", "synthetic"], default="korquad")
-    parser.add_argument("--docs", type=int, default=50_000, help="synthetic corpus size")
-    parser.add_argument("--queries", type=int, default=1000, help="synthetic queries")
-    parser.add_argument("--only", help="comma-separated backends to run (torch,onnx,onnx-int8); default all")
-    parser.add_argument("--max-seq-length", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--token-budget", type=int, default=0,
-                        help="also time koembed fp32 with this max_batch_tokens, on paragraphs and questions mixed")
+    parser.add_argument("--model", default="minilm", help="model name or folder, tiny-xlmr or bge-m3-random")
+    parser.add_argument("--corpora", default="korquad,long,msmarco")
+    parser.add_argument("--passages", type=int, default=48, help="passages per corpus")
+    parser.add_argument("--max-lengths", type=common.int_list, default=[256, 512])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--settings", default=DEFAULT_SETTINGS, help=f"comma-separated of {', '.join(SETTINGS)}")
     args = parser.parse_args()
 
     import numpy as np
     import torch
 
     from koembed.bench import score_run
-    from koembed.data import RetrievalSet, load_retrieval_set
-    from koembed.models import EncodeOptions, encode, load_model
+    from koembed.models import encode, load_model
     from koembed.models.onnx import CACHE_ENV
     from koembed.models.testing import make_tiny_xlmr
-    from koembed.retrieve import DenseRetriever
+    from koembed.ranking import id_ranks, top_k
 
-    if args.corpus == "korquad":
-        rs = load_retrieval_set(SHARED / "korquad-v1-dev" / "KorQuAD_v1.0_dev.json", split="test")
-    else:
-        from dense_memory import synthetic_corpus  # same folder
+    holder = tempfile.TemporaryDirectory(prefix="encode-speed-")  # removed at exit (bge-m3-random is 2.3 GB)
+    scratch = Path(holder.name)
+    os.environ.setdefault(CACHE_ENV, str(scratch / "cache"))  # a fresh ONNX export, timed as setup
+    name = args.model
+    if name == "tiny-xlmr":
+        name = str(make_tiny_xlmr(scratch / "tiny", hidden_size=384, layers=2, max_length=max(args.max_lengths)))
+    elif name == "bge-m3-random":
+        name = random_bge_m3(scratch)
+    chosen = [s for s in args.settings.split(",") if s]
+    if chosen[0] != "plain-fp32" or any(s not in SETTINGS for s in chosen):
+        parser.error(f"--settings must start with plain-fp32 and name only {', '.join(SETTINGS)}")
+    models, setup = {}, {}
+    for setting in chosen:
+        plain, precision, backend = SETTINGS[setting]
+        start = time.perf_counter()
+        model = load_model(name, precision="fp32" if plain else precision,
+                           backend="torch" if backend == "compile" else backend)
+        if plain and precision == "bf16":
+            model.to(torch.bfloat16)  # the user's one-liner
+        if backend == "compile":
+            compile_transformer(model)  # compiled at the first call (warm-up, counted in setup_s)
+        models[setting], setup[setting] = model, time.perf_counter() - start
 
-        ids, docs, queries, targets = synthetic_corpus(args.docs, args.queries)
-        rs = RetrievalSet(name=f"synthetic-{args.docs}", queries={f"q{i}": q for i, q in enumerate(queries)},
-                          corpus=dict(zip(ids, docs)), relevant={f"q{i}": [[t]] for i, t in enumerate(targets)})
-    texts = list(rs.corpus.values())
-    queries = [rs.queries[q] for q in rs.query_ids]
-    scratch = tempfile.TemporaryDirectory()
-    import os
-
-    os.environ.setdefault(CACHE_ENV, str(Path(scratch.name) / "cache"))  # a fresh export, timed below
-    model_name = args.model
-    if model_name == "tiny-xlmr":
-        model_name = str(make_tiny_xlmr(Path(scratch.name) / "tiny", hidden_size=384, layers=2,
-                                        max_length=args.max_seq_length))
-
-    def plain(model, items):
-        return np.asarray(model.encode(items, batch_size=32, show_progress_bar=False, convert_to_numpy=True))
-
-    def ours(model, items):
-        return encode(model, items, batch_size=32, show_progress=False)
+    def run(setting: str, texts: list[str], max_length: int) -> np.ndarray:
+        model = models[setting]
+        model.max_seq_length = max_length
+        if SETTINGS[setting][0]:
+            return np.asarray(model.encode(texts, batch_size=32, convert_to_numpy=True), dtype=np.float32)
+        return encode(model, texts, batch_size=32, show_progress=False)
 
     rows = []
-    for label, backend, precision, how in SETTINGS:
-        if args.only and backend not in args.only.split(","):
-            continue
-        fn = plain if how == "plain" else ours
-        start = time.perf_counter()
-        model = load_model(model_name, max_seq_length=args.max_seq_length, precision=precision, backend=backend)
-        load_s = time.perf_counter() - start
-        fn(model, texts[:64])  # warm-up
-        best, emb = common.best_of(args.repeats, lambda: fn(model, texts))
-        dense = DenseRetriever(model, label, options=EncodeOptions(show_progress=False))
-        dense.fit_embeddings(rs.doc_ids, emb)  # the ranking uses exactly the embeddings that were timed
-        ir, _ = score_run(rs, dict(zip(rs.query_ids, dense.search(queries, 100))), ())
-        rows.append({"setting": label, "backend": backend, "precision": precision, "corpus": rs.name,
-                     "passages": len(texts), "seconds": round(best, 2), "passages_per_s": round(len(texts) / best, 1),
-                     "ndcg@10": round(ir["ndcg@10"], 4), "threads": torch.get_num_threads(),
-                     **({"export_s": round(load_s, 1)} if backend != "torch" else {})})
-        print(json.dumps(rows[-1]), flush=True)
-        del model, dense
-    if args.token_budget:
-        mixed = texts + queries  # short questions and long paragraphs: where padding and batch size matter
-        model = load_model(model_name, max_seq_length=args.max_seq_length)
-        for label, kwargs in [("koembed fp32, batch 32, mixed texts", {"batch_size": 32}),
-                              (f"koembed fp32, {args.token_budget} tokens per batch, mixed texts",
-                               {"max_batch_tokens": args.token_budget})]:
-            encode(model, mixed[:64], show_progress=False, **kwargs)  # warm-up
-            best, _ = common.best_of(args.repeats, lambda: encode(model, mixed, show_progress=False, **kwargs))
-            rows.append({"setting": label, "precision": "fp32", "passages": len(mixed), "seconds": round(best, 2),
-                         "passages_per_s": round(len(mixed) / best, 1), "threads": torch.get_num_threads()})
-            print(json.dumps(rows[-1]), flush=True)
-    base = rows[0]["passages_per_s"]
-    print("| setting | passages/s | speed-up | ndcg@10 | change |\n|---|---|---|---|---|")
+    print(f"model {args.model}; torch threads {torch.get_num_threads()}; load {os.getloadavg()}", flush=True)
+    for corpus_name in [c for c in args.corpora.split(",") if c]:
+        rs = load_corpus(corpus_name, args.passages)
+        texts, queries = list(rs.corpus.values()), [rs.queries[q] for q in rs.query_ids]
+        for max_length in args.max_lengths:
+            tokenizer = models["plain-fp32"].tokenizer
+            tokens = [len(t) for t in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
+            for setting in chosen:  # warm-up: the first call compiles (bf16-compile)
+                start = time.perf_counter()
+                run(setting, texts[:40], max_length)
+                setup[setting] += time.perf_counter() - start
+            wall: dict[str, list[float]] = {s: [] for s in chosen}
+            cpu: dict[str, list[float]] = {s: [] for s in chosen}
+            embeddings = {}
+            for r in range(args.rounds):
+                for setting in chosen[r % len(chosen):] + chosen[: r % len(chosen)]:
+                    w, c = time.perf_counter(), time.process_time()
+                    embeddings[setting] = run(setting, texts, max_length)
+                    wall[setting].append(time.perf_counter() - w)
+                    cpu[setting].append(time.process_time() - c)
+            for setting in chosen:
+                q = run(setting, queries, max_length)
+                ranks = id_ranks(rs.doc_ids)
+                hits = {qid: top_k(embeddings[setting] @ q[i], ranks, rs.doc_ids, 10)
+                        for i, qid in enumerate(rs.query_ids)}
+                ir, _ = score_run(rs, hits, ())
+                ratios = [b / t for b, t in zip(wall["plain-fp32"], wall[setting])]
+                cpu_ratios = [b / t for b, t in zip(cpu["plain-fp32"], cpu[setting])]
+                rows.append({"model": args.model, "corpus": rs.name, "max_length": max_length, "setting": setting,
+                             "passages": len(texts), "queries": len(queries),
+                             "mean_tokens": round(float(np.mean(tokens)), 1),
+                             "truncated": round(float(np.mean([t >= max_length for t in tokens])), 3),
+                             "passages_per_s": round(len(texts) / statistics.median(wall[setting]), 2),
+                             "speedup": round(statistics.median(ratios), 2),
+                             "speedup_range": [round(min(ratios), 2), round(max(ratios), 2)],
+                             "cpu_speedup": round(statistics.median(cpu_ratios), 2),
+                             "cpu_speedup_range": [round(min(cpu_ratios), 2), round(max(cpu_ratios), 2)],
+                             "ndcg@10": round(ir["ndcg@10"], 4), "load": [round(v, 2) for v in os.getloadavg()]})
+            base = rows[-len(chosen)]["ndcg@10"]
+            for row in rows[-len(chosen):]:
+                row["ndcg_change"] = round(row["ndcg@10"] - base, 4)
+                print(json.dumps(row), flush=True)
+    print("\n| corpus | max len | tokens (mean, truncated) | setting | passages/s | wall speed-up (range) "
+          "| CPU-time speed-up (range) | ndcg@10 | change |\n|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        if "ndcg@10" in r:
-            print(f"| {r['setting']} | {r['passages_per_s']} | {r['passages_per_s'] / base:.2f}x | {r['ndcg@10']:.4f} "
-                  f"| {r['ndcg@10'] - rows[0]['ndcg@10']:+.4f} |")
-        else:
-            print(f"| {r['setting']} | {r['passages_per_s']} | (mixed texts) | | |")
-    common.save(args.out, rows)
+        print(f"| {r['corpus']} | {r['max_length']} | {r['mean_tokens']}, {r['truncated']:.0%} | {r['setting']} "
+              f"| {r['passages_per_s']} "
+              f"| {r['speedup']:.2f}x ({r['speedup_range'][0]:.2f}-{r['speedup_range'][1]:.2f}) "
+              f"| {r['cpu_speedup']:.2f}x ({r['cpu_speedup_range'][0]:.2f}-{r['cpu_speedup_range'][1]:.2f}) "
+              f"| {r['ndcg@10']:.4f} | {r['ndcg_change']:+.4f} |")
+    print("setup seconds (load, export, compile, warm-ups):", {s: round(v, 1) for s, v in setup.items()})
+    common.save(args.out, {"rows": rows, "setup_s": {s: round(v, 1) for s, v in setup.items()}})
 
 
 if __name__ == "__main__":
