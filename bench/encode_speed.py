@@ -16,12 +16,18 @@ Settings: ``plain-fp32`` = ``SentenceTransformer.encode`` (the baseline), ``plai
 ``model.to(torch.bfloat16)`` (the best one-liner a user already has), then koembed's ``encode`` with
 ``fp32``, ``bf16`` (what ``--precision auto`` picks on a CPU with AVX512-BF16/AMX), ``bf16-compile`` /
 ``fp32-compile`` (the model's transformer through ``torch.compile``: inductor, ``freezing``, dynamic shapes; tried
-here, not a koembed option: it did not win, docs/BENCHMARKS.md) and ``onnx-int8`` (``--backend onnx-int8``).
+here, not a koembed option: it did not win, docs/BENCHMARKS.md), ``onnx-int8`` (``--backend onnx-int8``:
+dynamic int8) and ``onnx-int8-static`` / ``onnx-int8-static-pct`` (tried here, not a koembed option: it did not
+win, docs/BENCHMARKS.md): the ``--backend onnx`` export through onnxruntime's ``quantize_static`` (QDQ,
+per-channel int8 weights, uint8 activations of the weight MatMuls with ranges calibrated, MinMax on
+``--calibration`` / Percentile on ``--calibration-percentile`` passages, at the largest max length; the passages
+are KorQuAD development-split paragraphs and synthetic long passages of another seed, none of them timed).
 Each setting is warmed up (the compile and the ONNX export happen there and are reported as ``setup_s``), then
 the settings are timed in interleaved rounds (A, B, C, ..., rotated each round) on the same machine state; the
 speed-up of a setting is the median over rounds of (plain-fp32 time / its time) in that round, with the min-max,
 in wall time and in process CPU time (the CPU-time ratio is steadier on a shared machine). Queries are encoded
-by the same setting; ndcg@10 is exact search over the last round's passage embeddings.
+by the same setting; ndcg@10 is exact search over the last round's passage embeddings, and the cosine to
+plain fp32 (mean, min over passages) compares them with plain fp32's.
 ``--model tiny-xlmr`` = random XLM-R 384 wide, 2 layers; ``bge-m3-random`` = random XLM-R at bge-m3's size
 (bench/export_large.py): with random weights only their speed means anything (ndcg is noise).
 """
