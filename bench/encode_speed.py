@@ -16,12 +16,18 @@ Settings: ``plain-fp32`` = ``SentenceTransformer.encode`` (the baseline), ``plai
 ``model.to(torch.bfloat16)`` (the best one-liner a user already has), then koembed's ``encode`` with
 ``fp32``, ``bf16`` (what ``--precision auto`` picks on a CPU with AVX512-BF16/AMX), ``bf16-compile`` /
 ``fp32-compile`` (the model's transformer through ``torch.compile``: inductor, ``freezing``, dynamic shapes; tried
-here, not a koembed option: it did not win, docs/BENCHMARKS.md) and ``onnx-int8`` (``--backend onnx-int8``).
+here, not a koembed option: it did not win, docs/BENCHMARKS.md), ``onnx-int8`` (``--backend onnx-int8``:
+dynamic int8) and ``onnx-int8-static`` / ``onnx-int8-static-pct`` (tried here, not a koembed option: it did not
+win, docs/BENCHMARKS.md): the ``--backend onnx`` export through onnxruntime's ``quantize_static`` (QDQ,
+per-channel int8 weights, uint8 activations of the weight MatMuls with ranges calibrated, MinMax on
+``--calibration`` / Percentile on ``--calibration-percentile`` passages, at the largest max length; the passages
+are KorQuAD development-split paragraphs and synthetic long passages of another seed, none of them timed).
 Each setting is warmed up (the compile and the ONNX export happen there and are reported as ``setup_s``), then
 the settings are timed in interleaved rounds (A, B, C, ..., rotated each round) on the same machine state; the
 speed-up of a setting is the median over rounds of (plain-fp32 time / its time) in that round, with the min-max,
 in wall time and in process CPU time (the CPU-time ratio is steadier on a shared machine). Queries are encoded
-by the same setting; ndcg@10 is exact search over the last round's passage embeddings.
+by the same setting; ndcg@10 is exact search over the last round's passage embeddings, and the cosine to
+plain fp32 (mean, min over passages) compares them with plain fp32's.
 ``--model tiny-xlmr`` = random XLM-R 384 wide, 2 layers; ``bge-m3-random`` = random XLM-R at bge-m3's size
 (bench/export_large.py): with random weights only their speed means anything (ndcg is noise).
 """
@@ -42,7 +48,8 @@ SETTINGS = {  # name -> (plain sentence-transformers?, precision, backend)
     "plain-fp32": (True, "fp32", "torch"), "plain-bf16": (True, "bf16", "torch"),
     "fp32": (False, "fp32", "torch"), "bf16": (False, "bf16", "torch"),
     "bf16-compile": (False, "bf16", "compile"), "fp32-compile": (False, "fp32", "compile"),
-    "onnx-int8": (False, "fp32", "onnx-int8")}
+    "onnx-int8": (False, "fp32", "onnx-int8"), "onnx-int8-static": (False, "fp32", "onnx-int8-static"),
+    "onnx-int8-static-pct": (False, "fp32", "onnx-int8-static")}
 DEFAULT_SETTINGS = "plain-fp32,plain-bf16,fp32,bf16,bf16-compile,onnx-int8"
 
 
@@ -95,6 +102,58 @@ def random_bge_m3(folder: Path) -> str:
     return str(folder / "bge-m3-random")
 
 
+def calibration_texts(n: int, seed: int = 1) -> list[str]:
+    """``n`` passages for static int8 calibration, none of them timed: half KorQuAD development-split paragraphs
+    (the timed ones are held-out ones), half synthetic long passages drawn with another seed."""
+    train = common.load_sets({"korquad": (common.KORQUAD, "train")})["korquad"]
+    texts = random.Random(seed).sample(list(train.corpus.values()), min(n // 2, len(train.corpus)))
+    return texts + list(long_passages(n - len(texts), seed=seed + 1000)[0].values())
+
+
+def static_int8(name: str, texts: list[str], max_length: int, folder: Path, method: str = "MinMax",
+                **options):
+    """Setting ``onnx-int8-static`` (bench only): koembed's fp32 ONNX export (``--backend onnx``) with its MatMuls
+    quantised by onnxruntime's ``quantize_static`` (QDQ, per-channel int8 weights, uint8 activations whose
+    ranges are calibrated on ``texts`` at ``max_length``, batches of 8), run in that encoder's place."""
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    from koembed.models import load_model
+    from koembed.models.onnx import GRAPH_FILE, WEIGHTS_FILE
+
+    encoder = load_model(name, backend="onnx")
+    batches = [{k: v for k, v in encoder.tokenizer(texts[i: i + 8], padding=True, truncation=True,
+                                                   max_length=max_length, return_tensors="np").items()
+                if k in encoder.inputs} for i in range(0, len(texts), 8)]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(batches)
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    folder.mkdir(parents=True, exist_ok=True)
+    graph = onnx.load(str(encoder.folder / GRAPH_FILE), load_external_data=False)
+    weights = {t.name for t in graph.graph.initializer}
+    # Only the MatMuls by a weight matrix: QDQ ignores MatMulConstBOnly, and a static range for the attention
+    # products cost a lot of cosine (0.91 vs 0.98 with all MatMuls quantised, measured).
+    settings = {"quant_format": QuantFormat.QDQ, "per_channel": True, "activation_type": QuantType.QUInt8,
+                "weight_type": QuantType.QInt8, "calibrate_method": getattr(CalibrationMethod, method),
+                "nodes_to_quantize": [n.name for n in graph.graph.node if n.op_type == "MatMul"
+                                      and n.input[1] in weights], "op_types_to_quantize": ["MatMul"],
+                "extra_options": {"OpTypesToExcludeOutputQuantization": ["MatMul"]}}
+    quantize_static(str(encoder.folder / GRAPH_FILE), str(folder / GRAPH_FILE), Reader(),
+                    use_external_data_format=(encoder.folder / WEIGHTS_FILE).exists(), **{**settings, **options})
+    session = ort.SessionOptions()
+    session.intra_op_num_threads = encoder.session.get_session_options().intra_op_num_threads
+    session.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    encoder.session = ort.InferenceSession(str(folder / GRAPH_FILE), session, providers=["CPUExecutionProvider"])
+    return encoder
+
+
 def compile_transformer(model):
     """``torch.compile`` (inductor, weights frozen as constants, dynamic batch and sequence shapes) on the
     ``forward`` of the Hugging Face model inside sentence-transformers' Transformer module: that module calls
@@ -114,6 +173,9 @@ def main() -> None:
     parser.add_argument("--max-lengths", type=common.int_list, default=[256, 512])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--settings", default=DEFAULT_SETTINGS, help=f"comma-separated of {', '.join(SETTINGS)}")
+    parser.add_argument("--calibration", type=int, default=256, help="calibration passages of onnx-int8-static")
+    parser.add_argument("--calibration-percentile", type=int, default=64,
+                        help="calibration passages of onnx-int8-static-pct (its histograms hold every activation)")
     args = parser.parse_args()
 
     import numpy as np
@@ -140,6 +202,13 @@ def main() -> None:
     for setting in chosen:
         plain, precision, backend = SETTINGS[setting]
         start = time.perf_counter()
+        if backend == "onnx-int8-static":
+            pct = setting.endswith("-pct")
+            models[setting] = static_int8(name, calibration_texts(args.calibration_percentile if pct else
+                                                                  args.calibration), max(args.max_lengths),
+                                          scratch / setting, "Percentile" if pct else "MinMax")
+            setup[setting] = time.perf_counter() - start
+            continue
         model = load_model(name, precision="fp32" if plain else precision,
                            backend="torch" if backend == "compile" else backend)
         if plain and precision == "bf16":
@@ -184,6 +253,8 @@ def main() -> None:
                 ir, _ = score_run(rs, hits, ())
                 ratios = [b / t for b, t in zip(wall["plain-fp32"], wall[setting])]
                 cpu_ratios = [b / t for b, t in zip(cpu["plain-fp32"], cpu[setting])]
+                a, b = embeddings[setting], embeddings["plain-fp32"]
+                cosines = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
                 rows.append({"model": args.model, "corpus": rs.name, "max_length": max_length, "setting": setting,
                              "passages": len(texts), "queries": len(queries),
                              "mean_tokens": round(float(np.mean(tokens)), 1),
@@ -193,18 +264,21 @@ def main() -> None:
                              "speedup_range": [round(min(ratios), 2), round(max(ratios), 2)],
                              "cpu_speedup": round(statistics.median(cpu_ratios), 2),
                              "cpu_speedup_range": [round(min(cpu_ratios), 2), round(max(cpu_ratios), 2)],
+                             "cosine_to_fp32": [round(float(cosines.mean()), 4), round(float(cosines.min()), 4)],
                              "ndcg@10": round(ir["ndcg@10"], 4), "load": [round(v, 2) for v in os.getloadavg()]})
             base = rows[-len(chosen)]["ndcg@10"]
             for row in rows[-len(chosen):]:
                 row["ndcg_change"] = round(row["ndcg@10"] - base, 4)
                 print(json.dumps(row), flush=True)
     print("\n| corpus | max len | tokens (mean, truncated) | setting | passages/s | wall speed-up (range) "
-          "| CPU-time speed-up (range) | ndcg@10 | change |\n|---|---|---|---|---|---|---|---|---|")
+          "| CPU-time speed-up (range) | cosine to plain-fp32 (mean, min) | ndcg@10 | change |\n"
+          "|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['corpus']} | {r['max_length']} | {r['mean_tokens']}, {r['truncated']:.0%} | {r['setting']} "
               f"| {r['passages_per_s']} "
               f"| {r['speedup']:.2f}x ({r['speedup_range'][0]:.2f}-{r['speedup_range'][1]:.2f}) "
               f"| {r['cpu_speedup']:.2f}x ({r['cpu_speedup_range'][0]:.2f}-{r['cpu_speedup_range'][1]:.2f}) "
+              f"| {r['cosine_to_fp32'][0]:.4f}, {r['cosine_to_fp32'][1]:.4f} "
               f"| {r['ndcg@10']:.4f} | {r['ndcg_change']:+.4f} |")
     print("setup seconds (load, export, compile, warm-ups):", {s: round(v, 1) for s, v in setup.items()})
     common.save(args.out, {"rows": rows, "setup_s": {s: round(v, 1) for s, v in setup.items()}})
