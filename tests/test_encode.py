@@ -289,9 +289,14 @@ def test_index_built_in_bf16_takes_fp32_queries_and_the_reverse(tmp_path, tiny_m
         out = tmp_path / f"idx-{models.model_precision(built_with)}"
         build_index(str(tiny_model_dir), ids, texts, out, options=QUIET, encoder=built_with)
         index = load_index(out, encoder=queried_with)  # the probe check tolerates the precision change
-        reference = load_index(out, encoder=built_with).search(queries, 1, mode="dense")
-        same = sum(a[0][0] == b[0][0] for a, b in zip(index.search(queries, 1, mode="dense"), reference))
-        assert same >= 0.9 * len(queries)
+        reference = load_index(out, encoder=built_with).search(queries, len(ids), mode="dense")
+        crossed = index.search(queries, 1, mode="dense")
+        # The tiny random model's best passages are often within 1e-3 of each other, below bf16's precision
+        # (cosines move by up to ~0.035): a changed top hit must be one the reference scores within that of its best.
+        for hits, ref in zip(crossed, reference):
+            assert dict(ref)[hits[0][0]] >= ref[0][1] - 0.05
+        same = sum(hits[0][0] == ref[0][0] for hits, ref in zip(crossed, reference))
+        assert same >= 0.8 * len(queries)
 
 
 def test_encode_runs_in_auto_precision_by_default(tiny_model_dir, corpus_file, tmp_path):
