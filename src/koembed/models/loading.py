@@ -126,11 +126,11 @@ def load_model(model: ModelSpec | str, **settings: Any) -> Encoder:
     check_backend(spec.backend, spec.precision, spec.device)
     if is_export(spec.name) or spec.backend in ONNX_BACKENDS:
         encoder = _load_onnx(spec)
-        apply_prompt_overrides(encoder, spec)
+        apply_prompt_overrides(encoder, spec.query_prompt, spec.passage_prompt)
         return encoder
     resolved_precision = resolve_precision(spec.precision, spec.device)  # fp16 on a CPU fails before a long load
     loaded = _load_torch(spec)
-    apply_prompt_overrides(loaded, spec)
+    apply_prompt_overrides(loaded, spec.query_prompt, spec.passage_prompt)
     static = static_module(loaded)
     if static is not None and spec.precision == "auto":
         resolved_precision = "fp32"  # a table lookup is no faster in bf16: auto keeps a static model exact

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-from koembed.models.spec import EncodeOptions, Encoder, ModelSpec
+from koembed.models.spec import EncodeOptions, Encoder
 
 Role = Literal["query", "passage"]
 QUERY_PROMPT_NAME = "query"
@@ -48,20 +48,21 @@ def model_prompts(model: Any) -> Prompts:
     return Prompts(query=prompts.get(QUERY_PROMPT_NAME) or "", passage=passage or "")
 
 
-def apply_prompt_overrides(model: Encoder, spec: ModelSpec) -> None:
-    """Write ``spec``'s query / passage prompt overrides into the loaded model's ``prompts``."""
-    if spec.query_prompt is None and spec.passage_prompt is None:
+def apply_prompt_overrides(model: Encoder, query_prompt: str | None, passage_prompt: str | None) -> None:
+    """Write query / passage prompt overrides (a ModelSpec's, or a training config's; None keeps the model's own)
+    into the loaded model's ``prompts``."""
+    if query_prompt is None and passage_prompt is None:
         return
     prompts = getattr(model, "prompts", None)
     if prompts is None:
         prompts = {}
         model.prompts = prompts  # type: ignore[attr-defined]
-    if spec.query_prompt is not None:
-        prompts[QUERY_PROMPT_NAME] = spec.query_prompt
-    if spec.passage_prompt is not None:
+    if query_prompt is not None:
+        prompts[QUERY_PROMPT_NAME] = query_prompt
+    if passage_prompt is not None:
         for name in PASSAGE_PROMPT_NAMES[1:]:
             prompts.pop(name, None)
-        prompts[PASSAGE_PROMPT_NAMES[0]] = spec.passage_prompt
+        prompts[PASSAGE_PROMPT_NAMES[0]] = passage_prompt
 
 
 def role_options(options: EncodeOptions, model: Any, role: Role) -> EncodeOptions:

@@ -31,7 +31,7 @@ from koembed.data import (
 )
 from koembed.errors import ConfigError, DataError, KoembedError, TrainingDivergedError
 from koembed.files import staged_folder, write_json
-from koembed.models import ModelSpec, build_model, load_model, resolve_model
+from koembed.models import build_model, load_model, resolve_model
 from koembed.models.prompts import Prompts, apply_prompt_overrides, model_prompts
 from koembed.models.static import learn_tokenizer, load_tokenizer, save_model, static_model, static_module
 from koembed.training.card import write_model_card
@@ -226,8 +226,7 @@ def _build_model(cfg: Config, pairs: Sequence[Pair] = ()) -> SentenceTransformer
         else:
             model = load_model(cfg.model.base, pooling=cfg.model.pooling)  # type: ignore[assignment]
         model.max_seq_length = cfg.model.max_seq_length
-    apply_prompt_overrides(model, ModelSpec(cfg.model.base or "static", query_prompt=cfg.model.query_prompt,
-                                            passage_prompt=cfg.model.passage_prompt))
+    apply_prompt_overrides(model, cfg.model.query_prompt, cfg.model.passage_prompt)
     return model
 
 
