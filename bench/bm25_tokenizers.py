@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import time
 
-from koembed.bench import score_run
-from koembed.data import load_retrieval_set
-from koembed.lexical import BM25Retriever
-
 import common
+
+from koembed.data import load_retrieval_set
+from koembed.evaluation.runner import score_run
+from koembed.lexical import BM25Retriever
 
 VARIANTS = {
     "content morphemes (default), k1=1.2": {},

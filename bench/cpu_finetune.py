@@ -26,7 +26,7 @@ KEEP = ("accuracy@1", "accuracy@10", "ndcg@10", "mrr@10", "map@100")
 
 
 def evaluate(model_name: str, rs, max_seq_length: int | None = None) -> dict[str, float]:
-    from koembed.bench import evaluate_model
+    from koembed.evaluation.runner import evaluate_model
     from koembed.models import EncodeOptions, ModelSpec
 
     ir = evaluate_model(rs, ModelSpec(model_name, max_seq_length=max_seq_length), EncodeOptions(show_progress=False))

@@ -39,7 +39,7 @@ def run_one(model_name: str, n_docs: int, n_queries: int, max_seq_length: int, b
     import torch
 
     from koembed.models import EncodeOptions, load_model
-    from koembed.retrieve import DenseRetriever
+    from koembed.retrieval.dense import DenseRetriever
 
     doc_ids, docs, queries, targets = synthetic_corpus(n_docs, n_queries)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -117,8 +117,13 @@ def static_int8(name: str, texts: list[str], max_length: int, folder: Path, meth
     ranges are calibrated on ``texts`` at ``max_length``, batches of 8), run in that encoder's place."""
     import onnx
     import onnxruntime as ort
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     from koembed.models import load_model
     from koembed.models.onnx import GRAPH_FILE, WEIGHTS_FILE
@@ -181,7 +186,7 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from koembed.bench import score_run
+    from koembed.evaluation.runner import score_run
     from koembed.models import encode, load_model
     from koembed.models.onnx import CACHE_ENV
     from koembed.models.testing import make_tiny_xlmr

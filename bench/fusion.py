@@ -7,12 +7,12 @@ held-out sets next to each part alone and the untuned fusions.
 Development (fitting) sets: KorQuAD 1.0 dev, the 100 train-side articles; MS MARCO-ko, the train half of the queries.
 Held-out sets: KorQuAD's 40 test-side articles, MS MARCO-ko's test half, the bundled sample. For each lexical
 retriever (``bm25``, ``bm25-phrase``) the fusion with the dense model is fitted exactly as ``koembed tune-fusion``
-fits it (koembed.tuning.fit_fusion: z-score, DBSF, min-max and RRF with k in 10..100, weights on a grid, objective
+fits it (koembed.evaluation.tuning.fit_fusion: z-score, DBSF, min-max and RRF with k in 10..100, weights on a grid, objective
 = the worst dev set's ndcg@10 gain over its best single retriever). The dense model must not have been trained on
 the development sets (static-ko is trained on KorSTS, KorNLI and KLUE only): a model that has seen the dev queries
 scores them too well, and the fit would give it too much weight.
 
-Every row is a real retriever run (koembed.bench.run_bench) on the held-out set; ``top-1 vs best part`` is the
+Every row is a real retriever run (koembed.evaluation.runner.run_bench) on the held-out set; ``top-1 vs best part`` is the
 difference in queries answered at rank 1 between the fusion and its best single part on that set (the goal: never
 below -1).
 """
@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import json
 
-from koembed.bench import run_bench
-from koembed.ranking import FUSIONS, RRF_K
-from koembed.retrieve import hybrid_spec
-from koembed.tuning import fit_fusion, fusion_problem
-
 import common
+
+from koembed.evaluation.runner import run_bench
+from koembed.evaluation.tuning import fit_fusion, fusion_problem
+from koembed.ranking import FUSIONS, RRF_K
+from koembed.retrieval.specs import hybrid_spec
 
 DEV, HELD_OUT = common.DEV_SETS, common.HELD_OUT_SETS
 GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)  # koembed tune-fusion's default grid

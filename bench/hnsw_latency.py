@@ -31,12 +31,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import common
 import faiss
 import numpy as np
 
 from koembed.index.faiss import IndexParams, faiss_index_params, new_faiss_index, set_faiss_search_params
-
-import common
 
 
 @dataclass

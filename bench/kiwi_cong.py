@@ -18,13 +18,12 @@ import itertools
 import json
 import time
 
+import common
 import numpy as np
 
-from koembed.bench import score_run
+from koembed.evaluation.runner import score_run
 from koembed.lexical import BM25Retriever
 from koembed.ranking import best_rows
-
-import common
 
 DEV, HELD_OUT = common.DEV_SETS, common.HELD_OUT_SETS
 TAGS = {"N": ("NNG", "NNP"), "V": ("VV", "VA")}

@@ -19,12 +19,12 @@ from __future__ import annotations
 import statistics
 import time
 
+import common
+from dense_memory import synthetic_corpus
+
 from koembed.lexical import FIELDS, PRESETS, BM25Retriever, KiwiTokenizer
 from koembed.lexical.bm25 import _FieldIndex
 from koembed.lexical.fields import field_tokens
-
-import common
-from dense_memory import synthetic_corpus
 
 
 def index_bytes(index: _FieldIndex) -> int:

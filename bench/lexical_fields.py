@@ -7,7 +7,7 @@ Development (fitting) sets: KorQuAD 1.0 dev, the 100 train-side articles of the 
 the train half of the queries (SHA-256 of the ids) over all positives. Held-out sets: KorQuAD's 40 test-side
 articles, MS MARCO-ko's test half, the bundled sample. Nothing about a held-out set is used for fitting.
 
-Fitting (koembed.tuning.fit_weights): for each per-query normalisation (none, max, z), a grid of weights for
+Fitting (koembed.evaluation.tuning.fit_weights): for each per-query normalisation (none, max, z), a grid of weights for
 the bigram, pair and char fields with the unigram weight fixed at 1 (a ranking does not change when all weights
 are scaled), each dev query's candidates being the union of every field's top 100. The objective is the
 worst-off dev set's ndcg@10 gain over unigram BM25 (then the mean gain): a combination must help on paraphrased,
@@ -24,13 +24,13 @@ import json
 import time
 from pathlib import Path
 
-from koembed.bench import score_run
+import common
+
 from koembed.data import load_retrieval_set
+from koembed.evaluation.runner import score_run
+from koembed.evaluation.tuning import fit_weights, lexical_problem
 from koembed.lexical import FIELDS, BM25Retriever, LexicalConfig
 from koembed.lexical.fields import bigrams
-from koembed.tuning import fit_weights, lexical_problem
-
-import common
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 KORQUAD = SHARED / "korquad-v1-dev" / "KorQuAD_v1.0_dev.json"

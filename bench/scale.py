@@ -71,10 +71,10 @@ def bench_encode(n_docs: int, repeats: int, chunk_size: int, engines: list[str])
     import ray
     import torch
 
-    from koembed.embeddings import encode_corpus
+    from koembed.encoding.job import encode_corpus
+    from koembed.encoding.ray_engine import RayOptions, encode_corpus_ray
     from koembed.models import EncodeOptions
     from koembed.models.testing import make_tiny_xlmr
-    from koembed.ray_engine import RayOptions, encode_corpus_ray
 
     cores, threads = os.cpu_count() or 1, torch.get_num_threads()
     ids, texts, _, _ = synthetic_corpus(n_docs, 1)
@@ -143,11 +143,11 @@ def _latencies(search, queries, k: int = 10) -> dict:
 
 
 def bench_search(store: str, n_docs: int, n_queries: int) -> dict:
+    import torch
+
     from koembed.index import QdrantTarget, build_index, load_index
     from koembed.models import EncodeOptions, load_model
     from koembed.models.testing import make_tiny_xlmr
-
-    import torch
 
     torch.set_num_threads(1)  # both stores alike; on this shared 2-core machine one thread encodes fastest
     ids, texts, queries, _ = synthetic_corpus(n_docs, n_queries)
@@ -176,7 +176,7 @@ def bench_collisions() -> dict:
     """Distinct terms of every lexical field on KorQuAD dev + MS MARCO-ko (passages and queries), and how many
     share a term id: within the morphemes, and over all fields together (they share the one sparse vector)."""
     from koembed.data import load_retrieval_set
-    from koembed.index.sparse import collisions
+    from koembed.index.qdrant_sparse import collisions
     from koembed.lexical import FIELDS, KiwiTokenizer
     from koembed.lexical.fields import field_tokens
 
@@ -205,11 +205,12 @@ def bench_agreement(model_name: str, split: str, every: int) -> dict:
     """KorQuAD (``split`` articles): per mode, how many queries get the same top 10 from the Qdrant store as from
     koembed's in-memory retrievers, and ndcg@10 of both."""
     from koembed.data import load_retrieval_set
+    from koembed.evaluation.metrics.ir import ir_metrics
     from koembed.index import QdrantTarget, build_index, load_index
     from koembed.lexical import DEFAULT, BM25Retriever, KiwiTokenizer
-    from koembed.metrics.ir import ir_metrics
     from koembed.models import EncodeOptions, load_model
-    from koembed.retrieve import DenseRetriever, HybridRetriever
+    from koembed.retrieval.dense import DenseRetriever
+    from koembed.retrieval.hybrid import HybridRetriever
 
     path = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "korquad-v1-dev" / "KorQuAD_v1.0_dev.json"
     rs = load_retrieval_set(path, split=split)

@@ -38,10 +38,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import common
 import httpx
 import numpy as np
-
-import common
 
 HOST = "127.0.0.1"  # loopback only: this script never binds or sends anywhere else
 MODES = {"batching": [], "no-batching": ["--no-batching"]}  # mode -> extra `koembed serve` options

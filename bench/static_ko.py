@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--package", type=Path, default=PACKAGE)
     args = parser.parse_args()
 
-    from koembed.bench import evaluate_model
+    from koembed.evaluation.runner import evaluate_model
     from koembed.models import EncodeOptions, load_model
     from koembed.models.static import describe_static, untrained_like
 

@@ -21,9 +21,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
-    from koembed.files import atomic_open
-
     from dense_memory import synthetic_corpus  # same folder
+
+    from koembed.files import atomic_open
 
     ids, docs, queries, targets = synthetic_corpus(args.docs, args.queries)
     with atomic_open(args.out / "corpus.jsonl") as handle:

@@ -51,7 +51,7 @@ def queries(sample) -> list[str]:
 @pytest.fixture(scope="module")
 def exact(model, corpus):
     """Exact dense search of the sample with the tiny model: what an index's dense half must equal."""
-    from koembed.retrieve import DenseRetriever
+    from koembed.retrieval.dense import DenseRetriever
     from tests.helpers import QUIET
 
     retriever = DenseRetriever(model, "dense", options=QUIET)

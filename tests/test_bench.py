@@ -110,9 +110,9 @@ def test_top_k_must_be_positive_integers(tmp_path):
 
 
 def test_cache_dir_reuses_corpus_embeddings_across_runs(tmp_path, tiny_model_dir, monkeypatch):
-    import koembed.embeddings
+    import koembed.encoding.job
     import koembed.models
-    import koembed.retrieve
+    import koembed.retrieval.dense
 
     calls = []
     real_encode = koembed.models.encode
@@ -121,7 +121,7 @@ def test_cache_dir_reuses_corpus_embeddings_across_runs(tmp_path, tiny_model_dir
         calls.append(len(texts))
         return real_encode(model, texts, *args, **kwargs)
 
-    for user in (koembed.retrieve, koembed.embeddings):  # the two modules that encode for a bench
+    for user in (koembed.retrieval.dense, koembed.encoding.job):  # the two modules that encode for a bench
         monkeypatch.setattr(user, "encode", counting_encode)
     spec = f"dense:{tiny_model_dir}"
     outs = []

@@ -10,9 +10,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from koembed import embeddings, models
+from koembed import models
 from koembed.cli import app
-from koembed.embeddings import encode_corpus, read_embeddings
+from koembed.encoding import job as embeddings
+from koembed.encoding.job import encode_corpus
+from koembed.encoding.shards import read_embeddings
 from koembed.errors import EmbeddingStoreError, ModelLoadError
 from koembed.index import build_index, load_index
 from koembed.models import ModelSpec

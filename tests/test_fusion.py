@@ -8,10 +8,11 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from koembed.bench import run_bench, score_run
 from koembed.cli import app
-from koembed.retrieve import HybridRetriever, RetrieverFactory
-from koembed.tuning import fit_fusion, fusion_problem, fusion_scale, mean_ndcg
+from koembed.evaluation.runner import run_bench, score_run
+from koembed.evaluation.tuning import fit_fusion, fusion_problem, fusion_scale, mean_ndcg
+from koembed.retrieval.factory import RetrieverFactory
+from koembed.retrieval.hybrid import HybridRetriever
 from tests.helpers import QUIET
 
 PARTS = ("bm25", "bm25-char")

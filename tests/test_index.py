@@ -29,8 +29,9 @@ from koembed.index import (
     index_info,
     load_index,
 )
-from koembed.retrieve import DenseRetriever, HybridRetriever
-from tests.helpers import NEW_TEXT, QUIET
+from koembed.retrieval.dense import DenseRetriever
+from koembed.retrieval.hybrid import HybridRetriever
+from tests.helpers import NEW_TEXT, QUIET, assert_same_ranking
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +55,6 @@ def _copy(src: Path, tmp_path: Path) -> Path:
     return dst
 
 
-def _same(got, want, tol=1e-5):
-    assert len(got) == len(want)
-    for g, w in zip(got, want):
-        assert [d for d, _ in g] == [d for d, _ in w]
-        np.testing.assert_allclose([s for _, s in g], [s for _, s in w], atol=tol)
-
-
 def _synthetic(n: int, seed: int, words: list[str]) -> list[str]:
     rng = random.Random(seed)
     return [" ".join(rng.choices(words, k=rng.randint(6, 14))) for _ in range(n)]
@@ -71,26 +65,26 @@ def _synthetic(n: int, seed: int, words: list[str]) -> list[str]:
 
 def test_flat_dense_equals_exact_dense_retriever(built, model, queries, exact):
     index = load_index(built("flat"), encoder=model)
-    _same(index.search(queries, 10), exact.search(queries, 10))
-    _same(index.search(queries[:5], 100), exact.search(queries[:5], 100))  # k > corpus: whole corpus, same order
+    assert_same_ranking(index.search(queries, 10), exact.search(queries, 10))
+    assert_same_ranking(index.search(queries[:5], 100), exact.search(queries[:5], 100))  # k > corpus: whole corpus, same order
 
 
 def test_bm25_mode_equals_bm25_retriever(built, model, queries, bm25):
     index = load_index(built("flat"), encoder=model)
-    _same(index.search(queries, 10, mode="bm25"), bm25.search(queries, 10), tol=1e-6)
+    assert_same_ranking(index.search(queries, 10, mode="bm25"), bm25.search(queries, 10), tol=1e-6)
 
 
 def test_hybrid_equals_hybrid_retriever_over_same_two(built, model, queries, exact, bm25):
     index = load_index(built("flat"), encoder=model)
     want = HybridRetriever([exact, bm25], fusion="rrf").search(queries, 10)
-    _same(index.search(queries, 10, mode="hybrid"), want, tol=1e-9)
+    assert_same_ranking(index.search(queries, 10, mode="hybrid"), want, tol=1e-9)
 
 
 def test_passage_texts_and_lazy_model(built, sample, exact, queries):
     index = load_index(built("flat"))  # no model: loaded from the manifest at the first dense search
     assert len(index) == 48 and index.doc_ids == list(sample.corpus)
     assert index.text("fin-01") == sample.corpus["fin-01"] == index.passages["fin-01"]
-    _same(index.search(queries[:3], 5), exact.search(queries[:3], 5))
+    assert_same_ranking(index.search(queries[:3], 5), exact.search(queries[:3], 5))
 
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw"])
@@ -167,7 +161,7 @@ def test_hnsw_compacts_when_tombstones_outnumber_vectors(tmp_path, built, model,
     rest = {d: t for d, t in sample.corpus.items() if d not in gone}
     exact = DenseRetriever(model, "dense", options=QUIET)
     exact.fit(list(rest), list(rest.values()))
-    _same(load_index(path, encoder=model).search(queries[:10], 5), exact.search(queries[:10], 5))
+    assert_same_ranking(load_index(path, encoder=model).search(queries[:10], 5), exact.search(queries[:10], 5))
 
 
 def test_add_existing_or_delete_unknown_id_is_an_error(tmp_path, built, model):
@@ -369,7 +363,7 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, tiny_model_dir, buil
 
 
 def test_tuned_fusion_is_recorded_and_used_by_hybrid_search(tmp_path, tiny_model_dir, model, queries, exact, bm25):
-    from koembed.retrieve import parse_fusion
+    from koembed.retrieval.specs import parse_fusion
 
     out = tmp_path / "fused"
     result = CliRunner().invoke(app, ["index", "build", "--model", str(tiny_model_dir), "--corpus", "sample",
@@ -378,7 +372,7 @@ def test_tuned_fusion_is_recorded_and_used_by_hybrid_search(tmp_path, tiny_model
     assert json.loads((out / "manifest.json").read_text())["fusion"] == {"fusion": "z", "weights": [1.0, 0.25],
                                                                          "rrf_k": 60}
     want = HybridRetriever([bm25, exact], fusion="z", weights=[1.0, 0.25]).search(queries, 10)
-    _same(load_index(out, encoder=model).search(queries, 10, mode="hybrid"), want)  # FAISS scores are float32
+    assert_same_ranking(load_index(out, encoder=model).search(queries, 10, mode="hybrid"), want)  # FAISS scores are float32
     assert parse_fusion("rrf@k=20") == {"fusion": "rrf", "weights": None, "rrf_k": 20}
     bad = CliRunner().invoke(app, ["index", "build", "--model", str(tiny_model_dir), "--corpus", "sample",
                                    "--out", str(tmp_path / "bad"), "--fusion", "z@1,2,3", "-q"])

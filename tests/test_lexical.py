@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from koembed.errors import SpecError
+from koembed.evaluation.tuning import fit_weights, lexical_problem
 from koembed.index import build_index, load_index
 from koembed.lexical import FIELDS, PRESETS, BM25Retriever, KiwiTokenizer, LexicalConfig, lexical_config
 from koembed.lexical.fields import field_tokens
-from koembed.retrieve import RetrieverFactory
-from koembed.tuning import fit_weights, lexical_problem
+from koembed.retrieval.factory import RetrieverFactory
 from tests.helpers import QUIET, lucene_bm25
 
 TEXTS = ["전세 보증금을 돌려받지 못하면 임차권등기명령을 신청한다.",

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from koembed.errors import ModelLoadError, SpecError
-from koembed.m3_retrieve import M3Retriever
 from koembed.models import EncodeOptions
 from koembed.models.m3 import colbert_score, combined_score, has_m3_heads, lexical_score, load_m3
-from koembed.retrieve import RetrieverFactory, parse_spec
+from koembed.retrieval.factory import RetrieverFactory
+from koembed.retrieval.m3 import M3Retriever
+from koembed.retrieval.specs import parse_spec
 from tests.helpers import QUIET, m3_fingerprint, make_parity_m3
 
 FIXTURE = Path(__file__).parent / "fixtures" / "m3_parity.json"

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from koembed.metrics import autorag_metrics, query_autorag_metrics
+from koembed.evaluation.metrics import autorag_metrics, query_autorag_metrics
 from tests.helpers import REFERENCE
 
 

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from koembed.metrics import ir_metrics, query_ir_metrics
+from koembed.evaluation.metrics import ir_metrics, query_ir_metrics
 
 
 def test_hand_computed_query():

@@ -178,7 +178,7 @@ def test_dense_margin_with_a_positive_inside_and_outside_the_window(monkeypatch)
 
     cosines = {"n1": 0.99, "n2": 0.95, "n3": 0.90, "pos": 0.85, "n4": 0.80}
     table = {t: np.array([c, np.sqrt(1 - c * c)]) for t, c in cosines.items()} | {"q": np.array([1.0, 0.0])}
-    monkeypatch.setattr("koembed.retrieve.load_model", lambda spec: FixedModel(table))
+    monkeypatch.setattr("koembed.retrieval.factory.load_model", lambda spec: FixedModel(table))
     corpus = {t: t for t in cosines if t != "pos"}  # the positive is added, with a generated id
     pair = [Pair("q", "pos")]
     # window 1..5 holds the positive: threshold 0.95 * 0.85 = 0.8075 leaves n4 alone

@@ -13,10 +13,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-import koembed.mteb_eval as mteb_eval
-from koembed.bench import evaluate_model
+import koembed.evaluation.mteb_tasks as mteb_eval
 from koembed.cli import app
 from koembed.data import load_retrieval_set
+from koembed.evaluation.runner import evaluate_model
 from koembed.models import ModelSpec
 from tests.helpers import QUIET, write_mteb_dataset
 

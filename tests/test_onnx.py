@@ -90,7 +90,7 @@ def test_int8_export_quantises_every_linear_layer_and_keeps_quality(exports, tor
     assert cosine.mean() > 0.95
     assert report["check"]["cosine_mean"] == pytest.approx(float(cosine.mean()), abs=1e-3)
 
-    from koembed.bench import run_bench
+    from koembed.evaluation.runner import run_bench
 
     fp32, int8 = run_bench(sample, ["dense:minilm", f"dense:{folder}"], top_k=(10,), options=QUIET)
     assert abs(fp32.ir["ndcg@10"] - int8.ir["ndcg@10"]) <= 0.05

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from sentence_transformers import SentenceTransformer
 
-from koembed.bench import run_bench
+from koembed.evaluation.runner import run_bench
 from koembed.index import build_index, load_index
 from koembed.models import EncodeOptions, ModelSpec, encode, load_model
 from koembed.models.prompts import Prompts, model_prompts, role_options
-from koembed.retrieve import DenseRetriever
+from koembed.retrieval.dense import DenseRetriever
 from tests.helpers import QUIET
 
 PROMPTS = {"query": "query: ", "passage": "passage: "}
@@ -96,7 +96,7 @@ def test_training_applies_config_prompts_and_records_them(tmp_path, tiny_model_d
 
     import yaml
 
-    from koembed.bench import evaluate_model
+    from koembed.evaluation.runner import evaluate_model
     from koembed.training import load_config, train
 
     pairs = tmp_path / "pairs.jsonl"

@@ -28,11 +28,12 @@ from koembed.index import (
     store_of,
 )
 from koembed.index.encoder import embed
-from koembed.index.sparse import Field, collisions, field_weights, passage_vector, query_vector, term_id
+from koembed.index.qdrant_sparse import Field, collisions, field_weights, passage_vector, query_vector, term_id
 from koembed.lexical import DEFAULT, PRESETS, BM25Retriever, KiwiTokenizer, LexicalConfig
 from koembed.lexical.fields import field_tokens
 from koembed.ranking import fuse
-from koembed.retrieve import DenseRetriever, HybridRetriever
+from koembed.retrieval.dense import DenseRetriever
+from koembed.retrieval.hybrid import HybridRetriever
 from tests.helpers import NEW_TEXT, QUIET, ROOT, assert_same_ranking, bm25_reference
 
 
@@ -266,7 +267,7 @@ def test_sparse_weights_are_lucene_tf_parts_and_ids_are_stable():
     ids, values = query_vector(["x/N", "x/N"], "ab", fields)
     assert dict(zip(ids, values)) == {term_id("x/N"): 2.0, term_id("ab", "char"): 0.5}
     terms = ["보증금/N", "돌려받/V", "ai/SL"]
-    other = subprocess.run([sys.executable, "-c", "import sys; from koembed.index.sparse import term_id; "
+    other = subprocess.run([sys.executable, "-c", "import sys; from koembed.index.qdrant_sparse import term_id; "
                             "print([term_id(t) for t in sys.argv[1:]])", *terms], capture_output=True, text=True,
                            env={"PYTHONHASHSEED": "123", "PATH": ""}, cwd=ROOT)
     assert other.stdout.strip() == str([term_id(t) for t in terms])  # another process, another hash seed

@@ -14,8 +14,8 @@ from koembed.cli import app
 from koembed.errors import IndexStoreError, SpecError
 from koembed.index import QdrantTarget, add_documents, build_index, delete_documents, export_index, load_index
 from koembed.index.qdrant import point_id
-from koembed.m3_retrieve import M3Retriever
 from koembed.models.m3 import colbert_score, lexical_score, load_m3
+from koembed.retrieval.m3 import M3Retriever
 from tests.helpers import QUIET, assert_same_ranking
 
 

@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from koembed import ray_engine
-from koembed.embeddings import encode_corpus, read_embeddings
+from koembed.encoding import ray_engine
+from koembed.encoding.job import encode_corpus
+from koembed.encoding.ray_engine import RayOptions, encode_corpus_ray, tokenize_ray
+from koembed.encoding.shards import read_embeddings
 from koembed.errors import EmbeddingStoreError
 from koembed.lexical import KiwiTokenizer
 from koembed.models import ModelSpec
-from koembed.ray_engine import RayOptions, encode_corpus_ray, tokenize_ray
 from tests.helpers import QUIET, ROOT
 
 TWO = RayOptions(workers=2)

@@ -23,7 +23,8 @@ from typer.testing import CliRunner
 
 from koembed import files
 from koembed.cli import app
-from koembed.embeddings import encode_corpus, read_embeddings
+from koembed.encoding.job import encode_corpus
+from koembed.encoding.shards import read_embeddings
 from koembed.errors import EmbeddingStoreError, IndexStoreError, ModelLoadError
 from koembed.files import atomic_open, sha256_file, staged_folder
 from koembed.index import add_documents, build_index, load_index

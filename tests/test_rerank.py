@@ -11,12 +11,13 @@ import pytest
 from sentence_transformers import CrossEncoder
 from typer.testing import CliRunner
 
-from koembed.bench import run_bench
 from koembed.errors import ModelLoadError, SpecError
+from koembed.evaluation.runner import run_bench
 from koembed.models import load_model
-from koembed.models.rerank import load_reranker, rerank_scores
-from koembed.rerank import RerankRetriever, rerank_documents, rerank_hits
-from koembed.retrieve import RetrieverFactory, parse_spec
+from koembed.models.reranker import load_reranker, rerank_scores
+from koembed.retrieval.factory import RetrieverFactory
+from koembed.retrieval.rerank import RerankRetriever, rerank_documents, rerank_hits
+from koembed.retrieval.specs import parse_spec
 from koembed.server import ServerLimits, create_app
 from tests.helpers import QUIET, ListRetriever, running
 

@@ -8,7 +8,9 @@ import pytest
 from koembed.errors import SpecError
 from koembed.lexical import BM25Retriever, KiwiTokenizer
 from koembed.ranking import top_k as top_k_by_score
-from koembed.retrieve import DenseRetriever, HybridRetriever, RetrieverFactory
+from koembed.retrieval.dense import DenseRetriever
+from koembed.retrieval.factory import RetrieverFactory
+from koembed.retrieval.hybrid import HybridRetriever
 from tests.helpers import QUIET, FixedModel, ListRetriever, lucene_bm25
 
 
@@ -117,7 +119,7 @@ def test_rrf_k_and_weights_and_zero_weight_drops_a_run():
 
 
 def test_weighted_specs_parse_and_print_back():
-    from koembed.retrieve import hybrid_spec, parse_spec
+    from koembed.retrieval.specs import hybrid_spec, parse_spec
 
     for text, fusion, weights, k in [("hybrid:bm25+bm25-char", "rrf", None, 60),
                                      ("hybrid-cc@0.3:bm25+bm25-char+dense:m", "cc", (0.3, 0.35, 0.35), 60),

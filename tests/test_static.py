@@ -59,7 +59,7 @@ def test_static_config_defaults_and_errors(tmp_path):
 
 
 def test_training_is_deterministic_and_beats_its_untrained_baseline(tmp_path, tiny_static_dir, sample, static):
-    from koembed.bench import evaluate_model
+    from koembed.evaluation.runner import evaluate_model
 
     again = train_tiny_static(tmp_path / "again", sample)
     digest = [hashlib.sha256((d / "model.safetensors").read_bytes()).hexdigest() for d in (tiny_static_dir, again)]
@@ -76,7 +76,7 @@ def test_eval_equals_sentence_transformers_evaluator(tiny_static_dir, static, sa
     """evaluate_model used to crash on a static model (it set max_seq_length, which StaticEmbedding cannot take)."""
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
-    from koembed.bench import evaluate_model
+    from koembed.evaluation.runner import evaluate_model
 
     relevant = {q: sample.relevant_ids(q) for q in sample.relevant}
     reference = InformationRetrievalEvaluator(sample.queries, sample.corpus, relevant, write_csv=False)(static)
@@ -112,7 +112,7 @@ def test_bench_index_search_card_and_model2vec_export(tmp_path, tiny_static_dir,
     result = runner.invoke(app, ["search", "--index", str(tmp_path / "idx"), "--mode", "dense", "--json", "-k", "3",
                                  sample.queries[sample.query_ids[0]]])
     assert result.exit_code == 0, result.output
-    from koembed.retrieve import DenseRetriever
+    from koembed.retrieval.dense import DenseRetriever
 
     exact = DenseRetriever(static, "exact", options=QUIET)
     exact.fit(sample.doc_ids, list(sample.corpus.values()))
@@ -206,7 +206,7 @@ def test_bundled_static_ko_ships_whole_with_its_card_and_reproduces_its_sample_m
     import tomllib
     from pathlib import Path
 
-    from koembed.bench import evaluate_model
+    from koembed.evaluation.runner import evaluate_model
     from koembed.models.loading import bundled_static_path
 
     folder = bundled_static_path()

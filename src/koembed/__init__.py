@@ -20,12 +20,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from koembed._lazy import lazy_exports
-
-__version__ = "0.1.0"
+from koembed.version import __version__
 
 _API = {
     "ModelSpec": "koembed.models", "EncodeOptions": "koembed.models", "load_model": "koembed.models",
-    "encode": "koembed.models", "load_retrieval_set": "koembed.data", "run_bench": "koembed.bench",
+    "encode": "koembed.models", "load_retrieval_set": "koembed.data", "run_bench": "koembed.evaluation",
     "build_index": "koembed.index", "load_index": "koembed.index", "load_config": "koembed.training",
     "train": "koembed.training",
 }
@@ -33,8 +32,8 @@ __all__ = ["__version__", *_API]
 __getattr__, __dir__ = lazy_exports(__name__, _API)
 
 if TYPE_CHECKING:
-    from koembed.bench import run_bench
     from koembed.data import load_retrieval_set
+    from koembed.evaluation import run_bench
     from koembed.index import build_index, load_index
     from koembed.models import EncodeOptions, ModelSpec, encode, load_model
     from koembed.training import load_config, train

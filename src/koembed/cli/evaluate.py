@@ -7,15 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from koembed.bench import (
-    DEFAULT_RETRIEVERS,
-    evaluate_model,
-    plot_results,
-    results_document,
-    run_bench,
-    run_filename,
-    write_runs,
-)
 from koembed.cli.common import (
     BackendOpt,
     BatchSizeOpt,
@@ -41,10 +32,13 @@ from koembed.cli.common import (
 )
 from koembed.data import load_retrieval_set
 from koembed.errors import KoembedError, MtebError
+from koembed.evaluation.metrics.tables import autorag_tables, by_similarity, ir_table, mteb_table
+from koembed.evaluation.mteb_tasks import main_scores, run_mteb
+from koembed.evaluation.plot import plot_results
+from koembed.evaluation.runner import DEFAULT_RETRIEVERS, evaluate_model, run_bench
+from koembed.evaluation.runs import results_document, run_filename, write_runs
 from koembed.files import write_json
-from koembed.metrics.tables import autorag_tables, by_similarity, ir_table, mteb_table
 from koembed.models import EncodeOptions, ModelSpec
-from koembed.mteb_eval import main_scores, run_mteb
 
 
 def bench(

@@ -35,7 +35,9 @@ from koembed.cli.common import (
     with_qdrant_options,
 )
 from koembed.data import load_documents
-from koembed.embeddings import encode_corpus, parse_shard
+from koembed.encoding.job import encode_corpus
+from koembed.encoding.ray_engine import RayOptions, encode_corpus_ray, tokenize_ray
+from koembed.encoding.shards import parse_shard
 from koembed.errors import KoembedError
 from koembed.index import (
     IndexParams,
@@ -51,11 +53,10 @@ from koembed.index import (
 from koembed.lexical import DEFAULT_SPEC, lexical_config
 from koembed.models import EncodeOptions, ModelSpec
 from koembed.models.export import export_model
-from koembed.models.rerank import load_reranker
+from koembed.models.reranker import load_reranker
 from koembed.ranking import hit_rows
-from koembed.ray_engine import RayOptions, encode_corpus_ray, tokenize_ray
-from koembed.rerank import rerank_hits
-from koembed.retrieve import parse_fusion
+from koembed.retrieval.rerank import first_stage_depth, rerank_hits
+from koembed.retrieval.specs import parse_fusion
 
 
 def _target(store: str, path: Optional[Path], url: Optional[str], api_key: Optional[str], collection: str,
@@ -270,7 +271,7 @@ def search(
     try:
         idx = load_index(index, api_key=api_key, device=device)
         reranker = load_reranker(ModelSpec(rerank, device=device)) if rerank else None
-        hits = idx.search([query], max(k, rerank_depth) if reranker else k, mode=mode)
+        hits = idx.search([query], first_stage_depth(k, rerank_depth, reranker is not None), mode=mode)
         if reranker is not None:
             hits = rerank_hits(reranker, [query], hits, idx.text, k, rerank_depth, EncodeOptions(show_progress=False))
         rows = hit_rows(hits[0], idx.text)

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from koembed import __version__, server
+import koembed.server as server
 from koembed.cli.common import (
     BackendOpt,
     DeviceOpt,
@@ -23,6 +23,7 @@ from koembed.cli.common import (
 )
 from koembed.errors import KoembedError
 from koembed.server import API_KEY_ENV, ServerLimits, check_exposure, is_loopback
+from koembed.version import __version__
 
 
 def serve(

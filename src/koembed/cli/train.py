@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from koembed import training
+import koembed.training as training
 from koembed.cli.common import (
     BatchSizeOpt,
     DeviceOpt,
@@ -28,7 +28,7 @@ from koembed.cli.common import (
 from koembed.data import load_retrieval_set, read_pairs, write_pairs
 from koembed.errors import KoembedError
 from koembed.models.distill import distill as distill_static
-from koembed.retrieve import parse_spec
+from koembed.retrieval.specs import parse_spec
 
 
 def train(

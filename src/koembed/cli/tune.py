@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from koembed.bench import run_bench
 from koembed.cli.common import (
     BackendOpt,
     BatchSizeOpt,
@@ -25,11 +24,12 @@ from koembed.cli.common import (
 )
 from koembed.data import load_retrieval_set
 from koembed.errors import KoembedError, SpecError
+from koembed.evaluation.runner import run_bench
+from koembed.evaluation.tuning import WEIGHT_GRID, fit_fusion, fit_weights, fusion_problem, lexical_problem
 from koembed.files import write_json
 from koembed.lexical import FIELDS, LexicalConfig
 from koembed.ranking import FUSIONS, RRF_K
-from koembed.retrieve import hybrid_spec, parse_spec
-from koembed.tuning import WEIGHT_GRID, fit_fusion, fit_weights, fusion_problem, lexical_problem
+from koembed.retrieval.specs import hybrid_spec, parse_spec
 
 DevDataOpt = Annotated[list[str], typer.Option(
     "--data", "-d", help="Development retrieval set, repeatable (any layout bench reads). Fit on data you will not "

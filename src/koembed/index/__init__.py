@@ -9,12 +9,21 @@ manifest, recovery), :mod:`.qdrant_build`, :mod:`.qdrant_search`,
 """
 
 from koembed.errors import DocumentIdError, IndexStoreError, ModelMismatchError
+from koembed.index.backends import (  # noqa: I001
+           STORES,
+           add_documents,
+           build_index,
+           build_index_from_embeddings,
+           delete_documents,
+           export_index,
+           index_info,
+           load_index,
+           store_of,
+)
 from koembed.index.manifest import KINDS, IndexParams, Manifest
 from koembed.index.qdrant import QdrantManifest, QdrantTarget
 from koembed.index.qdrant_search import QdrantIndex
 from koembed.index.search import MODES, Index
-from koembed.index.stores import STORES, add_documents, build_index, build_index_from_embeddings  # noqa: I001
-from koembed.index.stores import delete_documents, export_index, index_info, load_index, store_of
 
 __all__ = ["KINDS", "MODES", "STORES", "DocumentIdError", "Index", "IndexParams", "IndexStoreError", "Manifest",
            "ModelMismatchError", "QdrantIndex", "QdrantManifest", "QdrantTarget", "add_documents", "build_index",

@@ -1,7 +1,7 @@
 """Build an index from passages (or stored embeddings), and change it: add and delete passages.
 
 Everything is computed before anything is written: bad input leaves no folder behind, and a failed update
-leaves the previous version current (:mod:`koembed.index.store`). Adding an id that is already indexed is an
+leaves the previous version current (:mod:`koembed.index.versions`). Adding an id that is already indexed is an
 error (delete it first, then add): silent replacement would hide duplicate ids in the input.
 """
 
@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from koembed.data import validate_documents
-from koembed.embeddings import read_embeddings
+from koembed.encoding.shards import read_embeddings
 from koembed.errors import DocumentIdError, IndexStoreError, ModelMismatchError
 from koembed.index.encoder import checked_encoder, embed, model_record, normalized_by, probe, with_prompt
 from koembed.index.faiss import compact_hnsw, faiss_index_params, new_faiss_index, normalized
 from koembed.index.manifest import MANIFEST, IndexParams, Manifest, now
-from koembed.index.store import IndexState, commit, locked, require_new_folder, update
+from koembed.index.versions import IndexState, commit, locked, require_new_folder, update
 from koembed.lexical import KiwiTokenizer, LexicalConfig
 from koembed.models import EncodeOptions, Encoder, ModelSpec, load_model
 from koembed.models.m3 import has_m3_heads, m3_encoder
@@ -36,7 +36,7 @@ def build_index(model: ModelSpec | str, doc_ids: Sequence[str], texts: Sequence[
     ``model`` (a hub id, local folder or ``minilm``, with its precision and backend) is recorded so that
     :func:`koembed.index.load_index` and :func:`add_documents` can reload it; pass ``encoder`` to reuse a model
     already loaded from it. ``params`` choose the FAISS index and the BM25 fields (:class:`IndexParams`).
-    ``tokens``: the passages' Kiwi tokens when already analysed (``koembed.ray_engine``), else Kiwi runs here.
+    ``tokens``: the passages' Kiwi tokens when already analysed (``koembed.encoding.ray_engine``), else Kiwi runs here.
     """
     spec = ModelSpec.of(model)
     doc_ids, texts, out_dir = _checked_new_build(doc_ids, texts, out_dir)
@@ -56,7 +56,7 @@ def build_index_from_embeddings(model: ModelSpec | str, embedding_dirs: Sequence
 
     ``embedding_dirs`` are ``koembed encode --out`` folders (or shard folders); all shards of one run must be
     there and complete, made with ``model`` from exactly these passages in this order
-    (:func:`koembed.embeddings.read_embeddings` checks it all, before anything is written). The model is still
+    (:func:`koembed.encoding.shards.read_embeddings` checks it all, before anything is written). The model is still
     loaded, once, for the probe embedding and normalisation record that :func:`koembed.index.load_index`
     checks against.
     """

@@ -4,7 +4,7 @@ An index folder of this store holds only ``manifest.json`` (store, collection, w
 tokenizer settings, counts; never an API key) and, in Qdrant's embedded local mode, the Qdrant storage folder
 (``qdrant/`` unless ``--path`` put it elsewhere). A server or cluster (``--url``) is reached by the same client
 code. The collection has a named dense vector ``dense`` (cosine) and a named sparse vector ``bm25`` with
-``modifier=idf``: koembed writes each passage's BM25 term-frequency part (:mod:`koembed.index.sparse`) and Qdrant
+``modifier=idf``: koembed writes each passage's BM25 term-frequency part (:mod:`koembed.index.qdrant_sparse`) and Qdrant
 multiplies it by its idf, which is Lucene's, so Qdrant's sparse score is koembed's BM25 score. Built with a
 bge-m3-layout model, it also holds BGE-M3's lexical weights (sparse ``m3_sparse``) and ColBERT vectors
 (multivector ``m3_colbert``): :mod:`koembed.index.qdrant_m3`.
@@ -30,15 +30,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from koembed import __version__
 from koembed.errors import IndexStoreError
 from koembed.files import read_manifest as read_json_manifest
 from koembed.files import write_json
 from koembed.index.manifest import MANIFEST, now
 from koembed.index.qdrant_m3 import check_m3_collection, m3_sparse_params, m3_vector_params, point_vectors
-from koembed.index.sparse import TERM_ID_SCHEME, Field, fields_of, passage_vector
+from koembed.index.qdrant_sparse import TERM_ID_SCHEME, Field, fields_of, passage_vector
 from koembed.lexical import LexicalConfig
 from koembed.models.m3 import M3Output
+from koembed.version import __version__
 
 FORMAT_VERSION = 1
 STORE = "qdrant"

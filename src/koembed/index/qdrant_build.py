@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from koembed.data import validate_documents
-from koembed.embeddings import embedding_chunks
+from koembed.encoding.shards import embedding_chunks
 from koembed.errors import DocumentIdError, IndexStoreError, ModelMismatchError
 from koembed.files import staged_folder
 from koembed.index.build import _some
@@ -43,8 +43,8 @@ from koembed.index.qdrant import (
     write_qdrant_manifest,
 )
 from koembed.index.qdrant_m3 import m3_record, passage_m3
-from koembed.index.sparse import average_lengths
-from koembed.index.store import locked, read_state, require_new_folder
+from koembed.index.qdrant_sparse import average_lengths
+from koembed.index.versions import locked, read_state, require_new_folder
 from koembed.lexical import DEFAULT as DEFAULT_LEXICAL
 from koembed.lexical import KiwiTokenizer, LexicalConfig
 from koembed.models import EncodeOptions, Encoder, ModelSpec, load_model

@@ -20,7 +20,6 @@ ranked, as in any prefetch-and-rescore pipeline).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 

@@ -2,9 +2,9 @@
 
 Hits are ``(doc_id, score)``, best first, ties by ascending doc id (Qdrant breaks ties by its own order, so
 koembed asks for :data:`koembed.ranking.TIE_SLACK` more and sorts). ``dense``: cosine. ``bm25``: Qdrant's
-sparse score, ``idf x`` koembed's BM25 weights (= koembed's BM25, :mod:`koembed.index.sparse`), only passages
+sparse score, ``idf x`` koembed's BM25 weights (= koembed's BM25, :mod:`koembed.index.qdrant_sparse`), only passages
 sharing a term with the query. ``hybrid``: Qdrant fuses the dense and bm25 prefetches (each the top max(k,
-100), as :class:`koembed.retrieve.HybridRetriever` takes) server-side: ``rrf`` with Qdrant's ``k=61``, which
+100), as :class:`koembed.retrieval.hybrid.HybridRetriever` takes) server-side: ``rrf`` with Qdrant's ``k=61``, which
 is koembed's RRF (1 / (60 + rank from 1)) since Qdrant counts ranks from 0, or ``dbsf``; with ``weights``
 koembed fuses the two runs itself (:func:`koembed.ranking.fuse`, ``cc``). ``sparse``, ``colbert`` and ``m3``
 (an index built with a bge-m3-layout model): BGE-M3's lexical, ColBERT and weighted-sum scores, as koembed's
@@ -35,12 +35,12 @@ from koembed.index.qdrant import (
     txn_filter,
 )
 from koembed.index.qdrant_m3 import M3_COLBERT, M3_SEARCH_MODES, M3_SPARSE, m3_requests, require_m3
-from koembed.index.sparse import query_vector
+from koembed.index.qdrant_sparse import query_vector
 from koembed.lexical import KiwiTokenizer
 from koembed.models import EncodeOptions, Encoder
 from koembed.models.m3 import M3Encoder, combined_score, m3_encoder, m3_weights
 from koembed.ranking import RRF_K, TIE_SLACK, Hit, fuse, sort_hits
-from koembed.retrieve import FUSION_DEPTH
+from koembed.retrieval.base import FUSION_DEPTH
 
 MODES = ("dense", "bm25", "hybrid", *M3_SEARCH_MODES)
 QDRANT_FUSIONS = ("rrf", "dbsf")

@@ -1,7 +1,7 @@
 """A loaded index: dense (FAISS), bm25 and hybrid search over its passages.
 
 Hits are ``(doc_id, score)``, best first, ties by ascending doc id, as every koembed retriever returns them;
-``hybrid`` is :class:`koembed.retrieve.HybridRetriever`'s fusion of the two parts (the one the index was built
+``hybrid`` is :class:`koembed.retrieval.hybrid.HybridRetriever`'s fusion of the two parts (the one the index was built
 with: reciprocal-rank fusion by default). BM25 is koembed's :class:`koembed.lexical.BM25Retriever`, rebuilt from
 each passage's stored tokens without re-analysing any text (IDF depends on the whole corpus, so its statistics are
 recomputed rather than stored).
@@ -17,13 +17,13 @@ from typing import Any
 from koembed.errors import SpecError
 from koembed.index.encoder import checked_encoder, embed, with_prompt
 from koembed.index.manifest import read_manifest
-from koembed.index.store import IndexState, read_state, verify
+from koembed.index.versions import IndexState, read_state, verify
 from koembed.lexical import BM25Retriever, LexicalConfig
 from koembed.models import EncodeOptions, Encoder
 from koembed.models.m3 import M3Encoder, m3_encoder
 from koembed.ranking import TIE_SLACK, Hit, sort_hits
-from koembed.retrieve import HybridRetriever
-from koembed.sparse import SparseIndex
+from koembed.retrieval.hybrid import HybridRetriever
+from koembed.retrieval.inverted import SparseIndex
 
 MODES = ("dense", "bm25", "hybrid", "sparse")
 
@@ -103,7 +103,7 @@ class Index:
         query; ``hybrid``: the fusion of both the index was built with (HybridRetriever, each part's top
         max(k, 100); reciprocal-rank fusion unless ``koembed index build --fusion`` chose another);
         ``sparse`` (an index built with a bge-m3-layout model): BGE-M3 lexical matching score from the stored
-        weights, rebuilt as an in-memory inverted index on first use (:class:`koembed.sparse.SparseIndex`).
+        weights, rebuilt as an in-memory inverted index on first use (:class:`koembed.retrieval.inverted.SparseIndex`).
         """
         if mode in ("colbert", "m3"):
             raise SpecError(f"{self.path}: the FAISS store keeps no ColBERT vectors, which {mode} search needs: "

@@ -1,4 +1,8 @@
-"""Tiny models with the real classes, for tests and benchmarks: the bge-m3 code path in seconds."""
+"""Tiny models with the real classes, for tests and benchmarks: the bge-m3 code path in seconds.
+
+Public on purpose, and shipped in the package: the benchmarks in ``bench/`` (bge-m3-size random models, the tiny
+XLM-R) and users' own CI need models that exercise the real loading, pooling and M3 code without the hub; the
+module imports nothing beyond what ``koembed.models`` already needs, and nothing imports it at start-up."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ Endpoints (see :func:`create_app`):
   embedding batches; its pairs are batched ``batch_size`` at a time.
 - ``POST /search``: ``{"query", "k": 10, "mode": "hybrid", "rerank": false}`` on the index given at start-up;
   hits carry ``rank``, ``docid``, ``score`` and ``text``, as ``koembed search --json`` prints them. With
-  ``"rerank": true`` the top ``rerank_depth`` hits are rescored by the reranker (:mod:`koembed.rerank`). With
+  ``"rerank": true`` the top ``rerank_depth`` hits are rescored by the reranker (:mod:`koembed.retrieval.rerank`). With
   ``"highlight": true`` each hit also carries ``matches`` (character spans of the query's Kiwi content morphemes
   in ``text``) and the response ``morphemes`` (the query's), for the playground.
 - ``GET /``: the search playground page (:mod:`koembed.server.playground`), open without the API key (it holds
@@ -58,10 +58,10 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 from koembed.errors import KoembedError, SpecError
 from koembed.index import Index, load_index
 from koembed.models import EncodeOptions, Encoder, ModelSpec, length_limit, load_model
-from koembed.models.rerank import load_reranker
+from koembed.models.reranker import load_reranker
 from koembed.models.token_ids import encode_inputs
 from koembed.ranking import hit_rows
-from koembed.rerank import DEFAULT_RERANK_DEPTH, rerank_documents, rerank_hits
+from koembed.retrieval.rerank import DEFAULT_RERANK_DEPTH, first_stage_depth, rerank_documents, rerank_hits
 from koembed.server.batching import Batcher
 from koembed.server.config import (
     API_KEY_ENV,
@@ -238,7 +238,7 @@ def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, a
                                 "makes one)", code="no_index")
         cross_encoder = require_reranker() if request.rerank else None
         tokens = await checked_tokens([request.query], "query", single=True, truncate=False)
-        depth = max(request.k, rerank_depth) if cross_encoder is not None else request.k
+        depth = first_stage_depth(request.k, rerank_depth, cross_encoder is not None)
         try:
             hits = await batcher.run(index.search, [request.query], depth, request.mode, tokens=tokens[0])
             if cross_encoder is not None:

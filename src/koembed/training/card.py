@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
+from koembed.evaluation.metrics.tables import autorag_markdown, ir_markdown
 from koembed.files import atomic_open
-from koembed.metrics.tables import autorag_markdown, ir_markdown
 from koembed.models.static import describe_static
 
 

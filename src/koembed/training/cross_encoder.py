@@ -9,7 +9,7 @@ Losses (``loss.name``):
 
 The model is ``CrossEncoder(base, num_labels=1)``: an encoder (hub id, folder or ``minilm``) with a new
 one-score head. With ``data.eval``, the result is measured as a reranker: BM25 on the evaluation set, its top
-``RERANK_EVAL_DEPTH`` rescored by the trained model (:func:`koembed.bench.run_bench`), next to BM25 alone.
+``RERANK_EVAL_DEPTH`` rescored by the trained model (:func:`koembed.evaluation.runner.run_bench`), next to BM25 alone.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from koembed.bench import run_bench
 from koembed.data import Pair, load_retrieval_set
 from koembed.errors import DataError
+from koembed.evaluation.runner import run_bench
 from koembed.files import staged_folder, write_json
 from koembed.models import EncodeOptions, resolve_model
 from koembed.training.card import write_model_card

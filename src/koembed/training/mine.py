@@ -25,7 +25,9 @@ from koembed.data import Pair
 from koembed.errors import SpecError
 from koembed.models import EncodeOptions, ModelSpec
 from koembed.ranking import Hit
-from koembed.retrieve import Retriever, RetrieverFactory, parse_spec
+from koembed.retrieval.base import Retriever
+from koembed.retrieval.factory import RetrieverFactory
+from koembed.retrieval.specs import parse_spec
 
 QUERY_CHUNK = 1024  # queries searched per retriever call: bounds memory and paces the progress bar
 

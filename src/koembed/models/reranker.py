@@ -1,7 +1,7 @@
 """Cross-encoder rerankers: load one (sentence-transformers' ``CrossEncoder``) and score (query, passage) pairs.
 
 A cross-encoder reads the query and the passage together, so it ranks better than a bi-encoder but costs one
-forward pass per pair: it rescores a first stage's top candidates (:mod:`koembed.rerank`), never a corpus.
+forward pass per pair: it rescores a first stage's top candidates (:mod:`koembed.retrieval.rerank`), never a corpus.
 Scores are ``CrossEncoder.predict``'s: the model's activation on its logit (a sigmoid for the usual one-output
 rerankers, so 0..1, as TEI / Cohere / Jina report ``relevance_score``).
 """

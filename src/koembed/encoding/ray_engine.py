@@ -7,8 +7,8 @@ the driver and the actors, and restarts failed actors.
 What stays koembed's: the driver reads and validates the corpus with koembed's own readers (the embedding
 store's fingerprint and chunk plan are over the whole corpus, in order), then sends only the chunks still to
 do. Each chunk comes back to the driver and is written into the same sharded, checksummed store
-:func:`koembed.embeddings.encode_corpus` writes (:func:`koembed.embeddings.open_shard` /
-:func:`~koembed.embeddings.record_chunk`), so ``index build --from-embeddings`` reads either, ``--out`` needs
+:func:`koembed.encoding.job.encode_corpus` writes (:func:`koembed.encoding.shards.open_shard` /
+:func:`~koembed.encoding.shards.record_chunk`), so ``index build --from-embeddings`` reads either, ``--out`` needs
 no shared file system, and a rerun skips the finished chunks (Ray does not resume a half-finished job). A
 different corpus, model, precision, dtype or chunk size in the same folder is refused as for ``encode``.
 
@@ -27,10 +27,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from koembed.embeddings import EncodeReport, open_shard, record_chunk
+from koembed.encoding.job import EncodeReport
+from koembed.encoding.shards import open_shard, record_chunk
 from koembed.errors import EmbeddingStoreError
 from koembed.lexical import KiwiTokenizer
-from koembed.models import EncodeOptions, ModelSpec, encode, expected_precision, load_model, model_precision
+from koembed.models import (
+    EncodeOptions,
+    ModelSpec,
+    encode,
+    expected_precision,
+    load_model,
+    model_precision,
+)
 from koembed.models.prompts import role_options
 
 KIWI_BLOCK = 2048  # passages per Kiwi task
@@ -144,7 +152,7 @@ def encode_corpus_ray(model: ModelSpec | str, doc_ids: Sequence[str], texts: Seq
                       ray_options: RayOptions = RayOptions(), shard: tuple[int, int] = (0, 1),
                       dtype: str = "float32", chunk_size: int = 4096,
                       options: EncodeOptions = EncodeOptions()) -> EncodeReport:
-    """:func:`koembed.embeddings.encode_corpus` on a Ray actor pool: the same store, the same resume rule.
+    """:func:`koembed.encoding.job.encode_corpus` on a Ray actor pool: the same store, the same resume rule.
 
     The precision is resolved on the driver for the workers' device (CUDA when ``gpus_per_worker``); ``auto``
     with GPUs is refused (the driver cannot see the workers' GPUs), and a worker whose loaded model differs

@@ -6,26 +6,35 @@ anyone can recompute the metrics from the run files alone.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from koembed.data import RetrievalSet
-from koembed.files import atomic_open, write_jsonl
-from koembed.metrics import AUTORAG_TOP_K, IR_DEPTH, autorag_metrics, ir_metrics
-from koembed.metrics.tables import AUTORAG_HEADERS, SIMILARITIES
+from koembed.evaluation.metrics import (
+    AUTORAG_TOP_K,
+    IR_DEPTH,
+    autorag_metrics,
+    ir_metrics,
+)
+from koembed.evaluation.metrics.tables import SIMILARITIES
 from koembed.models import EncodeOptions, ModelSpec, load_model
 from koembed.ranking import Hit
-from koembed.rerank import DEFAULT_RERANK_DEPTH
-from koembed.retrieve import DenseRetriever, RetrieverFactory, parse_spec
+from koembed.retrieval.dense import DenseRetriever
+from koembed.retrieval.factory import RetrieverFactory
+from koembed.retrieval.rerank import DEFAULT_RERANK_DEPTH
+from koembed.retrieval.specs import parse_spec
 
 RUN_DEPTH = IR_DEPTH  # 100: what map@100 needs, and what run files hold
+
+
 # make bench: Kiwi BM25, its phrase-aware fields, the bundled Korean static model, and the fusion of BM25 and static-ko
 # fitted by koembed tune-fusion on KorQuAD's train articles and MS MARCO-ko's train half (docs/BENCHMARKS.md; fitted
 # with bm25-phrase instead, the dense weight is 0: static-ko adds nothing to it there).
 DEFAULT_FUSION_SPEC = "hybrid-cc@1,0.1:bm25+dense:static-ko"
+
+
 DEFAULT_RETRIEVERS = ("bm25", "bm25-phrase", "dense:static-ko", DEFAULT_FUSION_SPEC)
 
 
@@ -107,48 +116,3 @@ def evaluate_model(rs: RetrievalSet, model: ModelSpec | str, options: EncodeOpti
         ir, _ = score_run(rs, hits, ())
         out.update({f"{similarity}_{name}": value for name, value in ir.items()})
     return out
-
-
-def run_filename(spec: str) -> str:
-    """A file name for a retriever spec: ``dense:BAAI/bge-m3`` -> ``dense_BAAI_bge-m3.jsonl``."""
-    return re.sub(r"[^0-9A-Za-z._+-]+", "_", spec).strip("_") + ".jsonl"
-
-
-def write_runs(results: Sequence[RetrieverResult], qids: Sequence[str], run_dir: str | Path) -> None:
-    """One JSON-lines file per retriever: ``{"qid", "docid", "rank", "score"}``, rank from 1."""
-    run_dir = Path(run_dir)
-    for result in results:
-        path = run_dir / run_filename(result.retriever)
-        write_jsonl(path, ({"qid": qid, "docid": doc, "rank": rank, "score": score}
-                           for qid in qids for rank, (doc, score) in enumerate(result.hits[qid], start=1)))
-        result.run = str(path)
-
-
-def results_document(rs: RetrievalSet, results: Sequence[RetrieverResult]) -> dict[str, object]:
-    return {"dataset": rs.summary(), "results": [r.to_json() for r in results]}
-
-
-def plot_results(results: Sequence[RetrieverResult], top_k: Sequence[int], path: str | Path) -> None:
-    """PNG with AutoRAG recall@k and NDCG@k per retriever, k on a log axis."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ks = sorted(top_k)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for metric, ax in zip(("recall", "ndcg"), axes):
-        for r in results:
-            ax.plot(ks, [r.autorag[str(k)][metric] for k in ks], marker="o", label=r.retriever)
-        ax.set_xscale("log")
-        ax.set_xticks(ks, [str(k) for k in ks])
-        ax.set_xlabel("top-k")
-        ax.set_ylabel(AUTORAG_HEADERS[metric])
-        ax.set_ylim(0, 1.02)
-        ax.grid(alpha=0.3)
-        ax.set_title(f"{AUTORAG_HEADERS[metric]}@k")
-    axes[0].legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    with atomic_open(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=120)
-    plt.close(fig)

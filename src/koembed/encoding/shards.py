@@ -37,40 +37,36 @@ from koembed.files import (
     write_json,
 )
 from koembed.models import (
-    EncodeOptions,
-    Encoder,
     ModelSpec,
-    encode,
     expected_precision,
-    load_model,
     model_identity,
-    model_precision,
 )
-from koembed.models.prompts import model_prompts, role_options
 
 if TYPE_CHECKING:
     import numpy as np
 
+
 log = logging.getLogger(__name__)
 
+
 FORMAT = "koembed-embeddings"
+
+
 FORMAT_VERSION = 1
+
+
 MANIFEST = "manifest.json"
+
+
 DTYPES = ("float32", "float16")
+
+
 SHARD_RE = re.compile(r"^shard-(\d+)-of-(\d+)$")
+
+
 # Fields of a shard manifest that must equal the current run's for its chunks to be reused.
 IDENTITY_FIELDS = ("format", "format_version", "model", "precision", "dtype", "chunk_size", "corpus", "shard",
                    "passage_prompt")
-
-
-@dataclass(frozen=True)
-class EncodeReport:
-    """What one :func:`encode_corpus` run did: ``encoded`` chunks now, ``skipped`` from an earlier run."""
-
-    shard_dir: Path
-    manifest: dict[str, Any]
-    encoded: int
-    skipped: int
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -156,7 +152,7 @@ class ShardPlan:
 
     ``bounds[k]`` are chunk k's corpus rows ``[a, b)``; ``pending`` the chunks still to encode, in order;
     ``skipped`` how many a previous run finished. :func:`record_chunk` adds a chunk. Any engine that encodes
-    (this module's loop, :mod:`koembed.ray_engine`'s actors) writes through these two, so the layout and the
+    (this module's loop, :mod:`koembed.encoding.ray_engine`'s actors) writes through these two, so the layout and the
     resume rule are one.
     """
 
@@ -239,57 +235,6 @@ def record_chunk(plan: ShardPlan, k: int, vectors: np.ndarray, doc_ids: Sequence
     write_json(plan.shard_dir / MANIFEST, manifest)
 
 
-def encode_corpus(model: ModelSpec | str, doc_ids: Sequence[str], texts: Sequence[str], out_dir: str | Path, *,
-                  shard: tuple[int, int] = (0, 1), dtype: str = "float32", chunk_size: int = 4096,
-                  options: EncodeOptions = EncodeOptions(), encoder: Encoder | None = None) -> EncodeReport:
-    """Encode shard ``(i, n)`` of the corpus into ``out_dir/shard-{i}-of-{n}``, resuming an earlier run.
-
-    Vectors are :func:`koembed.models.encode`'s (float32, in corpus order, not re-normalised), stored as
-    ``dtype``, ``chunk_size`` passages per chunk file. The model's precision is resolved for its device
-    (:func:`koembed.models.resolve_precision`) and the resolved value is recorded, so ``auto`` on two machines
-    that resolve it differently is a mismatch. The model is loaded only if a chunk is left to encode; pass
-    ``encoder`` (loaded from ``model``) to reuse one. An ONNX backend is recorded as the precision
-    (``onnx-int8``). Passages get the model's passage prompt (:mod:`koembed.models.prompts`); an override in
-    ``model`` is recorded, so another prompt is a mismatch.
-    """
-    from tqdm.auto import tqdm
-
-    spec = ModelSpec.of(model)
-    doc_ids, texts = list(doc_ids), list(texts)
-    plan = open_shard(spec, doc_ids, texts, out_dir, shard=shard, dtype=dtype, chunk_size=chunk_size,
-                      precision=model_precision(encoder) if encoder is not None else None)
-    if plan.pending and encoder is None:
-        encoder = load_model(spec)
-    skipped_rows = sum(b - a for k, (a, b) in enumerate(plan.bounds) if k not in plan.pending)
-    with tqdm(total=plan.stop - plan.start, initial=skipped_rows, desc=f"Encoding {plan.shard_dir.name}",
-              unit="passage", disable=not options.show_progress) as bar:
-        for k in plan.pending:
-            a, b = plan.bounds[k]
-            record_chunk(plan, k, encode(encoder, texts[a:b], role_options(options.quiet(), encoder, "passage")), doc_ids[a:b])
-            bar.update(b - a)
-    return EncodeReport(plan.shard_dir, plan.manifest, encoded=len(plan.pending), skipped=plan.skipped)
-
-
-def cached_corpus_embeddings(model_name: str, encoder: Encoder, doc_ids: Sequence[str], texts: Sequence[str],
-                             cache_dir: str | Path, options: EncodeOptions = EncodeOptions()) -> np.ndarray:
-    """The corpus embeddings of ``encoder`` (loaded from ``model_name``) from ``cache_dir``, encoding (resumably)
-    whatever is not there yet.
-
-    One folder per model name, precision and corpus fingerprint, so comparing models on one corpus, or rerunning
-    a bench, encodes each corpus once; a run killed while encoding continues from its last finished chunk.
-    """
-    prompt = model_prompts(encoder).passage
-    key = "-".join([re.sub(r"[^0-9A-Za-z._-]+", "_", model_name).strip("_"), model_precision(encoder),
-                    corpus_fingerprint(doc_ids, texts)[:16]])
-    if prompt:
-        key += "-p" + hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:8]
-    folder = Path(cache_dir) / key
-    encode_corpus(ModelSpec(model_name, passage_prompt=prompt), doc_ids, texts, folder, encoder=encoder,
-                  options=options)
-    vectors, _ = read_embeddings([folder], doc_ids, texts, model_name)
-    return vectors
-
-
 def _write_chunk(shard_dir: Path, k: int, vectors: np.ndarray, ids: Sequence[str], dtype: str,
                  manifest: dict[str, Any]) -> dict[str, Any]:
     """Write one chunk's vectors and ids atomically; returns its manifest entry (sets the dimension)."""
@@ -310,9 +255,6 @@ def _write_chunk(shard_dir: Path, k: int, vectors: np.ndarray, ids: Sequence[str
     sums = checksums(shard_dir, (vec_name, ids_name))
     return {"chunk": k, "file": vec_name, "ids": ids_name, "rows": len(ids), "sha256": sums[vec_name],
             "ids_sha256": sums[ids_name]}
-
-
-# --------------------------------------------------------------------------- reading back
 
 
 def _find_shards(dirs: Sequence[str | Path]) -> list[Path]:

@@ -58,7 +58,7 @@ def build_index_from_embeddings(model: ModelSpec | str, embedding_dirs: Sequence
                                 encoder: Encoder | None = None, target: QdrantTarget | None = None,
                                 tokens: Tokens = None) -> Manifest | QdrantManifest:
     """:func:`build_index` with the vectors read from ``koembed encode`` output (checked as
-    :func:`koembed.embeddings.read_embeddings` checks them); Qdrant streams them chunk by chunk."""
+    :func:`koembed.encoding.shards.read_embeddings` checks them); Qdrant streams them chunk by chunk."""
     if target is not None:
         return build_qdrant_index(model, doc_ids, texts, out_dir, target, encoder=encoder, tokens=tokens,
                                   embedding_dirs=embedding_dirs, options=EncodeOptions(show_progress=show_progress),

@@ -1,7 +1,7 @@
 """The two suites as tables: rich tables for the terminal, Markdown for model cards, one set of headers.
 
 Results are mappings with ``retriever``, ``ir`` ({metric: value}) and ``autorag`` ({"k": {metric: value}}), as
-``results.json`` stores them (:meth:`koembed.bench.RetrieverResult.to_json`).
+``results.json`` stores them (:meth:`koembed.evaluation.runner.RetrieverResult.to_json`).
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from koembed.metrics.autorag import AUTORAG_METRICS
-from koembed.metrics.ir import metric_names
+from koembed.evaluation.metrics.autorag import AUTORAG_METRICS
+from koembed.evaluation.metrics.ir import metric_names
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -78,7 +78,7 @@ def by_similarity(metrics: Mapping[str, float]) -> dict[str, dict[str, float]]:
 
 def mteb_table(rows: Sequence[tuple[str, str, float, float]], title: str) -> Table:
     """mteb's scores: one row per (split, subset), its main score and NDCG@10
-    (:func:`koembed.mteb_eval.main_scores`)."""
+    (:func:`koembed.evaluation.mteb_tasks.main_scores`)."""
     from rich.table import Table
 
     table = Table(title=title)

@@ -18,7 +18,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from koembed import __version__
 from koembed.errors import IndexStoreError
 from koembed.files import (
     checksums,
@@ -42,6 +41,7 @@ from koembed.index.manifest import (
     now,
     read_manifest,
 )
+from koembed.version import __version__
 
 LOCK = ".lock"  # the index's lock file (flock), present in a folder a build is about to fill
 

@@ -1,6 +1,6 @@
 """Retrievers over BGE-M3's sparse and multi-vector outputs: ``m3-sparse:``, ``m3-colbert:`` and ``m3:``.
 
-- ``m3-sparse:<model>``: lexical weights in an inverted index (:class:`koembed.sparse.SparseIndex`); hits are the
+- ``m3-sparse:<model>``: lexical weights in an inverted index (:class:`koembed.retrieval.inverted.SparseIndex`); hits are the
   passages sharing a token with the query.
 - ``m3-colbert:<model>``: exact late interaction over every passage's ColBERT vectors (held in memory: tokens x
   dim float32 for the corpus, e.g. about 1 GB for 1,000 bge-m3 passages of 250 tokens).
@@ -18,11 +18,18 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from koembed.models import EncodeOptions
-from koembed.models.m3 import M3Encoder, M3Output, colbert_score, combined_score, lexical_score, m3_weights
+from koembed.models.m3 import (
+    M3Encoder,
+    M3Output,
+    colbert_score,
+    combined_score,
+    lexical_score,
+    m3_weights,
+)
 from koembed.models.prompts import Prompts, model_prompts
 from koembed.models.spec import ProgressFromOptions
 from koembed.ranking import Hit, id_ranks, top_k
-from koembed.sparse import SparseIndex
+from koembed.retrieval.inverted import SparseIndex
 
 if TYPE_CHECKING:
     import numpy as np

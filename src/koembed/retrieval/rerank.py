@@ -3,7 +3,7 @@
 ``rerank:<cross-encoder>@<first-stage spec>`` in bench, ``koembed search --rerank MODEL``, ``/search`` with
 ``"rerank": true`` and ``POST /v1/rerank`` all go through :func:`rerank_hits` / :func:`rerank_documents`, so a
 query and its passages are scored the same way everywhere (``CrossEncoder.predict``,
-:func:`koembed.models.rerank.rerank_scores`).
+:func:`koembed.models.reranker.rerank_scores`).
 
 A reranked ranking holds the first stage's top ``depth`` hits (fewer if it had fewer), ordered by the
 cross-encoder's score, ties by ascending doc id: it never drops a hit the first stage had within the depth, and
@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from koembed.models import EncodeOptions
-from koembed.models.rerank import rerank_scores
+from koembed.models.reranker import rerank_scores
 from koembed.models.spec import ProgressFromOptions
 from koembed.ranking import Hit, sort_hits
 
@@ -58,11 +58,17 @@ def rerank_documents(model: CrossEncoder, query: str, documents: Sequence[str], 
     return [{"index": i, "relevance_score": float(scores[i])} for i in order[:top_n]]
 
 
+def first_stage_depth(k: int, depth: int, reranking: bool = True) -> int:
+    """First-stage hits to fetch for a top-``k`` answer: ``depth`` candidates (at least ``k``) when a reranker
+    rescores them, else ``k``. One rule for the rerank spec, ``koembed search --rerank`` and ``/search``."""
+    return max(k, depth) if reranking else k
+
+
 class RerankRetriever(ProgressFromOptions):
     """A fitted first-stage retriever whose top ``depth`` hits a cross-encoder rescores (module docstring).
 
     ``fit`` keeps the passage texts the cross-encoder reads; the first stage is fitted by whoever built it
-    (:class:`koembed.retrieve.RetrieverFactory` shares it with other specs).
+    (:class:`koembed.retrieval.factory.RetrieverFactory` shares it with other specs).
     """
 
     def __init__(self, first: Any, model: CrossEncoder, name: str, depth: int = DEFAULT_RERANK_DEPTH,
@@ -78,7 +84,7 @@ class RerankRetriever(ProgressFromOptions):
     def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         from tqdm.auto import tqdm
 
-        first = self.first.search(queries, max(k, self.depth))
+        first = self.first.search(queries, first_stage_depth(k, self.depth))
         quiet = replace(self.options, show_progress=False)
         out: list[list[Hit]] = []
         for start in tqdm(range(0, len(queries), QUERY_CHUNK), desc=f"Reranking {self.name}", unit="chunk",
