@@ -81,31 +81,79 @@ QDRANT_OPTIONS = {  # name: (annotation, default) of the options that say where 
     "on_disk": (Annotated[bool, typer.Option(help="qdrant server: keep the original vectors memory-mapped on "
                                              "disk.")], False),
 }
+REQUIRED = inspect.Parameter.empty
+# The default of the parameter a with_*_options decorator fills (so it may follow parameters with defaults)
+FROM_OPTIONS: Any = object()
+MODEL_OPTIONS = {  # name: (annotation, default) of the options that say which model runs and how (a ModelSpec)
+    "model": (ModelOpt, REQUIRED),
+    "precision": (PrecisionOpt, "fp32"),
+    "backend": (BackendOpt, "torch"),
+    "device": (DeviceOpt, None),
+    "query_prompt": (QueryPromptOpt, None),
+    "passage_prompt": (PassagePromptOpt, None),
+}
+
+
+def _replace_parameter(command: Callable[..., Any], receives: str, options: dict[str, tuple[Any, Any]],
+                       bundle: Callable[[dict[str, Any]], Any]) -> Callable[..., Any]:
+    """``command`` with its parameter ``receives`` replaced, in place, by the ``options`` (name: (annotation,
+    default)): typer sees the options; the command gets ``bundle(their values)`` as ``receives``."""
+    signature = inspect.signature(command, eval_str=True)
+    params: list[inspect.Parameter] = []
+    for p in signature.parameters.values():
+        params += ([inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+                    for name, (annotation, default) in options.items()]
+                   if p.name == receives else [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)])
+    if receives not in signature.parameters:
+        raise TypeError(f"{command.__name__} has no parameter {receives!r} to receive its options")
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        values = {name: kwargs.pop(name) for name in options}
+        return command(*args, **{receives: bundle(values)}, **kwargs)
+
+    # typer reads the parameters from __signature__ (inspect.signature's override), which Callable does not declare
+    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    return wrapper
 
 
 def with_qdrant_options(store: str = "faiss") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Give a command the options of :data:`QDRANT_OPTIONS` (``store`` defaulting to ``store``), declared once
-    here; the command receives them as one ``qdrant`` dict keyword argument."""
+    here, in place of its ``qdrant`` parameter, which receives them as one dict."""
+    options = {**QDRANT_OPTIONS, "store": (StoreOpt, store)}
+    return lambda command: _replace_parameter(command, "qdrant", options, dict)
+
+
+def with_model_options(*names: str, precision: str = "fp32") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command the model options ``names`` of :data:`MODEL_OPTIONS` (declared once here; ``--precision``
+    defaulting to ``precision``) in place of its ``model`` parameter, which receives them as one
+    :class:`~koembed.models.ModelSpec` (:func:`model_spec`). Without ``"model"`` in ``names`` the spec's name is
+    ``""``: a template whose name the retriever specs fill in (:meth:`ModelSpec.with_name`)."""
+    unknown = set(names) - set(MODEL_OPTIONS)
+    if unknown:
+        raise TypeError(f"no such model options: {sorted(unknown)}")
+    options = {name: (PrecisionOpt, precision) if name == "precision" else MODEL_OPTIONS[name] for name in names}
+    return lambda command: _replace_parameter(command, "model", options, lambda values: model_spec(**values))
+
+
+def exits_on_error(*also: type[Exception]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A command that exits with status 2 and the message (:func:`fail`) on a
+    :class:`~koembed.errors.KoembedError` (and on the exception types ``also``), instead of a traceback."""
+    caught = (KoembedError, *also)
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
-        signature = inspect.signature(command, eval_str=True)
-        own = [p for p in signature.parameters.values() if p.name != "qdrant"]
-        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
-                                   default=store if name == "store" else default)
-                 for name, (annotation, default) in QDRANT_OPTIONS.items()]
-        keep = [p for p in own if p.name != "quiet"]
-        quiet = [p for p in own if p.name == "quiet"]  # --quiet stays last in --help
-
         @functools.wraps(command)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            qdrant = {name: kwargs.pop(name) for name in QDRANT_OPTIONS}
-            return command(*args, qdrant=qdrant, **kwargs)
+            try:
+                return command(*args, **kwargs)
+            except caught as exc:
+                fail(exc)
 
-        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in keep + added + quiet]
-        wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
         return wrapper
 
     return decorate
+
+
 EngineOpt = Annotated[str, typer.Option(help="local (this process) or ray (a Ray Data actor pool; see --address).")]
 RayAddressOpt = Annotated[Optional[str], typer.Option(
     "--address", help="ray: a running cluster (auto, or ray://HOST:10001); default: start Ray on this machine.")]
@@ -114,8 +162,9 @@ DOCS_HELP = ("Passages: a .jsonl or .parquet file with id and text columns, or a
              "(AutoRAG/BEIR folder, KorQuAD .json, 'sample'), whose corpus is used.")
 
 
-def model_spec(model: str, precision: str = "fp32", backend: str = "torch", device: str | None = None,
+def model_spec(model: str = "", precision: str = "fp32", backend: str = "torch", device: str | None = None,
                query_prompt: str | None = None, passage_prompt: str | None = None) -> ModelSpec:
+    """The one place the CLI's model options become a :class:`~koembed.models.ModelSpec`."""
     return ModelSpec(model, precision=precision, backend=backend, device=device, query_prompt=query_prompt,
                      passage_prompt=passage_prompt)
 

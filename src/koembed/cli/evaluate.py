@@ -8,15 +8,10 @@ from typing import Annotated, Optional
 import typer
 
 from koembed.cli.common import (
-    BackendOpt,
+    FROM_OPTIONS,
     BatchSizeOpt,
     CacheDirOpt,
     DataOpt,
-    DeviceOpt,
-    ModelOpt,
-    PassagePromptOpt,
-    PrecisionOpt,
-    QueryPromptOpt,
     QuietOpt,
     RerankDepthOpt,
     RetrieversOpt,
@@ -25,13 +20,13 @@ from koembed.cli.common import (
     console,
     describe_precision,
     encode_options,
-    fail,
-    model_spec,
+    exits_on_error,
     parse_top_k,
     quiet_libraries,
+    with_model_options,
 )
 from koembed.data import load_retrieval_set
-from koembed.errors import KoembedError, MtebError
+from koembed.errors import MtebError
 from koembed.evaluation.metrics.tables import autorag_tables, by_similarity, ir_table, mteb_table
 from koembed.evaluation.mteb_tasks import main_scores, run_mteb
 from koembed.evaluation.plot import plot_results
@@ -41,6 +36,8 @@ from koembed.files import write_json
 from koembed.models import EncodeOptions, ModelSpec
 
 
+@exits_on_error()
+@with_model_options("precision", "backend", "device", "query_prompt", "passage_prompt")
 def bench(
     data: DataOpt = None,
     retriever: RetrieversOpt = None,
@@ -51,13 +48,9 @@ def bench(
     plot: Annotated[Optional[Path], typer.Option(help="Write a PNG of recall@k and NDCG@k per retriever.")] = None,
     split: SplitOpt = None,
     batch_size: BatchSizeOpt = 32,
-    device: DeviceOpt = None,
-    precision: PrecisionOpt = "fp32",
-    backend: BackendOpt = "torch",
+    model: ModelSpec = FROM_OPTIONS,
     cache_dir: CacheDirOpt = None,
     rerank_depth: RerankDepthOpt = 50,
-    query_prompt: QueryPromptOpt = None,
-    passage_prompt: PassagePromptOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Benchmark retrievers on a retrieval set: AutoRAG tables per top-k and the card's IR suite."""
@@ -70,17 +63,11 @@ def bench(
     check_output(run_out, "--run-out", folder=True)
     for spec in specs if run_out is not None else ():
         check_output(run_out / run_filename(spec), "--run-out")
-    try:
-        rs = load_retrieval_set(data, split=split)
-        run_as = model_spec("", precision, backend, device)
-        console.print(f"[bold]{rs.name}[/]: {len(rs.queries)} queries, {len(rs.corpus)} passages; dense models run "
-                      f"{describe_precision(run_as)}", highlight=False)
-        results = run_bench(rs, specs, ks,
-                            model=run_as,
-                            options=encode_options(batch_size, quiet), cache_dir=cache_dir,
-                            rerank_depth=rerank_depth)
-    except KoembedError as exc:
-        fail(exc)
+    rs = load_retrieval_set(data, split=split)
+    console.print(f"[bold]{rs.name}[/]: {len(rs.queries)} queries, {len(rs.corpus)} passages; dense models run "
+                  f"{describe_precision(model)}", highlight=False)
+    results = run_bench(rs, specs, ks, model=model, options=encode_options(batch_size, quiet), cache_dir=cache_dir,
+                        rerank_depth=rerank_depth)
     rows = [r.to_json() for r in results]
     for table in autorag_tables(rows, ks):
         console.print(table)
@@ -95,17 +82,14 @@ def bench(
         console.print(f"plot: {plot}")
 
 
+@exits_on_error()
+@with_model_options("model", "precision", "backend", "device", "query_prompt", "passage_prompt")
 def eval_(
-    model: ModelOpt,
+    model: ModelSpec,
     data: DataOpt = None,
     split: SplitOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="Write the metrics as JSON here.")] = None,
     batch_size: BatchSizeOpt = 32,
-    device: DeviceOpt = None,
-    precision: PrecisionOpt = "fp32",
-    backend: BackendOpt = "torch",
-    query_prompt: QueryPromptOpt = None,
-    passage_prompt: PassagePromptOpt = None,
     mteb: Annotated[Optional[str], typer.Option(
         "--mteb", metavar="TASK", help="Run this MTEB retrieval task with the mteb package instead (e.g. "
         "Ko-StrategyQA, AutoRAGRetrieval, MIRACLRetrieval: its Korean subset); needs the hub or --mteb-data.")] = None,
@@ -119,35 +103,27 @@ def eval_(
     quiet_libraries()
     check_output(out, "--out")
     if mteb is not None or mteb_data is not None:
-        _eval_mteb(mteb, mteb_data, model_spec(model, precision, backend, device, query_prompt, passage_prompt),
-                   encode_options(batch_size, quiet), out, data, split)
+        _eval_mteb(mteb, mteb_data, model, encode_options(batch_size, quiet), out, data, split)
         return
-    try:
-        rs = load_retrieval_set(data, split=split)
-        spec = model_spec(model, precision, backend, device, query_prompt, passage_prompt)
-        console.print(f"{model} runs {describe_precision(spec)}", highlight=False)
-        metrics = evaluate_model(rs, spec, encode_options(batch_size, quiet))
-    except KoembedError as exc:
-        fail(exc)
-    console.print(ir_table(by_similarity(metrics), title=f"{model} on {rs.name} ({len(rs.queries)} queries, "
+    rs = load_retrieval_set(data, split=split)
+    console.print(f"{model.name} runs {describe_precision(model)}", highlight=False)
+    metrics = evaluate_model(rs, model, encode_options(batch_size, quiet))
+    console.print(ir_table(by_similarity(metrics), title=f"{model.name} on {rs.name} ({len(rs.queries)} queries, "
                                                           f"{len(rs.corpus)} passages)"))
     if out is not None:
-        write_json(out, {"model": model, "dataset": rs.summary(), "metrics": metrics})
+        write_json(out, {"model": model.name, "dataset": rs.summary(), "metrics": metrics})
         console.print(f"results: {out}")
 
 
 def _eval_mteb(task: Optional[str], data_dir: Optional[Path], spec: ModelSpec, options: EncodeOptions,
                out: Optional[Path], data: Optional[str], split: Optional[str]) -> None:
     if task is None:
-        fail(MtebError("--mteb-data needs --mteb TASK"))
+        raise MtebError("--mteb-data needs --mteb TASK")
     if data is not None or split is not None:
-        fail(MtebError("--data and --split do not apply to --mteb (mteb reads the task's own data; see "
-                       "--mteb-data)"))
-    try:
-        console.print(f"{spec.name} runs {describe_precision(spec)} on MTEB {task}", highlight=False)
-        document = run_mteb(task, spec, options, data_dir)
-    except KoembedError as exc:
-        fail(exc)
+        raise MtebError("--data and --split do not apply to --mteb (mteb reads the task's own data; see "
+                        "--mteb-data)")
+    console.print(f"{spec.name} runs {describe_precision(spec)} on MTEB {task}", highlight=False)
+    document = run_mteb(task, spec, options, data_dir)
     console.print(mteb_table(main_scores(document), title=f"{spec.name} on {task} (mteb {document['mteb_version']})"))
     if out is not None:
         write_json(out, {"model": spec.name, "precision": spec.precision, "backend": spec.backend,
@@ -155,12 +131,10 @@ def _eval_mteb(task: Optional[str], data_dir: Optional[Path], spec: ModelSpec, o
         console.print(f"results: {out}")
 
 
+@exits_on_error()
 def inspect(data: DataOpt = None, split: SplitOpt = None) -> None:
     """Validate a retrieval set and print its size and text-length statistics."""
-    try:
-        rs = load_retrieval_set(data, split=split)
-    except KoembedError as exc:
-        fail(exc)
+    rs = load_retrieval_set(data, split=split)
     s = rs.stats()
     console.print(f"[bold]{rs.name}[/] is valid")
     console.print(f"queries: {s['queries']} (mean {s['query_chars_mean']:.0f} chars), "

@@ -11,16 +11,12 @@ import typer
 
 from koembed.cli.common import (
     DOCS_HELP,
+    FROM_OPTIONS,
     ApiKeyOpt,
-    BackendOpt,
     BatchSizeOpt,
-    DeviceOpt,
     EngineOpt,
     IndexDirOpt,
     ModelOpt,
-    PassagePromptOpt,
-    PrecisionOpt,
-    QueryPromptOpt,
     QuietOpt,
     RayAddressOpt,
     RerankDepthOpt,
@@ -29,16 +25,15 @@ from koembed.cli.common import (
     console,
     encode_options,
     err_console,
-    fail,
-    model_spec,
+    exits_on_error,
     quiet_libraries,
+    with_model_options,
     with_qdrant_options,
 )
 from koembed.data import load_documents
 from koembed.encoding.job import encode_corpus
 from koembed.encoding.ray_engine import RayOptions, encode_corpus_ray, tokenize_ray
 from koembed.encoding.shards import parse_shard
-from koembed.errors import KoembedError
 from koembed.index import (
     IndexParams,
     QdrantTarget,
@@ -51,11 +46,11 @@ from koembed.index import (
     load_index,
 )
 from koembed.lexical import DEFAULT_SPEC, lexical_config
-from koembed.models import EncodeOptions, ModelSpec
+from koembed.models import ModelSpec
 from koembed.models.export import export_model
 from koembed.models.reranker import load_reranker
 from koembed.ranking import hit_rows
-from koembed.retrieval.rerank import first_stage_depth, rerank_hits
+from koembed.retrieval.rerank import search_then_rerank
 from koembed.retrieval.specs import parse_fusion
 
 
@@ -82,22 +77,20 @@ def _built(out: Path, manifest) -> str:
     return f"index: {out} ({manifest.counts['passages']} passages, {where}, {manifest.dimension} dimensions)"
 
 
+@exits_on_error()
+@with_model_options("model", "precision", "backend", "device", "passage_prompt", precision="auto")
 def encode(
-    model: ModelOpt,
+    model: ModelSpec,
     corpus: Annotated[str, typer.Option(help="Passages: a .jsonl/.parquet/.csv id/text file or any retrieval "
                                         "set, whose corpus is used.")],
     out: Annotated[Path, typer.Option(help="Output folder; shard i of n goes to OUT/shard-i-of-n/.")],
     shard: Annotated[str, typer.Option(help="i/n: encode shard i (from 0) of n contiguous shards.")] = "0/1",
-    precision: PrecisionOpt = "auto",
-    backend: BackendOpt = "torch",
     dtype: Annotated[str, typer.Option(help="Stored vectors: float32 or float16 (half the disk).")] = "float32",
     chunk_size: Annotated[int, typer.Option(min=1, help="Passages per chunk file (the unit of resuming).")] = 4096,
     batch_size: BatchSizeOpt = 32,
     max_batch_tokens: Annotated[Optional[int], typer.Option(
         min=1, help="Batch by a token budget instead of --batch-size: many short texts or few long ones per "
         "batch (padded size x longest <= budget).")] = None,
-    device: DeviceOpt = None,
-    passage_prompt: PassagePromptOpt = None,
     engine: EngineOpt = "local",
     address: RayAddressOpt = None,
     workers: WorkersOpt = 1,
@@ -108,24 +101,21 @@ def encode(
     quiet_libraries()
     _check_engine(engine)
     check_output(out, "--out", folder=True)
-    try:
-        docs = load_documents(corpus)
-        spec = model_spec(model, precision, backend, device, passage_prompt=passage_prompt)
-        options = encode_options(batch_size, quiet, max_batch_tokens)
-        settings = {"shard": parse_shard(shard), "dtype": dtype, "chunk_size": chunk_size, "options": options}
-        if engine == "ray":
-            report = encode_corpus_ray(spec, list(docs), list(docs.values()), out, **settings,
-                                       ray_options=RayOptions(address, workers, gpus_per_worker=gpus_per_worker))
-        else:
-            report = encode_corpus(spec, list(docs), list(docs.values()), out, **settings)
-    except KoembedError as exc:
-        fail(exc)
+    docs = load_documents(corpus)
+    options = encode_options(batch_size, quiet, max_batch_tokens)
+    settings = {"shard": parse_shard(shard), "dtype": dtype, "chunk_size": chunk_size, "options": options}
+    if engine == "ray":
+        report = encode_corpus_ray(model, list(docs), list(docs.values()), out, **settings,
+                                   ray_options=RayOptions(address, workers, gpus_per_worker=gpus_per_worker))
+    else:
+        report = encode_corpus(model, list(docs), list(docs.values()), out, **settings)
     info = report.manifest
     console.print(f"embeddings: {report.shard_dir} (passages {info['shard']['start']}..{info['shard']['stop'] - 1}, "
                   f"{info['dimension']} dimensions, {info['precision']}, {info['dtype']}; chunks encoded "
                   f"{report.encoded}, reused {report.skipped})", highlight=False)
 
 
+@exits_on_error()
 def export(
     model: ModelOpt,
     out: Annotated[Path, typer.Option(help="New (or empty) folder for the exported copy.")],
@@ -138,19 +128,18 @@ def export(
     """Export a model to ONNX (optionally int8) for onnxruntime, or a static model to model2vec; use the folder as
     any model (--model DIR)."""
     quiet_libraries()
-    try:
-        report = export_model(model, out, backend=backend, overwrite=overwrite)
-    except KoembedError as exc:
-        fail(exc)
+    report = export_model(model, out, backend=backend, overwrite=overwrite)
     check = report["check"]
     console.print(f"export: {report['out']} ({report['backend']}, {report['megabytes']} MB); cosine to the fp32 "
                   f"torch model on {check['texts']} sample texts: mean {check['cosine_mean']:.4f}, "
                   f"min {check['cosine_min']:.4f}", highlight=False)
 
 
+@exits_on_error()
+@with_model_options("model", "precision", "backend", "query_prompt", "passage_prompt", precision="auto")
 @with_qdrant_options("faiss")
 def index_build(
-    model: ModelOpt,
+    model: ModelSpec,
     corpus: Annotated[str, typer.Option(help=DOCS_HELP)],
     out: Annotated[Path, typer.Option(help="New (or empty) index folder.")],
     kind: Annotated[str, typer.Option(help="flat (exact), hnsw (graph, approximate) or ivf (clusters, "
@@ -167,11 +156,7 @@ def index_build(
     from_embeddings: Annotated[Optional[list[Path]], typer.Option(
         "--from-embeddings", help="Take the vectors from koembed encode output instead of encoding (repeatable: "
         "one folder per machine). All shards of one run must be there, made by --model from --corpus.")] = None,
-    precision: PrecisionOpt = "auto",
-    backend: BackendOpt = "torch",
-    query_prompt: QueryPromptOpt = None,
-    passage_prompt: PassagePromptOpt = None,
-    qdrant: Optional[dict] = None,
+    qdrant: dict = FROM_OPTIONS,
     engine: Annotated[str, typer.Option(help="Kiwi analysis: local (this process) or ray (a Ray Data actor pool, "
                                         "for large corpora).")] = "local",
     address: RayAddressOpt = None,
@@ -181,32 +166,28 @@ def index_build(
     """Embed (or take stored embeddings of) and tokenise a corpus into a new index (FAISS folder or Qdrant). The
     query and passage prompts used are recorded in the index: searches embed queries with its query prompt."""
     quiet_libraries()
-    spec = model_spec(model, precision, backend, query_prompt=query_prompt, passage_prompt=passage_prompt)
     _check_engine(engine)
-    try:
-        target = _target(**qdrant)
-        if target is not None and fusion.strip() != "rrf":
-            raise typer.BadParameter("a Qdrant index fuses with Qdrant's own RRF or DBSF (or koembed's weighted "
-                                     "fusion through Index.search(weights=...)); --fusion is for --store faiss",
-                                     param_hint="--fusion")
-        params = IndexParams(kind=kind, lexical=lexical_config(lexical, required=True), fusion=parse_fusion(fusion))
-        docs = load_documents(corpus)
-        tokens = (tokenize_ray(list(docs.values()), RayOptions(address, workers), show_progress=not quiet)
-                  if engine == "ray" else None)
-        if from_embeddings:
-            manifest = build_index_from_embeddings(spec, from_embeddings, list(docs), list(docs.values()), out,
-                                                   params=params, show_progress=not quiet, target=target,
-                                                   tokens=tokens)
-        else:
-            manifest = build_index(spec, list(docs), list(docs.values()), out, params=params,
-                                   options=encode_options(batch_size, quiet), target=target, tokens=tokens)
-    except KoembedError as exc:
-        fail(exc)
+    target = _target(**qdrant)
+    if target is not None and fusion.strip() != "rrf":
+        raise typer.BadParameter("a Qdrant index fuses with Qdrant's own RRF or DBSF (or koembed's weighted "
+                                 "fusion through Index.search(weights=...)); --fusion is for --store faiss",
+                                 param_hint="--fusion")
+    params = IndexParams(kind=kind, lexical=lexical_config(lexical, required=True), fusion=parse_fusion(fusion))
+    docs = load_documents(corpus)
+    tokens = (tokenize_ray(list(docs.values()), RayOptions(address, workers), show_progress=not quiet)
+              if engine == "ray" else None)
+    if from_embeddings:
+        manifest = build_index_from_embeddings(model, from_embeddings, list(docs), list(docs.values()), out,
+                                               params=params, show_progress=not quiet, target=target, tokens=tokens)
+    else:
+        manifest = build_index(model, list(docs), list(docs.values()), out, params=params,
+                               options=encode_options(batch_size, quiet), target=target, tokens=tokens)
     console.print(_built(out, manifest), highlight=False)
     if "note" in getattr(manifest, "params", {}):
         err_console.print(f"note: {manifest.params['note']}", highlight=False)
 
 
+@exits_on_error()
 def index_add(
     index: IndexDirOpt,
     docs: Annotated[str, typer.Option(help=DOCS_HELP + " Ids must be new (delete, then add, to replace).")],
@@ -217,37 +198,32 @@ def index_add(
     """Add passages to an index (FAISS: a new version, the old one stays until the switch; Qdrant: undone at
     the next change if interrupted)."""
     quiet_libraries()
-    try:
-        passages = load_documents(docs)
-        manifest = add_documents(index, list(passages), list(passages.values()),
-                                 options=encode_options(batch_size, quiet), api_key=api_key)
-    except KoembedError as exc:
-        fail(exc)
+    passages = load_documents(docs)
+    manifest = add_documents(index, list(passages), list(passages.values()),
+                             options=encode_options(batch_size, quiet), api_key=api_key)
     console.print(f"added {len(passages)}: {manifest.counts['passages']} passages", highlight=False)
 
 
+@exits_on_error()
 def index_delete(
     index: IndexDirOpt,
     id_: Annotated[list[str], typer.Option("--id", help="Passage id to delete, repeatable.")],
     api_key: ApiKeyOpt = None,
 ) -> None:
     """Delete passages by id; an unknown id is an error and nothing is deleted."""
-    try:
-        manifest = delete_documents(index, id_, api_key=api_key)
-    except KoembedError as exc:
-        fail(exc)
+    manifest = delete_documents(index, id_, api_key=api_key)
     console.print(f"deleted {len(set(id_))}: {manifest.counts['passages']} passages", highlight=False)
 
 
+@exits_on_error()
 def index_show(index: IndexDirOpt, api_key: ApiKeyOpt = None) -> None:
     """Verify an index (checksums; Qdrant: its collection) and print its manifest as JSON."""
-    try:
-        info = index_info(index, api_key=api_key)
-    except KoembedError as exc:
-        fail(exc)
+    info = index_info(index, api_key=api_key)
     typer.echo(json.dumps(info, ensure_ascii=False, indent=2))
 
 
+@exits_on_error()
+@with_model_options("device")
 def search(
     query: Annotated[str, typer.Argument(help="The query text.")],
     index: IndexDirOpt,
@@ -263,20 +239,15 @@ def search(
         help="Cross-encoder (hub id or folder) that rescores the top --rerank-depth hits; scores are then its "
         "relevance scores.")] = None,
     rerank_depth: RerankDepthOpt = 50,
-    device: DeviceOpt = None,
+    model: ModelSpec = FROM_OPTIONS,
     api_key: ApiKeyOpt = None,
 ) -> None:
     """Search an index built by koembed index build (optionally reranked by a cross-encoder)."""
     quiet_libraries()
-    try:
-        idx = load_index(index, api_key=api_key, device=device)
-        reranker = load_reranker(ModelSpec(rerank, device=device)) if rerank else None
-        hits = idx.search([query], first_stage_depth(k, rerank_depth, reranker is not None), mode=mode)
-        if reranker is not None:
-            hits = rerank_hits(reranker, [query], hits, idx.text, k, rerank_depth, EncodeOptions(show_progress=False))
-        rows = hit_rows(hits[0], idx.text)
-    except KoembedError as exc:
-        fail(exc)
+    idx = load_index(index, api_key=api_key, device=model.device)
+    reranker = load_reranker(model.with_name(rerank)) if rerank else None
+    hits = search_then_rerank(idx, [query], k, mode=mode, reranker=reranker, depth=rerank_depth)
+    rows = hit_rows(hits[0], idx.text)
     if json_:
         for row in rows:
             typer.echo(json.dumps(row, ensure_ascii=False))
@@ -291,20 +262,18 @@ def search(
     console.print(table if rows else "no hits")
 
 
+@exits_on_error()
 @with_qdrant_options("qdrant")
 def index_export(
     index: IndexDirOpt,
     out: Annotated[Path, typer.Option(help="New (or empty) folder for the Qdrant index's manifest (and local "
                                       "storage).")],
-    qdrant: Optional[dict] = None,
+    qdrant: dict = FROM_OPTIONS,
     quiet: QuietOpt = False,
 ) -> None:
     """Move a FAISS index into Qdrant (vectors, passages and Kiwi tokens as stored: nothing is re-encoded)."""
-    try:
-        target = _target(**qdrant)
-        if target is None:
-            raise typer.BadParameter("export goes to --store qdrant", param_hint="--store")
-        manifest = export_index(index, out, target, show_progress=not quiet)
-    except KoembedError as exc:
-        fail(exc)
+    target = _target(**qdrant)
+    if target is None:
+        raise typer.BadParameter("export goes to --store qdrant", param_hint="--store")
+    manifest = export_index(index, out, target, show_progress=not quiet)
     console.print(_built(out, manifest), highlight=False)

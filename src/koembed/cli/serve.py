@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -10,24 +11,22 @@ import typer
 
 import koembed.server as server
 from koembed.cli.common import (
-    BackendOpt,
-    DeviceOpt,
-    ModelOpt,
-    PrecisionOpt,
     RerankDepthOpt,
     console,
     err_console,
-    fail,
-    model_spec,
+    exits_on_error,
     quiet_libraries,
+    with_model_options,
 )
-from koembed.errors import KoembedError
+from koembed.models import ModelSpec
 from koembed.server import API_KEY_ENV, ServerLimits, check_exposure, is_loopback
 from koembed.version import __version__
 
 
+@exits_on_error(ValueError)
+@with_model_options("model", "device", "precision", "backend", precision="auto")
 def serve(
-    model: ModelOpt,
+    model: ModelSpec,
     index: Annotated[Optional[Path], typer.Option(
         "--index", "-i", help="Index folder for POST /search (built with this model by koembed index build).")] = None,
     host: Annotated[str, typer.Option(help="Interface to bind; anything but loopback exposes the API and needs an "
@@ -56,31 +55,25 @@ def serve(
                                            "of refusing them (413).")] = False,
     no_batching: Annotated[bool, typer.Option("--no-batching", help="One encode call per request (for "
                                               "comparison).")] = False,
-    device: DeviceOpt = None,
-    precision: PrecisionOpt = "auto",
-    backend: BackendOpt = "torch",
     reranker: Annotated[Optional[str], typer.Option(
         help="Cross-encoder (hub id or folder) for POST /v1/rerank and /search with \"rerank\": true.")] = None,
     rerank_depth: RerankDepthOpt = 50,
 ) -> None:
     """Serve the model over HTTP: OpenAI-compatible /v1/embeddings, /v1/rerank, /search, /health, /metrics."""
     quiet_libraries()
-    try:
-        keyed = bool(api_key or os.environ.get(API_KEY_ENV))
-        check_exposure(host, api_key or os.environ.get(API_KEY_ENV), insecure_no_auth)
-        if not is_loopback(host):
-            err_console.print(f"[bold yellow]warning:[/] binding to {host} makes the API reachable from other machines"
-                              + ("" if keyed else " without an API key (--insecure-no-auth)"), highlight=False)
-        limits = ServerLimits(max_inputs=max_inputs, max_input_tokens=max_input_tokens,
-                              max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms, truncate=truncate,
-                              batching=not no_batching, max_queue_tokens=max_queue_tokens,
-                              request_timeout_s=request_timeout)
-        server.serve(model_spec(model, precision, backend, device), index, host=host, port=port, api_key=api_key,
-                     limits=limits, allowed_hosts=tuple(allowed_host or ()), insecure_no_auth=insecure_no_auth,
-                     reranker=model_spec(reranker, precision, "torch", device) if reranker else None,
-                     rerank_depth=rerank_depth)
-    except (KoembedError, ValueError) as exc:
-        fail(exc)
+    keyed = bool(api_key or os.environ.get(API_KEY_ENV))
+    check_exposure(host, api_key or os.environ.get(API_KEY_ENV), insecure_no_auth)
+    if not is_loopback(host):
+        err_console.print(f"[bold yellow]warning:[/] binding to {host} makes the API reachable from other machines"
+                          + ("" if keyed else " without an API key (--insecure-no-auth)"), highlight=False)
+    limits = ServerLimits(max_inputs=max_inputs, max_input_tokens=max_input_tokens,
+                          max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms, truncate=truncate,
+                          batching=not no_batching, max_queue_tokens=max_queue_tokens,
+                          request_timeout_s=request_timeout)
+    server.serve(model, index, host=host, port=port, api_key=api_key, limits=limits,
+                 allowed_hosts=tuple(allowed_host or ()), insecure_no_auth=insecure_no_auth,
+                 reranker=replace(model, name=reranker, backend="torch") if reranker else None,
+                 rerank_depth=rerank_depth)
 
 
 def version() -> None:

@@ -10,27 +10,27 @@ import typer
 
 import koembed.training as training
 from koembed.cli.common import (
+    FROM_OPTIONS,
     BatchSizeOpt,
-    DeviceOpt,
-    PassagePromptOpt,
-    QueryPromptOpt,
     QuietOpt,
     SplitOpt,
     check_output,
     console,
     encode_options,
     err_console,
-    fail,
-    model_spec,
+    exits_on_error,
     parse_rank_range,
     quiet_libraries,
+    with_model_options,
 )
 from koembed.data import load_retrieval_set, read_pairs, write_pairs
 from koembed.errors import KoembedError
+from koembed.models import ModelSpec
 from koembed.models.distill import distill as distill_static
 from koembed.retrieval.specs import parse_spec
 
 
+@exits_on_error()
 def train(
     config: Annotated[Path, typer.Argument(help="YAML recipe, e.g. configs/bge-m3-ko.yaml.")],
     set_: Annotated[Optional[list[str]], typer.Option(
@@ -44,21 +44,19 @@ def train(
     """Fine-tune an embedding model on (query, passage) pairs with in-batch negatives (cached MNRL)."""
     quiet_libraries()
     overrides = list(set_ or []) + (["data.allow_overlap=true"] if allow_overlap else [])
-    try:
-        cfg = training.load_config(config, overrides)
-        if dry_run:
-            document, report = training.dry_run(cfg)
-            console.print_json(json.dumps(document, ensure_ascii=False))
-            err_console.print(report, soft_wrap=True, highlight=False)
-            return
-        summary = training.train(cfg, resume=resume, show_progress=not quiet,
-                               report=lambda m: console.print(m, soft_wrap=True, highlight=False))
-    except KoembedError as exc:
-        fail(exc)
+    cfg = training.load_config(config, overrides)
+    if dry_run:
+        document, report = training.dry_run(cfg)
+        console.print_json(json.dumps(document, ensure_ascii=False))
+        err_console.print(report, soft_wrap=True, highlight=False)
+        return
+    summary = training.train(cfg, resume=resume, show_progress=not quiet,
+                             report=lambda m: console.print(m, soft_wrap=True, highlight=False))
     console.print_json(json.dumps({k: summary[k] for k in ("examples", "global_step", "metrics", "final_model")
                                    if k in summary}, ensure_ascii=False))
 
 
+@exits_on_error()
 def distill(
     teacher: Annotated[str, typer.Option(help="Teacher model: hub id (dragonkue/BGE-m3-ko, BAAI/bge-m3), a "
                                          "sentence-transformers or Hugging Face encoder folder, or an alias.")],
@@ -72,31 +70,31 @@ def distill(
     weights); fine-tune it on pairs with koembed train (model.type: static, model.base: the folder)."""
     quiet_libraries()
     check_output(out, "--out", folder=True)
-    try:
-        made = distill_static(teacher, out, pca_dims=pca_dims or None, device=device, overwrite=overwrite)
-        training.write_model_card(out, cfg={"model": {"type": "static", "base": teacher}})
-    except KoembedError as exc:
-        fail(exc)
+    made = distill_static(teacher, out, pca_dims=pca_dims or None, device=device, overwrite=overwrite)
+    training.write_model_card(out, cfg={"model": {"type": "static", "base": teacher}})
     console.print_json(json.dumps(made, ensure_ascii=False))
 
 
+@exits_on_error()
 def card(
     model: Annotated[Path, typer.Option("--model", "-m", help="Trained model folder (output_dir/final).")],
     results: Annotated[Optional[Path], typer.Option(help="results.json from koembed bench, for the tables.")] = None,
 ) -> None:
     """Write (or rewrite) a model's README.md model card, with bench results if given."""
     if not model.is_dir():
-        fail(KoembedError(f"{model}: no such model folder"))
+        raise KoembedError(f"{model}: no such model folder")
     bench_doc = None
     if results is not None:
         try:
             bench_doc = json.loads(results.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
-            fail(KoembedError(f"{results}: not a readable results.json ({exc})"))
+            raise KoembedError(f"{results}: not a readable results.json ({exc})") from None
     path = training.write_model_card(model, bench=bench_doc)
     console.print(f"model card: {path}")
 
 
+@exits_on_error()
+@with_model_options("device", "query_prompt", "passage_prompt")
 def mine(
     data: Annotated[Path, typer.Option("--data", "-d", help="Pairs file (.jsonl, .parquet or .csv with query, "
                                        "positive[, negatives]).")],
@@ -114,9 +112,7 @@ def mine(
                                           "(sentence-transformers relative_margin = 1 - margin). 0 disables.")] = 0.95,
     no_margin: Annotated[bool, typer.Option("--no-margin", help="No margin filter.")] = False,
     batch_size: BatchSizeOpt = 32,
-    device: DeviceOpt = None,
-    query_prompt: QueryPromptOpt = None,
-    passage_prompt: PassagePromptOpt = None,
+    model: ModelSpec = FROM_OPTIONS,
     quiet: QuietOpt = False,
 ) -> None:
     """Mine hard negatives for training pairs from a retriever's ranking, skipping likely false negatives."""
@@ -127,17 +123,12 @@ def mine(
     if out.suffix.lower() != ".jsonl":
         raise typer.BadParameter("the output is JSON lines; name it *.jsonl", param_hint="--out")
     check_output(out, "--out")
-    try:
-        parse_spec(retriever)  # a typo fails before the data is read
-        pairs = read_pairs(data)
-        docs = load_retrieval_set(corpus, split=split).corpus if corpus is not None else None
-        mined, stats = training.mine_hard_negatives(pairs, docs, retriever, negatives=negatives, rank_range=ranks,
-                                           margin=None if no_margin or margin == 0 else margin,
-                                           model=model_spec("", device=device, query_prompt=query_prompt,
-                                                            passage_prompt=passage_prompt),
-                                           options=encode_options(batch_size, quiet))
-    except KoembedError as exc:
-        fail(exc)
+    parse_spec(retriever)  # a typo fails before the data is read
+    pairs = read_pairs(data)
+    docs = load_retrieval_set(corpus, split=split).corpus if corpus is not None else None
+    mined, stats = training.mine_hard_negatives(pairs, docs, retriever, negatives=negatives, rank_range=ranks,
+                                                margin=None if no_margin or margin == 0 else margin, model=model,
+                                                options=encode_options(batch_size, quiet))
     write_pairs(out, mined)
     console.print_json(json.dumps(stats))
     console.print(f"mined pairs: {out}")

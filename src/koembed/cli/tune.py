@@ -8,26 +8,25 @@ from typing import Annotated, Optional
 import typer
 
 from koembed.cli.common import (
-    BackendOpt,
+    FROM_OPTIONS,
     BatchSizeOpt,
     CacheDirOpt,
-    DeviceOpt,
-    PrecisionOpt,
     QuietOpt,
     SplitOpt,
     check_output,
     console,
     encode_options,
-    fail,
-    model_spec,
+    exits_on_error,
     quiet_libraries,
+    with_model_options,
 )
 from koembed.data import load_retrieval_set
-from koembed.errors import KoembedError, SpecError
+from koembed.errors import SpecError
 from koembed.evaluation.runner import run_bench
 from koembed.evaluation.tuning import WEIGHT_GRID, fit_fusion, fit_weights, fusion_problem, lexical_problem
 from koembed.files import write_json
 from koembed.lexical import FIELDS, LexicalConfig
+from koembed.models import ModelSpec
 from koembed.ranking import FUSIONS, RRF_K
 from koembed.retrieval.specs import hybrid_spec, parse_spec
 
@@ -48,6 +47,7 @@ def _numbers(text: str, kind: type, what: str) -> list:
     return values
 
 
+@exits_on_error(ValueError)
 def tune_lexical(
     data: DevDataOpt,
     split: SplitOpt = None,
@@ -60,12 +60,9 @@ def tune_lexical(
     """Fit the weights of BM25's lexical fields on development sets; prints the bm25-fields spec to use."""
     chosen = tuple(f.strip() for f in fields.split(",") if f.strip())
     check_output(out, "--out")
-    try:
-        config = LexicalConfig({f: 1.0 for f in chosen})
-        problems = [lexical_problem(load_retrieval_set(d, split=split), config, (normalization,)) for d in data]
-        fit = fit_weights(problems, config.fields, normalization, WEIGHT_GRID)
-    except (KoembedError, ValueError) as exc:
-        fail(exc)
+    config = LexicalConfig({f: 1.0 for f in chosen})
+    problems = [lexical_problem(load_retrieval_set(d, split=split), config, (normalization,)) for d in data]
+    fit = fit_weights(problems, config.fields, normalization, WEIGHT_GRID)
     for name, row in fit["dev"].items():
         console.print(f"{name}: ndcg@10 {row['baseline']:.4f} -> {row['ndcg@10']:.4f}", highlight=False)
     spec = "bm25-fields:" + ",".join(f"{f}={w:g}" for f, w in fit["weights"].items()) + f"@{normalization}"
@@ -74,6 +71,8 @@ def tune_lexical(
         write_json(out, {**fit, "spec": spec, "data": list(data), "split": split})
 
 
+@exits_on_error(ValueError)
+@with_model_options("precision", "backend", "device", "query_prompt", "passage_prompt")
 def tune_fusion(
     data: DevDataOpt,
     retriever: Annotated[list[str], typer.Option(
@@ -87,9 +86,7 @@ def tune_fusion(
     out: Annotated[Optional[Path], typer.Option(help="Write the fit (every fusion's weights and gains) as JSON.")
                    ] = None,
     cache_dir: CacheDirOpt = None,
-    precision: PrecisionOpt = "fp32",
-    backend: BackendOpt = "torch",
-    device: DeviceOpt = None,
+    model: ModelSpec = FROM_OPTIONS,
     batch_size: BatchSizeOpt = 32,
     quiet: QuietOpt = False,
 ) -> None:
@@ -106,24 +103,21 @@ def tune_fusion(
     scales = [(f, k) for f in fusions for k in (_numbers(rrf_k, int, "--rrf-k") if f == "rrf" else [RRF_K])]
     weights_grid = _numbers(grid, float, "--grid")
     specs = [r.strip() for r in retriever]
-    try:
-        if len(specs) < 2 or len(set(specs)) < len(specs):
-            raise SpecError("tune-fusion needs two or more different retrievers (-r a -r b)")
-        for spec in specs:
-            if parse_spec(spec).kind == "hybrid":
-                raise SpecError(f"{spec!r} is already a fusion: give its parts")
-        problems = []
-        for path in data:
-            rs = load_retrieval_set(path, split=split)
-            console.print(f"[bold]{rs.name}[/]: {len(rs.queries)} queries, {len(rs.corpus)} passages")
-            results = run_bench(rs, specs, (1,), model=model_spec("", precision, backend, device),
-                                options=encode_options(batch_size, quiet), cache_dir=cache_dir)
-            problems.append(fusion_problem(rs, {r.retriever: r.hits for r in results}, scales))
-        fit = fit_fusion(problems, scales, weights_grid, report=lambda f: console.print(
-            f"{f['scale']}: worst-set gain {f['objective']:+.4f}, mean {f['mean_gain']:+.4f}, weights "
-            + ", ".join(f"{w:g}" for w in f["weights"].values()), highlight=False))
-    except (KoembedError, ValueError) as exc:
-        fail(exc)
+    if len(specs) < 2 or len(set(specs)) < len(specs):
+        raise SpecError("tune-fusion needs two or more different retrievers (-r a -r b)")
+    for spec in specs:
+        if parse_spec(spec).kind == "hybrid":
+            raise SpecError(f"{spec!r} is already a fusion: give its parts")
+    problems = []
+    for path in data:
+        rs = load_retrieval_set(path, split=split)
+        console.print(f"[bold]{rs.name}[/]: {len(rs.queries)} queries, {len(rs.corpus)} passages")
+        results = run_bench(rs, specs, (1,), model=model, options=encode_options(batch_size, quiet),
+                            cache_dir=cache_dir)
+        problems.append(fusion_problem(rs, {r.retriever: r.hits for r in results}, scales))
+    fit = fit_fusion(problems, scales, weights_grid, report=lambda f: console.print(
+        f"{f['scale']}: worst-set gain {f['objective']:+.4f}, mean {f['mean_gain']:+.4f}, weights "
+        + ", ".join(f"{w:g}" for w in f["weights"].values()), highlight=False))
     weights = [fit["weights"].get(s, 0.0) for s in specs]
     for name, row in fit["dev"].items():
         alone = ", ".join(f"{s} {v:.4f}" for s, v in row["alone"].items())

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from koembed.models import EncodeOptions
 from koembed.models.reranker import rerank_scores
@@ -62,6 +62,23 @@ def first_stage_depth(k: int, depth: int, reranking: bool = True) -> int:
     """First-stage hits to fetch for a top-``k`` answer: ``depth`` candidates (at least ``k``) when a reranker
     rescores them, else ``k``. One rule for the rerank spec, ``koembed search --rerank`` and ``/search``."""
     return max(k, depth) if reranking else k
+
+
+class ModeSearch(Protocol):
+    """What :func:`search_then_rerank` needs of an index (:class:`koembed.index.Index`, a Qdrant index)."""
+
+    def search(self, queries: Sequence[str], k: int, mode: str = ...) -> list[list[Hit]]: ...
+
+    def text(self, doc_id: str) -> str: ...
+
+
+def search_then_rerank(index: ModeSearch, queries: Sequence[str], k: int, *, mode: str,
+                       reranker: CrossEncoder | None = None, depth: int = DEFAULT_RERANK_DEPTH,
+                       options: EncodeOptions = EncodeOptions(show_progress=False)) -> list[list[Hit]]:
+    """Each query's top ``k`` hits from ``index`` in ``mode``; with a ``reranker``, its first-stage
+    :func:`first_stage_depth` hits rescored (:func:`rerank_hits`): ``koembed search``'s whole pipeline."""
+    hits = index.search(queries, first_stage_depth(k, depth, reranker is not None), mode=mode)
+    return hits if reranker is None else rerank_hits(reranker, queries, hits, index.text, k, depth, options)
 
 
 class RerankRetriever(ProgressFromOptions):
