@@ -10,7 +10,7 @@ untrained, it is a random projection of the bag of word pieces (the baseline eve
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -149,11 +149,6 @@ def describe_static(model: Any) -> dict[str, Any] | None:
     return {"type": "static", "vocab_size": int(module.num_embeddings), "dim": int(module.embedding_dim),
             "tokenizer": type(tokenizer.model).__name__,
             "normalizer": type(tokenizer.normalizer).__name__ if tokenizer.normalizer is not None else None}
-
-
-def token_texts(texts: Sequence[str], tokenizer: Tokenizer) -> list[list[str]]:
-    """The word pieces of ``texts`` (no special tokens), as the static model sees them; for inspection."""
-    return [e.tokens for e in tokenizer.encode_batch(list(texts), add_special_tokens=False)]
 
 
 def untrained_like(model: Any, seed: int = 42) -> SentenceTransformer:

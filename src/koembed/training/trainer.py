@@ -74,7 +74,7 @@ class TrainingData:
     overlap: dict[str, int]
 
 
-def _read_source(source, seed: int) -> list[Pair]:
+def _read_source(source: Any) -> list[Pair]:
     if isinstance(source, PairsSource):
         return read_pairs(source.path)
     if isinstance(source, SquadSource):
@@ -110,7 +110,7 @@ def load_training_data(cfg: Config, count_only_local: bool = False) -> TrainingD
         if count_only_local and isinstance(source, HubSource):
             sources.append({"type": source.type, "name": source.name, "pairs": None})
             continue
-        read = _read_source(source, cfg.train.seed)
+        read = _read_source(source)
         sources.append({**source.model_dump(), "pairs": len(read)})
         pairs.extend(read)
     seen: set[tuple[str, str]] = set()
