@@ -9,8 +9,10 @@ import typer
 
 from koembed.cli import evaluate, index, serve, train, tune
 
+# Plain click help (rich_markup_mode=None): rich's option tables cut option names and wrap help into a narrow
+# column at 80 characters; click's two-column list wraps the help under the option instead.
 app = typer.Typer(help="Korean text embeddings for retrieval (RAG): benchmark, train, index, search and serve.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 app.command()(evaluate.bench)
 app.command("eval")(evaluate.eval_)
 app.command()(evaluate.inspect)
@@ -24,7 +26,8 @@ app.command("encode")(index.encode)
 app.command()(index.export)
 
 index_app = typer.Typer(help="A persistent search index (FAISS folder or Qdrant collection, with Kiwi/BM25): "
-                        "build, add, delete, info, export. Query it with koembed search.", no_args_is_help=True)
+                        "build, add, delete, info, export. Query it with koembed search.", no_args_is_help=True,
+                        rich_markup_mode=None)
 index_app.command("build")(index.index_build)
 index_app.command("add")(index.index_add)
 index_app.command("delete")(index.index_delete)

@@ -22,22 +22,24 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Hub id, local folder, 'static-ko' (the bundled "
-                                       "Korean static model) or 'minilm'.")]
+                                       "Korean static model) or 'minilm'.", metavar="MODEL")]
 DataOpt = Annotated[Optional[str], typer.Option(
     "--data", "-d", help="Retrieval set: AutoRAG folder (qa.parquet + corpus.parquet), BEIR folder "
-    "(corpus.jsonl, queries.jsonl, qrels/), or SQuAD/KorQuAD .json. Default: the bundled Korean sample.")]
+    "(corpus.jsonl, queries.jsonl, qrels/), or SQuAD/KorQuAD .json. Default: the bundled Korean sample.",
+    metavar="DATA")]
 SplitOpt = Annotated[Optional[str], typer.Option(
-    help="BEIR: qrels split (default test). KorQuAD/SQuAD: all (default), train or test, by article title.")]
+    help="BEIR: qrels split (default test). KorQuAD/SQuAD: all (default), train or test, by article title.",
+    metavar="SPLIT")]
 PrecisionOpt = Annotated[str, typer.Option(
     help="Model weights: fp32, bf16, fp16 (CUDA only) or auto (bf16 on CPUs with AMX/AVX512-BF16 and on "
     "bf16-capable GPUs, else fp32). Embeddings are float32 either way. Default: auto where speed matters (encode, "
-    "index build, serve), fp32 where metrics must be exact and comparable (bench, eval).")]
+    "index build, serve), fp32 where metrics must be exact and comparable (bench, eval).", metavar="PRECISION")]
 BackendOpt = Annotated[str, typer.Option(
     help="torch, onnx (onnxruntime, fp32) or onnx-int8 (onnxruntime, int8 weights). ONNX runs on the CPU; a "
     "torch model is exported once into ~/.cache/koembed ($KOEMBED_CACHE_DIR). A koembed export folder runs "
-    "as the backend it was exported for.")]
-DeviceOpt = Annotated[Optional[str], typer.Option(help="torch device (default: auto).")]
-BatchSizeOpt = Annotated[int, typer.Option(min=1, help="Encoding batch size (dense models).")]
+    "as the backend it was exported for.", metavar="BACKEND")]
+DeviceOpt = Annotated[Optional[str], typer.Option(help="torch device (default: auto).", metavar="DEVICE")]
+BatchSizeOpt = Annotated[int, typer.Option(min=1, help="Encoding batch size (dense models).", metavar="N")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 RetrieversOpt = Annotated[Optional[list[str]], typer.Option(
     "--retriever", "-r", help="Retriever spec, repeatable: bm25, bm25-char, bm25-phrase (morphemes + morpheme "
@@ -46,38 +48,42 @@ RetrieversOpt = Annotated[Optional[list[str]], typer.Option(
     "hybrid-<rrf|cc|z|dbsf>[@w1,w2,...][,k=K]:<a>+<b> (weighted fusion; koembed tune-fusion fits it), "
     "m3-sparse:<model>, m3-colbert:<model>, m3[@d,s,c]:<model> (BGE-M3's outputs), rerank:<cross-encoder>@<spec> "
     "(rescore the first stage's top --rerank-depth). Default: "
-    "bm25, bm25-phrase, dense:static-ko and the tuned fusion of bm25 and static-ko.")]
+    "bm25, bm25-phrase, dense:static-ko and the tuned fusion of bm25 and static-ko.", metavar="SPEC")]
 CacheDirOpt = Annotated[Optional[Path], typer.Option(
     help="Store dense corpus embeddings here and reuse them in later runs (per model, precision and corpus); an "
-    "interrupted encoding resumes.")]
+    "interrupted encoding resumes.", metavar="DIR")]
 QueryPromptOpt = Annotated[Optional[str], typer.Option(
     help="Text put before every query (e5: 'query: '). Default: the model's own 'query' prompt from its "
-    "config_sentence_transformers.json, if any; '' for none.")]
+    "config_sentence_transformers.json, if any; '' for none.", metavar="TEXT")]
 PassagePromptOpt = Annotated[Optional[str], typer.Option(
     help="Text put before every passage (e5: 'passage: '). Default: the model's own document/passage prompt, if "
-    "any; '' for none.")]
-RerankDepthOpt = Annotated[int, typer.Option(min=1, help="First-stage hits a cross-encoder rescores (rerank).")]
-IndexDirOpt = Annotated[Path, typer.Option("--index", "-i", help="Index folder (made by koembed index build).")]
+    "any; '' for none.", metavar="TEXT")]
+RerankDepthOpt = Annotated[int, typer.Option(min=1, help="First-stage hits a cross-encoder rescores (rerank).",
+                                             metavar="N")]
+IndexDirOpt = Annotated[Path, typer.Option("--index", "-i", help="Index folder (made by koembed index build).",
+                                           metavar="DIR")]
 StoreOpt = Annotated[str, typer.Option(help="faiss (a folder: the fastest on one machine) or qdrant (a collection: "
-                                       "Qdrant's local mode in --path, or a server with --url).")]
+                                       "Qdrant's local mode in --path, or a server with --url).",
+                                       metavar="faiss|qdrant")]
 QdrantPathOpt = Annotated[Optional[Path], typer.Option(
-    "--path", help="qdrant: local-mode storage folder (default: qdrant/ inside the index folder).")]
+    "--path", help="qdrant: local-mode storage folder (default: qdrant/ inside the index folder).", metavar="DIR")]
 QdrantUrlOpt = Annotated[Optional[str], typer.Option(
-    "--url", help="qdrant: a Qdrant server or cluster, e.g. http://HOST:6333 (instead of local mode).")]
+    "--url", help="qdrant: a Qdrant server or cluster, e.g. http://HOST:6333 (instead of local mode).", metavar="URL")]
 ApiKeyOpt = Annotated[Optional[str], typer.Option(
     "--api-key", envvar="QDRANT_API_KEY", show_envvar=True,
-    help="Qdrant server API key (never written to the manifest).")]
+    help="Qdrant server API key (never written to the manifest).", metavar="KEY")]
 QDRANT_OPTIONS = {  # name: (annotation, default) of the options that say where a new Qdrant index goes
     "store": (StoreOpt, "faiss"),
     "path": (QdrantPathOpt, None),
     "url": (QdrantUrlOpt, None),
     "api_key": (ApiKeyOpt, None),
-    "collection": (Annotated[str, typer.Option(help="qdrant: the collection's name.")], "koembed"),
-    "shards": (Annotated[int, typer.Option(min=1, help="qdrant server: shards of the collection (shard_number).")], 1),
+    "collection": (Annotated[str, typer.Option(help="qdrant: the collection's name.", metavar="NAME")], "koembed"),
+    "shards": (Annotated[int, typer.Option(min=1, help="qdrant server: shards of the collection (shard_number).",
+                                           metavar="N")], 1),
     "replicas": (Annotated[int, typer.Option(min=1, help="qdrant server: copies of each shard "
-                                             "(replication_factor).")], 1),
+                                             "(replication_factor).", metavar="N")], 1),
     "quantization": (Annotated[str, typer.Option(help="qdrant server: none, or int8 (scalar-quantised vectors in "
-                                                 "RAM, originals for rescoring).")], "none"),
+                                                 "RAM, originals for rescoring).", metavar="none|int8")], "none"),
     "on_disk": (Annotated[bool, typer.Option(help="qdrant server: keep the original vectors memory-mapped on "
                                              "disk.")], False),
 }
@@ -154,10 +160,12 @@ def exits_on_error(*also: type[Exception]) -> Callable[[Callable[..., Any]], Cal
     return decorate
 
 
-EngineOpt = Annotated[str, typer.Option(help="local (this process) or ray (a Ray Data actor pool; see --address).")]
+EngineOpt = Annotated[str, typer.Option(help="local (this process) or ray (a Ray Data actor pool; see --address).",
+                                        metavar="local|ray")]
 RayAddressOpt = Annotated[Optional[str], typer.Option(
-    "--address", help="ray: a running cluster (auto, or ray://HOST:10001); default: start Ray on this machine.")]
-WorkersOpt = Annotated[int, typer.Option(min=1, help="ray: actors (model or Kiwi copies) in the pool.")]
+    "--address", help="ray: a running cluster (auto, or ray://HOST:10001); default: start Ray on this machine.",
+    metavar="ADDRESS")]
+WorkersOpt = Annotated[int, typer.Option(min=1, help="ray: actors (model or Kiwi copies) in the pool.", metavar="N")]
 DOCS_HELP = ("Passages: a .jsonl or .parquet file with id and text columns, or any retrieval set "
              "(AutoRAG/BEIR folder, KorQuAD .json, 'sample'), whose corpus is used.")
 

@@ -41,11 +41,12 @@ from koembed.models import EncodeOptions, ModelSpec
 def bench(
     data: DataOpt = None,
     retriever: RetrieversOpt = None,
-    top_k: Annotated[str, typer.Option("--top-k", help="AutoRAG top-k values.")] = "1,3,5,10,50",
-    out: Annotated[Optional[Path], typer.Option(help="Write results as JSON here.")] = None,
+    top_k: Annotated[str, typer.Option("--top-k", help="AutoRAG top-k values.", metavar="K,K,...")] = "1,3,5,10,50",
+    out: Annotated[Optional[Path], typer.Option(help="Write results as JSON here.", metavar="FILE")] = None,
     run_out: Annotated[Optional[Path], typer.Option(
-        help="Folder for run files: one JSON-lines file per retriever, top 100 hits per query.")] = None,
-    plot: Annotated[Optional[Path], typer.Option(help="Write a PNG of recall@k and NDCG@k per retriever.")] = None,
+        help="Folder for run files: one JSON-lines file per retriever, top 100 hits per query.", metavar="DIR")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Write a PNG of recall@k and NDCG@k per retriever.",
+                                                 metavar="FILE")] = None,
     split: SplitOpt = None,
     batch_size: BatchSizeOpt = 32,
     model: ModelSpec = FROM_OPTIONS,
@@ -88,14 +89,14 @@ def eval_(
     model: ModelSpec,
     data: DataOpt = None,
     split: SplitOpt = None,
-    out: Annotated[Optional[Path], typer.Option(help="Write the metrics as JSON here.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write the metrics as JSON here.", metavar="FILE")] = None,
     batch_size: BatchSizeOpt = 32,
     mteb: Annotated[Optional[str], typer.Option(
         "--mteb", metavar="TASK", help="Run this MTEB retrieval task with the mteb package instead (e.g. "
         "Ko-StrategyQA, AutoRAGRetrieval, MIRACLRetrieval: its Korean subset); needs the hub or --mteb-data.")] = None,
     mteb_data: Annotated[Optional[Path], typer.Option(
         "--mteb-data", help="A local copy of the --mteb task's dataset repository (hf download REPO --repo-type "
-        "dataset --local-dir DIR), for machines without the Hugging Face hub.")] = None,
+        "dataset --local-dir DIR), for machines without the Hugging Face hub.", metavar="DIR")] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """The card's IR suite (InformationRetrievalEvaluator definitions) for cosine and dot similarity, or an MTEB

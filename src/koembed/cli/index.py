@@ -82,19 +82,23 @@ def _built(out: Path, manifest) -> str:
 def encode(
     model: ModelSpec,
     corpus: Annotated[str, typer.Option(help="Passages: a .jsonl/.parquet/.csv id/text file or any retrieval "
-                                        "set, whose corpus is used.")],
-    out: Annotated[Path, typer.Option(help="Output folder; shard i of n goes to OUT/shard-i-of-n/.")],
-    shard: Annotated[str, typer.Option(help="i/n: encode shard i (from 0) of n contiguous shards.")] = "0/1",
-    dtype: Annotated[str, typer.Option(help="Stored vectors: float32 or float16 (half the disk).")] = "float32",
-    chunk_size: Annotated[int, typer.Option(min=1, help="Passages per chunk file (the unit of resuming).")] = 4096,
+                                        "set, whose corpus is used.", metavar="DOCS")],
+    out: Annotated[Path, typer.Option(help="Output folder; shard i of n goes to OUT/shard-i-of-n/.", metavar="DIR")],
+    shard: Annotated[str, typer.Option(help="i/n: encode shard i (from 0) of n contiguous shards.",
+                                       metavar="I/N")] = "0/1",
+    dtype: Annotated[str, typer.Option(help="Stored vectors: float32 or float16 (half the disk).",
+                                       metavar="float32|float16")] = "float32",
+    chunk_size: Annotated[int, typer.Option(min=1, help="Passages per chunk file (the unit of resuming).",
+                                            metavar="N")] = 4096,
     batch_size: BatchSizeOpt = 32,
     max_batch_tokens: Annotated[Optional[int], typer.Option(
         min=1, help="Batch by a token budget instead of --batch-size: many short texts or few long ones per "
-        "batch (padded size x longest <= budget).")] = None,
+        "batch (padded size x longest <= budget).", metavar="N")] = None,
     engine: EngineOpt = "local",
     address: RayAddressOpt = None,
     workers: WorkersOpt = 1,
-    gpus_per_worker: Annotated[float, typer.Option(min=0, help="ray: GPUs per actor (1: one model per GPU).")] = 0,
+    gpus_per_worker: Annotated[float, typer.Option(min=0, help="ray: GPUs per actor (1: one model per GPU).",
+                                                   metavar="X")] = 0,
     quiet: QuietOpt = False,
 ) -> None:
     """Encode a corpus (or one shard of it) to embedding files; rerun the same command to resume."""
@@ -118,10 +122,11 @@ def encode(
 @exits_on_error()
 def export(
     model: ModelOpt,
-    out: Annotated[Path, typer.Option(help="New (or empty) folder for the exported copy.")],
+    out: Annotated[Path, typer.Option(help="New (or empty) folder for the exported copy.", metavar="DIR")],
     backend: Annotated[str, typer.Option(help="onnx (fp32 graph) or onnx-int8 (int8 MatMul weights, per "
                                          "channel; 1.6x (MiniLM) to 4x (bge-m3 size) torch fp32's speed on a "
-                                         "VNNI CPU); model2vec for a static model (runs with numpy alone).")
+                                         "VNNI CPU); model2vec for a static model (runs with numpy alone).",
+                                         metavar="BACKEND")
                        ] = "onnx-int8",
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")] = False,
 ) -> None:
@@ -140,25 +145,27 @@ def export(
 @with_qdrant_options("faiss")
 def index_build(
     model: ModelSpec,
-    corpus: Annotated[str, typer.Option(help=DOCS_HELP)],
-    out: Annotated[Path, typer.Option(help="New (or empty) index folder.")],
+    corpus: Annotated[str, typer.Option(help=DOCS_HELP, metavar="DOCS")],
+    out: Annotated[Path, typer.Option(help="New (or empty) index folder.", metavar="DIR")],
     kind: Annotated[str, typer.Option(help="flat (exact), hnsw (graph, approximate) or ivf (clusters, "
-                                      "approximate).")] = "flat",
+                                      "approximate).", metavar="flat|hnsw|ivf")] = "flat",
     lexical: Annotated[str, typer.Option(
         help="BM25 half: bm25 (Kiwi morphemes), bm25-char (character bigrams), bm25-phrase (morphemes, morpheme "
-        "bigrams and pairs, character bigrams, weighted) or bm25-fields:FIELD=WEIGHT,...")] = DEFAULT_SPEC,
+        "bigrams and pairs, character bigrams, weighted) or bm25-fields:FIELD=WEIGHT,...",
+        metavar="SPEC")] = DEFAULT_SPEC,
     fusion: Annotated[str, typer.Option(
         help="How hybrid search fuses the BM25 half and the dense half: rrf (reciprocal ranks, k=60), rrf@k=K, or "
         "z|dbsf|cc@W_BM25,W_DENSE (weighted normalised scores; koembed tune-fusion fits them for your model). "
-        "FAISS store only.")
+        "FAISS store only.", metavar="SPEC")
                       ] = "rrf",
     batch_size: BatchSizeOpt = 32,
     from_embeddings: Annotated[Optional[list[Path]], typer.Option(
         "--from-embeddings", help="Take the vectors from koembed encode output instead of encoding (repeatable: "
-        "one folder per machine). All shards of one run must be there, made by --model from --corpus.")] = None,
+        "one folder per machine). All shards of one run must be there, made by --model from --corpus.",
+        metavar="DIR")] = None,
     qdrant: dict = FROM_OPTIONS,
     engine: Annotated[str, typer.Option(help="Kiwi analysis: local (this process) or ray (a Ray Data actor pool, "
-                                        "for large corpora).")] = "local",
+                                        "for large corpora).", metavar="local|ray")] = "local",
     address: RayAddressOpt = None,
     workers: WorkersOpt = 1,
     quiet: QuietOpt = False,
@@ -190,7 +197,8 @@ def index_build(
 @exits_on_error()
 def index_add(
     index: IndexDirOpt,
-    docs: Annotated[str, typer.Option(help=DOCS_HELP + " Ids must be new (delete, then add, to replace).")],
+    docs: Annotated[str, typer.Option(help=DOCS_HELP + " Ids must be new (delete, then add, to replace).",
+                                      metavar="DOCS")],
     batch_size: BatchSizeOpt = 32,
     api_key: ApiKeyOpt = None,
     quiet: QuietOpt = False,
@@ -207,7 +215,7 @@ def index_add(
 @exits_on_error()
 def index_delete(
     index: IndexDirOpt,
-    id_: Annotated[list[str], typer.Option("--id", help="Passage id to delete, repeatable.")],
+    id_: Annotated[list[str], typer.Option("--id", help="Passage id to delete, repeatable.", metavar="ID")],
     api_key: ApiKeyOpt = None,
 ) -> None:
     """Delete passages by id; an unknown id is an error and nothing is deleted."""
@@ -225,19 +233,20 @@ def index_show(index: IndexDirOpt, api_key: ApiKeyOpt = None) -> None:
 @exits_on_error()
 @with_model_options("device")
 def search(
-    query: Annotated[str, typer.Argument(help="The query text.")],
+    query: Annotated[str, typer.Argument(help="The query text.", metavar="QUERY")],
     index: IndexDirOpt,
     mode: Annotated[str, typer.Option(help="hybrid (the fusion of both the index was built with, as the server's "
                                            "/search), dense (embeddings), bm25 (the index's lexical fields), or for an "
                                            "index built with a bge-m3-layout model: sparse (BGE-M3 lexical weights), "
                                            "colbert (its multi-vectors) or m3 (FlagEmbedding's 0.4/0.2/0.4 sum of "
-                                           "dense, sparse, colbert); colbert and m3 need the Qdrant store.")
+                                           "dense, sparse, colbert); colbert and m3 need the Qdrant store.",
+                                           metavar="MODE")
                     ] = "hybrid",
-    k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Number of hits.")] = 10,
+    k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Number of hits.", metavar="K")] = 10,
     json_: Annotated[bool, typer.Option("--json", help="One JSON object per hit (rank, docid, score, text).")] = False,
     rerank: Annotated[Optional[str], typer.Option(
         help="Cross-encoder (hub id or folder) that rescores the top --rerank-depth hits; scores are then its "
-        "relevance scores.")] = None,
+        "relevance scores.", metavar="MODEL")] = None,
     rerank_depth: RerankDepthOpt = 50,
     model: ModelSpec = FROM_OPTIONS,
     api_key: ApiKeyOpt = None,
@@ -267,7 +276,7 @@ def search(
 def index_export(
     index: IndexDirOpt,
     out: Annotated[Path, typer.Option(help="New (or empty) folder for the Qdrant index's manifest (and local "
-                                      "storage).")],
+                                      "storage).", metavar="DIR")],
     qdrant: dict = FROM_OPTIONS,
     quiet: QuietOpt = False,
 ) -> None:

@@ -28,26 +28,30 @@ from koembed.version import __version__
 def serve(
     model: ModelSpec,
     index: Annotated[Optional[Path], typer.Option(
-        "--index", "-i", help="Index folder for POST /search (built with this model by koembed index build).")] = None,
+        "--index", "-i", help="Index folder for POST /search (built with this model by koembed index build).",
+        metavar="DIR")] = None,
     host: Annotated[str, typer.Option(help="Interface to bind; anything but loopback exposes the API and needs an "
-                                      "API key (or --insecure-no-auth).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
+                                      "API key (or --insecure-no-auth).", metavar="HOST")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.", metavar="PORT")] = 8000,
     api_key: Annotated[Optional[str], typer.Option(
         help="Require 'Authorization: Bearer KEY' (all routes but /health). Default: $KOEMBED_API_KEY, which "
-        "keeps the key out of the process list.")] = None,
-    max_batch_tokens: Annotated[int, typer.Option(min=1, help="Token budget of one dynamic batch.")] = 8192,
-    max_wait_ms: Annotated[float, typer.Option(min=0, help="Longest wait for a batch to fill, in ms.")] = 5.0,
-    max_inputs: Annotated[int, typer.Option(min=1, help="Most texts per embeddings request.")] = 256,
+        "keeps the key out of the process list.", metavar="KEY")] = None,
+    max_batch_tokens: Annotated[int, typer.Option(min=1, help="Token budget of one dynamic batch.",
+                                                  metavar="N")] = 8192,
+    max_wait_ms: Annotated[float, typer.Option(min=0, help="Longest wait for a batch to fill, in ms.",
+                                               metavar="MS")] = 5.0,
+    max_inputs: Annotated[int, typer.Option(min=1, help="Most texts per embeddings request.", metavar="N")] = 256,
     max_input_tokens: Annotated[Optional[int], typer.Option(
-        min=1, help="Most tokens per text (default: the model's max_seq_length).")] = None,
+        min=1, help="Most tokens per text (default: the model's max_seq_length).", metavar="N")] = None,
     max_queue_tokens: Annotated[int, typer.Option(
-        min=1, help="Most tokens waiting to be encoded; a request that does not fit gets 503 with Retry-After.")
+        min=1, help="Most tokens waiting to be encoded; a request that does not fit gets 503 with Retry-After.",
+        metavar="N")
     ] = 65536,
     request_timeout: Annotated[float, typer.Option(
-        min=0.001, help="Seconds a request may wait for the model before it gets 503.")] = 60.0,
+        min=0.001, help="Seconds a request may wait for the model before it gets 503.", metavar="SECONDS")] = 60.0,
     allowed_host: Annotated[Optional[list[str]], typer.Option(
         "--allowed-host", help="Without an API key, also answer requests addressed to this Host name (repeatable; "
-        "'*' for any). Loopback names are always allowed.")] = None,
+        "'*' for any). Loopback names are always allowed.", metavar="HOST")] = None,
     insecure_no_auth: Annotated[bool, typer.Option(
         "--insecure-no-auth", help="Allow a non-loopback --host without an API key (anyone who reaches it can "
         "use the API).")] = False,
@@ -56,7 +60,8 @@ def serve(
     no_batching: Annotated[bool, typer.Option("--no-batching", help="One encode call per request (for "
                                               "comparison).")] = False,
     reranker: Annotated[Optional[str], typer.Option(
-        help="Cross-encoder (hub id or folder) for POST /v1/rerank and /search with \"rerank\": true.")] = None,
+        help="Cross-encoder (hub id or folder) for POST /v1/rerank and /search with \"rerank\": true.",
+        metavar="MODEL")] = None,
     rerank_depth: RerankDepthOpt = 50,
 ) -> None:
     """Serve the model over HTTP: OpenAI-compatible /v1/embeddings, /v1/rerank, /search, /health, /metrics."""

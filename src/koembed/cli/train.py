@@ -32,9 +32,10 @@ from koembed.retrieval.specs import parse_spec
 
 @exits_on_error()
 def train(
-    config: Annotated[Path, typer.Argument(help="YAML recipe, e.g. configs/bge-m3-ko.yaml.")],
+    config: Annotated[Path, typer.Argument(help="YAML recipe, e.g. configs/bge-m3-ko.yaml.", metavar="CONFIG")],
     set_: Annotated[Optional[list[str]], typer.Option(
-        "--set", help="Override a config key, repeatable: --set train.batch_size=64 --set model.base=minilm")] = None,
+        "--set", help="Override a config key, repeatable: --set train.batch_size=64 --set model.base=minilm",
+        metavar="KEY=VALUE")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the last complete checkpoint in output_dir.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Validate the config and print the plan; load no model.")] = False,
     allow_overlap: Annotated[bool, typer.Option(
@@ -59,11 +60,13 @@ def train(
 @exits_on_error()
 def distill(
     teacher: Annotated[str, typer.Option(help="Teacher model: hub id (dragonkue/BGE-m3-ko, BAAI/bge-m3), a "
-                                         "sentence-transformers or Hugging Face encoder folder, or an alias.")],
-    out: Annotated[Path, typer.Option(help="Folder for the static model (a sentence-transformers model).")],
+                                         "sentence-transformers or Hugging Face encoder folder, or an alias.",
+                                         metavar="MODEL")],
+    out: Annotated[Path, typer.Option(help="Folder for the static model (a sentence-transformers model).",
+                                      metavar="DIR")],
     pca_dims: Annotated[int, typer.Option(min=0, help="Output dimension (PCA of the teacher's token vectors); 0 "
-                                          "keeps the teacher's.")] = 256,
-    device: Annotated[str, typer.Option(help="Where the teacher runs (cpu, cuda).")] = "cpu",
+                                          "keeps the teacher's.", metavar="N")] = 256,
+    device: Annotated[str, typer.Option(help="Where the teacher runs (cpu, cuda).", metavar="DEVICE")] = "cpu",
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")] = False,
 ) -> None:
     """Distil a static model from a teacher with model2vec (every vocabulary token through the teacher, PCA, SIF
@@ -77,8 +80,10 @@ def distill(
 
 @exits_on_error()
 def card(
-    model: Annotated[Path, typer.Option("--model", "-m", help="Trained model folder (output_dir/final).")],
-    results: Annotated[Optional[Path], typer.Option(help="results.json from koembed bench, for the tables.")] = None,
+    model: Annotated[Path, typer.Option("--model", "-m", help="Trained model folder (output_dir/final).",
+                                        metavar="DIR")],
+    results: Annotated[Optional[Path], typer.Option(help="results.json from koembed bench, for the tables.",
+                                                    metavar="FILE")] = None,
 ) -> None:
     """Write (or rewrite) a model's README.md model card, with bench results if given."""
     if not model.is_dir():
@@ -97,19 +102,21 @@ def card(
 @with_model_options("device", "query_prompt", "passage_prompt")
 def mine(
     data: Annotated[Path, typer.Option("--data", "-d", help="Pairs file (.jsonl, .parquet or .csv with query, "
-                                       "positive[, negatives]).")],
-    out: Annotated[Path, typer.Option(help="Output .jsonl (query, positive, negatives): a pairs training source.")],
+                                       "positive[, negatives]).", metavar="FILE")],
+    out: Annotated[Path, typer.Option(help="Output .jsonl (query, positive, negatives): a pairs training source.",
+                                      metavar="FILE")],
     corpus: Annotated[Optional[str], typer.Option(
         help="Retrieval set whose corpus is searched (any layout --data of bench takes). Default: the pairs' "
-        "own positives.")] = None,
+        "own positives.", metavar="DATA")] = None,
     split: SplitOpt = None,
     retriever: Annotated[str, typer.Option("--retriever", "-r", help="Retriever spec: bm25, dense:<model>, or a "
-                                           "hybrid (with --no-margin).")] = "bm25",
-    negatives: Annotated[int, typer.Option("--negatives", "-n", min=1, help="Negatives per pair.")] = 5,
+                                           "hybrid (with --no-margin).", metavar="SPEC")] = "bm25",
+    negatives: Annotated[int, typer.Option("--negatives", "-n", min=1, help="Negatives per pair.", metavar="N")] = 5,
     rank_range: Annotated[str, typer.Option("--range", help="Candidate ranks a:b, 1-based and inclusive; skipping "
-                                            "the top ranks avoids unjudged positives.")] = "10:100",
+                                            "the top ranks avoids unjudged positives.", metavar="A:B")] = "10:100",
     margin: Annotated[float, typer.Option(help="Drop candidates scoring above margin x the positive's score "
-                                          "(sentence-transformers relative_margin = 1 - margin). 0 disables.")] = 0.95,
+                                          "(sentence-transformers relative_margin = 1 - margin). 0 disables.",
+                                          metavar="X")] = 0.95,
     no_margin: Annotated[bool, typer.Option("--no-margin", help="No margin filter.")] = False,
     batch_size: BatchSizeOpt = 32,
     model: ModelSpec = FROM_OPTIONS,

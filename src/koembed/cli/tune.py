@@ -32,7 +32,7 @@ from koembed.retrieval.specs import hybrid_spec, parse_spec
 
 DevDataOpt = Annotated[list[str], typer.Option(
     "--data", "-d", help="Development retrieval set, repeatable (any layout bench reads). Fit on data you will not "
-    "report on: e.g. KorQuAD --split train and MS MARCO-ko --split train.")]
+    "report on: e.g. KorQuAD --split train and MS MARCO-ko --split train.", metavar="DATA")]
 FUSION_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 RRF_KS = (10, 20, 40, 60, 100)
 
@@ -51,11 +51,13 @@ def _numbers(text: str, kind: type, what: str) -> list:
 def tune_lexical(
     data: DevDataOpt,
     split: SplitOpt = None,
-    fields: Annotated[str, typer.Option(help="Fields to weigh; the first is fixed at weight 1.")] = ",".join(FIELDS),
+    fields: Annotated[str, typer.Option(help="Fields to weigh; the first is fixed at weight 1.",
+                                        metavar="FIELD,...")] = ",".join(FIELDS),
     normalization: Annotated[str, typer.Option(
         help="Per-query normalisation of each field's scores before the weighted sum: none (raw BM25 sums, what "
-        "a search engine computes in one pass), max or z.")] = "none",
-    out: Annotated[Optional[Path], typer.Option(help="Write the fit (weights, gains per set) as JSON here.")] = None,
+        "a search engine computes in one pass), max or z.", metavar="none|max|z")] = "none",
+    out: Annotated[Optional[Path], typer.Option(help="Write the fit (weights, gains per set) as JSON here.",
+                                                metavar="FILE")] = None,
 ) -> None:
     """Fit the weights of BM25's lexical fields on development sets; prints the bm25-fields spec to use."""
     chosen = tuple(f.strip() for f in fields.split(",") if f.strip())
@@ -77,13 +79,16 @@ def tune_fusion(
     data: DevDataOpt,
     retriever: Annotated[list[str], typer.Option(
         "--retriever", "-r", help="Retrievers to fuse, two or more, strongest first (its weight is fixed at 1): "
-        "e.g. -r bm25-phrase -r dense:static-ko.")],
+        "e.g. -r bm25-phrase -r dense:static-ko.", metavar="SPEC")],
     split: SplitOpt = None,
-    fusion: Annotated[str, typer.Option(help="Fusions to try: " + ", ".join(FUSIONS) + ".")] = ",".join(FUSIONS),
-    rrf_k: Annotated[str, typer.Option("--rrf-k", help="RRF's k values to try.")] = ",".join(map(str, RRF_KS)),
-    grid: Annotated[str, typer.Option(help="Weights tried for every retriever after the first.")
+    fusion: Annotated[str, typer.Option(help="Fusions to try: " + ", ".join(FUSIONS) + ".",
+                                        metavar="NAME,...")] = ",".join(FUSIONS),
+    rrf_k: Annotated[str, typer.Option("--rrf-k", help="RRF's k values to try.",
+                                       metavar="K,K,...")] = ",".join(map(str, RRF_KS)),
+    grid: Annotated[str, typer.Option(help="Weights tried for every retriever after the first.", metavar="W,W,...")
                     ] = ",".join(f"{g:g}" for g in FUSION_GRID),
-    out: Annotated[Optional[Path], typer.Option(help="Write the fit (every fusion's weights and gains) as JSON.")
+    out: Annotated[Optional[Path], typer.Option(help="Write the fit (every fusion's weights and gains) as JSON.",
+                                                metavar="FILE")
                    ] = None,
     cache_dir: CacheDirOpt = None,
     model: ModelSpec = FROM_OPTIONS,
