@@ -31,6 +31,7 @@ from koembed.index import (
 )
 from koembed.retrieval.dense import DenseRetriever
 from koembed.retrieval.hybrid import HybridRetriever
+from koembed.version import __version__
 from tests.helpers import NEW_TEXT, QUIET, assert_same_ranking
 
 
@@ -331,11 +332,23 @@ def test_cli_build_search_add_delete_info(tmp_path, tiny_model_dir, sample):
 
     result = _cli("index", "delete", "--index", str(out), "--id", "new-1", "--id", "fin-02")
     assert result.exit_code == 0, result.output
-    result = _cli("index", "info", "--index", str(out))
+    result = _cli("index", "info", "--index", str(out), "--json")
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
     assert info["counts"] == {"passages": 11, "deleted": 2, "tombstones": 2} and info["kind"] == "hnsw"
     assert "probe" not in info["model"]
+
+    result = _cli("index", "info", "--index", str(out))  # the summary a person reads
+    assert result.exit_code == 0, result.output
+    rows = dict(line.split(":", 1) for line in result.output.splitlines())
+    rows = {label: value.strip() for label, value in rows.items()}
+    assert rows["passages"] == "11 (2 deleted)" and rows["dense"].endswith(", hnsw")
+    assert rows["model"].startswith(str(tiny_model_dir))
+    assert rows["lexical"].startswith("BM25 fields " + ", ".join(f"{f}={w:g}" for f, w in info["bm25"]["weights"].items()))
+    version = out / info["version_dir"]
+    on_disk = sum(f.stat().st_size for f in version.iterdir())
+    assert rows["on disk"].endswith(f"total {on_disk / 1024:.1f} KB"), rows["on disk"]
+    assert f"koembed {__version__}" in rows["versions"] and f"faiss {info['faiss_version']}" in rows["versions"]
 
 
 def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, tiny_model_dir, built):

@@ -215,7 +215,7 @@ def test_cli_build_search_export_add_delete(tmp_path, tiny_model_dir, built, mod
     assert result.exit_code == 0 and "49 passages" in result.output, result.output
     result = runner.invoke(app, ["index", "delete", "-i", str(exported), "--id", "nope"])
     assert result.exit_code == 2 and "nope" in result.output
-    info = json.loads(runner.invoke(app, ["index", "info", "-i", str(exported)]).output)
+    info = json.loads(runner.invoke(app, ["index", "info", "-i", str(exported), "--json"]).output)
     assert info["store"] == "qdrant" and info["collection_now"]["points"] == 49 and "probe" not in info["model"]
     result = runner.invoke(app, ["index", "build", "-m", "x", "--corpus", "sample", "--out", str(tmp_path / "y"),
                                  "--url", "http://127.0.0.1:9"])

@@ -34,6 +34,7 @@ from koembed.evaluation.runner import DEFAULT_RETRIEVERS, evaluate_model, run_be
 from koembed.evaluation.runs import results_document, run_filename, write_runs
 from koembed.files import write_json
 from koembed.models import EncodeOptions, ModelSpec
+from koembed.retrieval.specs import parse_spec
 
 
 @exits_on_error()
@@ -58,6 +59,8 @@ def bench(
     quiet_libraries()
     ks = parse_top_k(top_k)
     specs = retriever or list(DEFAULT_RETRIEVERS)
+    for spec in specs:
+        parse_spec(spec)  # a typo (-r bm26) fails before the data set loads
     check_output(out, "--out")
     check_output(plot, "--plot")
     check_output(cache_dir, "--cache-dir", folder=True)

@@ -45,6 +45,7 @@ from koembed.index import (
     index_info,
     load_index,
 )
+from koembed.index.summary import index_summary
 from koembed.lexical import DEFAULT_SPEC, lexical_config
 from koembed.models import ModelSpec
 from koembed.models.export import export_model
@@ -224,10 +225,21 @@ def index_delete(
 
 
 @exits_on_error()
-def index_show(index: IndexDirOpt, api_key: ApiKeyOpt = None) -> None:
-    """Verify an index (checksums; Qdrant: its collection) and print its manifest as JSON."""
+def index_show(
+    index: IndexDirOpt,
+    api_key: ApiKeyOpt = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print the whole manifest (hashes included) as JSON.")] = False,
+) -> None:
+    """Verify an index (checksums; Qdrant: its collection) and summarise it: passages, model, lexical fields,
+    sizes on disk, versions (--json: the manifest)."""
     info = index_info(index, api_key=api_key)
-    typer.echo(json.dumps(info, ensure_ascii=False, indent=2))
+    if json_:
+        typer.echo(json.dumps(info, ensure_ascii=False, indent=2))
+        return
+    rows = index_summary(info)
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        console.print(f"{label + ':':<{width + 1}} {value}", highlight=False, soft_wrap=True)
 
 
 @exits_on_error()

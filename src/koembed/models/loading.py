@@ -194,7 +194,7 @@ def _load_torch(spec: ModelSpec) -> SentenceTransformer:
             raise ModelLoadError(
                 f"cannot download {target!r}: the Hugging Face hub is unreachable from this machine and the "
                 "model is not in the local cache. Download it where the hub is reachable "
-                f"(huggingface-cli download {target} --local-dir DIR), copy DIR here and pass that local path."
+                f"(hf download {target} --local-dir DIR), copy DIR here and pass that local path."
             ) from None
     try:
         return SentenceTransformer(target, device=spec.device)

@@ -49,8 +49,9 @@ def load_reranker(model: ModelSpec | str, **settings: Any) -> CrossEncoder:
         except Exception:  # not cached
             if not hub_reachable():
                 raise ModelLoadError(f"cannot download the reranker {target!r}: the Hugging Face hub is unreachable "
-                                     "and it is not in the local cache; download it elsewhere and pass the folder"
-                                     ) from None
+                                     "and it is not in the local cache. Download it where the hub is reachable "
+                                     f"(hf download {target} --local-dir DIR), copy DIR here and pass that local "
+                                     "path.") from None
             try:
                 loaded = CrossEncoder(target, **kwargs)
             except OSError as exc:
