@@ -106,7 +106,7 @@ def test_bad_retriever_spec_fails_before_any_work(tmp_path):
 
 def test_top_k_must_be_positive_integers(tmp_path):
     result = CliRunner().invoke(app, ["bench", "--top-k", "1,x", "-r", "bm25"])
-    assert result.exit_code == 2
+    assert result.exit_code == 2 and "expected comma-separated integers, got '1,x'" in result.output
 
 
 def test_cache_dir_reuses_corpus_embeddings_across_runs(tmp_path, tiny_model_dir, monkeypatch):

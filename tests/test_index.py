@@ -359,18 +359,18 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, tiny_model_dir, buil
     assert result.exit_code == 2 and "bad.jsonl, row 2, field 'id'" in _said(result) and not out.exists()
     result = _cli("index", "build", "--model", str(tiny_model_dir), "--corpus", "sample", "--out", str(out),
                   "--kind", "lsh")
-    assert result.exit_code == 2 and not out.exists()
+    assert result.exit_code == 2 and "unknown index kind 'lsh'" in _said(result) and not out.exists()
 
     path = _copy(built("flat"), tmp_path)
     before = (path / "manifest.json").read_bytes()
     result = _cli("index", "delete", "--index", str(path), "--id", "nope")
     assert result.exit_code == 2 and "'nope'" in _said(result)
     result = _cli("index", "add", "--index", str(path), "--docs", str(bad))
-    assert result.exit_code == 2
+    assert result.exit_code == 2 and "bad.jsonl, row 2, field 'id'" in _said(result)
     result = _cli("search", "--index", str(tmp_path / "missing"), "질문")
     assert result.exit_code == 2 and "not a koembed index" in _said(result)
     result = _cli("search", "--index", str(path), "--mode", "sparse", "질문")
-    assert result.exit_code == 2
+    assert result.exit_code == 2 and "sparse search needs an index built with a bge-m3-layout model" in _said(result)
     assert (path / "manifest.json").read_bytes() == before and sorted(os.listdir(path)) == sorted(
         os.listdir(built("flat")))
 
