@@ -15,7 +15,8 @@ import typer
 from rich.console import Console
 
 from koembed.errors import KoembedError
-from koembed.models import EncodeOptions, ModelSpec, resolve_precision
+from koembed.models import EncodeOptions, ModelSpec, RunSettings, resolve
+from koembed.models.precision import decide
 
 # Logs and pipes get wide tables instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -114,18 +115,24 @@ DOCS_HELP = ("Passages: a .jsonl or .parquet file with id and text columns, or a
              "(AutoRAG/BEIR folder, KorQuAD .json, 'sample'), whose corpus is used.")
 
 
+def run_settings(precision: str = "fp32", backend: str = "torch", device: str | None = None,
+                 query_prompt: str | None = None, passage_prompt: str | None = None) -> RunSettings:
+    return RunSettings(precision=precision, backend=backend, device=device, query_prompt=query_prompt,
+                       passage_prompt=passage_prompt)
+
+
 def model_spec(model: str, precision: str = "fp32", backend: str = "torch", device: str | None = None,
                query_prompt: str | None = None, passage_prompt: str | None = None) -> ModelSpec:
-    return ModelSpec(model, precision=precision, backend=backend, device=device, query_prompt=query_prompt,
-                     passage_prompt=passage_prompt)
+    return ModelSpec(model, run_settings(precision, backend, device, query_prompt, passage_prompt))
 
 
-def describe_precision(spec: ModelSpec) -> str:
-    """``"in fp32"``, ``"in bf16 (auto)"`` or ``"with onnx-int8"``: what bench and eval print before they run."""
-    if spec.backend != "torch":
-        return f"with {spec.backend}"
-    resolved = resolve_precision(spec.precision, spec.device)
-    return f"in {resolved}" + (f" ({spec.precision})" if spec.precision != resolved else "")
+def describe_precision(run: ModelSpec | RunSettings) -> str:
+    """``"in fp32"``, ``"in bf16 (auto)"`` or ``"with onnx-int8"``: what bench and eval print before they run (for
+    settings without a model: as a transformer model runs)."""
+    plan = resolve(run) if isinstance(run, ModelSpec) else decide(run)
+    if plan.backend != "torch":
+        return f"with {plan.label}"
+    return f"in {plan.precision}" + (f" ({run.precision})" if run.precision != plan.precision else "")
 
 
 def encode_options(batch_size: int = 32, quiet: bool = False, max_batch_tokens: int | None = None) -> EncodeOptions:

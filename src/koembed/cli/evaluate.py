@@ -29,6 +29,7 @@ from koembed.cli.common import (
     model_spec,
     parse_top_k,
     quiet_libraries,
+    run_settings,
 )
 from koembed.data import load_retrieval_set
 from koembed.errors import KoembedError, MtebError
@@ -72,11 +73,11 @@ def bench(
         check_output(run_out / run_filename(spec), "--run-out")
     try:
         rs = load_retrieval_set(data, split=split)
-        run_as = model_spec("", precision, backend, device)
+        run_as = run_settings(precision, backend, device)
         console.print(f"[bold]{rs.name}[/]: {len(rs.queries)} queries, {len(rs.corpus)} passages; dense models run "
                       f"{describe_precision(run_as)}", highlight=False)
         results = run_bench(rs, specs, ks,
-                            model=run_as,
+                            settings=run_as,
                             options=encode_options(batch_size, quiet), cache_dir=cache_dir,
                             rerank_depth=rerank_depth)
     except KoembedError as exc:

@@ -21,9 +21,9 @@ from koembed.cli.common import (
     encode_options,
     err_console,
     fail,
-    model_spec,
     parse_rank_range,
     quiet_libraries,
+    run_settings,
 )
 from koembed.data import load_retrieval_set, read_pairs, write_pairs
 from koembed.errors import KoembedError
@@ -133,8 +133,8 @@ def mine(
         docs = load_retrieval_set(corpus, split=split).corpus if corpus is not None else None
         mined, stats = training.mine_hard_negatives(pairs, docs, retriever, negatives=negatives, rank_range=ranks,
                                            margin=None if no_margin or margin == 0 else margin,
-                                           model=model_spec("", device=device, query_prompt=query_prompt,
-                                                            passage_prompt=passage_prompt),
+                                           settings=run_settings(device=device, query_prompt=query_prompt,
+                                                                 passage_prompt=passage_prompt),
                                            options=encode_options(batch_size, quiet))
     except KoembedError as exc:
         fail(exc)

@@ -19,8 +19,8 @@ from koembed.cli.common import (
     console,
     encode_options,
     fail,
-    model_spec,
     quiet_libraries,
+    run_settings,
 )
 from koembed.data import load_retrieval_set
 from koembed.errors import KoembedError, SpecError
@@ -116,7 +116,7 @@ def tune_fusion(
         for path in data:
             rs = load_retrieval_set(path, split=split)
             console.print(f"[bold]{rs.name}[/]: {len(rs.queries)} queries, {len(rs.corpus)} passages")
-            results = run_bench(rs, specs, (1,), model=model_spec("", precision, backend, device),
+            results = run_bench(rs, specs, (1,), settings=run_settings(precision, backend, device),
                                 options=encode_options(batch_size, quiet), cache_dir=cache_dir)
             problems.append(fusion_problem(rs, {r.retriever: r.hits for r in results}, scales))
         fit = fit_fusion(problems, scales, weights_grid, report=lambda f: console.print(
