@@ -19,6 +19,7 @@ from koembed.errors import EmbeddingStoreError, ModelLoadError
 from koembed.index import build_index, load_index
 from koembed.models import ModelSpec
 from koembed.models import precision as precision_module
+from koembed.models.prompts import role_options
 from tests.helpers import QUIET
 
 CHUNK = 5  # 48 sample passages -> 10 chunks in one shard, 5 per shard of two
@@ -100,6 +101,35 @@ def test_resolve_precision_rules(monkeypatch, tmp_path):
     assert models.resolve_precision("fp16", "cuda") == "fp16"
     with pytest.raises(ModelLoadError, match="unknown precision"):
         models.resolve_precision("int8", "cpu")
+
+
+AMX = frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16"})
+
+
+def test_one_precision_decision_on_an_amx_cpu(monkeypatch, tiny_model_dir, corpus_file, docs, tmp_path):
+    """``auto`` on a CPU that reports AMX: the loader, the store's record and the Ray worker's check agree, for a
+    static model (kept in fp32: a lookup gains nothing from bf16) and a transformer (bf16)."""
+    from koembed.encoding.ray_engine import ChunkEncoder
+
+    monkeypatch.setattr(precision_module, "cpu_flags", lambda: AMX)
+    for name, expected in (("static-ko", "fp32"), (str(tiny_model_dir), "bf16")):
+        spec = ModelSpec(name, precision="auto", device="cpu")
+        assert models.resolve(spec).precision == expected
+        assert models.expected_precision(spec) == expected
+        assert models.model_precision(models.load_model(spec)) == expected
+        ChunkEncoder(spec, QUIET, models.expected_precision(spec), threads=1)  # the Ray worker accepts its model
+        out = tmp_path / Path(name).name
+        result = cli("encode", "--model", name, "--corpus", corpus_file, "--out", out, "--quiet")
+        assert result.exit_code == 0, result.output
+        manifest = json.loads((out / "shard-0-of-1" / "manifest.json").read_text(encoding="utf-8"))
+        assert manifest["precision"] == expected
+        stored, _ = read_embeddings([out], *docs)
+        reference = models.load_model(name, precision="fp32", device="cpu")
+        fp32 = models.encode(reference, docs[1], role_options(QUIET, reference, "passage"))
+        gap = float(np.abs(stored - fp32).max())
+        assert gap < 1e-5 if expected == "fp32" else gap > 1e-3  # the vectors are what the record says
+    with pytest.raises(EmbeddingStoreError, match="the store records bf16"):
+        ChunkEncoder(ModelSpec("static-ko", precision="auto", device="cpu"), QUIET, "bf16", threads=1)
 
 
 def test_cpu_flags_are_read_from_cpuinfo(monkeypatch, tmp_path):

@@ -11,7 +11,7 @@ import torch
 from koembed import models
 from koembed.errors import ModelLoadError
 from koembed.files import sha256_file
-from koembed.models import loading
+from koembed.models import locate
 from koembed.models.embed import token_budget_batches
 
 
@@ -83,8 +83,8 @@ def test_unreachable_hub_fails_fast_and_suggests_a_local_path(monkeypatch, tmp_p
 
 @pytest.mark.slow
 def test_bundled_minilm_is_verified_and_loads():
-    path = loading.bundled_minilm_path()
-    assert sha256_file(path / "model.safetensors") == loading.MINILM_SHA256
+    path = locate.bundled_minilm_path()
+    assert sha256_file(path / "model.safetensors") == locate.MINILM_SHA256
     model = models.load_model("minilm")
     emb = models.encode(model, ["The cat sits on the mat.", "A cat is sitting on a mat.", "Stock prices fell."],
                         show_progress=False)
@@ -94,13 +94,13 @@ def test_bundled_minilm_is_verified_and_loads():
 
 
 def test_bundled_minilm_with_wrong_checksum_is_refused(monkeypatch):
-    loading.bundled_minilm_path.cache_clear()
-    monkeypatch.setattr(loading, "MINILM_SHA256", "0" * 64)
+    locate.bundled_minilm_path.cache_clear()
+    monkeypatch.setattr(locate, "MINILM_SHA256", "0" * 64)
     try:
         with pytest.raises(ModelLoadError, match="sha256"):
             models.load_model("minilm")
     finally:
-        loading.bundled_minilm_path.cache_clear()
+        locate.bundled_minilm_path.cache_clear()
 
 
 def test_token_budget_batches_respect_the_budget():

@@ -207,7 +207,7 @@ def test_bundled_static_ko_ships_whole_with_its_card_and_reproduces_its_sample_m
     from pathlib import Path
 
     from koembed.evaluation.runner import evaluate_model
-    from koembed.models.loading import bundled_static_path
+    from koembed.models.locate import bundled_static_path
 
     folder = bundled_static_path()
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and "__pycache__" not in str(p))

@@ -23,7 +23,7 @@ from koembed._lazy import lazy_exports
 from koembed.version import __version__
 
 _API = {
-    "ModelSpec": "koembed.models", "EncodeOptions": "koembed.models", "load_model": "koembed.models",
+    "ModelSpec": "koembed.models", "RunSettings": "koembed.models", "EncodeOptions": "koembed.models", "load_model": "koembed.models",
     "encode": "koembed.models", "load_retrieval_set": "koembed.data", "run_bench": "koembed.evaluation",
     "build_index": "koembed.index", "load_index": "koembed.index", "load_config": "koembed.training",
     "train": "koembed.training",
@@ -35,5 +35,5 @@ if TYPE_CHECKING:
     from koembed.data import load_retrieval_set
     from koembed.evaluation import run_bench
     from koembed.index import build_index, load_index
-    from koembed.models import EncodeOptions, ModelSpec, encode, load_model
+    from koembed.models import EncodeOptions, ModelSpec, RunSettings, encode, load_model
     from koembed.training import load_config, train

@@ -15,7 +15,8 @@ import typer
 from rich.console import Console
 
 from koembed.errors import KoembedError
-from koembed.models import EncodeOptions, ModelSpec, resolve_precision
+from koembed.models import EncodeOptions, ModelSpec, RunSettings, resolve
+from koembed.models.precision import decide
 
 # Logs and pipes get wide tables instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -132,14 +133,17 @@ def with_qdrant_options(store: str = "faiss") -> Callable[[Callable[..., Any]], 
 
 def with_model_options(*names: str, precision: str = "fp32") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Give a command the model options ``names`` of :data:`MODEL_OPTIONS` (declared once here; ``--precision``
-    defaulting to ``precision``) in place of its ``model`` parameter, which receives them as one
-    :class:`~koembed.models.ModelSpec` (:func:`model_spec`). Without ``"model"`` in ``names`` the spec's name is
-    ``""``: a template whose name the retriever specs fill in (:meth:`ModelSpec.with_name`)."""
+    defaulting to ``precision``). With ``"model"`` in ``names`` they replace the command's ``model`` parameter,
+    which receives one :class:`~koembed.models.ModelSpec` (:func:`model_spec`); without it, its ``settings``
+    parameter, which receives :class:`~koembed.models.RunSettings` (:func:`run_settings`): how to run the models
+    that the retriever specs name."""
     unknown = set(names) - set(MODEL_OPTIONS)
     if unknown:
         raise TypeError(f"no such model options: {sorted(unknown)}")
     options = {name: (PrecisionOpt, precision) if name == "precision" else MODEL_OPTIONS[name] for name in names}
-    return lambda command: _replace_parameter(command, "model", options, lambda values: model_spec(**values))
+    if "model" in names:
+        return lambda command: _replace_parameter(command, "model", options, lambda values: model_spec(**values))
+    return lambda command: _replace_parameter(command, "settings", options, lambda values: run_settings(**values))
 
 
 def exits_on_error(*also: type[Exception]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -170,19 +174,26 @@ DOCS_HELP = ("Passages: a .jsonl or .parquet file with id and text columns, or a
              "(AutoRAG/BEIR folder, KorQuAD .json, 'sample'), whose corpus is used.")
 
 
-def model_spec(model: str = "", precision: str = "fp32", backend: str = "torch", device: str | None = None,
+def run_settings(precision: str = "fp32", backend: str = "torch", device: str | None = None,
+                 query_prompt: str | None = None, passage_prompt: str | None = None) -> RunSettings:
+    """The one place the CLI's model options become :class:`~koembed.models.RunSettings` (how to run a model)."""
+    return RunSettings(precision=precision, backend=backend, device=device, query_prompt=query_prompt,
+                       passage_prompt=passage_prompt)
+
+
+def model_spec(model: str, precision: str = "fp32", backend: str = "torch", device: str | None = None,
                query_prompt: str | None = None, passage_prompt: str | None = None) -> ModelSpec:
-    """The one place the CLI's model options become a :class:`~koembed.models.ModelSpec`."""
-    return ModelSpec(model, precision=precision, backend=backend, device=device, query_prompt=query_prompt,
-                     passage_prompt=passage_prompt)
+    """A named model and how to run it (:func:`run_settings`)."""
+    return ModelSpec(model, run_settings(precision, backend, device, query_prompt, passage_prompt))
 
 
-def describe_precision(spec: ModelSpec) -> str:
-    """``"in fp32"``, ``"in bf16 (auto)"`` or ``"with onnx-int8"``: what bench and eval print before they run."""
-    if spec.backend != "torch":
-        return f"with {spec.backend}"
-    resolved = resolve_precision(spec.precision, spec.device)
-    return f"in {resolved}" + (f" ({spec.precision})" if spec.precision != resolved else "")
+def describe_precision(run: ModelSpec | RunSettings) -> str:
+    """``"in fp32"``, ``"in bf16 (auto)"`` or ``"with onnx-int8"``: what bench and eval print before they run (for
+    settings without a model: as a transformer model runs)."""
+    plan = resolve(run) if isinstance(run, ModelSpec) else decide(run)
+    if plan.backend != "torch":
+        return f"with {plan.label}"
+    return f"in {plan.precision}" + (f" ({run.precision})" if run.precision != plan.precision else "")
 
 
 def encode_options(batch_size: int = 32, quiet: bool = False, max_batch_tokens: int | None = None) -> EncodeOptions:

@@ -33,7 +33,7 @@ from koembed.evaluation.plot import plot_results
 from koembed.evaluation.runner import DEFAULT_RETRIEVERS, evaluate_model, run_bench
 from koembed.evaluation.runs import results_document, run_filename, write_runs
 from koembed.files import write_json
-from koembed.models import EncodeOptions, ModelSpec
+from koembed.models import EncodeOptions, ModelSpec, RunSettings
 from koembed.retrieval.specs import parse_spec
 
 
@@ -50,7 +50,7 @@ def bench(
                                                  metavar="FILE")] = None,
     split: SplitOpt = None,
     batch_size: BatchSizeOpt = 32,
-    model: ModelSpec = FROM_OPTIONS,
+    settings: RunSettings = FROM_OPTIONS,
     cache_dir: CacheDirOpt = None,
     rerank_depth: RerankDepthOpt = 50,
     quiet: QuietOpt = False,
@@ -69,8 +69,8 @@ def bench(
         check_output(run_out / run_filename(spec), "--run-out")
     rs = load_retrieval_set(data, split=split)
     console.print(f"[bold]{rs.name}[/]: {len(rs.queries)} queries, {len(rs.corpus)} passages; dense models run "
-                  f"{describe_precision(model)}", highlight=False)
-    results = run_bench(rs, specs, ks, model=model, options=encode_options(batch_size, quiet), cache_dir=cache_dir,
+                  f"{describe_precision(settings)}", highlight=False)
+    results = run_bench(rs, specs, ks, settings=settings, options=encode_options(batch_size, quiet), cache_dir=cache_dir,
                         rerank_depth=rerank_depth)
     rows = [r.to_json() for r in results]
     for table in autorag_tables(rows, ks):

@@ -47,7 +47,7 @@ from koembed.index import (
 )
 from koembed.index.summary import index_summary
 from koembed.lexical import DEFAULT_SPEC, lexical_config
-from koembed.models import ModelSpec
+from koembed.models import ModelSpec, RunSettings
 from koembed.models.export import export_model
 from koembed.models.reranker import load_reranker
 from koembed.ranking import hit_rows
@@ -260,13 +260,13 @@ def search(
         help="Cross-encoder (hub id or folder) that rescores the top --rerank-depth hits; scores are then its "
         "relevance scores.", metavar="MODEL")] = None,
     rerank_depth: RerankDepthOpt = 50,
-    model: ModelSpec = FROM_OPTIONS,
+    settings: RunSettings = FROM_OPTIONS,
     api_key: ApiKeyOpt = None,
 ) -> None:
     """Search an index built by koembed index build (optionally reranked by a cross-encoder)."""
     quiet_libraries()
-    idx = load_index(index, api_key=api_key, device=model.device)
-    reranker = load_reranker(model.with_name(rerank)) if rerank else None
+    idx = load_index(index, api_key=api_key, device=settings.device)
+    reranker = load_reranker(settings.spec(rerank)) if rerank else None
     hits = search_then_rerank(idx, [query], k, mode=mode, reranker=reranker, depth=rerank_depth)
     rows = hit_rows(hits[0], idx.text)
     if json_:

@@ -25,7 +25,7 @@ from koembed.cli.common import (
 )
 from koembed.data import load_retrieval_set, read_pairs, write_pairs
 from koembed.errors import KoembedError
-from koembed.models import ModelSpec
+from koembed.models import RunSettings
 from koembed.models.distill import distill as distill_static
 from koembed.retrieval.specs import parse_spec
 
@@ -119,7 +119,7 @@ def mine(
                                           metavar="X")] = 0.95,
     no_margin: Annotated[bool, typer.Option("--no-margin", help="No margin filter.")] = False,
     batch_size: BatchSizeOpt = 32,
-    model: ModelSpec = FROM_OPTIONS,
+    settings: RunSettings = FROM_OPTIONS,
     quiet: QuietOpt = False,
 ) -> None:
     """Mine hard negatives for training pairs from a retriever's ranking, skipping likely false negatives."""
@@ -134,7 +134,7 @@ def mine(
     pairs = read_pairs(data)
     docs = load_retrieval_set(corpus, split=split).corpus if corpus is not None else None
     mined, stats = training.mine_hard_negatives(pairs, docs, retriever, negatives=negatives, rank_range=ranks,
-                                                margin=None if no_margin or margin == 0 else margin, model=model,
+                                                margin=None if no_margin or margin == 0 else margin, settings=settings,
                                                 options=encode_options(batch_size, quiet))
     write_pairs(out, mined)
     console.print_json(json.dumps(stats))

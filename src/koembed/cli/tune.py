@@ -26,7 +26,7 @@ from koembed.evaluation.runner import run_bench
 from koembed.evaluation.tuning import WEIGHT_GRID, fit_fusion, fit_weights, fusion_problem, lexical_problem
 from koembed.files import write_json
 from koembed.lexical import FIELDS, LexicalConfig
-from koembed.models import ModelSpec
+from koembed.models import RunSettings
 from koembed.ranking import FUSIONS, RRF_K
 from koembed.retrieval.specs import hybrid_spec, parse_spec
 
@@ -91,7 +91,7 @@ def tune_fusion(
                                                 metavar="FILE")
                    ] = None,
     cache_dir: CacheDirOpt = None,
-    model: ModelSpec = FROM_OPTIONS,
+    settings: RunSettings = FROM_OPTIONS,
     batch_size: BatchSizeOpt = 32,
     quiet: QuietOpt = False,
 ) -> None:
@@ -117,7 +117,7 @@ def tune_fusion(
     for path in data:
         rs = load_retrieval_set(path, split=split)
         console.print(f"[bold]{rs.name}[/]: {len(rs.queries)} queries, {len(rs.corpus)} passages")
-        results = run_bench(rs, specs, (1,), model=model, options=encode_options(batch_size, quiet),
+        results = run_bench(rs, specs, (1,), settings=settings, options=encode_options(batch_size, quiet),
                             cache_dir=cache_dir)
         problems.append(fusion_problem(rs, {r.retriever: r.hits for r in results}, scales))
     fit = fit_fusion(problems, scales, weights_grid, report=lambda f: console.print(

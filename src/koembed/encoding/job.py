@@ -40,7 +40,7 @@ def encode_corpus(model: ModelSpec | str, doc_ids: Sequence[str], texts: Sequenc
 
     Vectors are :func:`koembed.models.encode`'s (float32, in corpus order, not re-normalised), stored as
     ``dtype``, ``chunk_size`` passages per chunk file. The model's precision is resolved for its device
-    (:func:`koembed.models.resolve_precision`) and the resolved value is recorded, so ``auto`` on two machines
+    (:func:`koembed.models.resolve`) and the resolved value is recorded, so ``auto`` on two machines
     that resolve it differently is a mismatch. The model is loaded only if a chunk is left to encode; pass
     ``encoder`` (loaded from ``model``) to reuse one. An ONNX backend is recorded as the precision
     (``onnx-int8``). Passages get the model's passage prompt (:mod:`koembed.models.prompts`); an override in

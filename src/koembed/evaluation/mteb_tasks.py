@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from koembed.errors import MtebError
 from koembed.models import EncodeOptions, Encoder, ModelSpec, encode, load_model
-from koembed.models.loading import hub_reachable
+from koembed.models.locate import hub_reachable
 from koembed.models.prompts import role_options
 
 if TYPE_CHECKING:

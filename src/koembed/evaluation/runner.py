@@ -19,7 +19,7 @@ from koembed.evaluation.metrics import (
     ir_metrics,
 )
 from koembed.evaluation.metrics.tables import SIMILARITIES
-from koembed.models import EncodeOptions, ModelSpec, load_model
+from koembed.models import EncodeOptions, ModelSpec, RunSettings, load_model
 from koembed.ranking import Hit
 from koembed.retrieval.dense import DenseRetriever
 from koembed.retrieval.factory import RetrieverFactory
@@ -62,11 +62,11 @@ def score_run(rs: RetrievalSet, hits: dict[str, list[Hit]], top_k: Sequence[int]
 
 
 def run_bench(rs: RetrievalSet, specs: Sequence[str], top_k: Sequence[int] = AUTORAG_TOP_K,
-              model: ModelSpec = ModelSpec(""), options: EncodeOptions = EncodeOptions(),
+              settings: RunSettings = RunSettings(), options: EncodeOptions = EncodeOptions(),
               cache_dir: str | Path | None = None, rerank_depth: int = DEFAULT_RERANK_DEPTH
               ) -> list[RetrieverResult]:
     """Fit and run each retriever spec on ``rs`` and score it. Dense models are loaded once per bench and run as
-    ``model`` says (precision, backend, device, prompt overrides; :func:`koembed.models.load_model`); with
+    ``settings`` say (precision, backend, device, prompt overrides; :func:`koembed.models.load_model`); with
     ``cache_dir`` dense corpus embeddings are stored and reused across runs (same model and corpus).
     ``rerank_depth``: first-stage hits a ``rerank:`` spec rescores (its run holds that many per query)."""
     if not specs:
@@ -74,7 +74,7 @@ def run_bench(rs: RetrievalSet, specs: Sequence[str], top_k: Sequence[int] = AUT
     for spec in specs:
         parse_spec(spec)
     depth = max(RUN_DEPTH, *top_k)
-    factory = RetrieverFactory(rs.doc_ids, list(rs.corpus.values()), model=model, options=options,
+    factory = RetrieverFactory(rs.doc_ids, list(rs.corpus.values()), settings=settings, options=options,
                                cache_dir=cache_dir, rerank_depth=rerank_depth)
     qids = rs.query_ids
     texts = [rs.queries[q] for q in qids]

@@ -16,7 +16,7 @@ from typing import Any
 
 from koembed.errors import ModelLoadError
 from koembed.files import require_empty_folder, staged_folder
-from koembed.models.loading import resolve_model
+from koembed.models.locate import resolve_model
 from koembed.models.static import describe_static
 
 

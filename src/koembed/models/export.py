@@ -11,7 +11,8 @@ from koembed.data import sample_texts
 from koembed.errors import ModelLoadError
 from koembed.files import require_empty_folder, staged_folder
 from koembed.models.embed import encode
-from koembed.models.loading import load_model, model_identity
+from koembed.models.loading import load_model
+from koembed.models.locate import model_identity
 from koembed.models.onnx import OnnxEncoder, export_backend, export_onnx, is_export
 from koembed.models.spec import ONNX_BACKENDS
 from koembed.models.static import static_module

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from koembed.errors import ModelLoadError
-from koembed.models.loading import load_model, resolve_model
+from koembed.models.loading import load_model
+from koembed.models.locate import resolve_model
 from koembed.models.prompts import Role, role_options
 from koembed.models.spec import EncodeOptions, ModelSpec
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from koembed.errors import ModelLoadError
 from koembed.files import checksums, inside, read_manifest, require_empty_folder, staged_folder, verify_files
-from koembed.models.spec import BACKENDS, ONNX_BACKENDS
+from koembed.models.spec import ONNX_BACKENDS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -45,19 +45,6 @@ CACHE_ENV = "KOEMBED_CACHE_DIR"
 # Per-channel int8 weights: per-tensor scales cost all-MiniLM-L6-v2 most of its quality (mean cosine to fp32
 # 0.67 on Korean passages, measured) while per-channel keeps 0.98 at the same speed.
 QUANTIZATION = {"weight_type": "int8", "per_channel": True, "op_types": ["MatMul"]}
-
-
-def check_backend(backend: str, precision: str = "fp32", device: str | None = None) -> None:
-    """Refuse an unknown backend, and ONNX with a reduced ``precision`` or a non-CPU ``device``."""
-    if backend not in BACKENDS:
-        raise ModelLoadError(f"unknown backend {backend!r}: use {', '.join(BACKENDS)}")
-    if backend in ONNX_BACKENDS:
-        if precision not in ("fp32", "auto"):
-            raise ModelLoadError(f"--precision {precision} applies to the torch backend; {backend} runs "
-                                 f"{'int8' if backend == 'onnx-int8' else 'fp32'} weights as exported")
-        if device is not None and not str(device).startswith("cpu"):
-            raise ModelLoadError(f"{backend} runs on the CPU (onnxruntime CPU build); on {device} use "
-                                 "--backend torch with --precision bf16/fp16")
 
 
 def is_export(path: str | Path) -> bool:
@@ -125,7 +112,6 @@ def export_onnx(model: SentenceTransformer, out_dir: str | Path, backend: str = 
     """
     import torch
 
-    check_backend(backend)
     if backend not in ONNX_BACKENDS:
         raise ModelLoadError(f"export writes an ONNX backend ({', '.join(ONNX_BACKENDS)}), not {backend!r}")
     out_dir = require_empty_folder(out_dir, ModelLoadError, overwrite)
@@ -219,49 +205,42 @@ def cached_export(model: SentenceTransformer, backend: str, source: dict[str, st
     return folder
 
 
-class OnnxEncoder:
-    """An exported model run by onnxruntime, with the parts of the SentenceTransformer interface koembed uses.
+class GraphEncoder:
+    """An exported model run by a graph runtime, with the parts of the SentenceTransformer interface koembed uses:
+    what :class:`OnnxEncoder` (onnxruntime) and :class:`koembed.models.openvino.OpenVinoEncoder` share.
 
     ``encode`` returns float32 embeddings exactly as the exported pipeline computes them (normalised if the
     model normalises). ``max_seq_length`` may be changed between calls (truncation happens in the
     tokenizer); it cannot exceed the exported model's position table. The graph files' sha256 are checked on
-    load (a few seconds for bge-m3's 2.2 GB).
-    Runs with ``torch.get_num_threads()`` threads unless ``threads`` is given.
+    load (a few seconds for bge-m3's 2.2 GB). ``backend`` is what stored embeddings record (``onnx-int8``).
+    A runtime implements :meth:`_run` (one padded batch of int64 inputs -> embeddings).
     """
 
     similarity_fn_name: str
+    backend: str
 
-    def __init__(self, folder: str | Path, threads: int | None = None) -> None:
-        import onnxruntime as ort
+    def __init__(self, folder: str | Path) -> None:
         from transformers import AutoTokenizer
 
         self.folder = Path(folder).expanduser()
         meta = read_meta(self.folder)
         remedy = "the export was changed or damaged; export the model again"
-        graph = inside(self.folder, meta.get("file", GRAPH_FILE), ModelLoadError, f"{self.folder / META_FILE}: file",
-                       remedy)
+        self.graph = inside(self.folder, meta.get("file", GRAPH_FILE), ModelLoadError,
+                            f"{self.folder / META_FILE}: file", remedy)
         # Exactly the graph files: the graph, and its external weights if the folder has them.
-        graph_files = {graph.name} | ({WEIGHTS_FILE} if (self.folder / WEIGHTS_FILE).exists() else set())
+        graph_files = {self.graph.name} | ({WEIGHTS_FILE} if (self.folder / WEIGHTS_FILE).exists() else set())
         verify_files(self.folder, meta.get("files"), META_FILE, ModelLoadError, remedy=remedy, expected=graph_files)
         self.meta = meta
-        self.backend: str = meta["backend"]
+        self.backend = meta["backend"]
         self.similarity_fn_name = meta.get("similarity_fn_name") or "cosine"
         self.max_seq_length: int | None = meta.get("max_seq_length")
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder))
-        options = ort.SessionOptions()
-        if threads is None:
-            import torch
-
-            threads = torch.get_num_threads()
-        options.intra_op_num_threads = threads
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
         self.inputs = list(meta["inputs"])
         self.device = "cpu"
         self.prompts: dict[str, str] = dict(meta.get("prompts") or {})
 
     def __repr__(self) -> str:
-        return f"OnnxEncoder({str(self.folder)!r}, backend={self.backend!r})"
+        return f"{type(self).__name__}({str(self.folder)!r}, backend={self.backend!r})"
 
     def get_embedding_dimension(self) -> int:
         return int(self.meta["dimension"])
@@ -269,6 +248,19 @@ class OnnxEncoder:
     def modules(self) -> list[Any]:
         """No torch modules: the pipeline is inside the graph (``meta['normalized']`` says if it normalises)."""
         return []
+
+    def forward(self, features: dict[str, Any]) -> np.ndarray:
+        """Embeddings of one padded batch: ``features`` holds ``input_ids`` and ``attention_mask`` (and
+        ``token_type_ids``, zeros if absent), as a tokenizer returns them."""
+        import numpy as np
+
+        ids = np.asarray(features["input_ids"], dtype=np.int64)
+        feed = {name: np.asarray(features[name], dtype=np.int64) if name in features else np.zeros_like(ids)
+                for name in self.inputs}
+        return self._run(feed)
+
+    def _run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
 
     def encode(self, sentences: Sequence[str] | str, batch_size: int = 32, show_progress_bar: bool = False,
                convert_to_numpy: bool = True, prompt: str | None = None, **_: Any) -> np.ndarray:
@@ -287,6 +279,26 @@ class OnnxEncoder:
             idx = order[start: start + batch_size]
             enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=self.max_seq_length is not None,
                                  max_length=self.max_seq_length, return_tensors="np")
-            feed = {name: np.asarray(enc[name], dtype=np.int64) for name in self.inputs}
-            out[idx] = self.session.run(None, feed)[0]
+            out[idx] = self.forward(enc)
         return out[0] if single else out
+
+
+class OnnxEncoder(GraphEncoder):
+    """An ONNX export run by onnxruntime (CPU), with ``torch.get_num_threads()`` threads unless ``threads`` is
+    given; see :class:`GraphEncoder`."""
+
+    def __init__(self, folder: str | Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        super().__init__(folder)
+        options = ort.SessionOptions()
+        if threads is None:
+            import torch
+
+            threads = torch.get_num_threads()
+        options.intra_op_num_threads = threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(self.graph), options, providers=["CPUExecutionProvider"])
+
+    def _run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(None, feed)[0]

@@ -1,12 +1,21 @@
-"""Which weight precision a model runs in on which device, decided before anything is loaded."""
+"""How a model runs (backend, weight precision), decided once, before anything is loaded: :func:`resolve`.
+
+Every path asks the same function: :func:`koembed.models.load_model` applies its answer, stored embeddings and
+indexes record it (:func:`expected_precision`) before a long load, and the Ray engine's workers check their
+loaded model against it (:func:`model_precision`), so ``auto`` cannot mean one thing to the loader and another to
+the store.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from koembed.errors import ModelLoadError
-from koembed.models.onnx import check_backend, export_backend, is_export
-from koembed.models.spec import ONNX_BACKENDS, PRECISIONS, Encoder, ModelSpec
+from koembed.models.locate import local_folder
+from koembed.models.onnx import export_backend, is_export
+from koembed.models.spec import BACKENDS, ONNX_BACKENDS, PRECISIONS, Encoder, ModelSpec, RunSettings
+from koembed.models.static import is_static_folder
 
 CPUINFO = Path("/proc/cpuinfo")
 CPU_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})  # native bf16 matmuls: bf16 is faster than fp32
@@ -63,21 +72,89 @@ def resolve_precision(precision: str, device: str | None) -> str:
     return "fp32"
 
 
+@dataclass(frozen=True)
+class Resolved:
+    """How a model will run: ``backend`` (torch, onnx, onnx-int8), ``precision`` of its weights (fp32, bf16, fp16
+    for torch; fp32 or int8 for the graphs), whether it is ``static`` (a table lookup), and the ``export`` folder it
+    is (a ``koembed export`` folder), if it is one."""
+
+    backend: str
+    precision: str
+    static: bool = False
+    export: Path | None = None
+
+    @property
+    def label(self) -> str:
+        """What stored embeddings record and :func:`model_precision` reports: the torch precision (``bf16``), or
+        the graph backend (``onnx-int8``)."""
+        return self.precision if self.backend == "torch" else self.backend
+
+
+STATIC_GRAPH = ("{name} is a static model: encoding it is a table lookup, which no ONNX graph makes faster; run it "
+                "with --backend torch (koembed export --backend model2vec writes a copy that runs with numpy alone)")
+
+
+def decide(settings: RunSettings, *, static: bool = False, exported: str | None = None) -> Resolved:
+    """The rule of :func:`resolve` for a model already known to be ``static`` or an export for the graph backend
+    ``exported``; a transformer by default. Bad settings are a :class:`ModelLoadError`.
+
+    torch: :func:`resolve_precision`, except that ``auto`` keeps a static model in fp32 (a lookup is no faster in
+    bf16). An export runs as the backend it was exported for (asking for the other graph backend is an error);
+    the graph backends run fp32 or int8 weights as exported, on the CPU, and refuse a static model.
+    """
+    if settings.backend not in BACKENDS:
+        raise ModelLoadError(f"unknown backend {settings.backend!r}: use {', '.join(BACKENDS)}")
+    if settings.precision not in PRECISIONS:
+        raise ModelLoadError(f"unknown precision {settings.precision!r}: use {', '.join(PRECISIONS)}")
+    backend = settings.backend
+    if exported is not None:
+        if backend in ONNX_BACKENDS and backend != exported:
+            raise ModelLoadError(f"it is a {exported} export; export it again with --backend {backend}, or load "
+                                 "the original model")
+        backend = exported
+    if backend == "torch":
+        precision = "fp32" if static and settings.precision == "auto" else resolve_precision(settings.precision,
+                                                                                               settings.device)
+        return Resolved("torch", precision, static)
+    if settings.precision not in ("fp32", "auto"):
+        raise ModelLoadError(f"--precision {settings.precision} applies to the torch backend; {backend} runs "
+                             f"{'int8' if backend == 'onnx-int8' else 'fp32'} weights as exported")
+    if settings.device is not None and not str(settings.device).startswith("cpu"):
+        raise ModelLoadError(f"{backend} runs on the CPU (onnxruntime CPU build); on {settings.device} use "
+                             "--backend torch with --precision bf16/fp16")
+    return Resolved(backend, "int8" if backend.endswith("-int8") else "fp32", static)
+
+
+def resolve(spec: ModelSpec) -> Resolved:
+    """How :func:`koembed.models.load_model` will run ``spec``, from its settings and its files, without loading it.
+
+    Whether the model is an export or static is read from its folder (an alias's, a path's, or a hub id's snapshot
+    in the local Hugging Face cache): a hub id that is not cached yet is taken for a transformer.
+    """
+    if is_export(spec.name):
+        try:
+            return replace(decide(spec.settings, exported=export_backend(spec.name)), export=Path(spec.name))
+        except ModelLoadError as exc:
+            raise ModelLoadError(f"{spec.name}: {exc}") from None
+    folder = local_folder(spec.name)
+    static = folder is not None and is_static_folder(folder)
+    if static and spec.backend in ONNX_BACKENDS:
+        raise ModelLoadError(STATIC_GRAPH.format(name=spec.name))
+    return decide(spec.settings, static=static)
+
+
 def model_precision(model: Encoder) -> str:
     """``fp32``, ``bf16`` or ``fp16``: the dtype of the model's weights (what :func:`load_model` cast them to);
     ``onnx`` or ``onnx-int8`` for an ONNX model. Stored embeddings record it, so no two forms are mixed."""
     import torch
 
     if getattr(model, "backend", "torch") != "torch":
-        return str(model.backend)  # type: ignore[attr-defined]
-    dtype = next(model.parameters()).dtype  # type: ignore[attr-defined]
+        return str(model.backend)  # type: ignore[attr-defined]  # an OnnxEncoder: not in the Encoder protocol
+    dtype = next(model.parameters()).dtype  # type: ignore[attr-defined]  # a torch model: not in the protocol
     return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
 
 
 def expected_precision(spec: ModelSpec) -> str:
-    """What :func:`model_precision` of ``load_model(spec)`` will be, without loading it: lets stored
-    embeddings be checked before a long model load."""
-    check_backend(spec.backend, spec.precision, spec.device)
-    if is_export(spec.name):
-        return export_backend(spec.name)
-    return spec.backend if spec.backend in ONNX_BACKENDS else resolve_precision(spec.precision, spec.device)
+    """What :func:`model_precision` of ``load_model(spec)`` will be, without loading it (:func:`resolve`'s label):
+    lets stored embeddings be checked before a long model load."""
+    return resolve(spec).label

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from koembed.errors import ModelLoadError
-from koembed.models.loading import hub_reachable, resolve_model
-from koembed.models.precision import resolve_precision
+from koembed.models.locate import from_hub, resolve_model
+from koembed.models.precision import decide
 from koembed.models.spec import EncodeOptions, ModelSpec
 
 if TYPE_CHECKING:
@@ -26,14 +26,14 @@ def load_reranker(model: ModelSpec | str, **settings: Any) -> CrossEncoder:
     """A cross-encoder by hub id or local folder, on ``device``, in ``precision`` (torch backend only).
 
     A hub id is looked up in the local cache first; when it is not there and the hub cannot be reached,
-    :class:`ModelLoadError` says so (as :func:`koembed.models.load_model` does).
+    :class:`ModelLoadError` says so (:func:`koembed.models.locate.from_hub`, as for embedding models).
     """
     from sentence_transformers import CrossEncoder
 
     spec = ModelSpec.of(model, **settings)
     if spec.backend != "torch":
         raise ModelLoadError(f"rerankers run on the torch backend, not {spec.backend}")
-    precision = resolve_precision(spec.precision, spec.device)
+    precision = decide(spec.settings).precision
     target = resolve_model(spec.name)
     path = Path(target).expanduser()
     kwargs: dict[str, Any] = {"device": spec.device}
@@ -44,18 +44,7 @@ def load_reranker(model: ModelSpec | str, **settings: Any) -> CrossEncoder:
             raise ModelLoadError(f"{path} holds no cross-encoder (no config.json)")
         loaded = CrossEncoder(str(path), **kwargs)
     else:
-        try:
-            loaded = CrossEncoder(target, local_files_only=True, **kwargs)
-        except Exception:  # not cached
-            if not hub_reachable():
-                raise ModelLoadError(f"cannot download the reranker {target!r}: the Hugging Face hub is unreachable "
-                                     "and it is not in the local cache. Download it where the hub is reachable "
-                                     f"(hf download {target} --local-dir DIR), copy DIR here and pass that local "
-                                     "path.") from None
-            try:
-                loaded = CrossEncoder(target, **kwargs)
-            except OSError as exc:
-                raise ModelLoadError(f"could not load the reranker {target!r}: {exc}") from exc
+        loaded = from_hub(lambda target, **kw: CrossEncoder(target, **kwargs, **kw), target, "reranker")
     if loaded.num_labels != 1:
         raise ModelLoadError(f"{spec.name} has {loaded.num_labels} outputs; a reranker has one relevance score")
     if precision != "fp32":

@@ -1,5 +1,6 @@
-"""What travels between koembed's layers instead of loose arguments: which model and how to run it
-(:class:`ModelSpec`), how to encode (:class:`EncodeOptions`), and what a loaded model offers (:class:`Encoder`).
+"""What travels between koembed's layers instead of loose arguments: how to run a model (:class:`RunSettings`),
+which model and how to run it (:class:`ModelSpec`), how to encode (:class:`EncodeOptions`), and what a loaded
+model offers (:class:`Encoder`).
 
 Tevatron's lesson: one option object per concern, declared once, so a new option (a prompt, a backend) is one
 field here and one flag in the CLI rather than a parameter threaded through twenty signatures.
@@ -21,19 +22,17 @@ ONNX_BACKENDS = ("onnx", "onnx-int8")
 
 
 @dataclass(frozen=True)
-class ModelSpec:
-    """A model and how to run it: everything :func:`koembed.models.load_model` needs.
+class RunSettings:
+    """How to run a model, whichever model it is: what a command's options say before (or without) naming one.
 
-    ``name``: hub id (``BAAI/bge-m3``), local folder, or alias (``minilm``). ``precision``: weights in fp32,
-    bf16, fp16 (CUDA only) or ``auto`` (:func:`koembed.models.resolve_precision`). ``backend``: torch, onnx or
-    onnx-int8 (CPU). ``device``: a torch device, None for sentence-transformers' choice. ``max_seq_length``:
-    truncation length, None for the model's own. ``pooling``: for a plain Hugging Face encoder folder, how it
-    is wrapped (CLS, as BGE-m3). ``query_prompt`` / ``passage_prompt``: text put before every query / passage
-    (e5's ``"query: "``); None uses the prompts the model's ``config_sentence_transformers.json`` defines
-    (:mod:`koembed.models.prompts`), ``""`` means none.
+    ``precision``: weights in fp32, bf16, fp16 (CUDA only) or ``auto`` (:func:`koembed.models.precision.resolve`).
+    ``backend``: torch, onnx or onnx-int8 (CPU). ``device``: a torch device, None for sentence-transformers'
+    choice. ``max_seq_length``: truncation length, None for the model's own. ``pooling``: for a plain Hugging Face
+    encoder folder, how it is wrapped (CLS, as BGE-m3). ``query_prompt`` / ``passage_prompt``: text put before
+    every query / passage (e5's ``"query: "``); None uses the prompts the model's
+    ``config_sentence_transformers.json`` defines (:mod:`koembed.models.prompts`), ``""`` means none.
     """
 
-    name: str
     precision: str = "fp32"
     backend: str = "torch"
     device: str | None = None
@@ -42,15 +41,61 @@ class ModelSpec:
     query_prompt: str | None = None
     passage_prompt: str | None = None
 
+    def spec(self, name: str) -> ModelSpec:
+        """These settings for the model ``name`` (a retriever spec names the model, the CLI the rest)."""
+        return ModelSpec(name, self)
+
+
+@dataclass(frozen=True, init=False)
+class ModelSpec:
+    """A model (``name``: hub id such as ``BAAI/bge-m3``, local folder, or alias such as ``minilm``) and how to run
+    it (``settings``, a :class:`RunSettings`): everything :func:`koembed.models.load_model` needs.
+
+    ``ModelSpec(name, precision="bf16", ...)`` takes :class:`RunSettings` fields as keywords (over ``settings``,
+    if given as well), and reads them back as attributes: ``spec.precision`` is ``spec.settings.precision``.
+    """
+
+    name: str
+    settings: RunSettings
+
+    def __init__(self, name: str, settings: RunSettings | None = None, **fields: Any) -> None:
+        settings = settings if settings is not None else RunSettings()
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "settings", replace(settings, **fields) if fields else settings)
+
     @classmethod
     def of(cls, model: ModelSpec | str, **settings: Any) -> ModelSpec:
         """``model`` as a spec: a name gets default settings; ``settings`` (field=value) override fields."""
         spec = cls(model) if isinstance(model, str) else model
-        return replace(spec, **settings) if settings else spec
+        return cls(spec.name, spec.settings, **settings) if settings else spec
 
-    def with_name(self, name: str) -> ModelSpec:
-        """The same run settings for another model (a retriever spec names the model, the CLI the rest)."""
-        return replace(self, name=name)
+    @property
+    def precision(self) -> str:
+        return self.settings.precision
+
+    @property
+    def backend(self) -> str:
+        return self.settings.backend
+
+    @property
+    def device(self) -> str | None:
+        return self.settings.device
+
+    @property
+    def max_seq_length(self) -> int | None:
+        return self.settings.max_seq_length
+
+    @property
+    def pooling(self) -> Pooling:
+        return self.settings.pooling
+
+    @property
+    def query_prompt(self) -> str | None:
+        return self.settings.query_prompt
+
+    @property
+    def passage_prompt(self) -> str | None:
+        return self.settings.passage_prompt
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from koembed.errors import SpecError
 from koembed.models.embed import encode, release_freed_memory, token_budget_batches
-from koembed.models.onnx import OnnxEncoder
+from koembed.models.onnx import GraphEncoder
 from koembed.models.spec import EncodeOptions, Encoder
 from koembed.models.static import static_module
 
@@ -34,7 +34,7 @@ def vocabulary_size(model: Encoder) -> int:
     static = static_module(model)
     if static is not None:
         return min(static.tokenizer.get_vocab_size(), static.embedding.num_embeddings)
-    if isinstance(model, OnnxEncoder):
+    if isinstance(model, GraphEncoder):
         return len(model.tokenizer)
     if _torch_transformer(model):
         return min(len(model.tokenizer), model[0].auto_model.get_input_embeddings().num_embeddings)
@@ -76,11 +76,8 @@ def _forward(model: Encoder, rows: list[list[int]]) -> np.ndarray:
     """One forward pass over ``rows`` (already checked), as sentence-transformers' ``encode`` runs one batch."""
     import numpy as np
 
-    if isinstance(model, OnnxEncoder):
-        enc = model.tokenizer.pad({"input_ids": rows}, padding=True, return_tensors="np")
-        feed = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
-                "token_type_ids": np.zeros_like(enc["input_ids"])}
-        return model.session.run(None, {name: np.asarray(feed[name], dtype=np.int64) for name in model.inputs})[0]
+    if isinstance(model, GraphEncoder):
+        return model.forward(model.tokenizer.pad({"input_ids": rows}, padding=True, return_tensors="np"))
     import torch
     from sentence_transformers.util import batch_to_device
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from koembed.encoding.cache import cached_corpus_embeddings
 from koembed.lexical import BM25Retriever
-from koembed.models import EncodeOptions, ModelSpec, load_model
+from koembed.models import EncodeOptions, ModelSpec, RunSettings, load_model
 from koembed.models.m3 import M3Encoder, M3Output, load_m3
 from koembed.models.reranker import load_reranker
 from koembed.retrieval.base import Retriever
@@ -27,18 +27,18 @@ class RetrieverFactory:
     """Builds retrievers from specs, sharing loaded models and fitted children between specs.
 
     ``dense:minilm`` and ``hybrid:bm25+dense:minilm`` in one bench load the model and embed the corpus once.
-    ``model`` says how dense models run (precision, backend, device; its name is replaced by each spec's model);
+    ``settings`` say how dense models run (precision, backend, device, prompts; each spec names its model);
     ``options`` how they encode. With ``cache_dir``, corpus embeddings are stored there per model, precision and
     corpus, reused by later runs and resumed if a run was interrupted
     (:func:`koembed.encoding.cache.cached_corpus_embeddings`). ``rerank_depth``: candidates a ``rerank:`` spec
     rescores. The M3 specs of one model share one encoding of the corpus (all three outputs).
     """
 
-    def __init__(self, doc_ids: Sequence[str], texts: Sequence[str], model: ModelSpec = ModelSpec(""),
+    def __init__(self, doc_ids: Sequence[str], texts: Sequence[str], settings: RunSettings = RunSettings(),
                  options: EncodeOptions = EncodeOptions(), cache_dir: str | Path | None = None,
                  rerank_depth: int = DEFAULT_RERANK_DEPTH):
         self.doc_ids, self.texts = list(doc_ids), list(texts)
-        self.model, self.options, self.cache_dir = model, options, cache_dir
+        self.settings, self.options, self.cache_dir = settings, options, cache_dir
         self.rerank_depth = rerank_depth
         self._fitted: dict[str, Retriever] = {}
         self._m3: dict[str, tuple[M3Encoder, M3Output]] = {}
@@ -57,7 +57,7 @@ class RetrieverFactory:
             bm25.fit(self.doc_ids, self.texts)
             return bm25
         if parsed.kind == "dense":
-            model = load_model(self.model.with_name(parsed.model))
+            model = load_model(self.settings.spec(parsed.model))
             dense = DenseRetriever(model, name=spec, options=self.options)
             if self.cache_dir is None:
                 dense.fit(self.doc_ids, self.texts)
@@ -67,14 +67,15 @@ class RetrieverFactory:
             return dense
         if parsed.kind in M3_KINDS:
             if parsed.model not in self._m3:
-                encoder = load_m3(self.model.with_name(parsed.model))
+                encoder = load_m3(self.settings.spec(parsed.model))
                 self._m3[parsed.model] = (encoder, encoder.encode(self.texts, self.options, "passage"))
             encoder, corpus = self._m3[parsed.model]
             m3 = M3Retriever(encoder, spec, M3_KINDS[parsed.kind], parsed.weights, self.options)
             m3.fit_outputs(self.doc_ids, corpus)
             return m3
         if parsed.kind == "rerank":
-            model = load_reranker(ModelSpec(parsed.model, precision=self.model.precision, device=self.model.device))
+            model = load_reranker(ModelSpec(parsed.model, precision=self.settings.precision,
+                                            device=self.settings.device))
             reranker = RerankRetriever(self.get(parsed.children[0]), model, spec, self.rerank_depth, self.options)
             reranker.fit(self.doc_ids, self.texts)
             return reranker

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from koembed.data import Pair
 from koembed.errors import SpecError
-from koembed.models import EncodeOptions, ModelSpec
+from koembed.models import EncodeOptions, RunSettings
 from koembed.ranking import Hit
 from koembed.retrieval.base import Retriever
 from koembed.retrieval.factory import RetrieverFactory
@@ -43,7 +43,7 @@ class _Query:
 
 def mine_hard_negatives(pairs: Sequence[Pair], corpus: dict[str, str] | None = None, retriever_spec: str = "bm25",
                         negatives: int = 5, rank_range: tuple[int, int] = (10, 100), margin: float | None = 0.95,
-                        model: ModelSpec = ModelSpec(""), options: EncodeOptions = EncodeOptions(),
+                        settings: RunSettings = RunSettings(), options: EncodeOptions = EncodeOptions(),
                         ) -> tuple[list[Pair], dict[str, int]]:
     """Mine up to ``negatives`` hard negatives per pair; return new pairs and counts.
 
@@ -89,7 +89,7 @@ def mine_hard_negatives(pairs: Sequence[Pair], corpus: dict[str, str] | None = N
         return [], stats
 
     doc_ids, texts, index_of = _searchable_corpus(corpus or {}, [p.positive for p in pairs])
-    retriever = RetrieverFactory(doc_ids, texts, model=model, options=options).get(retriever_spec)
+    retriever = RetrieverFactory(doc_ids, texts, settings=settings, options=options).get(retriever_spec)
     retriever.show_progress = False  # fitting showed its bars; per-chunk search bars would only clutter ours
     row_of = {doc_id: i for i, doc_id in enumerate(doc_ids)}
 
