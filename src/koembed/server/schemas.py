@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, StrictBool, StrictInt, StrictStr, field_validator
 
+from koembed.data._checks import visible_text
 from koembed.server.config import MAX_SEARCH_K
 
 
@@ -104,15 +105,30 @@ class RerankRequest(BaseModel):
     model: StrictStr | None = None
     truncate: StrictBool | None = None  # None = the server's setting
 
+    @field_validator("query", mode="before")
+    @classmethod
+    def _query_text(cls, value: Any) -> Any:
+        return _text(value, None) if isinstance(value, str) else value  # other types: pydantic's type error
+
     @field_validator("documents")
     @classmethod
-    def _non_empty(cls, value: list[str]) -> list[str]:
+    def _documents_text(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("must not be an empty list")
         for i, item in enumerate(value):
-            if not item:
-                raise ValueError(f"documents[{i}] must not be an empty string")
+            _text(item, f"documents[{i}]")
         return value
+
+
+def _text(text: str, where: str | None) -> str:
+    """``text`` if it is valid Unicode with a visible character (as the data readers require of a text), else a
+    ValueError naming ``where`` (None: the field itself, which the error response names): an empty or blank
+    text has no meaning to embed or rank."""
+    _unicode(text, where)
+    if not visible_text(text):
+        problem = "empty text (no visible character)"
+        raise ValueError(f"{where} is an {problem}" if where else f"an {problem}")
+    return text
 
 
 def _unicode(text: str, where: str | None) -> str:
