@@ -183,6 +183,8 @@ EMBEDDING_ERRORS = [
     ({"input": [[5, 6], []]}, 422, "input", "invalid_value", ["input[1]", "empty"]),
     ({"input": [[5, "a"]]}, 422, "input", "invalid_value", ["input[0][1]", "integer", "string"]),
     ({"input": [5, 6.0]}, 422, "input", "invalid_value", ["input[1]", "integer", "number"]),
+    ({"input": [2.5, 6]}, 422, "input", "invalid_value", ["input[0] must be an integer token id", "(2.5)"]),
+    ({"input": [[5, 6, 2.5]]}, 422, "input", "invalid_value", ["input[0][2] must be an integer token id", "(2.5)"]),
     ({"input": [5, True]}, 422, "input", "invalid_value", ["input[1]", "integer", "boolean"]),
     ({"input": [[5, 6], "text"]}, 422, "input", "invalid_value", ["input[1]", "list of token ids"]),
     ({"input": ["질문", [5]]}, 422, "input", "invalid_value", ["input[1]", "string"]),

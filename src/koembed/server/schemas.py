@@ -49,6 +49,9 @@ class EmbeddingRequest(BaseModel):
                                      f"{_json_type(item)}")
                 _check_ids(item, f"input[{i}]")
             return value
+        if isinstance(value[0], (int, float)) and not isinstance(value[0], bool):  # a number, not an integer
+            raise ValueError(f"input[0] must be an integer token id (or input a list of strings), not "
+                             f"{_json_type(value[0])} ({value[0]!r})")
         for i, item in enumerate(value):
             if not isinstance(item, str):
                 raise ValueError(f"input[{i}] must be a string like input[0], not {_json_type(item)}")
@@ -74,7 +77,8 @@ def _check_ids(ids: list[Any], where: str) -> None:
         raise ValueError(f"{where} must not be an empty list of token ids")
     for j, token in enumerate(ids):
         if not _is_id(token):
-            raise ValueError(f"{where}[{j}] must be a token id (an integer), not {_json_type(token)}")
+            shown = f" ({token!r})" if isinstance(token, float) else ""
+            raise ValueError(f"{where}[{j}] must be an integer token id, not {_json_type(token)}{shown}")
         if token < 0:
             raise ValueError(f"{where}[{j}] is {token}: token ids are not negative")
 
