@@ -176,6 +176,8 @@ EMBEDDING_ERRORS = [
     ({"input": ""}, 422, "input", "invalid_value", ["input", "empty"]),
     ({"input": []}, 422, "input", "invalid_value", ["input", "empty"]),
     ({"input": ["질문", ""]}, 422, "input", "invalid_value", ["input[1]", "empty"]),
+    ({"input": " "}, 422, "input", "invalid_value", ["input: an empty text (no visible character)"]),
+    ({"input": ["질문", " \n\u200b"]}, 422, "input", "invalid_value", ["input[1] is an empty text"]),
     # token ids of the tiny model's tokenizer (800 ids)
     ({"input": [5, 900, 6]}, 422, "input", "invalid_value", ["input[1]", "900", "0 to 799"]),
     ({"input": [[5, 6], [7, 8, 9, 5, 6, 800]]}, 422, "input", "invalid_value", ["input[1][5]", "800"]),
@@ -272,7 +274,7 @@ def test_failing_encode_is_a_json_500_and_the_server_recovers(model):
 
 
 def test_search_errors(http, plain_url):
-    for body, param, word in [({"query": ""}, "query", "query"), ({"query": "여권", "k": 0}, "k", "k"),
+    for body, param, word in [({"query": ""}, "query", "query"), ({"query": " \t"}, "query", "empty text"), ({"query": "여권", "k": 0}, "k", "k"),
                               ({"query": "여권", "k": "3"}, "k", "k"), ({"query": "여권", "mode": "fuzzy"}, "mode",
                                                                         "mode"), ({"k": 3}, "query", "query"),
                               ({"query": "여권", "mode": "sparse"}, "mode", "lexical weights"),

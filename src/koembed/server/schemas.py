@@ -32,9 +32,7 @@ class EmbeddingRequest(BaseModel):
         Wrong types raise ValueError too: pydantic turns ValueError, not TypeError, into a validation error.
         """
         if isinstance(value, str):
-            if not value:
-                raise ValueError("must not be an empty string")
-            return _unicode(value, None)
+            return _text(value, None)
         if not isinstance(value, list):
             raise ValueError(f"must be a string, a list of strings or token ids, not {_json_type(value)}")
         if not value:
@@ -55,9 +53,7 @@ class EmbeddingRequest(BaseModel):
         for i, item in enumerate(value):
             if not isinstance(item, str):
                 raise ValueError(f"input[{i}] must be a string like input[0], not {_json_type(item)}")
-            if not item:
-                raise ValueError(f"input[{i}] must not be an empty string")
-            _unicode(item, f"input[{i}]")
+            _text(item, f"input[{i}]")
         return value
 
     def token_ids(self) -> list[list[int]] | None:
@@ -83,7 +79,16 @@ def _check_ids(ids: list[Any], where: str) -> None:
             raise ValueError(f"{where}[{j}] is {token}: token ids are not negative")
 
 
-class SearchRequest(BaseModel):
+class _QueryText(BaseModel):
+    """A request whose ``query`` must be valid Unicode with a visible character (checked before its type)."""
+
+    @field_validator("query", mode="before", check_fields=False)
+    @classmethod
+    def _query_text(cls, value: Any) -> Any:
+        return _text(value, None) if isinstance(value, str) else value  # other types: pydantic's type error
+
+
+class SearchRequest(_QueryText):
     """A query on the loaded index; ``mode`` as :meth:`koembed.index.Index.search` takes it; ``rerank``: rescore
     the top ``--rerank-depth`` hits with the server's reranker."""
 
@@ -96,7 +101,7 @@ class SearchRequest(BaseModel):
     highlight: StrictBool = False  # add each hit's spans of the query's Kiwi morphemes (the playground's view)
 
 
-class RerankRequest(BaseModel):
+class RerankRequest(_QueryText):
     """The rerank request of TEI / Cohere / Jina: a query and the documents to order; ``top_n`` (default all)
     results, with their text when ``return_documents``. ``model`` is accepted and ignored, as in embeddings."""
 
@@ -108,11 +113,6 @@ class RerankRequest(BaseModel):
     return_documents: StrictBool = False
     model: StrictStr | None = None
     truncate: StrictBool | None = None  # None = the server's setting
-
-    @field_validator("query", mode="before")
-    @classmethod
-    def _query_text(cls, value: Any) -> Any:
-        return _text(value, None) if isinstance(value, str) else value  # other types: pydantic's type error
 
     @field_validator("documents")
     @classmethod
