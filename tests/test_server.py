@@ -302,7 +302,10 @@ def test_api_key_guards_everything_but_health(url):
                 assert response.headers["www-authenticate"] == "Bearer"
         health = client.get("/health")
     assert health.status_code == 200
-    assert health.json() | {"queue_size": 0, "queued_requests": 0, "queued_tokens": 0} == {
+    index_state = health.json().pop("index")
+    assert index_state["state"] == "ok" and index_state["error"] is None
+    assert {k: v for k, v in health.json().items() if k != "index"} | {"queue_size": 0, "queued_requests": 0,
+                                                                       "queued_tokens": 0} == {
         "status": "ok", "model": "koembed-tiny", "dimension": 32, "max_input_tokens": MAX_TOKENS,
         "index_loaded": True, "index_passages": 48, "batching": True, "queue_size": 0, "queued_requests": 0,
         "queued_tokens": 0, "max_queue_tokens": ServerLimits().max_queue_tokens,

@@ -27,7 +27,10 @@ Endpoints (see :func:`create_app`):
   in ``text``) and the response ``morphemes`` (the query's), for the playground.
 - ``GET /``: the search playground page (:mod:`koembed.server.playground`), open without the API key (it holds
   no data; the key typed into it is sent to ``/search``).
-- ``GET /health``: never needs the API key; model, dimension, index, reranker, queue.
+- ``GET /health``: never needs the API key; model, dimension, index, reranker, queue. Always 200 while the
+  process serves (liveness: embeddings do not need the index); ``status`` is ``degraded`` and ``index.state``
+  ``unavailable`` while the index backend hangs or fails (then ``/search`` answers 503 ``index_unavailable``
+  within ``--index-timeout``: :mod:`koembed.server.index_calls`).
 - ``GET /metrics``: Prometheus text format from a registry owned by this app.
 
 Dynamic batching: :mod:`koembed.server.batching`. The ASGI gate in front (API key, body size, metrics):
@@ -36,8 +39,8 @@ Dynamic batching: :mod:`koembed.server.batching`. The ASGI gate in front (API ke
 Errors are JSON in OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``: 400 malformed JSON
 or (without an API key) a ``Host`` that is not a loopback name, 401 missing or wrong API key, 404 unknown
 route or no index, 413 too large (body, number of inputs, input tokens), 422 invalid fields or text the
-tokenizer cannot read (the message names the field), 503 with ``Retry-After`` when the queue is full or a
-request timed out. A failing request never stops the server.
+tokenizer cannot read, or blank (the message names the field), 503 with ``Retry-After`` when the queue is full,
+a request timed out, or the index backend is unavailable. A failing request never stops the server.
 """
 
 

@@ -2,14 +2,16 @@
 
 :class:`Service` takes validated request bodies (:mod:`koembed.server.schemas`) and returns response bodies;
 every refusal is an :class:`~koembed.server.errors.ApiError` (status, message naming the field, code), which the
-FastAPI routes of :mod:`koembed.server.app` render. Tests call it directly (no server, no HTTP client). Every
-model call runs on the batcher's one encoding thread (:mod:`koembed.server.batching`).
+FastAPI routes of :mod:`koembed.server.app` render. Tests call it directly (no server, no HTTP client).
+Embeddings and reranks run on the batcher's one encoding thread (:mod:`koembed.server.batching`); index calls on
+a thread of their own, with their own timeout (:mod:`koembed.server.index_calls`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import logging
 from typing import TYPE_CHECKING, Any, Union
@@ -18,11 +20,12 @@ from koembed.errors import KoembedError, SpecError
 from koembed.index import SearchIndex
 from koembed.models import EncodeOptions, Encoder, length_limit
 from koembed.models.token_ids import encode_inputs
-from koembed.ranking import hit_rows
+from koembed.ranking import Hit, hit_rows
 from koembed.retrieval.rerank import DEFAULT_RERANK_DEPTH, first_stage_depth, rerank_documents, rerank_hits
 from koembed.server.batching import Batcher
 from koembed.server.config import NO_LIMIT_MAX_TOKENS, ServerLimits
 from koembed.server.errors import ApiError
+from koembed.server.index_calls import IndexCalls
 from koembed.server.observability import ServerMetrics
 from koembed.server.playground import highlight_rows
 from koembed.server.schemas import EmbeddingRequest, RerankRequest, SearchRequest
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder
 
 log = logging.getLogger(__name__)
+PROBE_ID = "\x00koembed-health-probe"  # no passage id: ids are text with a visible character
 
 
 class Service:
@@ -69,9 +73,12 @@ class Service:
         self.batcher = Batcher(encode_rows, self.metrics, limits.max_batch_tokens, limits.max_wait_ms, limits.batching,
                                limits.max_queue_tokens, limits.request_timeout_s)
         self.metrics.queue_limit.set(limits.max_queue_tokens)
+        self._index_calls = IndexCalls(limits.index_timeout_s, _where(index)) if index is not None else None
 
     async def close(self) -> None:
         await self.batcher.close()
+        if self._index_calls is not None:
+            self._index_calls.close()
 
     # ------------------------------------------------------------------ checks
 
@@ -164,39 +171,69 @@ class Service:
 
     async def search(self, request: SearchRequest) -> dict[str, Any]:
         """Top-k passages of the index for one query, as :meth:`SearchIndex.search` ranks them (reranked by the
-        cross-encoder when ``rerank``)."""
+        cross-encoder when ``rerank``). The index is called on its own thread within ``index_timeout_s``
+        (:class:`~koembed.server.index_calls.IndexCalls`; the time includes the query's turn on the model): a hung
+        or failing backend is a 503 ``index_unavailable`` and never holds up the model thread. A full queue
+        refuses the search at once, as it refuses embeddings (503 ``server_busy``)."""
         index = self._require_index()
         cross_encoder = self._require_reranker() if request.rerank else None
         tokens = (await self._checked_tokens([request.query], "query", single=True, truncate=False))[0]
         depth = first_stage_depth(request.k, self.rerank_depth, cross_encoder is not None)
+        self.batcher.admit(tokens)  # the query's embedding needs the model: not while the queue is full
         try:
-            hits = await self.batcher.run(index.search, [request.query], depth, request.mode, tokens=tokens)
+            hits, texts = await self._index_calls(_hits_and_texts, index, request.query, depth, request.mode)
             if cross_encoder is not None:
-                hits = await self.batcher.run(rerank_hits, cross_encoder, [request.query], hits, index.text,
-                                              request.k, self.rerank_depth, self.options, tokens=tokens * len(hits[0]))
+                hits = (await self.batcher.run(rerank_hits, cross_encoder, [request.query], [hits], texts.__getitem__,
+                                               request.k, self.rerank_depth, self.options,
+                                               tokens=tokens * len(hits)))[0]
         except SpecError as exc:  # a mode this index cannot serve (sparse without lexical weights, colbert on FAISS)
             raise ApiError(422, f"mode: {exc}", param="mode", code="invalid_value") from exc
         except KoembedError as exc:
             log.error("search failed: %s", exc)
             raise ApiError(500, f"search failed: {exc}", code="search_failed") from exc
         body: dict[str, Any] = {"query": request.query, "mode": request.mode, "k": request.k,
-                                "rerank": request.rerank, "hits": hit_rows(hits[0], index.text)}
+                                "rerank": request.rerank, "hits": hit_rows(hits, texts.__getitem__)}
         if request.highlight:
             body["morphemes"], body["hits"] = await self.batcher.run(highlight_rows, request.query, body["hits"],
                                                                      tokens=tokens)
         return body
 
     def health(self) -> dict[str, Any]:
-        """Liveness and configuration (what ``/health`` answers)."""
+        """Liveness and configuration (what ``/health`` answers). ``status`` is ``degraded`` while the index is
+        unavailable (``index.state``), else ``ok``; embeddings are served either way."""
         reranking = self.reranker is not None
-        return {"status": "ok", "model": self.model_name, "dimension": self.dimension,
-                "max_input_tokens": self.max_tokens, "index_loaded": self.index is not None,
-                "index_passages": len(self.index) if self.index is not None else 0,
+        index = None
+        if self.index is not None:
+            index = self._index_calls.state(probe=functools.partial(_touch, self.index))
+        return {"status": "degraded" if index and index["state"] != "ok" else "ok", "model": self.model_name,
+                "dimension": self.dimension, "max_input_tokens": self.max_tokens,
+                "index_loaded": self.index is not None,
+                "index_passages": len(self.index) if self.index is not None else 0, "index": index,
                 "reranker": self.reranker_name if reranking else None,
                 "rerank_depth": self.rerank_depth if reranking else None,
                 "batching": self.limits.batching, "queue_size": self.batcher.queued_texts,
                 "queued_requests": self.batcher.queued_requests, "queued_tokens": self.batcher.queued_tokens,
                 "max_queue_tokens": self.limits.max_queue_tokens}
+
+
+def _hits_and_texts(index: SearchIndex, query: str, depth: int, mode: str) -> tuple[list[Hit], dict[str, str]]:
+    """One query's hits and their passage texts, both from the index (on the index thread: a Qdrant index may
+    fetch a text over the network)."""
+    hits = index.search([query], depth, mode)[0]
+    return hits, {doc: index.text(doc) for doc, _ in hits}
+
+
+def _touch(index: SearchIndex) -> None:
+    """A cheap round trip to the index's backend (/health's probe): look up an id no index holds."""
+    try:
+        index.text(PROBE_ID)
+    except KeyError:
+        pass
+
+
+def _where(index: SearchIndex) -> str:
+    url = getattr(index.manifest, "url", None)
+    return f"the index {index.path}" + (f" (Qdrant at {url})" if url else "")
 
 
 def render_embeddings(rows: np.ndarray, dimensions: int | None, encoding_format: str, model_name: str,
