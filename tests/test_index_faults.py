@@ -180,3 +180,48 @@ def test_stopped_backend_is_503_not_500(served, queries):
     stand_in.backend = None
     assert client.post("/search", json={"query": queries[0]}).status_code == 200
     assert client.get("/health").json()["status"] == "ok"
+
+
+def test_index_calls_time_out_refuse_while_stuck_and_recover():
+    """IndexCalls alone (no server): a call past its timeout is a 503, further calls are refused at once while it
+    is stuck, a backend exception is a 503, a bad request passes through, and the state follows."""
+    import asyncio
+
+    from koembed.errors import SpecError
+    from koembed.server.errors import ApiError
+    from koembed.server.index_calls import IndexCalls
+
+    release = threading.Event()
+
+    def refuse() -> None:
+        raise ConnectionRefusedError("nothing listens")
+
+    def bad_mode() -> None:
+        raise SpecError("unknown search mode")
+
+    async def scenario() -> list[str]:
+        calls = IndexCalls(0.2, "the stand-in")
+        seen = []
+        for fn in (lambda: release.wait(30), lambda: 1):
+            try:
+                await calls(fn)
+            except ApiError as exc:
+                assert (exc.status, exc.code) == (503, "index_unavailable")
+                seen.append(exc.message.split(":")[0])
+        seen.append(calls.state()["state"])
+        release.set()
+        while calls._stuck:  # the stuck call returns
+            await asyncio.sleep(0.01)
+        assert await calls(lambda: 7) == 7 and calls.state()["state"] == "ok"
+        with pytest.raises(SpecError):
+            await calls(bad_mode)
+        assert calls.state()["state"] == "ok"  # a bad request says nothing of the backend
+        with pytest.raises(ApiError, match="ConnectionRefusedError"):
+            await calls(refuse)
+        seen.append(calls.state()["state"])
+        calls.close()
+        return seen
+
+    assert asyncio.run(scenario()) == ["the index did not answer within 0.2 s (--index-timeout)",
+                                       "an earlier call to the index has not returned after more than 0.2 s "
+                                       "(--index-timeout)", "unavailable", "unavailable"]

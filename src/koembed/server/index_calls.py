@@ -12,6 +12,7 @@ without waiting. A backend that refuses the connection or fails (a stopped Qdran
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -107,7 +108,8 @@ class IndexCalls:
             self._record(False, f"a call has not returned after more than {self.timeout_s:g} s")
         elif (probe is not None and time.monotonic() - self._checked > PROBE_INTERVAL_S
               and (self._probe is None or self._probe.done())):
-            self._probe = asyncio.get_running_loop().create_task(self._run_probe(probe))
+            with contextlib.suppress(RuntimeError):  # no running event loop (a direct call): report only
+                self._probe = asyncio.get_running_loop().create_task(self._run_probe(probe))
         return {"state": "ok" if self._ok else "unavailable", "since": self._since, "error": self._error}
 
     async def _run_probe(self, probe: Callable[[], Any]) -> None:
