@@ -139,6 +139,24 @@ def test_v1_rerank_errors(served, body, status, code):
     assert httpx.post(str(client.base_url) + "/v1/rerank", json={"query": "q", "documents": ["d"]}).status_code == 401
 
 
+@pytest.mark.parametrize("body, where", [
+    (b'{"query": "q", "documents": ["a\\udfffb"]}', "documents[0] is not valid Unicode"),
+    (b'{"query": "q", "documents": ["fine", "a\xed\xa0\x80b"]}', "documents[1] is not valid Unicode"),  # raw U+D800
+    (b'{"query": "a\\ud800", "documents": ["d"]}', "query: not valid Unicode"),
+    (b'{"query": " ", "documents": ["d"]}', "query: an empty text"),
+    (b'{"query": "q", "documents": ["d", " \\t\\u200b"]}', "documents[1] is an empty text"),
+])
+def test_v1_rerank_unreadable_or_blank_text_is_422_naming_it(served, body, where):
+    client, _ = served
+    response = client.post("/v1/rerank", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_value" and error["message"].startswith(where), error
+    assert error["param"] == where.split()[0].split("[")[0].rstrip(":")
+    # the same keep-alive connection still serves
+    assert client.post("/v1/rerank", json={"query": "q", "documents": ["d"], "truncate": True}).status_code == 200
+
+
 def test_search_with_rerank_equals_rerank_of_index_search(served, reranker, sample):
     client, index = served
     query = sample.queries[sample.query_ids[5]]

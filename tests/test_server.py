@@ -176,6 +176,8 @@ EMBEDDING_ERRORS = [
     ({"input": ""}, 422, "input", "invalid_value", ["input", "empty"]),
     ({"input": []}, 422, "input", "invalid_value", ["input", "empty"]),
     ({"input": ["질문", ""]}, 422, "input", "invalid_value", ["input[1]", "empty"]),
+    ({"input": " "}, 422, "input", "invalid_value", ["input: an empty text (no visible character)"]),
+    ({"input": ["질문", " \n\u200b"]}, 422, "input", "invalid_value", ["input[1] is an empty text"]),
     # token ids of the tiny model's tokenizer (800 ids)
     ({"input": [5, 900, 6]}, 422, "input", "invalid_value", ["input[1]", "900", "0 to 799"]),
     ({"input": [[5, 6], [7, 8, 9, 5, 6, 800]]}, 422, "input", "invalid_value", ["input[1][5]", "800"]),
@@ -183,6 +185,8 @@ EMBEDDING_ERRORS = [
     ({"input": [[5, 6], []]}, 422, "input", "invalid_value", ["input[1]", "empty"]),
     ({"input": [[5, "a"]]}, 422, "input", "invalid_value", ["input[0][1]", "integer", "string"]),
     ({"input": [5, 6.0]}, 422, "input", "invalid_value", ["input[1]", "integer", "number"]),
+    ({"input": [2.5, 6]}, 422, "input", "invalid_value", ["input[0] must be an integer token id", "(2.5)"]),
+    ({"input": [[5, 6, 2.5]]}, 422, "input", "invalid_value", ["input[0][2] must be an integer token id", "(2.5)"]),
     ({"input": [5, True]}, 422, "input", "invalid_value", ["input[1]", "integer", "boolean"]),
     ({"input": [[5, 6], "text"]}, 422, "input", "invalid_value", ["input[1]", "list of token ids"]),
     ({"input": ["질문", [5]]}, 422, "input", "invalid_value", ["input[1]", "string"]),
@@ -270,7 +274,7 @@ def test_failing_encode_is_a_json_500_and_the_server_recovers(model):
 
 
 def test_search_errors(http, plain_url):
-    for body, param, word in [({"query": ""}, "query", "query"), ({"query": "여권", "k": 0}, "k", "k"),
+    for body, param, word in [({"query": ""}, "query", "query"), ({"query": " \t"}, "query", "empty text"), ({"query": "여권", "k": 0}, "k", "k"),
                               ({"query": "여권", "k": "3"}, "k", "k"), ({"query": "여권", "mode": "fuzzy"}, "mode",
                                                                         "mode"), ({"k": 3}, "query", "query"),
                               ({"query": "여권", "mode": "sparse"}, "mode", "lexical weights"),
@@ -298,7 +302,10 @@ def test_api_key_guards_everything_but_health(url):
                 assert response.headers["www-authenticate"] == "Bearer"
         health = client.get("/health")
     assert health.status_code == 200
-    assert health.json() | {"queue_size": 0, "queued_requests": 0, "queued_tokens": 0} == {
+    index_state = health.json().pop("index")
+    assert index_state["state"] == "ok" and index_state["error"] is None
+    assert {k: v for k, v in health.json().items() if k != "index"} | {"queue_size": 0, "queued_requests": 0,
+                                                                       "queued_tokens": 0} == {
         "status": "ok", "model": "koembed-tiny", "dimension": 32, "max_input_tokens": MAX_TOKENS,
         "index_loaded": True, "index_passages": 48, "batching": True, "queue_size": 0, "queued_requests": 0,
         "queued_tokens": 0, "max_queue_tokens": ServerLimits().max_queue_tokens,

@@ -104,7 +104,7 @@ def test_full_queue_is_503_with_retry_after_and_waits_are_bounded(model, index):
         assert time.monotonic() - started < 1.0
         error = _error(full, 503, "server_busy")
         assert "max_queue_tokens" in error["message"] and int(full.headers["retry-after"]) >= 1
-        _error(client.post("/search", json={"query": text * 4}), 503, "server_busy")  # one queue for the model
+        _error(client.post("/search", json={"query": text * 4}), 503, "server_busy")  # one queue bound for the model
         for future in queued:  # nobody answered them within request_timeout: 503, and they left the queue
             _error(future.result(), 503, "timeout")
         assert client.get("/health").json()["queued_tokens"] == 0

@@ -49,6 +49,9 @@ def serve(
     ] = 65536,
     request_timeout: Annotated[float, typer.Option(
         min=0.001, help="Seconds a request may wait for the model before it gets 503.", metavar="SECONDS")] = 60.0,
+    index_timeout: Annotated[float, typer.Option(
+        min=0.001, help="Seconds a search may wait for the index (a Qdrant server) before it gets 503 "
+        "index_unavailable.", metavar="SECONDS")] = 10.0,
     allowed_host: Annotated[Optional[list[str]], typer.Option(
         "--allowed-host", help="Without an API key, also answer requests addressed to this Host name (repeatable; "
         "'*' for any). Loopback names are always allowed.", metavar="HOST")] = None,
@@ -74,7 +77,7 @@ def serve(
     limits = ServerLimits(max_inputs=max_inputs, max_input_tokens=max_input_tokens,
                           max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms, truncate=truncate,
                           batching=not no_batching, max_queue_tokens=max_queue_tokens,
-                          request_timeout_s=request_timeout)
+                          request_timeout_s=request_timeout, index_timeout_s=index_timeout)
     server.serve(model, index, host=host, port=port, api_key=api_key, limits=limits,
                  allowed_hosts=tuple(allowed_host or ()), insecure_no_auth=insecure_no_auth,
                  reranker=replace(model, name=reranker, backend="torch") if reranker else None,

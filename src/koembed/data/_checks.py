@@ -62,9 +62,15 @@ def text_field(path: str | Path, row: int, name: str, value: Any) -> str:
         raise DataError(path, "value is missing", row=row, field=name)
     if not isinstance(value, str):
         raise DataError(path, f"expected text, got {_type_name(value)}", row=row, field=name)
-    if not any(ch.isprintable() and not ch.isspace() for ch in value):  # blank, or only NULs / control characters
+    if not visible_text(value):
         raise DataError(path, "empty text (no visible character)", row=row, field=name)
     return _unicode(path, row, name, value)
+
+
+def visible_text(text: str) -> bool:
+    """Whether ``text`` has a visible character: not empty, blank, or only NULs / control / zero-width characters
+    (what every reader, and the server, refuses as an empty text)."""
+    return any(ch.isprintable() and not ch.isspace() for ch in text)
 
 
 def _type_name(value: Any) -> str:

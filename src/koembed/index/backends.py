@@ -9,9 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from koembed.errors import IndexStoreError
 from koembed.index import build as faiss_build
 from koembed.index import search as faiss_search
-from koembed.index.manifest import MANIFEST, IndexParams, Manifest
+from koembed.index.manifest import MANIFEST, IndexManifest, IndexParams, Manifest
+from koembed.index.protocols import SearchIndex, Store
 from koembed.index.qdrant import STORE as QDRANT
 from koembed.index.qdrant import QdrantManifest, QdrantTarget
 from koembed.index.qdrant_build import (
@@ -24,7 +26,6 @@ from koembed.index.qdrant_search import QdrantIndex, load_qdrant_index, qdrant_i
 from koembed.index.search import Index
 from koembed.models import EncodeOptions, Encoder, ModelSpec
 
-STORES = ("faiss", QDRANT)
 Tokens = Sequence[Sequence[str]] | None
 
 
@@ -67,38 +68,84 @@ def build_index_from_embeddings(model: ModelSpec | str, embedding_dirs: Sequence
                                                    show_progress=show_progress, encoder=encoder, tokens=tokens)
 
 
+class _FaissStore:
+    """FAISS: a folder of versions (:mod:`koembed.index.build`, :mod:`koembed.index.search`)."""
+
+    name = "faiss"
+
+    def add(self, index_dir: Path, doc_ids: Sequence[str], texts: Sequence[str], *, encoder: Encoder | None,
+            options: EncodeOptions, api_key: str | None) -> Manifest:
+        return faiss_build.add_documents(index_dir, doc_ids, texts, encoder=encoder, options=options)
+
+    def delete(self, index_dir: Path, doc_ids: Sequence[str], *, api_key: str | None) -> Manifest:
+        return faiss_build.delete_documents(index_dir, doc_ids)
+
+    def info(self, index_dir: Path, *, api_key: str | None) -> dict[str, Any]:
+        return {"store": self.name, **faiss_search.index_info(index_dir)}
+
+    def load(self, index_dir: Path, encoder: Encoder | None, *, options: EncodeOptions, device: str | None,
+             api_key: str | None) -> Index:
+        return faiss_search.load_index(index_dir, encoder, options=options, device=device)
+
+
+class _QdrantStore:
+    """Qdrant: a collection, local or on a server (:mod:`koembed.index.qdrant_build`, :mod:`.qdrant_search`)."""
+
+    name = QDRANT
+
+    def add(self, index_dir: Path, doc_ids: Sequence[str], texts: Sequence[str], *, encoder: Encoder | None,
+            options: EncodeOptions, api_key: str | None) -> QdrantManifest:
+        return add_qdrant_documents(index_dir, doc_ids, texts, encoder=encoder, options=options, api_key=api_key)
+
+    def delete(self, index_dir: Path, doc_ids: Sequence[str], *, api_key: str | None) -> QdrantManifest:
+        return delete_qdrant_documents(index_dir, doc_ids, api_key=api_key)
+
+    def info(self, index_dir: Path, *, api_key: str | None) -> dict[str, Any]:
+        return qdrant_info(index_dir, api_key=api_key)
+
+    def load(self, index_dir: Path, encoder: Encoder | None, *, options: EncodeOptions, device: str | None,
+             api_key: str | None) -> QdrantIndex:
+        return load_qdrant_index(index_dir, encoder, options=options, device=device, api_key=api_key)
+
+
+# The stores by the name a manifest records; a new store is one entry here (and its build in build_index).
+STORE_REGISTRY: dict[str, Store] = {store.name: store for store in (_FaissStore(), _QdrantStore())}
+STORES = tuple(STORE_REGISTRY)
+
+
+def _store(index_dir: str | Path) -> Store:
+    """The :class:`~koembed.index.protocols.Store` of an existing index folder (:func:`store_of`); a manifest
+    naming a store this koembed does not know is an :class:`~koembed.errors.IndexStoreError`."""
+    name = store_of(index_dir)
+    if name not in STORE_REGISTRY:
+        raise IndexStoreError(f"{Path(index_dir) / MANIFEST}: unknown store {name!r}: this koembed reads "
+                              f"{', '.join(STORES)}")
+    return STORE_REGISTRY[name]
+
+
 def add_documents(index_dir: str | Path, doc_ids: Sequence[str], texts: Sequence[str], *,
                   encoder: Encoder | None = None, options: EncodeOptions = EncodeOptions(show_progress=False),
-                  api_key: str | None = None) -> Manifest | QdrantManifest:
+                  api_key: str | None = None) -> IndexManifest:
     """Add passages (ids must be new) to either store; ``api_key`` is for a Qdrant server (else
     ``$QDRANT_API_KEY``)."""
-    if store_of(index_dir) == QDRANT:
-        return add_qdrant_documents(index_dir, doc_ids, texts, encoder=encoder, options=options, api_key=api_key)
-    return faiss_build.add_documents(index_dir, doc_ids, texts, encoder=encoder, options=options)
+    return _store(index_dir).add(Path(index_dir), doc_ids, texts, encoder=encoder, options=options, api_key=api_key)
 
 
-def delete_documents(index_dir: str | Path, doc_ids: Sequence[str], *, api_key: str | None = None
-                     ) -> Manifest | QdrantManifest:
+def delete_documents(index_dir: str | Path, doc_ids: Sequence[str], *, api_key: str | None = None) -> IndexManifest:
     """Delete passages by id from either store (an unknown id deletes nothing)."""
-    if store_of(index_dir) == QDRANT:
-        return delete_qdrant_documents(index_dir, doc_ids, api_key=api_key)
-    return faiss_build.delete_documents(index_dir, doc_ids)
+    return _store(index_dir).delete(Path(index_dir), doc_ids, api_key=api_key)
 
 
 def index_info(index_dir: str | Path, *, api_key: str | None = None) -> dict[str, Any]:
     """The verified manifest of either store (Qdrant: with what the collection holds now)."""
-    if store_of(index_dir) == QDRANT:
-        return qdrant_info(index_dir, api_key=api_key)
-    return {"store": "faiss", **faiss_search.index_info(index_dir)}
+    return _store(index_dir).info(Path(index_dir), api_key=api_key)
 
 
 def load_index(index_dir: str | Path, encoder: Encoder | None = None, *,
                options: EncodeOptions = EncodeOptions(show_progress=False), device: str | None = None,
-               api_key: str | None = None) -> Index | QdrantIndex:
+               api_key: str | None = None) -> SearchIndex:
     """Load either store's index for search (same ``search(queries, k, mode)``, same checks of the model)."""
-    if store_of(index_dir) == QDRANT:
-        return load_qdrant_index(index_dir, encoder, options=options, device=device, api_key=api_key)
-    return faiss_search.load_index(index_dir, encoder, options=options, device=device)
+    return _store(index_dir).load(Path(index_dir), encoder, options=options, device=device, api_key=api_key)
 
 
 def export_index(faiss_dir: str | Path, out_dir: str | Path, target: QdrantTarget = QdrantTarget(), *,

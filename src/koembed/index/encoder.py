@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from koembed.errors import ModelMismatchError
 from koembed.index.faiss import normalized
-from koembed.index.manifest import Manifest
+from koembed.index.manifest import IndexManifest
 from koembed.models import MODEL_ALIASES, EncodeOptions, Encoder, ModelSpec, encode, load_model, model_identity
 from koembed.models.prompts import Prompts, Role, model_prompts
 
@@ -30,12 +30,12 @@ def embed(encoder: Encoder, texts: Sequence[str], options: EncodeOptions) -> np.
     return normalized(encode(encoder, texts, options))
 
 
-def index_prompts(manifest: Manifest) -> Prompts:
+def index_prompts(manifest: IndexManifest) -> Prompts:
     """The query and passage prompts the index was built with (none for an index built before prompts)."""
     return Prompts(**manifest.model.get("prompts", {}))
 
 
-def with_prompt(options: EncodeOptions, manifest: Manifest, role: Role) -> EncodeOptions:
+def with_prompt(options: EncodeOptions, manifest: IndexManifest, role: Role) -> EncodeOptions:
     """``options`` with the index's recorded prompt for ``role``: the one its passages were embedded with."""
     return replace(options, prompt=index_prompts(manifest).for_role(role) or None)
 
@@ -58,7 +58,7 @@ def model_record(name: str, encoder: Encoder) -> dict[str, Any]:
             "prompts": model_prompts(encoder).to_json(), "probe": [round(float(v), 7) for v in probe(encoder)]}
 
 
-def checked_encoder(encoder: Encoder | None, manifest: Manifest, index_dir: Path, device: str | None = None
+def checked_encoder(encoder: Encoder | None, manifest: IndexManifest, index_dir: Path, device: str | None = None
                     ) -> Encoder:
     """``encoder`` (None: the manifest's model, loaded on ``device``) after checking it is the index's model."""
     record = manifest.model

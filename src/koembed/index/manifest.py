@@ -60,34 +60,44 @@ class IndexParams:
             raise SpecError(f"unknown index kind {self.kind!r}: use {', '.join(KINDS)}")
 
 
-@dataclass
-class Manifest:
-    """What ``manifest.json`` records; :meth:`to_dict` is its JSON form.
+@dataclass(kw_only=True)
+class IndexManifest:
+    """What the manifests of every store record (FAISS: :class:`Manifest`, Qdrant:
+    :class:`koembed.index.qdrant.QdrantManifest`): the model, the embedding dimension, the BM25 half, counts
+    and times. What reads an index's model or prompts (:mod:`koembed.index.encoder`) takes this base.
 
     ``model``: ``name`` as given, ``resolved`` (alias -> folder, local folder -> absolute path), ``local``
-    (reload from ``resolved`` rather than ``name``), ``backend`` and ``probe`` (the embedding of
-    :data:`koembed.index.encoder.PROBE_TEXT`).
-    ``normalized_by``: ``model`` if the model ends in a Normalize layer, else ``koembed``.
+    (reload from ``resolved`` rather than ``name``), ``backend``, ``prompts`` and ``probe`` (the embedding of
+    :data:`koembed.index.encoder.PROBE_TEXT`). ``normalized_by``: ``model`` if the model ends in a Normalize
+    layer, else ``koembed``.
+    """
+
+    model: dict[str, Any]
+    dimension: int
+    normalized_by: str
+    bm25: dict[str, Any]
+    counts: dict[str, int]
+    created: str
+    updated: str
+    similarity: str = "cosine"
+    koembed_version: str = ""
+
+
+@dataclass(kw_only=True)
+class Manifest(IndexManifest):
+    """What a FAISS index's ``manifest.json`` records; :meth:`to_dict` is its JSON form.
+
     ``counts``: ``passages`` (live), ``deleted`` (ever deleted), ``tombstones`` (HNSW vectors awaiting removal).
     ``files``: sha256 of every file in ``version_dir``.
     """
 
     kind: str
     params: dict[str, Any]
-    model: dict[str, Any]
-    dimension: int
-    normalized_by: str
-    bm25: dict[str, Any]
-    counts: dict[str, int]
     next_id: int
-    created: str
-    updated: str
     version_dir: str = ""
     files: dict[str, str] = field(default_factory=dict)
     fusion: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_FUSION))  # absent before 0.1: RRF
-    similarity: str = "cosine"
     format_version: int = FORMAT_VERSION
-    koembed_version: str = ""
     faiss_version: str = ""
 
     def to_dict(self) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from typing import Any
 from koembed.errors import IndexStoreError
 from koembed.files import read_manifest as read_json_manifest
 from koembed.files import write_json
-from koembed.index.manifest import MANIFEST, now
+from koembed.index.manifest import MANIFEST, IndexManifest, now
 from koembed.index.qdrant_m3 import check_m3_collection, m3_sparse_params, m3_vector_params, point_vectors
 from koembed.index.qdrant_sparse import TERM_ID_SCHEME, Field, fields_of, passage_vector
 from koembed.lexical import LexicalConfig
@@ -81,8 +81,8 @@ class QdrantTarget:
             raise IndexStoreError("shards and replicas must be at least 1")
 
 
-@dataclass
-class QdrantManifest:
+@dataclass(kw_only=True)
+class QdrantManifest(IndexManifest):
     """``manifest.json`` of a Qdrant index. ``local_path`` (local mode) is relative to the index folder when inside it.
     ``bm25``: tokenizer, k1, b, average length, term-id scheme. ``pending``: an add (``txn``) or a delete
     (``ids``) not yet committed, else None. ``m3``: the BGE-M3 vectors the collection holds
@@ -91,19 +91,10 @@ class QdrantManifest:
     collection: str
     local_path: str | None
     url: str | None
-    model: dict[str, Any]
-    dimension: int
-    normalized_by: str
-    bm25: dict[str, Any]
     layout: dict[str, Any]
-    counts: dict[str, int]
-    created: str
-    updated: str
     pending: dict[str, Any] | None = None
     store: str = STORE
-    similarity: str = "cosine"
     format_version: int = FORMAT_VERSION
-    koembed_version: str = ""
     qdrant_client_version: str = ""
     m3: dict[str, Any] | None = None
 

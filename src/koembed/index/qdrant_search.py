@@ -106,8 +106,7 @@ class QdrantIndex:
     def encoder(self) -> Encoder:
         """The embedding model, loaded from the manifest on first use and checked against the index."""
         if self._encoder is None:
-            self._encoder = checked_encoder(None, self.manifest,  # type: ignore[arg-type]
-                                            self.path, device=self._device)
+            self._encoder = checked_encoder(None, self.manifest, self.path, device=self._device)
         return self._encoder
 
     def search(self, queries: Sequence[str], k: int = 10, mode: str = "dense", *, fusion: str = "rrf",
@@ -163,7 +162,7 @@ class QdrantIndex:
 
         if self._m3 is None:
             self._m3 = m3_encoder(self.manifest.model["resolved"], self.encoder)  # type: ignore[arg-type]
-        q = self._m3.encode(queries, with_prompt(self.options, self.manifest, "query"), None,  # type: ignore[arg-type]
+        q = self._m3.encode(queries, with_prompt(self.options, self.manifest, "query"), None,
                             dense=mode == "m3", sparse=mode != "colbert", colbert=mode != "sparse")
         # m3: the candidates' texts come once, with the dense rescoring
         common = {"filter": self._filter, "with_payload": ["id"] if mode == "m3" else ["id", "text"]}
@@ -266,7 +265,7 @@ def load_qdrant_index(index_dir: str | Path, encoder: Encoder | None = None, *,
         check_collection(client, manifest, index_dir)
         checked = None
         if encoder is not None:
-            checked = checked_encoder(encoder, manifest, index_dir, device=device)  # type: ignore[arg-type]
+            checked = checked_encoder(encoder, manifest, index_dir, device=device)
         return QdrantIndex(index_dir, manifest, client, checked, options=options, device=device)
     except BaseException:
         client.close()

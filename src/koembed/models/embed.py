@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-from collections.abc import Iterator, Sequence
+import threading
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +16,37 @@ from koembed.models.static import static_module
 
 if TYPE_CHECKING:
     import numpy as np
+
+
+_LOCKS: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+_SHARED_LOCK = threading.RLock()  # for a model object that cannot be weakly referenced
+
+
+def model_lock(model: Any) -> threading.RLock:
+    """The lock every koembed call on ``model`` holds (:func:`serialized`), so threads sharing one model object take
+    turns: a call changes the model for its duration (``max_seq_length``, a static tokenizer's truncation) and
+    Hugging Face fast tokenizers raise "Already borrowed" when used from two threads at once. Re-entrant."""
+    with _LOCKS_GUARD:
+        try:
+            lock = _LOCKS.get(model)
+            if lock is None:
+                lock = _LOCKS[model] = threading.RLock()
+        except TypeError:
+            return _SHARED_LOCK
+    return lock
+
+
+def serialized(model_of: Callable[[Any], Any] = lambda model: model) -> Callable[[Callable], Callable]:
+    """Decorator: the call holds :func:`model_lock` of its model (``model_of(first argument)``). The lock costs
+    nothing measurable unless two threads use one model at once (the server's index thread and its batches)."""
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def locked(first: Any, *args: Any, **kwargs: Any) -> Any:
+            with model_lock(model_of(first)):
+                return fn(first, *args, **kwargs)
+        return locked
+    return decorate
 
 
 @functools.cache
@@ -98,6 +131,7 @@ def token_lengths(model: Encoder, texts: Sequence[str]) -> list[int]:
                                                  max_length=model.max_seq_length)["input_ids"]]
 
 
+@serialized()
 def encode(model: Encoder, texts: Sequence[str], options: EncodeOptions | None = None, *,
            max_seq_length: int | None = None, **settings: Any) -> np.ndarray:
     """Embed ``texts`` as a float32 array (n, dim), in input order.

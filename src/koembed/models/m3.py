@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from koembed.errors import ModelLoadError
+from koembed.models.embed import serialized
 from koembed.models.loading import load_model
 from koembed.models.locate import resolve_model
 from koembed.models.prompts import Role, role_options
@@ -94,6 +95,7 @@ class M3Encoder:
     def tokenizer(self) -> Any:
         return self.model.tokenizer
 
+    @serialized(lambda m3: m3.model)
     def encode(self, texts: Sequence[str], options: EncodeOptions = EncodeOptions(), role: Role | None = "passage",
                *, dense: bool = True, sparse: bool = True, colbert: bool = True) -> M3Output:
         """The three outputs of ``texts`` (queries or passages: ``role`` picks the model's prompt; None keeps

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Union
 
 from koembed.errors import SpecError
-from koembed.models.embed import encode, release_freed_memory, token_budget_batches
+from koembed.models.embed import encode, release_freed_memory, serialized, token_budget_batches
 from koembed.models.onnx import GraphEncoder
 from koembed.models.spec import EncodeOptions, Encoder
 from koembed.models.static import static_module
@@ -48,6 +48,7 @@ def _torch_transformer(model: Any) -> bool:
         return False
 
 
+@serialized()
 def encode_token_ids(model: Encoder, ids: Sequence[TokenIds], options: EncodeOptions | None = None) -> np.ndarray:
     """Embed token-id sequences as a float32 array (n, dim), in input order; batched as :func:`encode` batches
     text (longest first, ``batch_size`` per forward pass or ``max_batch_tokens`` per batch). The caller checks the

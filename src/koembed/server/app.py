@@ -27,7 +27,10 @@ Endpoints (see :func:`create_app`):
   in ``text``) and the response ``morphemes`` (the query's), for the playground.
 - ``GET /``: the search playground page (:mod:`koembed.server.playground`), open without the API key (it holds
   no data; the key typed into it is sent to ``/search``).
-- ``GET /health``: never needs the API key; model, dimension, index, reranker, queue.
+- ``GET /health``: never needs the API key; model, dimension, index, reranker, queue. Always 200 while the
+  process serves (liveness: embeddings do not need the index); ``status`` is ``degraded`` and ``index.state``
+  ``unavailable`` while the index backend hangs or fails (then ``/search`` answers 503 ``index_unavailable``
+  within ``--index-timeout``: :mod:`koembed.server.index_calls`).
 - ``GET /metrics``: Prometheus text format from a registry owned by this app.
 
 Dynamic batching: :mod:`koembed.server.batching`. The ASGI gate in front (API key, body size, metrics):
@@ -36,8 +39,8 @@ Dynamic batching: :mod:`koembed.server.batching`. The ASGI gate in front (API ke
 Errors are JSON in OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``: 400 malformed JSON
 or (without an API key) a ``Host`` that is not a loopback name, 401 missing or wrong API key, 404 unknown
 route or no index, 413 too large (body, number of inputs, input tokens), 422 invalid fields or text the
-tokenizer cannot read (the message names the field), 503 with ``Retry-After`` when the queue is full or a
-request timed out. A failing request never stops the server.
+tokenizer cannot read, or blank (the message names the field), 503 with ``Retry-After`` when the queue is full,
+a request timed out, or the index backend is unavailable. A failing request never stops the server.
 """
 
 
@@ -45,56 +48,40 @@ request timed out. A failing request never stops the server.
 # classes imported inside create_app (FastAPI is imported there, not at module level, to keep `koembed --help`
 # fast).
 
-import asyncio
-import base64
 import contextlib
-import json
 import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from koembed.errors import KoembedError, SpecError
-from koembed.index import Index, load_index
-from koembed.models import EncodeOptions, Encoder, ModelSpec, length_limit, load_model
+from koembed.index import SearchIndex, load_index
+from koembed.models import Encoder, ModelSpec, load_model
 from koembed.models.reranker import load_reranker
-from koembed.models.token_ids import encode_inputs
-from koembed.ranking import hit_rows
-from koembed.retrieval.rerank import DEFAULT_RERANK_DEPTH, first_stage_depth, rerank_documents, rerank_hits
-from koembed.server.batching import Batcher
-from koembed.server.config import (
-    API_KEY_ENV,
-    DEFAULT_HOST,
-    NO_LIMIT_MAX_TOKENS,
-    ServerLimits,
-    check_exposure,
-    is_loopback,
-)
+from koembed.retrieval.rerank import DEFAULT_RERANK_DEPTH
+from koembed.server.config import API_KEY_ENV, DEFAULT_HOST, ServerLimits, check_exposure, is_loopback
 from koembed.server.errors import ApiError, error_response, validation_response
 from koembed.server.gate import Gate
-from koembed.server.observability import ServerMetrics
-from koembed.server.playground import add_playground, highlight_rows
+from koembed.server.playground import add_playground
 from koembed.server.schemas import EmbeddingRequest, RerankRequest, SearchRequest
-from koembed.server.token_inputs import checked_token_ids, token_vocabulary
-from koembed.server.tokens import TokenCounter
+from koembed.server.service import Service
 
 if TYPE_CHECKING:
-    import numpy as np
     from fastapi import FastAPI
     from sentence_transformers import CrossEncoder
 
 log = logging.getLogger(__name__)
 
 
-def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, api_key: Optional[str] = None,
+def create_app(model: Encoder, model_name: str, index: Optional[SearchIndex] = None, api_key: Optional[str] = None,
                limits: ServerLimits = ServerLimits(), allowed_hosts: Sequence[str] = (),
                reranker: Optional["CrossEncoder"] = None, reranker_name: Optional[str] = None,
                rerank_depth: int = DEFAULT_RERANK_DEPTH) -> "FastAPI":
-    """The FastAPI app serving ``model`` (a loaded SentenceTransformer) as ``model_name``.
+    """The FastAPI app serving ``model`` (a loaded SentenceTransformer) as ``model_name``: thin routes over a
+    :class:`koembed.server.service.Service` (``app.state.service``), which does the work.
 
-    ``index``: a :class:`koembed.index.Index` for ``/search``, loaded with this same model object
-    (``load_index(dir, encoder=model)``) so that one model, on one thread, does all the encoding.
+    ``index``: a :class:`koembed.index.SearchIndex` (FAISS or Qdrant) for ``/search``, loaded with this same
+    model object (``load_index(dir, encoder=model)``) so that one model, on one thread, does all the encoding.
     ``api_key``: required as ``Authorization: Bearer KEY`` on every route but ``/health``; ``None`` reads
     :data:`API_KEY_ENV`; no key (or an empty one) leaves the API open to requests whose ``Host`` is a loopback
     name or one of ``allowed_hosts`` (``"*"``: any), see :class:`koembed.server.gate.Gate`. One app owns its
@@ -109,33 +96,17 @@ def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, a
 
     if api_key is None:
         api_key = os.environ.get(API_KEY_ENV)
-    api_key = api_key or None
-    dimension = int(model.get_embedding_dimension())
-    model_limit = length_limit(model)
-    max_tokens = limits.max_input_tokens or model_limit or NO_LIMIT_MAX_TOKENS
-    if model_limit is not None and max_tokens > model_limit:
-        raise ValueError(f"max_input_tokens={max_tokens} exceeds the model's max_seq_length={model_limit}: the "
-                         "model would silently truncate what the server accepted")
-    count_tokens = TokenCounter(model)
-    vocabulary = token_vocabulary(model)
-    count_rerank_tokens = TokenCounter(reranker) if reranker is not None else None
-    options = EncodeOptions(batch_size=limits.batch_size, show_progress=False)
-    metrics = ServerMetrics()
-
-    def encode_rows(inputs: list[Union[str, list[int]]]) -> "np.ndarray":
-        return encode_inputs(model, inputs, options, max_seq_length=max_tokens)
-
-    batcher = Batcher(encode_rows, metrics, limits.max_batch_tokens, limits.max_wait_ms, limits.batching,
-                      limits.max_queue_tokens, limits.request_timeout_s)
-    metrics.queue_limit.set(limits.max_queue_tokens)
+    service = Service(model, model_name, index=index, limits=limits, reranker=reranker, reranker_name=reranker_name,
+                      rerank_depth=rerank_depth)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
         yield
-        await batcher.close()
+        await service.close()
 
     app = FastAPI(title="koembed", summary="Korean text embeddings and search", lifespan=lifespan)
-    app.state.batcher, app.state.metrics, app.state.limits = batcher, metrics, limits
+    app.state.service, app.state.batcher, app.state.metrics = service, service.batcher, service.metrics
+    app.state.limits = limits
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -156,147 +127,37 @@ def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, a
         log.error("unexpected error", exc_info=exc)
         return error_response(500, "internal server error (see the server log)", code="internal_error")
 
-    async def checked_tokens(texts: list[str], name: str, single: bool, truncate: bool) -> list[int]:
-        """Token counts, capped at the limit when truncating; 413 naming the first over-long text otherwise.
-        Text the tokenizer cannot read is the request's fault: 422 naming the field, never a 500."""
-        try:
-            counts = await asyncio.to_thread(count_tokens, texts)
-        except Exception as exc:
-            log.warning("the tokenizer refused %s: %r", name, exc)
-            raise ApiError(422, f"{name}: the model's tokenizer cannot read this text ({type(exc).__name__}); "
-                                "send valid Unicode text", param=name, code="invalid_value") from exc
-        over = [i for i, n in enumerate(counts) if n > max_tokens]
-        if over and not truncate:
-            i = over[0]
-            where = name if single else f"{name}[{i}]"
-            hint = "shorten it" if name == "query" else (f"shorten it, or send \"truncate\": true to embed its "
-                                                         f"first {max_tokens} tokens")
-            raise ApiError(413, f"{where} has {counts[i]} tokens, more than the limit of {max_tokens} "
-                                f"(max_input_tokens): {hint}", param=name, code="input_too_long")
-        return [min(n, max_tokens) for n in counts]
-
     @app.post("/v1/embeddings")
     async def embeddings(request: EmbeddingRequest) -> Response:
         """OpenAI-compatible embeddings; see the module docstring for the fields."""
-        ids = request.token_ids()
-        single = isinstance(request.input, str) or ids is not None and isinstance(request.input[0], int)
-        texts = ids if ids is not None else [request.input] if single else list(request.input)
-        if len(texts) > limits.max_inputs:
-            raise ApiError(413, f"input has {len(texts)} texts, more than the limit of {limits.max_inputs} per "
-                                "request (max_inputs): split it into several requests", param="input",
-                           code="too_many_inputs")
-        if request.dimensions is not None and request.dimensions > dimension:
-            raise ApiError(422, f"dimensions: {request.dimensions} is more than the model's {dimension} "
-                                "dimensions", param="dimensions", code="invalid_value")
-        truncate = limits.truncate if request.truncate is None else request.truncate
-        if ids is None:
-            counts = await checked_tokens(texts, "input", single, truncate)
-        else:
-            texts, counts = checked_token_ids(ids, vocabulary, max_tokens, single, truncate)
-        rows = await batcher.embed(texts, sum(counts))
-        body = await asyncio.to_thread(_render_embeddings, rows, request.dimensions, request.encoding_format,
-                                       model_name, sum(counts))
-        return Response(body, media_type="application/json")
-
-    def require_reranker() -> "CrossEncoder":
-        if reranker is None:
-            raise ApiError(404, "this server has no reranker: start it with --reranker MODEL (a cross-encoder)",
-                           code="no_reranker")
-        return reranker
+        return Response(await service.embed(request), media_type="application/json")
 
     @app.post("/v1/rerank")
     async def rerank(request: RerankRequest) -> JSONResponse:
         """TEI / Cohere / Jina rerank; see the module docstring for the fields."""
-        cross_encoder = require_reranker()
-        if len(request.documents) > limits.max_inputs:
-            raise ApiError(413, f"documents has {len(request.documents)} texts, more than the limit of "
-                                f"{limits.max_inputs} per request (max_inputs): split it into several requests",
-                           param="documents", code="too_many_inputs")
-        truncate = limits.truncate if request.truncate is None else request.truncate
-        counts = await asyncio.to_thread(count_rerank_tokens, [request.query, *request.documents])
-        pair_limit = cross_encoder.max_seq_length
-        over = [i for i, n in enumerate(counts[1:]) if counts[0] + n > pair_limit]
-        if over and not truncate:
-            raise ApiError(413, f"query + documents[{over[0]}] have {counts[0] + counts[1 + over[0]]} tokens, more "
-                                f"than the reranker's limit of {pair_limit}: shorten them, or send \"truncate\": "
-                                "true to cut the pair", param="documents", code="input_too_long")
-        tokens = sum(min(counts[0] + n, pair_limit) for n in counts[1:])
-        results = await batcher.run(rerank_documents, cross_encoder, request.query, request.documents,
-                                    request.top_n, options, tokens=tokens)
-        if request.return_documents:
-            for row in results:
-                row["document"] = {"text": request.documents[row["index"]]}
-        return JSONResponse({"model": reranker_name, "results": results,
-                             "usage": {"total_tokens": tokens, "prompt_tokens": tokens}})
+        return JSONResponse(await service.rerank(request))
 
     @app.post("/search")
     async def search(request: SearchRequest) -> JSONResponse:
-        """Top-k passages of the loaded index for one query, as :meth:`koembed.index.Index.search` ranks them
-        (reranked by the cross-encoder when ``rerank``)."""
-        if index is None:
-            raise ApiError(404, "this server has no index: start it with --index DIR (koembed index build "
-                                "makes one)", code="no_index")
-        cross_encoder = require_reranker() if request.rerank else None
-        tokens = await checked_tokens([request.query], "query", single=True, truncate=False)
-        depth = first_stage_depth(request.k, rerank_depth, cross_encoder is not None)
-        try:
-            hits = await batcher.run(index.search, [request.query], depth, request.mode, tokens=tokens[0])
-            if cross_encoder is not None:
-                hits = await batcher.run(rerank_hits, cross_encoder, [request.query], hits, index.text, request.k,
-                                         rerank_depth, options, tokens=tokens[0] * len(hits[0]))
-        except SpecError as exc:  # a mode this index cannot serve (sparse without lexical weights, colbert on FAISS)
-            raise ApiError(422, f"mode: {exc}", param="mode", code="invalid_value") from exc
-        except KoembedError as exc:
-            log.error("search failed: %s", exc)
-            raise ApiError(500, f"search failed: {exc}", code="search_failed") from exc
-        body = {"query": request.query, "mode": request.mode, "k": request.k, "rerank": request.rerank,
-                "hits": hit_rows(hits[0], index.text)}
-        if request.highlight:
-            body["morphemes"], body["hits"] = await batcher.run(highlight_rows, request.query, body["hits"],
-                                                                tokens=tokens[0])
-        return JSONResponse(body)
+        """Top-k passages of the loaded index for one query (reranked when ``rerank``)."""
+        return JSONResponse(await service.search(request))
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
         """Liveness and configuration; open without the API key (load balancers probe it)."""
-        return {"status": "ok", "model": model_name, "dimension": dimension, "max_input_tokens": max_tokens,
-                "index_loaded": index is not None, "index_passages": len(index) if index is not None else 0,
-                "reranker": reranker_name if reranker is not None else None,
-                "rerank_depth": rerank_depth if reranker is not None else None,
-                "batching": limits.batching, "queue_size": batcher.queued_texts,
-                "queued_requests": batcher.queued_requests, "queued_tokens": batcher.queued_tokens,
-                "max_queue_tokens": limits.max_queue_tokens}
+        return service.health()
 
     @app.get("/metrics")
     async def metrics_text() -> Response:
         """Prometheus text exposition of this app's registry."""
         from prometheus_client import CONTENT_TYPE_LATEST
 
-        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+        return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     add_playground(app)
-    app.add_middleware(Gate, metrics=metrics, api_key=api_key, max_body_bytes=limits.max_body_bytes,
+    app.add_middleware(Gate, metrics=service.metrics, api_key=api_key or None, max_body_bytes=limits.max_body_bytes,
                        allowed_hosts=frozenset(allowed_hosts))
     return app
-
-
-def _render_embeddings(rows: "np.ndarray", dimensions: Optional[int], encoding_format: str, model_name: str,
-                       tokens: int) -> bytes:
-    """The response body (run off the event loop: a float list of many rows takes a while to write)."""
-    import numpy as np
-
-    rows = np.asarray(rows, dtype=np.float32)
-    if dimensions is not None and dimensions < rows.shape[1]:
-        rows = rows[:, :dimensions]
-        rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
-    if encoding_format == "base64":
-        values = [base64.b64encode(row.astype("<f4").tobytes()).decode("ascii") for row in rows]
-    else:
-        values = rows.tolist()
-    data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(values)]
-    return json.dumps({"object": "list", "data": data, "model": model_name,
-                       "usage": {"prompt_tokens": tokens, "total_tokens": tokens}},
-                      ensure_ascii=False, allow_nan=False).encode()
 
 
 def serve(model: ModelSpec, index_dir: Union[str, Path, None] = None, *, host: str = DEFAULT_HOST,

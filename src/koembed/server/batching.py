@@ -3,10 +3,11 @@
 Requests put their texts on one queue; a worker takes requests in arrival order until their tokens reach
 ``max_batch_tokens`` or the oldest has waited ``max_wait_ms``, runs one encode call on a worker thread (the
 event loop keeps serving), and hands each request back its own rows. A request larger than the budget is
-encoded alone, never split. Every use of the model (embedding batches and an index's query embedding) runs on
-that one thread, in queue order, because the model is not safe to call concurrently (encode changes
-``max_seq_length`` for the duration of a call) and two parallel forward passes would only compete for the same
-cores.
+encoded alone, never split. Every embedding batch and rerank runs on that one thread, in queue order, because
+the model is not safe to call concurrently (encode changes ``max_seq_length`` for the duration of a call) and two
+parallel forward passes would only compete for the same cores. Index searches run on a thread of their own
+(:mod:`koembed.server.index_calls`, so a hung index backend never holds this one); their query embedding takes
+its turn on the model through :func:`koembed.models.embed.model_lock`, between batches.
 
 Backpressure: the queue holds at most ``max_queue_tokens`` tokens (one request is always admitted into an empty
 queue). A request that does not fit is refused at once with 503 and ``Retry-After`` (the queue's expected
@@ -43,7 +44,7 @@ class _Job:
     tokens: int
     future: asyncio.Future
     enqueued: float
-    call: Callable[[], Any] | None = None  # a model call other than embedding (index search), run alone
+    call: Callable[[], Any] | None = None  # a model call other than embedding (a rerank), run alone
 
 
 @dataclass
@@ -51,8 +52,8 @@ class Batcher:
     """Dynamic batching of embedding requests onto one encoding thread (see the module docstring).
 
     ``encode_rows(texts) -> (len(texts), dim) array`` runs on the thread; :meth:`embed` returns the rows
-    of one request, in its order. :meth:`run` runs any other model call (index search) on the same thread, in
-    the same queue. Both raise :class:`ApiError` 503 when the queue is full or the request timed out.
+    of one request, in its order. :meth:`run` runs any other model call (a rerank) on the same thread, in the
+    same queue. Both raise :class:`ApiError` 503 when the queue is full or the request timed out.
     The worker task and thread start on first use in the running event loop and stop with :meth:`close`.
     """
 
@@ -94,14 +95,20 @@ class Batcher:
         """Run ``fn(*args)`` on the encoding thread, between batches, queued like a request of ``tokens``."""
         return await self._submit([], tokens, functools.partial(fn, *args))
 
-    async def _submit(self, texts: list[Any], tokens: int, call: Callable[[], Any] | None) -> Any:
-        self._start()
+    def admit(self, tokens: int) -> None:
+        """Refuse (503 ``server_busy``, with ``Retry-After``) work of ``tokens`` that the full queue has no room
+        for; an empty queue admits anything. Also for model work that does not go through the queue (an index
+        search's query embedding)."""
         if self._jobs and self._tokens + tokens > self.max_queue_tokens:
             self.metrics.rejected.labels("queue_full").inc()
             wait = self._retry_after(tokens)
             raise ApiError(503, f"the server is busy: {self._tokens} tokens are queued and this request has "
                                 f"{tokens} (max_queue_tokens {self.max_queue_tokens}); retry in {wait} s",
                            code="server_busy", headers={"Retry-After": str(wait)})
+
+    async def _submit(self, texts: list[Any], tokens: int, call: Callable[[], Any] | None) -> Any:
+        self._start()
+        self.admit(tokens)
         job = _Job(texts, tokens, asyncio.get_running_loop().create_future(), time.monotonic(), call)
         self._jobs.append(job)
         self._account(len(texts), tokens)

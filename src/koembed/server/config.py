@@ -32,6 +32,8 @@ class ServerLimits:
     comparison. ``batch_size`` is :func:`encode`'s forward batch size within a batch. ``max_queue_tokens``
     bounds the tokens waiting to be encoded (more is a 503 with ``Retry-After``) and ``request_timeout_s`` the
     time a request waits for the model (then a 503): together they bound memory and latency under overload.
+    ``index_timeout_s`` bounds each call to the index (a search, on the index's own thread): an index backend
+    that does not answer in time is a 503 ``index_unavailable`` (:mod:`koembed.server.index_calls`).
     """
 
     max_inputs: int = 256
@@ -44,6 +46,7 @@ class ServerLimits:
     batch_size: int = 32
     max_queue_tokens: int = 65536
     request_timeout_s: float = 60.0
+    index_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         for name in ("max_inputs", "max_batch_tokens", "max_body_bytes", "batch_size", "max_queue_tokens"):
@@ -53,8 +56,9 @@ class ServerLimits:
             raise ValueError(f"max_input_tokens must be at least 1, got {self.max_input_tokens}")
         if self.max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {self.max_wait_ms}")
-        if not self.request_timeout_s > 0:
-            raise ValueError(f"request_timeout_s must be > 0, got {self.request_timeout_s}")
+        for name in ("request_timeout_s", "index_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
 
 
 def is_loopback(host: str) -> bool:

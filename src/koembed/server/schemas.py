@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, StrictBool, StrictInt, StrictStr, field_validator
 
+from koembed.data._checks import visible_text
 from koembed.server.config import MAX_SEARCH_K
 
 
@@ -31,9 +32,7 @@ class EmbeddingRequest(BaseModel):
         Wrong types raise ValueError too: pydantic turns ValueError, not TypeError, into a validation error.
         """
         if isinstance(value, str):
-            if not value:
-                raise ValueError("must not be an empty string")
-            return _unicode(value, None)
+            return _text(value, None)
         if not isinstance(value, list):
             raise ValueError(f"must be a string, a list of strings or token ids, not {_json_type(value)}")
         if not value:
@@ -48,12 +47,13 @@ class EmbeddingRequest(BaseModel):
                                      f"{_json_type(item)}")
                 _check_ids(item, f"input[{i}]")
             return value
+        if isinstance(value[0], (int, float)) and not isinstance(value[0], bool):  # a number, not an integer
+            raise ValueError(f"input[0] must be an integer token id (or input a list of strings), not "
+                             f"{_json_type(value[0])} ({value[0]!r})")
         for i, item in enumerate(value):
             if not isinstance(item, str):
                 raise ValueError(f"input[{i}] must be a string like input[0], not {_json_type(item)}")
-            if not item:
-                raise ValueError(f"input[{i}] must not be an empty string")
-            _unicode(item, f"input[{i}]")
+            _text(item, f"input[{i}]")
         return value
 
     def token_ids(self) -> list[list[int]] | None:
@@ -73,12 +73,22 @@ def _check_ids(ids: list[Any], where: str) -> None:
         raise ValueError(f"{where} must not be an empty list of token ids")
     for j, token in enumerate(ids):
         if not _is_id(token):
-            raise ValueError(f"{where}[{j}] must be a token id (an integer), not {_json_type(token)}")
+            shown = f" ({token!r})" if isinstance(token, float) else ""
+            raise ValueError(f"{where}[{j}] must be an integer token id, not {_json_type(token)}{shown}")
         if token < 0:
             raise ValueError(f"{where}[{j}] is {token}: token ids are not negative")
 
 
-class SearchRequest(BaseModel):
+class _QueryText(BaseModel):
+    """A request whose ``query`` must be valid Unicode with a visible character (checked before its type)."""
+
+    @field_validator("query", mode="before", check_fields=False)
+    @classmethod
+    def _query_text(cls, value: Any) -> Any:
+        return _text(value, None) if isinstance(value, str) else value  # other types: pydantic's type error
+
+
+class SearchRequest(_QueryText):
     """A query on the loaded index; ``mode`` as :meth:`koembed.index.Index.search` takes it; ``rerank``: rescore
     the top ``--rerank-depth`` hits with the server's reranker."""
 
@@ -91,7 +101,7 @@ class SearchRequest(BaseModel):
     highlight: StrictBool = False  # add each hit's spans of the query's Kiwi morphemes (the playground's view)
 
 
-class RerankRequest(BaseModel):
+class RerankRequest(_QueryText):
     """The rerank request of TEI / Cohere / Jina: a query and the documents to order; ``top_n`` (default all)
     results, with their text when ``return_documents``. ``model`` is accepted and ignored, as in embeddings."""
 
@@ -106,13 +116,23 @@ class RerankRequest(BaseModel):
 
     @field_validator("documents")
     @classmethod
-    def _non_empty(cls, value: list[str]) -> list[str]:
+    def _documents_text(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("must not be an empty list")
         for i, item in enumerate(value):
-            if not item:
-                raise ValueError(f"documents[{i}] must not be an empty string")
+            _text(item, f"documents[{i}]")
         return value
+
+
+def _text(text: str, where: str | None) -> str:
+    """``text`` if it is valid Unicode with a visible character (as the data readers require of a text), else a
+    ValueError naming ``where`` (None: the field itself, which the error response names): an empty or blank
+    text has no meaning to embed or rank."""
+    _unicode(text, where)
+    if not visible_text(text):
+        problem = "empty text (no visible character)"
+        raise ValueError(f"{where} is an {problem}" if where else f"an {problem}")
+    return text
 
 
 def _unicode(text: str, where: str | None) -> str:
