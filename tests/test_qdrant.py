@@ -159,6 +159,32 @@ def test_sigkill_during_add_loses_nothing_and_is_undone(tmp_path, built, tiny_mo
         assert set(corpus[0]) < set(idx.doc_ids)
 
 
+def test_a_delete_killed_half_way_is_all_or_nothing_to_readers(tmp_path, built, model, corpus, queries):
+    """Issue 21.10: a killed delete left some of its passages in the collection, and readers saw them."""
+    from koembed.index.qdrant import delete_points, open_client, read_qdrant_manifest, write_qdrant_manifest
+
+    index_dir = copy_index(built, tmp_path / "idx")
+    gone = list(corpus[0][:10])
+    manifest = read_qdrant_manifest(index_dir)
+    manifest.pending = {"op": "delete", "ids": gone}  # what delete_documents records before deleting...
+    write_qdrant_manifest(index_dir, manifest)
+    client = open_client(index_dir, manifest.local_path, manifest.url)
+    try:
+        delete_points(client, manifest.collection, gone[:4])  # ...and the points it removed before the kill
+    finally:
+        client.close()
+    with load_index(index_dir, encoder=model) as idx:
+        assert len(idx) == 48 - 10 and not set(gone) & set(idx.doc_ids)
+        assert not set(gone) & set(idx.passages)
+        with pytest.raises(KeyError):
+            idx.text(gone[-1])
+        for mode in ("dense", "bm25", "hybrid"):
+            assert not set(gone) & {d for hits in idx.search(queries, 48, mode) for d, _ in hits}, mode
+    manifest = add_documents(index_dir, ["pet-new"], [NEW_TEXT], encoder=model)  # the next change finishes it
+    assert manifest.pending is None and manifest.counts["passages"] == 48 - 10 + 1
+    assert index_info(index_dir)["collection_now"]["points"] == 48 - 10 + 1
+
+
 def test_wrong_model_is_refused(tmp_path, built, corpus):
     from koembed.models import load_model
     from koembed.models.testing import make_tiny_xlmr

@@ -27,7 +27,7 @@ from koembed.encoding.job import encode_corpus
 from koembed.encoding.shards import read_embeddings
 from koembed.errors import EmbeddingStoreError, IndexStoreError, ModelLoadError
 from koembed.files import atomic_open, sha256_file, staged_folder
-from koembed.index import add_documents, build_index, load_index
+from koembed.index import add_documents, build_index, delete_documents, load_index
 from koembed.models import load_model
 from tests.helpers import QUIET, ROOT
 
@@ -134,8 +134,9 @@ def test_version_dir_must_be_a_version_folder_inside_the_index(index_dir, base_i
     new_docs.write_text(json.dumps({"id": "new-1", "text": NEW_DOCS["new-1"]}, ensure_ascii=False) + "\n",
                         encoding="utf-8")
     assert_clean_exit(cli("index", "add", "--index", index_dir, "--docs", new_docs, "-q"), "version_dir: '")
-    assert sorted(p.name for p in (other / "v000001").iterdir()) == ["dense.faiss", "passages.jsonl",
-                                                                     "tombstones.json"]  # untouched
+    untouched = sorted(p.name for p in (base_index / "v000001").iterdir())
+    assert {"dense.faiss", "passages.jsonl", "tombstones.json"} < set(untouched)
+    assert sorted(p.name for p in (other / "v000001").iterdir()) == untouched
 
 
 # --------------------------------------------------------------------------- 6: malformed rows with a matching checksum
@@ -339,10 +340,16 @@ def index_snapshot(path: Path, model, queries: list[str]):
     return index.doc_ids, dict(index.passages), index.search(queries, 10), index.search(queries, 10, mode="bm25")
 
 
-# os.replace into the index during `index add`: 1 passages.jsonl, 2 tombstones.json, 3 the version folder,
-# 4 manifest.json (the switch). Killed before 1: a half-written file in a staged folder; before 4: v000002 in
-# place but not current; after 4: switched, v000001 not yet removed.
-INDEX_ADD_KILLS = [(1, "before", False), (4, "before", False), (4, "after", True)]
+# os.replace into the index during `index add`: 1 passages.jsonl, 2 tombstones.json, then the F files of the new
+# BM25 segment (koembed.index.bm25_store: 1 + 5 per field, 21 for bm25-phrase), F + 3 the version folder, F + 4
+# manifest.json (the switch). Killed before 1: a half-written file in a staged folder; after 3: one segment file
+# written; before F + 2: the segment's last file half-written; before F + 4: v000002 in place but not current;
+# after F + 4: switched, v000001 not yet removed.
+SEGMENT_FILES = 1 + 5 * 4
+INDEX_ADD_KILLS = [(1, "before", False), (3, "after", False), (SEGMENT_FILES + 2, "before", False),
+                   (SEGMENT_FILES + 4, "before", False), (SEGMENT_FILES + 4, "after", True)]
+# During `index delete` no segment is written: 1 passages.jsonl, 2 tombstones.json, 3 the folder, 4 the switch.
+INDEX_DELETE_KILLS = [(1, "before", False), (2, "after", False), (4, "before", False), (4, "after", True)]
 
 
 @pytest.mark.slow
@@ -362,6 +369,27 @@ def test_kill_9_during_index_add_at_three_points(base_index, tiny_model_dir, mod
         # The index is usable right away: the previous version, or the new one once switched.
         assert index_snapshot(idx, model, queries) == (want if switched else before), (nth, when)
         rerun = cli("index", "add", "--index", idx, "--docs", new_docs, "-q")  # the user runs it again
+        assert rerun.exit_code == (2 if switched else 0), rerun.output
+        assert index_snapshot(idx, model, queries) == want, (nth, when)
+        assert sorted(p.name for p in idx.iterdir()) == [".lock", "manifest.json", "v000002"], (nth, when)
+
+
+@pytest.mark.slow
+def test_kill_9_during_index_delete_is_all_or_nothing_to_readers(base_index, model, sample, tmp_path):
+    """Issue 21.10: readers see either none or all of an interrupted delete, never a part of it."""
+    gone = list(sample.corpus)[:20]  # under half the segment: no segment is rewritten
+    queries = list(sample.queries.values())[:12]
+    straight = Path(shutil.copytree(base_index, tmp_path / "straight"))
+    delete_documents(straight, gone)
+    want = index_snapshot(straight, model, queries)
+    before = index_snapshot(base_index, model, queries)
+    ids = [arg for doc_id in gone for arg in ("--id", doc_id)]
+    for nth, when, switched in INDEX_DELETE_KILLS:
+        idx = Path(shutil.copytree(base_index, tmp_path / f"killed-{nth}-{when}"))
+        killed = run_killed(idx, nth, when, "index", "delete", "--index", idx, *ids)
+        assert killed.returncode == -9, killed.stderr[-2000:]
+        assert index_snapshot(idx, model, queries) == (want if switched else before), (nth, when)
+        rerun = cli("index", "delete", "--index", idx, *ids)  # the user runs it again
         assert rerun.exit_code == (2 if switched else 0), rerun.output
         assert index_snapshot(idx, model, queries) == want, (nth, when)
         assert sorted(p.name for p in idx.iterdir()) == [".lock", "manifest.json", "v000002"], (nth, when)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from koembed.data import validate_documents
 from koembed.encoding.shards import read_embeddings
 from koembed.errors import DocumentIdError, IndexStoreError, ModelMismatchError
+from koembed.index.bm25_store import plan_build, plan_change
 from koembed.index.encoder import checked_encoder, embed, model_record, normalized_by, probe, with_prompt
 from koembed.index.faiss import compact_hnsw, faiss_index_params, new_faiss_index, normalized
 from koembed.index.manifest import MANIFEST, IndexParams, Manifest, now
@@ -106,6 +107,7 @@ def _write_new_index(model_name: str, encoder: Encoder, doc_ids: list[str], text
                         bm25=bm25_record(params.lexical), counts={"passages": len(pids), "deleted": 0, "tombstones": 0},
                         next_id=len(pids), created=created, updated=created, fusion=dict(params.fusion))
     state = IndexState(manifest, index, pids, doc_ids, texts, tokens, set(), sparse)
+    plan_build(state)
     new_folder = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -164,6 +166,7 @@ def add_documents(index_dir: str | Path, doc_ids: Sequence[str], texts: Sequence
             state.sparse += lexical_weights(state.manifest.model["resolved"], checked_encoder(
                 encoder, state.manifest, index_dir), texts, with_prompt(options, state.manifest, "passage")) or []
         state.manifest.next_id += len(doc_ids)
+        plan_change(state, new_pids)
 
     return update(index_dir, change)
 
@@ -199,6 +202,7 @@ def delete_documents(index_dir: str | Path, doc_ids: Sequence[str]) -> Manifest:
             state.faiss_index = compact_hnsw(state.faiss_index, state.manifest.dimension, state.manifest.params,
                                              state.tombstones)
             state.tombstones = set()
+        plan_change(state)
 
     return update(index_dir, change)
 

@@ -7,6 +7,7 @@ Layout of an index folder::
       dense.faiss      faiss.write_index of the vectors; faiss ids are stable int64 passage ids ("pids")
       passages.jsonl   {"pid", "id", "text", "tokens"} per live passage; tokens are BM25's Kiwi morphemes
       tombstones.json  pids deleted from the passages but still in an HNSW graph (HNSW cannot remove)
+      lex.s000001.*.npy  the BM25 fields' postings, one segment per build chunk or add (koembed.index.bm25_store)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from koembed.errors import IndexStoreError, SpecError
 from koembed.files import inside, listed_files
 from koembed.files import read_manifest as read_json_manifest
+from koembed.index.bm25_store import check_record, segment_names
 from koembed.lexical import DEFAULT as DEFAULT_LEXICAL
 from koembed.lexical import LexicalConfig
 from koembed.ranking import RRF_K
@@ -99,6 +101,7 @@ class Manifest(IndexManifest):
     fusion: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_FUSION))  # absent before 0.1: RRF
     format_version: int = FORMAT_VERSION
     faiss_version: str = ""
+    lexical: dict[str, Any] | None = None  # the stored BM25 segments (koembed.index.bm25_store); absent before 0.4
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,7 +109,7 @@ class Manifest(IndexManifest):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], path: Path) -> Manifest:
         names = set(cls.__dataclass_fields__)
-        missing = sorted(n for n in names if n not in data and n != "fusion")
+        missing = sorted(n for n in names if n not in data and n not in ("fusion", "lexical"))
         if missing:
             raise IndexStoreError(f"{path}: manifest lacks {', '.join(missing)}; {REMEDY}")
         for name, kind in {**FIELD_TYPES, **({"fusion": dict} if "fusion" in data else {})}.items():
@@ -128,8 +131,15 @@ def read_manifest(index_dir: Path) -> Manifest:
         raise IndexStoreError(f"{path}: version_dir: {manifest.version_dir!r} is not a version folder name such as "
                               f"v000001; {REMEDY}")
     inside(index_dir, manifest.version_dir, IndexStoreError, f"{path}: version_dir", REMEDY)
-    listed_files(manifest.files, VERSION_FILES, IndexStoreError, str(path), REMEDY)
+    check_record(manifest.lexical, str(path), REMEDY)
+    LexicalConfig.from_dict(manifest.bm25, f"{path}: bm25")
+    listed_files(manifest.files, version_files(manifest), IndexStoreError, str(path), REMEDY)
     return manifest
+
+
+def version_files(manifest: Manifest) -> list[str]:
+    """Every file a version folder of ``manifest`` holds (each checksummed in ``files``)."""
+    return [*VERSION_FILES, *segment_names(manifest.lexical, manifest.bm25)]
 
 
 def now() -> str:

@@ -230,13 +230,25 @@ def check_collection(client: Any, manifest: QdrantManifest, index_dir: Path) -> 
 
 
 def txn_filter(manifest: QdrantManifest) -> Any:
-    """The filter that hides a pending add's points (None when nothing is pending)."""
+    """The filter that makes a pending change all-or-nothing to readers (None when nothing is pending): a pending
+    add's points are hidden (the next change removes them), and so are all of a pending delete's passages,
+    not only those a killed delete had already removed (the next change finishes it)."""
     from qdrant_client import models
 
     pending = manifest.pending
-    if not pending or pending.get("op") != "add":
+    if not pending:
         return None
+    if pending.get("op") == "delete":
+        return models.Filter(must_not=[models.FieldCondition(key="id", match=models.MatchAny(any=pending["ids"]))])
     return models.Filter(must_not=[models.FieldCondition(key="txn", match=models.MatchValue(value=pending["txn"]))])
+
+
+def hidden(manifest: QdrantManifest, payload: dict[str, Any]) -> bool:
+    """Whether :func:`txn_filter` hides the point with ``payload``."""
+    pending = manifest.pending or {}
+    if pending.get("op") == "delete":
+        return payload.get("id") in pending["ids"]
+    return pending.get("op") == "add" and payload.get("txn") == pending["txn"]
 
 
 def upsert_passages(client: Any, manifest: QdrantManifest, doc_ids: Sequence[str], texts: Sequence[str],

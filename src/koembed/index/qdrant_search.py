@@ -28,6 +28,7 @@ from koembed.index.qdrant import (
     QdrantManifest,
     check_collection,
     connected,
+    hidden,
     live_count,
     open_client,
     point_id,
@@ -95,9 +96,7 @@ class QdrantIndex:
         if doc_id not in self._texts:
             points = self._client.retrieve(self.manifest.collection, ids=[point_id(doc_id)],
                                            with_payload=["id", "text", "txn"])
-            pending = self.manifest.pending or {}
-            hidden = bool(points) and pending.get("op") == "add" and points[0].payload.get("txn") == pending["txn"]
-            if not points or hidden:
+            if not points or hidden(self.manifest, points[0].payload):
                 raise KeyError(doc_id)
             self._texts[doc_id] = points[0].payload["text"]
         return self._texts[doc_id]

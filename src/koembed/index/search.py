@@ -2,9 +2,10 @@
 
 Hits are ``(doc_id, score)``, best first, ties by ascending doc id, as every koembed retriever returns them;
 ``hybrid`` is :class:`koembed.retrieval.hybrid.HybridRetriever`'s fusion of the two parts (the one the index was built
-with: reciprocal-rank fusion by default). BM25 is koembed's :class:`koembed.lexical.BM25Retriever`, rebuilt from
-each passage's stored tokens without re-analysing any text (IDF depends on the whole corpus, so its statistics are
-recomputed rather than stored).
+with: reciprocal-rank fusion by default). BM25 is koembed's :class:`koembed.lexical.BM25Retriever` over the fields' stored,
+memory-mapped segments (:mod:`koembed.index.bm25_store`): loading reads no postings, and IDF and average length
+come from the live passages at query time. An index built before 0.4 (no segments) is fitted in memory from the
+stored tokens on its first bm25 search instead.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from koembed.errors import SpecError
+from koembed.index.bm25_store import stored_fields
 from koembed.index.encoder import checked_encoder, embed, with_prompt
 from koembed.index.manifest import read_manifest
 from koembed.index.versions import IndexState, read_state, verify
@@ -50,8 +52,8 @@ class _DensePart:
 class Index:
     """A loaded index (see :func:`load_index`): search it, read its passages.
 
-    The model is loaded (and checked) on the first dense or hybrid search unless given to :func:`load_index`,
-    and BM25 is rebuilt from the stored tokens on the first bm25 or hybrid search, so each mode pays only
+    The model is loaded (and checked) on the first dense or hybrid search unless given to :func:`load_index`;
+    BM25 maps its stored segments at load and reads only the postings a query needs, so each mode pays only
     for what it uses.
     """
 
@@ -68,6 +70,9 @@ class Index:
         self._tombstones = state.tombstones
         self._encoder = encoder
         self._bm25: BM25Retriever | None = None
+        # mapped now, while this version's folder surely exists (an update removes it after switching)
+        self._stored = None if self.manifest.lexical is None else stored_fields(
+            path / self.manifest.version_dir, self.manifest.lexical, self.manifest.bm25, state.pids)
         self._stored_sparse = state.sparse
         self._sparse: SparseIndex | None = None
         self._m3: M3Encoder | None = None
@@ -142,7 +147,10 @@ class Index:
         if self._bm25 is None:
             config = LexicalConfig.from_dict(self.manifest.bm25)
             self._bm25 = BM25Retriever(config, show_progress=False)
-            self._bm25.fit_analysed(self._doc_ids, self._texts, self._tokens)
+            if self._stored is not None:
+                self._bm25.use_fields(self._doc_ids, self._stored.fields)
+            else:
+                self._bm25.fit_analysed(self._doc_ids, self._texts, self._tokens)
         return self._bm25
 
     def _dense_search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:

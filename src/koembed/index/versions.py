@@ -29,6 +29,8 @@ from koembed.files import (
     write_json,
     write_jsonl,
 )
+from koembed.index.bm25_store import Segment, segments_of, write_segments
+from koembed.index.bm25_store import record as lexical_record
 from koembed.index.faiss import set_faiss_search_params
 from koembed.index.manifest import (
     DENSE_FILE,
@@ -40,6 +42,7 @@ from koembed.index.manifest import (
     Manifest,
     now,
     read_manifest,
+    version_files,
 )
 from koembed.version import __version__
 
@@ -58,6 +61,8 @@ class IndexState:
     tokens: list[list[str]]
     tombstones: set[int]
     sparse: list[dict[int, float]] | None = None  # BGE-M3 lexical weights per passage, when the model has them
+    segments: list[Segment] | None = None  # the stored BM25 segments (None: an index from before 0.4)
+    lexical_next: int = 1  # the number of the next segment name
 
 
 @contextmanager
@@ -86,7 +91,7 @@ def require_new_folder(out_dir: Path) -> None:
 def verify(index_dir: Path, manifest: Manifest) -> None:
     """Check every file of the current version against its sha256 in the manifest."""
     verify_files(index_dir / manifest.version_dir, manifest.files, MANIFEST, IndexStoreError,
-                 remedy="the index is incomplete or cannot be trusted; rebuild it", expected=VERSION_FILES)
+                 remedy="the index is incomplete or cannot be trusted; rebuild it", expected=version_files(manifest))
 
 
 def read_state(index_dir: Path) -> IndexState:
@@ -128,7 +133,8 @@ def _read_version(index_dir: Path, manifest: Manifest) -> IndexState:
     if 0 < len(sparse) < len(pids):
         raise IndexStoreError(f"{folder / PASSAGES_FILE}: {len(sparse)} of {len(pids)} passages hold lexical "
                               "weights; rebuild the index")
-    return IndexState(manifest, index, pids, doc_ids, texts, tokens, tombstones, sparse if sparse else None)
+    return IndexState(manifest, index, pids, doc_ids, texts, tokens, tombstones, sparse if sparse else None,
+                      segments_of(manifest.lexical, folder), (manifest.lexical or {}).get("next", 1))
 
 
 def _passage_rows(path: Path) -> Iterator[tuple[int, str, str, list[str], dict[int, float] | None]]:
@@ -201,9 +207,10 @@ def commit(index_dir: Path, state: IndexState) -> Manifest:
             {"sparse": {str(i): w for i, w in x.items()}} if x is not None else {}) for p, d, t, k, x
             in zip(state.pids, state.doc_ids, state.texts, state.tokens, sparse)))
         write_json(stage / TOMBSTONES_FILE, sorted(state.tombstones))
-        files = checksums(stage, VERSION_FILES)
+        files = checksums(stage, VERSION_FILES) | write_segments(stage, state, state.manifest.files)
     try:
         manifest = replace(state.manifest, version_dir=name, files=files, updated=now(),
+                           lexical=lexical_record(state),
                            counts={**state.manifest.counts, "passages": len(state.pids),
                                    "tombstones": len(state.tombstones)},
                            koembed_version=__version__, faiss_version=faiss.__version__)

@@ -11,11 +11,12 @@ score is no match, not a low rank); ties are broken by doc id.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from koembed.errors import SpecError
+from koembed.errors import IndexStoreError, KoembedError, SpecError
 from koembed.lexical.fields import FIELDS, KIWI_FIELDS, field_tokens
 from koembed.lexical.kiwi import KiwiTokenizer
 from koembed.ranking import NORMALIZATIONS, Hit, best_rows, id_ranks, normalized
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
     import numpy as np
 
 K1, B = 1.2, 0.75  # Lucene's and Elasticsearch's defaults
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
 
 
 @dataclass(frozen=True)
@@ -38,11 +43,13 @@ class LexicalConfig:
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.weights if f not in FIELDS]
-        if unknown or not self.weights or any(not w > 0 for w in self.weights.values()):
-            raise ValueError(f"lexical weights {dict(self.weights)!r}: give positive weights to fields among "
-                             f"{', '.join(FIELDS)}")
+        if unknown or not self.weights or any(not _number(w) or not w > 0 for w in self.weights.values()):
+            raise SpecError(f"lexical weights {dict(self.weights)!r}: give positive weights to fields among "
+                            f"{', '.join(FIELDS)}")
         if self.normalization not in NORMALIZATIONS:
-            raise ValueError(f"unknown normalization {self.normalization!r}: use {', '.join(NORMALIZATIONS)}")
+            raise SpecError(f"unknown normalization {self.normalization!r}: use {', '.join(NORMALIZATIONS)}")
+        if not (_number(self.k1) and 0 <= self.k1 < math.inf) or not (_number(self.b) and 0 <= self.b <= 1):
+            raise SpecError(f"BM25 k1={self.k1!r}, b={self.b!r}: k1 must be a finite number >= 0 and b in [0, 1]")
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -53,10 +60,23 @@ class LexicalConfig:
                 "k1": self.k1, "b": self.b}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> LexicalConfig:
-        """The config an index manifest records (a manifest written before fields existed is unigram BM25)."""
-        return cls(weights=dict(data.get("weights") or {"unigram": 1.0}),
-                   normalization=data.get("normalization", "none"), k1=data["k1"], b=data["b"])
+    def from_dict(cls, data: Mapping[str, Any], where: str = "the index manifest's bm25",
+                  error: type[KoembedError] = IndexStoreError) -> LexicalConfig:
+        """The config an index manifest records (a manifest written before fields existed is unigram BM25);
+        keys other than these are the store's own. A missing or bad key is ``error`` naming it and ``where``."""
+        if not isinstance(data, Mapping):
+            raise error(f"{where}: expected a JSON object, not {data!r}")
+        for key in ("k1", "b"):
+            if key not in data:
+                raise error(f"{where}: lacks '{key}'")
+        weights = data.get("weights") or {"unigram": 1.0}
+        if not isinstance(weights, Mapping):
+            raise error(f"{where}: 'weights' must map fields to weights, not {weights!r}")
+        try:
+            return cls(weights=dict(weights), normalization=data.get("normalization", "none"), k1=data["k1"],
+                       b=data["b"])
+        except SpecError as exc:
+            raise error(f"{where}: {exc}") from None
 
 
 # Fitted on development sets only (bench/lexical_fields.py, `koembed tune-lexical`; docs/BENCHMARKS.md): KorQuAD's
@@ -85,7 +105,7 @@ def lexical_config(spec: str, required: bool = False) -> LexicalConfig | None:
             name, _, value = item.partition("=")
             weights[name.strip()] = float(value)
         return LexicalConfig(weights, normalization.strip() or "none")
-    except ValueError as exc:
+    except (ValueError, SpecError) as exc:
         raise SpecError(f"{spec!r}: expected {FIELDS_PREFIX}FIELD=WEIGHT,...[@none|max|minmax|z] with fields among "
                         f"{', '.join(FIELDS)} ({exc})") from None
 
@@ -142,17 +162,25 @@ class BM25Retriever:
 
     def fit_analysed(self, doc_ids: Sequence[str], texts: Sequence[str], tokens: Sequence[Sequence[str]]) -> None:
         """Index passages already analysed by this retriever's tokenizer (a stored index keeps the analysis)."""
+        self.use_fields(doc_ids, {f: _FieldIndex([field_tokens(f, tok, text) for tok, text in zip(tokens, texts)],
+                                                 self.config.k1, self.config.b) for f in self.config.fields})
+
+    def use_fields(self, doc_ids: Sequence[str], indexes: Mapping[str, Any]) -> None:
+        """Search ``doc_ids`` with field indexes built elsewhere (each field's ``scores(terms)``: one score per
+        passage, in ``doc_ids`` order), e.g. an index's stored segments (:mod:`koembed.lexical.segments`)."""
+        missing = [f for f in self.config.fields if f not in indexes]
+        if missing:
+            raise IndexStoreError(f"no stored BM25 field {', '.join(missing)}; rebuild the index")
         self._doc_ids = list(doc_ids)
         self._rank = id_ranks(self._doc_ids)
-        self._indexes = {f: _FieldIndex([field_tokens(f, tok, text) for tok, text in zip(tokens, texts)],
-                                        self.config.k1, self.config.b) for f in self.config.fields}
+        self._indexes = {f: indexes[f] for f in self.config.fields}
 
     def field_scores(self, queries: Sequence[str]) -> list[np.ndarray]:
         """Per query, the raw BM25 scores of every passage (fit order) in each field: shape (fields, passages)."""
         import numpy as np
 
         if not self._indexes:
-            raise RuntimeError("call fit() before search()")
+            raise SpecError(f"{self.name}: no passages indexed yet; call fit() before search()")
         out = []
         for query, tokens in zip(queries, self.analyse(queries)):
             out.append(np.stack([self._indexes[f].scores(field_tokens(f, tokens, query))
