@@ -21,7 +21,8 @@ Per system and corpus: accuracy@1 and ndcg@10 (koembed's metrics on every system
 peak RSS (the build command), index bytes on disk, load = the system's own command line in a fresh process with
 one query, to its first result (koembed: ``koembed search --mode bm25 --json``; Lucene: ``SearchCollection``),
 first result in the worker (a fresh process: start, open the index, first query), query p50/p99 (queries after
-the first, each alone, k=10) and the worker's peak RSS. ``--query-variant NAME`` (bench/query_variants.py)
+the first, each alone, k=10) and the worker's peak RSS (its ``VmHWM``). Build and load RSS are the peak of the
+process tree's resident memory, sampled every 0.1 s. ``--query-variant NAME`` (bench/query_variants.py)
 rewrites every query before any system sees it. ``--skip SYSTEM@CORPUS`` leaves a cell out (printed as skipped);
 a step over ``--cap-mb`` resident or ``--timeout-s`` is killed and printed as over.
 """
@@ -33,6 +34,7 @@ import re
 import shutil
 import statistics
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,14 +56,13 @@ def rotated(text: str, r: int) -> str:
     return " ".join(sentences[r:] + sentences[:r])
 
 
-def corpora(synthetic: list[int], latency_queries: int) -> list[dict[str, Any]]:
-    """The corpora to run: name, passages ``[(id, text)]``, queries ``[(qid, text)]`` and the retrieval set that
-    judges them (None for the synthetic corpora)."""
-    made = []
+def corpora(synthetic: list[int], latency_queries: int) -> Iterator[dict[str, Any]]:
+    """The corpora to run, one at a time (a 1M corpus is built only when its turn comes): name, passages
+    ``[(id, text)]``, queries ``[(qid, text)]`` and the retrieval set that judges them (None: synthetic)."""
     for name, (path, split) in {"korquad-test": (common.KORQUAD, "test"),
                                 "msmarco-ko-test": (common.MSMARCO, "test")}.items():
         rs = load_retrieval_set(path, split=split)
-        made.append({"name": name, "docs": list(rs.corpus.items()), "queries": list(rs.queries.items()), "rs": rs})
+        yield {"name": name, "docs": list(rs.corpus.items()), "queries": list(rs.queries.items()), "rs": rs}
     if synthetic:
         base = list(load_retrieval_set(common.MSMARCO).corpus.items())
         test_queries = list(load_retrieval_set(common.MSMARCO, split="test").queries.items())[:latency_queries]
@@ -69,8 +70,8 @@ def corpora(synthetic: list[int], latency_queries: int) -> list[dict[str, Any]]:
             docs = [(f"{doc_id}~{i // len(base)}", rotated(text, i // len(base)))
                     for i in range(size) for doc_id, text in [base[i % len(base)]]]
             label = f"{size // 10**6}m" if size % 10**6 == 0 else f"{size // 1000}k" if size % 1000 == 0 else str(size)
-            made.append({"name": f"synthetic-{label}", "docs": docs, "queries": test_queries, "rs": None})
-    return made
+            yield {"name": f"synthetic-{label}", "docs": docs, "queries": test_queries, "rs": None}
+            del docs
 
 
 def percentile(values: list[float], q: float) -> float:
