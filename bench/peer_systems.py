@@ -1,0 +1,233 @@
+"""The systems bench/peers.py compares, and how each is measured in fresh processes.
+
+Every system is three commands: **build** an index from a corpus, **load** (its own command line in a fresh
+process, one query, to its first result: what a user waits for) and a **search worker** (a fresh process that
+opens the index and runs every query one at a time, timing each; its peak RSS is the search process's memory).
+
+- ``lucene``: Anserini 0.22.1 (the fat jar inside the pyserini 0.22.1 wheel), ``IndexCollection`` and
+  ``SearchCollection`` with ``-language ko`` and BM25 k1=1.2, b=0.75; the worker calls Anserini's
+  ``SimpleSearcher`` through pyjnius, as pyserini's ``LuceneSearcher`` does. Anserini 0.22.1's ``-language ko``
+  is Lucene's ``CJKAnalyzer`` (overlapping character bigrams, ``io.anserini.analysis.AnalyzerMap``), not nori:
+  the jar holds no ``lucene-analysis-nori``. The worker records the analyzer it searched with.
+- ``bm25`` / ``bm25-phrase``: koembed's own CLI (``koembed index build --lexical SPEC``, ``koembed search
+  --mode bm25``) and API (``koembed.index.load_index(...).search``), whichever koembed is on ``PYTHONPATH``.
+
+Run as a script, this module is the search worker: ``python bench/peer_systems.py --worker lucene|koembed ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+PYSERINI = "pyserini==0.22.1"
+JAR = "anserini-0.22.1-fatjar.jar"
+K1, B = 1.2, 0.75
+KOEMBED_MODEL = "static-ko"  # every koembed index holds a dense part; the bundled static model is the cheapest
+HERE = Path(__file__).resolve()
+
+
+def anserini_jar(cache: Path) -> Path:
+    """The Anserini fat jar, unzipped once from the pyserini 0.22.1 wheel (``pip download``) into ``cache``."""
+    jar = cache / JAR
+    if jar.exists():
+        return jar
+    cache.mkdir(parents=True, exist_ok=True)
+    wheels = list(cache.glob("pyserini-0.22.1-*.whl"))
+    if not wheels:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", PYSERINI, "-d", str(cache)],
+                       check=True)
+        wheels = list(cache.glob("pyserini-0.22.1-*.whl"))
+    partial = jar.with_suffix(".part")
+    with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(f"pyserini/resources/jars/{JAR}") as src, \
+            open(partial, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    partial.rename(jar)
+    return jar
+
+
+def java_home() -> str:
+    """JAVA_HOME for pyjnius: ``$JAVA_HOME``, else the JVM behind ``java`` on the PATH (Debian's default-java)."""
+    if os.environ.get("JAVA_HOME"):
+        return os.environ["JAVA_HOME"]
+    java = shutil.which("java")
+    if java is None:
+        raise SystemExit("no java on the PATH: apt-get install -y default-jre-headless (make peers does)")
+    return str(Path(os.path.realpath(java)).parents[1])
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory since it started its program (``VmHWM``; ``ru_maxrss`` would count the
+    forked parent's pages too, which Linux carries across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def measure(cmd: list[str], log: Path, cap_mb: float, timeout_s: float) -> dict[str, Any]:
+    """Run ``cmd`` (output to ``log``): wall seconds, peak RSS of its process tree (sampled every 0.1 s), exit
+    code. A tree over ``cap_mb`` resident or past ``timeout_s`` is killed and recorded as ``over`` memory / time."""
+    import psutil
+
+    start = time.perf_counter()
+    over: list[str] = []
+    peak = [0]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ,
+                                                                                 "JAVA_HOME": java_home()})
+        done = threading.Event()
+
+        def watch() -> None:
+            try:
+                root = psutil.Process(proc.pid)
+                while not done.wait(0.1):
+                    rss = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+                    peak[0] = max(peak[0], rss)
+                    reason = "memory" if rss > cap_mb * 2**20 else "time" if time.perf_counter() - start > timeout_s \
+                        else None
+                    if reason:
+                        over.append(reason)
+                        for p in [*root.children(recursive=True), root]:
+                            p.kill()
+                        return
+            except psutil.Error:
+                return
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        proc.wait()
+        done.set()
+        watcher.join()
+    result = {"seconds": round(time.perf_counter() - start, 3), "peak_rss_mb": round(peak[0] / 2**20, 1),
+              "returncode": proc.returncode}
+    if over or proc.returncode != 0:
+        result["over"] = over[0] if over else None
+        result["log_tail"] = log.read_text(errors="replace")[-600:]
+    return result
+
+
+def folder_bytes(path: Path) -> int:
+    """Bytes of every file under ``path`` (an index on disk)."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+class Lucene:
+    """Lucene BM25 through Anserini 0.22.1, ``-language ko`` (CJKAnalyzer: see the module docstring)."""
+
+    name = "lucene"
+
+    def __init__(self, jar: Path, threads: int):
+        self.jar, self.threads = jar, threads
+
+    def write_corpus(self, docs: list[tuple[str, str]], folder: Path) -> Path:
+        """Anserini's JsonCollection: ``{"id", "contents"}`` lines, one file per indexing thread."""
+        folder.mkdir(parents=True, exist_ok=True)
+        files = [open(folder / f"part{i}.jsonl", "w", encoding="utf-8") for i in range(self.threads)]
+        for i, (doc_id, text) in enumerate(docs):
+            files[i % self.threads].write(json.dumps({"id": doc_id, "contents": text}, ensure_ascii=False) + "\n")
+        for f in files:
+            f.close()
+        return folder
+
+    def build(self, corpus: Path, index: Path) -> list[str]:
+        return ["java", "-cp", str(self.jar), "io.anserini.index.IndexCollection", "-collection", "JsonCollection",
+                "-input", str(corpus), "-index", str(index), "-generator", "DefaultLuceneDocumentGenerator",
+                "-threads", str(self.threads), "-language", "ko"]
+
+    def load(self, index: Path, query: str, work: Path) -> list[str]:
+        topics = work / "one-query.tsv"
+        topics.write_text(f"q\t{query}\n", encoding="utf-8")
+        return ["java", "-cp", str(self.jar), "io.anserini.search.SearchCollection", "-index", str(index),
+                "-topics", str(topics), "-topicreader", "TsvString", "-output", str(work / "one-query.trec"),
+                "-bm25", "-bm25.k1", str(K1), "-bm25.b", str(B), "-language", "ko", "-hits", "10"]
+
+    def worker(self, index: Path, queries: Path, result: Path, k: int) -> list[str]:
+        return [sys.executable, str(HERE), "--worker", "lucene", "--index", str(index), "--queries", str(queries),
+                "--result", str(result), "-k", str(k), "--jar", str(self.jar), "--spawned", repr(time.time())]
+
+
+class Koembed:
+    """A koembed FAISS index whose lexical half is ``spec`` (``bm25``, ``bm25-phrase``), searched ``--mode bm25``."""
+
+    def __init__(self, spec: str):
+        self.name = self.spec = spec
+
+    def write_corpus(self, docs: list[tuple[str, str]], folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "passages.jsonl"
+        with open(path, "w", encoding="utf-8") as f:
+            for doc_id, text in docs:
+                f.write(json.dumps({"id": doc_id, "text": text}, ensure_ascii=False) + "\n")
+        return path
+
+    def build(self, corpus: Path, index: Path) -> list[str]:
+        return [sys.executable, "-m", "koembed.cli", "index", "build", "--model", KOEMBED_MODEL, "--corpus",
+                str(corpus), "--out", str(index), "--lexical", self.spec, "-q"]
+
+    def load(self, index: Path, query: str, work: Path) -> list[str]:
+        return [sys.executable, "-m", "koembed.cli", "search", query, "--index", str(index), "--mode", "bm25",
+                "-k", "10", "--json"]
+
+    def worker(self, index: Path, queries: Path, result: Path, k: int) -> list[str]:
+        return [sys.executable, str(HERE), "--worker", "koembed", "--index", str(index), "--queries", str(queries),
+                "--result", str(result), "-k", str(k), "--spawned", repr(time.time())]
+
+
+def _lucene_searcher(index: str, jar: str):
+    os.environ.setdefault("JAVA_HOME", java_home())
+    import jnius_config
+
+    jnius_config.set_classpath(jar)
+    from jnius import autoclass
+
+    searcher = autoclass("io.anserini.search.SimpleSearcher")(index)
+    searcher.set_language("ko")  # what IndexCollection -language ko analysed with
+    searcher.set_bm25(K1, B)
+    info = {"analyzer": searcher.get_analyzer().getClass().getName(), "similarity": searcher.get_similarity().toString()}
+    return (lambda query, k: [(hit.docid, float(hit.score)) for hit in searcher.search(query, k)]), info
+
+
+def _koembed_searcher(index: str):
+    import koembed
+    from koembed.index import load_index
+
+    idx = load_index(index)
+    return (lambda query, k: idx.search([query], k, mode="bm25")[0]), {"koembed": koembed.__file__}
+
+
+def worker_main(argv: list[str] | None = None) -> None:
+    """The search worker: open the index, run each query alone, write hits, latencies and peak RSS as JSON."""
+    made = argparse.ArgumentParser()
+    made.add_argument("--worker", choices=("lucene", "koembed"), required=True)
+    for name in ("--index", "--queries", "--result", "--jar"):
+        made.add_argument(name)
+    made.add_argument("-k", type=int, default=10)
+    made.add_argument("--spawned", type=float, required=True, help="time.time() when the parent started us")
+    args = made.parse_args(argv)
+    queries = json.loads(Path(args.queries).read_text(encoding="utf-8"))
+    search, info = (_lucene_searcher(args.index, args.jar) if args.worker == "lucene"
+                    else _koembed_searcher(args.index))
+    hits, latencies, first_at = {}, [], None
+    for qid, text in queries:
+        start = time.perf_counter()
+        hits[qid] = search(text, args.k)
+        latencies.append(time.perf_counter() - start)
+        first_at = first_at or time.time()
+    Path(args.result).write_text(json.dumps({
+        "first_result_s": round(first_at - args.spawned, 3) if first_at else None, "peak_rss_mb": peak_rss_mb(),
+        "latencies_s": latencies, "hits": hits, **info}, ensure_ascii=False), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    worker_main()

@@ -1,0 +1,199 @@
+"""koembed's lexical retrievers against Lucene BM25 (Anserini), side by side in one run, on the same corpora and
+queries: quality, build time, index size, load time, query latency and memory.
+
+    make peers            # Java (Debian's default-jre-headless) + pyjnius, then this script
+    python bench/peers.py --out out/peers.json --synthetic 100000,1000000 --query-variant none
+
+Systems (bench/peer_systems.py): ``lucene`` = Anserini 0.22.1 (the fat jar inside the pyserini 0.22.1 wheel,
+cached in ``--cache``, outside the repository) with ``-language ko`` and BM25 k1=1.2, b=0.75. In Anserini 0.22.1
+``-language ko`` is Lucene's CJKAnalyzer (character bigrams), not nori, which the jar does not hold; the table
+says so. ``bm25`` and ``bm25-phrase`` = koembed indexes (``koembed index build --lexical SPEC``; the dense half
+is the bundled static-ko, which every koembed index needs) searched with ``--mode bm25``. Whatever koembed is
+on ``PYTHONPATH`` is measured, through its own CLI and API in fresh processes.
+
+Corpora: KorQuAD 1.0 dev's 40 held-out articles (``--split test`` of koembed's SQuAD reader: 1,814 questions,
+354 paragraphs), MS MARCO-ko's test half (3,490 queries over all 7,279 passages), and synthetic corpora of
+``--synthetic`` sizes built in ``--work`` (never in the repository) from real Korean passages: MS MARCO-ko's
+7,279 passages repeated, copy r with its sentences rotated by r (so copies are not byte-identical), queried with
+the MS MARCO-ko test queries (timing only: copies make quality meaningless there).
+
+Per system and corpus: accuracy@1 and ndcg@10 (koembed's metrics on every system's top 10), build seconds and
+peak RSS (the build command), index bytes on disk, load = the system's own command line in a fresh process with
+one query, to its first result (koembed: ``koembed search --mode bm25 --json``; Lucene: ``SearchCollection``),
+first result in the worker (a fresh process: start, open the index, first query), query p50/p99 (queries after
+the first, each alone, k=10) and the worker's peak RSS (its ``VmHWM``). Build and load RSS are the peak of the
+process tree's resident memory, sampled every 0.1 s. ``--query-variant NAME`` (bench/query_variants.py)
+rewrites every query before any system sees it. ``--skip SYSTEM@CORPUS`` leaves a cell out (printed as skipped);
+a step over ``--cap-mb`` resident or ``--timeout-s`` is killed and printed as over.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import statistics
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import common
+import query_variants
+from peer_systems import Koembed, Lucene, anserini_jar, folder_bytes, measure
+
+from koembed.data import load_retrieval_set
+from koembed.evaluation.runner import score_run
+
+SYSTEMS = ("lucene", "bm25", "bm25-phrase")
+SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
+
+
+def rotated(text: str, r: int) -> str:
+    """``text`` with its sentences rotated left by ``r`` (a one-sentence passage stays as it is)."""
+    sentences = SENTENCE_END.split(text)
+    r %= len(sentences)
+    return " ".join(sentences[r:] + sentences[:r])
+
+
+def corpora(synthetic: list[int], latency_queries: int) -> Iterator[dict[str, Any]]:
+    """The corpora to run, one at a time (a 1M corpus is built only when its turn comes): name, passages
+    ``[(id, text)]``, queries ``[(qid, text)]`` and the retrieval set that judges them (None: synthetic)."""
+    for name, (path, split) in {"korquad-test": (common.KORQUAD, "test"),
+                                "msmarco-ko-test": (common.MSMARCO, "test")}.items():
+        rs = load_retrieval_set(path, split=split)
+        yield {"name": name, "docs": list(rs.corpus.items()), "queries": list(rs.queries.items()), "rs": rs}
+    if synthetic:
+        base = list(load_retrieval_set(common.MSMARCO).corpus.items())
+        test_queries = list(load_retrieval_set(common.MSMARCO, split="test").queries.items())[:latency_queries]
+        for size in synthetic:
+            docs = [(f"{doc_id}~{i // len(base)}", rotated(text, i // len(base)))
+                    for i in range(size) for doc_id, text in [base[i % len(base)]]]
+            label = f"{size // 10**6}m" if size % 10**6 == 0 else f"{size // 1000}k" if size % 1000 == 0 else str(size)
+            yield {"name": f"synthetic-{label}", "docs": docs, "queries": test_queries, "rs": None}
+            del docs
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0..100) of ``values``, inclusive method (statistics.quantiles)."""
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def run_cell(system, corpus: dict[str, Any], work: Path, args) -> dict[str, Any]:
+    """Build, load and search one system on one corpus; every step a fresh process."""
+    cell: dict[str, Any] = {"system": system.name, "corpus": corpus["name"], "passages": len(corpus["docs"]),
+                            "queries": len(corpus["queries"])}
+    folder = work / corpus["name"] / system.name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    source = system.write_corpus(corpus["docs"], folder / "corpus")
+    queries = folder / "queries.json"
+    queries.write_text(json.dumps(corpus["queries"], ensure_ascii=False), encoding="utf-8")
+    index = folder / "index"
+    cell["build"] = measure(system.build(source, index), folder / "build.log", args.cap_mb, args.timeout_s)
+    if cell["build"]["returncode"] != 0:
+        return cell
+    cell["index_bytes"] = folder_bytes(index)
+    first_query = corpus["queries"][0][1]
+    cell["load"] = measure(system.load(index, first_query, folder), folder / "load.log", args.cap_mb, args.timeout_s)
+    result = folder / "worker.json"
+    cell["worker"] = measure(system.worker(index, queries, result, 10), folder / "worker.log", args.cap_mb,
+                             args.timeout_s)
+    if cell["worker"]["returncode"] != 0:
+        return cell
+    found = json.loads(result.read_text(encoding="utf-8"))
+    later = [s * 1000 for s in found["latencies_s"][1:]] or [found["latencies_s"][0] * 1000]
+    cell.update(first_result_s=found["first_result_s"], worker_peak_rss_mb=found["peak_rss_mb"],
+                query_p50_ms=round(percentile(later, 50), 3), query_p99_ms=round(percentile(later, 99), 3),
+                searched_with={k: v for k, v in found.items() if k not in ("hits", "latencies_s", "first_result_s",
+                                                                           "peak_rss_mb")})
+    hits = {qid: [(doc, score) for doc, score in h] for qid, h in found["hits"].items()}
+    if corpus["rs"] is not None:
+        ir, _ = score_run(corpus["rs"], hits, top_k=(10,))
+        cell.update({"accuracy@1": round(ir["accuracy@1"], 4), "ndcg@10": round(ir["ndcg@10"], 4)})
+    if args.run_out:
+        args.run_out.mkdir(parents=True, exist_ok=True)
+        with open(args.run_out / f"{corpus['name']}.{system.name}.jsonl", "w", encoding="utf-8") as f:
+            for qid, h in hits.items():
+                for rank, (doc, score) in enumerate(h, 1):
+                    f.write(json.dumps({"qid": qid, "docid": doc, "rank": rank, "score": score}) + "\n")
+    if not args.keep:
+        shutil.rmtree(index, ignore_errors=True)
+        shutil.rmtree(folder / "corpus", ignore_errors=True)
+    return cell
+
+
+def _n(value: Any, digits: int) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else str(value)
+
+
+def table(cells: list[dict[str, Any]]) -> None:
+    """The side-by-side Markdown table (docs/BENCHMARKS.md shows it)."""
+    headers = ["corpus", "system", "passages", "acc@1", "ndcg@10", "build s", "build RSS MB", "index MB",
+               "load s (CLI)", "first result s (worker)", "p50 ms", "p99 ms", "search RSS MB"]
+    rows = []
+    for c in cells:
+        head = [c["corpus"], c["system"], c["passages"]]
+        if "skipped" in c:
+            rows.append([*head, "skipped", *[""] * 9])
+            continue
+        b = c["build"]
+        if b["returncode"] != 0:
+            rows.append([*head, "", "", f"failed ({b.get('over') or 'error'}) at {b['seconds']:.0f}",
+                         _n(b["peak_rss_mb"], 0), *[""] * 6])
+            continue
+        w, ld = c["worker"], c["load"]
+        load = _n(ld["seconds"], 2) if ld["returncode"] == 0 else f"over ({ld.get('over')}) at {ld['seconds']:.0f}"
+        first = c.get("first_result_s", f"over ({w.get('over')}) at {w['seconds']:.0f}")
+        rows.append([*head, _n(c.get("accuracy@1", "-"), 4), _n(c.get("ndcg@10", "-"), 4), _n(b["seconds"], 1),
+                     _n(b["peak_rss_mb"], 0), _n(c["index_bytes"] / 2**20, 1), load, _n(first, 2),
+                     _n(c.get("query_p50_ms", ""), 2), _n(c.get("query_p99_ms", ""), 2),
+                     _n(c.get("worker_peak_rss_mb", w["peak_rss_mb"]), 0)])
+    common.print_markdown(headers, rows)
+
+
+def main() -> None:
+    parser = common.parser(__doc__)
+    parser.add_argument("--synthetic", type=common.int_list, default=[100_000, 1_000_000],
+                        help="sizes of the synthetic corpora ('' for none)")
+    parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated: " + ", ".join(SYSTEMS))
+    parser.add_argument("--skip", action="append", default=[], help="SYSTEM@CORPUS to leave out (repeatable)")
+    parser.add_argument("--query-variant", default="none", choices=sorted(query_variants.VARIANTS))
+    parser.add_argument("--latency-queries", type=int, default=1000, help="queries per synthetic corpus")
+    parser.add_argument("--threads", type=int, default=2, help="Anserini indexing threads (Kiwi uses every core)")
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "koembed-peers",
+                        help="where the pyserini wheel and the Anserini jar are kept")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/koembed-peers"), help="corpora and indexes")
+    parser.add_argument("--run-out", type=Path, help="write each system's top 10 per query here (JSON lines)")
+    parser.add_argument("--cap-mb", type=float, default=12_000, help="kill a step over this resident memory")
+    parser.add_argument("--timeout-s", type=float, default=1800, help="kill a step running longer")
+    parser.add_argument("--keep", action="store_true", help="keep the indexes and corpus files")
+    args = parser.parse_args()
+    names = [s for s in args.systems.split(",") if s]
+    unknown = set(names) - set(SYSTEMS)
+    if unknown:
+        parser.error(f"unknown systems {sorted(unknown)}: use {', '.join(SYSTEMS)}")
+    systems = [Lucene(anserini_jar(args.cache), args.threads) if n == "lucene" else Koembed(n) for n in names]
+    change = query_variants.transform(args.query_variant)
+    cells = []
+    for corpus in corpora(args.synthetic, args.latency_queries):
+        corpus["queries"] = [(qid, change(text)) for qid, text in corpus["queries"]]
+        for system in systems:
+            if f"{system.name}@{corpus['name']}" in args.skip:
+                cells.append({"system": system.name, "corpus": corpus["name"], "passages": len(corpus["docs"]),
+                              "skipped": True})
+                continue
+            cells.append(run_cell(system, corpus, args.work, args))
+            print(json.dumps({k: v for k, v in cells[-1].items() if k != "searched_with"}, ensure_ascii=False),
+                  file=sys.stderr, flush=True)
+    lucene = next((c["searched_with"] for c in cells if c["system"] == "lucene" and "searched_with" in c), None)
+    result = {"query_variant": args.query_variant, "lucene": lucene, "cells": cells}
+    common.save(args.out, result)
+    print(f"query variant: {args.query_variant}; lucene: {lucene}")
+    table(cells)
+
+
+if __name__ == "__main__":
+    main()
