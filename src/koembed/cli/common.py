@@ -59,11 +59,11 @@ PassagePromptOpt = Annotated[Optional[str], typer.Option(
 RerankDepthOpt = Annotated[int, typer.Option(min=1, help="First-stage hits a cross-encoder rescores (rerank).")]
 IndexDirOpt = Annotated[Path, typer.Option("--index", "-i", help="Index folder (made by koembed index build).")]
 StoreOpt = Annotated[str, typer.Option(help="faiss (a folder: the fastest on one machine) or qdrant (a collection: "
-                                       "Qdrant's local mode in --path, or a server with --url).")]
+                                       "Qdrant's engine embedded, in --path, or a server with --url).")]
 QdrantPathOpt = Annotated[Optional[Path], typer.Option(
-    "--path", help="qdrant: local-mode storage folder (default: qdrant/ inside the index folder).")]
+    "--path", help="qdrant: the embedded engine's storage folder (default: qdrant/ inside the index folder).")]
 QdrantUrlOpt = Annotated[Optional[str], typer.Option(
-    "--url", help="qdrant: a Qdrant server or cluster, e.g. http://HOST:6333 (instead of local mode).")]
+    "--url", help="qdrant: a Qdrant server or cluster, e.g. http://HOST:6333 (instead of the embedded engine).")]
 ApiKeyOpt = Annotated[Optional[str], typer.Option(
     "--api-key", envvar="QDRANT_API_KEY", show_envvar=True,
     help="Qdrant server API key (never written to the manifest).")]
