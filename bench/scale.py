@@ -1,8 +1,8 @@
-"""Scale-out engines: Ray Data vs single-process encoding, Qdrant local vs FAISS + in-memory BM25, term-id collisions.
+"""Scale-out engines: Ray Data vs single-process encoding, the Qdrant store vs FAISS + BM25, term-id collisions.
 
     python bench/scale.py encode --docs 30000 --repeats 2 --out out/scale_encode.json
     python bench/scale.py encode --docs 200000 --repeats 2 --engines single-1-thread,ray --out out/scale_encode_200k.json
-    python bench/scale.py search --docs 10000 --faiss-docs 200000 --queries 50 --out out/scale_search.json
+    python bench/scale.py search --sizes 10000,200000 --queries 50 --out out/scale_search.json
     python bench/scale.py collisions --out out/scale_collisions.json      # needs ../shared/data
     python bench/scale.py agreement --model minilm --every 4 --out out/scale_agreement.json  # ../shared/data
 
@@ -12,7 +12,9 @@ Data with one 1-CPU (1-thread) actor per core, and a single process with torch's
 A, B, C, A, B, C in one run; throughput = passages / wall seconds
 (Ray's includes starting its actors and loading the model in each, not ``ray.init``); peak memory = the
 process's RSS (single) or the sum over the driver and every Ray process (Ray), sampled every 0.2 s.
-``search``: build time, then one query at a time, p50/p99 latency for dense, bm25 and hybrid.
+``search``: per size, the corpus is analysed (Kiwi) and encoded once, then each store in a fresh process is built
+from those embeddings and tokens (``build_index_from_embeddings``: the store's own work only), then one query
+at a time, p50/p99 latency for dense, bm25 and hybrid; peak RSS of that process (build and search), disk size.
 ``collisions``: distinct terms of each lexical field on KorQuAD dev + MS MARCO-ko, and how many share a
 blake2b-32 id (within morphemes; over all fields, which share one sparse vector).
 ``agreement``: KorQuAD held-out articles, Qdrant store vs koembed's in-memory retrievers: same top 10, ndcg@10.
@@ -142,33 +144,57 @@ def _latencies(search, queries, k: int = 10) -> dict:
                                                                                   int(0.99 * len(times)))], 2)}
 
 
-def bench_search(store: str, n_docs: int, n_queries: int) -> dict:
+def prepare_search(n_docs: int, n_queries: int, work: Path) -> None:
+    """What both stores are built from, made once: the synthetic corpus's Kiwi tokens (``tokens.json``) and its
+    embeddings by the tiny XLM-R (``emb/``, ``koembed encode``'s store), so a store's build time is its own."""
     import torch
 
-    from koembed.index import QdrantTarget, build_index, load_index
+    from koembed.encoding.job import encode_corpus
+    from koembed.lexical import KiwiTokenizer
     from koembed.models import EncodeOptions, load_model
     from koembed.models.testing import make_tiny_xlmr
 
-    torch.set_num_threads(1)  # both stores alike; on this shared 2-core machine one thread encodes fastest
-    ids, texts, queries, _ = synthetic_corpus(n_docs, n_queries)
-    work = Path(tempfile.mkdtemp(prefix="scale-search-"))
+    torch.set_num_threads(1)  # on this shared 2-core machine one thread encodes fastest
+    ids, texts, _, _ = synthetic_corpus(n_docs, n_queries)
     model_dir = str(make_tiny_xlmr(work / "tiny"))
+    encode_corpus(model_dir, ids, texts, work / "emb", encoder=load_model(model_dir),
+                  options=EncodeOptions(batch_size=64, show_progress=False))
+    (work / "tokens.json").write_text(json.dumps(KiwiTokenizer()(texts)), encoding="utf-8")
+
+
+def bench_search(store: str, n_docs: int, n_queries: int, work: Path) -> dict:
+    """One store, in its own process: build from the prepared embeddings and tokens (:func:`prepare_search`),
+    then one query at a time per mode."""
+    import torch
+
+    from koembed.index import QdrantTarget, build_index_from_embeddings, load_index
+    from koembed.models import load_model
+
+    torch.set_num_threads(1)  # both stores alike (the query encoder)
+    ids, texts, queries, _ = synthetic_corpus(n_docs, n_queries)
+    model_dir = str(work / "tiny")
     encoder = load_model(model_dir)
+    tokens = json.loads((work / "tokens.json").read_text(encoding="utf-8"))
     target = QdrantTarget() if store == "qdrant" else None
+    out = work / f"idx-{store}"
     start = time.perf_counter()
-    build_index(model_dir, ids, texts, work / "idx", target=target, encoder=encoder,
-                options=EncodeOptions(batch_size=64, show_progress=False))
+    build_index_from_embeddings(model_dir, [work / "emb"], ids, texts, out, target=target, encoder=encoder,
+                                tokens=tokens, show_progress=False)
     build_s = time.perf_counter() - start
     row = {"store": store, "docs": n_docs, "queries": n_queries, "build_s": round(build_s, 1)}
-    index = load_index(work / "idx", encoder=encoder)
+    del tokens
+    start = time.perf_counter()
+    index = load_index(out, encoder=encoder)
+    row["load_s"] = round(time.perf_counter() - start, 2)
     try:
         for mode in ("dense", "bm25", "hybrid"):
             index.search(queries[:1], 10, mode)  # first call: BM25 statistics (FAISS store), Kiwi
             row[mode] = _latencies(lambda q, k, m=mode: index.search(q, k, m), queries)
     finally:
         getattr(index, "close", lambda: None)()
-        shutil.rmtree(work, ignore_errors=True)
     row["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    row["disk_mb"] = round(sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20)
+    shutil.rmtree(out, ignore_errors=True)
     return row
 
 
@@ -253,16 +279,16 @@ def main() -> None:
     parser.add_argument("--split", default="test", help="agreement: KorQuAD articles (test = the 40 held out)")
     parser.add_argument("--every", type=int, default=1, help="agreement: every n-th query")
     parser.add_argument("--docs", type=int, default=200_000)
-    parser.add_argument("--faiss-docs", type=int, default=None, help="search: FAISS size (default --docs)")
+    parser.add_argument("--sizes", default=None, help="search: corpus sizes, one after the other (10000,200000)")
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--chunk-size", type=int, default=4096)
     parser.add_argument("--engines", default="single-1-thread,ray,single",
                         help="encode: which settings, in the interleaving order")
     args = parser.parse_args()
-    if args.one:  # one store's search bench in a fresh process: "STORE:DOCS"
-        store, docs = args.one.split(":")
-        print(json.dumps(bench_search(store, int(docs), args.queries)))
+    if args.one:  # one store's search bench in a fresh process: "STORE:DOCS:WORK"
+        store, docs, work = args.one.split(":", 2)
+        print(json.dumps(bench_search(store, int(docs), args.queries, Path(work))))
         return
     if args.what == "encode":
         result = bench_encode(args.docs, args.repeats, args.chunk_size, args.engines.split(","))
@@ -272,13 +298,19 @@ def main() -> None:
         result = bench_agreement(args.model, args.split, args.every)
     else:
         result = {"runs": []}
-        sizes = [("faiss", args.faiss_docs or args.docs), ("qdrant", args.docs)]
-        if args.faiss_docs and args.faiss_docs != args.docs:
-            sizes.insert(0, ("faiss", args.docs))
-        for store, docs in sizes:
-            cmd = [sys.executable, __file__, "search", "--queries", str(args.queries), "--one", f"{store}:{docs}"]
-            result["runs"].append(common.isolated(cmd, {"store": store, "docs": docs}))
-            print(json.dumps(result["runs"][-1]), flush=True)
+        for docs in common.int_list(args.sizes) if args.sizes else [args.docs]:
+            work = Path(tempfile.mkdtemp(prefix="scale-search-"))
+            try:
+                start = time.perf_counter()
+                prepare_search(docs, args.queries, work)
+                result.setdefault("prepare_s", {})[docs] = round(time.perf_counter() - start, 1)
+                for store in ("faiss", "qdrant"):
+                    cmd = [sys.executable, __file__, "search", "--queries", str(args.queries),
+                           "--one", f"{store}:{docs}:{work}"]
+                    result["runs"].append(common.isolated(cmd, {"store": store, "docs": docs}))
+                    print(json.dumps(result["runs"][-1]), flush=True)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(result)[:2000])
     common.save(args.out, result)
 

@@ -203,19 +203,22 @@ def kill_after_step(step: int):
 
 
 def kill_after_upserts(count: int) -> None:
-    """Make every QdrantClient die like a killed job (SIGKILL, no clean-up) once ``count`` upserts are done."""
+    """Make every Qdrant client (qdrant-client's and the embedded engine's) die like a killed job (SIGKILL, no
+    clean-up) once ``count`` upserts are done."""
     from qdrant_client import QdrantClient
 
-    upsert, done = QdrantClient.upsert, []
+    from koembed.index.qdrant_embedded import EmbeddedClient
 
-    def dying(self, *args, **kwargs):
-        result = upsert(self, *args, **kwargs)
-        done.append(1)
-        if len(done) >= count:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return result
+    done = []
+    for cls in (QdrantClient, EmbeddedClient):
+        def dying(self, *args, _upsert=cls.upsert, **kwargs):
+            result = _upsert(self, *args, **kwargs)
+            done.append(1)
+            if len(done) >= count:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return result
 
-    QdrantClient.upsert = dying
+        cls.upsert = dying
 
 
 def bm25_reference(corpus_tokens: list[list[str]], query_tokens: list[str], k1: float, b: float, avgdl: float

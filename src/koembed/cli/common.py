@@ -64,12 +64,14 @@ RerankDepthOpt = Annotated[int, typer.Option(min=1, help="First-stage hits a cro
 IndexDirOpt = Annotated[Path, typer.Option("--index", "-i", help="Index folder (made by koembed index build).",
                                            metavar="DIR")]
 StoreOpt = Annotated[str, typer.Option(help="faiss (a folder: the fastest on one machine) or qdrant (a collection: "
-                                       "Qdrant's local mode in --path, or a server with --url).",
+                                       "Qdrant's engine embedded, in --path, or a server with --url).",
                                        metavar="faiss|qdrant")]
 QdrantPathOpt = Annotated[Optional[Path], typer.Option(
-    "--path", help="qdrant: local-mode storage folder (default: qdrant/ inside the index folder).", metavar="DIR")]
+    "--path", help="qdrant: the embedded engine's storage folder (default: qdrant/ inside the index folder).",
+    metavar="DIR")]
 QdrantUrlOpt = Annotated[Optional[str], typer.Option(
-    "--url", help="qdrant: a Qdrant server or cluster, e.g. http://HOST:6333 (instead of local mode).", metavar="URL")]
+    "--url", help="qdrant: a Qdrant server or cluster, e.g. http://HOST:6333 (instead of the embedded engine).",
+    metavar="URL")]
 ApiKeyOpt = Annotated[Optional[str], typer.Option(
     "--api-key", envvar="QDRANT_API_KEY", show_envvar=True,
     help="Qdrant server API key (never written to the manifest).", metavar="KEY")]

@@ -1,9 +1,10 @@
 """The Qdrant store: one collection per index, holding the dense vectors, Kiwi-BM25 sparse vectors and passages.
 
 An index folder of this store holds only ``manifest.json`` (store, collection, where it lives, model and
-tokenizer settings, counts; never an API key) and, in Qdrant's embedded local mode, the Qdrant storage folder
-(``qdrant/`` unless ``--path`` put it elsewhere). A server or cluster (``--url``) is reached by the same client
-code. The collection has a named dense vector ``dense`` (cosine) and a named sparse vector ``bm25`` with
+tokenizer settings, counts; never an API key) and, without ``--url``, the storage of Qdrant's own Rust engine
+embedded in this process (``qdrant-edge-py``, :mod:`koembed.index.qdrant_embedded`; ``qdrant/`` unless
+``--path`` put it elsewhere). A server or cluster (``--url``) is reached with ``qdrant-client``; both get the
+same requests. The collection has a named dense vector ``dense`` (cosine) and a named sparse vector ``bm25`` with
 ``modifier=idf``: koembed writes each passage's BM25 term-frequency part (:mod:`koembed.index.qdrant_sparse`) and Qdrant
 multiplies it by its idf, which is Lucene's, so Qdrant's sparse score is koembed's BM25 score. Built with a
 bge-m3-layout model, it also holds BGE-M3's lexical weights (sparse ``m3_sparse``) and ColBERT vectors
@@ -16,8 +17,10 @@ removed (by its ``txn``) at the next change, a delete killed half-way is finishe
 leave the pending add's points out, from hits and from the idf statistics. Points written before are never
 touched by an add, so nothing from before is lost.
 
-Local mode is Qdrant's own Python engine: exact search, one process at a time, for development and tests; a
-Qdrant server is where it scales (docs/BENCHMARKS.md has both and the capacity plan).
+The embedded engine is the segment engine a Qdrant server runs per shard, in one process (one process at a
+time per collection), searched exactly (koembed never builds its HNSW graph); a Qdrant server or cluster is
+where it scales out (docs/BENCHMARKS.md has both and the capacity plan). qdrant-client's Python "local mode"
+is not used: its storage is pickled, so a folder from elsewhere could run code when opened.
 """
 
 from __future__ import annotations
@@ -34,13 +37,14 @@ from koembed.errors import IndexStoreError
 from koembed.files import read_manifest as read_json_manifest
 from koembed.files import write_json
 from koembed.index.manifest import MANIFEST, IndexManifest, now
+from koembed.index.qdrant_embedded import EmbeddedClient
 from koembed.index.qdrant_m3 import check_m3_collection, m3_sparse_params, m3_vector_params, point_vectors
 from koembed.index.qdrant_sparse import TERM_ID_SCHEME, Field, fields_of, passage_vector
 from koembed.lexical import LexicalConfig
 from koembed.models.m3 import M3Output
 from koembed.version import __version__
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the embedded Rust engine (1: qdrant-client's local mode, refused: rebuild)
 STORE = "qdrant"
 DENSE, BM25 = "dense", "bm25"
 LOCAL_DIR = "qdrant"
@@ -74,7 +78,7 @@ class QdrantTarget:
 
     def __post_init__(self) -> None:
         if self.path and self.url:
-            raise IndexStoreError("give --path (Qdrant's local mode) or --url (a Qdrant server), not both")
+            raise IndexStoreError("give --path (Qdrant's embedded engine) or --url (a Qdrant server), not both")
         if self.quantization not in QUANTIZATIONS:
             raise IndexStoreError(f"unknown quantization {self.quantization!r}: use {', '.join(QUANTIZATIONS)}")
         if self.shards < 1 or self.replicas < 1:
@@ -83,7 +87,8 @@ class QdrantTarget:
 
 @dataclass(kw_only=True)
 class QdrantManifest(IndexManifest):
-    """``manifest.json`` of a Qdrant index. ``local_path`` (local mode) is relative to the index folder when inside it.
+    """``manifest.json`` of a Qdrant index. ``local_path`` (the embedded engine's storage) is relative to the index
+    folder when inside it.
     ``bm25``: tokenizer, k1, b, average length, term-id scheme. ``pending``: an add (``txn``) or a delete
     (``ids``) not yet committed, else None. ``m3``: the BGE-M3 vectors the collection holds
     (:func:`koembed.index.qdrant_m3.m3_record`), None for a model without bge-m3's heads."""
@@ -96,6 +101,7 @@ class QdrantManifest(IndexManifest):
     store: str = STORE
     format_version: int = FORMAT_VERSION
     qdrant_client_version: str = ""
+    engine: str = ""
     m3: dict[str, Any] | None = None
 
     @property
@@ -129,7 +135,7 @@ def read_qdrant_manifest(index_dir: Path) -> QdrantManifest:
     path = index_dir / MANIFEST
     data = read_json_manifest(path, IndexStoreError, format=None, version=FORMAT_VERSION, remedy="rebuild the index")
     names = set(QdrantManifest.__dataclass_fields__)
-    missing = sorted(n for n in names if n not in data and n != "m3")  # m3: absent before BGE-M3 support
+    missing = sorted(n for n in names if n not in data and n not in ("m3", "engine"))
     if missing or data.get("store") != STORE:
         raise IndexStoreError(f"{path}: not a koembed Qdrant manifest (lacks {', '.join(missing) or 'store'})")
     return QdrantManifest(**{n: data[n] for n in names if n in data})
@@ -141,6 +147,8 @@ def write_qdrant_manifest(index_dir: Path, manifest: QdrantManifest) -> None:
     manifest.updated = now()
     manifest.koembed_version = __version__
     manifest.qdrant_client_version = version("qdrant-client")
+    manifest.engine = (f"qdrant server (qdrant-client {manifest.qdrant_client_version})" if manifest.url
+                       else f"qdrant-edge-py {version('qdrant-edge-py')} (embedded)")
     write_json(index_dir / MANIFEST, asdict(manifest))
 
 
@@ -150,7 +158,7 @@ def storage_path(index_dir: Path, path: str | None) -> Path:
 
 @contextmanager
 def connected(index_dir: Path, path: str | None, url: str | None, api_key: str | None = None) -> Iterator[Any]:
-    """An open ``QdrantClient`` (local mode at ``path``, or ``url``), closed on exit; errors name the place."""
+    """An open client (the embedded engine at ``path``, or ``qdrant-client`` at ``url``), closed on exit."""
     client = open_client(index_dir, path, url, api_key)
     try:
         yield client
@@ -159,24 +167,30 @@ def connected(index_dir: Path, path: str | None, url: str | None, api_key: str |
 
 
 def open_client(index_dir: Path, path: str | None, url: str | None, api_key: str | None = None) -> Any:
-    """A ``QdrantClient`` for an index; the caller closes it. Local mode allows one process per storage folder."""
+    """A client for an index; the caller closes it. Without ``url``: :class:`EmbeddedClient` (Qdrant's engine in
+    this process, one process per collection)."""
+    if not url:
+        if not path:
+            raise IndexStoreError(f"{index_dir / MANIFEST}: neither local_path nor url says where the collection is; "
+                                  "rebuild the index")
+        return EmbeddedClient(storage_path(index_dir, path))
     from qdrant_client import QdrantClient
 
     try:
-        if url:
-            client = QdrantClient(url=url, api_key=api_key or os.environ.get(API_KEY_ENV), timeout=60)
-            client.get_collections()  # fail now, with the URL in the message, if it cannot be reached
-            return client
-        return QdrantClient(path=str(storage_path(index_dir, path)))
-    except RuntimeError as exc:
-        if "already accessed" in str(exc):
-            raise IndexStoreError(f"{storage_path(index_dir, path)} is open in another process: Qdrant's local mode "
-                                  "allows one process at a time (stop it, or use a Qdrant server with --url)") from exc
-        raise
+        client = QdrantClient(url=url, api_key=api_key or os.environ.get(API_KEY_ENV), timeout=60)
+        client.get_collections()  # fail now, with the URL in the message, if it cannot be reached
+        return client
     except Exception as exc:
-        if url and type(exc).__module__.startswith(("qdrant_client", "httpx", "httpcore", "grpc")):
+        if type(exc).__module__.startswith(("qdrant_client", "httpx", "httpcore", "grpc")):
             raise IndexStoreError(f"cannot reach the Qdrant server at {url}: {exc}") from exc
         raise
+
+
+def durable(client: Any) -> None:
+    """Before a manifest commits a change: the embedded engine writes its segments (a server has acknowledged
+    each ``wait=True`` write already)."""
+    if isinstance(client, EmbeddedClient):
+        client.flush()
 
 
 def create_collection(client: Any, target: QdrantTarget, dimension: int, where: str,
@@ -203,7 +217,7 @@ def create_collection(client: Any, target: QdrantTarget, dimension: int, where: 
         shard_number=target.shards if server else None,
         replication_factor=target.replicas if server else None,
         quantization_config=quantization if server else None)
-    if server:  # keyword indexes for the payload filters koembed uses (local mode has no payload indexes)
+    if server:  # keyword indexes for the payload filters koembed uses (one embedded shard scans its payloads)
         for key in ("id", "txn"):
             client.create_payload_index(target.collection, key, models.PayloadSchemaType.KEYWORD)
     return {"shards": target.shards, "replicas": target.replicas, "quantization": target.quantization,

@@ -35,6 +35,7 @@ from koembed.index.qdrant import (
     check_collection,
     connected,
     create_collection,
+    durable,
     existing_ids,
     live_count,
     read_qdrant_manifest,
@@ -184,6 +185,7 @@ def _fill(folder: Path, target: QdrantTarget, manifest: QdrantManifest, doc_ids:
         try:
             _upload(client, manifest, doc_ids, texts, tokens, batches, "build", show_progress, m3)
             manifest.counts["passages"] = live_count(client, manifest.collection)
+            durable(client)
             write_qdrant_manifest(folder, manifest)
         except BaseException:
             client.delete_collection(manifest.collection)
@@ -214,6 +216,7 @@ def add_qdrant_documents(index_dir: str | Path, doc_ids: Sequence[str], texts: S
                 options.show_progress, m3)
         manifest.pending = None
         manifest.counts["passages"] = live_count(client, manifest.collection)
+        durable(client)
         write_qdrant_manifest(index_dir, manifest)
         return manifest
 
@@ -233,6 +236,7 @@ def delete_qdrant_documents(index_dir: str | Path, doc_ids: Sequence[str], *, ap
         manifest.pending = {"op": "delete", "ids": wanted}
         write_qdrant_manifest(index_dir, manifest)
         recover(client, manifest)  # finishing a pending delete is the delete
+        durable(client)
         write_qdrant_manifest(index_dir, manifest)
         return manifest
 
@@ -248,6 +252,7 @@ def _changing(index_dir: Path, api_key: str | None) -> Iterator[tuple[Any, Qdran
         with connected(index_dir, manifest.local_path, manifest.url, api_key) as client:
             check_collection(client, manifest, index_dir)
             if recover(client, manifest):
+                durable(client)
                 write_qdrant_manifest(index_dir, manifest)
             yield client, manifest
 
