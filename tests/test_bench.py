@@ -138,3 +138,29 @@ def test_cache_dir_reuses_corpus_embeddings_across_runs(tmp_path, tiny_model_dir
     assert sum(c for c in calls if c == n_corpus) == n_corpus and calls.count(n_queries) == 2
     assert outs[0] == outs[1]
     assert len(list((tmp_path / "cache").iterdir())) == 1
+
+
+def test_plot_scales_y_to_the_data_tells_equal_lines_apart_and_names_the_set():
+    import matplotlib.pyplot as plt
+
+    from koembed.evaluation.plot import bench_figure
+    from koembed.evaluation.runner import RetrieverResult
+
+    ks = [1, 3, 10]
+    same = {str(k): {"recall": 0.7 + 0.1 * i, "ndcg": 0.67 + 0.1 * i} for i, k in enumerate(ks)}
+    top = {str(k): {"recall": 1.0, "ndcg": 0.95} for k in ks}
+    results = [RetrieverResult(name, {}, autorag, 0.0, {})
+               for name, autorag in (("bm25", same), ("fused", same), ("bm25-phrase", top))]
+    fig = bench_figure(results, ks, {"name": "my-set", "queries": 96, "corpus": 48})
+    try:
+        assert fig._suptitle.get_text() == "my-set: 96 queries, 48 passages"
+        for ax, (lowest, highest) in zip(fig.axes, ((0.7, 1.0), (0.67, 0.95))):
+            bottom, top_ = ax.get_ylim()
+            assert 0.6 < bottom < lowest and highest < top_ < highest + 0.05  # the data's range, not 0..1
+            lines = ax.get_lines()
+            assert [line.get_label() for line in lines] == ["bm25", "fused", "bm25-phrase"]
+            styles = {(line.get_marker(), line.get_linestyle(), line.get_markersize()) for line in lines}
+            assert len(styles) == 3  # the two equal lines differ in marker, style and size
+            assert lines[0].get_markersize() > lines[1].get_markersize()  # the one drawn first shows around it
+    finally:
+        plt.close(fig)

@@ -91,7 +91,7 @@ def bench(
         write_json(out, results_document(rs, results))
         console.print(f"results: {out}")
     if plot is not None:
-        plot_results(results, ks, plot)
+        plot_results(results, ks, plot, rs.summary())
         console.print(f"plot: {plot}")
 
 
