@@ -164,3 +164,22 @@ def test_plot_scales_y_to_the_data_tells_equal_lines_apart_and_names_the_set():
             assert lines[0].get_markersize() > lines[1].get_markersize()  # the one drawn first shows around it
     finally:
         plt.close(fig)
+
+
+def test_bench_says_once_why_same_named_metrics_differ(tmp_path):
+    """A query BM25 answers with nothing is skipped by AutoRAG and counted by the IR suite: the two recall@1
+    differ, and the note under the tables says so once, with the count."""
+    data = tmp_path / "qp.json"
+    data.write_text(json.dumps([
+        {"id": "q1", "query": "전세 보증금 반환", "positive": ["전세 보증금을 돌려받는 절차를 설명합니다."]},
+        {"id": "q2", "query": "여권 재발급 서류", "positive": ["여권을 재발급하려면 신분증과 사진이 필요합니다."]},
+        {"id": "q3", "query": "zzqx", "positive": ["연차 휴가는 일 년에 십오 일입니다."]}], ensure_ascii=False))
+    out = tmp_path / "r.json"
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["bench", "--data", str(data), "-r", "bm25",
+                                                            "--top-k", "1", "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    entry = json.loads(out.read_text())["results"][0]
+    assert entry["autorag"]["1"]["recall"] == 1.0 and entry["ir"]["recall@1"] == pytest.approx(2 / 3)
+    text = " ".join(result.output.split())
+    assert text.count("Same names, different definitions") == 1
+    assert "bm25 returned nothing for 1 of 3 queries" in text
