@@ -1,5 +1,6 @@
 # Two commands do all set-up on a fresh machine:
-#   make bench   - install into .venv, then benchmark BM25, the bundled static-ko and their fusion on the bundled sample
+#   make bench   - install into .venv, then benchmark phrase-aware BM25, BM25, the bundled static-ko and a fusion of
+#                  BM25 and static-ko on the bundled sample
 #   make test    - install into .venv (with test extras) and, where missing and root, chromium, chromium-driver and
 #                  fonts-nanum with apt-get (it prints what it installs and upgrades first; NO_APT=1 skips), then run
 #                  the whole test suite

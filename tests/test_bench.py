@@ -57,7 +57,7 @@ def test_default_bench_numbers_equal_recomputation_from_runs(tmp_path, sample):
     assert "AutoRAG metrics, top-k = 50" in result.output and "ndcg@10" in result.output
     doc = json.loads(out.read_text())
     assert doc["dataset"] == {"name": "koembed-sample", "queries": len(sample.queries), "corpus": len(sample.corpus)}
-    assert [r["retriever"] for r in doc["results"]] == ["bm25", "bm25-phrase", "dense:static-ko",
+    assert [r["retriever"] for r in doc["results"]] == ["bm25-phrase", "bm25", "dense:static-ko",
                                                         "hybrid-cc@1,0.1:bm25+dense:static-ko"]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for entry in doc["results"]:
@@ -76,7 +76,7 @@ def test_default_bench_numbers_equal_recomputation_from_runs(tmp_path, sample):
         for k, values in entry["autorag"].items():
             for name, value in recompute_autorag(rankings, sample, int(k)).items():
                 assert values[name] == pytest.approx(value, abs=1e-9), (entry["retriever"], k, name)
-    bm25, phrase, dense, fused = (r["ir"] for r in doc["results"])
+    phrase, bm25, dense, fused = (r["ir"] for r in doc["results"])
     assert bm25["accuracy@1"] > 0.7  # BM25 on our Korean sample; the static model is below it
     assert dense["accuracy@1"] < bm25["accuracy@1"] <= phrase["accuracy@1"]
     assert fused["accuracy@1"] >= bm25["accuracy@1"] - 1 / len(sample.queries)  # never below its best part by > 1
