@@ -74,7 +74,7 @@ from koembed.server.config import (
 from koembed.server.errors import ApiError, error_response, validation_response
 from koembed.server.gate import Gate
 from koembed.server.observability import ServerMetrics
-from koembed.server.playground import add_playground, highlight_rows
+from koembed.server.playground import add_playground, highlight_rows, index_search_info
 from koembed.server.schemas import EmbeddingRequest, RerankRequest, SearchRequest
 from koembed.server.token_inputs import checked_token_ids, token_vocabulary
 from koembed.server.tokens import TokenCounter
@@ -265,7 +265,7 @@ def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, a
                 "rerank_depth": rerank_depth if reranker is not None else None,
                 "batching": limits.batching, "queue_size": batcher.queued_texts,
                 "queued_requests": batcher.queued_requests, "queued_tokens": batcher.queued_tokens,
-                "max_queue_tokens": limits.max_queue_tokens}
+                "max_queue_tokens": limits.max_queue_tokens, **index_search_info(index)}
 
     @app.get("/metrics")
     async def metrics_text() -> Response:
