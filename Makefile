@@ -1,6 +1,9 @@
 # Two commands do all set-up on a fresh machine:
-#   make bench   - install into .venv, then benchmark BM25, the bundled static-ko and their fusion on the bundled sample
-#   make test    - install into .venv (with test extras) and chromium (apt-get), then run the whole test suite
+#   make bench   - install into .venv, then benchmark phrase-aware BM25, BM25, the bundled static-ko and a fusion of
+#                  BM25 and static-ko on the bundled sample
+#   make test    - install into .venv (with test extras) and, where missing and root, chromium, chromium-driver and
+#                  fonts-nanum with apt-get (it prints what it installs and upgrades first; NO_APT=1 skips), then run
+#                  the whole test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= out
@@ -23,14 +26,23 @@ install: $(VENV)/.installed
 bench: install
 	$(VENV)/bin/koembed bench --out $(OUT)/results.json --run-out $(OUT)/runs --plot $(OUT)/bench.png
 
-# The playground's browser test drives Debian's chromium (and its screenshots want a Korean font); install them
-# where they are missing and apt-get can (root).
+# The playground's browser test drives Debian's chromium (and its screenshots want a Korean font). Where they are
+# missing and apt-get can (root), this says what apt-get will install and upgrade, and why, then installs them;
+# `make test NO_APT=1` never runs apt-get (the browser test then skips, and fails under CI=true).
+BROWSER_PACKAGES := chromium chromium-driver fonts-nanum
 browser:
 	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null && [ -d /usr/share/fonts/truetype/nanum ]; \
-	then :; elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver fonts-nanum; \
-	else echo "chromium/chromium-driver missing and apt-get unavailable (or not root): the browser test will skip" \
-		"(and fail under CI=true)"; fi
+	then :; elif [ -z "$(NO_APT)" ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "make test: the playground's browser test (tests/test_playground.py) needs $(BROWSER_PACKAGES);"; \
+		echo "  some are missing, so apt-get will update its lists and install them system-wide (NO_APT=1 skips this):"; \
+		apt-get update -qq && apt-get install -s -y $(BROWSER_PACKAGES) | awk ' \
+			/^Inst/ { if ($$3 ~ /^\[/) up = up " " $$2; else add = add " " $$2 } \
+			END { n = split(add, a, " "); m = split(up, u, " "); \
+			      printf "  apt-get: %d new packages:%s\n  apt-get: %d upgraded packages:%s\n", n, add, m, up }' \
+			| fold -s -w 116; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(BROWSER_PACKAGES); \
+	else echo "chromium/chromium-driver missing and apt-get unavailable, not root or NO_APT set: the browser test" \
+		"will skip (and fail under CI=true)"; fi
 
 test: install browser
 	$(PY) -m pytest -ra $(PYTEST_ARGS)

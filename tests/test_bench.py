@@ -57,7 +57,7 @@ def test_default_bench_numbers_equal_recomputation_from_runs(tmp_path, sample):
     assert "AutoRAG metrics, top-k = 50" in result.output and "ndcg@10" in result.output
     doc = json.loads(out.read_text())
     assert doc["dataset"] == {"name": "koembed-sample", "queries": len(sample.queries), "corpus": len(sample.corpus)}
-    assert [r["retriever"] for r in doc["results"]] == ["bm25", "bm25-phrase", "dense:static-ko",
+    assert [r["retriever"] for r in doc["results"]] == ["bm25-phrase", "bm25", "dense:static-ko",
                                                         "hybrid-cc@1,0.1:bm25+dense:static-ko"]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for entry in doc["results"]:
@@ -76,7 +76,7 @@ def test_default_bench_numbers_equal_recomputation_from_runs(tmp_path, sample):
         for k, values in entry["autorag"].items():
             for name, value in recompute_autorag(rankings, sample, int(k)).items():
                 assert values[name] == pytest.approx(value, abs=1e-9), (entry["retriever"], k, name)
-    bm25, phrase, dense, fused = (r["ir"] for r in doc["results"])
+    phrase, bm25, dense, fused = (r["ir"] for r in doc["results"])
     assert bm25["accuracy@1"] > 0.7  # BM25 on our Korean sample; the static model is below it
     assert dense["accuracy@1"] < bm25["accuracy@1"] <= phrase["accuracy@1"]
     assert fused["accuracy@1"] >= bm25["accuracy@1"] - 1 / len(sample.queries)  # never below its best part by > 1
@@ -138,3 +138,48 @@ def test_cache_dir_reuses_corpus_embeddings_across_runs(tmp_path, tiny_model_dir
     assert sum(c for c in calls if c == n_corpus) == n_corpus and calls.count(n_queries) == 2
     assert outs[0] == outs[1]
     assert len(list((tmp_path / "cache").iterdir())) == 1
+
+
+def test_plot_scales_y_to_the_data_tells_equal_lines_apart_and_names_the_set():
+    import matplotlib.pyplot as plt
+
+    from koembed.evaluation.plot import bench_figure
+    from koembed.evaluation.runner import RetrieverResult
+
+    ks = [1, 3, 10]
+    same = {str(k): {"recall": 0.7 + 0.1 * i, "ndcg": 0.67 + 0.1 * i} for i, k in enumerate(ks)}
+    top = {str(k): {"recall": 1.0, "ndcg": 0.95} for k in ks}
+    results = [RetrieverResult(name, {}, autorag, 0.0, {})
+               for name, autorag in (("bm25", same), ("fused", same), ("bm25-phrase", top))]
+    fig = bench_figure(results, ks, {"name": "my-set", "queries": 96, "corpus": 48})
+    try:
+        assert fig._suptitle.get_text() == "my-set: 96 queries, 48 passages"
+        for ax, (lowest, highest) in zip(fig.axes, ((0.7, 1.0), (0.67, 0.95))):
+            bottom, top_ = ax.get_ylim()
+            assert 0.6 < bottom < lowest and highest < top_ < highest + 0.05  # the data's range, not 0..1
+            lines = ax.get_lines()
+            assert [line.get_label() for line in lines] == ["bm25", "fused", "bm25-phrase"]
+            styles = {(line.get_marker(), line.get_linestyle(), line.get_markersize()) for line in lines}
+            assert len(styles) == 3  # the two equal lines differ in marker, style and size
+            assert lines[0].get_markersize() > lines[1].get_markersize()  # the one drawn first shows around it
+    finally:
+        plt.close(fig)
+
+
+def test_bench_says_once_why_same_named_metrics_differ(tmp_path):
+    """A query BM25 answers with nothing is skipped by AutoRAG and counted by the IR suite: the two recall@1
+    differ, and the note under the tables says so once, with the count."""
+    data = tmp_path / "qp.json"
+    data.write_text(json.dumps([
+        {"id": "q1", "query": "전세 보증금 반환", "positive": ["전세 보증금을 돌려받는 절차를 설명합니다."]},
+        {"id": "q2", "query": "여권 재발급 서류", "positive": ["여권을 재발급하려면 신분증과 사진이 필요합니다."]},
+        {"id": "q3", "query": "zzqx", "positive": ["연차 휴가는 일 년에 십오 일입니다."]}], ensure_ascii=False))
+    out = tmp_path / "r.json"
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["bench", "--data", str(data), "-r", "bm25",
+                                                            "--top-k", "1", "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    entry = json.loads(out.read_text())["results"][0]
+    assert entry["autorag"]["1"]["recall"] == 1.0 and entry["ir"]["recall@1"] == pytest.approx(2 / 3)
+    text = " ".join(result.output.split())
+    assert text.count("Same names, different definitions") == 1
+    assert "bm25 returned nothing for 1 of 3 queries" in text

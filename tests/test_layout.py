@@ -9,7 +9,7 @@ import koembed
 
 # Lower number = lower floor. A module may import koembed modules of its own room or of a lower floor.
 FLOORS = {
-    "_lazy": 0, "errors": 0, "version": 0, "files": 1, "ranking": 1,
+    "_lazy": 0, "errors": 0, "version": 0, "progress": 0, "files": 1, "ranking": 1,
     "data": 2, "lexical": 2, "models": 3, "encoding": 4, "retrieval": 5,
     "evaluation": 6, "index": 6, "training": 7, "server": 8, "cli": 9, "__main__": 10, "__init__": 10,
 }

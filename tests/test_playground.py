@@ -31,6 +31,11 @@ from tests.helpers import QUIET, ROOT, running
 KEY = "playground-key-7c1e"
 XSS_ID = "zz-xss"
 XSS_TEXT = "😀 전세 보증금 반환 <img src=x onerror=\"document.title='pwned'\"> 소송 절차 <b>굵게</b>"
+# A right-to-left override (U+202E) left open: without bidi isolation it reverses every following character of the
+# paragraph on screen, highlighted morphemes included.
+RTL_ID = "zz-rtl"
+RTL_TEXT = "주의 사항: \u202e역방향 표시 시험 문장입니다"
+SNIPPET, CONTEXT = 180, 50  # playground.js: code points shown in a snippet, of which before the first match
 QUERIES = ["전세 보증금을 돌려받으려면 어떻게 해야 하나요?", "회사에서 연차 휴가는 며칠인가요?"]
 # The classes koembed.lexical.kiwi keeps, written out from its docstring (not imported): an independent rule.
 KEPT = {"NNG": "N", "NNP": "N", "NR": "N", "XR": "N", "VV": "V", "VA": "V", "SN": "SN", "SL": "SL", "SH": "SH",
@@ -65,7 +70,7 @@ def _expected_spans(query: str, text: str) -> list[list[int]]:
 
 @pytest.fixture(scope="module")
 def corpus(sample) -> dict[str, str]:
-    return {**sample.corpus, XSS_ID: XSS_TEXT}
+    return {**sample.corpus, XSS_ID: XSS_TEXT, RTL_ID: RTL_TEXT}
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +128,19 @@ def test_search_highlight_spans_equal_kiwis_and_keep_the_ranking(app_url, corpus
                                                 "highlight": True}, headers=auth).json()["hits"][0]
     assert xss["docid"] == XSS_ID
     assert [xss["text"][s:e] for s, e in xss["matches"]] == ["보증금", "onerror", "소송"]  # after an emoji: code points
+
+
+def test_health_names_the_index_lexical_retriever_and_fusion(app_url):
+    from koembed.lexical import PRESETS, LexicalConfig, lexical_config
+    from koembed.server.playground import lexical_name
+
+    health = httpx.get(f"{app_url}/health").json()
+    assert health["lexical"] == "bm25-phrase"  # an index's default lexical fields (README), not "Kiwi morphemes"
+    assert health["fusion"] == {"fusion": "rrf", "weights": None, "rrf_k": 60}
+    assert [lexical_name(config) for config in PRESETS.values()] == list(PRESETS)
+    custom = LexicalConfig({"unigram": 1.0, "char": 0.5}, "z")
+    assert lexical_name(custom) == "bm25-fields:unigram=1,char=0.5@z"
+    assert lexical_config(lexical_name(custom)) == custom  # a spec that reads back as the same retriever
 
 
 def test_page_files_are_open_local_and_guarded_like_the_rest(app_url, index_dir):
@@ -235,21 +253,67 @@ def test_playground_in_headless_chromium(tmp_path, index_dir, tiny_cross_encoder
                 shown[column.get_attribute("data-mode")] = column.find_elements(By.CSS_SELECTOR, "li.hit")
             return shown
 
+        headers = [h.text for h in driver.find_elements(By.CSS_SELECTOR, "#columns .column h2")]
+        assert headers == ["Lexical: bm25-phrase (Kiwi)", "Dense", "Hybrid: RRF (k=60)", "Hybrid + rerank"]
         query = QUERIES[0]
         shown = search(query, 5)
         assert list(shown) == ["bm25", "dense", "hybrid", "rerank"]  # the server has a reranker
+        part_rank = {mode: {h["docid"]: h["rank"] for h in httpx.post(f"{url}/search", headers=auth, json={
+            "query": query, "k": 100, "mode": mode}).json()["hits"]} for mode in ("bm25", "dense")}
+        snippets = 0
         for mode, items in shown.items():
             body = {"query": query, "k": 5, "highlight": True}
             body.update({"mode": "hybrid", "rerank": True} if mode == "rerank" else {"mode": mode})
             expected = httpx.post(f"{url}/search", json=body, headers=auth).json()["hits"]
             assert [li.get_attribute("data-docid") for li in items] == [h["docid"] for h in expected], mode
             for li, hit in zip(items, expected):
-                assert li.find_element(By.CSS_SELECTOR, ".passage").text == hit["text"]
-                marks = [m.text for m in li.find_elements(By.TAG_NAME, "mark")]
-                assert marks == [hit["text"][s:e] for s, e in hit["matches"]]
-                assert li.find_element(By.CSS_SELECTOR, ".score").text == f"{hit['score']:.4f}"
+                text, matches = hit["text"], hit["matches"]
+                passage = li.find_element(By.CSS_SELECTOR, ".passage")
+                marks = lambda: [m.text for m in li.find_elements(By.TAG_NAME, "mark")]  # noqa: E731
+                expand = li.find_elements(By.CSS_SELECTOR, "button.expand")
+                if len(text) > SNIPPET + CONTEXT:  # a snippet around the first match, then the whole passage
+                    snippets += 1
+                    start = max(0, min((matches[0][0] if matches else 0) - CONTEXT, len(text) - SNIPPET))
+                    stop = start + SNIPPET
+                    shown_text = passage.text.removeprefix("…").removesuffix("…").strip()
+                    assert shown_text == text[start:stop].strip()
+                    assert passage.text.startswith("…") == (start > 0)
+                    assert passage.text.endswith("…") == (stop < len(text))
+                    assert marks() == [text[max(s, start):min(e, stop)] for s, e in matches if s < stop and e > start]
+                    assert expand[0].get_attribute("aria-expanded") == "false"
+                    expand[0].click()
+                    assert expand[0].get_attribute("aria-expanded") == "true"
+                else:
+                    assert expand == []
+                assert passage.text == text
+                assert marks() == [text[s:e] for s, e in matches]
+                assert li.find_element(By.CSS_SELECTOR, ".rank").text == f"#{hit['rank']}"
+                score = li.find_element(By.CSS_SELECTOR, ".score")
+                assert float(score.get_attribute("data-score")) == hit["score"]
+                readable = {"bm25": f"BM25 {hit['score']:.2f}", "dense": f"cosine {hit['score']:.3f}",
+                            "rerank": f"reranker {hit['score']:.3f}"}
+                if mode == "hybrid":  # the parts' ranks, not the fused 1/(60 + rank) sums
+                    readable["hybrid"] = " · ".join(
+                        f"{name} #{part_rank[part][hit['docid']]}" if hit["docid"] in part_rank[part]
+                        else f"{name} not in top 100" for name, part in (("lexical", "bm25"), ("dense", "dense")))
+                assert score.text == readable[mode]
+        assert snippets > 5  # most sample passages are longer than a snippet: the snippets were really checked
         assert any(li.find_elements(By.TAG_NAME, "mark") for li in shown["bm25"])
         driver.save_screenshot(str(tmp_path / "search.png"))
+
+        # A right-to-left override in a passage reorders only its own piece of text: every highlighted morpheme
+        # is still drawn left to right (its first character left of its last), as in any other passage.
+        rtl = search("역방향 표시 시험", 3)["bm25"][0]
+        assert rtl.get_attribute("data-docid") == RTL_ID
+        rtl_marks = rtl.find_elements(By.TAG_NAME, "mark")
+        assert [m.text for m in rtl_marks] == ["역방향", "표시", "시험"]
+        left_to_right = """
+            const text = arguments[0].firstChild, range = document.createRange();
+            const left = (i) => { range.setStart(text, i); range.setEnd(text, i + 1);
+                                  return range.getBoundingClientRect().left; };
+            return left(0) < left(text.length - 1);"""
+        assert [driver.execute_script(left_to_right, m) for m in rtl_marks] == [True, True, True]
+        driver.save_screenshot(str(tmp_path / "search-rtl-passage.png"))
 
         # A passage holding HTML is shown as text: no element made from it, its onerror never ran.
         shown = search("보증금 onerror 소송", 3)
@@ -295,7 +359,7 @@ def test_playground_in_headless_chromium(tmp_path, index_dir, tiny_cross_encoder
                     for c in ir_cells} == result["ir"]
         driver.save_screenshot(str(tmp_path / "bench.png"))
         if os.environ.get("KOEMBED_SCREENSHOTS"):  # a folder to keep the screenshots in, for a human to look at
-            for shot in ("search.png", "search-html-passage.png", "bench.png"):
+            for shot in ("search.png", "search-html-passage.png", "search-rtl-passage.png", "bench.png"):
                 shutil.copy(tmp_path / shot, Path(os.environ["KOEMBED_SCREENSHOTS"]) / shot)
         assert (tmp_path / "search.png").stat().st_size > 10_000 and (tmp_path / "bench.png").stat().st_size > 10_000
     finally:

@@ -27,7 +27,7 @@ from koembed.cli.common import (
 )
 from koembed.data import load_retrieval_set
 from koembed.errors import MtebError
-from koembed.evaluation.metrics.tables import autorag_tables, by_similarity, ir_table, mteb_table
+from koembed.evaluation.metrics.tables import autorag_tables, by_similarity, ir_table, mteb_table, suites_note
 from koembed.evaluation.mteb_tasks import main_scores, run_mteb
 from koembed.evaluation.plot import plot_results
 from koembed.evaluation.runner import DEFAULT_RETRIEVERS, evaluate_model, run_bench
@@ -76,13 +76,15 @@ def bench(
     for table in autorag_tables(rows, ks):
         console.print(table)
     console.print(ir_table({r.retriever: r.ir for r in results}))
+    unanswered = {r.retriever: sum(1 for qid in rs.relevant if not r.hits.get(qid)) for r in results}
+    console.print(suites_note(unanswered, len(rs.relevant)), highlight=False)
     if run_out is not None:
         write_runs(results, rs.query_ids, run_out)
     if out is not None:
         write_json(out, results_document(rs, results))
         console.print(f"results: {out}")
     if plot is not None:
-        plot_results(results, ks, plot)
+        plot_results(results, ks, plot, rs.summary())
         console.print(f"plot: {plot}")
 
 

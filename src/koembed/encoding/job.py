@@ -18,6 +18,7 @@ from koembed.models import (
     model_precision,
 )
 from koembed.models.prompts import role_options
+from koembed.progress import progress
 
 if TYPE_CHECKING:
     pass
@@ -46,8 +47,6 @@ def encode_corpus(model: ModelSpec | str, doc_ids: Sequence[str], texts: Sequenc
     (``onnx-int8``). Passages get the model's passage prompt (:mod:`koembed.models.prompts`); an override in
     ``model`` is recorded, so another prompt is a mismatch.
     """
-    from tqdm.auto import tqdm
-
     spec = ModelSpec.of(model)
     doc_ids, texts = list(doc_ids), list(texts)
     plan = open_shard(spec, doc_ids, texts, out_dir, shard=shard, dtype=dtype, chunk_size=chunk_size,
@@ -55,7 +54,7 @@ def encode_corpus(model: ModelSpec | str, doc_ids: Sequence[str], texts: Sequenc
     if plan.pending and encoder is None:
         encoder = load_model(spec)
     skipped_rows = sum(b - a for k, (a, b) in enumerate(plan.bounds) if k not in plan.pending)
-    with tqdm(total=plan.stop - plan.start, initial=skipped_rows, desc=f"Encoding {plan.shard_dir.name}",
+    with progress(total=plan.stop - plan.start, initial=skipped_rows, desc=f"Encoding {plan.shard_dir.name}",
               unit="passage", disable=not options.show_progress) as bar:
         for k in plan.pending:
             a, b = plan.bounds[k]

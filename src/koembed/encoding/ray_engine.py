@@ -40,6 +40,7 @@ from koembed.models import (
     model_precision,
 )
 from koembed.models.prompts import role_options
+from koembed.progress import progress
 
 KIWI_BLOCK = 2048  # passages per Kiwi task
 
@@ -159,7 +160,6 @@ def encode_corpus_ray(model: ModelSpec | str, doc_ids: Sequence[str], texts: Seq
     from the recorded precision stops the run.
     """
     import numpy as np
-    from tqdm.auto import tqdm
 
     spec = ModelSpec.of(model)
     doc_ids, texts = list(doc_ids), list(texts)
@@ -182,7 +182,7 @@ def encode_corpus_ray(model: ModelSpec | str, doc_ids: Sequence[str], texts: Seq
                                                      "precision": plan.manifest["precision"], "threads": threads},
                 **_pool(ray_options))
             done = sum(b - a for k, (a, b) in enumerate(plan.bounds) if k not in plan.pending)
-            with tqdm(total=plan.stop - plan.start, initial=done, desc=f"Encoding {plan.shard_dir.name} (Ray)",
+            with progress(total=plan.stop - plan.start, initial=done, desc=f"Encoding {plan.shard_dir.name} (Ray)",
                       unit="passage", disable=not options.show_progress) as bar:
                 for row in encoded.iter_rows():
                     k = int(row["chunk"])
@@ -197,8 +197,6 @@ def tokenize_ray(texts: Sequence[str], ray_options: RayOptions = RayOptions(), *
                  ) -> list[list[str]]:
     """Kiwi BM25 tokens of ``texts`` (as :class:`koembed.lexical.KiwiTokenizer` gives them), analysed by a Ray
     actor pool in blocks of :data:`KIWI_BLOCK` passages; in input order."""
-    from tqdm.auto import tqdm
-
     texts = list(texts)
     blocks = [(i, texts[a: a + KIWI_BLOCK]) for i, a in enumerate(range(0, len(texts), KIWI_BLOCK))]
     out: list[list[list[str]] | None] = [None] * len(blocks)
@@ -208,7 +206,7 @@ def tokenize_ray(texts: Sequence[str], ray_options: RayOptions = RayOptions(), *
         analysed = data.from_items([{"block": i, "texts": part} for i, part in blocks],
                                    override_num_blocks=max(1, len(blocks))).map_batches(
             KiwiAnalyser, fn_constructor_kwargs={"threads": int(ray_options.cpus_per_worker)}, **_pool(ray_options))
-        with tqdm(total=len(texts), desc="Kiwi (Ray)", unit="text", disable=not show_progress) as bar:
+        with progress(total=len(texts), desc="Kiwi (Ray)", unit="text", disable=not show_progress) as bar:
             for row in analysed.iter_rows():
                 i = int(row["block"])
                 out[i] = json.loads(row["tokens"])

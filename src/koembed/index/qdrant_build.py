@@ -51,6 +51,7 @@ from koembed.lexical import KiwiTokenizer, LexicalConfig
 from koembed.models import EncodeOptions, Encoder, ModelSpec, load_model
 from koembed.models.m3 import M3Encoder, M3Output, m3_encoder
 from koembed.models.prompts import role_options
+from koembed.progress import progress
 
 if TYPE_CHECKING:
     import numpy as np
@@ -274,9 +275,7 @@ def _encoded(encoder: Encoder, texts: list[str], options: EncodeOptions) -> Iter
 def _upload(client: Any, manifest: QdrantManifest, doc_ids: list[str], texts: list[str],
             tokens: Sequence[Sequence[str]], batches: Batches, txn: str, show_progress: bool,
             m3: M3Passages | None = None) -> None:
-    from tqdm.auto import tqdm
-
-    with tqdm(total=len(doc_ids), desc=f"Qdrant {manifest.collection}", unit="passage",
+    with progress(total=len(doc_ids), desc=f"Qdrant {manifest.collection}", unit="passage",
               disable=not show_progress) as bar:
         for start, vectors in batches:
             if vectors.shape[1] != manifest.dimension:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from koembed.errors import IndexStoreError, KoembedError, SpecError
 from koembed.lexical.fields import FIELDS, KIWI_FIELDS, field_tokens
 from koembed.lexical.kiwi import KiwiTokenizer
+from koembed.progress import progress
 from koembed.ranking import NORMALIZATIONS, Hit, best_rows, id_ranks, normalized
 
 if TYPE_CHECKING:
@@ -197,11 +198,10 @@ class BM25Retriever:
     def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         """Top-k passages sharing at least one term with the query, as a search engine returns them: a query
         matching fewer than k passages gets fewer hits (none if no term matches)."""
-        from tqdm.auto import tqdm
-
         k = min(k, len(self._doc_ids))
         results = []
-        for scores in tqdm(self.field_scores(queries), desc="BM25", disable=not self.show_progress, unit="query"):
+        for scores in progress(self.field_scores(queries), total=len(queries), desc="BM25", unit="query",
+                               disable=not self.show_progress):
             combined, matched = self.combine(scores)
             rows = matched.nonzero()[0]
             top = best_rows(combined[rows], self._rank, k, rows=rows)

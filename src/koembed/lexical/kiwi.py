@@ -19,6 +19,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
+from koembed.progress import progress
+
 KEEP_TAGS = ("NNG", "NNP", "NR", "SN", "SL", "SH", "XR", "VV", "VA", "MAG")
 
 
@@ -90,8 +92,6 @@ class KiwiTokenizer:
         return out
 
     def __call__(self, texts: Sequence[str], show_progress: bool = False) -> list[list[str]]:
-        from tqdm.auto import tqdm
-
         analysed = self.kiwi.tokenize(list(texts))
-        return [self._tokens(a) for a in tqdm(analysed, total=len(texts), desc="Kiwi", disable=not show_progress,
-                                              unit="text")]
+        return [self._tokens(a) for a in progress(analysed, total=len(texts), desc="Kiwi", unit="text",
+                                                  disable=not show_progress)]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from koembed.models.spec import EncodeOptions, Encoder
 from koembed.models.static import static_module
+from koembed.progress import progress
 
 if TYPE_CHECKING:
     import numpy as np
@@ -150,7 +151,6 @@ def encode(model: Encoder, texts: Sequence[str], options: EncodeOptions | None =
     sentence-transformers' ``encode(prompt=...)`` does (:mod:`koembed.models.prompts` picks it).
     """
     import numpy as np
-    from tqdm.auto import tqdm
 
     opts = replace(options or EncodeOptions(), **settings)
     prompt = {"prompt": opts.prompt} if opts.prompt else {}  # sentence-transformers prepends it
@@ -168,7 +168,7 @@ def encode(model: Encoder, texts: Sequence[str], options: EncodeOptions | None =
             out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
         out[idx] = np.asarray(emb, dtype=np.float32)
 
-    with truncated(model, max_seq_length), tqdm(total=len(texts), desc="Encoding", unit="text",
+    with truncated(model, max_seq_length), progress(total=len(texts), desc="Encoding", unit="text",
                                                   disable=not opts.show_progress) as bar:
         for start in range(0, len(order), opts.chunk_size):
             idx = order[start: start + opts.chunk_size].tolist()

@@ -30,6 +30,7 @@ from koembed.models.loading import load_model
 from koembed.models.locate import resolve_model
 from koembed.models.prompts import Role, role_options
 from koembed.models.spec import EncodeOptions, ModelSpec
+from koembed.progress import progress
 
 if TYPE_CHECKING:
     import numpy as np
@@ -103,7 +104,6 @@ class M3Encoder:
         forward pass."""
         import numpy as np
         import torch
-        from tqdm.auto import tqdm
 
         opts = role_options(options, self.model, role) if role is not None else options
         texts = list(texts)
@@ -112,7 +112,7 @@ class M3Encoder:
         out = M3Output(np.empty((len(texts), dim), dtype=np.float32), [{}] * len(texts) if sparse else [],
                        [np.empty((0, 0), np.float32)] * len(texts) if colbert else [])
         self.model.eval()
-        with torch.inference_mode(), tqdm(total=len(texts), desc="Encoding (M3)", unit="text",
+        with torch.inference_mode(), progress(total=len(texts), desc="Encoding (M3)", unit="text",
                                           disable=not opts.show_progress) as bar:
             for start in range(0, len(order), opts.batch_size):
                 idx = order[start: start + opts.batch_size]

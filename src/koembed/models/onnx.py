@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from koembed.errors import ModelLoadError
 from koembed.files import checksums, inside, read_manifest, require_empty_folder, staged_folder, verify_files
 from koembed.models.spec import ONNX_BACKENDS
+from koembed.progress import progress
 
 if TYPE_CHECKING:
     import numpy as np
@@ -267,7 +268,6 @@ class GraphEncoder:
         """Embed ``sentences`` in input order, longest first in batches of ``batch_size`` (less padding).
         ``prompt`` is put before each text, as sentence-transformers does (the exported pooling includes it)."""
         import numpy as np
-        from tqdm.auto import tqdm
 
         single = isinstance(sentences, str)
         texts = [sentences] if single else list(sentences)
@@ -275,7 +275,7 @@ class GraphEncoder:
             texts = [prompt + text for text in texts]
         out = np.empty((len(texts), self.get_embedding_dimension()), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        for start in tqdm(range(0, len(order), batch_size), desc="Batches", disable=not show_progress_bar):
+        for start in progress(range(0, len(order), batch_size), desc="Batches", disable=not show_progress_bar):
             idx = order[start: start + batch_size]
             enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=self.max_seq_length is not None,
                                  max_length=self.max_seq_length, return_tensors="np")

@@ -28,6 +28,7 @@ from koembed.models.m3 import (
 )
 from koembed.models.prompts import Prompts, model_prompts
 from koembed.models.spec import ProgressFromOptions
+from koembed.progress import progress
 from koembed.ranking import Hit, id_ranks, top_k
 from koembed.retrieval.inverted import SparseIndex
 
@@ -103,11 +104,9 @@ class M3Retriever(ProgressFromOptions):
         return parts[self.mode].astype(np.float32)
 
     def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
-        from tqdm.auto import tqdm
-
         k = min(k, len(self._doc_ids))
         results: list[list[Hit]] = []
-        with tqdm(total=len(queries), desc=self.name, unit="query", disable=not self.show_progress) as bar:
+        with progress(total=len(queries), desc=self.name, unit="query", disable=not self.show_progress) as bar:
             for start in range(0, len(queries), QUERY_BLOCK):
                 for scores in self.score_vectors(queries[start: start + QUERY_BLOCK]):
                     hits = top_k(scores, self._rank, self._doc_ids, k)

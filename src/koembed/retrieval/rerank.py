@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from koembed.models import EncodeOptions
 from koembed.models.reranker import rerank_scores
 from koembed.models.spec import ProgressFromOptions
+from koembed.progress import progress
 from koembed.ranking import Hit, sort_hits
 
 if TYPE_CHECKING:
@@ -99,12 +100,10 @@ class RerankRetriever(ProgressFromOptions):
         self._texts = dict(zip(doc_ids, texts))
 
     def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
-        from tqdm.auto import tqdm
-
         first = self.first.search(queries, first_stage_depth(k, self.depth))
         quiet = replace(self.options, show_progress=False)
         out: list[list[Hit]] = []
-        for start in tqdm(range(0, len(queries), QUERY_CHUNK), desc=f"Reranking {self.name}", unit="chunk",
+        for start in progress(range(0, len(queries), QUERY_CHUNK), desc=f"Reranking {self.name}", unit="chunk",
                           disable=not self.show_progress):
             stop = start + QUERY_CHUNK
             out += rerank_hits(self.model, queries[start:stop], first[start:stop], self._texts.__getitem__, k,

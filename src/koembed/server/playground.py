@@ -22,12 +22,14 @@ from importlib import resources
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
-from koembed.lexical import KiwiTokenizer
+from koembed.lexical import PRESETS, KiwiTokenizer, LexicalConfig
 from koembed.server.config import PLAYGROUND_FILES
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
     from fastapi.responses import Response
+
+    from koembed.index import Index
 
 MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                ".css": "text/css; charset=utf-8"}
@@ -64,3 +66,24 @@ def highlight_rows(query: str, rows: list[dict[str, Any]]) -> tuple[list[str], l
     spans = tokenizer.matched_spans(query, [row["text"] for row in rows])
     rows = [{**row, "matches": [list(span) for span in found]} for row, found in zip(rows, spans)]
     return tokenizer([query])[0], rows
+
+
+def lexical_name(config: LexicalConfig) -> str:
+    """The retriever spec of a lexical config: a preset's name (``bm25-phrase``) or the explicit
+    ``bm25-fields:unigram=1.0,char=0.5@z`` form that :func:`koembed.lexical.lexical_config` reads back."""
+    for name, preset in PRESETS.items():
+        if preset == config:
+            return name
+    weights = ",".join(f"{f}={w:g}" for f, w in config.to_dict()["weights"].items())
+    return f"bm25-fields:{weights}" + ("" if config.normalization == "none" else f"@{config.normalization}")
+
+
+def index_search_info(index: Index | None) -> dict[str, Any]:
+    """What ``/health`` tells the page about the loaded index's search: ``lexical`` (the BM25 half's retriever
+    spec, e.g. ``bm25-phrase``) and ``fusion`` (how ``hybrid`` fuses: ``{"fusion": "rrf", "weights", "rrf_k"}``,
+    as the manifest records it; a Qdrant index fuses with Qdrant's RRF). Both None without an index."""
+    if index is None:
+        return {"lexical": None, "fusion": None}
+    manifest = index.manifest
+    fusion = getattr(manifest, "fusion", None) or {"fusion": "rrf", "weights": None, "rrf_k": 60}
+    return {"lexical": lexical_name(LexicalConfig.from_dict(manifest.bm25)), "fusion": dict(fusion)}

@@ -27,7 +27,7 @@ from koembed.server.config import NO_LIMIT_MAX_TOKENS, ServerLimits
 from koembed.server.errors import ApiError
 from koembed.server.index_calls import IndexCalls
 from koembed.server.observability import ServerMetrics
-from koembed.server.playground import highlight_rows
+from koembed.server.playground import highlight_rows, index_search_info
 from koembed.server.schemas import EmbeddingRequest, RerankRequest, SearchRequest
 from koembed.server.token_inputs import checked_token_ids, token_vocabulary
 from koembed.server.tokens import TokenCounter
@@ -213,7 +213,7 @@ class Service:
                 "rerank_depth": self.rerank_depth if reranking else None,
                 "batching": self.limits.batching, "queue_size": self.batcher.queued_texts,
                 "queued_requests": self.batcher.queued_requests, "queued_tokens": self.batcher.queued_tokens,
-                "max_queue_tokens": self.limits.max_queue_tokens}
+                "max_queue_tokens": self.limits.max_queue_tokens, **index_search_info(self.index)}
 
 
 def _hits_and_texts(index: SearchIndex, query: str, depth: int, mode: str) -> tuple[list[Hit], dict[str, str]]:

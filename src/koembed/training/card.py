@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from koembed.evaluation.metrics.tables import autorag_markdown, ir_markdown
+from koembed.evaluation.metrics.tables import autorag_markdown, ir_markdown, suites_note
 from koembed.files import atomic_open
 from koembed.models.static import describe_static
 
@@ -117,7 +117,8 @@ def render_card(model_dir: Path, cfg: dict[str, Any] | None, training: dict[str,
         lines += [f"## Benchmark: {ds.get('name')} ({ds.get('queries')} queries, {ds.get('corpus')} passages)", ""]
         for k in sorted({k for r in bench["results"] for k in r["autorag"]}, key=int):
             lines += [f"### AutoRAG metrics, top-k = {k}", "", *autorag_markdown(bench["results"], int(k)), ""]
-        lines += ["### IR metrics", "", *ir_markdown({r["retriever"]: r["ir"] for r in bench["results"]}), ""]
+        lines += ["### IR metrics", "", *ir_markdown({r["retriever"]: r["ir"] for r in bench["results"]}), "",
+                  suites_note(), ""]
     return "\n".join(lines)
 
 

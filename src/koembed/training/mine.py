@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from koembed.data import Pair
 from koembed.errors import SpecError
 from koembed.models import EncodeOptions, RunSettings
+from koembed.progress import progress
 from koembed.ranking import Hit
 from koembed.retrieval.base import Retriever
 from koembed.retrieval.factory import RetrieverFactory
@@ -92,11 +93,8 @@ def mine_hard_negatives(pairs: Sequence[Pair], corpus: dict[str, str] | None = N
     retriever = RetrieverFactory(doc_ids, texts, settings=settings, options=options).get(retriever_spec)
     retriever.show_progress = False  # fitting showed its bars; per-chunk search bars would only clutter ours
     row_of = {doc_id: i for i, doc_id in enumerate(doc_ids)}
-
-    from tqdm.auto import tqdm
-
     todo = list(queries.values())
-    with tqdm(total=len(todo), desc="Mining", unit="query", disable=not options.show_progress) as bar:
+    with progress(total=len(todo), desc="Mining", unit="query", disable=not options.show_progress) as bar:
         for start in range(0, len(todo), QUERY_CHUNK):
             chunk = todo[start: start + QUERY_CHUNK]
             texts_of_chunk = [q.text for q in chunk]

@@ -76,6 +76,22 @@ def by_similarity(metrics: Mapping[str, float]) -> dict[str, dict[str, float]]:
             for sim in SIMILARITIES}
 
 
+def suites_note(unanswered: Mapping[str, int] | None = None, n_queries: int | None = None) -> str:
+    """One note for under the tables: why AutoRAG's top-1 Recall and the IR suite's recall@1 (and the other
+    same-named columns) can differ. ``unanswered``: per retriever, the queries it returned nothing for (AutoRAG
+    skips them); those with none are left out of the sentence."""
+    counted = {name: n for name, n in (unanswered or {}).items() if n}
+    skipped = ""
+    if counted:
+        of = f" of {n_queries}" if n_queries is not None else ""
+        skipped = " (here " + ", ".join(f"{name} returned nothing for {n}{of} queries" for name, n in counted.items()) + ")"
+    return ("Same names, different definitions: AutoRAG's columns average only over the queries a retriever returned "
+            f"something for{skipped}, count a group of relevant ids as found when any of its ids is retrieved, and "
+            "divide precision by the number retrieved (fewer than k when a lexical retriever runs out of matches); "
+            "the IR suite averages over every query and counts each relevant passage. So AutoRAG's top-1 Recall and "
+            "IR recall@1 can differ.")
+
+
 def mteb_table(rows: Sequence[tuple[str, str, float, float]], title: str) -> Table:
     """mteb's scores: one row per (split, subset), its main score and NDCG@10
     (:func:`koembed.evaluation.mteb_tasks.main_scores`)."""

@@ -3,12 +3,16 @@
 "use strict";
 
 (() => {
+  // Labels are set from /health (the index's real lexical retriever and fusion) in loadHealth.
   const MODES = [
-    {id: "bm25", label: "BM25 (Kiwi morphemes)", body: {mode: "bm25"}},
+    {id: "bm25", label: "Lexical (BM25)", body: {mode: "bm25"}},
     {id: "dense", label: "Dense", body: {mode: "dense"}},
     {id: "hybrid", label: "Hybrid", body: {mode: "hybrid"}},
   ];
   const RERANK = {id: "rerank", label: "Hybrid + rerank", body: {mode: "hybrid", rerank: true}};
+  const PART_DEPTH = 100;  // hybrid search fuses each part's top max(k, 100): a part's rank is known that deep
+  const SNIPPET = 180;     // code points shown around the first matched morpheme before "show all"
+  const CONTEXT = 50;      // of which before the first match
   const AUTORAG = [["f1", "F1"], ["recall", "Recall"], ["precision", "Precision"], ["map", "mAP"],
                    ["mrr", "mRR"], ["ndcg", "NDCG"]];
   const PLOTS = [["recall", "Recall@k"], ["ndcg", "NDCG@k"]];
@@ -67,7 +71,9 @@
       const response = await fetch("/health");
       if (!response.ok) throw new Error(await errorText(response));
       const health = await response.json();
-      if (health.reranker) columns = [...MODES, RERANK];
+      MODES[0].label = `Lexical: ${health.lexical || "bm25"} (Kiwi)`;
+      MODES[2].label = `Hybrid: ${fusionLabel(health.fusion)}`;
+      columns = health.reranker ? [...MODES, RERANK] : MODES.slice();
       const parts = [`model ${health.model}`,
                      health.index_loaded ? `${health.index_passages} passages`
                                          : "no index: start koembed serve with --index DIR"];
@@ -81,29 +87,107 @@
       el("h2", {}, column.label), el("p", {class: "status"}), el("ol", {class: "hits"}))));
   }
 
-  // The server's spans are Python string indices (code points): slice the code points, not UTF-16 units.
-  function passage(text, matches) {
-    const chars = Array.from(text);
-    const node = el("p", {class: "passage"});
-    let at = 0;
-    for (const [start, end] of matches) {
-      if (start > at) node.append(chars.slice(at, start).join(""));
-      node.append(el("mark", {}, chars.slice(start, end).join("")));
-      at = end;
-    }
-    if (at < chars.length) node.append(chars.slice(at).join(""));
-    return node;
+  function fusionLabel(fusion) {
+    if (!fusion) return "RRF";
+    const name = {rrf: "RRF", cc: "min-max", z: "z-score", dbsf: "DBSF"}[fusion.fusion] || fusion.fusion;
+    const parts = [];
+    if (fusion.fusion === "rrf" && fusion.rrf_k) parts.push(`k=${fusion.rrf_k}`);
+    if (Array.isArray(fusion.weights)) parts.push(`weights ${fusion.weights.join(", ")}`);
+    return parts.length ? `${name} (${parts.join(", ")})` : name;
   }
 
-  function hitItem(hit) {
+  // The server's spans are Python string indices (code points): slice the code points, not UTF-16 units.
+  // Every piece of passage text is its own <bdi> (and the passage dir=auto): a bidi control character in a passage
+  // (U+202E RIGHT-TO-LEFT OVERRIDE...) reorders only its own piece, never a highlighted morpheme or the next hit.
+  function fill(node, chars, matches, from, to) {
+    let at = from;
+    for (const [start, end] of matches) {
+      if (end <= from || start >= to) continue;
+      const s = Math.max(start, from), e = Math.min(end, to);
+      if (s > at) node.append(el("bdi", {}, chars.slice(at, s).join("")));
+      node.append(el("mark", {}, chars.slice(s, e).join("")));
+      at = e;
+    }
+    if (at < to) node.append(el("bdi", {}, chars.slice(at, to).join("")));
+  }
+
+  // A snippet around the first matched morpheme (the start of the passage without matches); "show all" expands.
+  function passage(text, matches) {
+    const chars = Array.from(text);
+    const node = el("p", {class: "passage", dir: "auto"});
+    const wrap = el("div", {class: "passage-wrap"}, node);
+    if (chars.length <= SNIPPET + CONTEXT) {
+      fill(node, chars, matches, 0, chars.length);
+      return wrap;
+    }
+    const first = matches.length ? matches[0][0] : 0;
+    const from = Math.max(0, Math.min(first - CONTEXT, chars.length - SNIPPET));
+    const to = Math.min(chars.length, from + SNIPPET);
+    const shown = matches.filter(([s, e]) => s < to && e > from).length;
+    const snippet = () => {
+      node.replaceChildren();
+      if (from > 0) node.append(el("span", {class: "ellipsis"}, "… "));
+      fill(node, chars, matches, from, to);
+      if (to < chars.length) node.append(el("span", {class: "ellipsis"}, " …"));
+    };
+    snippet();
+    node.dataset.view = "snippet";
+    const rest = matches.length - shown;
+    const more = `show all (${chars.length} characters${rest ? `, ${rest} more highlight${rest > 1 ? "s" : ""}` : ""})`;
+    const button = el("button", {type: "button", class: "expand", "aria-expanded": "false"}, more);
+    button.addEventListener("click", () => {
+      const open = node.dataset.view === "snippet";
+      if (open) {
+        node.replaceChildren();
+        fill(node, chars, matches, 0, chars.length);
+      } else {
+        snippet();
+      }
+      node.dataset.view = open ? "full" : "snippet";
+      button.setAttribute("aria-expanded", String(open));
+      button.textContent = open ? "show less" : more;
+    });
+    wrap.append(button);
+    return wrap;
+  }
+
+  // A score people can read: the rank; for hybrid, each part's rank (the fused value itself, e.g. an RRF sum
+  // of 1/(60 + rank), only in the tooltip); cosine similarity for dense, the BM25 score, the reranker's 0..1.
+  function scoreText(mode, hit, parts) {
+    if (mode === "hybrid") {
+      if (!parts) return "";
+      const rank = (name) => (parts[name].has(hit.docid) ? `#${parts[name].get(hit.docid)}`
+                                                         : `not in top ${PART_DEPTH}`);
+      return `lexical ${rank("bm25")} · dense ${rank("dense")}`;
+    }
+    if (mode === "dense") return `cosine ${hit.score.toFixed(3)}`;
+    if (mode === "bm25") return `BM25 ${hit.score.toFixed(2)}`;
+    return `reranker ${hit.score.toFixed(3)}`;
+  }
+
+  function hitItem(mode, hit, parts) {
     return el("li", {class: "hit", "data-docid": hit.docid},
       el("div", {class: "hit-head"},
-        el("span", {class: "docid"}, hit.docid),
-        el("span", {class: "score", title: String(hit.score)}, fmt(hit.score))),
+        el("span", {class: "rank"}, `#${hit.rank}`),
+        el("bdi", {class: "docid"}, hit.docid),
+        el("span", {class: "score", "data-score": String(hit.score), title: `raw score ${hit.score}`},
+           scoreText(mode, hit, parts))),
       passage(hit.text, hit.matches || []));
   }
 
-  async function runColumn(column, query, k, id) {
+  // The parts' ranks of every passage in their top PART_DEPTH (no highlights: cheap), for the hybrid column.
+  async function partRanks(query) {
+    const ranks = {};
+    for (const mode of ["bm25", "dense"]) {
+      const response = await fetch("/search", {method: "POST", headers: requestHeaders(),
+        body: JSON.stringify({query, k: PART_DEPTH, mode})});
+      if (!response.ok) return null;
+      ranks[mode] = new Map((await response.json()).hits.map((h) => [h.docid, h.rank]));
+    }
+    return ranks;
+  }
+
+  async function runColumn(column, query, k, id, parts) {
     const section = $(`col-${column.id}`);
     const status = section.querySelector(".status");
     const list = section.querySelector(".hits");
@@ -118,7 +202,9 @@
         section.dataset.state = "error";
         return;
       }
-      list.replaceChildren(...body.hits.map(hitItem));
+      const ranks = column.id === "hybrid" ? await parts.catch(() => null) : null;
+      if (id !== searchId) return;
+      list.replaceChildren(...body.hits.map((hit) => hitItem(column.id, hit, ranks)));
       status.textContent = `${body.hits.length} hits`;
       if (body.morphemes) {
         $("morphemes").replaceChildren("Query morphemes (highlighted where they occur): ",
@@ -145,7 +231,8 @@
       section.querySelector(".status").textContent = "searching…";
       section.querySelector(".hits").replaceChildren();
     }
-    for (const column of columns) runColumn(column, query, k, id);
+    const parts = partRanks(query);
+    for (const column of columns) runColumn(column, query, k, id, parts);
   }
 
   // ----------------------------------------------------------------------------------------------- bench
