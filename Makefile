@@ -1,11 +1,12 @@
 # Two commands do all set-up on a fresh machine:
 #   make bench   - install into .venv, then benchmark BM25, the bundled static-ko and their fusion on the bundled sample
-#   make test    - install into .venv (with test extras) and chromium (apt-get), then run the whole test suite
+#   make test    - install into .venv (with test extras) and chromium (apt-get), lint (ruff, mypy), then run the
+#                  whole test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= out
 
-.PHONY: install browser bench test finetune-demo static-ko clean
+.PHONY: install browser bench lint test finetune-demo static-ko clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -32,7 +33,13 @@ browser:
 	else echo "chromium/chromium-driver missing and apt-get unavailable (or not root): the browser test will skip" \
 		"(and fail under CI=true)"; fi
 
-test: install browser
+# Lint before the tests (seconds): ruff (pyflakes, import order) on the whole tree, mypy on the public API and the
+# index and retrieval packages (pyproject.toml [tool.mypy]).
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: install lint browser
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
 
 # Main job, part two: train a static model on all shared pairs that are not held out and fine-tune the bundled

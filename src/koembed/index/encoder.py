@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from koembed.errors import ModelMismatchError
 from koembed.index.faiss import normalized
-from koembed.index.manifest import Manifest
 from koembed.models import MODEL_ALIASES, EncodeOptions, Encoder, ModelSpec, encode, load_model, model_identity
 from koembed.models.prompts import Prompts, Role, model_prompts
 
@@ -30,12 +29,19 @@ def embed(encoder: Encoder, texts: Sequence[str], options: EncodeOptions) -> np.
     return normalized(encode(encoder, texts, options))
 
 
-def index_prompts(manifest: Manifest) -> Prompts:
+class ModelRecord(Protocol):
+    """What the model checks read of either store's manifest (``Manifest``, ``QdrantManifest``)."""
+
+    model: dict[str, Any]
+    dimension: int
+
+
+def index_prompts(manifest: ModelRecord) -> Prompts:
     """The query and passage prompts the index was built with (none for an index built before prompts)."""
     return Prompts(**manifest.model.get("prompts", {}))
 
 
-def with_prompt(options: EncodeOptions, manifest: Manifest, role: Role) -> EncodeOptions:
+def with_prompt(options: EncodeOptions, manifest: ModelRecord, role: Role) -> EncodeOptions:
     """``options`` with the index's recorded prompt for ``role``: the one its passages were embedded with."""
     return replace(options, prompt=index_prompts(manifest).for_role(role) or None)
 
@@ -58,7 +64,7 @@ def model_record(name: str, encoder: Encoder) -> dict[str, Any]:
             "prompts": model_prompts(encoder).to_json(), "probe": [round(float(v), 7) for v in probe(encoder)]}
 
 
-def checked_encoder(encoder: Encoder | None, manifest: Manifest, index_dir: Path, device: str | None = None
+def checked_encoder(encoder: Encoder | None, manifest: ModelRecord, index_dir: Path, device: str | None = None
                     ) -> Encoder:
     """``encoder`` (None: the manifest's model, loaded on ``device``) after checking it is the index's model."""
     record = manifest.model

@@ -201,7 +201,7 @@ def add_qdrant_documents(index_dir: str | Path, doc_ids: Sequence[str], texts: S
         if clashes:
             raise DocumentIdError(f"{index_dir}: already indexed: {_some(clashes)}; delete them first "
                                   "(koembed index delete), then add")
-        encoder = checked_encoder(encoder, manifest, index_dir)  # type: ignore[arg-type]
+        encoder = checked_encoder(encoder, manifest, index_dir)
         tokens = _tokens(texts, tokens, options.show_progress)
         txn = uuid.uuid4().hex
         manifest.pending = {"op": "add", "txn": txn, "passages": len(doc_ids)}
@@ -209,7 +209,7 @@ def add_qdrant_documents(index_dir: str | Path, doc_ids: Sequence[str], texts: S
         m3 = None
         if manifest.m3:
             m3 = M3Passages(m3_encoder(manifest.model["resolved"], encoder),
-                            with_prompt(options.quiet(), manifest, "passage"))  # type: ignore[arg-type]
+                            with_prompt(options.quiet(), manifest, "passage"))
         _upload(client, manifest, doc_ids, texts, tokens, _encoded(encoder, texts, options), txn,
                 options.show_progress, m3)
         manifest.pending = None

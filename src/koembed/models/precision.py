@@ -69,8 +69,8 @@ def model_precision(model: Encoder) -> str:
     import torch
 
     if getattr(model, "backend", "torch") != "torch":
-        return str(model.backend)  # type: ignore[attr-defined]
-    dtype = next(model.parameters()).dtype  # type: ignore[attr-defined]
+        return str(model.backend)  # type: ignore[attr-defined]  # only an OnnxEncoder has one (getattr above)
+    dtype = next(model.parameters()).dtype  # type: ignore[attr-defined]  # a torch module; Encoder has no parameters
     return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
 
 
