@@ -2,13 +2,13 @@
 #   make bench   - install into .venv, then benchmark phrase-aware BM25, BM25, the bundled static-ko and a fusion of
 #                  BM25 and static-ko on the bundled sample
 #   make test    - install into .venv (with test extras) and, where missing and root, chromium, chromium-driver and
-#                  fonts-nanum with apt-get (it prints what it installs and upgrades first; NO_APT=1 skips), then run
-#                  the whole test suite
+#                  fonts-nanum with apt-get (it prints what it installs and upgrades first; NO_APT=1 skips), lint
+#                  (ruff, mypy), then run the whole test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= out
 
-.PHONY: install browser bench test finetune-demo static-ko clean
+.PHONY: install browser bench lint test finetune-demo static-ko clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -44,7 +44,13 @@ browser:
 	else echo "chromium/chromium-driver missing and apt-get unavailable, not root or NO_APT set: the browser test" \
 		"will skip (and fail under CI=true)"; fi
 
-test: install browser
+# Lint before the tests (seconds): ruff (pyflakes, import order) on the whole tree, mypy on the public API and the
+# index and retrieval packages (pyproject.toml [tool.mypy]).
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: install lint browser
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
 
 # Main job, part two: train a static model on all shared pairs that are not held out and fine-tune the bundled

@@ -241,6 +241,11 @@ def test_cli_build_search_export_add_delete(tmp_path, tiny_model_dir, built, mod
     assert result.exit_code == 2 and "nope" in result.output
     info = json.loads(runner.invoke(app, ["index", "info", "-i", str(exported), "--json"]).output)
     assert info["store"] == "qdrant" and info["collection_now"]["points"] == 49 and "probe" not in info["model"]
+    summary = " ".join(runner.invoke(app, ["index", "info", "-i", str(exported)]).output.split())
+    assert "qdrant collection" in summary and "the collection holds 49 points now" in summary
+    storage = exported / info["local_path"] if not Path(info["local_path"]).is_absolute() else Path(info["local_path"])
+    on_disk = sum(f.stat().st_size for f in storage.rglob("*") if f.is_file())
+    assert f"qdrant storage {on_disk / 2**20:.1f} MB" in summary or f"qdrant storage {on_disk / 1024:.1f} KB" in summary
     result = runner.invoke(app, ["index", "build", "-m", "x", "--corpus", "sample", "--out", str(tmp_path / "y"),
                                  "--url", "http://127.0.0.1:9"])
     assert result.exit_code == 2 and "--store qdrant" in result.output

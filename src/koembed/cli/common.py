@@ -121,8 +121,8 @@ def _replace_parameter(command: Callable[..., Any], receives: str, options: dict
         values = {name: kwargs.pop(name) for name in options}
         return command(*args, **{receives: bundle(values)}, **kwargs)
 
-    # typer reads the parameters from __signature__ (inspect.signature's override), which Callable does not declare
-    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    # typer reads the parameters from __signature__ (inspect.signature's override)
+    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]  # not on Callable
     return wrapper
 
 

@@ -46,9 +46,9 @@ def load_retrieval_set(path: str | Path | None = None, split: str | None = None)
     if looks_like_beir(path):
         return read_beir(path, split=split or "test")
     if looks_like_query_positives(path):
-        return read_query_positives(path, split=split or "all")  # type: ignore[arg-type]
+        return read_query_positives(path, split=split or "all")  # type: ignore[arg-type]  # reader refuses others
     if looks_like_squad(path):
-        return read_squad(path, split=split or "all")  # type: ignore[arg-type]
+        return read_squad(path, split=split or "all")  # type: ignore[arg-type]  # the reader refuses others
     raise DataError(
         path, "unrecognised retrieval set: expected an AutoRAG folder (qa.parquet, corpus.parquet), a BEIR folder "
         "(corpus.jsonl, queries.jsonl, qrels/<split>.tsv), a SQuAD/KorQuAD .json file or a query-positives .json list")

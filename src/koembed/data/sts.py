@@ -46,7 +46,7 @@ def _json_rows(path: Path) -> list[tuple[int, dict]]:
 
 def _score(path: Path, row: int, name: str, value: object) -> float:
     try:
-        return float(value)  # type: ignore[arg-type]
+        return float(value)  # type: ignore[arg-type]  # any cell: float() refusing it is the check
     except (TypeError, ValueError):
         raise DataError(path, f"not a number: {value!r}", row=row, field=name) from None
 

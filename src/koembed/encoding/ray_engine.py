@@ -211,4 +211,4 @@ def tokenize_ray(texts: Sequence[str], ray_options: RayOptions = RayOptions(), *
                 i = int(row["block"])
                 out[i] = json.loads(row["tokens"])
                 bar.update(len(out[i]))
-    return [tokens for block in out for tokens in block]  # type: ignore[union-attr]
+    return [tokens for block in out for tokens in block]  # type: ignore[union-attr]  # the loop filled every block

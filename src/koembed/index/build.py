@@ -96,7 +96,7 @@ def _write_new_index(model_name: str, encoder: Encoder, doc_ids: list[str], text
         tokens = KiwiTokenizer()(texts, show_progress=show_progress)
     elif len(tokens) != len(texts):
         raise IndexStoreError(f"{len(tokens)} token lists for {len(texts)} passages")
-    tokens = [list(t) for t in tokens]
+    token_lists = [list(t) for t in tokens]
     recorded = faiss_index_params(params, len(texts))
     index = new_faiss_index(params.kind, vectors.shape[1], recorded, vectors)
     pids = list(range(len(doc_ids)))
@@ -106,7 +106,7 @@ def _write_new_index(model_name: str, encoder: Encoder, doc_ids: list[str], text
                         dimension=int(vectors.shape[1]), normalized_by=normalized_by(encoder),
                         bm25=bm25_record(params.lexical), counts={"passages": len(pids), "deleted": 0, "tombstones": 0},
                         next_id=len(pids), created=created, updated=created, fusion=dict(params.fusion))
-    state = IndexState(manifest, index, pids, doc_ids, texts, tokens, set(), sparse)
+    state = IndexState(manifest, index, pids, doc_ids, texts, token_lists, set(), sparse)
     plan_build(state)
     new_folder = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -67,7 +67,8 @@ def set_faiss_search_params(index: Any, kind: str, params: Mapping[str, Any]) ->
     import faiss
 
     if kind == "hnsw":
-        faiss.downcast_index(index.index).hnsw.efSearch = params["ef_search"]
+        graph: Any = faiss.downcast_index(index.index)  # typed as the base Index, which declares no hnsw
+        graph.hnsw.efSearch = params["ef_search"]
     elif kind == "ivf":
         index.nprobe = params["nprobe"]
 

@@ -22,7 +22,10 @@ class SearchIndex(Protocol):
     :class:`~koembed.errors.SpecError`). ``text`` raises KeyError for an id the index does not hold."""
 
     path: Path
-    manifest: IndexManifest
+
+    @property
+    def manifest(self) -> IndexManifest:  # read-only here, so each store may narrow it to its own manifest
+        ...
 
     def __len__(self) -> int: ...
 

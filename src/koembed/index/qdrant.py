@@ -153,7 +153,9 @@ def write_qdrant_manifest(index_dir: Path, manifest: QdrantManifest) -> None:
 
 
 def storage_path(index_dir: Path, path: str | None) -> Path:
-    return Path(path) if Path(path).is_absolute() else index_dir / path  # type: ignore[arg-type]
+    """A local-mode storage folder: ``path`` as given when absolute, else inside ``index_dir`` (None: LOCAL_DIR)."""
+    where = Path(path if path is not None else LOCAL_DIR)
+    return where if where.is_absolute() else index_dir / where
 
 
 @contextmanager
@@ -279,8 +281,8 @@ def upsert_passages(client: Any, manifest: QdrantManifest, doc_ids: Sequence[str
     for row, (doc_id, text, toks, vector) in enumerate(zip(doc_ids, texts, tokens, vectors, strict=True)):
         indices, values = passage_vector(toks, text, fields)
         named = {DENSE: vector.tolist(), BM25: models.SparseVector(indices=indices, values=values)}
-        if manifest.m3:
-            named.update(point_vectors(m3.sparse[row], m3.colbert[row]))  # type: ignore[union-attr]
+        if m3 is not None:  # with manifest.m3, checked above
+            named.update(point_vectors(m3.sparse[row], m3.colbert[row]))
         points.append(models.PointStruct(id=point_id(doc_id), payload={"id": doc_id, "text": text, "txn": txn},
                                          vector=named))
     client.upsert(manifest.collection, points=points, wait=True)

@@ -114,5 +114,7 @@ def m3_requests(mode: str, weights: dict[int, float] | None, colbert: np.ndarray
     if sparse is not None:
         out.append(models.QueryRequest(query=sparse, using=M3_SPARSE, limit=limit, **common))
     if mode != "sparse":
+        if colbert is None:
+            raise ValueError(f"{mode} search needs the query's ColBERT vectors")
         out.append(models.QueryRequest(query=colbert.tolist(), using=M3_COLBERT, limit=limit, **common))
     return out

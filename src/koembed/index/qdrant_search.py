@@ -160,7 +160,7 @@ class QdrantIndex:
         from qdrant_client import models
 
         if self._m3 is None:
-            self._m3 = m3_encoder(self.manifest.model["resolved"], self.encoder)  # type: ignore[arg-type]
+            self._m3 = m3_encoder(self.manifest.model["resolved"], self.encoder)
         q = self._m3.encode(queries, with_prompt(self.options, self.manifest, "query"), None,
                             dense=mode == "m3", sparse=mode != "colbert", colbert=mode != "sparse")
         # m3: the candidates' texts come once, with the dense rescoring
@@ -168,9 +168,9 @@ class QdrantIndex:
         per_query = max(k, FUSION_DEPTH) if mode == "m3" else min(k + TIE_SLACK, self._size)
         requests = []
         for i in range(len(queries)):
-            dense = ([models.QueryRequest(query=normalized(q.dense[i: i + 1])[0].tolist(), using=DENSE,
-                                          limit=per_query, **common)] if mode == "m3" else [])
-            requests.append(dense + m3_requests(mode, q.sparse[i] if q.sparse else None,
+            dense_request = ([models.QueryRequest(query=normalized(q.dense[i: i + 1])[0].tolist(), using=DENSE,
+                                                  limit=per_query, **common)] if mode == "m3" else [])
+            requests.append(dense_request + m3_requests(mode, q.sparse[i] if q.sparse else None,
                                                 q.colbert[i] if q.colbert else None, per_query, common))
         answered = iter(self._run([r for group in requests for r in group]))
         runs = [[next(answered) for _ in group] for group in requests]
@@ -181,7 +181,7 @@ class QdrantIndex:
         exact = None  # local mode is always exact; a server is told to be, on the original vectors
         if self.manifest.url:
             exact = models.SearchParams(exact=True, quantization=models.QuantizationSearchParams(ignore=True))
-        rescoring = []
+        rescoring: list[list[Any]] = []
         for group in requests:
             candidates = sorted({d for run in runs[len(rescoring)] for d in run})
             only = models.Filter(must=[models.HasIdCondition(has_id=[point_id(d) for d in candidates])])
@@ -206,10 +206,9 @@ class QdrantIndex:
         if self._filter is not None:  # idf over the committed passages only, as before the interrupted add
             params = models.SearchParams(idf=models.IdfCorpusParams(corpus=self._filter))
         dense = ([v.tolist() for v in embed(self.encoder, queries, with_prompt(self.options, self.manifest, "query"))]
-                 if mode != "bm25" else None)
-        sparse = None
+                 if mode != "bm25" else [])
+        sparse: list[Any] = []  # per query (None: no query term in the vocabulary), unless mode is dense
         if mode != "dense":
-            sparse = []
             fields = self.manifest.fields
             for query, tokens in zip(queries, self.tokenizer(queries)):
                 indices, values = query_vector(tokens, query, fields)

@@ -136,9 +136,10 @@ class Index:
             raise SpecError(f"{self.path} holds no lexical weights: sparse search needs an index built with a "
                             "bge-m3-layout model (sparse_linear.pt and colbert_linear.pt beside its weights)")
         if self._sparse is None:
-            self._m3 = m3_encoder(self.manifest.model["resolved"], self.encoder)  # type: ignore[arg-type]
+            self._m3 = m3_encoder(self.manifest.model["resolved"], self.encoder)
             self._sparse = SparseIndex(self._doc_ids, self._stored_sparse, len(self._m3.tokenizer))
         m3 = self._m3
+        assert m3 is not None  # set with the sparse index above
         weights = m3.encode(queries, with_prompt(self.options, self.manifest, "query"), None, dense=False,
                             colbert=False).sparse
         return self._sparse.search(weights, k)

@@ -169,7 +169,7 @@ def load_m3(model: ModelSpec | str, **settings: Any) -> M3Encoder:
         raise ModelLoadError(f"the M3 outputs need the torch backend, not {spec.backend} (the ONNX export holds "
                              "only the dense pipeline)")
     heads = _heads(spec.name)  # before the (long) model load
-    return M3Encoder(load_model(spec), *heads)  # type: ignore[arg-type]
+    return M3Encoder(load_model(spec), *heads)
 
 
 def lexical_score(query: dict[int, float], passage: dict[int, float]) -> float:
@@ -191,7 +191,7 @@ def m3_weights(weights: Sequence[float] | None) -> tuple[float, float, float]:
     values = tuple(float(w) for w in (weights if weights is not None else M3_WEIGHTS))
     if len(values) != 3 or any(w < 0 for w in values) or sum(values) <= 0:
         raise ValueError(f"M3 weights are three non-negative numbers (dense, sparse, colbert), not all 0: {values}")
-    return values  # type: ignore[return-value]
+    return values
 
 
 def combined_score(dense: Any, sparse: Any, colbert: Any, weights: Sequence[float] | None = None) -> Any:

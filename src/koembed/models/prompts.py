@@ -56,7 +56,7 @@ def apply_prompt_overrides(model: Encoder, query_prompt: str | None, passage_pro
     prompts = getattr(model, "prompts", None)
     if prompts is None:
         prompts = {}
-        model.prompts = prompts  # type: ignore[attr-defined]
+        model.prompts = prompts  # type: ignore[attr-defined]  # Encoder declares no prompts; both encoders take them
     if query_prompt is not None:
         prompts[QUERY_PROMPT_NAME] = query_prompt
     if passage_prompt is not None:

@@ -38,7 +38,7 @@ class DenseRetriever(ProgressFromOptions):
         self.query_block, self.corpus_block = query_block, corpus_block
         self._doc_ids: list[str] = []
         self._corpus_emb = None
-        self._id_rank = None
+        self._id_rank: np.ndarray | None = None
         self._query_cache: tuple[tuple[str, ...], object] | None = None
 
     @property

@@ -53,6 +53,7 @@ class RetrieverFactory:
     def _build(self, spec: str) -> Retriever:
         parsed = parse_spec(spec)
         if parsed.kind == "bm25":
+            assert parsed.lexical is not None  # parse_spec sets it for every bm25 spec
             bm25 = BM25Retriever(parsed.lexical, show_progress=self.options.show_progress, name=spec)
             bm25.fit(self.doc_ids, self.texts)
             return bm25

@@ -25,7 +25,7 @@ def weights_matrix(weights: Sequence[Mapping[int, float]], vocab_size: int) -> c
     import numpy as np
     from scipy.sparse import csr_matrix
 
-    indptr = np.zeros(len(weights) + 1, dtype=np.int64)
+    indptr: np.ndarray = np.zeros(len(weights) + 1, dtype=np.int64)
     indices: list[int] = []
     data: list[float] = []
     for row, mapping in enumerate(weights):

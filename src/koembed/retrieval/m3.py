@@ -52,7 +52,8 @@ class M3Retriever(ProgressFromOptions):
         self._doc_ids: list[str] = []
         self._corpus: M3Output | None = None
         self._sparse: SparseIndex | None = None
-        self._tokens = self._starts = None
+        self._tokens: np.ndarray | None = None  # every passage's ColBERT vectors, stacked
+        self._starts: np.ndarray | None = None  # the row of each passage's first vector in _tokens
 
     @property
     def prompts(self) -> Prompts:
@@ -83,6 +84,8 @@ class M3Retriever(ProgressFromOptions):
 
         if not len(query):
             return np.zeros(len(self._doc_ids), dtype=np.float32)
+        if self._tokens is None or self._starts is None:
+            raise RuntimeError("colbert scores need a corpus fitted with ColBERT vectors")
         best = np.maximum.reduceat(query @ self._tokens.T, self._starts, axis=1)  # (query tokens, passages)
         return best.sum(axis=0) / len(query)
 
@@ -95,6 +98,8 @@ class M3Retriever(ProgressFromOptions):
         q = self.encoder.encode(queries, replace(self.options, show_progress=False), "query", **self._outputs())
         parts: dict[str, np.ndarray] = {}
         if self.mode != "colbert":
+            if self._sparse is None:
+                raise RuntimeError("sparse scores need a corpus fitted with lexical weights")
             parts["sparse"] = self._sparse.score_vectors(q.sparse)
         if self.mode != "sparse":
             parts["colbert"] = np.stack([self._colbert_scores(v) for v in q.colbert])

@@ -224,7 +224,7 @@ def _build_model(cfg: Config, pairs: Sequence[Pair] = ()) -> SentenceTransformer
         if local.is_dir() and not (local / "modules.json").exists():
             model = build_model(str(local), pooling=cfg.model.pooling, normalize=cfg.model.normalize)
         else:
-            model = load_model(cfg.model.base, pooling=cfg.model.pooling)  # type: ignore[assignment]
+            model = load_model(cfg.model.base, pooling=cfg.model.pooling)
         model.max_seq_length = cfg.model.max_seq_length
     apply_prompt_overrides(model, cfg.model.query_prompt, cfg.model.passage_prompt)
     return model
@@ -238,7 +238,7 @@ def _build_static(cfg: Config, pairs: Sequence[Pair]) -> SentenceTransformer:
         if static_module(model) is None:
             raise KoembedError(f"model.base {cfg.model.base!r} is not a static model (no StaticEmbedding); use "
                                "model.type: transformer, or a folder made by koembed distill or a static training")
-        return model  # type: ignore[return-value]
+        return model
     static = cfg.model.static
     assert static is not None  # the config's validator fills it in
     if static.tokenizer == "learn":
