@@ -56,9 +56,12 @@ def query_terms(tokens: list[str], text: str) -> dict[str, list[str]]:
 
 # --------------------------------------------------------------------------- tantivy
 def tantivy_module():
-    sys.path.insert(0, "/tmp/tantivy-pkg")  # pip install --target /tmp/tantivy-pkg tantivy==0.27.0 (bench only)
-    import tantivy
-
+    """tantivy from the ``bench-tantivy`` extra, or from ``pip install --target /tmp/tantivy-pkg tantivy==0.27.0``."""
+    try:
+        import tantivy
+    except ImportError:
+        sys.path.insert(0, "/tmp/tantivy-pkg")
+        import tantivy
     return tantivy
 
 
