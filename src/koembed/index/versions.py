@@ -5,7 +5,8 @@ Why versions: every change (build, add, delete) writes a whole new version folde
 ``manifest.json`` naming a complete folder, so the previous index stays loadable; the next update removes
 what an interrupted one left behind. Updates of one folder are serialised by a lock file (POSIX). Loading
 checks every file's sha256, so a truncated or altered file is an error, not silently wrong results.
-Nothing is pickled: faiss's own format, JSON and JSON lines only.
+Nothing is pickled: faiss's own format, JSON, JSON lines and plain numeric ``.npy`` arrays (the BM25 segments, read
+with ``allow_pickle=False``) only.
 """
 
 from __future__ import annotations
