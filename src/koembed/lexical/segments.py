@@ -25,6 +25,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,8 +50,8 @@ def term_hashes(terms: Sequence[str]) -> np.ndarray:
     """Stable 64-bit hashes of ``terms`` (the same in every process, unlike :func:`hash`)."""
     import numpy as np
 
-    return np.fromiter((int.from_bytes(hashlib.blake2b(t.encode("utf-8"), digest_size=8).digest(), "little")
-                        for t in terms), dtype=np.uint64, count=len(terms))
+    digests = b"".join([hashlib.blake2b(t.encode("utf-8"), digest_size=8).digest() for t in terms])
+    return np.frombuffer(digests, dtype="<u8").astype(np.uint64)
 
 
 def _field_arrays(docs_terms: Sequence[Sequence[str]]) -> dict[str, np.ndarray]:
@@ -58,9 +59,11 @@ def _field_arrays(docs_terms: Sequence[Sequence[str]]) -> dict[str, np.ndarray]:
     import numpy as np
 
     n = len(docs_terms)
-    vocab: dict[str, int] = {}
-    flat = np.fromiter((vocab.setdefault(t, len(vocab)) for terms in docs_terms for t in terms), dtype=np.int64)
-    lengths = np.fromiter((len(terms) for terms in docs_terms), dtype=np.int64, count=n)
+    terms_flat = list(chain.from_iterable(docs_terms))  # C-level loops only: this runs once per term occurrence
+    vocab = {t: i for i, t in enumerate(dict.fromkeys(terms_flat))}
+    flat = np.fromiter(map(vocab.__getitem__, terms_flat), dtype=np.int64, count=len(terms_flat))
+    del terms_flat
+    lengths = np.fromiter(map(len, docs_terms), dtype=np.int64, count=n)
     hashes = term_hashes(list(vocab))
     order = np.argsort(hashes, kind="stable")
     sorted_hashes = hashes[order]
