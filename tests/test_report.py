@@ -108,6 +108,10 @@ def test_report_page_shows_exactly_results_json_in_headless_chromium(bench_repor
                 rank = q["runs"][cell.get_attribute("data-retriever")]["gold_rank"]
                 assert cell.get_attribute("data-value") == ("" if rank is None else str(rank))
                 assert cell.text.split()[0] == ("–" if rank is None else str(rank))
+                hits = q["runs"][cell.get_attribute("data-retriever")]["top"]
+                shown = [p.get_attribute("textContent") for p in cell.find_elements(By.CSS_SELECTOR, "details p")]
+                heads = [f"{h['docid']}{' (gold)' if h['gold'] else ''} {h['score']:.4f} " for h in hits]
+                assert len(shown) == len(hits) and all(t.startswith(head) for t, head in zip(shown, heads)), shown
                 checked += 1
             assert row.find_elements(By.CSS_SELECTOR, "td.num")[0].text == str(q["chars"])
             assert row.find_element(By.CSS_SELECTOR, "a").get_attribute("href").endswith(f"#q-{q['qid']}")
