@@ -231,7 +231,7 @@ def test_playground_in_headless_chromium(tmp_path, index_dir, tiny_cross_encoder
     driver = None
     try:
         driver = webdriver.Chrome(options=options, service=Service(executable_path=chromedriver))
-        wait = WebDriverWait(driver, 30)
+        wait = WebDriverWait(driver, 90)  # a shared, loaded CI machine: the first search builds BM25 and Kiwi
         driver.get(url + "/")
         wait.until(lambda d: "passages" in d.find_element(By.ID, "server-info").text)
         driver.find_element(By.ID, "api-key").send_keys(KEY)

@@ -30,6 +30,7 @@ from koembed.errors import MtebError
 from koembed.evaluation.metrics.tables import autorag_tables, by_similarity, ir_table, mteb_table, suites_note
 from koembed.evaluation.mteb_tasks import main_scores, run_mteb
 from koembed.evaluation.plot import plot_results
+from koembed.evaluation.report import failure_analysis, write_report
 from koembed.evaluation.runner import DEFAULT_RETRIEVERS, evaluate_model, run_bench
 from koembed.evaluation.runs import results_document, run_filename, write_runs
 from koembed.files import write_json
@@ -48,6 +49,9 @@ def bench(
         help="Folder for run files: one JSON-lines file per retriever, top 100 hits per query.", metavar="DIR")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Write a PNG of recall@k and NDCG@k per retriever.",
                                                  metavar="FILE")] = None,
+    report: Annotated[Optional[Path], typer.Option(
+        help="Write a failure-analysis HTML page here: per query, the gold passage's rank per retriever, top hits, "
+        "the winner and failure kinds (also stored in --out as \"analysis\").", metavar="FILE")] = None,
     split: SplitOpt = None,
     batch_size: BatchSizeOpt = 32,
     settings: RunSettings = FROM_OPTIONS,
@@ -63,6 +67,7 @@ def bench(
         parse_spec(spec)  # a typo (-r bm26) fails before the data set loads
     check_output(out, "--out")
     check_output(plot, "--plot")
+    check_output(report, "--report")
     check_output(cache_dir, "--cache-dir", folder=True)
     check_output(run_out, "--run-out", folder=True)
     for spec in specs if run_out is not None else ():
@@ -80,9 +85,13 @@ def bench(
     console.print(suites_note(unanswered, len(rs.relevant)), highlight=False)
     if run_out is not None:
         write_runs(results, rs.query_ids, run_out)
+    analysis = failure_analysis(rs, results) if report is not None else None
     if out is not None:
-        write_json(out, results_document(rs, results))
+        write_json(out, {**results_document(rs, results), **({"analysis": analysis} if analysis else {})})
         console.print(f"results: {out}")
+    if analysis is not None:
+        write_report(analysis, report)
+        console.print(f"report: {report}")
     if plot is not None:
         plot_results(results, ks, plot, rs.summary())
         console.print(f"plot: {plot}")
