@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from koembed.errors import ModelLoadError
 from koembed.files import sha256_file
+from koembed.models.checks import require_finite
 from koembed.models.onnx import OnnxEncoder, cached_export, check_backend, export_backend, is_export
 from koembed.models.precision import resolve_precision
 from koembed.models.prompts import apply_prompt_overrides
 from koembed.models.spec import ONNX_BACKENDS, Encoder, ModelSpec, Pooling
-from koembed.models.static import is_static_folder, static_module
+from koembed.models.static import is_static_folder, load_static_folder, static_module
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -130,6 +131,7 @@ def load_model(model: ModelSpec | str, **settings: Any) -> Encoder:
         return encoder
     resolved_precision = resolve_precision(spec.precision, spec.device)  # fp16 on a CPU fails before a long load
     loaded = _load_torch(spec)
+    require_finite(loaded, resolve_model(spec.name))
     apply_prompt_overrides(loaded, spec.query_prompt, spec.passage_prompt)
     static = static_module(loaded)
     if static is not None and spec.precision == "auto":
@@ -158,6 +160,7 @@ def _load_onnx(spec: ModelSpec) -> OnnxEncoder:
         folder = Path(spec.name)
     else:
         source = _load_torch(ModelSpec(spec.name, device="cpu", pooling=spec.pooling))
+        require_finite(source, resolve_model(spec.name))
         if static_module(source) is not None:
             raise ModelLoadError(f"{spec.name} is a static model: encoding it is a table lookup, which no ONNX "
                                  "graph makes faster; run it with --backend torch (koembed export --backend "
@@ -179,8 +182,9 @@ def _load_torch(spec: ModelSpec) -> SentenceTransformer:
         if not path.is_dir():
             raise ModelLoadError(f"{path} is a file; pass the model's folder")
         if (path / "modules.json").exists():
-            device = spec.device or ("cpu" if is_static_folder(path) else None)  # a lookup: fastest on the CPU
-            return SentenceTransformer(str(path), device=device)
+            if is_static_folder(path):  # checked file by file; a lookup is fastest on the CPU
+                return load_static_folder(path, spec.device or "cpu")
+            return SentenceTransformer(str(path), device=spec.device)
         if (path / "config.json").exists():
             return build_model(str(path), pooling=spec.pooling, device=spec.device)
         raise ModelLoadError(f"{path} holds neither a sentence-transformers model (modules.json) "
