@@ -11,6 +11,7 @@ score is no match, not a low rank); ties are broken by doc id.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -38,11 +39,13 @@ class LexicalConfig:
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.weights if f not in FIELDS]
-        if unknown or not self.weights or any(not w > 0 for w in self.weights.values()):
+        if unknown or not self.weights or any(not 0 < w < math.inf for w in self.weights.values()):
             raise ValueError(f"lexical weights {dict(self.weights)!r}: give positive weights to fields among "
                              f"{', '.join(FIELDS)}")
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"unknown normalization {self.normalization!r}: use {', '.join(NORMALIZATIONS)}")
+        if not 0 <= self.k1 < math.inf or not 0 <= self.b <= 1:  # NaN fails both
+            raise ValueError(f"BM25 k1 {self.k1!r} and b {self.b!r}: k1 must be a finite number >= 0, b within [0, 1]")
 
     @property
     def fields(self) -> tuple[str, ...]:
