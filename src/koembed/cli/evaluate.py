@@ -37,6 +37,7 @@ from koembed.evaluation.mteb_tasks import main_scores, run_mteb
 from koembed.evaluation.plot import plot_results
 from koembed.evaluation.runner import DEFAULT_RETRIEVERS, evaluate_model, run_bench
 from koembed.evaluation.runs import results_document, run_filename, write_runs
+from koembed.evaluation.variants import KINDS, parse_variants, variant_sets, variants_table
 from koembed.files import write_json
 from koembed.models import EncodeOptions, ModelSpec
 
@@ -58,11 +59,19 @@ def bench(
     rerank_depth: RerankDepthOpt = 50,
     query_prompt: QueryPromptOpt = None,
     passage_prompt: PassagePromptOpt = None,
+    query_variants: Annotated[Optional[str], typer.Option(
+        "--query-variants", help="Also score each retriever on seeded variants of the queries: " + ", ".join(KINDS)
+        + " (comma-separated; README 'Query variants'); one table and a 'variants' entry in --out.")] = None,
+    variant_seed: Annotated[int, typer.Option(help="Seed of --query-variants.")] = 0,
     quiet: QuietOpt = False,
 ) -> None:
     """Benchmark retrievers on a retrieval set: AutoRAG tables per top-k and the card's IR suite."""
     quiet_libraries()
     ks = parse_top_k(top_k)
+    try:
+        kinds = parse_variants(query_variants) if query_variants is not None else []
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--query-variants") from None
     specs = retriever or list(DEFAULT_RETRIEVERS)
     check_output(out, "--out")
     check_output(plot, "--plot")
@@ -79,16 +88,25 @@ def bench(
                             model=run_as,
                             options=encode_options(batch_size, quiet), cache_dir=cache_dir,
                             rerank_depth=rerank_depth)
+        variants = {kind: run_bench(vrs, specs, ks, model=run_as, options=encode_options(batch_size, quiet),
+                                    cache_dir=cache_dir, rerank_depth=rerank_depth)
+                    for kind, vrs in zip(kinds, variant_sets(rs, kinds, variant_seed))}
     except KoembedError as exc:
         fail(exc)
     rows = [r.to_json() for r in results]
     for table in autorag_tables(rows, ks):
         console.print(table)
     console.print(ir_table({r.retriever: r.ir for r in results}))
+    if variants:
+        console.print(variants_table({"as written": results, **variants}))
     if run_out is not None:
         write_runs(results, rs.query_ids, run_out)
     if out is not None:
-        write_json(out, results_document(rs, results))
+        document = results_document(rs, results)
+        if variants:
+            document["variants"] = {"seed": variant_seed, **{kind: [r.to_json() for r in runs]
+                                                             for kind, runs in variants.items()}}
+        write_json(out, document)
         console.print(f"results: {out}")
     if plot is not None:
         plot_results(results, ks, plot)
