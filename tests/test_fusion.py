@@ -63,3 +63,24 @@ def test_cli_tune_fusion_prints_a_spec_whose_bench_score_is_the_fit(tmp_path):
                         (["-r", "bm25", "-r", "bm25-char", "--fusion", "mean"], "unknown fusion")]:
         bad = CliRunner().invoke(app, ["tune-fusion", "-d", "sample", *args])
         assert bad.exit_code == 2 and words in bad.output, bad.output
+
+
+@pytest.mark.parametrize("width", [1, 2, 5, 9])
+def test_problem_ndcg_equals_the_ir_suite_with_fewer_than_ten_candidates(width):
+    """Every query has at most ``width`` candidates (< 10 ranks): the problem's ndcg@10 is still the IR suite's
+    (it once summed all ten discounts over one candidate: 4.54, or broke on 2-9 with a broadcast error)."""
+    from koembed.data import RetrievalSet
+    from koembed.evaluation.metrics.ir import ir_metrics
+
+    corpus = {f"d{i}": f"passage {i}" for i in range(12)}
+    # q0: the relevant passage ranked last of its run; q1: two relevant, one found first; q2: a miss
+    runs = {"only": {"q0": [(f"d{i}", 1.0 - i / 10) for i in range(width)],
+                     "q1": [(f"d{i + 1}", 1.0 - i / 10) for i in range(width)],
+                     "q2": [(f"d{i + 3}", 1.0 - i / 10) for i in range(width)]}}
+    relevant = {"q0": [[f"d{width - 1}"]], "q1": [["d1"], ["d11"]], "q2": [["d0"]]}
+    rs = RetrievalSet("tiny", {q: q for q in relevant}, corpus, relevant)
+    problem = fusion_problem(rs, runs, [("rrf", 60)])
+    want = ir_metrics({q: [d for d, _ in hits] for q, hits in runs["only"].items()},
+                      {q: rs.relevant_ids(q) for q in relevant})["ndcg@10"]
+    assert 0 < want < 1
+    assert mean_ndcg(problem, [1.0], fusion_scale("rrf", 60)) == pytest.approx(want, abs=1e-9)

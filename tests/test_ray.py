@@ -109,3 +109,36 @@ def test_sigkilled_run_resumes_to_identical_output(ray_cluster, tmp_path, tiny_m
 def test_kiwi_on_ray_equals_in_process(ray_cluster, corpus, monkeypatch):
     monkeypatch.setattr(ray_engine, "KIWI_BLOCK", 20)  # the sample's 48 passages in three blocks
     assert tokenize_ray(corpus[1], TWO, show_progress=False) == KiwiTokenizer()(corpus[1])
+
+
+def test_a_local_ray_runs_in_a_folder_of_its_own_removed_after_and_after_a_kill(tmp_path, monkeypatch):
+    """Fault 21.8: every local Ray left a /tmp/ray/session_* folder. koembed's session now runs in
+    ``koembed-ray-PID-*`` (``_temp_dir``), removed at shutdown; one a killed koembed left (its pid dead) goes at
+    the next start, one of a live process stays. Joining a cluster (an address) passes no folder."""
+    import ray
+
+    monkeypatch.setattr(ray_engine.tempfile, "gettempdir", lambda: str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale, live = tmp_path / f"koembed-ray-{dead.pid}-x", tmp_path / f"koembed-ray-{os.getpid()}-y"
+    (stale / "session_1").mkdir(parents=True)
+    live.mkdir()
+    calls = []
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: calls.append(kw))
+    monkeypatch.setattr(ray, "shutdown", lambda: calls.append("shutdown"))
+    with ray_engine.ray_session(None):
+        temp = Path(calls[0]["_temp_dir"])
+        assert temp.is_dir() and temp.parent == tmp_path and temp.name.startswith(f"koembed-ray-{os.getpid()}-")
+        assert not stale.exists() and live.is_dir()
+    assert calls[-1] == "shutdown" and not temp.exists()
+    calls.clear()
+    with pytest.raises(RuntimeError):
+        with ray_engine.ray_session(None):
+            temp = Path(calls[0]["_temp_dir"])
+            raise RuntimeError("a failed encode")
+    assert calls[-1] == "shutdown" and not temp.exists()
+    calls.clear()
+    with ray_engine.ray_session("auto"):
+        assert "_temp_dir" not in calls[0]

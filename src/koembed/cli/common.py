@@ -7,6 +7,7 @@ import inspect
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
@@ -225,6 +226,10 @@ def check_output(path: Path | None, option: str, *, folder: bool = False) -> Non
         fail(KoembedError(f"{option} {path}: {parent} is a file, not a folder"))
     if not os.access(parent, os.W_OK | os.X_OK):
         fail(KoembedError(f"{option} {path}: the folder {parent} is not writable"))
+    try:  # os.access says yes to root, and of /proc, read-only mounts, full disks: make and remove a folder there
+        os.rmdir(tempfile.mkdtemp(prefix=".koembed-probe-", dir=parent))
+    except OSError as exc:
+        fail(KoembedError(f"{option} {path}: cannot write in {parent} ({exc.strerror or exc})"))
 
 
 def quiet_libraries() -> None:

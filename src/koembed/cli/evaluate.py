@@ -33,6 +33,7 @@ from koembed.evaluation.plot import plot_results
 from koembed.evaluation.report import failure_analysis, write_report
 from koembed.evaluation.runner import DEFAULT_RETRIEVERS, evaluate_model, run_bench
 from koembed.evaluation.runs import results_document, run_filename, write_runs
+from koembed.evaluation.variants import KINDS, parse_variants, variant_sets, variants_table
 from koembed.files import write_json
 from koembed.models import EncodeOptions, ModelSpec, RunSettings
 from koembed.retrieval.specs import parse_spec
@@ -57,11 +58,20 @@ def bench(
     settings: RunSettings = FROM_OPTIONS,
     cache_dir: CacheDirOpt = None,
     rerank_depth: RerankDepthOpt = 50,
+    query_variants: Annotated[Optional[str], typer.Option(
+        "--query-variants", help="Also score each retriever on seeded variants of the queries: " + ", ".join(KINDS)
+        + " (comma-separated; README 'Query variants'); one table and a 'variants' entry in --out.",
+        metavar="KIND,...")] = None,
+    variant_seed: Annotated[int, typer.Option(help="Seed of --query-variants.", metavar="N")] = 0,
     quiet: QuietOpt = False,
 ) -> None:
     """Benchmark retrievers on a retrieval set: AutoRAG tables per top-k and the card's IR suite."""
     quiet_libraries()
     ks = parse_top_k(top_k)
+    try:
+        kinds = parse_variants(query_variants) if query_variants is not None else []
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--query-variants") from None
     specs = retriever or list(DEFAULT_RETRIEVERS)
     for spec in specs:
         parse_spec(spec)  # a typo (-r bm26) fails before the data set loads
@@ -77,17 +87,26 @@ def bench(
                   f"{describe_precision(settings)}", highlight=False)
     results = run_bench(rs, specs, ks, settings=settings, options=encode_options(batch_size, quiet), cache_dir=cache_dir,
                         rerank_depth=rerank_depth)
+    variants = {kind: run_bench(vrs, specs, ks, settings=settings, options=encode_options(batch_size, quiet),
+                                cache_dir=cache_dir, rerank_depth=rerank_depth)
+                for kind, vrs in zip(kinds, variant_sets(rs, kinds, variant_seed))}
     rows = [r.to_json() for r in results]
     for table in autorag_tables(rows, ks):
         console.print(table)
     console.print(ir_table({r.retriever: r.ir for r in results}))
     unanswered = {r.retriever: sum(1 for qid in rs.relevant if not r.hits.get(qid)) for r in results}
     console.print(suites_note(unanswered, len(rs.relevant)), highlight=False)
+    if variants:
+        console.print(variants_table({"as written": results, **variants}))
     if run_out is not None:
         write_runs(results, rs.query_ids, run_out)
     analysis = failure_analysis(rs, results) if report is not None else None
     if out is not None:
-        write_json(out, {**results_document(rs, results), **({"analysis": analysis} if analysis else {})})
+        document = {**results_document(rs, results), **({"analysis": analysis} if analysis else {})}
+        if variants:
+            document["variants"] = {"seed": variant_seed, **{kind: [r.to_json() for r in runs]
+                                                             for kind, runs in variants.items()}}
+        write_json(out, document)
         console.print(f"results: {out}")
     if analysis is not None:
         write_report(analysis, report)

@@ -37,13 +37,13 @@ FUSION_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 RRF_KS = (10, 20, 40, 60, 100)
 
 
-def _numbers(text: str, kind: type, what: str) -> list:
+def _numbers(text: str, kind: type, what: str, minimum: float = 0) -> list:
     try:
         values = [kind(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise typer.BadParameter(f"expected comma-separated numbers, got {text!r}", param_hint=what) from None
-    if not values or any(v < 0 for v in values):
-        raise typer.BadParameter("give one or more non-negative numbers", param_hint=what)
+    if not values or any(not v >= minimum for v in values):
+        raise typer.BadParameter(f"give one or more numbers >= {minimum:g}", param_hint=what)
     return values
 
 
@@ -105,7 +105,7 @@ def tune_fusion(
     unknown = [f for f in fusions if f not in FUSIONS]
     if unknown or not fusions:
         raise typer.BadParameter(f"unknown fusion {unknown}: use {', '.join(FUSIONS)}", param_hint="--fusion")
-    scales = [(f, k) for f in fusions for k in (_numbers(rrf_k, int, "--rrf-k") if f == "rrf" else [RRF_K])]
+    scales = [(f, k) for f in fusions for k in (_numbers(rrf_k, int, "--rrf-k", minimum=1) if f == "rrf" else [RRF_K])]
     weights_grid = _numbers(grid, float, "--grid")
     specs = [r.strip() for r in retriever]
     if len(specs) < 2 or len(set(specs)) < len(specs):

@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -43,6 +46,7 @@ from koembed.models.prompts import role_options
 from koembed.progress import progress
 
 KIWI_BLOCK = 2048  # passages per Kiwi task
+RAY_TEMP_PREFIX = "koembed-ray-"  # + pid + random: a local Ray's session folder (ray_temp_dir)
 
 
 @dataclass(frozen=True)
@@ -61,19 +65,50 @@ class RayOptions:
             raise EmbeddingStoreError("need --workers >= 1, CPUs per worker > 0 and GPUs per worker >= 0")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def ray_temp_dir(base: Path | None = None) -> Path:
+    """A new folder for a local Ray's session files (sockets, logs, spilled objects), named after this process.
+
+    Ray otherwise keeps every session under ``/tmp/ray/session_*`` for good. The folder is removed when the
+    session ends; one left by a koembed process that no longer runs (killed with -9) is removed here, at the
+    next start. Kept short: Ray's Unix socket paths inside it must stay under 108 characters."""
+    base = Path(tempfile.gettempdir()) if base is None else base
+    for stale in base.glob(f"{RAY_TEMP_PREFIX}*"):
+        pid = stale.name[len(RAY_TEMP_PREFIX):].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{RAY_TEMP_PREFIX}{os.getpid()}-", dir=base))
+
+
 @contextmanager
 def ray_session(address: str | None) -> Iterator[None]:
-    """Ray initialised for the block: an existing connection is reused; one started here is shut down after."""
+    """Ray initialised for the block: an existing connection is reused; one started here (``address`` None) is
+    shut down after, in a temporary folder of its own (:func:`ray_temp_dir`) that is removed with it. No
+    dashboard; Ray still starts its dashboard and runtime-env agents, which exit on their own once the raylet
+    is gone (after a kill -9 of this process, within about a minute: docs/RELIABILITY.md, 21.8)."""
     import ray
 
     if ray.is_initialized():
         yield
         return
-    ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    temp = ray_temp_dir() if address is None else None
     try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                 **({"_temp_dir": str(temp)} if temp is not None else {}))
         yield
     finally:
         ray.shutdown()
+        if temp is not None:
+            shutil.rmtree(temp, ignore_errors=True)
 
 
 def _quiet_ray_data(show_progress: bool) -> Any:

@@ -133,9 +133,10 @@ def mean_ndcg(problem: RankingProblem, weights: Sequence[float], scale: str) -> 
     hit = problem.valid & problem.matched[..., used].any(axis=-1)
     score = np.where(hit, problem.scores[scale] @ w, -np.inf)
     order = np.argsort(-score, axis=1, kind="stable")[:, :NDCG_AT]  # candidates are in doc-id order
-    gains = np.take_along_axis(problem.relevant & hit, order, axis=1)
+    gains = np.take_along_axis(problem.relevant & hit, order, axis=1)  # (Q, min(C, 10)): fewer candidates, fewer ranks
     discounts = 1.0 / np.log2(np.arange(2, NDCG_AT + 2))
-    ideal = np.cumsum(discounts)[np.minimum(problem.n_relevant, NDCG_AT) - 1]
+    ideal = np.cumsum(discounts)[np.minimum(problem.n_relevant, NDCG_AT) - 1]  # over all relevant, found or not
+    discounts = discounts[:gains.shape[1]]
     return float(np.mean((gains * discounts).sum(axis=1) / ideal))
 
 

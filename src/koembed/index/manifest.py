@@ -12,6 +12,7 @@ Layout of an index folder::
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -19,13 +20,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from koembed.errors import IndexStoreError, SpecError
+from koembed.errors import IndexStoreError, KoembedError, SpecError
 from koembed.files import inside, listed_files
 from koembed.files import read_manifest as read_json_manifest
 from koembed.index.bm25_store import check_record, segment_names
 from koembed.lexical import DEFAULT as DEFAULT_LEXICAL
 from koembed.lexical import LexicalConfig
-from koembed.ranking import RRF_K
+from koembed.ranking import FUSIONS, RRF_K
 
 FORMAT_VERSION = 1
 KINDS = ("flat", "hnsw", "ivf")
@@ -35,6 +36,9 @@ VERSION_FILES = (DENSE_FILE, PASSAGES_FILE, TOMBSTONES_FILE)
 VERSION_RE = re.compile(r"^v\d{6}$")
 DEFAULT_FUSION = {"fusion": "rrf", "weights": None, "rrf_k": RRF_K}  # hybrid search: BM25 half first, then dense
 REMEDY = "rebuild the index"
+COUNTS = ("passages", "deleted", "tombstones")
+# What bm25_record writes: the analysis, LexicalConfig.to_dict's keys, the Kiwi version.
+BM25_KEYS = {"tokenizer", "weights", "normalization", "k1", "b", "kiwipiepy_version"}
 # JSON types of the manifest fields that updates compute with (the others are only displayed).
 FIELD_TYPES = {"kind": str, "params": dict, "model": dict, "dimension": int, "bm25": dict, "counts": dict,
                "next_id": int, "version_dir": str}
@@ -116,7 +120,44 @@ class Manifest(IndexManifest):
             if not isinstance(data[name], kind) or isinstance(data[name], bool):
                 raise IndexStoreError(f"{path}: field '{name}' should be a JSON {kind.__name__}, not "
                                       f"{data[name]!r}; {REMEDY}")
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise IndexStoreError(f"{path}: unknown field(s) {', '.join(map(repr, unknown))}; {REMEDY}")
+        _check_numbers(data, path)
         return cls(**{n: data[n] for n in names if n in data})  # an index built before fusions: RRF
+
+
+def _check_numbers(data: Mapping[str, Any], path: Path) -> None:
+    """What updates and searches compute with must make sense: counts and ids non-negative integers, a positive
+    dimension, BM25's fields, weights, k1 and b as :class:`LexicalConfig` takes them, a fusion as
+    :func:`koembed.retrieval.specs.parse_fusion` makes one. Accepted silently, they gave wrong counts or scores."""
+    counts = data["counts"]
+    for name in COUNTS:
+        value = counts.get(name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise IndexStoreError(f"{path}: counts.{name} must be an integer >= 0, not {value!r}; {REMEDY}")
+    if set(counts) - set(COUNTS):
+        raise IndexStoreError(f"{path}: counts has unknown key(s) {sorted(set(counts) - set(COUNTS))}; {REMEDY}")
+    if data["next_id"] < 0 or data["dimension"] < 1:
+        raise IndexStoreError(f"{path}: next_id {data['next_id']} must be >= 0 and dimension {data['dimension']} "
+                              f">= 1; {REMEDY}")
+    bm25 = data["bm25"]
+    if set(bm25) - BM25_KEYS:
+        raise IndexStoreError(f"{path}: bm25 has unknown key(s) {sorted(set(bm25) - BM25_KEYS)}; {REMEDY}")
+    try:
+        LexicalConfig.from_dict(bm25)
+    except (KeyError, TypeError, ValueError, KoembedError) as exc:
+        raise IndexStoreError(f"{path}: bm25: {exc}; {REMEDY}") from None
+    fusion = data.get("fusion", DEFAULT_FUSION)
+    rrf_k, weights = fusion.get("rrf_k"), fusion.get("weights")
+    if (set(fusion) != set(DEFAULT_FUSION) or fusion.get("fusion") not in FUSIONS
+            or not isinstance(rrf_k, int) or isinstance(rrf_k, bool) or rrf_k < 1
+            or not (weights is None or (isinstance(weights, list) and len(weights) == 2
+                                        and all(isinstance(w, (int, float)) and 0 <= w < math.inf for w in weights)
+                                        and any(w > 0 for w in weights)))):
+        raise IndexStoreError(f"{path}: fusion {fusion!r} is not one koembed writes (fusion among "
+                              f"{', '.join(FUSIONS)}, rrf_k an integer >= 1, weights null or two non-negative "
+                              f"numbers, one positive); {REMEDY}")
 
 
 def read_manifest(index_dir: Path) -> Manifest:

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from koembed.errors import ModelLoadError
+from koembed.models.checks import require_finite
 from koembed.models.locate import from_hub, is_hub_id, model_identity, resolve_model
 from koembed.models.onnx import OnnxEncoder, cached_export
 from koembed.models.precision import STATIC_GRAPH, Resolved, resolve
 from koembed.models.prompts import apply_prompt_overrides
 from koembed.models.spec import Encoder, ModelSpec, Pooling
-from koembed.models.static import is_static_folder, static_module
+from koembed.models.static import is_static_folder, load_static_folder, static_module
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -58,6 +59,7 @@ def _load_graph(spec: ModelSpec, plan: Resolved) -> OnnxEncoder:
     folder = plan.export
     if folder is None:
         source = _sentence_transformer(spec.name, device="cpu", pooling=spec.pooling)
+        require_finite(source, resolve_model(spec.name))
         if static_module(source) is not None:  # a hub model resolve() could not look into before the download
             raise ModelLoadError(STATIC_GRAPH.format(name=spec.name))
         folder = cached_export(source, plan.backend, model_identity(spec.name))
@@ -70,6 +72,7 @@ def _load_graph(spec: ModelSpec, plan: Resolved) -> OnnxEncoder:
 def _load_torch(spec: ModelSpec, plan: Resolved) -> SentenceTransformer:
     """The sentence-transformers model, in ``plan.precision``, truncating at ``spec.max_seq_length``."""
     loaded = _sentence_transformer(spec.name, spec.device, spec.pooling)
+    require_finite(loaded, resolve_model(spec.name))
     static = static_module(loaded)
     if static is not None and plan.precision == "fp32":
         loaded.float()  # vectors saved in float16 (the bundled static-ko) run in float32
@@ -95,7 +98,8 @@ def _sentence_transformer(name: str, device: str | None = None, pooling: Pooling
         if not path.is_dir():
             raise ModelLoadError(f"{path} is a file; pass the model's folder")
         if (path / "modules.json").exists():
-            device = device or ("cpu" if is_static_folder(path) else None)  # a lookup: fastest on the CPU
+            if is_static_folder(path):  # checked file by file; a lookup is fastest on the CPU
+                return load_static_folder(path, device or "cpu")
             return SentenceTransformer(str(path), device=device)
         if (path / "config.json").exists():
             return build_model(str(path), pooling=pooling, device=device)

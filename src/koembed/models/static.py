@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 TOKENIZER_MODELS = ("wordpiece", "unigram")
 UNK = "[UNK]"
 CONTINUATION = "##"
+# The vector table in a static model's safetensors: sentence-transformers' own, or a model2vec folder's.
+STATIC_TABLE_KEYS = ("embedding.weight", "embeddings")
 
 
 def learn_tokenizer(texts: Iterable[str], model: str = "wordpiece", vocab_size: int = 30000,
@@ -72,14 +74,12 @@ def learn_tokenizer(texts: Iterable[str], model: str = "wordpiece", vocab_size: 
 def load_tokenizer(source: str | Path) -> Tokenizer:
     """A fast tokenizer from a folder holding ``tokenizer.json`` (any model folder, a teacher's included) or a
     ``tokenizer.json`` file; a hub id is loaded with transformers' ``AutoTokenizer`` (local cache or hub)."""
-    from tokenizers import Tokenizer
-
     path = Path(str(source)).expanduser()
     if path.is_file():
-        return Tokenizer.from_file(str(path))
+        return read_tokenizer(path)
     if path.is_dir():
         if (path / "tokenizer.json").is_file():
-            return Tokenizer.from_file(str(path / "tokenizer.json"))
+            return read_tokenizer(path / "tokenizer.json")
         raise ModelLoadError(f"{path} holds no tokenizer.json (a fast tokenizer): pass a model or tokenizer folder")
     if str(source).startswith((".", "/", "~")):
         raise ModelLoadError(f"no tokenizer at {source}")
@@ -94,6 +94,68 @@ def load_tokenizer(source: str | Path) -> Tokenizer:
     if backend is None:
         raise ModelLoadError(f"{source!r} has no fast tokenizer, which a static model needs")
     return backend
+
+
+def read_tokenizer(path: Path) -> Tokenizer:
+    """``Tokenizer.from_file``, with a damaged file (not JSON, not a tokenizer, a link to some other file) as a
+    :class:`ModelLoadError` naming it: tokenizers raises a bare ``Exception``."""
+    from tokenizers import Tokenizer
+
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers' parse errors are plain Exceptions
+        link = f" (a link to {path.resolve()})" if path.is_symlink() else ""
+        raise ModelLoadError(f"{path}{link} is not a Hugging Face tokenizers file ({exc}); restore the model's "
+                             "tokenizer.json") from None
+
+
+def _table_shape(weights: Path) -> tuple[int, ...]:
+    """The shape of a static model's vector table, read from its safetensors header without loading it."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            keys = set(handle.keys())
+            key = next((k for k in STATIC_TABLE_KEYS if k in keys), None)
+            if key is None:
+                raise ModelLoadError(f"{weights} holds no vector table (a tensor named "
+                                     f"{' or '.join(map(repr, STATIC_TABLE_KEYS))}; it holds {sorted(keys)[:5]}): "
+                                     "not a static model's weights")
+            return tuple(handle.get_slice(key).get_shape())
+    except SafetensorError as exc:
+        raise ModelLoadError(f"{weights} is not a complete safetensors file ({exc}); restore it") from None
+
+
+def load_static_folder(folder: Path, device: str | None = "cpu") -> SentenceTransformer:
+    """A static model folder loaded as sentence-transformers loads it, after checking what it would otherwise
+    fail on with a traceback, or later at query time: ``tokenizer.json`` readable, ``model.safetensors`` complete
+    with a 2-D vector table, and a row for every token id the tokenizer can produce (a table smaller than the
+    vocabulary loads, then fails on the first query holding a token past its end). Each problem is a
+    :class:`ModelLoadError` naming the file; non-finite weights are refused by
+    :func:`koembed.models.checks.require_finite`, as for every model."""
+    import json
+
+    from sentence_transformers import SentenceTransformer
+
+    module_dir = folder / str(json.loads((folder / "modules.json").read_text(encoding="utf-8"))[0].get("path", ""))
+    tokenizer_file = module_dir / "tokenizer.json"
+    if not tokenizer_file.is_file():
+        raise ModelLoadError(f"{tokenizer_file} is missing: a static model needs its tokenizer")
+    vocab = read_tokenizer(tokenizer_file).get_vocab_size()
+    weights = module_dir / "model.safetensors"
+    if weights.is_file():
+        shape = _table_shape(weights)
+        if len(shape) != 2:
+            raise ModelLoadError(f"{weights}: the vector table has shape {list(shape)}, not (vocabulary, dimension)")
+    try:
+        model = SentenceTransformer(str(folder), device=device)
+    except Exception as exc:  # anything else sentence-transformers trips on is a damaged folder, not a bug here
+        raise ModelLoadError(f"{folder}: the static model does not load ({type(exc).__name__}: {exc})") from None
+    rows = static_module(model).num_embeddings
+    if rows < vocab:
+        raise ModelLoadError(f"{weights if weights.is_file() else folder}: {rows} vectors for a vocabulary of {vocab} "
+                             f"token ids ({tokenizer_file}); the files belong to different models")
+    return model
 
 
 def static_model(tokenizer: Tokenizer, dim: int = 512, seed: int = 42, weights: Any = None,

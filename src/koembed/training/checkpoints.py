@@ -4,7 +4,8 @@ A Hugging Face Trainer checkpoint is marked complete by :data:`COMPLETE_MARKER`,
 everything else; a checkpoint without it (the process died while saving) is never resumed from, and is
 removed when resuming. koembed, not the Trainer, removes old checkpoints (``keep_checkpoints``), and only
 after the new one is marked: the Trainer deletes them before callbacks run, so a kill in between would leave
-no complete checkpoint at all. A checkpoint whose weights are not all finite (a diverged run) is never marked.
+no complete checkpoint at all. A checkpoint whose weights are not all finite (a diverged run) is never marked
+(the check is :func:`koembed.models.checks.non_finite_tensors`, which loading applies to every model too).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from koembed.files import write_json
+from koembed.models.checks import non_finite_tensors
 
 if TYPE_CHECKING:
     from transformers import TrainerCallback
@@ -44,13 +46,6 @@ def remove_incomplete_checkpoints(output_dir: str | Path) -> list[Path]:
             shutil.rmtree(path)
             removed.append(path)
     return removed
-
-
-def non_finite_tensors(model: Any) -> list[str]:
-    """Names of the model's parameters holding NaN or infinity (a diverged run)."""
-    import torch
-
-    return [name for name, tensor in model.named_parameters() if not bool(torch.isfinite(tensor).all())]
 
 
 def checkpoint_keeper(output_dir: Path, model: Any, keep: int) -> TrainerCallback:

@@ -32,6 +32,7 @@ from koembed.data import (
 from koembed.errors import ConfigError, DataError, KoembedError, TrainingDivergedError
 from koembed.files import staged_folder, write_json
 from koembed.models import build_model, load_model, resolve_model
+from koembed.models.checks import non_finite_tensors
 from koembed.models.prompts import Prompts, apply_prompt_overrides, model_prompts
 from koembed.models.static import learn_tokenizer, load_tokenizer, save_model, static_model, static_module
 from koembed.training.card import write_model_card
@@ -39,7 +40,6 @@ from koembed.training.checkpoints import (
     checkpoint_keeper,
     complete_checkpoints,
     last_complete_checkpoint,
-    non_finite_tensors,
     remove_incomplete_checkpoints,
 )
 from koembed.training.config import (
