@@ -158,7 +158,7 @@ def test_damaged_or_unlisted_segments_are_load_errors(tmp_path, tiny_model_dir, 
     ({"k1": 1.2, "b": 0.75, "weights": {"unigram": -1}}, "positive weights"),
     ({"k1": 1.2, "b": 0.75, "weights": ["unigram"]}, "'weights' must map"),
     ({"k1": -1, "b": 0.75}, "k1 must be"),
-    ({"k1": 1.2, "b": 2}, "b in \\[0, 1\\]"),
+    ({"k1": 1.2, "b": 2}, "b within \\[0, 1\\]"),
     ({"k1": 1.2, "b": 0.75, "normalization": "log"}, "unknown normalization"),
     ("bm25", "expected a JSON object"),
 ])

@@ -44,13 +44,13 @@ class LexicalConfig:
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.weights if f not in FIELDS]
-        if unknown or not self.weights or any(not _number(w) or not w > 0 for w in self.weights.values()):
+        if unknown or not self.weights or any(not _number(w) or not 0 < w < math.inf for w in self.weights.values()):
             raise SpecError(f"lexical weights {dict(self.weights)!r}: give positive weights to fields among "
                             f"{', '.join(FIELDS)}")
         if self.normalization not in NORMALIZATIONS:
             raise SpecError(f"unknown normalization {self.normalization!r}: use {', '.join(NORMALIZATIONS)}")
         if not (_number(self.k1) and 0 <= self.k1 < math.inf) or not (_number(self.b) and 0 <= self.b <= 1):
-            raise SpecError(f"BM25 k1={self.k1!r}, b={self.b!r}: k1 must be a finite number >= 0 and b in [0, 1]")
+            raise SpecError(f"BM25 k1={self.k1!r}, b={self.b!r}: k1 must be a finite number >= 0 and b within [0, 1]")
 
     @property
     def fields(self) -> tuple[str, ...]:
