@@ -21,8 +21,11 @@ class SearchIndex(Protocol):
     ascending doc id; ``mode`` is one of the store's modes (a mode it cannot serve is a
     :class:`~koembed.errors.SpecError`). ``text`` raises KeyError for an id the index does not hold."""
 
-    path: Path
-    manifest: IndexManifest
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def manifest(self) -> IndexManifest: ...
 
     def __len__(self) -> int: ...
 

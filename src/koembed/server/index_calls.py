@@ -51,7 +51,8 @@ class IndexCalls:
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._stuck = 0  # calls past their timeout that have not returned yet
-        self._ok, self._error, self._checked = True, None, time.monotonic()
+        self._ok, self._checked = True, time.monotonic()
+        self._error: str | None = None
         self._since = _now()
         self._probe: asyncio.Task | None = None
 
