@@ -73,7 +73,7 @@ class Service:
         self.batcher = Batcher(encode_rows, self.metrics, limits.max_batch_tokens, limits.max_wait_ms, limits.batching,
                                limits.max_queue_tokens, limits.request_timeout_s)
         self.metrics.queue_limit.set(limits.max_queue_tokens)
-        self._index_calls = IndexCalls(limits.index_timeout_s, _where(index)) if index is not None else None
+        self._index_calls = IndexCalls(limits.index_timeout_s, _where(index), limits.request_timeout_s) if index is not None else None
 
     async def close(self) -> None:
         await self.batcher.close()
