@@ -3,7 +3,8 @@
 The real server runs on 127.0.0.1 with an API key and an index. Requests come from schemathesis's positive
 and negative generation for every operation the app's schema lists (so a route added later, such as
 /v1/rerank, is fuzzed too) and from a strategy of our own for what a schema cannot express: raw bytes, invalid
-UTF-8, lone surrogates, wrong content types and methods, missing or wrong keys. Expected: no response >= 500,
+UTF-8, lone surrogates, token ids and ``dimensions`` of every kind, rerank requests (the app has a reranker),
+wrong content types and methods, missing or wrong keys. Expected: no response >= 500,
 every error in the API's JSON shape, the server still answering correctly, and resident memory growing less
 than 10% after a warm-up.
 """
@@ -20,6 +21,7 @@ import numpy as np
 import pytest
 
 from koembed.models import encode
+from koembed.models.reranker import load_reranker
 from koembed.server import ServerLimits, create_app
 from tests.helpers import running
 
@@ -59,9 +61,23 @@ def raw_requests(paths: list[str]):
         "Content-Type": st.sampled_from(["application/json", "text/plain", "application/x-www-form-urlencoded"]),
     })
     good = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    # token ids of the served model (800 ids): in and out of the vocabulary, negative, floats, booleans
+    ids = st.lists(st.integers(-2, 900) | st.sampled_from([2.5, 1e30, True, 799]), min_size=0, max_size=12)
+    embedding_options = {"dimensions": st.integers(-2, 40) | json_values,
+                         "encoding_format": st.sampled_from(["float", "base64"]) | json_values,
+                         "truncate": st.booleans() | json_values}
     addressed = st.one_of(  # right route, key and type: the text itself is what is odd
         st.tuples(st.just("POST"), st.just("/v1/embeddings"), st.just(good),
-                  st.fixed_dictionaries({"input": texts | st.lists(texts, min_size=1, max_size=5)}).map(_ascii_json)),
+                  st.fixed_dictionaries({"input": texts | st.lists(texts, min_size=1, max_size=5)},
+                                        optional=embedding_options).map(_ascii_json)),
+        st.tuples(st.just("POST"), st.just("/v1/embeddings"), st.just(good),
+                  st.fixed_dictionaries({"input": ids | st.lists(ids, min_size=0, max_size=4)},
+                                        optional=embedding_options).map(_ascii_json)),
+        st.tuples(st.just("POST"), st.just("/v1/rerank"), st.just(good),
+                  st.fixed_dictionaries({"query": texts, "documents": st.lists(texts, min_size=0, max_size=5)},
+                                        optional={"top_n": st.integers(-1, 8) | json_values,
+                                                  "return_documents": st.booleans() | json_values,
+                                                  "truncate": st.booleans()}).map(_ascii_json)),
         st.tuples(st.just("POST"), st.just("/search"), st.just(good),
                   st.fixed_dictionaries({"query": texts}, optional={"k": st.integers(-2, 1200) | json_values,
                                                                     "mode": st.sampled_from(["dense", "bm25", "hybrid"])
@@ -120,12 +136,14 @@ def run_fuzz(base: str, schema, n: int, seed: int, deadline: float, statuses: co
 
 
 @pytest.mark.slow
-def test_fuzzed_requests_never_get_a_5xx_and_memory_stays_flat(model, index, sample):
+def test_fuzzed_requests_never_get_a_5xx_and_memory_stays_flat(model, index, sample, tiny_cross_encoder_dir):
     import psutil
     import schemathesis
 
     limits = ServerLimits(max_inputs=16, max_input_tokens=64, max_body_bytes=256 * 1024)
-    app = create_app(model, "fuzz", index=index, api_key=KEY, limits=limits)
+    reranker = load_reranker(str(tiny_cross_encoder_dir), device="cpu")
+    app = create_app(model, "fuzz", index=index, api_key=KEY, limits=limits, reranker=reranker,
+                     reranker_name="tiny-ce")
     schema = schemathesis.openapi.from_dict(app.openapi())
     process = psutil.Process()
     statuses: collections.Counter = collections.Counter()
@@ -146,6 +164,7 @@ def test_fuzzed_requests_never_get_a_5xx_and_memory_stays_flat(model, index, sam
             np.testing.assert_allclose(row, encode(model, [text], show_progress=False, max_seq_length=64)[0],
                                        atol=1e-5)
             assert client.post("/search", json={"query": text, "k": 3}).status_code == 200
+            assert client.post("/v1/rerank", json={"query": text, "documents": [text]}).status_code == 200
     by_status = collections.Counter()
     for (_, status), count in statuses.items():
         by_status[status] += count
@@ -155,5 +174,6 @@ def test_fuzzed_requests_never_get_a_5xx_and_memory_stays_flat(model, index, sam
           f"{rss_after / 2**20:.0f} MiB ({growth:+.1%})")
     assert sent >= 1000, f"only {sent} requests within the {TIME_CAP_S} s cap"
     assert max(by_status) < 500 and by_status[200] > 50  # valid requests were among them, and served
-    assert {"/v1/embeddings", "/search"} <= {route for route, _ in statuses}
+    assert {"/v1/embeddings", "/search", "/v1/rerank"} <= {route for route, _ in statuses}
+    assert statuses[("/v1/rerank", 200)] > 10 and statuses[("/v1/embeddings", 200)] > 10
     assert growth < 0.10

@@ -51,7 +51,7 @@ def serve(
         min=0.001, help="Seconds a request may wait for the model before it gets 503.", metavar="SECONDS")] = 60.0,
     index_timeout: Annotated[float, typer.Option(
         min=0.001, help="Seconds a search may wait for the index (a Qdrant server) before it gets 503 "
-        "index_unavailable.", metavar="SECONDS")] = 10.0,
+        "index_unavailable.", metavar="SECONDS")] = 30.0,
     allowed_host: Annotated[Optional[list[str]], typer.Option(
         "--allowed-host", help="Without an API key, also answer requests addressed to this Host name (repeatable; "
         "'*' for any). Loopback names are always allowed.", metavar="HOST")] = None,

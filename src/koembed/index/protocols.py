@@ -21,11 +21,11 @@ class SearchIndex(Protocol):
     ascending doc id; ``mode`` is one of the store's modes (a mode it cannot serve is a
     :class:`~koembed.errors.SpecError`). ``text`` raises KeyError for an id the index does not hold."""
 
-    path: Path
+    @property
+    def path(self) -> Path: ...
 
     @property
-    def manifest(self) -> IndexManifest:  # read-only here, so each store may narrow it to its own manifest
-        ...
+    def manifest(self) -> IndexManifest: ...
 
     def __len__(self) -> int: ...
 

@@ -46,7 +46,7 @@ class ServerLimits:
     batch_size: int = 32
     max_queue_tokens: int = 65536
     request_timeout_s: float = 60.0
-    index_timeout_s: float = 10.0
+    index_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         for name in ("max_inputs", "max_batch_tokens", "max_body_bytes", "batch_size", "max_queue_tokens"):

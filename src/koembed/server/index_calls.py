@@ -4,8 +4,8 @@ An index may live on another machine (a Qdrant server), which can hang or go awa
 thread of their own, never on the model thread that embedding requests wait for: a hung backend costs the
 searches, not the embeddings. The query's embedding inside a search still takes its turn on the model
 (:func:`koembed.models.embed.model_lock`), between embedding batches. One index thread (calls in arrival order,
-as the store's clients and Kiwi expect one caller at a time); a call not answered within the timeout is a 503
-``index_unavailable`` at once, and while a call is stuck past its timeout every new one is refused the same way
+as the store's clients and Kiwi expect one caller at a time); a call not answered within the timeout of its
+start is a 503 ``index_unavailable`` at once, and while a call is stuck past its timeout every new one is refused the same way
 without waiting. A backend that refuses the connection or fails (a stopped Qdrant) is a 503 too, not a 500.
 """
 
@@ -46,12 +46,13 @@ class IndexCalls:
     names the backend in messages.
     """
 
-    def __init__(self, timeout_s: float, where: str):
-        self.timeout_s, self.where = timeout_s, where
+    def __init__(self, timeout_s: float, where: str, queue_timeout_s: float = 60.0):
+        self.timeout_s, self.where, self.queue_timeout_s = timeout_s, where, queue_timeout_s
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._stuck = 0  # calls past their timeout that have not returned yet
-        self._ok, self._error, self._checked = True, None, time.monotonic()
+        self._ok, self._checked = True, time.monotonic()
+        self._error: str | None = None
         self._since = _now()
         self._probe: asyncio.Task | None = None
 
@@ -61,7 +62,19 @@ class IndexCalls:
                                     f"{self.timeout_s:g} s (--index-timeout)")
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="koembed-index")
-        future: Future = self._executor.submit(fn, *args)
+        loop, started = asyncio.get_running_loop(), asyncio.Event()
+
+        def run() -> Any:
+            loop.call_soon_threadsafe(started.set)
+            return fn(*args)
+
+        future: Future = self._executor.submit(run)
+        try:  # the timeout counts from the start: waiting behind earlier calls (a burst of searches) is not a hang
+            await asyncio.wait_for(started.wait(), self.queue_timeout_s)
+        except TimeoutError:
+            if future.cancel():
+                raise self._unavailable(f"earlier index calls did not finish within {self.queue_timeout_s:g} s") \
+                    from None
         try:
             result = await asyncio.wait_for(asyncio.wrap_future(future), self.timeout_s)
         except TimeoutError:

@@ -73,7 +73,7 @@ class Service:
         self.batcher = Batcher(encode_rows, self.metrics, limits.max_batch_tokens, limits.max_wait_ms, limits.batching,
                                limits.max_queue_tokens, limits.request_timeout_s)
         self.metrics.queue_limit.set(limits.max_queue_tokens)
-        self._index_calls = IndexCalls(limits.index_timeout_s, _where(index)) if index is not None else None
+        self._index_calls = IndexCalls(limits.index_timeout_s, _where(index), limits.request_timeout_s) if index is not None else None
 
     async def close(self) -> None:
         await self.batcher.close()
@@ -120,11 +120,11 @@ class Service:
                            code="no_reranker")
         return self.reranker
 
-    def _require_index(self) -> SearchIndex:
-        if self.index is None:
+    def _require_index(self) -> tuple[SearchIndex, IndexCalls]:
+        if self.index is None or self._index_calls is None:
             raise ApiError(404, "this server has no index: start it with --index DIR (koembed index build makes "
                                 "one)", code="no_index")
-        return self.index
+        return self.index, self._index_calls
 
     # ------------------------------------------------------------------ the API
 
@@ -175,13 +175,13 @@ class Service:
         (:class:`~koembed.server.index_calls.IndexCalls`; the time includes the query's turn on the model): a hung
         or failing backend is a 503 ``index_unavailable`` and never holds up the model thread. A full queue
         refuses the search at once, as it refuses embeddings (503 ``server_busy``)."""
-        index = self._require_index()
+        index, index_calls = self._require_index()
         cross_encoder = self._require_reranker() if request.rerank else None
         tokens = (await self._checked_tokens([request.query], "query", single=True, truncate=False))[0]
         depth = first_stage_depth(request.k, self.rerank_depth, cross_encoder is not None)
         self.batcher.admit(tokens)  # the query's embedding needs the model: not while the queue is full
         try:
-            hits, texts = await self._index_calls(_hits_and_texts, index, request.query, depth, request.mode)
+            hits, texts = await index_calls(_hits_and_texts, index, request.query, depth, request.mode)
             if cross_encoder is not None:
                 hits = (await self.batcher.run(rerank_hits, cross_encoder, [request.query], [hits], texts.__getitem__,
                                                request.k, self.rerank_depth, self.options,
@@ -203,7 +203,7 @@ class Service:
         unavailable (``index.state``), else ``ok``; embeddings are served either way."""
         reranking = self.reranker is not None
         index = None
-        if self.index is not None:
+        if self.index is not None and self._index_calls is not None:
             index = self._index_calls.state(probe=functools.partial(_touch, self.index))
         return {"status": "degraded" if index and index["state"] != "ok" else "ok", "model": self.model_name,
                 "dimension": self.dimension, "max_input_tokens": self.max_tokens,
