@@ -45,6 +45,7 @@ from koembed.index import (
     add_documents,
     build_index,
     build_index_from_embeddings,
+    default_mode,
     delete_documents,
     export_index,
     index_info,
@@ -158,11 +159,12 @@ def index_build(
     lexical: Annotated[str, typer.Option(
         help="BM25 half: bm25 (Kiwi morphemes), bm25-char (character bigrams), bm25-phrase (morphemes, morpheme "
         "bigrams and pairs, character bigrams, weighted) or bm25-fields:FIELD=WEIGHT,...")] = DEFAULT_SPEC,
-    fusion: Annotated[str, typer.Option(
+    fusion: Annotated[Optional[str], typer.Option(
         help="How hybrid search fuses the BM25 half and the dense half: rrf (reciprocal ranks, k=60), rrf@k=K, or "
         "z|dbsf|cc@W_BM25,W_DENSE (weighted normalised scores; koembed tune-fusion fits them for your model). "
-        "FAISS store only.")
-                      ] = "rrf",
+        "Given, the index records hybrid as its default search mode; not given, the lexical half alone (bm25), "
+        "and hybrid search uses rrf. FAISS store only.")
+                      ] = None,
     batch_size: BatchSizeOpt = 32,
     from_embeddings: Annotated[Optional[list[Path]], typer.Option(
         "--from-embeddings", help="Take the vectors from koembed encode output instead of encoding (repeatable: "
@@ -185,11 +187,12 @@ def index_build(
     _check_engine(engine)
     try:
         target = _target(**qdrant)
-        if target is not None and fusion.strip() != "rrf":
+        if target is not None and fusion is not None and fusion.strip() != "rrf":
             raise typer.BadParameter("a Qdrant index fuses with Qdrant's own RRF or DBSF (or koembed's weighted "
                                      "fusion through Index.search(weights=...)); --fusion is for --store faiss",
                                      param_hint="--fusion")
-        params = IndexParams(kind=kind, lexical=lexical_config(lexical, required=True), fusion=parse_fusion(fusion))
+        params = IndexParams(kind=kind, lexical=lexical_config(lexical, required=True),
+                             fusion=parse_fusion(fusion or "rrf"), mode="hybrid" if fusion else None)
         docs = load_documents(corpus)
         tokens = (tokenize_ray(list(docs.values()), RayOptions(address, workers), show_progress=not quiet)
                   if engine == "ray" else None)
@@ -202,7 +205,7 @@ def index_build(
                                    options=encode_options(batch_size, quiet), target=target, tokens=tokens)
     except KoembedError as exc:
         fail(exc)
-    console.print(_built(out, manifest), highlight=False)
+    console.print(_built(out, manifest) + f"; default search: {default_mode(manifest)}", highlight=False)
     if "note" in getattr(manifest, "params", {}):
         err_console.print(f"note: {manifest.params['note']}", highlight=False)
 
@@ -251,12 +254,12 @@ def index_show(index: IndexDirOpt, api_key: ApiKeyOpt = None) -> None:
 def search(
     query: Annotated[str, typer.Argument(help="The query text.")],
     index: IndexDirOpt,
-    mode: Annotated[str, typer.Option(help="hybrid (the fusion of both the index was built with, as the server's "
-                                           "/search), dense (embeddings), bm25 (the index's lexical fields), or for an "
-                                           "index built with a bge-m3-layout model: sparse (BGE-M3 lexical weights), "
-                                           "colbert (its multi-vectors) or m3 (FlagEmbedding's 0.4/0.2/0.4 sum of "
-                                           "dense, sparse, colbert); colbert and m3 need the Qdrant store.")
-                    ] = "hybrid",
+    mode: Annotated[Optional[str], typer.Option(
+        help="Default: the mode the index recorded at build (bm25 unless it was built with --fusion). hybrid (the "
+        "fusion of both the index was built with, as the server's /search), dense (embeddings), bm25 (the index's "
+        "lexical fields; loads no model), or for an index built with a bge-m3-layout model: sparse (BGE-M3 "
+        "lexical weights), colbert (its multi-vectors) or m3 (FlagEmbedding's 0.4/0.2/0.4 sum of dense, sparse, "
+        "colbert); colbert and m3 need the Qdrant store.")] = None,
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Number of hits.")] = 10,
     json_: Annotated[bool, typer.Option("--json", help="One JSON object per hit (rank, docid, score, text).")] = False,
     rerank: Annotated[Optional[str], typer.Option(
@@ -270,6 +273,7 @@ def search(
     quiet_libraries()
     try:
         idx = load_index(index, api_key=api_key, device=device)
+        mode = mode or default_mode(idx.manifest)
         reranker = load_reranker(ModelSpec(rerank, device=device)) if rerank else None
         hits = idx.search([query], first_stage_depth(k, rerank_depth, reranker is not None), mode=mode)
         if reranker is not None:

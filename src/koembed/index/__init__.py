@@ -20,12 +20,12 @@ from koembed.index.backends import (  # noqa: I001
            load_index,
            store_of,
 )
-from koembed.index.manifest import KINDS, IndexParams, Manifest
+from koembed.index.manifest import KINDS, IndexParams, Manifest, default_mode
 from koembed.index.qdrant import QdrantManifest, QdrantTarget
 from koembed.index.qdrant_search import QdrantIndex
 from koembed.index.search import MODES, Index
 
 __all__ = ["KINDS", "MODES", "STORES", "DocumentIdError", "Index", "IndexParams", "IndexStoreError", "Manifest",
            "ModelMismatchError", "QdrantIndex", "QdrantManifest", "QdrantTarget", "add_documents", "build_index",
-           "build_index_from_embeddings", "delete_documents", "export_index", "index_info", "load_index",
+           "build_index_from_embeddings", "default_mode", "delete_documents", "export_index", "index_info", "load_index",
            "store_of"]

@@ -20,8 +20,8 @@ Endpoints (see :func:`create_app`):
   (documents per request) as embeddings; a (query, document) pair over the reranker's max length is a 413 unless
   ``"truncate": true`` (or ``--truncate``). Each request is one predict call on the model thread, between
   embedding batches; its pairs are batched ``batch_size`` at a time.
-- ``POST /search``: ``{"query", "k": 10, "mode": "hybrid", "rerank": false}`` on the index given at start-up;
-  hits carry ``rank``, ``docid``, ``score`` and ``text``, as ``koembed search --json`` prints them. With
+- ``POST /search``: ``{"query", "k": 10, "mode", "rerank": false}`` on the index given at start-up (``mode``
+  default: the one the index recorded, ``/health``'s ``search_mode``: bm25 unless built with a fusion); hits carry ``rank``, ``docid``, ``score`` and ``text``, as ``koembed search --json`` prints them. With
   ``"rerank": true`` the top ``rerank_depth`` hits are rescored by the reranker (:mod:`koembed.retrieval.rerank`). With
   ``"highlight": true`` each hit also carries ``matches`` (character spans of the query's Kiwi content morphemes
   in ``text``) and the response ``morphemes`` (the query's), for the playground.
@@ -56,8 +56,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from koembed.errors import KoembedError, SpecError
-from koembed.index import Index, load_index
-from koembed.models import EncodeOptions, Encoder, ModelSpec, length_limit, load_model
+from koembed.index import Index, default_mode, load_index
+from koembed.models import EncodeOptions, Encoder, ModelSpec, encode, length_limit, load_model
 from koembed.models.reranker import load_reranker
 from koembed.models.token_ids import encode_inputs
 from koembed.ranking import hit_rows
@@ -239,8 +239,9 @@ def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, a
         cross_encoder = require_reranker() if request.rerank else None
         tokens = await checked_tokens([request.query], "query", single=True, truncate=False)
         depth = first_stage_depth(request.k, rerank_depth, cross_encoder is not None)
+        mode = request.mode or default_mode(index.manifest)
         try:
-            hits = await batcher.run(index.search, [request.query], depth, request.mode, tokens=tokens[0])
+            hits = await batcher.run(index.search, [request.query], depth, mode, tokens=tokens[0])
             if cross_encoder is not None:
                 hits = await batcher.run(rerank_hits, cross_encoder, [request.query], hits, index.text, request.k,
                                          rerank_depth, options, tokens=tokens[0] * len(hits[0]))
@@ -249,7 +250,7 @@ def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, a
         except KoembedError as exc:
             log.error("search failed: %s", exc)
             raise ApiError(500, f"search failed: {exc}", code="search_failed") from exc
-        body = {"query": request.query, "mode": request.mode, "k": request.k, "rerank": request.rerank,
+        body = {"query": request.query, "mode": mode, "k": request.k, "rerank": request.rerank,
                 "hits": hit_rows(hits[0], index.text)}
         if request.highlight:
             body["morphemes"], body["hits"] = await batcher.run(highlight_rows, request.query, body["hits"],
@@ -261,6 +262,7 @@ def create_app(model: Encoder, model_name: str, index: Optional[Index] = None, a
         """Liveness and configuration; open without the API key (load balancers probe it)."""
         return {"status": "ok", "model": model_name, "dimension": dimension, "max_input_tokens": max_tokens,
                 "index_loaded": index is not None, "index_passages": len(index) if index is not None else 0,
+                "search_mode": default_mode(index.manifest) if index is not None else None,
                 "reranker": reranker_name if reranker is not None else None,
                 "rerank_depth": rerank_depth if reranker is not None else None,
                 "batching": limits.batching, "queue_size": batcher.queued_texts,
@@ -299,13 +301,28 @@ def _render_embeddings(rows: "np.ndarray", dimensions: Optional[int], encoding_f
                       ensure_ascii=False, allow_nan=False).encode()
 
 
+WARM_UP_TEXT = "전세 보증금 반환 절차"
+
+
+def warm_up(model: Encoder, index: Optional[Index] = None) -> None:
+    """Pay every first-use cost before the server binds (so before ``/health`` answers ok): the model's first
+    encode, and with an index its lexical fields (built on first use), Kiwi (which loads its model on its first
+    analysis, for BM25 queries and highlighting) and a dense search. The first real request then pays none."""
+    if index is None:
+        encode(model, [WARM_UP_TEXT], EncodeOptions(batch_size=1, show_progress=False))
+        return
+    for mode in ("bm25", "dense"):
+        index.search([WARM_UP_TEXT], 1, mode=mode)
+
+
 def serve(model: ModelSpec, index_dir: Union[str, Path, None] = None, *, host: str = DEFAULT_HOST,
           port: int = 8000, api_key: Optional[str] = None, limits: ServerLimits = ServerLimits(),
           log_level: str = "info", allowed_hosts: Sequence[str] = (), insecure_no_auth: bool = False,
           reranker: Optional[ModelSpec] = None, rerank_depth: int = DEFAULT_RERANK_DEPTH) -> None:
     """Load the model (and index), then serve them with uvicorn until interrupted.
 
-    Loading errors (:class:`~koembed.errors.KoembedError`) are raised before anything binds. The index is
+    Loading errors (:class:`~koembed.errors.KoembedError`) are raised before anything binds, and the model,
+    Kiwi and the index are warmed up (:func:`warm_up`) before it binds. The index is
     checked against the model (:func:`koembed.index.load_index`). Binds to 127.0.0.1 unless told otherwise;
     another interface without an API key (``api_key`` or :data:`API_KEY_ENV`) is a
     :class:`~koembed.errors.ServeError` unless ``insecure_no_auth``; a keyless server answers only requests
@@ -321,6 +338,7 @@ def serve(model: ModelSpec, index_dir: Union[str, Path, None] = None, *, host: s
     encoder = load_model(model)
     index = load_index(index_dir, encoder=encoder) if index_dir is not None else None
     cross_encoder = load_reranker(reranker) if reranker is not None else None
+    warm_up(encoder, index)
     app = create_app(encoder, model.name, index=index, api_key=api_key, limits=limits, allowed_hosts=allowed_hosts,
                      reranker=cross_encoder, reranker_name=reranker.name if reranker is not None else None,
                      rerank_depth=rerank_depth)

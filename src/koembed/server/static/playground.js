@@ -68,6 +68,12 @@
       if (!response.ok) throw new Error(await errorText(response));
       const health = await response.json();
       if (health.reranker) columns = [...MODES, RERANK];
+      // The index's recorded search mode (what /search does without one) comes first, marked as the default.
+      const recorded = columns.find((column) => column.id === health.search_mode);
+      if (recorded) {
+        columns = [{...recorded, label: `${recorded.label} (index default)`},
+                   ...columns.filter((column) => column !== recorded)];
+      }
       const parts = [`model ${health.model}`,
                      health.index_loaded ? `${health.index_passages} passages`
                                          : "no index: start koembed serve with --index DIR"];
