@@ -79,7 +79,7 @@ def one_quality(model_type: str) -> dict:
     out = {"model_type": model_type}
     for name, rs in common.load_sets({k: common.HELD_OUT_SETS[k] for k in ("korquad-test", "msmarco-ko-test")}
                                      ).items():
-        ir = run_bench(rs, ["bm25-phrase"], top_k=(10,), show_progress=False)[0].ir
+        ir = run_bench(rs, ["bm25-phrase"], top_k=(10,))[0].ir
         out[name] = {"accuracy@1": round(ir["accuracy@1"], 4), "ndcg@10": round(ir["ndcg@10"], 4)}
     return out
 
