@@ -4,11 +4,12 @@
 #   make test    - install into .venv (with test extras) and, where missing and root, chromium, chromium-driver and
 #                  fonts-nanum with apt-get (it prints what it installs and upgrades first; NO_APT=1 skips), lint
 #                  (ruff, mypy), then run the whole test suite
+#   make peers   - (benchmark only) Java + the Anserini jar, then koembed vs Lucene BM25 side by side (bench/peers.py)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= out
 
-.PHONY: install browser bench lint test finetune-demo static-ko clean
+.PHONY: install browser bench lint test finetune-demo static-ko peers clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -65,6 +66,14 @@ static-ko: install
 	rm -rf $(OUT)/static-ko
 	$(VENV)/bin/koembed train configs/static-ko.yaml --set output_dir=$(OUT)/static-ko -q
 	$(PY) bench/static_ko.py --model $(OUT)/static-ko/final --out $(OUT)/static_ko.json
+
+# Benchmark only: koembed's lexical retrievers against Lucene BM25 (Anserini 0.22.1, from the pyserini wheel, on
+# Debian's Java 17), side by side (bench/peers.py; needs ../shared/data). Java, pyjnius and the jar are never koembed
+# dependencies: the jar is cached in ~/.cache/koembed-peers, corpora and indexes go to /tmp/koembed-peers.
+peers: install
+	@command -v java >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q default-jre-headless; }
+	$(PY) -m pip install -q -e '.[peers]'
+	$(PY) bench/peers.py --out $(OUT)/peers.json --run-out $(OUT)/peer-runs $(PEERS_ARGS)
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

@@ -326,7 +326,7 @@ def test_cli_build_search_add_delete_info(tmp_path, tiny_model_dir, sample):
     assert [r["rank"] for r in lines] == [1, 2, 3] and lines[0]["docid"] == "fin-01"
     assert lines[0]["text"] == sample.corpus["fin-01"] and lines[0]["score"] >= lines[1]["score"]
 
-    result = _cli("search", "--index", str(out), "정기예금 중도해지 이율")  # dense, rich table
+    result = _cli("search", "--index", str(out), "정기예금 중도해지 이율")  # the recorded mode (bm25), rich table
     assert result.exit_code == 0 and "rank" in result.output and "fin-" in result.output
 
     new = tmp_path / "new.jsonl"

@@ -334,7 +334,8 @@ def test_search_equals_index_search(http, index, sample, mode):
         assert [h["rank"] for h in hits] == list(range(1, len(expected) + 1))
         assert [h["text"] for h in hits] == [index.text(doc) for doc, _ in expected]
     default = http.post("/search", json={"query": query}).json()
-    assert default["mode"] == "hybrid" and default["k"] == 10
+    assert default["mode"] == "bm25" and default["k"] == 10  # the index's recorded mode: built without a fusion
+    assert default["hits"] == http.post("/search", json={"query": query, "mode": "bm25"}).json()["hits"]
 
 
 # --------------------------------------------------------------------------- configuration and CLI

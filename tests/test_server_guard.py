@@ -178,6 +178,7 @@ def test_serve_refuses_a_keyless_non_loopback_bind_before_loading(monkeypatch):
     # Explicitly insecure: it loads and serves, and the bound address is an allowed Host name.
     monkeypatch.setattr(app_module, "load_model", lambda spec: loaded.append(spec) or object())
     monkeypatch.setattr(app_module, "create_app", lambda *a, **k: ran.append(k) or "app")
+    monkeypatch.setattr(app_module, "warm_up", lambda *a: None)  # the stand-in model cannot encode
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: None)
     app_module.serve(ModelSpec("minilm"), host="192.168.1.20", insecure_no_auth=True)
     assert ran[-1]["allowed_hosts"] == ("192.168.1.20",) and ran[-1]["api_key"] is None

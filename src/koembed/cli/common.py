@@ -233,11 +233,20 @@ def check_output(path: Path | None, option: str, *, folder: bool = False) -> Non
 
 
 def quiet_libraries() -> None:
-    """Keep third-party logs and download bars out of koembed's output."""
+    """Keep third-party logs and download bars out of koembed's output, without importing transformers (seconds,
+    which a bm25 search never needs): the environment tells it and huggingface_hub when they are imported later;
+    libraries already imported are told directly."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from transformers.utils import logging as hf_logging
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # hub and transformers "Loading weights" bars
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # transformers sets its logger's level from it
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # "Loading weights" bars; koembed shows its own progress
+        hf_logging.disable_progress_bar()  # koembed shows its own progress
+    elif "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
     for name in ("sentence_transformers", "transformers", "bm25s"):
         logging.getLogger(name).setLevel(logging.ERROR)
 

@@ -40,6 +40,7 @@ from koembed.index import (
     add_documents,
     build_index,
     build_index_from_embeddings,
+    default_mode,
     delete_documents,
     export_index,
     index_info,
@@ -154,11 +155,12 @@ def index_build(
         help="BM25 half: bm25 (Kiwi morphemes), bm25-char (character bigrams), bm25-phrase (morphemes, morpheme "
         "bigrams and pairs, character bigrams, weighted) or bm25-fields:FIELD=WEIGHT,...",
         metavar="SPEC")] = DEFAULT_SPEC,
-    fusion: Annotated[str, typer.Option(
+    fusion: Annotated[Optional[str], typer.Option(
         help="How hybrid search fuses the BM25 half and the dense half: rrf (reciprocal ranks, k=60), rrf@k=K, or "
         "z|dbsf|cc@W_BM25,W_DENSE (weighted normalised scores; koembed tune-fusion fits them for your model). "
-        "FAISS store only.", metavar="SPEC")
-                      ] = "rrf",
+        "Given, the index records hybrid as its default search mode; not given, the lexical half alone (bm25), "
+        "and hybrid search uses rrf. FAISS store only.", metavar="SPEC")
+                      ] = None,
     batch_size: BatchSizeOpt = 32,
     from_embeddings: Annotated[Optional[list[Path]], typer.Option(
         "--from-embeddings", help="Take the vectors from koembed encode output instead of encoding (repeatable: "
@@ -176,11 +178,12 @@ def index_build(
     quiet_libraries()
     _check_engine(engine)
     target = _target(**qdrant)
-    if target is not None and fusion.strip() != "rrf":
+    if target is not None and fusion is not None and fusion.strip() != "rrf":
         raise typer.BadParameter("a Qdrant index fuses with Qdrant's own RRF or DBSF (or koembed's weighted "
                                  "fusion through Index.search(weights=...)); --fusion is for --store faiss",
                                  param_hint="--fusion")
-    params = IndexParams(kind=kind, lexical=lexical_config(lexical, required=True), fusion=parse_fusion(fusion))
+    params = IndexParams(kind=kind, lexical=lexical_config(lexical, required=True),
+                         fusion=parse_fusion(fusion or "rrf"), mode="hybrid" if fusion else None)
     docs = load_documents(corpus)
     tokens = (tokenize_ray(list(docs.values()), RayOptions(address, workers), show_progress=not quiet)
               if engine == "ray" else None)
@@ -190,7 +193,7 @@ def index_build(
     else:
         manifest = build_index(model, list(docs), list(docs.values()), out, params=params,
                                options=encode_options(batch_size, quiet), target=target, tokens=tokens)
-    console.print(_built(out, manifest), highlight=False)
+    console.print(_built(out, manifest) + f"; default search: {default_mode(manifest)}", highlight=False)
     if "note" in getattr(manifest, "params", {}):
         err_console.print(f"note: {manifest.params['note']}", highlight=False)
 
@@ -247,13 +250,12 @@ def index_show(
 def search(
     query: Annotated[str, typer.Argument(help="The query text.", metavar="QUERY")],
     index: IndexDirOpt,
-    mode: Annotated[str, typer.Option(help="hybrid (the fusion of both the index was built with, as the server's "
-                                           "/search), dense (embeddings), bm25 (the index's lexical fields), or for an "
-                                           "index built with a bge-m3-layout model: sparse (BGE-M3 lexical weights), "
-                                           "colbert (its multi-vectors) or m3 (FlagEmbedding's 0.4/0.2/0.4 sum of "
-                                           "dense, sparse, colbert); colbert and m3 need the Qdrant store.",
-                                           metavar="MODE")
-                    ] = "hybrid",
+    mode: Annotated[Optional[str], typer.Option(
+        help="Default: the mode the index recorded at build (bm25 unless it was built with --fusion). hybrid (the "
+        "fusion of both the index was built with, as the server's /search), dense (embeddings), bm25 (the index's "
+        "lexical fields; loads no model), or for an index built with a bge-m3-layout model: sparse (BGE-M3 "
+        "lexical weights), colbert (its multi-vectors) or m3 (FlagEmbedding's 0.4/0.2/0.4 sum of dense, sparse, "
+        "colbert); colbert and m3 need the Qdrant store.", metavar="MODE")] = None,
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Number of hits.", metavar="K")] = 10,
     json_: Annotated[bool, typer.Option("--json", help="One JSON object per hit (rank, docid, score, text).")] = False,
     rerank: Annotated[Optional[str], typer.Option(
@@ -267,7 +269,8 @@ def search(
     quiet_libraries()
     idx = load_index(index, api_key=api_key, device=settings.device)
     reranker = load_reranker(settings.spec(rerank)) if rerank else None
-    hits = search_then_rerank(idx, [query], k, mode=mode, reranker=reranker, depth=rerank_depth)
+    hits = search_then_rerank(idx, [query], k, mode=mode or default_mode(idx.manifest), reranker=reranker,
+                              depth=rerank_depth)
     rows = hit_rows(hits[0], idx.text)
     if json_:
         for row in rows:

@@ -22,7 +22,7 @@ from koembed.index.backends import (  # noqa: I001
            load_index,
            store_of,
 )
-from koembed.index.manifest import KINDS, IndexManifest, IndexParams, Manifest
+from koembed.index.manifest import KINDS, IndexManifest, IndexParams, Manifest, default_mode
 from koembed.index.protocols import SearchIndex, Store
 from koembed.index.qdrant import QdrantManifest, QdrantTarget
 from koembed.index.qdrant_search import QdrantIndex
@@ -31,5 +31,5 @@ from koembed.index.search import MODES, Index
 __all__ = ["KINDS", "MODES", "STORES", "STORE_REGISTRY", "DocumentIdError", "Index", "IndexManifest", "IndexParams",
            "IndexStoreError", "Manifest", "ModelMismatchError", "QdrantIndex", "QdrantManifest", "QdrantTarget",
            "SearchIndex", "Store", "add_documents", "build_index",
-           "build_index_from_embeddings", "delete_documents", "export_index", "index_info", "load_index",
+           "build_index_from_embeddings", "default_mode", "delete_documents", "export_index", "index_info", "load_index",
            "store_of"]

@@ -18,7 +18,7 @@ from koembed.errors import DocumentIdError, IndexStoreError, ModelMismatchError
 from koembed.index.bm25_store import plan_build, plan_change
 from koembed.index.encoder import checked_encoder, embed, model_record, normalized_by, probe, with_prompt
 from koembed.index.faiss import compact_hnsw, faiss_index_params, new_faiss_index, normalized
-from koembed.index.manifest import MANIFEST, IndexParams, Manifest, now
+from koembed.index.manifest import MANIFEST, IndexParams, Manifest, now, recorded_mode
 from koembed.index.versions import IndexState, commit, locked, require_new_folder, update
 from koembed.lexical import KiwiTokenizer, LexicalConfig
 from koembed.models import EncodeOptions, Encoder, ModelSpec, load_model
@@ -105,7 +105,8 @@ def _write_new_index(model_name: str, encoder: Encoder, doc_ids: list[str], text
     manifest = Manifest(kind=params.kind, params=recorded, model=model_record(model_name, encoder),
                         dimension=int(vectors.shape[1]), normalized_by=normalized_by(encoder),
                         bm25=bm25_record(params.lexical), counts={"passages": len(pids), "deleted": 0, "tombstones": 0},
-                        next_id=len(pids), created=created, updated=created, fusion=dict(params.fusion))
+                        next_id=len(pids), created=created, updated=created, fusion=dict(params.fusion),
+                        mode=recorded_mode(params))
     state = IndexState(manifest, index, pids, doc_ids, texts, token_lists, set(), sparse)
     plan_build(state)
     new_folder = not out_dir.exists()

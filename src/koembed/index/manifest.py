@@ -35,6 +35,9 @@ DENSE_FILE, PASSAGES_FILE, TOMBSTONES_FILE = "dense.faiss", "passages.jsonl", "t
 VERSION_FILES = (DENSE_FILE, PASSAGES_FILE, TOMBSTONES_FILE)
 VERSION_RE = re.compile(r"^v\d{6}$")
 DEFAULT_FUSION = {"fusion": "rrf", "weights": None, "rrf_k": RRF_K}  # hybrid search: BM25 half first, then dense
+# Modes an index may record as its default search: lexical alone unless a fusion was chosen (fitted or given).
+LEXICAL_MODE = "bm25"
+DEFAULT_MODES = (LEXICAL_MODE, "hybrid", "dense")
 REMEDY = "rebuild the index"
 COUNTS = ("passages", "deleted", "tombstones")
 # What bm25_record writes: the analysis, LexicalConfig.to_dict's keys, the Kiwi version.
@@ -42,6 +45,7 @@ BM25_KEYS = {"tokenizer", "weights", "normalization", "k1", "b", "kiwipiepy_vers
 # JSON types of the manifest fields that updates compute with (the others are only displayed).
 FIELD_TYPES = {"kind": str, "params": dict, "model": dict, "dimension": int, "bm25": dict, "counts": dict,
                "next_id": int, "version_dir": str}
+OPTIONAL_FIELDS = ("fusion", "mode", "lexical")  # absent in indexes built by older versions
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,9 @@ class IndexParams:
     probed, None for the defaults of :func:`koembed.index.faiss.faiss_index_params`), and the ``lexical`` fields
     of the BM25 half (default: the best measured, :data:`koembed.lexical.DEFAULT`), and how ``hybrid`` search fuses
     the BM25 and dense halves (``fusion``, ``weights`` for BM25 then dense, ``rrf_k``: :data:`DEFAULT_FUSION` is
-    reciprocal-rank fusion; ``koembed tune-fusion`` fits a better one for a given model)."""
+    reciprocal-rank fusion; ``koembed tune-fusion`` fits a better one for a given model). ``mode``: the search mode
+    the index records as its default (:func:`recorded_mode`; None: ``hybrid`` when ``fusion`` is not the default
+    RRF, else ``bm25``, the lexical fields alone: an untuned fusion with a weak dense model loses to them)."""
 
     kind: str = "flat"
     hnsw_m: int = 32
@@ -60,10 +66,31 @@ class IndexParams:
     nprobe: int | None = None
     lexical: LexicalConfig = DEFAULT_LEXICAL
     fusion: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_FUSION))
+    mode: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise SpecError(f"unknown index kind {self.kind!r}: use {', '.join(KINDS)}")
+        if self.mode is not None and self.mode not in DEFAULT_MODES:
+            raise SpecError(f"unknown default search mode {self.mode!r}: use {', '.join(DEFAULT_MODES)}")
+
+
+def recorded_mode(params: IndexParams) -> str:
+    """The default search mode a new index records: ``params.mode``, else ``hybrid`` only for a fusion that was
+    chosen (weights or an RRF k: what ``koembed tune-fusion`` fits), else the lexical fields alone."""
+    if params.mode is not None:
+        return params.mode
+    return LEXICAL_MODE if dict(params.fusion) == DEFAULT_FUSION else "hybrid"
+
+
+def default_mode(manifest: Any) -> str:
+    """The search mode ``koembed search``, ``/search`` and the playground use when none is asked for: the one the
+    index recorded at build. An index built before koembed recorded one (or a Qdrant index, which records no
+    fusion) gets :func:`recorded_mode` of its fusion: ``bm25`` unless it was built with a non-default one."""
+    mode = getattr(manifest, "mode", "")
+    if mode:
+        return mode
+    return recorded_mode(IndexParams(fusion=getattr(manifest, "fusion", None) or dict(DEFAULT_FUSION)))
 
 
 @dataclass(kw_only=True)
@@ -103,6 +130,7 @@ class Manifest(IndexManifest):
     version_dir: str = ""
     files: dict[str, str] = field(default_factory=dict)
     fusion: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_FUSION))  # absent before 0.1: RRF
+    mode: str = ""  # the default search mode (recorded_mode); absent in older indexes: default_mode decides
     format_version: int = FORMAT_VERSION
     faiss_version: str = ""
     lexical: dict[str, Any] | None = None  # the stored BM25 segments (koembed.index.bm25_store); absent before 0.4
@@ -113,10 +141,11 @@ class Manifest(IndexManifest):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], path: Path) -> Manifest:
         names = set(cls.__dataclass_fields__)
-        missing = sorted(n for n in names if n not in data and n not in ("fusion", "lexical"))
+        missing = sorted(n for n in names if n not in data and n not in OPTIONAL_FIELDS)
         if missing:
             raise IndexStoreError(f"{path}: manifest lacks {', '.join(missing)}; {REMEDY}")
-        for name, kind in {**FIELD_TYPES, **({"fusion": dict} if "fusion" in data else {})}.items():
+        optional = {"fusion": dict, "mode": str}
+        for name, kind in {**FIELD_TYPES, **{n: t for n, t in optional.items() if n in data}}.items():
             if not isinstance(data[name], kind) or isinstance(data[name], bool):
                 raise IndexStoreError(f"{path}: field '{name}' should be a JSON {kind.__name__}, not "
                                       f"{data[name]!r}; {REMEDY}")
@@ -124,6 +153,9 @@ class Manifest(IndexManifest):
         if unknown:
             raise IndexStoreError(f"{path}: unknown field(s) {', '.join(map(repr, unknown))}; {REMEDY}")
         _check_numbers(data, path)
+        if data.get("mode", "") not in ("", *DEFAULT_MODES):
+            raise IndexStoreError(f"{path}: field 'mode' should be one of {', '.join(DEFAULT_MODES)}, not "
+                                  f"{data['mode']!r}; {REMEDY}")
         return cls(**{n: data[n] for n in names if n in data})  # an index built before fusions: RRF
 
 

@@ -20,8 +20,8 @@ Endpoints (see :func:`create_app`):
   (documents per request) as embeddings; a (query, document) pair over the reranker's max length is a 413 unless
   ``"truncate": true`` (or ``--truncate``). Each request is one predict call on the model thread, between
   embedding batches; its pairs are batched ``batch_size`` at a time.
-- ``POST /search``: ``{"query", "k": 10, "mode": "hybrid", "rerank": false}`` on the index given at start-up;
-  hits carry ``rank``, ``docid``, ``score`` and ``text``, as ``koembed search --json`` prints them. With
+- ``POST /search``: ``{"query", "k": 10, "mode", "rerank": false}`` on the index given at start-up (``mode``
+  default: the one the index recorded, ``/health``'s ``search_mode``: bm25 unless built with a fusion); hits carry ``rank``, ``docid``, ``score`` and ``text``, as ``koembed search --json`` prints them. With
   ``"rerank": true`` the top ``rerank_depth`` hits are rescored by the reranker (:mod:`koembed.retrieval.rerank`). With
   ``"highlight": true`` each hit also carries ``matches`` (character spans of the query's Kiwi content morphemes
   in ``text``) and the response ``morphemes`` (the query's), for the playground.
@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from koembed.index import SearchIndex, load_index
-from koembed.models import Encoder, ModelSpec, load_model
+from koembed.models import EncodeOptions, Encoder, ModelSpec, encode, load_model
 from koembed.models.reranker import load_reranker
 from koembed.retrieval.rerank import DEFAULT_RERANK_DEPTH
 from koembed.server.config import API_KEY_ENV, DEFAULT_HOST, ServerLimits, check_exposure, is_loopback
@@ -160,13 +160,28 @@ def create_app(model: Encoder, model_name: str, index: Optional[SearchIndex] = N
     return app
 
 
+WARM_UP_TEXT = "전세 보증금 반환 절차"
+
+
+def warm_up(model: Encoder, index: Optional[SearchIndex] = None) -> None:
+    """Pay every first-use cost before the server binds (so before ``/health`` answers ok): the model's first
+    encode, and with an index its lexical fields (built on first use), Kiwi (which loads its model on its first
+    analysis, for BM25 queries and highlighting) and a dense search. The first real request then pays none."""
+    if index is None:
+        encode(model, [WARM_UP_TEXT], EncodeOptions(batch_size=1, show_progress=False))
+        return
+    for mode in ("bm25", "dense"):
+        index.search([WARM_UP_TEXT], 1, mode=mode)
+
+
 def serve(model: ModelSpec, index_dir: Union[str, Path, None] = None, *, host: str = DEFAULT_HOST,
           port: int = 8000, api_key: Optional[str] = None, limits: ServerLimits = ServerLimits(),
           log_level: str = "info", allowed_hosts: Sequence[str] = (), insecure_no_auth: bool = False,
           reranker: Optional[ModelSpec] = None, rerank_depth: int = DEFAULT_RERANK_DEPTH) -> None:
     """Load the model (and index), then serve them with uvicorn until interrupted.
 
-    Loading errors (:class:`~koembed.errors.KoembedError`) are raised before anything binds. The index is
+    Loading errors (:class:`~koembed.errors.KoembedError`) are raised before anything binds, and the model,
+    Kiwi and the index are warmed up (:func:`warm_up`) before it binds. The index is
     checked against the model (:func:`koembed.index.load_index`). Binds to 127.0.0.1 unless told otherwise;
     another interface without an API key (``api_key`` or :data:`API_KEY_ENV`) is a
     :class:`~koembed.errors.ServeError` unless ``insecure_no_auth``; a keyless server answers only requests
@@ -182,6 +197,7 @@ def serve(model: ModelSpec, index_dir: Union[str, Path, None] = None, *, host: s
     encoder = load_model(model)
     index = load_index(index_dir, encoder=encoder) if index_dir is not None else None
     cross_encoder = load_reranker(reranker) if reranker is not None else None
+    warm_up(encoder, index)
     app = create_app(encoder, model.name, index=index, api_key=api_key, limits=limits, allowed_hosts=allowed_hosts,
                      reranker=cross_encoder, reranker_name=reranker.name if reranker is not None else None,
                      rerank_depth=rerank_depth)

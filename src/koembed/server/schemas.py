@@ -89,14 +89,15 @@ class _QueryText(BaseModel):
 
 
 class SearchRequest(_QueryText):
-    """A query on the loaded index; ``mode`` as :meth:`koembed.index.Index.search` takes it; ``rerank``: rescore
+    """A query on the loaded index; ``mode`` as :meth:`koembed.index.Index.search` takes it (None: the mode the
+    index recorded, :func:`koembed.index.default_mode`); ``rerank``: rescore
     the top ``--rerank-depth`` hits with the server's reranker."""
 
     model_config = ConfigDict(extra="forbid")
 
     query: Annotated[StrictStr, Field(min_length=1)]
     k: Annotated[StrictInt, Field(ge=1, le=MAX_SEARCH_K)] = 10
-    mode: Literal["dense", "bm25", "hybrid", "sparse", "colbert", "m3"] = "hybrid"
+    mode: Literal["dense", "bm25", "hybrid", "sparse", "colbert", "m3"] | None = None
     rerank: StrictBool = False
     highlight: StrictBool = False  # add each hit's spans of the query's Kiwi morphemes (the playground's view)
 

@@ -17,7 +17,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Union
 
 from koembed.errors import KoembedError, SpecError
-from koembed.index import SearchIndex
+from koembed.index import SearchIndex, default_mode
 from koembed.models import EncodeOptions, Encoder, length_limit
 from koembed.models.token_ids import encode_inputs
 from koembed.ranking import Hit, hit_rows
@@ -180,8 +180,9 @@ class Service:
         tokens = (await self._checked_tokens([request.query], "query", single=True, truncate=False))[0]
         depth = first_stage_depth(request.k, self.rerank_depth, cross_encoder is not None)
         self.batcher.admit(tokens)  # the query's embedding needs the model: not while the queue is full
+        mode = request.mode or default_mode(index.manifest)  # none asked for: the one the index recorded
         try:
-            hits, texts = await index_calls(_hits_and_texts, index, request.query, depth, request.mode)
+            hits, texts = await index_calls(_hits_and_texts, index, request.query, depth, mode)
             if cross_encoder is not None:
                 hits = (await self.batcher.run(rerank_hits, cross_encoder, [request.query], [hits], texts.__getitem__,
                                                request.k, self.rerank_depth, self.options,
@@ -191,7 +192,7 @@ class Service:
         except KoembedError as exc:
             log.error("search failed: %s", exc)
             raise ApiError(500, f"search failed: {exc}", code="search_failed") from exc
-        body: dict[str, Any] = {"query": request.query, "mode": request.mode, "k": request.k,
+        body: dict[str, Any] = {"query": request.query, "mode": mode, "k": request.k,
                                 "rerank": request.rerank, "hits": hit_rows(hits, texts.__getitem__)}
         if request.highlight:
             body["morphemes"], body["hits"] = await self.batcher.run(highlight_rows, request.query, body["hits"],
@@ -209,6 +210,7 @@ class Service:
                 "dimension": self.dimension, "max_input_tokens": self.max_tokens,
                 "index_loaded": self.index is not None,
                 "index_passages": len(self.index) if self.index is not None else 0, "index": index,
+                "search_mode": default_mode(self.index.manifest) if self.index is not None else None,
                 "reranker": self.reranker_name if reranking else None,
                 "rerank_depth": self.rerank_depth if reranking else None,
                 "batching": self.limits.batching, "queue_size": self.batcher.queued_texts,

@@ -74,6 +74,12 @@
       MODES[0].label = `Lexical: ${health.lexical || "bm25"} (Kiwi)`;
       MODES[2].label = `Hybrid: ${fusionLabel(health.fusion)}`;
       columns = health.reranker ? [...MODES, RERANK] : MODES.slice();
+      // The index's recorded search mode (what /search does without one) comes first, marked as the default.
+      const recorded = columns.find((column) => column.id === health.search_mode);
+      if (recorded) {
+        columns = [{...recorded, label: `${recorded.label} (index default)`},
+                   ...columns.filter((column) => column !== recorded)];
+      }
       const parts = [`model ${health.model}`,
                      health.index_loaded ? `${health.index_passages} passages`
                                          : "no index: start koembed serve with --index DIR"];
