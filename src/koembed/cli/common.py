@@ -34,9 +34,11 @@ PrecisionOpt = Annotated[str, typer.Option(
     "bf16-capable GPUs, else fp32). Embeddings are float32 either way. Default: auto where speed matters (encode, "
     "index build, serve), fp32 where metrics must be exact and comparable (bench, eval).")]
 BackendOpt = Annotated[str, typer.Option(
-    help="torch, onnx (onnxruntime, fp32) or onnx-int8 (onnxruntime, int8 weights). ONNX runs on the CPU; a "
-    "torch model is exported once into ~/.cache/koembed ($KOEMBED_CACHE_DIR). A koembed export folder runs "
-    "as the backend it was exported for.")]
+    help="torch, onnx (onnxruntime, fp32), onnx-int8 (onnxruntime, int8 weights), openvino (OpenVINO, fp32 or "
+    "bf16 per --precision), openvino-int8 (OpenVINO, int8 weights) or auto (the fastest setting measured for this "
+    "device and CPU; what it picked is recorded). The graph backends run on the CPU; a torch model is exported "
+    "once into ~/.cache/koembed ($KOEMBED_CACHE_DIR). A koembed export folder runs as the backend it was "
+    "exported for. Default: auto where speed matters (encode, index build, serve), torch for bench and eval.")]
 DeviceOpt = Annotated[Optional[str], typer.Option(help="torch device (default: auto).")]
 BatchSizeOpt = Annotated[int, typer.Option(min=1, help="Encoding batch size (dense models).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]

@@ -89,7 +89,7 @@ def encode(
     out: Annotated[Path, typer.Option(help="Output folder; shard i of n goes to OUT/shard-i-of-n/.")],
     shard: Annotated[str, typer.Option(help="i/n: encode shard i (from 0) of n contiguous shards.")] = "0/1",
     precision: PrecisionOpt = "auto",
-    backend: BackendOpt = "torch",
+    backend: BackendOpt = "auto",
     dtype: Annotated[str, typer.Option(help="Stored vectors: float32 or float16 (half the disk).")] = "float32",
     chunk_size: Annotated[int, typer.Option(min=1, help="Passages per chunk file (the unit of resuming).")] = 4096,
     batch_size: BatchSizeOpt = 32,
@@ -168,7 +168,7 @@ def index_build(
         "--from-embeddings", help="Take the vectors from koembed encode output instead of encoding (repeatable: "
         "one folder per machine). All shards of one run must be there, made by --model from --corpus.")] = None,
     precision: PrecisionOpt = "auto",
-    backend: BackendOpt = "torch",
+    backend: BackendOpt = "auto",
     query_prompt: QueryPromptOpt = None,
     passage_prompt: PassagePromptOpt = None,
     qdrant: Optional[dict] = None,

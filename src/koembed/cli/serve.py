@@ -58,7 +58,7 @@ def serve(
                                               "comparison).")] = False,
     device: DeviceOpt = None,
     precision: PrecisionOpt = "auto",
-    backend: BackendOpt = "torch",
+    backend: BackendOpt = "auto",
     reranker: Annotated[Optional[str], typer.Option(
         help="Cross-encoder (hub id or folder) for POST /v1/rerank and /search with \"rerank\": true.")] = None,
     rerank_depth: RerankDepthOpt = 50,
