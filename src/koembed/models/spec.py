@@ -140,7 +140,7 @@ class ProgressFromOptions:
 
 @runtime_checkable
 class Encoder(Protocol):
-    """What koembed uses of a loaded model: a ``SentenceTransformer`` or a :class:`koembed.models.onnx.OnnxEncoder`.
+    """What koembed uses of a loaded model: a ``SentenceTransformer`` or a :class:`koembed.models.onnx.GraphEncoder`.
 
     ``encode`` as sentence-transformers defines it; ``tokenizer`` a Hugging Face tokenizer;
     ``max_seq_length`` the truncation length (settable).
