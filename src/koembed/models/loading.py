@@ -43,9 +43,9 @@ def load_model(model: ModelSpec | str, **settings: Any) -> Encoder:
     ``backend`` ``onnx``/``onnx-int8`` returns a :class:`koembed.models.onnx.OnnxEncoder` (CPU only, fp32 or int8
     weights), exported once into the koembed cache; ``openvino``/``openvino-int8`` a
     :class:`koembed.models.openvino.OpenVinoEncoder` on the same cached fp32 export; a ``koembed export`` folder
-    loads as the backend it was exported for (or with OpenVINO, for an ``onnx`` export). ``auto`` (the default)
-    is the fastest setting measured for the device and CPU (:func:`koembed.models.precision.auto_setting`). ``query_prompt`` / ``passage_prompt`` replace the model's own prompts
-    (:mod:`koembed.models.prompts`).
+    loads as the backend it was exported for (or with OpenVINO, for an ``onnx`` export). ``auto`` (the default) is
+    the fastest setting measured for the device and CPU (:func:`koembed.models.precision.auto_setting`).
+    ``query_prompt`` / ``passage_prompt`` replace the model's own prompts (:mod:`koembed.models.prompts`).
     """
     spec = ModelSpec.of(model, **settings)
     plan = resolve(spec)

@@ -27,9 +27,10 @@ GRAPH_BACKENDS = (*ONNX_BACKENDS, *OPENVINO_BACKENDS)
 class RunSettings:
     """How to run a model, whichever model it is: what a command's options say before (or without) naming one.
 
-    ``precision``: weights in fp32, bf16, fp16 (CUDA only) or ``auto`` (:func:`koembed.models.precision.resolve`).
-    ``backend``: torch, onnx, onnx-int8, openvino, openvino-int8 (the graph backends run on the CPU) or ``auto``
-    (the fastest setting measured for this device and CPU: :data:`koembed.models.precision.AUTO`). ``device``: a torch device, None for sentence-transformers'
+    ``precision``: weights in fp32, bf16, fp16 (CUDA only) or ``auto``; ``backend``: torch, onnx, onnx-int8,
+    openvino, openvino-int8 (the graph backends run on the CPU) or ``auto`` (both ``auto``, the default: the
+    fastest setting measured for this device and CPU, :func:`koembed.models.precision.auto_setting`; decided by
+    :func:`koembed.models.precision.resolve`). ``device``: a torch device, None for sentence-transformers'
     choice. ``max_seq_length``: truncation length, None for the model's own. ``pooling``: for a plain Hugging Face
     encoder folder, how it is wrapped (CLS, as BGE-m3). ``query_prompt`` / ``passage_prompt``: text put before
     every query / passage (e5's ``"query: "``); None uses the prompts the model's
