@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# CPU build of torch (the pinned version); see README for the CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test,scale,mteb]'
+	$(PY) -m pip install -q -e '.[test,scale,mteb,openvino]'
 	# Byte-compile the sources, as pip does for a regular install (an editable one does not): `koembed --help`
 	# then starts without compiling ~50 modules, also where PYTHONDONTWRITEBYTECODE is set.
 	$(PY) -m compileall -q src

@@ -2,6 +2,8 @@
 on short and long Korean passages, with the ndcg@10 change of exactly the timed embeddings.
 
     python bench/encode_speed.py --model minilm --out out/encode_speed.json   # ~28 min on 2 busy cores
+    python bench/encode_speed.py --model minilm --corpora long --passages 8 --max-lengths 256 --rounds 2 \
+        --calibration 32 --settings plain-fp32,plain-bf16,onnx-int8,openvino,openvino-int8,openvino-int8-ptq,auto
     python bench/encode_speed.py --model bge-m3-random --corpora long --passages 8 --max-lengths 256 \\
         --rounds 2 --settings plain-fp32,plain-bf16,bf16,bf16-compile,onnx-int8 --out out/encode_speed_large.json
 
@@ -17,7 +19,11 @@ Settings: ``plain-fp32`` = ``SentenceTransformer.encode`` (the baseline), ``plai
 ``fp32``, ``bf16`` (what ``--precision auto`` picks on a CPU with AVX512-BF16/AMX), ``bf16-compile`` /
 ``fp32-compile`` (the model's transformer through ``torch.compile``: inductor, ``freezing``, dynamic shapes; tried
 here, not a koembed option: it did not win, docs/BENCHMARKS.md), ``onnx-int8`` (``--backend onnx-int8``:
-dynamic int8) and ``onnx-int8-static`` / ``onnx-int8-static-pct`` (tried here, not a koembed option: it did not
+dynamic int8), ``openvino`` / ``openvino-bf16`` / ``openvino-int8`` (``--backend openvino[-int8]``: the ``onnx``
+export run by OpenVINO in fp32, bf16, or with NNCF int8 weights), ``auto`` (what koembed's defaults, backend and
+precision ``auto``, pick on this machine; the setting it resolved to is printed), ``openvino-int8-ptq`` (tried
+here, not a koembed option: NNCF's post-training quantisation, int8 activations too, calibrated like
+``onnx-int8-static``) and ``onnx-int8-static`` / ``onnx-int8-static-pct`` (tried here, not a koembed option: it did not
 win, docs/BENCHMARKS.md): the ``--backend onnx`` export through onnxruntime's ``quantize_static`` (QDQ,
 per-channel int8 weights, uint8 activations of the weight MatMuls with ranges calibrated, MinMax on
 ``--calibration`` / Percentile on ``--calibration-percentile`` passages, at the largest max length; the passages
@@ -49,8 +55,11 @@ SETTINGS = {  # name -> (plain sentence-transformers?, precision, backend)
     "fp32": (False, "fp32", "torch"), "bf16": (False, "bf16", "torch"),
     "bf16-compile": (False, "bf16", "compile"), "fp32-compile": (False, "fp32", "compile"),
     "onnx-int8": (False, "fp32", "onnx-int8"), "onnx-int8-static": (False, "fp32", "onnx-int8-static"),
-    "onnx-int8-static-pct": (False, "fp32", "onnx-int8-static")}
-DEFAULT_SETTINGS = "plain-fp32,plain-bf16,fp32,bf16,bf16-compile,onnx-int8"
+    "onnx-int8-static-pct": (False, "fp32", "onnx-int8-static"),
+    "openvino": (False, "fp32", "openvino"), "openvino-bf16": (False, "bf16", "openvino"),
+    "openvino-int8": (False, "fp32", "openvino-int8"), "openvino-int8-ptq": (False, "fp32", "openvino-int8-ptq"),
+    "auto": (False, "auto", "auto")}
+DEFAULT_SETTINGS = "plain-fp32,plain-bf16,fp32,bf16,onnx-int8,openvino,openvino-int8,auto"
 
 
 def long_passages(n: int, seed: int = 0) -> tuple[dict[str, str], dict[str, str], dict[str, list[list[str]]]]:
@@ -159,6 +168,30 @@ def static_int8(name: str, texts: list[str], max_length: int, folder: Path, meth
     return encoder
 
 
+def openvino_ptq(name: str, texts: list[str], max_length: int):
+    """Setting ``openvino-int8-ptq`` (bench only): koembed's ``openvino`` encoder with its graph replaced by NNCF's
+    post-training quantisation of it (``nncf.quantize``, transformer preset: int8 weights and activations, ranges
+    calibrated on ``texts`` at ``max_length``, batches of 8)."""
+    import nncf
+    import numpy as np
+    import openvino as ov
+
+    from koembed.models import load_model
+
+    encoder = load_model(name, backend="openvino", precision="fp32")
+    batches = []
+    for i in range(0, len(texts), 8):
+        enc = encoder.tokenizer(texts[i: i + 8], padding=True, truncation=True, max_length=max_length,
+                                return_tensors="np")
+        batches.append({k: np.asarray(enc[k], dtype=np.int64) for k in encoder.inputs})
+    core = ov.Core()
+    quantized = nncf.quantize(core.read_model(str(encoder.graph)), nncf.Dataset(batches),
+                              model_type=nncf.ModelType.TRANSFORMER, subset_size=len(texts))
+    encoder.compiled = core.compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
+                                                             "PERFORMANCE_HINT": "LATENCY"})
+    return encoder
+
+
 def compile_transformer(model):
     """``torch.compile`` (inductor, weights frozen as constants, dynamic batch and sequence shapes) on the
     ``forward`` of the Hugging Face model inside sentence-transformers' Transformer module: that module calls
@@ -214,6 +247,14 @@ def main() -> None:
                                           scratch / setting, "Percentile" if pct else "MinMax")
             setup[setting] = time.perf_counter() - start
             continue
+        if backend == "openvino-int8-ptq":
+            models[setting] = openvino_ptq(name, calibration_texts(args.calibration), max(args.max_lengths))
+            setup[setting] = time.perf_counter() - start
+            continue
+        if backend == "auto":
+            from koembed.models import ModelSpec, resolve
+
+            print(f"auto resolves to {resolve(ModelSpec(name, precision='auto', backend='auto'))}", flush=True)
         model = load_model(name, precision="fp32" if plain else precision,
                            backend="torch" if backend == "compile" else backend)
         if plain and precision == "bf16":
@@ -230,7 +271,11 @@ def main() -> None:
         return encode(model, texts, batch_size=32, show_progress=False)
 
     rows = []
-    print(f"model {args.model}; torch threads {torch.get_num_threads()}; load {os.getloadavg()}", flush=True)
+    from koembed.models.precision import cpu_flags
+
+    features = sorted(cpu_flags() & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16"})
+    print(f"model {args.model}; torch threads {torch.get_num_threads()}; CPU {features}; load {os.getloadavg()}",
+          flush=True)
     for corpus_name in [c for c in args.corpora.split(",") if c]:
         rs = load_corpus(corpus_name, args.passages)
         texts, queries = list(rs.corpus.values()), [rs.queries[q] for q in rs.query_ids]
@@ -250,6 +295,8 @@ def main() -> None:
                     embeddings[setting] = run(setting, texts, max_length)
                     wall[setting].append(time.perf_counter() - w)
                     cpu[setting].append(time.process_time() - c)
+                    print(f"  {rs.name} {max_length} round {r}: {setting} {wall[setting][-1]:.1f} s wall, "
+                          f"{cpu[setting][-1]:.1f} s CPU", flush=True)
             for setting in chosen:
                 q = run(setting, queries, max_length)
                 ranks = id_ranks(rs.doc_ids)

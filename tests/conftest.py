@@ -9,6 +9,23 @@ import pytest
 from tests.helpers import KORQUAD, require_shared
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _export_cache(tmp_path_factory):
+    """Graph exports (``--backend onnx``/``openvino``, and ``auto`` where it picks one) go to a per-session folder,
+    never to the user's ~/.cache/koembed."""
+    import os
+
+    from koembed.models.onnx import CACHE_ENV
+
+    previous = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("koembed-cache"))
+    yield
+    if previous is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = previous
+
+
 @pytest.fixture(scope="session")
 def korquad_path() -> Path:
     return require_shared(KORQUAD)
@@ -31,10 +48,11 @@ def sample():
 
 @pytest.fixture(scope="module")
 def model(tiny_model_dir):
-    """The tiny XLM-R loaded (fp32), once per test module: modules that change it do not leak into others."""
-    from koembed.models import load_model
+    """The tiny XLM-R loaded (fp32 torch, whatever ``auto`` picks on this CPU), once per test module: modules that
+    change it do not leak into others."""
+    from koembed.models import EXACT, ModelSpec, load_model
 
-    return load_model(str(tiny_model_dir))
+    return load_model(ModelSpec(str(tiny_model_dir), EXACT))
 
 
 @pytest.fixture(scope="module")

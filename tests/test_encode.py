@@ -80,7 +80,7 @@ def test_bf16_embeddings_are_close_to_fp32_and_float32(tiny_model_dir, docs, ref
     assert cosine.min() > 0.99
 
 
-def test_default_precision_is_fp32(model):
+def test_exact_settings_are_fp32_torch(model):
     assert models.model_precision(model) == "fp32"
 
 
@@ -335,4 +335,4 @@ def test_encode_runs_in_auto_precision_by_default(tiny_model_dir, corpus_file, t
     result = cli("encode", "--model", tiny_model_dir, "--corpus", corpus_file, "--out", tmp_path / "e", "--quiet")
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "e" / "shard-0-of-1" / "manifest.json").read_text(encoding="utf-8"))
-    assert manifest["precision"] == models.resolve_precision("auto", None)  # bf16 where the CPU has it
+    assert manifest["precision"] == models.expected_precision(ModelSpec(str(tiny_model_dir)))  # the Python default

@@ -18,7 +18,7 @@ from koembed.models.embed import token_budget_batches
 def test_tiny_model_is_the_bge_m3_architecture(tiny_model_dir):
     from transformers import AutoModel, AutoTokenizer
 
-    model = models.load_model(str(tiny_model_dir))
+    model = models.load_model(str(tiny_model_dir), backend="torch")
     assert type(model[0].model).__name__ == "XLMRobertaModel"
     assert model[1].get_config_dict()["pooling_mode"] == "cls"
     texts = ["전세 보증금을 돌려받지 못했어요", "여권 재발급 준비물", "짧은 글"]
@@ -35,7 +35,7 @@ def test_tiny_model_is_the_bge_m3_architecture(tiny_model_dir):
 
 
 def test_encode_keeps_input_order_and_max_seq_length_is_per_call(tiny_model_dir):
-    model = models.load_model(str(tiny_model_dir))
+    model = models.load_model(str(tiny_model_dir), backend="torch")
     texts = ["가" * 5, "나라의 역사와 문화에 관한 아주 긴 문장입니다 " * 6, "다"]
     all_at_once = models.encode(model, texts, batch_size=2, show_progress=False)
     one_by_one = np.stack([models.encode(model, [t], show_progress=False)[0] for t in texts])
@@ -52,9 +52,9 @@ def test_plain_encoder_folder_is_wrapped_with_cls_pooling(tiny_model_dir, tmp_pa
 
     AutoModel.from_pretrained(str(tiny_model_dir)).save_pretrained(tmp_path / "enc")
     AutoTokenizer.from_pretrained(str(tiny_model_dir)).save_pretrained(tmp_path / "enc")
-    wrapped = models.load_model(str(tmp_path / "enc"))
+    wrapped = models.load_model(str(tmp_path / "enc"), backend="torch")
     assert [type(m).__name__ for m in wrapped] == ["Transformer", "Pooling", "Normalize"]
-    original = models.load_model(str(tiny_model_dir))
+    original = models.load_model(str(tiny_model_dir), backend="torch")
     np.testing.assert_allclose(models.encode(wrapped, ["보증금"], show_progress=False),
                                models.encode(original, ["보증금"], show_progress=False), atol=1e-6)
 
@@ -115,7 +115,7 @@ def test_token_budget_batches_respect_the_budget():
 
 
 def test_token_budget_encoding_equals_fixed_batches(tiny_model_dir, monkeypatch):
-    model = models.load_model(str(tiny_model_dir))
+    model = models.load_model(str(tiny_model_dir), backend="torch")
     texts = ["짧은 질문"] * 5 + ["나라의 역사와 문화에 관한 아주 긴 문장입니다 " * 8] * 3 + ["보증금 반환 절차 안내"] * 4
     expected = models.encode(model, texts, batch_size=4, show_progress=False)
     sizes = []

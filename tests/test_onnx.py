@@ -37,7 +37,7 @@ def _cache(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="module")
 def torch_model():
-    return load_model("minilm")
+    return load_model("minilm", backend="torch", precision="fp32")
 
 
 @pytest.fixture(scope="module")
@@ -105,14 +105,14 @@ def test_backend_option_exports_once_into_the_cache(torch_model, reference, text
     second = load_model("minilm", backend="onnx", max_seq_length=16)
     assert (folders[0] / "model.onnx").stat().st_mtime_ns == stamp  # reused, not exported again
     np.testing.assert_allclose(encode(first, texts, show_progress=False), reference, atol=1e-4)
-    short = load_model("minilm", max_seq_length=16)
+    short = load_model("minilm", max_seq_length=16, backend="torch", precision="fp32")
     np.testing.assert_allclose(encode(second, texts, show_progress=False),
                                encode(short, texts, show_progress=False), atol=1e-4)
 
 
 def test_tiny_xlmr_export_has_no_token_types_and_matches(tiny_model_dir, tmp_path, sample):
     texts = list(sample.queries.values())[:40]
-    torch_model = load_model(str(tiny_model_dir))
+    torch_model = load_model(str(tiny_model_dir), backend="torch", precision="fp32")
     export_model(str(tiny_model_dir), tmp_path / "x", backend="onnx", check_texts=texts)
     exported = load_model(str(tmp_path / "x"))
     assert exported.inputs == ["input_ids", "attention_mask"]

@@ -37,9 +37,12 @@ PrecisionOpt = Annotated[str, typer.Option(
     "bf16-capable GPUs, else fp32). Embeddings are float32 either way. Default: auto where speed matters (encode, "
     "index build, serve), fp32 where metrics must be exact and comparable (bench, eval).", metavar="PRECISION")]
 BackendOpt = Annotated[str, typer.Option(
-    help="torch, onnx (onnxruntime, fp32) or onnx-int8 (onnxruntime, int8 weights). ONNX runs on the CPU; a "
-    "torch model is exported once into ~/.cache/koembed ($KOEMBED_CACHE_DIR). A koembed export folder runs "
-    "as the backend it was exported for.", metavar="BACKEND")]
+    help="torch, onnx (onnxruntime, fp32), onnx-int8 (onnxruntime, int8 weights), openvino (OpenVINO, fp32 or "
+    "bf16 per --precision), openvino-int8 (OpenVINO, int8 weights) or auto (the fastest setting measured for this "
+    "device and CPU; what it picked is recorded). The graph backends run on the CPU; a torch model is exported "
+    "once into ~/.cache/koembed ($KOEMBED_CACHE_DIR). A koembed export folder runs as the backend it was "
+    "exported for. Default: auto where speed matters (encode, index build, serve), torch for bench and eval.",
+    metavar="BACKEND")]
 DeviceOpt = Annotated[Optional[str], typer.Option(help="torch device (default: auto).", metavar="DEVICE")]
 BatchSizeOpt = Annotated[int, typer.Option(min=1, help="Encoding batch size (dense models).", metavar="N")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
@@ -134,16 +137,20 @@ def with_qdrant_options(store: str = "faiss") -> Callable[[Callable[..., Any]], 
     return lambda command: _replace_parameter(command, "qdrant", options, dict)
 
 
-def with_model_options(*names: str, precision: str = "fp32") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def with_model_options(*names: str, precision: str = "fp32", backend: str = "torch"
+                       ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Give a command the model options ``names`` of :data:`MODEL_OPTIONS` (declared once here; ``--precision``
-    defaulting to ``precision``). With ``"model"`` in ``names`` they replace the command's ``model`` parameter,
+    defaulting to ``precision``, ``--backend`` to ``backend``). With ``"model"`` in ``names`` they replace the
+    command's ``model`` parameter,
     which receives one :class:`~koembed.models.ModelSpec` (:func:`model_spec`); without it, its ``settings``
     parameter, which receives :class:`~koembed.models.RunSettings` (:func:`run_settings`): how to run the models
     that the retriever specs name."""
     unknown = set(names) - set(MODEL_OPTIONS)
     if unknown:
         raise TypeError(f"no such model options: {sorted(unknown)}")
-    options = {name: (PrecisionOpt, precision) if name == "precision" else MODEL_OPTIONS[name] for name in names}
+    defaults = {"precision": precision, "backend": backend}
+    options = {name: (MODEL_OPTIONS[name][0], defaults[name]) if name in defaults else MODEL_OPTIONS[name]
+               for name in names}
     if "model" in names:
         return lambda command: _replace_parameter(command, "model", options, lambda values: model_spec(**values))
     return lambda command: _replace_parameter(command, "settings", options, lambda values: run_settings(**values))

@@ -80,7 +80,8 @@ def _built(out: Path, manifest) -> str:
 
 
 @exits_on_error()
-@with_model_options("model", "precision", "backend", "device", "passage_prompt", precision="auto")
+@with_model_options("model", "precision", "backend", "device", "passage_prompt", precision="auto",
+                    backend="auto")
 def encode(
     model: ModelSpec,
     corpus: Annotated[str, typer.Option(help="Passages: a .jsonl/.parquet/.csv id/text file or any retrieval "
@@ -143,7 +144,8 @@ def export(
 
 
 @exits_on_error()
-@with_model_options("model", "precision", "backend", "query_prompt", "passage_prompt", precision="auto")
+@with_model_options("model", "precision", "backend", "query_prompt", "passage_prompt", precision="auto",
+                    backend="auto")
 @with_qdrant_options("faiss")
 def index_build(
     model: ModelSpec,

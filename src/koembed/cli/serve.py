@@ -24,7 +24,7 @@ from koembed.version import __version__
 
 
 @exits_on_error(ValueError)
-@with_model_options("model", "device", "precision", "backend", precision="auto")
+@with_model_options("model", "device", "precision", "backend", precision="auto", backend="auto")
 def serve(
     model: ModelSpec,
     index: Annotated[Optional[Path], typer.Option(

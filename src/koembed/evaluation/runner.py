@@ -19,7 +19,7 @@ from koembed.evaluation.metrics import (
     ir_metrics,
 )
 from koembed.evaluation.metrics.tables import SIMILARITIES
-from koembed.models import EncodeOptions, ModelSpec, RunSettings, load_model
+from koembed.models import EXACT, EncodeOptions, ModelSpec, RunSettings, load_model
 from koembed.ranking import Hit
 from koembed.retrieval.dense import DenseRetriever
 from koembed.retrieval.factory import RetrieverFactory
@@ -63,7 +63,7 @@ def score_run(rs: RetrievalSet, hits: dict[str, list[Hit]], top_k: Sequence[int]
 
 
 def run_bench(rs: RetrievalSet, specs: Sequence[str], top_k: Sequence[int] = AUTORAG_TOP_K,
-              settings: RunSettings = RunSettings(), options: EncodeOptions = EncodeOptions(),
+              settings: RunSettings = EXACT, options: EncodeOptions = EncodeOptions(),
               cache_dir: str | Path | None = None, rerank_depth: int = DEFAULT_RERANK_DEPTH
               ) -> list[RetrieverResult]:
     """Fit and run each retriever spec on ``rs`` and score it. Dense models are loaded once per bench and run as
@@ -106,7 +106,7 @@ def retriever_prompts(retriever: object) -> dict[str, dict[str, str]]:
 def evaluate_model(rs: RetrievalSet, model: ModelSpec | str, options: EncodeOptions = EncodeOptions()
                    ) -> dict[str, float]:
     """The card's IR suite for one model, for cosine and dot similarity (``cosine_ndcg@10``, ``dot_mrr@10``...)."""
-    spec = ModelSpec.of(model)
+    spec = ModelSpec(model, EXACT) if isinstance(model, str) else model  # eval's default: exact fp32
     dense = DenseRetriever(load_model(spec), name=spec.name, similarity="cosine", options=options)
     dense.fit(rs.doc_ids, list(rs.corpus.values()))
     qids = rs.query_ids

@@ -65,7 +65,7 @@ def checked_encoder(encoder: Encoder | None, manifest: IndexManifest, index_dir:
     if encoder is None:
         label = record["name"]
         encoder = load_model(ModelSpec(record["resolved"] if record["local"] else record["name"], device=device,
-                                       backend=record.get("backend", "torch")))
+                                       backend=record.get("backend", "torch"), precision="fp32"))
     else:
         label = type(encoder).__name__
     vector = probe(encoder)

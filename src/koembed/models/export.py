@@ -14,7 +14,7 @@ from koembed.models.embed import encode
 from koembed.models.loading import load_model
 from koembed.models.locate import model_identity
 from koembed.models.onnx import OnnxEncoder, export_backend, export_onnx, is_export
-from koembed.models.spec import ONNX_BACKENDS
+from koembed.models.spec import EXACT, ONNX_BACKENDS, ModelSpec
 from koembed.models.static import static_module
 
 EXPORT_BACKENDS = (*ONNX_BACKENDS, "model2vec")
@@ -39,7 +39,7 @@ def export_model(name: str, out_dir: str | Path, backend: str = "onnx-int8", ove
     if backend not in EXPORT_BACKENDS:
         raise ModelLoadError(f"unknown export backend {backend!r}: use {', '.join(EXPORT_BACKENDS)}")
     require_empty_folder(out_dir, ModelLoadError, overwrite)
-    source = load_model(name, device="cpu")
+    source = load_model(ModelSpec(name, EXACT, device="cpu"))  # the fp32 torch model the copy is made of
     static = static_module(source) is not None
     if static != (backend == "model2vec"):
         raise ModelLoadError(f"{name} is a static model: export it with --backend model2vec (an ONNX graph would "

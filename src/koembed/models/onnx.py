@@ -213,7 +213,9 @@ class GraphEncoder:
     ``encode`` returns float32 embeddings exactly as the exported pipeline computes them (normalised if the
     model normalises). ``max_seq_length`` may be changed between calls (truncation happens in the
     tokenizer); it cannot exceed the exported model's position table. The graph files' sha256 are checked on
-    load (a few seconds for bge-m3's 2.2 GB). ``backend`` is what stored embeddings record (``onnx-int8``).
+    load (a few seconds for bge-m3's 2.2 GB). ``backend`` is what runs it (``onnx-int8``: what an index records
+    to reload it), ``label`` what stored embeddings record as its precision (the backend, unless a runtime
+    says more: ``openvino-bf16``).
     A runtime implements :meth:`_run` (one padded batch of int64 inputs -> embeddings).
     """
 
@@ -242,6 +244,10 @@ class GraphEncoder:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.folder)!r}, backend={self.backend!r})"
+
+    @property
+    def label(self) -> str:
+        return self.backend
 
     def get_embedding_dimension(self) -> int:
         return int(self.meta["dimension"])

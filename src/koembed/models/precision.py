@@ -8,13 +8,23 @@ the store.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from koembed.errors import ModelLoadError
-from koembed.models.locate import local_folder
-from koembed.models.onnx import export_backend, is_export
-from koembed.models.spec import BACKENDS, ONNX_BACKENDS, PRECISIONS, Encoder, ModelSpec, RunSettings
+from koembed.models.locate import SPARSE_HEAD, local_folder
+from koembed.models.onnx import GraphEncoder, export_backend, is_export
+from koembed.models.spec import (
+    BACKENDS,
+    GRAPH_BACKENDS,
+    ONNX_BACKENDS,
+    OPENVINO_BACKENDS,
+    PRECISIONS,
+    Encoder,
+    ModelSpec,
+    RunSettings,
+)
 from koembed.models.static import is_static_folder
 
 CPUINFO = Path("/proc/cpuinfo")
@@ -74,9 +84,9 @@ def resolve_precision(precision: str, device: str | None) -> str:
 
 @dataclass(frozen=True)
 class Resolved:
-    """How a model will run: ``backend`` (torch, onnx, onnx-int8), ``precision`` of its weights (fp32, bf16, fp16
-    for torch; fp32 or int8 for the graphs), whether it is ``static`` (a table lookup), and the ``export`` folder it
-    is (a ``koembed export`` folder), if it is one."""
+    """How a model will run: ``backend`` (torch, onnx, onnx-int8, openvino, openvino-int8), ``precision`` of its
+    weights (fp32, bf16, fp16 for torch; fp32 or bf16 for openvino; fp32 or int8 for the others), whether it is
+    ``static`` (a table lookup), and the ``export`` folder it is (a ``koembed export`` folder), if it is one."""
 
     backend: str
     precision: str
@@ -86,42 +96,73 @@ class Resolved:
     @property
     def label(self) -> str:
         """What stored embeddings record and :func:`model_precision` reports: the torch precision (``bf16``), or
-        the graph backend (``onnx-int8``)."""
-        return self.precision if self.backend == "torch" else self.backend
+        the graph backend (``onnx-int8``; ``openvino-bf16`` for OpenVINO in bf16)."""
+        if self.backend == "torch":
+            return self.precision
+        if self.backend == "openvino" and self.precision != "fp32":
+            return f"openvino-{self.precision}"
+        return self.backend
 
 
 STATIC_GRAPH = ("{name} is a static model: encoding it is a table lookup, which no ONNX graph makes faster; run it "
                 "with --backend torch (koembed export --backend model2vec writes a copy that runs with numpy alone)")
+# backend ``auto`` on a CPU, by what it computes natively: the fastest setting measured whose embeddings stay within
+# cosine 0.99 of fp32 (ndcg@10 within 0.01), docs/BENCHMARKS.md. AMX: torch bf16 3.2x plain fp32 on MiniLM, 4.6x at
+# bge-m3's size; AVX512-BF16 without AMX: torch bf16 1.5x-1.8x (onnx-int8 is faster there but moves embeddings to
+# cosine 0.97-0.98); AVX2 (AMD Zen 3, no AVX-512, no bf16, no VNNI): see AUTO_AVX2.
+AUTO_BF16 = ("torch", "bf16")
+AUTO_AVX2 = ("openvino", "fp32")
+
+
+def auto_setting(device: str | None, static: bool = False) -> tuple[str, str]:
+    """(backend, precision) that backend ``auto`` and precision ``auto`` pick for a model on ``device``: torch
+    (``auto`` precision: bf16/fp16 where the GPU has it) off the CPU and for static models; on a CPU the measured
+    fastest for its features (:data:`AUTO_BF16`, :data:`AUTO_AVX2`); torch when the chosen runtime is not installed."""
+    if static or _device_type(device) != "cpu":
+        return "torch", "auto"
+    backend, precision = AUTO_BF16 if cpu_flags() & CPU_BF16_FLAGS else AUTO_AVX2
+    if backend in OPENVINO_BACKENDS and importlib.util.find_spec("openvino") is None:
+        return "torch", "auto"
+    return backend, precision
 
 
 def decide(settings: RunSettings, *, static: bool = False, exported: str | None = None) -> Resolved:
     """The rule of :func:`resolve` for a model already known to be ``static`` or an export for the graph backend
     ``exported``; a transformer by default. Bad settings are a :class:`ModelLoadError`.
 
-    torch: :func:`resolve_precision`, except that ``auto`` keeps a static model in fp32 (a lookup is no faster in
-    bf16). An export runs as the backend it was exported for (asking for the other graph backend is an error);
-    the graph backends run fp32 or int8 weights as exported, on the CPU, and refuse a static model.
+    ``auto`` backend with ``auto`` precision: :func:`auto_setting`; with an explicit precision: torch in that
+    precision. torch: :func:`resolve_precision`, except that ``auto`` keeps a static model in fp32 (a
+    lookup is no faster in bf16). An export runs as the backend it was exported for (asking for the other ONNX
+    backend is an error; openvino runs an ``onnx`` export). The graph backends run on the CPU and refuse a static
+    model; onnx/onnx-int8 and openvino-int8 run their weights as exported or compressed (``auto``/``fp32``
+    precision), openvino runs fp32 or bf16 (``auto``: bf16 on a CPU with AMX/AVX512-BF16).
     """
     if settings.backend not in BACKENDS:
         raise ModelLoadError(f"unknown backend {settings.backend!r}: use {', '.join(BACKENDS)}")
     if settings.precision not in PRECISIONS:
         raise ModelLoadError(f"unknown precision {settings.precision!r}: use {', '.join(PRECISIONS)}")
-    backend = settings.backend
+    backend, precision = settings.backend, settings.precision
     if exported is not None:
         if backend in ONNX_BACKENDS and backend != exported:
             raise ModelLoadError(f"it is a {exported} export; export it again with --backend {backend}, or load "
                                  "the original model")
-        backend = exported
+        if backend in OPENVINO_BACKENDS and exported != "onnx":
+            raise ModelLoadError(f"it is a {exported} export; OpenVINO runs the fp32 graph: export it with "
+                                 "--backend onnx")
+        backend = backend if backend in OPENVINO_BACKENDS else exported
+    elif backend == "auto":  # picks both, or with an explicit precision (a torch precision) the torch backend
+        backend, precision = auto_setting(settings.device, static) if precision == "auto" else ("torch", precision)
     if backend == "torch":
-        precision = "fp32" if static and settings.precision == "auto" else resolve_precision(settings.precision,
-                                                                                               settings.device)
+        precision = "fp32" if static and precision == "auto" else resolve_precision(precision, settings.device)
         return Resolved("torch", precision, static)
-    if settings.precision not in ("fp32", "auto"):
-        raise ModelLoadError(f"--precision {settings.precision} applies to the torch backend; {backend} runs "
-                             f"{'int8' if backend == 'onnx-int8' else 'fp32'} weights as exported")
     if settings.device is not None and not str(settings.device).startswith("cpu"):
-        raise ModelLoadError(f"{backend} runs on the CPU (onnxruntime CPU build); on {settings.device} use "
-                             "--backend torch with --precision bf16/fp16")
+        raise ModelLoadError(f"{backend} runs on the CPU; on {settings.device} use --backend torch with "
+                             "--precision bf16/fp16")
+    if backend == "openvino" and precision in ("fp32", "bf16", "auto"):
+        return Resolved(backend, resolve_precision(precision, "cpu"), static)
+    if precision not in ("fp32", "auto"):
+        raise ModelLoadError(f"--precision {precision} applies to the torch backend (and fp32/bf16 to openvino); "
+                             f"{backend} runs {'int8' if backend.endswith('-int8') else 'fp32'} weights")
     return Resolved(backend, "int8" if backend.endswith("-int8") else "fp32", static)
 
 
@@ -138,18 +179,22 @@ def resolve(spec: ModelSpec) -> Resolved:
             raise ModelLoadError(f"{spec.name}: {exc}") from None
     folder = local_folder(spec.name)
     static = folder is not None and is_static_folder(folder)
-    if static and spec.backend in ONNX_BACKENDS:
+    if static and spec.backend in GRAPH_BACKENDS:
         raise ModelLoadError(STATIC_GRAPH.format(name=spec.name))
+    if spec.backend == "auto" and folder is not None and (folder / SPARSE_HEAD).is_file():
+        # bge-m3's sparse/ColBERT heads run on torch only: auto keeps what an index builds from them
+        return decide(replace(spec.settings, backend="torch"))
     return decide(spec.settings, static=static)
 
 
 def model_precision(model: Encoder) -> str:
     """``fp32``, ``bf16`` or ``fp16``: the dtype of the model's weights (what :func:`load_model` cast them to);
-    ``onnx`` or ``onnx-int8`` for an ONNX model. Stored embeddings record it, so no two forms are mixed."""
+    a graph encoder's label otherwise (``onnx-int8``, ``openvino-bf16``: :attr:`Resolved.label`). Stored
+    embeddings record it, so no two forms are mixed."""
     import torch
 
-    if getattr(model, "backend", "torch") != "torch":
-        return str(model.backend)  # type: ignore[attr-defined]  # an OnnxEncoder: not in the Encoder protocol
+    if isinstance(model, GraphEncoder):
+        return model.label
     dtype = next(model.parameters()).dtype  # type: ignore[attr-defined]  # a torch model: not in the protocol
     return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
 

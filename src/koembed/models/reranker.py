@@ -9,6 +9,7 @@ rerankers, so 0..1, as TEI / Cohere / Jina report ``relevance_score``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,9 +32,9 @@ def load_reranker(model: ModelSpec | str, **settings: Any) -> CrossEncoder:
     from sentence_transformers import CrossEncoder
 
     spec = ModelSpec.of(model, **settings)
-    if spec.backend != "torch":
+    if spec.backend not in ("torch", "auto"):  # auto: torch, the one backend a cross-encoder has here
         raise ModelLoadError(f"rerankers run on the torch backend, not {spec.backend}")
-    precision = decide(spec.settings).precision
+    precision = decide(replace(spec.settings, backend="torch")).precision
     target = resolve_model(spec.name)
     path = Path(target).expanduser()
     kwargs: dict[str, Any] = {"device": spec.device}

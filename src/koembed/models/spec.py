@@ -17,24 +17,28 @@ if TYPE_CHECKING:
 
 Pooling = Literal["cls", "mean"]
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
-BACKENDS = ("torch", "onnx", "onnx-int8")
-ONNX_BACKENDS = ("onnx", "onnx-int8")
+BACKENDS = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8", "auto")
+ONNX_BACKENDS = ("onnx", "onnx-int8")  # what an export folder is written for
+OPENVINO_BACKENDS = ("openvino", "openvino-int8")  # run the ``onnx`` export with OpenVINO
+GRAPH_BACKENDS = (*ONNX_BACKENDS, *OPENVINO_BACKENDS)
 
 
 @dataclass(frozen=True)
 class RunSettings:
     """How to run a model, whichever model it is: what a command's options say before (or without) naming one.
 
-    ``precision``: weights in fp32, bf16, fp16 (CUDA only) or ``auto`` (:func:`koembed.models.precision.resolve`).
-    ``backend``: torch, onnx or onnx-int8 (CPU). ``device``: a torch device, None for sentence-transformers'
+    ``precision``: weights in fp32, bf16, fp16 (CUDA only) or ``auto``; ``backend``: torch, onnx, onnx-int8,
+    openvino, openvino-int8 (the graph backends run on the CPU) or ``auto`` (both ``auto``, the default: the
+    fastest setting measured for this device and CPU, :func:`koembed.models.precision.auto_setting`; decided by
+    :func:`koembed.models.precision.resolve`). ``device``: a torch device, None for sentence-transformers'
     choice. ``max_seq_length``: truncation length, None for the model's own. ``pooling``: for a plain Hugging Face
     encoder folder, how it is wrapped (CLS, as BGE-m3). ``query_prompt`` / ``passage_prompt``: text put before
     every query / passage (e5's ``"query: "``); None uses the prompts the model's
     ``config_sentence_transformers.json`` defines (:mod:`koembed.models.prompts`), ``""`` means none.
     """
 
-    precision: str = "fp32"
-    backend: str = "torch"
+    precision: str = "auto"
+    backend: str = "auto"
     device: str | None = None
     max_seq_length: int | None = None
     pooling: Pooling = "cls"
@@ -44,6 +48,11 @@ class RunSettings:
     def spec(self, name: str) -> ModelSpec:
         """These settings for the model ``name`` (a retriever spec names the model, the CLI the rest)."""
         return ModelSpec(name, self)
+
+
+# What bench and eval run by default (as their CLI does): exact fp32 torch, so metrics compare across machines.
+# Everything else defaults to RunSettings(): backend and precision ``auto``, as encode / index build / serve do.
+EXACT = RunSettings(precision="fp32", backend="torch")
 
 
 @dataclass(frozen=True, init=False)
@@ -132,7 +141,7 @@ class ProgressFromOptions:
 
 @runtime_checkable
 class Encoder(Protocol):
-    """What koembed uses of a loaded model: a ``SentenceTransformer`` or a :class:`koembed.models.onnx.OnnxEncoder`.
+    """What koembed uses of a loaded model: a ``SentenceTransformer`` or a :class:`koembed.models.onnx.GraphEncoder`.
 
     ``encode`` as sentence-transformers defines it; ``tokenizer`` a Hugging Face tokenizer;
     ``max_seq_length`` the truncation length (settable).

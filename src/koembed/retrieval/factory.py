@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from koembed.encoding.cache import cached_corpus_embeddings
 from koembed.lexical import BM25Retriever
-from koembed.models import EncodeOptions, ModelSpec, RunSettings, load_model
+from koembed.models import EXACT, EncodeOptions, ModelSpec, RunSettings, load_model
 from koembed.models.m3 import M3Encoder, M3Output, load_m3
 from koembed.models.reranker import load_reranker
 from koembed.retrieval.base import Retriever
@@ -34,7 +34,7 @@ class RetrieverFactory:
     rescores. The M3 specs of one model share one encoding of the corpus (all three outputs).
     """
 
-    def __init__(self, doc_ids: Sequence[str], texts: Sequence[str], settings: RunSettings = RunSettings(),
+    def __init__(self, doc_ids: Sequence[str], texts: Sequence[str], settings: RunSettings = EXACT,
                  options: EncodeOptions = EncodeOptions(), cache_dir: str | Path | None = None,
                  rerank_depth: int = DEFAULT_RERANK_DEPTH):
         self.doc_ids, self.texts = list(doc_ids), list(texts)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from koembed.data import Pair
 from koembed.errors import SpecError
-from koembed.models import EncodeOptions, RunSettings
+from koembed.models import EXACT, EncodeOptions, RunSettings
 from koembed.progress import progress
 from koembed.ranking import Hit
 from koembed.retrieval.base import Retriever
@@ -44,7 +44,7 @@ class _Query:
 
 def mine_hard_negatives(pairs: Sequence[Pair], corpus: dict[str, str] | None = None, retriever_spec: str = "bm25",
                         negatives: int = 5, rank_range: tuple[int, int] = (10, 100), margin: float | None = 0.95,
-                        settings: RunSettings = RunSettings(), options: EncodeOptions = EncodeOptions(),
+                        settings: RunSettings = EXACT, options: EncodeOptions = EncodeOptions(),
                         ) -> tuple[list[Pair], dict[str, int]]:
     """Mine up to ``negatives`` hard negatives per pair; return new pairs and counts.
 

@@ -31,7 +31,7 @@ from koembed.data import (
 )
 from koembed.errors import ConfigError, DataError, KoembedError, TrainingDivergedError
 from koembed.files import staged_folder, write_json
-from koembed.models import build_model, load_model, resolve_model
+from koembed.models import EXACT, ModelSpec, build_model, load_model, resolve_model
 from koembed.models.checks import non_finite_tensors
 from koembed.models.prompts import Prompts, apply_prompt_overrides, model_prompts
 from koembed.models.static import learn_tokenizer, load_tokenizer, save_model, static_model, static_module
@@ -224,7 +224,7 @@ def _build_model(cfg: Config, pairs: Sequence[Pair] = ()) -> SentenceTransformer
         if local.is_dir() and not (local / "modules.json").exists():
             model = build_model(str(local), pooling=cfg.model.pooling, normalize=cfg.model.normalize)
         else:
-            model = load_model(cfg.model.base, pooling=cfg.model.pooling)
+            model = load_model(ModelSpec(cfg.model.base, EXACT, pooling=cfg.model.pooling))  # type: ignore[assignment]
         model.max_seq_length = cfg.model.max_seq_length
     apply_prompt_overrides(model, cfg.model.query_prompt, cfg.model.passage_prompt)
     return model
@@ -234,7 +234,7 @@ def _build_static(cfg: Config, pairs: Sequence[Pair]) -> SentenceTransformer:
     """A static model: continued from ``model.base``, or new over a tokenizer learned from the training texts
     (queries, positives and negatives of ``pairs``) or taken from a folder, with seeded random vectors."""
     if cfg.model.base:
-        model = load_model(cfg.model.base, device="cpu")
+        model = load_model(ModelSpec(cfg.model.base, EXACT, device="cpu"))  # training needs the torch weights
         if static_module(model) is None:
             raise KoembedError(f"model.base {cfg.model.base!r} is not a static model (no StaticEmbedding); use "
                                "model.type: transformer, or a folder made by koembed distill or a static training")
