@@ -254,7 +254,9 @@ def test_playground_in_headless_chromium(tmp_path, index_dir, tiny_cross_encoder
             return shown
 
         headers = [h.text for h in driver.find_elements(By.CSS_SELECTOR, "#columns .column h2")]
-        assert headers == ["Lexical: bm25-phrase (Kiwi)", "Dense", "Hybrid: RRF (k=60)", "Hybrid + rerank"]
+        # the index was built without --fusion: it records bm25 as its default search, shown first and marked
+        assert headers == ["Lexical: bm25-phrase (Kiwi) (index default)", "Dense", "Hybrid: RRF (k=60)",
+                           "Hybrid + rerank"]
         query = QUERIES[0]
         shown = search(query, 5)
         assert list(shown) == ["bm25", "dense", "hybrid", "rerank"]  # the server has a reranker
