@@ -212,20 +212,24 @@ def upsert_passages(client: Any, manifest: QdrantManifest, doc_ids: Sequence[str
                     tokens: Sequence[Sequence[str]], vectors: Any, txn: str, m3: M3Output | None = None) -> None:
     """Upsert one batch of passages (rows aligned: ids, texts, Kiwi tokens, normalised float32 vectors, and
     the BGE-M3 lexical weights and ColBERT vectors when the collection holds them)."""
-    from qdrant_client import models
-
-    points = []
+    rows = []
     fields = manifest.fields
     if manifest.m3 and (m3 is None or len(m3.sparse) != len(doc_ids) or len(m3.colbert) != len(doc_ids)):
         raise IndexStoreError(f"{manifest.where} holds BGE-M3 vectors: every passage needs its lexical weights "
                               "and ColBERT vectors")
     for row, (doc_id, text, toks, vector) in enumerate(zip(doc_ids, texts, tokens, vectors, strict=True)):
-        indices, values = passage_vector(toks, text, fields)
-        named = {DENSE: vector.tolist(), BM25: models.SparseVector(indices=indices, values=values)}
+        named = {DENSE: vector.tolist(), BM25: passage_vector(toks, text, fields)}  # sparse: (indices, values)
         if manifest.m3:
             named.update(point_vectors(m3.sparse[row], m3.colbert[row]))  # type: ignore[union-attr]
-        points.append(models.PointStruct(id=point_id(doc_id), payload={"id": doc_id, "text": text, "txn": txn},
-                                         vector=named))
+        rows.append((point_id(doc_id), {"id": doc_id, "text": text, "txn": txn}, named))
+    if isinstance(client, EmbeddedClient):  # plain rows: pydantic models would cost as much as the engine
+        client.upsert(manifest.collection, points=rows, wait=True)
+        return
+    from qdrant_client import models
+
+    points = [models.PointStruct(id=pid, payload=payload, vector={
+        k: models.SparseVector(indices=v[0], values=v[1]) if isinstance(v, tuple) else v for k, v in named.items()})
+        for pid, payload, named in rows]
     client.upsert(manifest.collection, points=points, wait=True)
 
 
