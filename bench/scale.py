@@ -227,19 +227,24 @@ def bench_collisions() -> dict:
     return out
 
 
-def bench_agreement(model_name: str, split: str, every: int) -> dict:
-    """KorQuAD (``split`` articles): per mode, how many queries get the same top 10 from the Qdrant store as from
-    koembed's in-memory retrievers, and ndcg@10 of both."""
+def bench_agreement(model_name: str, split: str, every: int, data: str = "korquad") -> dict:
+    """KorQuAD (``split`` articles) or MS MARCO-ko (``split`` half): per mode, how many queries get the same top
+    10 from the Qdrant store as from koembed's in-memory retrievers, and ndcg@10 of both. ``model_name``
+    ``tiny``: the tests' tiny XLM-R."""
     from koembed.data import load_retrieval_set
     from koembed.evaluation.metrics.ir import ir_metrics
     from koembed.index import QdrantTarget, build_index, load_index
     from koembed.lexical import DEFAULT, BM25Retriever, KiwiTokenizer
     from koembed.models import EncodeOptions, load_model
+    from koembed.models.testing import make_tiny_xlmr
     from koembed.retrieval.dense import DenseRetriever
     from koembed.retrieval.hybrid import HybridRetriever
 
-    path = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "korquad-v1-dev" / "KorQuAD_v1.0_dev.json"
+    path = common.KORQUAD if data == "korquad" else common.MSMARCO
     rs = load_retrieval_set(path, split=split)
+    work = Path(tempfile.mkdtemp(prefix="scale-agree-"))
+    if model_name == "tiny":
+        model_name = str(make_tiny_xlmr(work / "tiny"))
     ids, texts, qids = list(rs.corpus), list(rs.corpus.values()), list(rs.queries)[::every]
     queries = [rs.queries[q] for q in qids]
     relevant = {q: {d for group in rs.relevant[q] for d in group} for q in qids}
@@ -250,16 +255,18 @@ def bench_agreement(model_name: str, split: str, every: int) -> dict:
     bm25.fit_analysed(ids, texts, tokens)
     dense = DenseRetriever(encoder, "dense", options=options)
     dense.fit(ids, texts)
-    koembed = {"bm25": bm25, "dense": dense, "hybrid": HybridRetriever([dense, bm25])}
-    work = Path(tempfile.mkdtemp(prefix="scale-agree-"))
+    koembed = {"bm25": bm25, "dense": dense, "hybrid": HybridRetriever([dense, bm25]),
+               "hybrid-cc": HybridRetriever([dense, bm25], fusion="cc", weights=[0.4, 0.6])}
     build_index(model_name, ids, texts, work / "idx", target=QdrantTarget(), encoder=encoder, options=options,
                 tokens=tokens)
-    out = {"data": f"KorQuAD 1.0 dev, {split} articles", "model": model_name, "passages": len(ids),
+    out = {"data": f"{data} {split}", "model": model_name, "passages": len(ids),
            "queries": len(qids)}
     try:
         with load_index(work / "idx", encoder=encoder) as index:
             for mode, retriever in koembed.items():
-                mine, theirs = retriever.search(queries, 10), index.search(queries, 10, mode)
+                weights = [0.4, 0.6] if mode == "hybrid-cc" else None
+                mine = retriever.search(queries, 10)
+                theirs = index.search(queries, 10, mode.split("-")[0], weights=weights)
                 same = sum([d for d, _ in a] == [d for d, _ in b] for a, b in zip(mine, theirs))
                 ndcg = [ir_metrics({q: [d for d, _ in hits] for q, hits in zip(qids, run)}, relevant)["ndcg@10"]
                         for run in (mine, theirs)]
@@ -276,6 +283,7 @@ def main() -> None:
     parser = common.isolating(common.parser(__doc__))
     parser.add_argument("what", choices=["encode", "search", "collisions", "agreement"])
     parser.add_argument("--model", default="minilm", help="agreement: the dense model")
+    parser.add_argument("--data", default="korquad", choices=["korquad", "msmarco"], help="agreement: the set")
     parser.add_argument("--split", default="test", help="agreement: KorQuAD articles (test = the 40 held out)")
     parser.add_argument("--every", type=int, default=1, help="agreement: every n-th query")
     parser.add_argument("--docs", type=int, default=200_000)
@@ -295,7 +303,7 @@ def main() -> None:
     elif args.what == "collisions":
         result = bench_collisions()
     elif args.what == "agreement":
-        result = bench_agreement(args.model, args.split, args.every)
+        result = bench_agreement(args.model, args.split, args.every, args.data)
     else:
         result = {"runs": []}
         for docs in common.int_list(args.sizes) if args.sizes else [args.docs]:

@@ -11,7 +11,7 @@ bge-m3-layout model, it also holds BGE-M3's lexical weights (sparse ``m3_sparse`
 (multivector ``m3_colbert``): :mod:`koembed.index.qdrant_m3`.
 
 Points: id = uuid5 of the passage id (so an id is found and deleted without a search); payload ``id``, ``text``
-and ``txn`` (the build or add that wrote it). Changes are ordered by the folder's lock file, and an add or
+and ``txn`` (the build's id or the add's random transaction id that wrote it). Changes are ordered by the folder's lock file, and an add or
 delete is recorded in the manifest as ``pending`` before the collection changes: an add killed half-way is
 removed (by its ``txn``) at the next change, a delete killed half-way is finished, and until then searches
 leave the pending add's points out, from hits and from the idf statistics. Points written before are never
@@ -29,23 +29,27 @@ import os
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from koembed.errors import IndexStoreError
-from koembed.files import read_manifest as read_json_manifest
-from koembed.files import write_json
-from koembed.index.manifest import MANIFEST, IndexManifest, now
+from koembed.index.manifest import MANIFEST
 from koembed.index.qdrant_embedded import EmbeddedClient
 from koembed.index.qdrant_m3 import check_m3_collection, m3_sparse_params, m3_vector_params, point_vectors
-from koembed.index.qdrant_sparse import TERM_ID_SCHEME, Field, fields_of, passage_vector
-from koembed.lexical import LexicalConfig
+from koembed.index.qdrant_manifest import (  # noqa: F401 (the store's public names, re-exported)
+    FORMAT_VERSION,
+    STORE,
+    QdrantManifest,
+    binding,
+    bm25_record,
+    check_binding,
+    read_qdrant_manifest,
+    write_qdrant_manifest,
+)
+from koembed.index.qdrant_sparse import passage_vector
 from koembed.models.m3 import M3Output
-from koembed.version import __version__
 
-FORMAT_VERSION = 2  # 2: the embedded Rust engine (1: qdrant-client's local mode, refused: rebuild)
-STORE = "qdrant"
 DENSE, BM25 = "dense", "bm25"
 LOCAL_DIR = "qdrant"
 DEFAULT_COLLECTION = "koembed"
@@ -85,71 +89,8 @@ class QdrantTarget:
             raise IndexStoreError("shards and replicas must be at least 1")
 
 
-@dataclass(kw_only=True)
-class QdrantManifest(IndexManifest):
-    """``manifest.json`` of a Qdrant index. ``local_path`` (the embedded engine's storage) is relative to the index
-    folder when inside it.
-    ``bm25``: tokenizer, k1, b, average length, term-id scheme. ``pending``: an add (``txn``) or a delete
-    (``ids``) not yet committed, else None. ``m3``: the BGE-M3 vectors the collection holds
-    (:func:`koembed.index.qdrant_m3.m3_record`), None for a model without bge-m3's heads."""
-
-    collection: str
-    local_path: str | None
-    url: str | None
-    layout: dict[str, Any]
-    pending: dict[str, Any] | None = None
-    store: str = STORE
-    format_version: int = FORMAT_VERSION
-    qdrant_client_version: str = ""
-    engine: str = ""
-    m3: dict[str, Any] | None = None
-
-    @property
-    def fields(self) -> list[Field]:
-        """The BM25 fields in the ``bm25`` sparse vector, with their weights and average lengths."""
-        return fields_of(LexicalConfig.from_dict(self.bm25), self.bm25["avgdl"])
-
-    @property
-    def where(self) -> str:
-        return f"collection {self.collection!r} at {self.url}" if self.url else f"collection {self.collection!r}"
-
-
 def point_id(doc_id: str) -> str:
     return str(uuid.uuid5(POINT_NAMESPACE, doc_id))
-
-
-def bm25_record(config: LexicalConfig, avgdl: dict[str, float]) -> dict[str, Any]:
-    """The manifest's record of the sparse half: analysis, fields with weights, k1, b, each field's average
-    length, the term-id scheme. Only raw weighted sums can be scored by the engine (``normalization`` none)."""
-    from importlib.metadata import version
-
-    if config.normalization != "none":
-        raise IndexStoreError(f"the Qdrant store sums the fields' raw BM25 scores; normalization "
-                              f"{config.normalization!r} needs every passage's scores per query: use none")
-    return {"tokenizer": "kiwi content morphemes (koembed.lexical.KiwiTokenizer)", **config.to_dict(),
-            "avgdl": avgdl, "term_ids": TERM_ID_SCHEME, "idf": "qdrant Modifier.IDF (Lucene's)",
-            "kiwipiepy_version": version("kiwipiepy")}
-
-
-def read_qdrant_manifest(index_dir: Path) -> QdrantManifest:
-    path = index_dir / MANIFEST
-    data = read_json_manifest(path, IndexStoreError, format=None, version=FORMAT_VERSION, remedy="rebuild the index")
-    names = set(QdrantManifest.__dataclass_fields__)
-    missing = sorted(n for n in names if n not in data and n not in ("m3", "engine"))
-    if missing or data.get("store") != STORE:
-        raise IndexStoreError(f"{path}: not a koembed Qdrant manifest (lacks {', '.join(missing) or 'store'})")
-    return QdrantManifest(**{n: data[n] for n in names if n in data})
-
-
-def write_qdrant_manifest(index_dir: Path, manifest: QdrantManifest) -> None:
-    from importlib.metadata import version
-
-    manifest.updated = now()
-    manifest.koembed_version = __version__
-    manifest.qdrant_client_version = version("qdrant-client")
-    manifest.engine = (f"qdrant server (qdrant-client {manifest.qdrant_client_version})" if manifest.url
-                       else f"qdrant-edge-py {version('qdrant-edge-py')} (embedded)")
-    write_json(index_dir / MANIFEST, asdict(manifest))
 
 
 def storage_path(index_dir: Path, path: str | None) -> Path:
@@ -195,14 +136,14 @@ def durable(client: Any) -> None:
         client.flush()
 
 
-def create_collection(client: Any, target: QdrantTarget, dimension: int, where: str,
-                      m3: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Create the index's collection (refused if it exists), with the M3 vectors when ``m3`` (the manifest's
-    record) is given; returns the layout recorded in the manifest."""
+def create_collection(client: Any, target: QdrantTarget, manifest: QdrantManifest) -> dict[str, Any]:
+    """Create the index's collection (refused if it exists), bound to ``manifest`` (:func:`binding` as its
+    metadata), with the M3 vectors when the manifest records them; returns the layout for the manifest."""
     from qdrant_client import models
 
+    dimension, m3 = manifest.dimension, manifest.m3
     if client.collection_exists(target.collection):
-        raise IndexStoreError(f"{where} already has a collection {target.collection!r} (an interrupted build?): "
+        raise IndexStoreError(f"{manifest.where} already exists (left by an interrupted build, or another index's): "
                               "delete it, or choose another --collection")
     quantization = None
     if target.quantization == "int8":
@@ -218,7 +159,8 @@ def create_collection(client: Any, target: QdrantTarget, dimension: int, where: 
                                **(m3_sparse_params() if m3 else {})},
         shard_number=target.shards if server else None,
         replication_factor=target.replicas if server else None,
-        quantization_config=quantization if server else None)
+        quantization_config=quantization if server else None,
+        metadata=binding(manifest))
     if server:  # keyword indexes for the payload filters koembed uses (one embedded shard scans its payloads)
         for key in ("id", "txn"):
             client.create_payload_index(target.collection, key, models.PayloadSchemaType.KEYWORD)
@@ -243,6 +185,19 @@ def check_collection(client: Any, manifest: QdrantManifest, index_dir: Path) -> 
         raise IndexStoreError(f"{index_dir}: {manifest.where} has no sparse vector {BM25!r} with modifier=idf")
     if manifest.m3:
         check_m3_collection(params, manifest.m3, manifest.where, index_dir)
+    check_binding(getattr(client.get_collection(manifest.collection).config, "metadata", None), manifest, index_dir)
+    check_counts(client, manifest, index_dir)
+
+
+def check_counts(client: Any, manifest: QdrantManifest, index_dir: Path) -> None:
+    """The collection holds the passages the manifest counts (with what a pending change may have done): a
+    collection emptied or cut outside koembed is refused, not searched as an index with no hits."""
+    pending, passages = manifest.pending or {}, manifest.counts["passages"]
+    live = live_count(client, manifest.collection, txn_filter(manifest))
+    low = passages - len(pending["ids"]) if pending.get("op") == "delete" else passages
+    if not low <= live <= passages:
+        raise IndexStoreError(f"{index_dir}: {manifest.where} holds {live} of this index's passages, its manifest "
+                              f"records {passages}: the collection was changed outside koembed; rebuild the index")
 
 
 def txn_filter(manifest: QdrantManifest) -> Any:
@@ -271,20 +226,24 @@ def upsert_passages(client: Any, manifest: QdrantManifest, doc_ids: Sequence[str
                     tokens: Sequence[Sequence[str]], vectors: Any, txn: str, m3: M3Output | None = None) -> None:
     """Upsert one batch of passages (rows aligned: ids, texts, Kiwi tokens, normalised float32 vectors, and
     the BGE-M3 lexical weights and ColBERT vectors when the collection holds them)."""
-    from qdrant_client import models
-
-    points = []
+    rows = []
     fields = manifest.fields
     if manifest.m3 and (m3 is None or len(m3.sparse) != len(doc_ids) or len(m3.colbert) != len(doc_ids)):
         raise IndexStoreError(f"{manifest.where} holds BGE-M3 vectors: every passage needs its lexical weights "
                               "and ColBERT vectors")
     for row, (doc_id, text, toks, vector) in enumerate(zip(doc_ids, texts, tokens, vectors, strict=True)):
-        indices, values = passage_vector(toks, text, fields)
-        named = {DENSE: vector.tolist(), BM25: models.SparseVector(indices=indices, values=values)}
+        named = {DENSE: vector.tolist(), BM25: passage_vector(toks, text, fields)}  # sparse: (indices, values)
         if m3 is not None:  # with manifest.m3, checked above
             named.update(point_vectors(m3.sparse[row], m3.colbert[row]))
-        points.append(models.PointStruct(id=point_id(doc_id), payload={"id": doc_id, "text": text, "txn": txn},
-                                         vector=named))
+        rows.append((point_id(doc_id), {"id": doc_id, "text": text, "txn": txn}, named))
+    if isinstance(client, EmbeddedClient):  # plain rows: pydantic models would cost as much as the engine
+        client.upsert(manifest.collection, points=rows, wait=True)
+        return
+    from qdrant_client import models
+
+    points = [models.PointStruct(id=pid, payload=payload, vector={
+        k: models.SparseVector(indices=v[0], values=v[1]) if isinstance(v, tuple) else v for k, v in named.items()})
+        for pid, payload, named in rows]
     client.upsert(manifest.collection, points=points, wait=True)
 
 
@@ -307,6 +266,12 @@ def recover(client: Any, manifest: QdrantManifest) -> bool:
     if not pending:
         return False
     if pending["op"] == "add":
+        mine = live_count(client, manifest.collection, models.Filter(must=[models.FieldCondition(
+            key="txn", match=models.MatchValue(value=pending["txn"]))]))
+        if mine > pending["passages"]:
+            raise IndexStoreError(f"{manifest.where}: the pending add {pending['txn']} would remove {mine} points, "
+                                  f"more than the {pending['passages']} it was adding: not this index's change; "
+                                  "nothing was removed (rebuild the index)")
         client.delete(manifest.collection, points_selector=models.FilterSelector(filter=models.Filter(
             must=[models.FieldCondition(key="txn", match=models.MatchValue(value=pending["txn"]))])), wait=True)
     else:

@@ -152,13 +152,15 @@ def write_new(out_dir: Path, target: QdrantTarget, model: dict[str, Any], dimens
               ) -> QdrantManifest:
     """Create the collection, upload every batch, then write the manifest (which makes the index exist).
 
-    Local mode in the index folder is built in a staged folder and renamed into place; elsewhere (``--url``,
+    The embedded engine's storage in the index folder is built in a staged folder and renamed into place; elsewhere (``--url``,
     ``--path``) a failed build drops the collection it created and leaves no manifest.
     """
     created = now()
-    manifest = QdrantManifest(collection=target.collection, local_path=None, url=target.url, model=model,
+    manifest = QdrantManifest(collection=target.collection, local_path=None, url=target.url,
+                              build_id=uuid.uuid4().hex, model=model,
                               dimension=dimension, normalized_by=normed_by,
-                              bm25=bm25_record(lexical, average_lengths(lexical, tokens, texts)), layout={}, counts={"passages": 0, "deleted": 0}, created=created, updated=created,
+                              bm25=bm25_record(lexical, average_lengths(lexical, tokens, texts)), layout={},
+                              counts={"passages": 0, "deleted": 0}, created=created, updated=created,
                               m3=m3_record(m3.encoder) if m3 is not None else None)
     if target.url is None and target.path is None:
         manifest.local_path = LOCAL_DIR
@@ -182,9 +184,9 @@ def write_new(out_dir: Path, target: QdrantTarget, model: dict[str, Any], dimens
 def _fill(folder: Path, target: QdrantTarget, manifest: QdrantManifest, doc_ids: list[str], texts: list[str],
           tokens: Sequence[Sequence[str]], batches: Batches, show_progress: bool, m3: M3Passages | None) -> None:
     with connected(folder, manifest.local_path, manifest.url, target.api_key) as client:
-        manifest.layout = create_collection(client, target, manifest.dimension, manifest.where, manifest.m3)
-        try:
-            _upload(client, manifest, doc_ids, texts, tokens, batches, "build", show_progress, m3)
+        manifest.layout = create_collection(client, target, manifest)
+        try:  # the build's points carry its id as their txn: unique, never a pending add's
+            _upload(client, manifest, doc_ids, texts, tokens, batches, manifest.build_id, show_progress, m3)
             manifest.counts["passages"] = live_count(client, manifest.collection)
             durable(client)
             write_qdrant_manifest(folder, manifest)

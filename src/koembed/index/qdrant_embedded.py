@@ -126,11 +126,13 @@ class EmbeddedClient:
         return None
 
     # points
-    def upsert(self, name: str, points: Sequence[Any], wait: bool = True) -> None:  # noqa: ARG002
+    def upsert(self, name: str, points: Sequence[tuple[str, dict, dict]], wait: bool = True) -> None:  # noqa: ARG002
+        """``points``: ``(id, payload, {vector name: vector})`` rows, a sparse vector as ``(indices, values)`` or
+        ``models.SparseVector``."""
         import qdrant_edge as edge
 
-        converted = [edge.Point(id=p.id, vector={k: _vector(v) for k, v in p.vector.items()}, payload=p.payload)
-                     for p in points]
+        converted = [edge.Point(id=pid, vector={k: _vector(v) for k, v in named.items()}, payload=payload)
+                     for pid, payload, named in points]
         with engine_errors(self.root / name):
             self._shard(name).update(edge.UpdateOperation.upsert_points(converted))
 
@@ -198,9 +200,11 @@ class EmbeddedClient:
 
 
 def _vector(v: Any) -> Any:
-    """A named vector of a ``PointStruct`` (dense list, multivector, ``models.SparseVector``) for the engine."""
+    """A named vector (dense list, multivector, ``(indices, values)`` or ``models.SparseVector``) for the engine."""
     import qdrant_edge as edge
 
+    if isinstance(v, tuple):
+        return edge.SparseVector(v[0], v[1])
     if hasattr(v, "indices"):
         return edge.SparseVector(list(v.indices), list(v.values))
     return v
