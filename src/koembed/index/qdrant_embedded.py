@@ -211,7 +211,8 @@ def _vector(v: Any) -> Any:
 
 
 def _filter(f: Any) -> Any:
-    """``models.Filter`` of ``must`` / ``must_not`` with keyword matches and id sets (what koembed sends)."""
+    """``models.Filter`` of ``must`` / ``must_not`` with keyword matches (one value or any of several) and id sets
+    (what koembed sends)."""
     import qdrant_edge as edge
 
     if f is None:
@@ -222,6 +223,8 @@ def _filter(f: Any) -> Any:
             return edge.HasIdCondition(set(c.has_id))
         if hasattr(c, "must") or hasattr(c, "must_not"):
             return _filter(c)
+        if hasattr(c.match, "any"):  # MatchAny: a pending delete's ids, hidden from readers
+            return edge.FieldCondition(key=c.key, match=edge.MatchAny(list(c.match.any)))
         return edge.FieldCondition(key=c.key, match=edge.MatchValue(c.match.value))
 
     return edge.Filter(must=[condition(c) for c in f.must or []] or None,
