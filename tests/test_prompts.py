@@ -119,3 +119,11 @@ def test_training_applies_config_prompts_and_records_them(tmp_path, tiny_model_d
     assert summary["metrics"]["cosine_ndcg@10"] == pytest.approx(ours["cosine_ndcg@10"], abs=1e-6)
     card = (tmp_path / "run" / "final" / "README.md").read_text(encoding="utf-8")
     assert "## Prompts" in card and "`질문: `" in card and "`문서: `" in card
+
+
+def test_graph_backends_take_the_prompts_of_the_model_loaded_not_of_a_cached_export(prompted_dir, tiny_model_dir):
+    """Exports are cached by weights: the tiny model and its prompted copy share one; each keeps its own prompts."""
+    plain = load_model(ModelSpec(str(tiny_model_dir), backend="onnx"))
+    prompted = load_model(ModelSpec(str(prompted_dir), backend="onnx"))
+    assert model_prompts(prompted) == Prompts(**PROMPTS)
+    assert model_prompts(plain) == Prompts(query="", passage="")

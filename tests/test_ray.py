@@ -97,10 +97,11 @@ def test_sigkilled_run_resumes_to_identical_output(ray_cluster, tmp_path, tiny_m
         os.killpg(cli.pid, signal.SIGKILL)
         cli.wait()
     assert 2 <= listed < 32, listed
-    resumed = encode_corpus_ray(str(tiny_model_dir), ids, texts, out, ray_options=TWO, chunk_size=25, options=QUIET)
+    fp32 = ModelSpec(str(tiny_model_dir), precision="fp32")  # as the CLI ran it (backend auto would pick another)
+    resumed = encode_corpus_ray(fp32, ids, texts, out, ray_options=TWO, chunk_size=25, options=QUIET)
     assert resumed.skipped >= 2 and resumed.encoded + resumed.skipped == 32
     whole = tmp_path / "whole"
-    encode_corpus(str(tiny_model_dir), ids, texts, whole, chunk_size=25, options=QUIET)
+    encode_corpus(fp32, ids, texts, whole, chunk_size=25, options=QUIET)
     np.testing.assert_allclose(read_embeddings([out], ids, texts)[0], read_embeddings([whole], ids, texts)[0],
                                atol=1e-5)
     assert chunk_files(out).keys() == chunk_files(whole).keys()

@@ -28,7 +28,7 @@ from koembed.encoding.shards import read_embeddings
 from koembed.errors import EmbeddingStoreError, IndexStoreError, ModelLoadError
 from koembed.files import atomic_open, sha256_file, staged_folder
 from koembed.index import add_documents, build_index, delete_documents, load_index
-from koembed.models import load_model
+from koembed.models import ModelSpec, load_model
 from tests.helpers import QUIET, ROOT
 
 NEW_DOCS = {"new-1": "반려묘 전용 사료의 새벽 배송은 주문 다음 날 오전 일곱 시 전에 도착합니다.",
@@ -291,7 +291,9 @@ def test_resumed_encode_removes_temporary_files_of_a_killed_run(shard, tiny_mode
     stale = [shard / ".chunk-000001.npy.k1ll3d.tmp", shard / ".manifest.json.abc123.tmp"]
     for path in stale:
         path.write_bytes(b"half-written")
-    report = encode_corpus(str(tiny_model_dir), *docs, shard.parent, chunk_size=16, options=QUIET)
+    # the fixture encoded with the fp32 model: resume as it ran (backend auto would pick another setting)
+    report = encode_corpus(ModelSpec(str(tiny_model_dir), precision="fp32"), *docs, shard.parent, chunk_size=16,
+                           options=QUIET)
     assert (report.encoded, report.skipped) == (0, 3)
     assert not [p.name for p in shard.iterdir() if p.name.endswith(".tmp")]
 

@@ -59,19 +59,22 @@ def _load_graph(spec: ModelSpec, plan: Resolved) -> GraphEncoder:
     """The export folder ``plan`` names, or the model's export from the cache (exported from its fp32 torch weights
     on the CPU the first time): for ``plan.backend``, or the fp32 ``onnx`` one that OpenVINO runs."""
     openvino = plan.backend in OPENVINO_BACKENDS
-    folder = plan.export
+    folder, prompts = plan.export, None
     if folder is None:
         source = _sentence_transformer(spec.name, device="cpu", pooling=spec.pooling)
         require_finite(source, resolve_model(spec.name))
         if static_module(source) is not None:  # a hub model resolve() could not look into before the download
             raise ModelLoadError(STATIC_GRAPH.format(name=spec.name))
         folder = cached_export(source, "onnx" if openvino else plan.backend, model_identity(spec.name))
+        prompts = dict(getattr(source, "prompts", None) or {})  # the cache is keyed by weights: prompts may differ
     if openvino:
         from koembed.models.openvino import OpenVinoEncoder
 
         encoder: GraphEncoder = OpenVinoEncoder(folder, plan.backend, plan.precision)
     else:
         encoder = OnnxEncoder(folder)
+    if prompts is not None:
+        encoder.prompts = prompts
     if spec.max_seq_length is not None:
         encoder.max_seq_length = spec.max_seq_length
     return encoder
