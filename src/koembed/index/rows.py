@@ -59,7 +59,7 @@ def write_rows(folder: Path, pids: Sequence[int], doc_ids: Sequence[str], offset
     """Write ``passages.rows.npy`` for passages.jsonl rows starting at byte ``offsets``."""
     import numpy as np
 
-    table = np.empty((len(pids), 3), dtype=np.int64)
+    table: np.ndarray = np.empty((len(pids), 3), dtype=np.int64)
     table[:, 0] = pids
     table[:, 1] = offsets[: len(pids)]
     table[:, 2] = np.argsort(np.array(doc_ids, dtype=object), kind="stable") if len(doc_ids) else []
@@ -95,7 +95,7 @@ class StoredRows(Sequence[str]):
         self.pids = np.ascontiguousarray(table[:, 0])
         self._order = np.ascontiguousarray(table[:, 2])
         size = self.path.stat().st_size
-        self._bounds = np.append(table[:, 1], size)
+        self._bounds: np.ndarray = np.append(table[:, 1], size)
         if count and (self._bounds[0] != 0 or (np.diff(self._bounds) <= 0).any()
                       or not np.array_equal(np.sort(self._order), np.arange(count))):
             raise IndexStoreError(f"{folder / ROWS_FILE}: row offsets or order out of range; rebuild the index")
@@ -155,7 +155,7 @@ class StoredRows(Sequence[str]):
         """Each row's position in ascending doc-id order (what :func:`koembed.ranking.id_ranks` computes)."""
         import numpy as np
 
-        ranks = np.empty(len(self), dtype=np.int64)
+        ranks: np.ndarray = np.empty(len(self), dtype=np.int64)
         ranks[self._order] = np.arange(len(self))
         return ranks
 

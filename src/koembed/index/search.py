@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, BinaryIO
 
 from koembed.errors import SpecError
 from koembed.index.bm25_store import stored_fields
@@ -74,6 +74,7 @@ class Index:
         self._m3: M3Encoder | None = None
         self._full: IndexState | None = None  # every row in memory (read on demand for a StoredVersion)
         self._corpus: dict[str, str] | None = None
+        self._dense_file: BinaryIO | None
         if isinstance(state, StoredVersion):
             self._rows: Sequence[str] = state.rows
             self._pids = state.rows.pids
@@ -209,7 +210,7 @@ class Index:
             again = []
             for row, qi in enumerate(todo):
                 raw = [(int(p), float(s)) for s, p in zip(scores[row], pids[row]) if p != -1]
-                at = np.searchsorted(live, [p for p, _ in raw]) if raw else []
+                at = [int(np.searchsorted(live, p)) for p, _ in raw]
                 hits = sort_hits((self._rows[int(r)], s) for (p, s), r in zip(raw, at)
                                  if r < len(live) and live[r] == p)
                 more_exist = len(raw) == fetch and fetch < total
