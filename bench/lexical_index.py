@@ -21,10 +21,12 @@ a boolean query of boosted term queries (its BM25 has k1=1.2, b=0.75 and a one-b
 from __future__ import annotations
 
 import json
+import os
 import re
 import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -238,6 +240,9 @@ def one(what: str, folder: Path, n: int, cache: Path) -> dict:
         search(queries[0])
         result = {"load_s": loaded, "first_result_s": time.perf_counter() - start}
         result |= latencies(search, queries[1:])
+    elif what == "kiwi":  # what the query's analysis costs a fresh process: Kiwi's model load and first call
+        KiwiTokenizer()(["전세 보증금 반환 절차"])
+        result = {"kiwi_first_analysis_s": time.perf_counter() - start}
     else:  # tantivy
         tv = TantivySearch(folder)
         loaded = time.perf_counter() - start
@@ -333,12 +338,49 @@ def scale(n: int, cache: Path, work: Path, reuse: str | None = None) -> dict:
     return out
 
 
+def product(cache: Path, work: Path, before_src: Path) -> dict:
+    """The product path (``load_index`` + bm25 search) in fresh processes, side by side: the koembed at
+    ``before_src`` on the index an earlier ``scale`` run built (no row table), and this koembed on that index and
+    on a copy converted by one update (deleting one passage writes the row table)."""
+    from koembed.index import delete_documents
+
+    old, new = work / "index", work / "index-rows"
+    if not new.exists():
+        shutil.copytree(old, new)
+        start = time.perf_counter()
+        last = None
+        manifest = json.loads((old / "manifest.json").read_text())
+        with open(old / manifest["version_dir"] / "passages.jsonl", "rb") as handle:
+            for line in handle:
+                last = json.loads(line)["id"]
+        delete_documents(new, [last])
+        print({"converted_s": time.perf_counter() - start}, flush=True)
+    n = json.loads((old / "manifest.json").read_text())["counts"]["passages"]
+    cmd = [sys.executable, __file__, "one", "koembed", "", str(n), str(cache)]
+
+    def run(folder: Path, src: Path | None, what: str = "koembed") -> dict:
+        env = {**os.environ, "PYTHONPATH": str(src or Path(__file__).resolve().parents[1] / "src")}
+        start = time.perf_counter()
+        done = subprocess.run([*cmd[:3], what, str(folder), *cmd[5:]], capture_output=True, text=True, env=env)
+        if done.returncode:
+            return {"error": done.returncode, "stderr_tail": done.stderr[-300:]}
+        return {**json.loads(done.stdout.strip().splitlines()[-1]), "process_s": time.perf_counter() - start}
+
+    out = {"docs": n, "kiwi": run(old, None, "kiwi"),
+           "before_on_old_index": run(old, before_src), "after_on_old_index": run(old, None),
+           "after_on_index_with_row_table": run(new, None)}
+    for name, value in out.items():
+        print(name, value, flush=True)
+    return out
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "one":
         print(json.dumps(one(sys.argv[2], Path(sys.argv[3]), int(sys.argv[4]), Path(sys.argv[5]))))
         return
     parser = common.parser(__doc__)
-    parser.add_argument("part", choices=("agreement", "scale"))
+    parser.add_argument("part", choices=("agreement", "scale", "product"))
+    parser.add_argument("--before-src", type=Path, help="product: the src/ folder of the koembed to compare with")
     parser.add_argument("--docs", type=int, default=100_000)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/koembed-lexical-bench"))
     parser.add_argument("--reuse", choices=("all", "segments"), help="measure only the loads of an earlier run's "
@@ -346,6 +388,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.part == "agreement":
         result = agreement()
+    elif args.part == "product":
+        result = product(args.cache, args.cache / f"work-{args.docs}", args.before_src)
     else:
         result = scale(args.docs, args.cache, args.cache / f"work-{args.docs}", args.reuse)
     print(json.dumps(result, indent=1))

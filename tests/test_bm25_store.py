@@ -120,8 +120,8 @@ def test_an_index_without_segments_is_fitted_in_memory_and_gets_them_at_its_next
     path = tmp_path / "idx"
     build_index(str(tiny_model_dir), docs[:-1], texts[:-1], path, options=QUIET, encoder=model)
     manifest = json.loads((path / "manifest.json").read_text())  # make it as an index built before 0.4
-    del manifest["lexical"]
-    for name in [n for n in manifest["files"] if n.startswith("lex.")]:
+    del manifest["lexical"], manifest["sizes"]
+    for name in [n for n in manifest["files"] if n.startswith("lex.") or n == "passages.rows.npy"]:
         del manifest["files"][name]
         (path / manifest["version_dir"] / name).unlink()
     (path / "manifest.json").write_text(json.dumps(manifest))
@@ -143,7 +143,7 @@ def test_damaged_or_unlisted_segments_are_load_errors(tmp_path, tiny_model_dir, 
     target = altered / "v000001" / "lex.s000001.unigram.tf.npy"
     target.write_bytes(target.read_bytes()[:-1] + b"\x07")
     with pytest.raises(IndexStoreError, match="lex.s000001.unigram.tf.npy does not match its sha256"):
-        load_index(altered, encoder=model)
+        load_index(altered, encoder=model, verify=True)  # a load for search checks the size, which is unchanged
     for record in ({"segments": [{"name": "../x", "passages": 1}], "next": 2}, {"segments": "s000001"}):
         bad = Path(shutil.copytree(path, tmp_path / f"bad{len(str(record))}"))
         manifest = json.loads((bad / "manifest.json").read_text())

@@ -202,7 +202,12 @@ def test_tampered_file_is_an_error(tmp_path, built, model, name, damage):
     data = target.read_bytes()
     target.write_bytes(data.replace("예금".encode(), "적금".encode(), 1) if damage == "edit" else data[:-100])
     with pytest.raises(IndexStoreError, match=f"{name} does not match its sha256"):
-        load_index(path, encoder=model)
+        load_index(path, encoder=model, verify=True)
+    with pytest.raises(IndexStoreError, match=f"{name} does not match its sha256"):
+        index_info(path)
+    if damage == "truncate":  # a load for search checks sizes, not the sha256 of large files
+        with pytest.raises(IndexStoreError, match=f"{name} does not match its size"):
+            load_index(path, encoder=model)
     with pytest.raises(IndexStoreError, match="sha256"):
         add_documents(path, ["new-1"], [NEW_TEXT], encoder=model)
 
@@ -265,8 +270,8 @@ def test_no_pickle_anywhere(built):
         assert path.suffix not in (".pkl", ".pickle", ".npz"), path
         if path.is_file():
             assert not path.read_bytes()[:2].startswith(b"\x80"), path  # pickle protocol 2+ header
-        if path.suffix == ".npy":  # the BM25 segments: plain numeric arrays, which numpy loads without pickle
-            assert path.name.startswith("lex.s"), path
+        if path.suffix == ".npy":  # BM25 segments and the row table: plain numeric arrays, loaded without pickle
+            assert path.name.startswith("lex.s") or path.name == "passages.rows.npy", path
             assert np.load(path, allow_pickle=False).dtype.kind in "iuf", path
     for module in Path(index_module.__file__).parent.glob("*.py"):
         tree = ast.parse(module.read_text(encoding="utf-8"))

@@ -181,11 +181,36 @@ def test_malformed_version_files_with_matching_checksums_are_clean_errors(index_
     else:
         passages.write_text("\n".join(rows) + "\n", encoding="utf-8")
     reseal(index_dir, name)
-    with pytest.raises(IndexStoreError) as info:
-        load_index(index_dir, encoder=model)
+    with pytest.raises(IndexStoreError) as info:  # every row read and checked
+        load_index(index_dir, encoder=model, verify=True)
     for word in words:
         assert word in str(info.value)
-    assert_clean_exit(cli("search", "--index", index_dir, "--mode", "bm25", "본문"), words[0])
+    # A load for search checks sizes (the rewritten files have changed size) and reads rows on demand.
+    with pytest.raises(IndexStoreError, match=name):
+        load_index(index_dir, encoder=model)
+    assert_clean_exit(cli("search", "--index", index_dir, "--mode", "bm25", "본문"), name)
+
+
+def rewrite_row_in_place(index_dir: Path, row: int, raw: bytes) -> None:
+    """Replace row ``row`` (from 0) of passages.jsonl by ``raw`` padded to its length, resealing the sha256."""
+    passages = index_dir / "v000001" / "passages.jsonl"
+    lines = passages.read_bytes().splitlines(keepends=True)
+    assert len(raw) < len(lines[row])
+    lines[row] = raw + b" " * (len(lines[row]) - len(raw) - 1) + b"\n"
+    passages.write_bytes(b"".join(lines))
+    reseal(index_dir, "passages.jsonl")
+
+
+@pytest.mark.parametrize("raw, words", [(b"{not json", "row 2: not a JSON object"),
+                                        (b'{"pid": 1, "id": "x"}', "row 2: expected"),
+                                        (b'{"pid": 7, "id": "x", "text": "t", "tokens": []}', "row 2: pid 7")])
+def test_a_malformed_row_of_the_same_size_is_an_error_when_a_search_reads_it(index_dir, model, raw, words):
+    rewrite_row_in_place(index_dir, 1, raw)
+    index = load_index(index_dir, encoder=model)  # sizes match: the load reads no row
+    with pytest.raises(IndexStoreError, match=words):
+        index.doc_ids
+    with pytest.raises(IndexStoreError, match=words):
+        load_index(index_dir, encoder=model, verify=True)
 
 
 # --------------------------------------------------------------------------- 7: chunk and graph file names
@@ -342,16 +367,17 @@ def index_snapshot(path: Path, model, queries: list[str]):
     return index.doc_ids, dict(index.passages), index.search(queries, 10), index.search(queries, 10, mode="bm25")
 
 
-# os.replace into the index during `index add`: 1 passages.jsonl, 2 tombstones.json, then the F files of the new
-# BM25 segment (koembed.index.bm25_store: 1 + 5 per field, 21 for bm25-phrase), F + 3 the version folder, F + 4
-# manifest.json (the switch). Killed before 1: a half-written file in a staged folder; after 3: one segment file
-# written; before F + 2: the segment's last file half-written; before F + 4: v000002 in place but not current;
-# after F + 4: switched, v000001 not yet removed.
+# os.replace into the index during `index add`: 1 passages.jsonl, 2 passages.rows.npy, 3 tombstones.json, then the
+# F files of the new BM25 segment (koembed.index.bm25_store: 1 + 5 per field, 21 for bm25-phrase), F + 4 the version
+# folder, F + 5 manifest.json (the switch). Killed before 1: a half-written file in a staged folder; after 4: one
+# segment file written; before F + 3: the segment's last file half-written; before F + 5: v000002 in place but not
+# current; after F + 5: switched, v000001 not yet removed.
 SEGMENT_FILES = 1 + 5 * 4
-INDEX_ADD_KILLS = [(1, "before", False), (3, "after", False), (SEGMENT_FILES + 2, "before", False),
-                   (SEGMENT_FILES + 4, "before", False), (SEGMENT_FILES + 4, "after", True)]
-# During `index delete` no segment is written: 1 passages.jsonl, 2 tombstones.json, 3 the folder, 4 the switch.
-INDEX_DELETE_KILLS = [(1, "before", False), (2, "after", False), (4, "before", False), (4, "after", True)]
+INDEX_ADD_KILLS = [(1, "before", False), (4, "after", False), (SEGMENT_FILES + 3, "before", False),
+                   (SEGMENT_FILES + 5, "before", False), (SEGMENT_FILES + 5, "after", True)]
+# During `index delete` no segment is written: 1 passages.jsonl, 2 passages.rows.npy, 3 tombstones.json, 4 the
+# folder, 5 the switch.
+INDEX_DELETE_KILLS = [(1, "before", False), (3, "after", False), (5, "before", False), (5, "after", True)]
 
 
 @pytest.mark.slow

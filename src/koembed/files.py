@@ -127,11 +127,16 @@ def write_json(path: str | Path, obj: Any) -> None:
         handle.write("\n")
 
 
-def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
-    """Write one JSON object per line, atomically."""
-    with atomic_open(path) as handle:
+def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> list[int]:
+    """Write one JSON object per line, atomically; the byte offset where each line starts."""
+    offsets, at = [], 0
+    with atomic_open(path, "wb") as handle:
         for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            line = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
+            handle.write(line)
+            offsets.append(at)
+            at += len(line)
+    return offsets
 
 
 # --------------------------------------------------------------------------- checksummed manifests

@@ -143,9 +143,14 @@ def index_info(index_dir: str | Path, *, api_key: str | None = None) -> dict[str
 
 def load_index(index_dir: str | Path, encoder: Encoder | None = None, *,
                options: EncodeOptions = EncodeOptions(show_progress=False), device: str | None = None,
-               api_key: str | None = None) -> SearchIndex:
-    """Load either store's index for search (same ``search(queries, k, mode)``, same checks of the model)."""
-    return _store(index_dir).load(Path(index_dir), encoder, options=options, device=device, api_key=api_key)
+               api_key: str | None = None, verify: bool = False) -> SearchIndex:
+    """Load either store's index for search (same ``search(queries, k, mode)``, same checks of the model).
+    ``verify``: a FAISS index reads every row and checks every file's sha256 now, not only sizes
+    (:func:`koembed.index.search.load_index`)."""
+    store = _store(index_dir)
+    if verify and store.name == "faiss":
+        return faiss_search.load_index(Path(index_dir), encoder, options=options, device=device, verify=True)
+    return store.load(Path(index_dir), encoder, options=options, device=device, api_key=api_key)
 
 
 def export_index(faiss_dir: str | Path, out_dir: str | Path, target: QdrantTarget = QdrantTarget(), *,

@@ -7,6 +7,7 @@ Layout of an index folder::
       dense.faiss      faiss.write_index of the vectors; faiss ids are stable int64 passage ids ("pids")
       passages.jsonl   {"pid", "id", "text", "tokens"} per live passage; tokens are BM25's Kiwi morphemes
       tombstones.json  pids deleted from the passages but still in an HNSW graph (HNSW cannot remove)
+      passages.rows.npy  per row: pid, byte offset in passages.jsonl, doc-id order (koembed.index.rows; 0.5 on)
       lex.s000001.*.npy  the BM25 fields' postings, one segment per build chunk or add (koembed.index.bm25_store)
 """
 
@@ -24,6 +25,7 @@ from koembed.errors import IndexStoreError, KoembedError, SpecError
 from koembed.files import inside, listed_files
 from koembed.files import read_manifest as read_json_manifest
 from koembed.index.bm25_store import check_record, segment_names
+from koembed.index.rows import ROWS_FILE
 from koembed.lexical import DEFAULT as DEFAULT_LEXICAL
 from koembed.lexical import LexicalConfig
 from koembed.ranking import FUSIONS, RRF_K
@@ -45,7 +47,7 @@ BM25_KEYS = {"tokenizer", "weights", "normalization", "k1", "b", "kiwipiepy_vers
 # JSON types of the manifest fields that updates compute with (the others are only displayed).
 FIELD_TYPES = {"kind": str, "params": dict, "model": dict, "dimension": int, "bm25": dict, "counts": dict,
                "next_id": int, "version_dir": str}
-OPTIONAL_FIELDS = ("fusion", "mode", "lexical")  # absent in indexes built by older versions
+OPTIONAL_FIELDS = ("fusion", "mode", "lexical", "sizes")  # absent in indexes built by older versions
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,8 @@ class Manifest(IndexManifest):
     """What a FAISS index's ``manifest.json`` records; :meth:`to_dict` is its JSON form.
 
     ``counts``: ``passages`` (live), ``deleted`` (ever deleted), ``tombstones`` (HNSW vectors awaiting removal).
-    ``files``: sha256 of every file in ``version_dir``.
+    ``files``: sha256 of every file in ``version_dir``; ``sizes``: their byte sizes, what a load checks (absent
+    before 0.5: such an index is loaded in full and every sha256 checked, as then).
     """
 
     kind: str
@@ -134,6 +137,7 @@ class Manifest(IndexManifest):
     format_version: int = FORMAT_VERSION
     faiss_version: str = ""
     lexical: dict[str, Any] | None = None  # the stored BM25 segments (koembed.index.bm25_store); absent before 0.4
+    sizes: dict[str, int] | None = None  # byte size per file; with it the version has passages.rows.npy (0.5 on)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -207,12 +211,17 @@ def read_manifest(index_dir: Path) -> Manifest:
     check_record(manifest.lexical, str(path), REMEDY)
     LexicalConfig.from_dict(manifest.bm25, f"{path}: bm25")
     listed_files(manifest.files, version_files(manifest), IndexStoreError, str(path), REMEDY)
+    sizes = manifest.sizes
+    if sizes is not None and (not isinstance(sizes, dict) or set(sizes) != set(manifest.files) or not all(
+            type(v) is int and v >= 0 for v in sizes.values())):
+        raise IndexStoreError(f"{path}: 'sizes' must give the byte size of each file of 'files'; {REMEDY}")
     return manifest
 
 
 def version_files(manifest: Manifest) -> list[str]:
     """Every file a version folder of ``manifest`` holds (each checksummed in ``files``)."""
-    return [*VERSION_FILES, *segment_names(manifest.lexical, manifest.bm25)]
+    rows = [ROWS_FILE] if manifest.sizes is not None else []
+    return [*VERSION_FILES, *rows, *segment_names(manifest.lexical, manifest.bm25)]
 
 
 def now() -> str:

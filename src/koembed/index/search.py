@@ -4,7 +4,8 @@ Hits are ``(doc_id, score)``, best first, ties by ascending doc id, as every koe
 ``hybrid`` is :class:`koembed.retrieval.hybrid.HybridRetriever`'s fusion of the two parts (the one the index was built
 with: reciprocal-rank fusion by default). BM25 is koembed's :class:`koembed.lexical.BM25Retriever` over the fields' stored,
 memory-mapped segments (:mod:`koembed.index.bm25_store`): loading reads no postings, and IDF and average length
-come from the live passages at query time. An index built before 0.4 (no segments) is fitted in memory from the
+come from the live passages at query time. Loading reads no passage either: hits' ids and texts are read per row
+(:mod:`koembed.index.rows`), and the vectors at the first dense search. An index built before 0.4 (no segments) is fitted in memory from the
 stored tokens on its first bm25 search instead.
 """
 
@@ -13,13 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, BinaryIO
 
 from koembed.errors import SpecError
 from koembed.index.bm25_store import stored_fields
 from koembed.index.encoder import checked_encoder, embed, with_prompt
 from koembed.index.manifest import read_manifest
-from koembed.index.versions import IndexState, read_state, verify
+from koembed.index.rows import StoredRows
+from koembed.index.versions import IndexState, StoredVersion, open_version, read_faiss, verify
 from koembed.lexical import BM25Retriever, LexicalConfig
 from koembed.models import EncodeOptions, Encoder
 from koembed.models.m3 import M3Encoder, m3_encoder
@@ -57,41 +59,69 @@ class Index:
     for what it uses.
     """
 
-    def __init__(self, path: Path, state: IndexState, encoder: Encoder | None = None,
+    def __init__(self, path: Path, state: IndexState | StoredVersion, encoder: Encoder | None = None,
                  options: EncodeOptions = EncodeOptions(show_progress=False), device: str | None = None):
+        import numpy as np
+
         self.path = path
         self.manifest = state.manifest
         self.options = options
         self._device = device
-        self._faiss = state.faiss_index
-        self._doc_ids, self._texts, self._tokens = state.doc_ids, state.texts, state.tokens
-        self._row_of_pid = {pid: row for row, pid in enumerate(state.pids)}
-        self._corpus = dict(zip(state.doc_ids, state.texts))
         self._tombstones = state.tombstones
         self._encoder = encoder
         self._bm25: BM25Retriever | None = None
-        # mapped now, while this version's folder surely exists (an update removes it after switching)
-        self._stored = None if self.manifest.lexical is None else stored_fields(
-            path / self.manifest.version_dir, self.manifest.lexical, self.manifest.bm25, state.pids)
-        self._stored_sparse = state.sparse
         self._sparse: SparseIndex | None = None
         self._m3: M3Encoder | None = None
+        self._full: IndexState | None = None  # every row in memory (read on demand for a StoredVersion)
+        self._corpus: dict[str, str] | None = None
+        self._dense_file: BinaryIO | None
+        if isinstance(state, StoredVersion):
+            self._rows: Sequence[str] = state.rows
+            self._pids = state.rows.pids
+            self._faiss, self._dense_file = None, state.dense
+        else:
+            self._full, self._rows = state, state.doc_ids
+            self._pids = np.asarray(state.pids, dtype=np.int64)
+            self._faiss, self._dense_file = state.faiss_index, None
+        # mapped now, while this version's folder surely exists (an update removes it after switching)
+        self._stored = None if self.manifest.lexical is None else stored_fields(
+            path / self.manifest.version_dir, self.manifest.lexical, self.manifest.bm25, self._pids)
 
     def __len__(self) -> int:
-        return len(self._doc_ids)
+        return len(self._rows)
+
+    def _all(self) -> IndexState:
+        """Every row in memory: what listing ids or texts, sparse search and an old index's BM25 need."""
+        if self._full is None:
+            rows = self._rows
+            assert isinstance(rows, StoredRows)
+            read = rows.read_all()
+            sparse = [r[4] for r in read if r[4] is not None]
+            self._full = IndexState(self.manifest, None, [r[0] for r in read], [r[1] for r in read],
+                                    [r[2] for r in read], [r[3] for r in read], self._tombstones,
+                                    sparse if sparse else None)
+        return self._full
 
     @property
     def doc_ids(self) -> list[str]:
         """Live passage ids, in insertion order."""
-        return list(self._doc_ids)
+        return list(self._all().doc_ids)
 
     @property
     def passages(self) -> Mapping[str, str]:
         """Read-only ``{doc_id: text}`` of the live passages."""
-        return MappingProxyType(self._corpus)
+        state = self._all()
+        return MappingProxyType(dict(zip(state.doc_ids, state.texts)))
 
     def text(self, doc_id: str) -> str:
         """The passage text of ``doc_id`` (KeyError if the index does not hold it)."""
+        if isinstance(self._rows, StoredRows):
+            row = self._rows.find(doc_id)
+            if row is None:
+                raise KeyError(doc_id)
+            return self._rows.row(row)[2]
+        if self._corpus is None:
+            self._corpus = dict(zip(self._all().doc_ids, self._all().texts))
         return self._corpus[doc_id]
 
     @property
@@ -118,7 +148,7 @@ class Index:
         queries = list(queries)
         if k < 1:
             raise SpecError(f"k must be at least 1, not {k}")
-        if not self._doc_ids:
+        if not len(self._rows):
             return [[] for _ in queries]
         if mode == "dense":
             return self._dense_search(queries, k)
@@ -132,12 +162,13 @@ class Index:
         return hybrid.search(queries, k)
 
     def _sparse_search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
-        if self._stored_sparse is None:
+        stored_sparse = self._all().sparse
+        if stored_sparse is None:
             raise SpecError(f"{self.path} holds no lexical weights: sparse search needs an index built with a "
                             "bge-m3-layout model (sparse_linear.pt and colbert_linear.pt beside its weights)")
         if self._sparse is None:
             self._m3 = m3_encoder(self.manifest.model["resolved"], self.encoder)
-            self._sparse = SparseIndex(self._doc_ids, self._stored_sparse, len(self._m3.tokenizer))
+            self._sparse = SparseIndex(self._all().doc_ids, stored_sparse, len(self._m3.tokenizer))
         m3 = self._m3
         assert m3 is not None  # set with the sparse index above
         weights = m3.encode(queries, with_prompt(self.options, self.manifest, "query"), None, dense=False,
@@ -148,19 +179,28 @@ class Index:
         if self._bm25 is None:
             config = LexicalConfig.from_dict(self.manifest.bm25)
             self._bm25 = BM25Retriever(config, show_progress=False)
-            if self._stored is not None:
-                self._bm25.use_fields(self._doc_ids, self._stored.fields)
+            if isinstance(self._rows, StoredRows) and self._stored is not None:
+                self._bm25.use_fields(self._rows, self._stored.fields, ranks=self._rows.ranks())
+            elif self._stored is not None:
+                self._bm25.use_fields(self._rows, self._stored.fields)
             else:
-                self._bm25.fit_analysed(self._doc_ids, self._texts, self._tokens)
+                state = self._all()
+                self._bm25.fit_analysed(state.doc_ids, state.texts, state.tokens)
         return self._bm25
 
     def _dense_search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         import numpy as np
 
-        k = min(k, len(self._doc_ids))
+        k = min(k, len(self._rows))
         if not queries or k < 1:
             return [[] for _ in queries]
         vectors = embed(self.encoder, queries, with_prompt(self.options, self.manifest, "query"))
+        if self._faiss is None:
+            assert self._dense_file is not None
+            self._faiss = read_faiss(self._dense_file, self.manifest, self.path / self.manifest.version_dir,
+                                     len(self._rows), len(self._tombstones))
+            self._dense_file.close()
+        live = self._pids
         total = self._faiss.ntotal
         fetch = min(total, k + len(self._tombstones) + TIE_SLACK)
         results: list[list[Hit]] = [[] for _ in queries]
@@ -170,7 +210,9 @@ class Index:
             again = []
             for row, qi in enumerate(todo):
                 raw = [(int(p), float(s)) for s, p in zip(scores[row], pids[row]) if p != -1]
-                hits = sort_hits((self._doc_ids[self._row_of_pid[p]], s) for p, s in raw if p in self._row_of_pid)
+                at = [int(np.searchsorted(live, p)) for p, _ in raw]
+                hits = sort_hits((self._rows[int(r)], s) for (p, s), r in zip(raw, at)
+                                 if r < len(live) and live[r] == p)
                 more_exist = len(raw) == fetch and fetch < total
                 # Fetch more if tombstones ate into the top k, or the k-th score ties with unseen candidates.
                 if more_exist and (len(hits) < k or raw[-1][1] >= hits[k - 1][1]):
@@ -182,21 +224,27 @@ class Index:
 
 
 def load_index(index_dir: str | Path, encoder: Encoder | None = None, *,
-               options: EncodeOptions = EncodeOptions(show_progress=False), device: str | None = None) -> Index:
-    """Load an index, verifying every file's sha256 against the manifest.
+               options: EncodeOptions = EncodeOptions(show_progress=False), device: str | None = None,
+               verify: bool = False) -> Index:
+    """Load an index for search, in constant time for an index from 0.5 on.
+
+    What is checked when (docs/RELIABILITY.md): now, the manifest, every file's size, and the sha256 of the
+    small files; each passage row as a search reads it; the vectors at the first dense search. ``verify``
+    (and every index built before 0.5) reads every row and checks every file's sha256 now, as
+    ``koembed index info`` and every update do.
 
     ``encoder`` (a loaded model) is checked now: a different embedding dimension, or different embeddings of
     the probe text, is a :class:`~koembed.errors.ModelMismatchError`. Without it the manifest's model is loaded
     (on ``device``) at the first dense search. Damaged files are an :class:`~koembed.errors.IndexStoreError`.
     """
     index_dir = Path(index_dir)
-    state = read_state(index_dir)
+    state = open_version(index_dir, verify_all=verify)
     checked = checked_encoder(encoder, state.manifest, index_dir, device=device) if encoder is not None else None
     return Index(index_dir, state, checked, options=options, device=device)
 
 
 def index_info(index_dir: str | Path) -> dict[str, Any]:
-    """The manifest of a verified index (checksums checked), without the model probe vector."""
+    """The manifest of a verified index (every file's sha256 checked), without the model probe vector."""
     index_dir = Path(index_dir)
     manifest = read_manifest(index_dir)
     verify(index_dir, manifest)

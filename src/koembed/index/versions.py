@@ -4,7 +4,9 @@ Why versions: every change (build, add, delete) writes a whole new version folde
 ``manifest.json`` with ``os.replace``, and only then removes the previous folder. A crash at any point leaves
 ``manifest.json`` naming a complete folder, so the previous index stays loadable; the next update removes
 what an interrupted one left behind. Updates of one folder are serialised by a lock file (POSIX). Loading
-checks every file's sha256, so a truncated or altered file is an error, not silently wrong results.
+for an update (and ``load_index(..., verify=True)``, ``koembed index info``) checks every file's sha256, so a
+truncated or altered file is an error, not silently wrong results; a load for search checks sizes and the small
+files' sha256 and reads passages on demand (:func:`open_version`, docs/RELIABILITY.md).
 Nothing is pickled: faiss's own format, JSON, JSON lines and plain numeric ``.npy`` arrays (the BM25 segments, read
 with ``allow_pickle=False``) only.
 """
@@ -17,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from koembed.errors import IndexStoreError
 from koembed.files import (
@@ -44,6 +46,15 @@ from koembed.index.manifest import (
     now,
     read_manifest,
     version_files,
+)
+from koembed.index.rows import (
+    ROWS_FILE,
+    StoredRows,
+    passage_rows,
+    row_table,
+    same_pids,
+    sizes_match,
+    write_rows,
 )
 from koembed.version import __version__
 
@@ -108,29 +119,21 @@ def read_state(index_dir: Path) -> IndexState:
 
 
 def _read_version(index_dir: Path, manifest: Manifest) -> IndexState:
-    import faiss
-
     verify(index_dir, manifest)
     folder = index_dir / manifest.version_dir
     pids, doc_ids, texts, tokens, sparse = [], [], [], [], []
-    for pid, doc_id, text, toks, weights in _passage_rows(folder / PASSAGES_FILE):
+    for pid, doc_id, text, toks, weights in passage_rows(folder / PASSAGES_FILE):
         pids.append(pid)
         doc_ids.append(doc_id)
         texts.append(text)
         tokens.append(toks)
         if weights is not None:
             sparse.append(weights)
+    if manifest.sizes is not None:  # a version from 0.5 on: its row table must list these rows
+        same_pids(folder / PASSAGES_FILE, pids, row_table(folder, len(pids))[:, 0])
     tombstones = _tombstones(folder / TOMBSTONES_FILE)
-    try:
-        index = faiss.read_index(str(folder / DENSE_FILE))
-    except RuntimeError as exc:
-        raise IndexStoreError(f"{folder / DENSE_FILE}: not a readable FAISS index ({str(exc).splitlines()[0]}); "
-                              "rebuild the index") from exc
-    if index.d != manifest.dimension or index.ntotal != len(pids) + len(tombstones):
-        raise IndexStoreError(f"{folder}: the vectors ({index.ntotal} of dimension {index.d}) do not match the "
-                              f"manifest ({len(pids)} passages + {len(tombstones)} tombstones, dimension "
-                              f"{manifest.dimension}); rebuild the index")
-    set_faiss_search_params(index, manifest.kind, manifest.params)
+    with open(folder / DENSE_FILE, "rb") as handle:
+        index = read_faiss(handle, manifest, folder, len(pids), len(tombstones))
     if 0 < len(sparse) < len(pids):
         raise IndexStoreError(f"{folder / PASSAGES_FILE}: {len(sparse)} of {len(pids)} passages hold lexical "
                               "weights; rebuild the index")
@@ -138,29 +141,57 @@ def _read_version(index_dir: Path, manifest: Manifest) -> IndexState:
                       segments_of(manifest.lexical, folder), (manifest.lexical or {}).get("next", 1))
 
 
-def _passage_rows(path: Path) -> Iterator[tuple[int, str, str, list[str], dict[int, float] | None]]:
-    """``(pid, id, text, tokens, sparse)`` per row of passages.jsonl (``sparse``: BGE-M3 lexical weights, None
-    when the index has none); a malformed row is an error naming the row."""
-    with open(path, "rb") as handle:
-        for row, raw in enumerate(handle, start=1):
-            try:
-                record = json.loads(raw)
-            except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-                raise IndexStoreError(f"{path}, row {row}: not a JSON object ({type(exc).__name__}); "
-                                      "rebuild the index") from None
-            ok = (isinstance(record, dict) and type(record.get("pid")) is int and isinstance(record.get("id"), str)
-                  and isinstance(record.get("text"), str) and isinstance(record.get("tokens"), list)
-                  and set(map(type, record["tokens"])) <= {str})  # (map: C-level, run per row on load)
-            if not ok:
-                raise IndexStoreError(f"{path}, row {row}: expected {{\"pid\": integer, \"id\": text, \"text\": text, "
-                                      "\"tokens\": [text, ...]}; rebuild the index")
-            sparse = record.get("sparse")
-            if sparse is not None and not (isinstance(sparse, dict) and all(
-                    key.isdigit() and isinstance(w, (int, float)) for key, w in sparse.items())):
-                raise IndexStoreError(f"{path}, row {row}: \"sparse\" must map token ids to weights; rebuild the "
-                                      "index")
-            yield (record["pid"], record["id"], record["text"], record["tokens"],
-                   {int(t): float(w) for t, w in sparse.items()} if sparse is not None else None)
+def read_faiss(handle: BinaryIO, manifest: Manifest, folder: Path, live: int, tombstones: int) -> Any:
+    """The FAISS index of an open ``dense.faiss``, checked against the manifest, its search settings restored."""
+    import faiss
+    import numpy as np
+
+    handle.seek(0)
+    try:
+        index = faiss.deserialize_index(np.fromfile(handle, dtype=np.uint8))
+    except RuntimeError as exc:
+        raise IndexStoreError(f"{folder / DENSE_FILE}: not a readable FAISS index ({str(exc).splitlines()[0]}); "
+                              "rebuild the index") from exc
+    if index.d != manifest.dimension or index.ntotal != live + tombstones:
+        raise IndexStoreError(f"{folder}: the vectors ({index.ntotal} of dimension {index.d}) do not match the "
+                              f"manifest ({live} passages + {tombstones} tombstones, dimension "
+                              f"{manifest.dimension}); rebuild the index")
+    set_faiss_search_params(index, manifest.kind, manifest.params)
+    return index
+
+
+@dataclass
+class StoredVersion:
+    """A version opened for search without reading its passages or vectors (:func:`open_version`)."""
+
+    manifest: Manifest
+    folder: Path
+    rows: StoredRows
+    tombstones: set[int]
+    dense: BinaryIO  # dense.faiss, opened now, read by :func:`read_faiss` on the first dense search
+
+
+def open_version(index_dir: Path, verify_all: bool = False) -> IndexState | StoredVersion:
+    """The current version for search. An index from 0.5 on is opened in constant time: the manifest, every
+    file's size, the sha256 of the small files (tombstones, row table) and the row table's consistency are
+    checked, and passages are read as searches need them (:class:`koembed.index.rows.StoredRows`). An older
+    index, or ``verify_all``, is read in full with every sha256 checked (:func:`read_state`)."""
+    for attempt in range(2):
+        manifest = read_manifest(index_dir)
+        if verify_all or manifest.sizes is None:
+            return read_state(index_dir)
+        try:
+            folder = index_dir / manifest.version_dir
+            sizes_match(folder, manifest.sizes)
+            small = {n: manifest.files[n] for n in (TOMBSTONES_FILE, ROWS_FILE)}
+            verify_files(folder, small, MANIFEST, IndexStoreError, remedy="the index cannot be trusted; rebuild it")
+            tombstones = _tombstones(folder / TOMBSTONES_FILE)
+            rows = StoredRows(folder, manifest.counts.get("passages", -1))
+            return StoredVersion(manifest, folder, rows, tombstones, open(folder / DENSE_FILE, "rb"))
+        except IndexStoreError:
+            if attempt or read_manifest(index_dir).version_dir == manifest.version_dir:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _tombstones(path: Path) -> set[int]:
@@ -204,13 +235,15 @@ def commit(index_dir: Path, state: IndexState) -> Manifest:
         faiss.write_index(state.faiss_index, str(stage / DENSE_FILE))
         fsync_path(stage / DENSE_FILE)
         sparse = state.sparse if state.sparse is not None else [None] * len(state.pids)
-        write_jsonl(stage / PASSAGES_FILE, ({"pid": p, "id": d, "text": t, "tokens": k} | (
+        offsets = write_jsonl(stage / PASSAGES_FILE, ({"pid": p, "id": d, "text": t, "tokens": k} | (
             {"sparse": {str(i): w for i, w in x.items()}} if x is not None else {}) for p, d, t, k, x
             in zip(state.pids, state.doc_ids, state.texts, state.tokens, sparse)))
+        write_rows(stage, state.pids, state.doc_ids, offsets)
         write_json(stage / TOMBSTONES_FILE, sorted(state.tombstones))
-        files = checksums(stage, VERSION_FILES) | write_segments(stage, state, state.manifest.files)
+        files = checksums(stage, (*VERSION_FILES, ROWS_FILE)) | write_segments(stage, state, state.manifest.files)
+        sizes = {name: (stage / name).stat().st_size for name in files}
     try:
-        manifest = replace(state.manifest, version_dir=name, files=files, updated=now(),
+        manifest = replace(state.manifest, version_dir=name, files=files, sizes=sizes, updated=now(),
                            lexical=lexical_record(state),
                            counts={**state.manifest.counts, "passages": len(state.pids),
                                    "tombstones": len(state.tombstones)},

@@ -146,7 +146,7 @@ class BM25Retriever:
         self.tokenizer = KiwiTokenizer(keep_all=keep_all_morphemes)
         self.show_progress = show_progress
         self._indexes: dict[str, _FieldIndex] = {}
-        self._doc_ids: list[str] = []
+        self._doc_ids: Sequence[str] = []
 
     @property
     def needs_kiwi(self) -> bool:
@@ -166,14 +166,17 @@ class BM25Retriever:
         self.use_fields(doc_ids, {f: _FieldIndex([field_tokens(f, tok, text) for tok, text in zip(tokens, texts)],
                                                  self.config.k1, self.config.b) for f in self.config.fields})
 
-    def use_fields(self, doc_ids: Sequence[str], indexes: Mapping[str, Any]) -> None:
+    def use_fields(self, doc_ids: Sequence[str], indexes: Mapping[str, Any], ranks: np.ndarray | None = None
+                   ) -> None:
         """Search ``doc_ids`` with field indexes built elsewhere (each field's ``scores(terms)``: one score per
-        passage, in ``doc_ids`` order), e.g. an index's stored segments (:mod:`koembed.lexical.segments`)."""
+        passage, in ``doc_ids`` order), e.g. an index's stored segments (:mod:`koembed.lexical.segments`).
+        ``ranks``: :func:`koembed.ranking.id_ranks` of ``doc_ids`` when stored; ``doc_ids`` is then kept as given
+        (a sequence that reads ids on demand stays so), else it is copied and ranked here."""
         missing = [f for f in self.config.fields if f not in indexes]
         if missing:
             raise IndexStoreError(f"no stored BM25 field {', '.join(missing)}; rebuild the index")
-        self._doc_ids = list(doc_ids)
-        self._rank = id_ranks(self._doc_ids)
+        self._doc_ids = doc_ids if ranks is not None else list(doc_ids)
+        self._rank = ranks if ranks is not None else id_ranks(self._doc_ids)
         self._indexes = {f: indexes[f] for f in self.config.fields}
 
     def field_scores(self, queries: Sequence[str]) -> list[np.ndarray]:
