@@ -10,7 +10,7 @@ from sentence_transformers import SentenceTransformer
 
 from koembed.evaluation.runner import run_bench
 from koembed.index import build_index, load_index
-from koembed.models import EncodeOptions, ModelSpec, encode, load_model
+from koembed.models import EXACT, EncodeOptions, ModelSpec, encode, load_model
 from koembed.models.prompts import Prompts, model_prompts, role_options
 from koembed.retrieval.dense import DenseRetriever
 from tests.helpers import QUIET
@@ -38,7 +38,7 @@ def texts(sample):
 
 
 def test_saved_prompts_are_applied_as_sentence_transformers_does(prompted_dir, reference, texts):
-    model = load_model(str(prompted_dir))
+    model = load_model(ModelSpec(str(prompted_dir), EXACT))  # torch fp32, as the reference runs
     assert model_prompts(model) == Prompts(**PROMPTS)
     for role in ("query", "passage"):
         ours = encode(model, texts, role_options(QUIET, model, role))
@@ -51,7 +51,7 @@ def test_saved_prompts_are_applied_as_sentence_transformers_does(prompted_dir, r
 
 
 def test_spec_overrides_win(prompted_dir, reference, texts):
-    model = load_model(ModelSpec(str(prompted_dir), query_prompt="", passage_prompt="문서: "))
+    model = load_model(ModelSpec(str(prompted_dir), EXACT, query_prompt="", passage_prompt="문서: "))
     assert model_prompts(model) == Prompts(query="", passage="문서: ")
     np.testing.assert_allclose(encode(model, texts, role_options(QUIET, model, "query")), reference.encode(texts),
                                atol=1e-6)
