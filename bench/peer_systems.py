@@ -172,8 +172,22 @@ class Koembed:
         return path
 
     def build(self, corpus: Path, index: Path) -> list[str]:
-        return [sys.executable, "-m", "koembed.cli", "index", "build", "--model", KOEMBED_MODEL, "--corpus",
-                str(corpus), "--out", str(index), "--lexical", self.spec, "-q"]
+        """What ``koembed index build --lexical SPEC`` runs, in a worker that times Kiwi's analysis apart from the
+        rest (model load, encoding, FAISS, BM25 segments, writing): ``build_index(tokens=...)`` is the API the
+        CLI's ``--engine ray`` path uses for tokens analysed elsewhere. Timings go to ``build.json`` beside it."""
+        return [sys.executable, str(HERE), "--worker", "koembed-build", "--index", str(index), "--queries",
+                str(corpus), "--result", str(index.parent / "build.json"), "--spec", self.spec,
+                "--spawned", repr(time.time())]
+
+    def add(self, index: Path, corpus: Path) -> list[str]:
+        """``koembed index add`` of the passages in ``corpus`` (a fresh process: model, Kiwi and index load)."""
+        return [sys.executable, "-m", "koembed.cli", "index", "add", "--index", str(index), "--docs", str(corpus),
+                "-q"]
+
+    def delete(self, index: Path, ids: list[str]) -> list[str]:
+        """``koembed index delete`` of ``ids``."""
+        return [sys.executable, "-m", "koembed.cli", "index", "delete", "--index", str(index),
+                *[a for i in ids for a in ("--id", i)]]
 
     def load(self, index: Path, query: str, work: Path) -> list[str]:
         return [sys.executable, "-m", "koembed.cli", "search", query, "--index", str(index), "--mode", "bm25",
@@ -206,15 +220,37 @@ def _koembed_searcher(index: str):
     return (lambda query, k: idx.search([query], k, mode="bm25")[0]), {"koembed": koembed.__file__}
 
 
+def _koembed_build(corpus: str, index: str, spec: str, result: str, spawned: float) -> None:
+    """``koembed index build`` in stages: read the passages, Kiwi's analysis, then everything else."""
+    from koembed.data import load_documents
+    from koembed.index import IndexParams, build_index
+    from koembed.lexical import KiwiTokenizer, lexical_config
+
+    start = time.perf_counter()
+    docs = load_documents(corpus)
+    read = time.perf_counter()
+    tokens = KiwiTokenizer()(list(docs.values()), show_progress=False)
+    analysed = time.perf_counter()
+    build_index(KOEMBED_MODEL, list(docs), list(docs.values()), index,
+                params=IndexParams(lexical=lexical_config(spec, required=True)), tokens=tokens)
+    done = time.perf_counter()
+    Path(result).write_text(json.dumps({
+        "process_start_s": round(time.time() - spawned - (done - start), 3), "read_s": round(read - start, 3),
+        "kiwi_s": round(analysed - read, 3), "rest_s": round(done - analysed, 3), "peak_rss_mb": peak_rss_mb()}))
+
+
 def worker_main(argv: list[str] | None = None) -> None:
     """The search worker: open the index, run each query alone, write hits, latencies and peak RSS as JSON."""
     made = argparse.ArgumentParser()
-    made.add_argument("--worker", choices=("lucene", "koembed"), required=True)
-    for name in ("--index", "--queries", "--result", "--jar"):
+    made.add_argument("--worker", choices=("lucene", "koembed", "koembed-build"), required=True)
+    for name in ("--index", "--queries", "--result", "--jar", "--spec"):
         made.add_argument(name)
     made.add_argument("-k", type=int, default=10)
     made.add_argument("--spawned", type=float, required=True, help="time.time() when the parent started us")
     args = made.parse_args(argv)
+    if args.worker == "koembed-build":
+        _koembed_build(args.queries, args.index, args.spec, args.result, args.spawned)
+        return
     queries = json.loads(Path(args.queries).read_text(encoding="utf-8"))
     search, info = (_lucene_searcher(args.index, args.jar) if args.worker == "lucene"
                     else _koembed_searcher(args.index))

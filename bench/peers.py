@@ -46,6 +46,7 @@ from koembed.data import load_retrieval_set
 from koembed.evaluation.runner import score_run
 
 SYSTEMS = ("lucene", "bm25", "bm25-phrase")
+ADDED = 1000  # passages added (then deleted) on the synthetic corpora: koembed's incremental update
 SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
 
 
@@ -86,13 +87,20 @@ def run_cell(system, corpus: dict[str, Any], work: Path, args) -> dict[str, Any]
     cell: dict[str, Any] = {"system": system.name, "corpus": corpus["name"], "passages": len(corpus["docs"]),
                             "queries": len(corpus["queries"])}
     folder = work / corpus["name"] / system.name
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    source = system.write_corpus(corpus["docs"], folder / "corpus")
-    queries = folder / "queries.json"
-    queries.write_text(json.dumps(corpus["queries"], ensure_ascii=False), encoding="utf-8")
     index = folder / "index"
-    cell["build"] = measure(system.build(source, index), folder / "build.log", args.cap_mb, args.timeout_s)
+    queries = folder / "queries.json"
+    if args.reuse and (folder / "build-measured.json").is_file() and index.is_dir():
+        cell["build"] = json.loads((folder / "build-measured.json").read_text(encoding="utf-8"))
+        cell["build"]["reused"] = True
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        source = system.write_corpus(corpus["docs"], folder / "corpus")
+        cell["build"] = measure(system.build(source, index), folder / "build.log", args.cap_mb, args.timeout_s)
+        if (folder / "build.json").is_file():  # koembed's stages
+            cell["build"]["stages"] = json.loads((folder / "build.json").read_text(encoding="utf-8"))
+        (folder / "build-measured.json").write_text(json.dumps(cell["build"]), encoding="utf-8")
+    queries.write_text(json.dumps(corpus["queries"], ensure_ascii=False), encoding="utf-8")
     if cell["build"]["returncode"] != 0:
         return cell
     cell["index_bytes"] = folder_bytes(index)
@@ -110,6 +118,12 @@ def run_cell(system, corpus: dict[str, Any], work: Path, args) -> dict[str, Any]
                 searched_with={k: v for k, v in found.items() if k not in ("hits", "latencies_s", "first_result_s",
                                                                            "peak_rss_mb")})
     hits = {qid: [(doc, score) for doc, score in h] for qid, h in found["hits"].items()}
+    if corpus["rs"] is None and hasattr(system, "add"):  # a synthetic corpus: add 1,000 new passages, delete them
+        new = [(f"added~{i}", rotated(text, 3 + i)) for i, (_, text) in enumerate(corpus["docs"][:ADDED])]
+        added = system.write_corpus(new, folder / "added")
+        cell["add"] = measure(system.add(index, added), folder / "add.log", args.cap_mb, args.timeout_s)
+        cell["delete"] = measure(system.delete(index, [i for i, _ in new]), folder / "delete.log", args.cap_mb,
+                                 args.timeout_s)
     if corpus["rs"] is not None:
         ir, _ = score_run(corpus["rs"], hits, top_k=(10,))
         cell.update({"accuracy@1": round(ir["accuracy@1"], 4), "ndcg@10": round(ir["ndcg@10"], 4)})
@@ -119,7 +133,7 @@ def run_cell(system, corpus: dict[str, Any], work: Path, args) -> dict[str, Any]
             for qid, h in hits.items():
                 for rank, (doc, score) in enumerate(h, 1):
                     f.write(json.dumps({"qid": qid, "docid": doc, "rank": rank, "score": score}) + "\n")
-    if not args.keep:
+    if not args.keep and not args.reuse:
         shutil.rmtree(index, ignore_errors=True)
         shutil.rmtree(folder / "corpus", ignore_errors=True)
     return cell
@@ -170,6 +184,8 @@ def main() -> None:
     parser.add_argument("--cap-mb", type=float, default=12_000, help="kill a step over this resident memory")
     parser.add_argument("--timeout-s", type=float, default=1800, help="kill a step running longer")
     parser.add_argument("--keep", action="store_true", help="keep the indexes and corpus files")
+    parser.add_argument("--reuse", action="store_true", help="reuse an index (and its build measurement) kept by an "
+                        "earlier --keep or --reuse run in --work; measure only load, search, add and delete again")
     args = parser.parse_args()
     names = [s for s in args.systems.split(",") if s]
     unknown = set(names) - set(SYSTEMS)

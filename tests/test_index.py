@@ -102,6 +102,92 @@ def test_equal_scores_are_ordered_by_doc_id(tmp_path, tiny_model_dir, model, sam
     assert hits[0][1] == pytest.approx(1.0, abs=1e-5) and len({s for _, s in hits}) == 1
 
 
+# --------------------------------------------------------------------------- adds as new parts
+
+
+def _manifest(path: Path) -> dict:
+    return json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+
+
+def _same_searches(got, want, queries) -> None:
+    for mode in ("dense", "bm25", "hybrid"):
+        assert_same_ranking(got.search(queries, 10, mode=mode), want.search(queries, 10, mode=mode), tol=1e-6)
+    assert got.doc_ids == want.doc_ids and dict(got.passages) == dict(want.passages)
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_adds_are_new_parts_that_search_as_one_build(tmp_path, tiny_model_dir, model, corpus, queries, kind):
+    ids, texts = corpus
+    path = tmp_path / "parts"
+    build_index(str(tiny_model_dir), ids[:20], texts[:20], path, params=IndexParams(kind), options=QUIET,
+                encoder=model)
+    stored = [(path / "v000001" / name).stat().st_ino for name in ("passages.jsonl", "dense.faiss")]
+    for start, end in ((20, 30), (30, 31), (31, 48)):
+        add_documents(path, ids[start:end], texts[start:end], encoder=model)
+    manifest = _manifest(path)
+    folder = path / manifest["version_dir"]
+    assert manifest["parts"] == 4 and manifest["counts"]["passages"] == 48
+    assert {"passages.000004.jsonl", "dense.000004.faiss"} <= set(manifest["files"])
+    # the first part's files are the build's, linked into every later version, never rewritten
+    assert [(folder / name).stat().st_ino for name in ("passages.jsonl", "dense.faiss")] == stored
+    assert sum(1 for _ in (folder / "passages.000004.jsonl").open(encoding="utf-8")) == 17
+    whole = tmp_path / "whole"
+    build_index(str(tiny_model_dir), ids, texts, whole, params=IndexParams(kind), options=QUIET, encoder=model)
+    got, want = load_index(path, encoder=model), load_index(whole, encoder=model)
+    _same_searches(got, want, queries)
+    assert [got.text(d) for d in ids] == texts
+    _same_searches(load_index(path, encoder=model, verify=True), want, queries)  # every part read and checked
+    # a delete rewrites the version as one part
+    for index_dir in (path, whole):
+        delete_documents(index_dir, ids[18:22])
+    assert "parts" not in _manifest(path) and not list((path / _manifest(path)["version_dir"]).glob("*.0000*"))
+    _same_searches(load_index(path, encoder=model), load_index(whole, encoder=model), queries)
+
+
+def test_ties_across_parts_are_ordered_by_doc_id(tmp_path, tiny_model_dir, model, sample):
+    # the later add holds the smaller ids: the merged doc-id order must put them first among equal scores
+    text, others = sample.corpus["fin-01"], list(sample.corpus)[1:20]
+    first = [f"dup-{i:02d}" for i in range(1, 24, 2)] + others
+    build_index(str(tiny_model_dir), first, [text] * 12 + [sample.corpus[d] for d in others], tmp_path / "i",
+                options=QUIET, encoder=model)
+    later = [f"dup-{i:02d}" for i in range(0, 24, 2)]
+    add_documents(tmp_path / "i", later, [text] * 12, encoder=model)
+    index = load_index(tmp_path / "i", encoder=model)
+    for mode in ("dense", "bm25"):
+        assert [d for d, _ in index.search([text], 5, mode=mode)[0]] == [f"dup-{i:02d}" for i in range(5)], mode
+    assert index.text("dup-00") == text and index.text("dup-23") == text
+    with pytest.raises(KeyError):
+        index.text("dup-24")
+
+
+def test_parts_are_rewritten_as_one_past_the_limit(tmp_path, built, model, corpus, queries, monkeypatch):
+    import koembed.index.versions as versions
+
+    monkeypatch.setattr(versions, "MAX_PARTS", 3)
+    path = _copy(built("flat"), tmp_path)
+    extra = _synthetic(6, 1, corpus[1][0].split())
+    parts = []
+    for i in range(3):
+        add_documents(path, [f"x{2 * i}", f"x{2 * i + 1}"], extra[2 * i: 2 * i + 2], encoder=model)
+        parts.append(_manifest(path).get("parts", 1))
+    assert parts == [2, 3, 1]
+    whole = tmp_path / "whole"
+    build_index(str(Path(_manifest(path)["model"]["resolved"])), [*corpus[0], *(f"x{i}" for i in range(6))],
+                [*corpus[1], *extra], whole, options=QUIET, encoder=model)
+    _same_searches(load_index(path, encoder=model), load_index(whole, encoder=model), queries)
+
+
+def test_a_damaged_later_part_is_an_error_naming_it(tmp_path, built, model):
+    path = _copy(built("flat"), tmp_path)
+    add_documents(path, ["new-1"], [NEW_TEXT], encoder=model)
+    target = path / _manifest(path)["version_dir"] / "passages.000002.jsonl"
+    target.write_bytes(target.read_bytes()[:-3])
+    with pytest.raises(IndexStoreError, match="passages.000002.jsonl does not match its size"):
+        load_index(path, encoder=model)
+    with pytest.raises(IndexStoreError, match="passages.000002.jsonl does not match its size"):
+        add_documents(path, ["new-2"], [NEW_TEXT], encoder=model)
+
+
 def test_delete_everything_then_add(tmp_path, built, model):
     path = _copy(built("hnsw"), tmp_path)
     delete_documents(path, load_index(path, encoder=model).doc_ids)
@@ -205,11 +291,18 @@ def test_tampered_file_is_an_error(tmp_path, built, model, name, damage):
         load_index(path, encoder=model, verify=True)
     with pytest.raises(IndexStoreError, match=f"{name} does not match its sha256"):
         index_info(path)
-    if damage == "truncate":  # a load for search checks sizes, not the sha256 of large files
+    if damage == "truncate":  # a load for search, and an add, check sizes, not the sha256 of large files
         with pytest.raises(IndexStoreError, match=f"{name} does not match its size"):
             load_index(path, encoder=model)
-    with pytest.raises(IndexStoreError, match="sha256"):
+        with pytest.raises(IndexStoreError, match=f"{name} does not match its size"):
+            add_documents(path, ["new-1"], [NEW_TEXT], encoder=model)
+    else:  # an add links the stored files into the next version with their recorded sha256: still caught
         add_documents(path, ["new-1"], [NEW_TEXT], encoder=model)
+        assert json.loads((path / "manifest.json").read_text(encoding="utf-8"))["parts"] == 2
+        with pytest.raises(IndexStoreError, match=f"{name} does not match its sha256"):
+            index_info(path)
+    with pytest.raises(IndexStoreError, match="sha256"):  # a delete rewrites the version: every file checked
+        delete_documents(path, [next(iter(load_documents("sample")))])
 
 
 class StubModel:

@@ -144,7 +144,7 @@ def write_segments(stage: Path, state: IndexState, old_files: dict[str, str]) ->
         names = segment_files(seg.name, fields)
         if seg.source is not None:
             for name in names:
-                _link(seg.source / name, stage / name)
+                link_file(seg.source / name, stage / name)
                 if name not in old_files:
                     raise IndexStoreError(f"{seg.source}: {name} has no recorded sha256; rebuild the index")
                 files[name] = old_files[name]
@@ -158,7 +158,8 @@ def write_segments(stage: Path, state: IndexState, old_files: dict[str, str]) ->
     return files
 
 
-def _link(source: Path, target: Path) -> None:
+def link_file(source: Path, target: Path) -> None:
+    """A hard link (a copy on a file system without them): how unchanged files enter the next version."""
     try:
         os.link(source, target)
     except OSError:  # a file system without hard links

@@ -18,8 +18,18 @@ from koembed.errors import DocumentIdError, IndexStoreError, ModelMismatchError
 from koembed.index.bm25_store import plan_build, plan_change
 from koembed.index.encoder import checked_encoder, embed, model_record, normalized_by, probe, with_prompt
 from koembed.index.faiss import compact_hnsw, faiss_index_params, new_faiss_index, normalized
-from koembed.index.manifest import MANIFEST, IndexParams, Manifest, now, recorded_mode
-from koembed.index.versions import IndexState, commit, locked, require_new_folder, update
+from koembed.index.manifest import MANIFEST, IndexParams, Manifest, now, read_manifest, recorded_mode
+from koembed.index.versions import (
+    Addition,
+    IndexState,
+    StoredVersion,
+    append,
+    can_append,
+    commit,
+    locked,
+    require_new_folder,
+    update,
+)
 from koembed.lexical import KiwiTokenizer, LexicalConfig
 from koembed.models import EncodeOptions, Encoder, ModelSpec, load_model
 from koembed.models.m3 import has_m3_heads, m3_encoder
@@ -143,9 +153,26 @@ def add_documents(index_dir: str | Path, doc_ids: Sequence[str], texts: Sequence
                   ) -> Manifest:
     """Add passages to an index as a new version. An id already in the index is a :class:`DocumentIdError`
     (delete it first, then add). The model is reloaded from the manifest unless ``encoder`` is given (it is
-    checked against the index either way)."""
+    checked against the index either way).
+
+    The new version holds the new passages and vectors as one more part beside hard links to the stored ones
+    (:func:`koembed.index.versions.append`): an add costs what the new passages cost, not the index's size.
+    An index without a row table or BM25 segments, an IVF index, one at :data:`koembed.index.manifest.MAX_PARTS` parts or one holding
+    BGE-M3 lexical weights is rewritten whole instead, as one part."""
     doc_ids, texts = validate_documents(doc_ids, texts)
     index_dir = Path(index_dir)
+    manifest = read_manifest(index_dir)
+    if can_append(manifest) and not has_m3_heads(manifest.model["resolved"]):
+        def prepare(current: StoredVersion) -> Addition:
+            clashes = [d for d in doc_ids if current.rows.find(d) is not None]
+            if clashes:
+                raise DocumentIdError(f"{index_dir}: already indexed: {_some(clashes)}; delete them first "
+                                      "(koembed index delete), then add")
+            vectors = embed(checked_encoder(encoder, current.manifest, index_dir), texts,
+                            with_prompt(options, current.manifest, "passage"))
+            return Addition(doc_ids, texts, KiwiTokenizer()(texts, show_progress=options.show_progress), vectors)
+
+        return append(index_dir, prepare)
 
     def change(state: IndexState) -> None:
         import numpy as np

@@ -9,6 +9,10 @@ Layout of an index folder::
       tombstones.json  pids deleted from the passages but still in an HNSW graph (HNSW cannot remove)
       passages.rows.npy  per row: pid, byte offset in passages.jsonl, doc-id order (koembed.index.rows; 0.5 on)
       lex.s000001.*.npy  the BM25 fields' postings, one segment per build chunk or add (koembed.index.bm25_store)
+      passages.000002.jsonl, dense.000002.faiss, ...  the rows and vectors of each later add (``parts``; 0.6 on)
+
+An add writes only its own passages and vectors as a new part and hard-links every earlier part into the new
+version folder (:func:`koembed.index.versions.append`); any other change rewrites the version as one part.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ KINDS = ("flat", "hnsw", "ivf")
 MANIFEST = "manifest.json"
 DENSE_FILE, PASSAGES_FILE, TOMBSTONES_FILE = "dense.faiss", "passages.jsonl", "tombstones.json"
 VERSION_FILES = (DENSE_FILE, PASSAGES_FILE, TOMBSTONES_FILE)
+MAX_PARTS = 16  # an add past this many parts rewrites the version as one (searching many shards costs)
 VERSION_RE = re.compile(r"^v\d{6}$")
 DEFAULT_FUSION = {"fusion": "rrf", "weights": None, "rrf_k": RRF_K}  # hybrid search: BM25 half first, then dense
 # Modes an index may record as its default search: lexical alone unless a fusion was chosen (fitted or given).
@@ -47,7 +52,7 @@ BM25_KEYS = {"tokenizer", "weights", "normalization", "k1", "b", "kiwipiepy_vers
 # JSON types of the manifest fields that updates compute with (the others are only displayed).
 FIELD_TYPES = {"kind": str, "params": dict, "model": dict, "dimension": int, "bm25": dict, "counts": dict,
                "next_id": int, "version_dir": str}
-OPTIONAL_FIELDS = ("fusion", "mode", "lexical", "sizes")  # absent in indexes built by older versions
+OPTIONAL_FIELDS = ("fusion", "mode", "lexical", "sizes", "parts")  # absent in indexes built by older versions
 
 
 @dataclass(frozen=True)
@@ -138,9 +143,13 @@ class Manifest(IndexManifest):
     faiss_version: str = ""
     lexical: dict[str, Any] | None = None  # the stored BM25 segments (koembed.index.bm25_store); absent before 0.4
     sizes: dict[str, int] | None = None  # byte size per file; with it the version has passages.rows.npy (0.5 on)
+    parts: int = 1  # passage files and dense shards: 1 + the adds since the last rewrite (part_name; 0.6 on)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if data["parts"] == 1:
+            del data["parts"]  # as koembed wrote it before parts: an index of one part reads there too
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], path: Path) -> Manifest:
@@ -148,7 +157,7 @@ class Manifest(IndexManifest):
         missing = sorted(n for n in names if n not in data and n not in OPTIONAL_FIELDS)
         if missing:
             raise IndexStoreError(f"{path}: manifest lacks {', '.join(missing)}; {REMEDY}")
-        optional = {"fusion": dict, "mode": str}
+        optional = {"fusion": dict, "mode": str, "parts": int}
         for name, kind in {**FIELD_TYPES, **{n: t for n, t in optional.items() if n in data}}.items():
             if not isinstance(data[name], kind) or isinstance(data[name], bool):
                 raise IndexStoreError(f"{path}: field '{name}' should be a JSON {kind.__name__}, not "
@@ -157,6 +166,9 @@ class Manifest(IndexManifest):
         if unknown:
             raise IndexStoreError(f"{path}: unknown field(s) {', '.join(map(repr, unknown))}; {REMEDY}")
         _check_numbers(data, path)
+        if not 1 <= data.get("parts", 1) <= MAX_PARTS or (data.get("parts", 1) > 1 and data.get("sizes") is None):
+            raise IndexStoreError(f"{path}: field 'parts' must be from 1 to {MAX_PARTS} (more than 1 only with "
+                                  f"'sizes'), not {data['parts']!r}; {REMEDY}")
         if data.get("mode", "") not in ("", *DEFAULT_MODES):
             raise IndexStoreError(f"{path}: field 'mode' should be one of {', '.join(DEFAULT_MODES)}, not "
                                   f"{data['mode']!r}; {REMEDY}")
@@ -218,10 +230,23 @@ def read_manifest(index_dir: Path) -> Manifest:
     return manifest
 
 
+def part_name(first: str, part: int) -> str:
+    """The file of part ``part`` (from 1) of a version's passages or vectors: ``first`` itself for part 1, then
+    ``passages.000002.jsonl``, ``dense.000002.faiss``, ..."""
+    stem, ext = first.split(".", 1)
+    return first if part == 1 else f"{stem}.{part:06d}.{ext}"
+
+
+def part_files(first: str, parts: int) -> list[str]:
+    """The ``parts`` files of ``first`` (``PASSAGES_FILE`` or ``DENSE_FILE``), in order."""
+    return [part_name(first, part) for part in range(1, parts + 1)]
+
+
 def version_files(manifest: Manifest) -> list[str]:
     """Every file a version folder of ``manifest`` holds (each checksummed in ``files``)."""
     rows = [ROWS_FILE] if manifest.sizes is not None else []
-    return [*VERSION_FILES, *rows, *segment_names(manifest.lexical, manifest.bm25)]
+    later = [name for first in (DENSE_FILE, PASSAGES_FILE) for name in part_files(first, manifest.parts)[1:]]
+    return [*VERSION_FILES, *later, *rows, *segment_names(manifest.lexical, manifest.bm25)]
 
 
 def now() -> str:

@@ -59,12 +59,36 @@ def write_rows(folder: Path, pids: Sequence[int], doc_ids: Sequence[str], offset
     """Write ``passages.rows.npy`` for passages.jsonl rows starting at byte ``offsets``."""
     import numpy as np
 
+    order = np.argsort(np.array(doc_ids, dtype=object), kind="stable") if len(doc_ids) else []
+    write_table(folder, np.asarray(pids, dtype=np.int64), np.asarray(offsets[: len(pids)], dtype=np.int64), order)
+
+
+def write_table(folder: Path, pids: np.ndarray, offsets: np.ndarray, order: Any) -> None:
+    """Write ``passages.rows.npy`` from its three columns."""
+    import numpy as np
+
     table: np.ndarray = np.empty((len(pids), 3), dtype=np.int64)
-    table[:, 0] = pids
-    table[:, 1] = offsets[: len(pids)]
-    table[:, 2] = np.argsort(np.array(doc_ids, dtype=object), kind="stable") if len(doc_ids) else []
+    table[:, 0], table[:, 1], table[:, 2] = pids, offsets, order
     with atomic_open(folder / ROWS_FILE, "wb") as handle:
         np.save(handle, table, allow_pickle=False)
+
+
+class StoredColumn(Sequence[Any]):
+    """One column of a version's rows (``field``: 1 id, 2 text, 3 tokens) read per row as needed, followed by
+    ``added`` values: what an add's BM25 segment planning reads instead of every row (:func:`append`)."""
+
+    def __init__(self, rows: StoredRows, field: int, added: Sequence[Any]):
+        self.rows, self.field, self.added = rows, field, added
+
+    def __len__(self) -> int:
+        return len(self.rows) + len(self.added)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < len(self.rows):
+            return self.rows.row(i)[self.field]
+        return self.added[i - len(self.rows)]
 
 
 def row_table(folder: Path, count: int) -> np.ndarray:
@@ -87,25 +111,33 @@ class StoredRows(Sequence[str]):
     The file is opened at load, so a search keeps reading this version after an update has replaced it (POSIX).
     """
 
-    def __init__(self, folder: Path, count: int):
+    def __init__(self, folder: Path, count: int, paths: Sequence[Path] | None = None):
         import numpy as np
 
-        self.path = folder / "passages.jsonl"
+        # A version's rows may lie in several files (parts: koembed.index.manifest.part_name); offsets count from
+        # the start of the first, as if the files were one.
+        self.paths = list(paths) if paths is not None else [folder / "passages.jsonl"]
+        self.path = self.paths[0]
         table = row_table(folder, count)
         self.pids = np.ascontiguousarray(table[:, 0])
         self._order = np.ascontiguousarray(table[:, 2])
-        size = self.path.stat().st_size
-        self._bounds: np.ndarray = np.append(table[:, 1], size)
+        self._starts: np.ndarray = np.cumsum([0] + [p.stat().st_size for p in self.paths])
+        self._bounds: np.ndarray = np.append(table[:, 1], self._starts[-1])
         if count and (self._bounds[0] != 0 or (np.diff(self._bounds) <= 0).any()
+                      or not np.isin(self._starts[:-1], self._bounds).all()
                       or not np.array_equal(np.sort(self._order), np.arange(count))):
             raise IndexStoreError(f"{folder / ROWS_FILE}: row offsets or order out of range; rebuild the index")
-        self._fd = os.open(self.path, os.O_RDONLY)
+        self._fds = [os.open(path, os.O_RDONLY) for path in self.paths]
         self._ids: dict[int, str] = {}
 
     def __del__(self) -> None:
-        fd = getattr(self, "_fd", None)
-        if fd is not None:
+        for fd in getattr(self, "_fds", ()):
             os.close(fd)
+
+    @property
+    def size(self) -> int:
+        """Bytes of all the version's passage files together (where a row appended next starts)."""
+        return int(self._starts[-1])
 
     def __len__(self) -> int:
         return len(self.pids)
@@ -129,24 +161,20 @@ class StoredRows(Sequence[str]):
         if not 0 <= i < len(self):
             raise IndexError(i)
         start, end = int(self._bounds[i]), int(self._bounds[i + 1])
-        raw = os.pread(self._fd, end - start, start)
+        part = int(self._starts.searchsorted(start, side="right")) - 1
+        path, base = self.paths[part], int(self._starts[part])
+        raw = os.pread(self._fds[part], end - start, start - base)
         if len(raw) != end - start or not raw.endswith(b"\n") or b"\n" in raw[:-1]:
-            raise IndexStoreError(f"{self.path}, row {i + 1}: not where {ROWS_FILE} says; rebuild the index")
-        parsed = parse_row(self.path, i + 1, raw)
+            raise IndexStoreError(f"{path}, row {i + 1}: not where {ROWS_FILE} says; rebuild the index")
+        parsed = parse_row(path, i + 1, raw)
         if parsed[0] != int(self.pids[i]):
-            raise IndexStoreError(f"{self.path}, row {i + 1}: pid {parsed[0]}, but {ROWS_FILE} says "
+            raise IndexStoreError(f"{path}, row {i + 1}: pid {parsed[0]}, but {ROWS_FILE} says "
                                   f"{int(self.pids[i])}; rebuild the index")
         return parsed
 
     def find(self, doc_id: str) -> int | None:
         """The row holding ``doc_id`` (binary search over the stored doc-id order), None if none does."""
-        low, high = 0, len(self)
-        while low < high:
-            mid = (low + high) // 2
-            if self[int(self._order[mid])] < doc_id:
-                low = mid + 1
-            else:
-                high = mid
+        low = self.sorted_position(doc_id)
         if low < len(self) and self[int(self._order[low])] == doc_id:
             return int(self._order[low])
         return None
@@ -161,9 +189,32 @@ class StoredRows(Sequence[str]):
 
     def read_all(self) -> list[Row]:
         """Every row, read once in order (for what needs them all: listing ids, an old index's BM25)."""
-        rows = list(passage_rows(self.path))
+        rows = [row for path in self.paths for row in passage_rows(path)]
         same_pids(self.path, [r[0] for r in rows], self.pids)
         return rows
+
+    def row_of_pid(self, pid: int) -> int:
+        """The row holding passage ``pid`` (pids ascend row by row)."""
+        row = int(self.pids.searchsorted(pid))
+        if row == len(self.pids) or int(self.pids[row]) != pid:
+            raise IndexStoreError(f"{self.path}: no row with pid {pid}; rebuild the index")
+        return row
+
+    def sorted_position(self, doc_id: str) -> int:
+        """Where ``doc_id`` would go in ascending doc-id order (binary search, reading only the rows it probes)."""
+        import bisect
+
+        return bisect.bisect_left(range(len(self)), doc_id, key=lambda j: self[int(self._order[j])])
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """Where each row starts (the row table's second column)."""
+        return self._bounds[:-1]
+
+    @property
+    def order(self) -> np.ndarray:
+        """The rows in ascending doc-id order (the row table's third column)."""
+        return self._order
 
 
 def same_pids(path: Path, pids: Sequence[int], table_pids: np.ndarray) -> None:

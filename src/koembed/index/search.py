@@ -74,15 +74,15 @@ class Index:
         self._m3: M3Encoder | None = None
         self._full: IndexState | None = None  # every row in memory (read on demand for a StoredVersion)
         self._corpus: dict[str, str] | None = None
-        self._dense_file: BinaryIO | None
+        self._dense_files: Sequence[BinaryIO] | None
         if isinstance(state, StoredVersion):
             self._rows: Sequence[str] = state.rows
             self._pids = state.rows.pids
-            self._faiss, self._dense_file = None, state.dense
+            self._faiss, self._dense_files = None, state.dense
         else:
             self._full, self._rows = state, state.doc_ids
             self._pids = np.asarray(state.pids, dtype=np.int64)
-            self._faiss, self._dense_file = state.faiss_index, None
+            self._faiss, self._dense_files = state.faiss_index, None
         # mapped now, while this version's folder surely exists (an update removes it after switching)
         self._stored = None if self.manifest.lexical is None else stored_fields(
             path / self.manifest.version_dir, self.manifest.lexical, self.manifest.bm25, self._pids)
@@ -196,10 +196,11 @@ class Index:
             return [[] for _ in queries]
         vectors = embed(self.encoder, queries, with_prompt(self.options, self.manifest, "query"))
         if self._faiss is None:
-            assert self._dense_file is not None
-            self._faiss = read_faiss(self._dense_file, self.manifest, self.path / self.manifest.version_dir,
+            assert self._dense_files is not None
+            self._faiss = read_faiss(self._dense_files, self.manifest, self.path / self.manifest.version_dir,
                                      len(self._rows), len(self._tombstones))
-            self._dense_file.close()
+            for handle in self._dense_files:
+                handle.close()
         live = self._pids
         total = self._faiss.ntotal
         fetch = min(total, k + len(self._tombstones) + TIE_SLACK)

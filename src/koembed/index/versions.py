@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from koembed.errors import IndexStoreError
 from koembed.files import (
@@ -32,29 +32,34 @@ from koembed.files import (
     write_json,
     write_jsonl,
 )
-from koembed.index.bm25_store import Segment, segments_of, write_segments
+from koembed.index.bm25_store import Segment, link_file, plan_change, segments_of, write_segments
 from koembed.index.bm25_store import record as lexical_record
 from koembed.index.faiss import set_faiss_search_params
 from koembed.index.manifest import (
     DENSE_FILE,
     MANIFEST,
+    MAX_PARTS,
     PASSAGES_FILE,
     TOMBSTONES_FILE,
     VERSION_FILES,
     VERSION_RE,
     Manifest,
     now,
+    part_files,
+    part_name,
     read_manifest,
     version_files,
 )
 from koembed.index.rows import (
     ROWS_FILE,
+    StoredColumn,
     StoredRows,
     passage_rows,
     row_table,
     same_pids,
     sizes_match,
     write_rows,
+    write_table,
 )
 from koembed.version import __version__
 
@@ -122,7 +127,8 @@ def _read_version(index_dir: Path, manifest: Manifest) -> IndexState:
     verify(index_dir, manifest)
     folder = index_dir / manifest.version_dir
     pids, doc_ids, texts, tokens, sparse = [], [], [], [], []
-    for pid, doc_id, text, toks, weights in passage_rows(folder / PASSAGES_FILE):
+    rows = (row for name in part_files(PASSAGES_FILE, manifest.parts) for row in passage_rows(folder / name))
+    for pid, doc_id, text, toks, weights in rows:
         pids.append(pid)
         doc_ids.append(doc_id)
         texts.append(text)
@@ -132,8 +138,12 @@ def _read_version(index_dir: Path, manifest: Manifest) -> IndexState:
     if manifest.sizes is not None:  # a version from 0.5 on: its row table must list these rows
         same_pids(folder / PASSAGES_FILE, pids, row_table(folder, len(pids))[:, 0])
     tombstones = _tombstones(folder / TOMBSTONES_FILE)
-    with open(folder / DENSE_FILE, "rb") as handle:
-        index = read_faiss(handle, manifest, folder, len(pids), len(tombstones))
+    handles = [open(folder / name, "rb") for name in part_files(DENSE_FILE, manifest.parts)]
+    try:
+        index = read_faiss(handles, manifest, folder, len(pids), len(tombstones), merge=True)
+    finally:
+        for handle in handles:
+            handle.close()
     if 0 < len(sparse) < len(pids):
         raise IndexStoreError(f"{folder / PASSAGES_FILE}: {len(sparse)} of {len(pids)} passages hold lexical "
                               "weights; rebuild the index")
@@ -141,23 +151,43 @@ def _read_version(index_dir: Path, manifest: Manifest) -> IndexState:
                       segments_of(manifest.lexical, folder), (manifest.lexical or {}).get("next", 1))
 
 
-def read_faiss(handle: BinaryIO, manifest: Manifest, folder: Path, live: int, tombstones: int) -> Any:
-    """The FAISS index of an open ``dense.faiss``, checked against the manifest, its search settings restored."""
+def read_faiss(handles: Sequence[BinaryIO], manifest: Manifest, folder: Path, live: int, tombstones: int,
+               merge: bool = False) -> Any:
+    """The FAISS index of a version's open dense files (one per part), checked against the manifest, its search
+    settings restored. Several parts are searched together as ``faiss.IndexShards`` (results merged by score), or
+    with ``merge`` added into the first part's index (what an update changes and writes back as one part)."""
     import faiss
     import numpy as np
 
-    handle.seek(0)
-    try:
-        index = faiss.deserialize_index(np.fromfile(handle, dtype=np.uint8))
-    except RuntimeError as exc:
-        raise IndexStoreError(f"{folder / DENSE_FILE}: not a readable FAISS index ({str(exc).splitlines()[0]}); "
-                              "rebuild the index") from exc
-    if index.d != manifest.dimension or index.ntotal != live + tombstones:
-        raise IndexStoreError(f"{folder}: the vectors ({index.ntotal} of dimension {index.d}) do not match the "
-                              f"manifest ({live} passages + {tombstones} tombstones, dimension "
-                              f"{manifest.dimension}); rebuild the index")
-    set_faiss_search_params(index, manifest.kind, manifest.params)
-    return index
+    shards = []
+    for handle, name in zip(handles, part_files(DENSE_FILE, manifest.parts)):
+        handle.seek(0)
+        try:
+            shard: Any = faiss.deserialize_index(np.fromfile(handle, dtype=np.uint8))
+        except RuntimeError as exc:
+            raise IndexStoreError(f"{folder / name}: not a readable FAISS index ({str(exc).splitlines()[0]}); "
+                                  "rebuild the index") from exc
+        if shard.d != manifest.dimension:
+            raise IndexStoreError(f"{folder / name}: vectors of dimension {shard.d}, not the manifest's "
+                                  f"{manifest.dimension}; rebuild the index")
+        set_faiss_search_params(shard, manifest.kind, manifest.params)
+        shards.append(shard)
+    total = sum(shard.ntotal for shard in shards)
+    if total != live + tombstones:
+        raise IndexStoreError(f"{folder}: the vectors ({total} of dimension {manifest.dimension}) do not match "
+                              f"the manifest ({live} passages + {tombstones} tombstones); rebuild the index")
+    index = shards[0]
+    if len(shards) == 1:
+        return index
+    if merge:
+        for shard in shards[1:]:
+            index.add_with_ids(shard.index.reconstruct_n(0, shard.ntotal),
+                               faiss.vector_to_array(shard.id_map).astype(np.int64))
+        return index
+    together: Any = cast(Any, faiss).IndexShards(manifest.dimension, False, False)  # unthreaded; shards keep ids
+    for shard in shards:
+        together.add_shard(shard)  # (faiss's Python wrapper keeps a reference to each shard)
+    return together
 
 
 @dataclass
@@ -168,7 +198,8 @@ class StoredVersion:
     folder: Path
     rows: StoredRows
     tombstones: set[int]
-    dense: BinaryIO  # dense.faiss, opened now, read by :func:`read_faiss` on the first dense search
+    dense: Sequence[BinaryIO]  # dense.faiss (and later parts), opened now, read by :func:`read_faiss` at the first
+    # dense search
 
 
 def open_version(index_dir: Path, verify_all: bool = False) -> IndexState | StoredVersion:
@@ -186,8 +217,10 @@ def open_version(index_dir: Path, verify_all: bool = False) -> IndexState | Stor
             small = {n: manifest.files[n] for n in (TOMBSTONES_FILE, ROWS_FILE)}
             verify_files(folder, small, MANIFEST, IndexStoreError, remedy="the index cannot be trusted; rebuild it")
             tombstones = _tombstones(folder / TOMBSTONES_FILE)
-            rows = StoredRows(folder, manifest.counts.get("passages", -1))
-            return StoredVersion(manifest, folder, rows, tombstones, open(folder / DENSE_FILE, "rb"))
+            rows = StoredRows(folder, manifest.counts.get("passages", -1),
+                              [folder / name for name in part_files(PASSAGES_FILE, manifest.parts)])
+            dense = [open(folder / name, "rb") for name in part_files(DENSE_FILE, manifest.parts)]
+            return StoredVersion(manifest, folder, rows, tombstones, dense)
         except IndexStoreError:
             if attempt or read_manifest(index_dir).version_dir == manifest.version_dir:
                 raise
@@ -229,7 +262,7 @@ def commit(index_dir: Path, state: IndexState) -> Manifest:
     import faiss
 
     old = state.manifest.version_dir
-    name = f"v{int(old[1:]) + 1 if old else 1:06d}"
+    name = _next_version(old)
     final = index_dir / name
     with staged_folder(final, durable=True) as stage:
         faiss.write_index(state.faiss_index, str(stage / DENSE_FILE))
@@ -242,8 +275,22 @@ def commit(index_dir: Path, state: IndexState) -> Manifest:
         write_json(stage / TOMBSTONES_FILE, sorted(state.tombstones))
         files = checksums(stage, (*VERSION_FILES, ROWS_FILE)) | write_segments(stage, state, state.manifest.files)
         sizes = {name: (stage / name).stat().st_size for name in files}
+    return _switch(index_dir, state, name, files, sizes, parts=1)
+
+
+def _next_version(old: str) -> str:
+    return f"v{int(old[1:]) + 1 if old else 1:06d}"
+
+
+def _switch(index_dir: Path, state: IndexState, name: str, files: dict[str, str], sizes: dict[str, int],
+            parts: int) -> Manifest:
+    """Point manifest.json at the complete version folder ``name`` (the atomic switch), then drop the previous one."""
+    import faiss
+
+    old = state.manifest.version_dir
+    final = index_dir / name
     try:
-        manifest = replace(state.manifest, version_dir=name, files=files, sizes=sizes, updated=now(),
+        manifest = replace(state.manifest, version_dir=name, files=files, sizes=sizes, updated=now(), parts=parts,
                            lexical=lexical_record(state),
                            counts={**state.manifest.counts, "passages": len(state.pids),
                                    "tombstones": len(state.tombstones)},
@@ -257,6 +304,83 @@ def commit(index_dir: Path, state: IndexState) -> Manifest:
     if old:
         shutil.rmtree(index_dir / old, ignore_errors=True)
     return manifest
+
+
+@dataclass
+class Addition:
+    """What :func:`append` adds: new passages (pids from the manifest's ``next_id`` up), their Kiwi tokens and
+    their normalised float32 vectors (row i = passage i)."""
+
+    doc_ids: list[str]
+    texts: list[str]
+    tokens: list[list[str]]
+    vectors: Any
+
+
+def can_append(manifest: Manifest) -> bool:
+    """Whether an add can be written as a new part (:func:`append`): a version with a row table and BM25
+    segments, a flat or HNSW index (an IVF shard would need the trained quantizer), and parts to spare."""
+    return (manifest.sizes is not None and manifest.lexical is not None and manifest.kind in ("flat", "hnsw")
+            and manifest.parts < MAX_PARTS)
+
+
+def append(index_dir: Path, prepare: Callable[[StoredVersion], Addition]) -> Manifest:
+    """An add written as the next version without reading or rewriting the stored passages and vectors.
+
+    Under the folder's lock the current version is opened as a search opens it (sizes, the small files' sha256,
+    the row table: :func:`open_version`), ``prepare`` computes the :class:`Addition` from it, and the next version
+    folder gets hard links to every passage and vector file of the current one, the new passages as one more
+    passage file and their vectors as one more FAISS shard, a new row table (the new rows appended, their ids
+    merged into the doc-id order by binary search) and one new BM25 segment. The files linked keep their recorded
+    sha256 (never changed in place); ``koembed index info`` and the next full rewrite check them all. Crash
+    safety is :func:`commit`'s: a staged folder, then the manifest switch.
+    """
+    import faiss
+    import numpy as np
+
+    from koembed.index.faiss import new_faiss_index
+
+    with locked(index_dir):
+        current = open_version(index_dir)
+        if not isinstance(current, StoredVersion) or not can_append(current.manifest):
+            raise IndexStoreError(f"{index_dir}: this version cannot take an add as a new part")
+        for handle in current.dense:
+            handle.close()
+        manifest = replace(current.manifest, counts=dict(current.manifest.counts))
+        _remove_leftovers(index_dir, manifest.version_dir)
+        added = prepare(current)
+        rows, n = current.rows, len(added.doc_ids)
+        new_pids = list(range(manifest.next_id, manifest.next_id + n))
+        ids, texts, tokens = (cast(Any, StoredColumn(rows, field, new)) for field, new in  # per row, never all
+                              ((1, added.doc_ids), (2, added.texts), (3, added.tokens)))
+        state = IndexState(manifest, None, [*rows.pids.tolist(), *new_pids], ids, texts, tokens, current.tombstones,
+                           None, segments_of(manifest.lexical, current.folder), (manifest.lexical or {}).get("next", 1))
+        state.manifest.next_id += n
+        plan_change(state, new_pids)
+        part = manifest.parts + 1
+        linked = [*part_files(PASSAGES_FILE, manifest.parts), *part_files(DENSE_FILE, manifest.parts)]
+        name = _next_version(manifest.version_dir)
+        with staged_folder(index_dir / name, durable=True) as stage:
+            for file in linked:
+                link_file(current.folder / file, stage / file)
+            offsets = write_jsonl(stage / part_name(PASSAGES_FILE, part), (
+                {"pid": p, "id": d, "text": t, "tokens": k}
+                for p, d, t, k in zip(new_pids, added.doc_ids, added.texts, added.tokens)))
+            by_id = sorted(range(n), key=added.doc_ids.__getitem__)
+            order: np.ndarray = np.insert(rows.order, [rows.sorted_position(added.doc_ids[j]) for j in by_id],
+                              [len(rows) + j for j in by_id])
+            write_table(stage, np.asarray(state.pids, dtype=np.int64),
+                        np.concatenate([rows.offsets, rows.size + np.asarray(offsets[:n], dtype=np.int64)]), order)
+            write_json(stage / TOMBSTONES_FILE, sorted(state.tombstones))
+            shard = new_faiss_index(manifest.kind, manifest.dimension, manifest.params)
+            shard.add_with_ids(added.vectors, np.asarray(new_pids, dtype=np.int64))
+            faiss.write_index(shard, str(stage / part_name(DENSE_FILE, part)))
+            fsync_path(stage / part_name(DENSE_FILE, part))
+            new = [part_name(PASSAGES_FILE, part), part_name(DENSE_FILE, part), ROWS_FILE, TOMBSTONES_FILE]
+            files = ({f: manifest.files[f] for f in linked} | checksums(stage, new)
+                     | write_segments(stage, state, manifest.files))
+            sizes = {f: (stage / f).stat().st_size for f in files}
+        return _switch(index_dir, state, name, files, sizes, parts=part)
 
 
 def _current_version(index_dir: Path) -> str | None:
