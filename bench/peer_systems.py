@@ -184,6 +184,12 @@ class Koembed:
         return [sys.executable, "-m", "koembed.cli", "index", "add", "--index", str(index), "--docs", str(corpus),
                 "-q"]
 
+    def add_warm(self, index: Path, corpus: Path, result: Path) -> list[str]:
+        """The same add in a worker that loads the model and Kiwi first and times ``add_documents`` alone: what an
+        ingesting service that keeps both loaded pays per add."""
+        return [sys.executable, str(HERE), "--worker", "koembed-add", "--index", str(index), "--queries",
+                str(corpus), "--result", str(result), "--spawned", repr(time.time())]
+
     def delete(self, index: Path, ids: list[str]) -> list[str]:
         """``koembed index delete`` of ``ids``."""
         return [sys.executable, "-m", "koembed.cli", "index", "delete", "--index", str(index),
@@ -239,10 +245,28 @@ def _koembed_build(corpus: str, index: str, spec: str, result: str, spawned: flo
         "kiwi_s": round(analysed - read, 3), "rest_s": round(done - analysed, 3), "peak_rss_mb": peak_rss_mb()}))
 
 
+def _koembed_add(corpus: str, index: str, result: str) -> None:
+    """Load static-ko and Kiwi, then time ``add_documents`` of ``corpus`` alone."""
+    start = time.perf_counter()
+    from koembed.data import load_documents
+    from koembed.index import add_documents
+    from koembed.lexical import KiwiTokenizer
+    from koembed.models import load_model
+
+    docs = load_documents(corpus)
+    encoder = load_model(KOEMBED_MODEL)
+    KiwiTokenizer()(["워밍업"], show_progress=False)  # Kiwi's model loads at its first analysis
+    loaded = time.perf_counter()
+    add_documents(index, list(docs), list(docs.values()), encoder=encoder)
+    done = time.perf_counter()
+    Path(result).write_text(json.dumps({"load_s": round(loaded - start, 3), "add_s": round(done - loaded, 3),
+                                        "peak_rss_mb": peak_rss_mb()}))
+
+
 def worker_main(argv: list[str] | None = None) -> None:
     """The search worker: open the index, run each query alone, write hits, latencies and peak RSS as JSON."""
     made = argparse.ArgumentParser()
-    made.add_argument("--worker", choices=("lucene", "koembed", "koembed-build"), required=True)
+    made.add_argument("--worker", choices=("lucene", "koembed", "koembed-build", "koembed-add"), required=True)
     for name in ("--index", "--queries", "--result", "--jar", "--spec"):
         made.add_argument(name)
     made.add_argument("-k", type=int, default=10)
@@ -250,6 +274,9 @@ def worker_main(argv: list[str] | None = None) -> None:
     args = made.parse_args(argv)
     if args.worker == "koembed-build":
         _koembed_build(args.queries, args.index, args.spec, args.result, args.spawned)
+        return
+    if args.worker == "koembed-add":
+        _koembed_add(args.queries, args.index, args.result)
         return
     queries = json.loads(Path(args.queries).read_text(encoding="utf-8"))
     search, info = (_lucene_searcher(args.index, args.jar) if args.worker == "lucene"

@@ -124,6 +124,12 @@ def run_cell(system, corpus: dict[str, Any], work: Path, args) -> dict[str, Any]
         cell["add"] = measure(system.add(index, added), folder / "add.log", args.cap_mb, args.timeout_s)
         cell["delete"] = measure(system.delete(index, [i for i, _ in new]), folder / "delete.log", args.cap_mb,
                                  args.timeout_s)
+        warm = measure(system.add_warm(index, added, folder / "add-warm.json"), folder / "add-warm.log", args.cap_mb,
+                       args.timeout_s)
+        if warm["returncode"] == 0:
+            warm.update(json.loads((folder / "add-warm.json").read_text(encoding="utf-8")))
+            measure(system.delete(index, [i for i, _ in new]), folder / "delete.log", args.cap_mb, args.timeout_s)
+        cell["add_warm"] = warm
     if corpus["rs"] is not None:
         ir, _ = score_run(corpus["rs"], hits, top_k=(10,))
         cell.update({"accuracy@1": round(ir["accuracy@1"], 4), "ndcg@10": round(ir["ndcg@10"], 4)})
@@ -145,26 +151,29 @@ def _n(value: Any, digits: int) -> str:
 
 def table(cells: list[dict[str, Any]]) -> None:
     """The side-by-side Markdown table (docs/BENCHMARKS.md shows it)."""
-    headers = ["corpus", "system", "passages", "acc@1", "ndcg@10", "build s", "build RSS MB", "index MB",
-               "load s (CLI)", "first result s (worker)", "p50 ms", "p99 ms", "search RSS MB"]
+    headers = ["corpus", "system", "passages", "acc@1", "ndcg@10", "build s", "of it Kiwi s", "build RSS MB",
+               "index MB", "load s (CLI)", "first result s (worker)", "p50 ms", "p99 ms", "search RSS MB",
+               f"add {ADDED:,} s (CLI)", "add s (warm)", f"delete {ADDED:,} s (CLI)"]
     rows = []
     for c in cells:
         head = [c["corpus"], c["system"], c["passages"]]
         if "skipped" in c:
-            rows.append([*head, "skipped", *[""] * 9])
+            rows.append([*head, "skipped", *[""] * 13])
             continue
         b = c["build"]
         if b["returncode"] != 0:
-            rows.append([*head, "", "", f"failed ({b.get('over') or 'error'}) at {b['seconds']:.0f}",
-                         _n(b["peak_rss_mb"], 0), *[""] * 6])
+            rows.append([*head, "", "", f"failed ({b.get('over') or 'error'}) at {b['seconds']:.0f}", "",
+                         _n(b["peak_rss_mb"], 0), *[""] * 9])
             continue
         w, ld = c["worker"], c["load"]
         load = _n(ld["seconds"], 2) if ld["returncode"] == 0 else f"over ({ld.get('over')}) at {ld['seconds']:.0f}"
         first = c.get("first_result_s", f"over ({w.get('over')}) at {w['seconds']:.0f}")
+        steps = [c.get(name, {}) for name in ("add", "add_warm", "delete")]
         rows.append([*head, _n(c.get("accuracy@1", "-"), 4), _n(c.get("ndcg@10", "-"), 4), _n(b["seconds"], 1),
-                     _n(b["peak_rss_mb"], 0), _n(c["index_bytes"] / 2**20, 1), load, _n(first, 2),
-                     _n(c.get("query_p50_ms", ""), 2), _n(c.get("query_p99_ms", ""), 2),
-                     _n(c.get("worker_peak_rss_mb", w["peak_rss_mb"]), 0)])
+                     _n(b.get("stages", {}).get("kiwi_s", ""), 1), _n(b["peak_rss_mb"], 0),
+                     _n(c["index_bytes"] / 2**20, 1), load, _n(first, 2), _n(c.get("query_p50_ms", ""), 2),
+                     _n(c.get("query_p99_ms", ""), 2), _n(c.get("worker_peak_rss_mb", w["peak_rss_mb"]), 0),
+                     *[_n(step.get("add_s", step.get("seconds", "")), 2) for step in steps]])
     common.print_markdown(headers, rows)
 
 
