@@ -172,6 +172,9 @@ class _StoredField:
         self.lengths[parent.row_of[alive]] = every[alive]
         # bm25s: numpy's mean of the integer lengths (an exact integer sum in float64, then one division)
         self.avgdl = np.float64(self.lengths.sum()) / parent.n if parent.n else np.float64(0)
+        # BM25's length normalisation per live passage, once (the same float64 operations a query made per posting)
+        k1, b = parent.k1, parent.b
+        self.norm = k1 * ((1 - b) + b * self.lengths / self.avgdl) if self.avgdl > 0 else self.lengths
 
     def _postings(self, term_hash: int) -> tuple[np.ndarray, np.ndarray]:
         """(live rows, term frequencies) of one term across the segments."""
@@ -195,7 +198,7 @@ class _StoredField:
         """Each live passage's BM25 score for the query ``terms`` (terms no live passage holds count 0)."""
         import numpy as np
 
-        k1, b, n = self.parent.k1, self.parent.b, self.parent.n
+        n = self.parent.n
         scores = np.zeros(n, dtype=np.float32)
         cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for term, h in zip(terms, term_hashes(list(terms)).tolist()) if terms else ():
@@ -203,7 +206,7 @@ class _StoredField:
                 rows, tf = self._postings(h)
                 if len(rows):
                     idf = np.float32(math.log(1 + (n - len(rows) + 0.5) / (len(rows) + 0.5)))
-                    tfc = tf / (k1 * ((1 - b) + b * self.lengths[rows] / self.avgdl) + tf)
+                    tfc = tf / (self.norm[rows] + tf)
                     cache[term] = rows, (idf * tfc).astype(np.float32)
                 else:
                     cache[term] = rows, np.zeros(0, np.float32)
