@@ -121,7 +121,7 @@ def _load(path: Path, ndim: int = 1) -> np.ndarray:
         raise IndexStoreError(f"{path}: not a readable array ({exc}); rebuild the index") from None
     if array.ndim != ndim:
         raise IndexStoreError(f"{path}: expected a {ndim}-D array; rebuild the index")
-    return array
+    return array.view(np.ndarray)  # still the mapped pages; a plain view skips np.memmap's per-slice overhead
 
 
 class StoredFields:
@@ -186,8 +186,8 @@ class _StoredField:
             pos = int(np.searchsorted(a["terms"], np.uint64(term_hash)))
             if pos < len(a["terms"]) and int(a["terms"][pos]) == term_hash:
                 start, end = int(a["indptr"][pos]), int(a["indptr"][pos + 1])
-                rows.append(self.parent.row_of[seg.offset + np.asarray(a["docs"][start:end], dtype=np.int64)])
-                tfs.append(np.asarray(a["tf"][start:end]))
+                rows.append(self.parent.row_of[seg.offset + a["docs"][start:end].astype(np.int64)])
+                tfs.append(a["tf"][start:end])
         if not rows:
             return np.zeros(0, np.int64), np.zeros(0, np.float64)
         row, tf = np.concatenate(rows), np.concatenate(tfs).astype(np.float64)
