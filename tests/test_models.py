@@ -18,7 +18,7 @@ from koembed.models.embed import token_budget_batches
 def test_tiny_model_is_the_bge_m3_architecture(tiny_model_dir):
     from transformers import AutoModel, AutoTokenizer
 
-    model = models.load_model(str(tiny_model_dir), backend="torch")
+    model = models.load_model(str(tiny_model_dir), backend="torch", precision="fp32")  # auto: bf16 on some CPUs
     assert type(model[0].model).__name__ == "XLMRobertaModel"
     assert model[1].get_config_dict()["pooling_mode"] == "cls"
     texts = ["전세 보증금을 돌려받지 못했어요", "여권 재발급 준비물", "짧은 글"]

@@ -19,7 +19,7 @@ from koembed.models import ModelSpec, RunSettings, encode, expected_precision, l
 from koembed.models import onnx as onnx_model
 from koembed.models import precision as precision_module
 from koembed.models.openvino import OpenVinoEncoder
-from koembed.models.precision import AUTO_AVX2, AUTO_BF16, decide
+from koembed.models.precision import AUTO_AMX, AUTO_AVX2, AUTO_BF16, decide
 from koembed.models.token_ids import encode_token_ids
 from tests.helpers import QUIET
 
@@ -105,7 +105,7 @@ def test_openvino_refuses_static_models_and_int8_exports(tmp_path):
 
 
 @pytest.mark.parametrize("flags, device, static, expected", [
-    ({"avx2", "avx512f", "avx512_bf16", "amx_bf16"}, "cpu", False, AUTO_BF16),
+    ({"avx2", "avx512f", "avx512_bf16", "amx_bf16"}, "cpu", False, AUTO_AMX),
     ({"avx2", "avx512f", "avx512_bf16", "avx512_vnni"}, "cpu", False, AUTO_BF16),
     ({"avx2", "fma"}, "cpu", False, AUTO_AVX2),
     ({"avx2", "amx_bf16", "avx512_bf16"}, "cpu", True, ("torch", "fp32")),  # a static model stays an exact lookup

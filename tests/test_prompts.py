@@ -60,7 +60,7 @@ def test_spec_overrides_win(prompted_dir, reference, texts):
 
 
 def test_dense_retriever_bench_and_results_use_the_prompts(prompted_dir, reference, sample):
-    model = load_model(str(prompted_dir))
+    model = load_model(ModelSpec(str(prompted_dir), EXACT))  # compared with the fp32 torch reference below
     dense = DenseRetriever(model, "dense", options=QUIET)
     dense.fit(sample.doc_ids, list(sample.corpus.values()))
     queries = [sample.queries[q] for q in sample.query_ids[:5]]
@@ -77,7 +77,7 @@ def test_dense_retriever_bench_and_results_use_the_prompts(prompted_dir, referen
 
 
 def test_index_records_prompts_and_searches_with_them(tmp_path, prompted_dir, reference, sample):
-    build_index(ModelSpec(str(prompted_dir), query_prompt="질문: "), sample.doc_ids, list(sample.corpus.values()),
+    build_index(ModelSpec(str(prompted_dir), EXACT, query_prompt="질문: "), sample.doc_ids, list(sample.corpus.values()),
                 tmp_path / "idx", options=QUIET)
     index = load_index(tmp_path / "idx")  # loads the model without the override: the index's prompts still apply
     assert index.manifest.model["prompts"] == {"query": "질문: ", "passage": "passage: "}

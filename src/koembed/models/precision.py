@@ -108,19 +108,23 @@ STATIC_GRAPH = ("{name} is a static model: encoding it is a table lookup, which 
                 "with --backend torch (koembed export --backend model2vec writes a copy that runs with numpy alone)")
 # backend ``auto`` on a CPU, by what it computes natively: the fastest setting measured whose embeddings stay within
 # cosine 0.99 of fp32 (ndcg@10 within 0.01), docs/BENCHMARKS.md. AMX: torch bf16 3.2x plain fp32 on MiniLM, 4.6x at
-# bge-m3's size; AVX512-BF16 without AMX: torch bf16 1.5x-1.8x (onnx-int8 is faster there but moves embeddings to
-# cosine 0.97-0.98); AVX2 (AMD Zen 3, no AVX-512, no bf16, no VNNI): see AUTO_AVX2.
-AUTO_BF16 = ("torch", "bf16")
+# bge-m3's size; AVX512-BF16 without AMX (AMD Zen 4): OpenVINO bf16, 1.9x-2.0x wall on MiniLM against torch bf16's
+# 1.5x-1.8x, cosine 1.0000 (onnx-int8 and NNCF's full int8 are faster but move embeddings to cosine 0.97-0.98);
+# AVX2 (AMD Zen 3, no AVX-512, no bf16, no VNNI): OpenVINO fp32, 1.2x-1.7x.
+AUTO_AMX = ("torch", "bf16")
+AUTO_BF16 = ("openvino", "bf16")
 AUTO_AVX2 = ("openvino", "fp32")
 
 
 def auto_setting(device: str | None, static: bool = False) -> tuple[str, str]:
     """(backend, precision) that backend ``auto`` and precision ``auto`` pick for a model on ``device``: torch
     (``auto`` precision: bf16/fp16 where the GPU has it) off the CPU and for static models; on a CPU the measured
-    fastest for its features (:data:`AUTO_BF16`, :data:`AUTO_AVX2`); torch when the chosen runtime is not installed."""
+    fastest for its features (:data:`AUTO_AMX`, :data:`AUTO_BF16`, :data:`AUTO_AVX2`); torch when the chosen
+    runtime is not installed."""
     if static or _device_type(device) != "cpu":
         return "torch", "auto"
-    backend, precision = AUTO_BF16 if cpu_flags() & CPU_BF16_FLAGS else AUTO_AVX2
+    flags = cpu_flags()
+    backend, precision = (AUTO_AMX if "amx_bf16" in flags else AUTO_BF16 if flags & CPU_BF16_FLAGS else AUTO_AVX2)
     if backend in OPENVINO_BACKENDS and importlib.util.find_spec("openvino") is None:
         return "torch", "auto"
     return backend, precision
