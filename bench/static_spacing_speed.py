@@ -11,7 +11,6 @@ epoch, or queries repeated).
 
 from __future__ import annotations
 
-
 import common
 
 
