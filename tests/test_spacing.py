@@ -116,3 +116,33 @@ def test_training_config_spacing_key(tmp_path):
         load_config(path, ["model.static.spacing=mecab"])
     with pytest.raises(ConfigError, match=r"model\.static\.spacng"):
         load_config(path, ["model.static.spacng=kiwi"])
+
+
+def test_each_spacing_is_kiwi_s_own_output(kiwi, tmp_path):
+    from koembed.models.spacing import respace
+    from koembed.models.static import learn_tokenizer, static_model
+
+    texts = [WRITTEN, UNSPACED, ODD, "New York 여행 가이드", ""]
+    assert respace(texts, "none") == texts
+    assert respace(texts, "kiwi") == [kiwi.space(t, reset_whitespace=True) for t in texts]
+    assert respace(texts, "kiwi-keep") == [kiwi.space(t, reset_whitespace=False) for t in texts]
+    assert respace(texts, "kiwi-morph") == [" ".join(m.form for m in kiwi.tokenize(kiwi.space(t, reset_whitespace=True)))
+                                            for t in texts]
+    with pytest.raises(ModelLoadError, match="unknown spacing"):
+        respace(texts, "mecab")
+    model = static_model(learn_tokenizer(respace(texts * 3, "kiwi-keep"), vocab_size=120, min_frequency=1), dim=8,
+                         spacing="kiwi-keep")
+    model.save(str(tmp_path / "keep"))
+    reloaded = load_model(str(tmp_path / "keep"))
+    assert describe_static(reloaded)["spacing"] == "kiwi-keep"
+    np.testing.assert_allclose(encode(reloaded, [UNSPACED], QUIET), _by_hand_keep(reloaded, kiwi, [UNSPACED]), atol=1e-5)
+
+
+def _by_hand_keep(model, kiwi, texts):
+    module = static_module(model)
+    weights = module.embedding.weight.detach().float().numpy()
+    rows = []
+    for text in texts:
+        vector = weights[module.tokenizer.encode(kiwi.space(text, reset_whitespace=False), add_special_tokens=False).ids].mean(0)
+        rows.append(vector / np.linalg.norm(vector))
+    return np.array(rows)
