@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "koembed" / "models" / "static_ko"
 FILES = ("model.safetensors", "tokenizer.json", "modules.json", "config_sentence_transformers.json",
          "koembed_training.json", "1_Normalize/config.json")
+OPTIONAL = ("koembed_spacing.json",)  # a model that respaces its texts (model.static.spacing)
 MAX_BYTES = 20 * 2**20
 SETS = {"koembed-sample (bundled, 96 queries)": "sample", "KorQuAD 1.0 held-out 40 articles (1,814 q)": "korquad-test",
         "MS MARCO-ko test half (3,490 q)": "msmarco-ko-test"}
@@ -46,6 +47,7 @@ length limit: it encodes thousands of passages a second on a CPU. Word order is 
 is word overlap: its scores below stand next to its **untrained baseline** (the same tokenizer with random vectors,
 i.e. a random projection of the bag of word pieces), and its place is beside BM25 in a tuned fusion, not instead of
 it. It is the dense half of `make bench` (`dense:static-ko`).
+{spacing}
 
 ```python
 import koembed
@@ -101,6 +103,16 @@ KorSTS test (1,379 sentence pairs), Spearman correlation of cosine with the gold
 """
 
 
+SPACING = {"kiwi": """
+**Spacing.** Before its tokenizer, every text (in training and in encoding alike) is respaced with Kiwi
+(`Kiwi.space(text, reset_whitespace=True)`: all spaces removed, Kiwi's put back), so a query typed without spaces,
+or with spaces in odd places, reads as the same text as the query typed with them. The class in `modules.json` is
+`koembed.models.spacing.SpacedStaticEmbedding` and `koembed_spacing.json` records the spacing: koembed loads it as
+is; plain sentence-transformers needs `trust_remote_code=True` (with koembed installed) and refuses it otherwise.
+Kiwi is far slower than the table lookup, so encoding costs Kiwi's time (docs/BENCHMARKS.md).
+"""}
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -117,10 +129,11 @@ def main() -> None:
 
     record = json.loads((args.model / "koembed_training.json").read_text(encoding="utf-8"))
     shutil.rmtree(args.package, ignore_errors=True)
-    for name in FILES:
+    files = FILES + tuple(name for name in OPTIONAL if (args.model / name).is_file())
+    for name in files:
         (args.package / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(args.model / name, args.package / name)
-    size = sum((args.package / name).stat().st_size for name in FILES)
+    size = sum((args.package / name).stat().st_size for name in files)
     if size > MAX_BYTES:
         raise SystemExit(f"{args.package}: {size / 2**20:.1f} MB, over the 20 MB the package allows")
     model = load_model(str(args.package))
@@ -141,7 +154,7 @@ def main() -> None:
     hashes = "\n".join(f"| `{name}` | `{sha256(args.package / name)}` |" for name in ("model.safetensors",
                                                                                        "tokenizer.json"))
     config = record["config"]
-    card = CARD.format(vocab=info["vocab_size"], dim=info["dim"], pairs=record["examples"], steps=record["global_step"],
+    card = CARD.format(spacing=SPACING.get(info["spacing"], ""), vocab=info["vocab_size"], dim=info["dim"], pairs=record["examples"], steps=record["global_step"],
                        matryoshka=", ".join(map(str, config["loss"]["matryoshka_dims"])), hashes=hashes,
                        retrieval=retrieval, sts_trained=metrics["trained"]["korsts"],
                        sts_untrained=metrics["untrained"]["korsts"])

@@ -95,3 +95,24 @@ class KiwiTokenizer:
         analysed = self.kiwi.tokenize(list(texts))
         return [self._tokens(a) for a in progress(analysed, total=len(texts), desc="Kiwi", unit="text",
                                                   disable=not show_progress)]
+
+
+def respaced(texts: Sequence[str], num_workers: int = -1, reset: bool = True) -> list[str]:
+    """Each text with Kiwi's spacing (띄어쓰기). ``reset``: every space removed, then Kiwi's put back
+    (``Kiwi.space(reset_whitespace=True)``): a query typed with its spaces, without any or with spaces in odd places
+    maps to one string, so a model that reads the result cannot tell them apart (spaces between two Latin-letter or
+    digit runs stay: Kiwi does not join "New York"). Without ``reset`` the typed spaces stay and Kiwi only adds the
+    ones it finds missing: a text typed without spaces gets Kiwi's, a well-spaced one stays nearly as typed."""
+    if not texts:
+        return []
+    return list(_kiwi(num_workers).space(list(texts), reset_whitespace=reset))
+
+
+def morpheme_texts(texts: Sequence[str], num_workers: int = -1) -> list[str]:
+    """Each text as its Kiwi morphemes (every one, particles and endings included) joined by single spaces, after
+    :func:`respaced` (Kiwi's analysis of a text depends on its spaces; of the respaced text, it does not):
+    ``서울시청은어디에있나요?`` -> ``서울 시청 은 어디 에 있 나요 ?``."""
+    if not texts:
+        return []
+    analysed = _kiwi(num_workers).tokenize(respaced(texts, num_workers))
+    return [" ".join(m.form for m in tokens) for tokens in analysed]

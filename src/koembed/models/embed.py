@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from koembed.models.spec import EncodeOptions, Encoder
-from koembed.models.static import static_module
+from koembed.models.static import static_module, static_texts
 from koembed.progress import progress
 
 if TYPE_CHECKING:
@@ -124,10 +124,11 @@ def length_limit(model: Encoder) -> int | None:
 
 
 def token_lengths(model: Encoder, texts: Sequence[str]) -> list[int]:
-    """Tokens per text as the model reads them, after its truncation (a static model adds no special tokens)."""
+    """Tokens per text as the model reads them, after its truncation (a static model adds no special tokens; one that
+    respaces its texts is counted on the respaced text)."""
     static = static_module(model)
     if static is not None:
-        return [len(e.ids) for e in static.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+        return [len(e.ids) for e in static.tokenizer.encode_batch(static_texts(model, texts), add_special_tokens=False)]
     return [len(ids) for ids in model.tokenizer(list(texts), truncation=True,
                                                  max_length=model.max_seq_length)["input_ids"]]
 

@@ -67,8 +67,12 @@ def export_model2vec(model: Any, out_dir: str | Path, overwrite: bool = False) -
     from model2vec import StaticModel
     from tokenizers import Tokenizer
 
-    out_dir = require_empty_folder(out_dir, ModelLoadError, overwrite)
     module = static_module(model)
+    if getattr(module, "spacing", "none") != "none":
+        raise ModelLoadError(f"the model respaces its texts with Kiwi (spacing {module.spacing}), which a model2vec "
+                             "folder cannot record: model2vec would encode the texts as typed. Run the model itself "
+                             "(koembed load_model, or sentence-transformers with trust_remote_code=True)")
+    out_dir = require_empty_folder(out_dir, ModelLoadError, overwrite)
     vectors = module.embedding.weight.detach().float().cpu().numpy()
     tokenizer = Tokenizer.from_str(module.tokenizer.to_str())
     tokenizer.no_truncation()

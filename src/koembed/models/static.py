@@ -6,11 +6,12 @@ training texts (WordPiece or Unigram), normalised with NFKC and optionally lower
 whole (NFKD would decompose them into jamo, tripling every Korean word). :func:`load_tokenizer` takes one from a
 folder (a ``tokenizer.json``) or a teacher model. :func:`static_model` builds the model with seeded random vectors:
 untrained, it is a random projection of the bag of word pieces (the baseline every trained number is compared with).
+A model may respace its texts with Kiwi before tokenizing (``spacing``: :mod:`koembed.models.spacing`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ UNK = "[UNK]"
 CONTINUATION = "##"
 # The vector table in a static model's safetensors: sentence-transformers' own, or a model2vec folder's.
 STATIC_TABLE_KEYS = ("embedding.weight", "embeddings")
+SPACED_TYPE = "koembed.models.spacing.SpacedStaticEmbedding"  # modules.json type of a model that respaces its texts
 
 
 def learn_tokenizer(texts: Iterable[str], model: str = "wordpiece", vocab_size: int = 30000,
@@ -135,8 +137,6 @@ def load_static_folder(folder: Path, device: str | None = "cpu") -> SentenceTran
     :func:`koembed.models.checks.require_finite`, as for every model."""
     import json
 
-    from sentence_transformers import SentenceTransformer
-
     module_dir = folder / str(json.loads((folder / "modules.json").read_text(encoding="utf-8"))[0].get("path", ""))
     tokenizer_file = module_dir / "tokenizer.json"
     if not tokenizer_file.is_file():
@@ -148,7 +148,9 @@ def load_static_folder(folder: Path, device: str | None = "cpu") -> SentenceTran
         if len(shape) != 2:
             raise ModelLoadError(f"{weights}: the vector table has shape {list(shape)}, not (vocabulary, dimension)")
     try:
-        model = SentenceTransformer(str(folder), device=device)
+        model = _load_folder(folder, device)
+    except ModelLoadError:
+        raise
     except Exception as exc:  # anything else sentence-transformers trips on is a damaged folder, not a bug here
         raise ModelLoadError(f"{folder}: the static model does not load ({type(exc).__name__}: {exc})") from None
     rows = static_module(model).num_embeddings
@@ -158,9 +160,29 @@ def load_static_folder(folder: Path, device: str | None = "cpu") -> SentenceTran
     return model
 
 
+def _load_folder(folder: Path, device: str | None) -> SentenceTransformer:
+    """``SentenceTransformer(folder)``; a folder whose first module is koembed's
+    :class:`~koembed.models.spacing.SpacedStaticEmbedding` gets that class handed over (as sentence-transformers'
+    trainer does for its own checkpoints), so that loading it needs no ``trust_remote_code``. Every other type in
+    ``modules.json`` resolves as sentence-transformers resolves it."""
+    import json
+
+    from sentence_transformers import SentenceTransformer
+
+    types = [str(m.get("type", "")) for m in json.loads((folder / "modules.json").read_text(encoding="utf-8"))]
+    if types and types[0] == SPACED_TYPE:
+        from koembed.models.spacing import SpacedStaticEmbedding
+
+        return SentenceTransformer._load_with_module_classes(str(folder), {SPACED_TYPE: SpacedStaticEmbedding},
+                                                             device=device)
+    return SentenceTransformer(str(folder), device=device)
+
+
 def static_model(tokenizer: Tokenizer, dim: int = 512, seed: int = 42, weights: Any = None,
-                 device: str | None = "cpu") -> SentenceTransformer:
-    """``StaticEmbedding`` (mean of token vectors) + ``Normalize`` over ``tokenizer``'s vocabulary.
+                 device: str | None = "cpu", spacing: str = "none") -> SentenceTransformer:
+    """``StaticEmbedding`` (mean of token vectors) + ``Normalize`` over ``tokenizer``'s vocabulary; with
+    ``spacing`` other than ``none``, a :class:`~koembed.models.spacing.SpacedStaticEmbedding` that respaces its
+    texts with Kiwi first.
 
     Without ``weights`` the vectors are drawn from N(0, 1) with ``seed`` (torch's default ``EmbeddingBag``
     initialisation): the untrained baseline. Runs on the CPU by default, where a table lookup is fastest.
@@ -172,8 +194,21 @@ def static_model(tokenizer: Tokenizer, dim: int = 512, seed: int = 42, weights: 
     if weights is None:
         generator = torch.Generator().manual_seed(seed)
         weights = torch.randn(tokenizer.get_vocab_size(), dim, generator=generator)
-    embedding = StaticEmbedding(tokenizer, embedding_weights=weights)
+    if spacing == "none":
+        embedding = StaticEmbedding(tokenizer, embedding_weights=weights)
+    else:
+        from koembed.models.spacing import SpacedStaticEmbedding
+
+        embedding = SpacedStaticEmbedding(tokenizer, embedding_weights=weights, spacing=spacing)
     return SentenceTransformer(modules=[embedding, Normalize()], device=device)
+
+
+def static_texts(model: Any, texts: Sequence[str]) -> list[str]:
+    """``texts`` as a static model's tokenizer reads them: respaced where the model respaces (token counts must be
+    of these), unchanged otherwise."""
+    module = static_module(model)
+    respace = getattr(module, "respace", None)
+    return list(texts) if respace is None else respace(texts)
 
 
 def static_module(model: Any) -> Any | None:
@@ -210,18 +245,21 @@ def describe_static(model: Any) -> dict[str, Any] | None:
     tokenizer = module.tokenizer
     return {"type": "static", "vocab_size": int(module.num_embeddings), "dim": int(module.embedding_dim),
             "tokenizer": type(tokenizer.model).__name__,
-            "normalizer": type(tokenizer.normalizer).__name__ if tokenizer.normalizer is not None else None}
+            "normalizer": type(tokenizer.normalizer).__name__ if tokenizer.normalizer is not None else None,
+            "spacing": getattr(module, "spacing", "none")}
 
 
 def untrained_like(model: Any, seed: int = 42) -> SentenceTransformer:
     """The untrained baseline of a static model: the same tokenizer and dimension, seeded random vectors. Its
-    scores are what bag-of-word-piece overlap alone gives; a trained model's gain over it is what training added."""
+    scores are what bag-of-word-piece overlap alone gives; a trained model's gain over it is what training added.
+    It respaces its texts as the model does (the same ``spacing``)."""
     module = static_module(model)
     if module is None:
         raise ModelLoadError("the untrained baseline is defined for static models only")
     from tokenizers import Tokenizer
 
-    return static_model(Tokenizer.from_str(module.tokenizer.to_str()), module.embedding_dim, seed=seed)
+    return static_model(Tokenizer.from_str(module.tokenizer.to_str()), module.embedding_dim, seed=seed,
+                        spacing=getattr(module, "spacing", "none"))
 
 
 def save_model(model: Any, folder: str | Path, dtype: str = "float32") -> None:

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Sequence
 
 from koembed.models import Encoder
-from koembed.models.static import static_module
+from koembed.models.static import static_module, static_texts
 
 
 class TokenCounter:
@@ -27,6 +27,7 @@ class TokenCounter:
         backend = tokenizer if isinstance(tokenizer, Tokenizer) else getattr(tokenizer, "backend_tokenizer", None)
         self._lock = threading.Lock()
         self._special = static_module(model) is None  # a static model reads no special tokens
+        self._model = model  # a static model that respaces its texts counts the respaced ones (static_texts)
         if backend is not None:  # a fast tokenizer: a Rust copy, safe to share between threads read-only
             self._fast = Tokenizer.from_str(backend.to_str())
             self._fast.no_truncation()
@@ -39,7 +40,8 @@ class TokenCounter:
     def __call__(self, texts: Sequence[str]) -> list[int]:
         if self._fast is not None:  # encode_batch_fast skips the character offsets we do not need
             batch = getattr(self._fast, "encode_batch_fast", self._fast.encode_batch)
-            return [len(e.ids) for e in batch(list(texts), add_special_tokens=self._special)]
+            texts = list(texts) if self._special else static_texts(self._model, texts)
+            return [len(e.ids) for e in batch(texts, add_special_tokens=self._special)]
         with self._lock:
             ids = self._slow(list(texts), add_special_tokens=True, truncation=False, padding=False,
                              verbose=False)["input_ids"]

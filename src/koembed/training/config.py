@@ -40,6 +40,10 @@ class StaticConfig(Strict):
     vocab_size: StrictInt = Field(30000, ge=100, description="learned tokenizers: most word pieces")
     lowercase: StrictBool = True
     dim: StrictInt = Field(512, gt=0)
+    spacing: Literal["none", "kiwi", "kiwi-keep", "kiwi-morph"] = Field(
+        "none", description="what the model does to a text before its tokenizer, in training and encoding alike "
+        "(saved with the model): none; kiwi (Kiwi's spacing: as written and without spaces read the same); "
+        "kiwi-keep (the typed spaces kept, Kiwi's missing ones added); kiwi-morph (Kiwi's morphemes, one word each). koembed.models.spacing; measured in docs/BENCHMARKS.md")
 
 
 class ModelConfig(Strict):

@@ -14,7 +14,7 @@ import logging
 import math
 import os
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -242,14 +242,18 @@ def _build_static(cfg: Config, pairs: Sequence[Pair]) -> SentenceTransformer:
     static = cfg.model.static
     assert static is not None  # the config's validator fills it in
     if static.tokenizer == "learn":
-        texts = (t for p in pairs for t in (p.query, p.positive, *p.negatives))
+        texts: Iterable[str] = (t for p in pairs for t in (p.query, p.positive, *p.negatives))
+        if static.spacing != "none":  # the pieces are learned from the texts as the model will read them
+            from koembed.models.spacing import cached_respace
+
+            texts = cached_respace(list(texts), static.spacing)  # kept for the training, which reads them again
         try:
             tokenizer = learn_tokenizer(texts, static.tokenizer_model, static.vocab_size, static.lowercase)
         except ValueError as exc:
             raise ConfigError(f"model.static.vocab_size: {exc}") from None
     else:
         tokenizer = load_tokenizer(resolve_model(static.tokenizer))
-    return static_model(tokenizer, static.dim, seed=cfg.train.seed)
+    return static_model(tokenizer, static.dim, seed=cfg.train.seed, spacing=static.spacing)
 
 
 def column_prompts(prompts: Prompts, columns: Sequence[str]) -> dict[str, str] | None:
