@@ -55,3 +55,16 @@ def test_a_disabled_bar_prints_nothing_and_a_terminal_gets_tqdm():
     bar = progress(range(3), desc="Kiwi", file=Terminal())
     assert type(bar) is tqdm
     bar.close()
+
+
+def test_bars_off_a_terminal_start_no_thread_each():
+    """One bar per query (a search worker's BM25 over Kiwi) must not leave a tqdm monitor thread per bar."""
+    import threading
+
+    for _ in range(3):  # the first bar may start tqdm's one monitor
+        list(progress(iter([1]), desc="x", total=1, disable=True, file=io.StringIO()))
+    before = threading.active_count()
+    for _ in range(50):
+        list(progress(iter([1, 2]), desc="x", total=2, file=io.StringIO()))
+        list(progress(iter([1]), desc="x", total=1, disable=True, file=io.StringIO()))
+    assert threading.active_count() <= before

@@ -9,6 +9,7 @@ carriage return. In a terminal or a notebook they are tqdm's own.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Iterable
@@ -39,7 +40,10 @@ def progress(iterable: Iterable[Any] | None = None, *, desc: str, total: int | N
     return _line_class()(iterable, **kwargs)
 
 
+@functools.cache
 def _line_class() -> type:
+    """The one LineProgress class: tqdm starts a monitor thread per class, so a class made per call leaked a thread
+    per bar (a search worker running one BM25 query at a time: one thread per query)."""
     from tqdm import tqdm
 
     class LineProgress(tqdm):
