@@ -2,7 +2,8 @@
 queries: quality, build time, index size, load time, query latency and memory.
 
     make peers            # Java (Debian's default-jre-headless) + pyjnius, then this script
-    python bench/peers.py --out out/peers.json --synthetic 100000,1000000 --query-variant none
+    python bench/peers.py --out out/peers.json --synthetic 100000,1000000
+    python bench/peers.py --out out/peers-variants.json --synthetic '' --query-variants none,nospace,swap
 
 Systems (bench/peer_systems.py): ``lucene`` = Anserini 0.22.1 (the fat jar inside the pyserini 0.22.1 wheel,
 cached in ``--cache``, outside the repository) with ``-language ko`` and BM25 k1=1.2, b=0.75. In Anserini 0.22.1
@@ -22,8 +23,12 @@ peak RSS (the build command), index bytes on disk, load = the system's own comma
 one query, to its first result (koembed: ``koembed search --mode bm25 --json``; Lucene: ``SearchCollection``),
 first result in the worker (a fresh process: start, open the index, first query), query p50/p99 (queries after
 the first, each alone, k=10) and the worker's peak RSS (its ``VmHWM``). Build and load RSS are the peak of the
-process tree's resident memory, sampled every 0.1 s. ``--query-variant NAME`` (bench/query_variants.py)
-rewrites every query before any system sees it. ``--skip SYSTEM@CORPUS`` leaves a cell out (printed as skipped);
+process tree's resident memory, sampled every 0.1 s.
+
+``--query-variants none,nospace,...`` (``none``: as written; the others koembed.evaluation.variants's seeded
+kinds, ``--variant-seed``, the strings ``koembed bench --query-variants`` scores) runs every system on each query
+form: each index is built and loaded once, and one search worker answers every form's queries in turn, so each
+form is only searched; quality is reported per form, latency on the first form's queries. ``--skip SYSTEM@CORPUS`` leaves a cell out (printed as skipped);
 a step over ``--cap-mb`` resident or ``--timeout-s`` is killed and printed as over.
 """
 
@@ -39,15 +44,47 @@ from pathlib import Path
 from typing import Any
 
 import common
-import query_variants
 from peer_systems import Koembed, Lucene, anserini_jar, folder_bytes, measure
 
 from koembed.data import load_retrieval_set
 from koembed.evaluation.runner import score_run
+from koembed.evaluation.variants import KINDS, make_variants
 
 SYSTEMS = ("lucene", "bm25", "bm25-phrase")
 ADDED = 1000  # passages added (then deleted) on the synthetic corpora: koembed's incremental update
 SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
+AS_WRITTEN = "none"
+FORMS = (AS_WRITTEN, *KINDS)
+FORM_SEP = "|"  # worker query id = FORM|QID: one worker searches every form
+
+
+def parse_forms(text: str) -> list[str]:
+    """``none,nospace`` -> ``["none", "nospace"]`` (``none``: the queries as written), checked, duplicates dropped."""
+    forms = list(dict.fromkeys(f.strip() for f in text.split(",") if f.strip()))
+    unknown = [f for f in forms if f not in FORMS]
+    if unknown or not forms:
+        raise ValueError(f"unknown query variant(s) {unknown or [text]}: use {', '.join(FORMS)}")
+    return forms
+
+
+def query_forms(queries: list[tuple[str, str]], forms: list[str], seed: int) -> list[tuple[str, str]]:
+    """The worker's query list: every form's queries in turn, ids ``FORM|QID``; the strings are
+    :func:`koembed.evaluation.variants.make_variants`'s (the same as ``koembed bench --query-variants``)."""
+    qids, texts = [q for q, _ in queries], [t for _, t in queries]
+    out = []
+    for form in forms:
+        changed = texts if form == AS_WRITTEN else make_variants(texts, form, seed)
+        out.extend((f"{form}{FORM_SEP}{qid}", text) for qid, text in zip(qids, changed))
+    return out
+
+
+def split_forms(hits: dict[str, Any]) -> dict[str, dict[str, list[tuple[str, float]]]]:
+    """The worker's hits keyed ``FORM|QID`` -> ``{form: {qid: [(doc, score)]}}``."""
+    out: dict[str, dict[str, list[tuple[str, float]]]] = {}
+    for key, found in hits.items():
+        form, _, qid = key.partition(FORM_SEP)
+        out.setdefault(form, {})[qid] = [(doc, score) for doc, score in found]
+    return out
 
 
 def rotated(text: str, r: int) -> str:
@@ -87,6 +124,7 @@ def run_cell(system, corpus: dict[str, Any], work: Path, args) -> dict[str, Any]
     cell: dict[str, Any] = {"system": system.name, "corpus": corpus["name"], "passages": len(corpus["docs"]),
                             "queries": len(corpus["queries"])}
     folder = work / corpus["name"] / system.name
+    forms = args.query_variants
     index = folder / "index"
     queries = folder / "queries.json"
     if args.reuse and (folder / "build-measured.json").is_file() and index.is_dir():
@@ -100,7 +138,8 @@ def run_cell(system, corpus: dict[str, Any], work: Path, args) -> dict[str, Any]
         if (folder / "build.json").is_file():  # koembed's stages
             cell["build"]["stages"] = json.loads((folder / "build.json").read_text(encoding="utf-8"))
         (folder / "build-measured.json").write_text(json.dumps(cell["build"]), encoding="utf-8")
-    queries.write_text(json.dumps(corpus["queries"], ensure_ascii=False), encoding="utf-8")
+    queries.write_text(json.dumps(query_forms(corpus["queries"], forms, args.variant_seed), ensure_ascii=False),
+                       encoding="utf-8")
     if cell["build"]["returncode"] != 0:
         return cell
     cell["index_bytes"] = folder_bytes(index)
@@ -112,12 +151,13 @@ def run_cell(system, corpus: dict[str, Any], work: Path, args) -> dict[str, Any]
     if cell["worker"]["returncode"] != 0:
         return cell
     found = json.loads(result.read_text(encoding="utf-8"))
-    later = [s * 1000 for s in found["latencies_s"][1:]] or [found["latencies_s"][0] * 1000]
+    first_form = found["latencies_s"][:len(corpus["queries"])]  # latency: the first form's queries
+    later = [s * 1000 for s in first_form[1:]] or [first_form[0] * 1000]
     cell.update(first_result_s=found["first_result_s"], worker_peak_rss_mb=found["peak_rss_mb"],
                 query_p50_ms=round(percentile(later, 50), 3), query_p99_ms=round(percentile(later, 99), 3),
                 searched_with={k: v for k, v in found.items() if k not in ("hits", "latencies_s", "first_result_s",
                                                                            "peak_rss_mb")})
-    hits = {qid: [(doc, score) for doc, score in h] for qid, h in found["hits"].items()}
+    by_form = split_forms(found["hits"])
     if corpus["rs"] is None and hasattr(system, "add"):  # a synthetic corpus: add 1,000 new passages twice, delete
         new, warm_new = ([(f"{tag}~{i}", rotated(text, 3 + i)) for i, (_, text) in enumerate(corpus["docs"][:ADDED])]
                          for tag in ("added", "added-warm"))
@@ -131,14 +171,18 @@ def run_cell(system, corpus: dict[str, Any], work: Path, args) -> dict[str, Any]
         cell["delete"] = measure(system.delete(index, [i for i, _ in new + warm_new]), folder / "delete.log",
                                  args.cap_mb, args.timeout_s)  # both adds' passages: the index is as built again
     if corpus["rs"] is not None:
-        ir, _ = score_run(corpus["rs"], hits, top_k=(10,))
-        cell.update({"accuracy@1": round(ir["accuracy@1"], 4), "ndcg@10": round(ir["ndcg@10"], 4)})
+        for form in forms:
+            ir, _ = score_run(corpus["rs"], by_form[form], top_k=(10,))
+            cell.setdefault("variants", {})[form] = {m: round(ir[m], 4) for m in ("accuracy@1", "ndcg@10")}
+        cell.update(cell["variants"][forms[0]])
     if args.run_out:
         args.run_out.mkdir(parents=True, exist_ok=True)
-        with open(args.run_out / f"{corpus['name']}.{system.name}.jsonl", "w", encoding="utf-8") as f:
-            for qid, h in hits.items():
-                for rank, (doc, score) in enumerate(h, 1):
-                    f.write(json.dumps({"qid": qid, "docid": doc, "rank": rank, "score": score}) + "\n")
+        for form in forms:
+            suffix = "" if form == AS_WRITTEN else f".{form}"
+            with open(args.run_out / f"{corpus['name']}.{system.name}{suffix}.jsonl", "w", encoding="utf-8") as f:
+                for qid, h in by_form[form].items():
+                    for rank, (doc, score) in enumerate(h, 1):
+                        f.write(json.dumps({"qid": qid, "docid": doc, "rank": rank, "score": score}) + "\n")
     if not args.keep and not args.reuse:
         shutil.rmtree(index, ignore_errors=True)
         shutil.rmtree(folder / "corpus", ignore_errors=True)
@@ -177,13 +221,23 @@ def table(cells: list[dict[str, Any]]) -> None:
     common.print_markdown(headers, rows)
 
 
+def variants_table(cells: list[dict[str, Any]], forms: list[str]) -> None:
+    """Per judged corpus and system, accuracy@1 / ndcg@10 on each query form (docs/BENCHMARKS.md shows it)."""
+    rows = [[c["corpus"], c["system"], *(f"{c['variants'][f]['accuracy@1']:.4f} / {c['variants'][f]['ndcg@10']:.4f}"
+                                         for f in forms)] for c in cells if "variants" in c]
+    if rows:
+        common.print_markdown(["corpus", "system", *("as written" if f == AS_WRITTEN else f for f in forms)], rows)
+
+
 def main() -> None:
     parser = common.parser(__doc__)
     parser.add_argument("--synthetic", type=common.int_list, default=[100_000, 1_000_000],
                         help="sizes of the synthetic corpora ('' for none)")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated: " + ", ".join(SYSTEMS))
     parser.add_argument("--skip", action="append", default=[], help="SYSTEM@CORPUS to leave out (repeatable)")
-    parser.add_argument("--query-variant", default="none", choices=sorted(query_variants.VARIANTS))
+    parser.add_argument("--query-variants", "--query-variant", default=AS_WRITTEN, type=parse_forms,
+                        help="comma-separated query forms, each searched on the same indexes: " + ", ".join(FORMS))
+    parser.add_argument("--variant-seed", type=int, default=0, help="seed of the query variants")
     parser.add_argument("--latency-queries", type=int, default=1000, help="queries per synthetic corpus")
     parser.add_argument("--threads", type=int, default=2, help="Anserini indexing threads (Kiwi uses every core)")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "koembed-peers",
@@ -201,10 +255,8 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown systems {sorted(unknown)}: use {', '.join(SYSTEMS)}")
     systems = [Lucene(anserini_jar(args.cache), args.threads) if n == "lucene" else Koembed(n) for n in names]
-    change = query_variants.transform(args.query_variant)
     cells = []
     for corpus in corpora(args.synthetic, args.latency_queries):
-        corpus["queries"] = [(qid, change(text)) for qid, text in corpus["queries"]]
         for system in systems:
             if f"{system.name}@{corpus['name']}" in args.skip:
                 cells.append({"system": system.name, "corpus": corpus["name"], "passages": len(corpus["docs"]),
@@ -214,10 +266,12 @@ def main() -> None:
             print(json.dumps({k: v for k, v in cells[-1].items() if k != "searched_with"}, ensure_ascii=False),
                   file=sys.stderr, flush=True)
     lucene = next((c["searched_with"] for c in cells if c["system"] == "lucene" and "searched_with" in c), None)
-    result = {"query_variant": args.query_variant, "lucene": lucene, "cells": cells}
+    result = {"query_variants": args.query_variants, "variant_seed": args.variant_seed, "lucene": lucene,
+              "cells": cells}
     common.save(args.out, result)
-    print(f"query variant: {args.query_variant}; lucene: {lucene}")
+    print(f"query variants: {', '.join(args.query_variants)} (seed {args.variant_seed}); lucene: {lucene}")
     table(cells)
+    variants_table(cells, args.query_variants)
 
 
 if __name__ == "__main__":

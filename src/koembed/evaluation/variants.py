@@ -20,19 +20,11 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 
+from koembed.lexical.keyboard import HANGUL_FIRST, N_FINALS, dubeolsik_keys, is_syllable
+
 KINDS = ("nospace", "randspace", "swap", "jamo", "keyboard")
-HANGUL_FIRST, HANGUL_LAST = 0xAC00, 0xD7A3  # 가 .. 힣: 19 initials x 21 medials x 28 finals (0: none)
-N_MEDIALS, N_FINALS = 21, 28
-# 두벌식 (KS X 5002) keys of each initial, medial and final jamo, in Unicode's syllable order.
-INITIAL_KEYS = ("r", "R", "s", "e", "E", "f", "a", "q", "Q", "t", "T", "d", "w", "W", "c", "z", "x", "v", "g")
-MEDIAL_KEYS = ("k", "o", "i", "O", "j", "p", "u", "P", "h", "hk", "ho", "hl", "y", "n", "nj", "np", "nl", "b",
-               "m", "ml", "l")
-FINAL_KEYS = ("", "r", "R", "rt", "s", "sw", "sg", "e", "f", "fr", "fa", "fq", "ft", "fx", "fv", "fg", "a", "q",
-              "qt", "t", "T", "d", "w", "c", "z", "x", "v", "g")
-
-
-def is_syllable(char: str) -> bool:
-    return HANGUL_FIRST <= ord(char) <= HANGUL_LAST
+__all__ = ["KINDS", "VARIANTS", "drop_final", "dubeolsik_keys", "is_syllable", "make_variants", "parse_variants",
+           "variant_sets", "variants_table"]
 
 
 def drop_final(char: str) -> str:
@@ -41,21 +33,6 @@ def drop_final(char: str) -> str:
         return char
     code = ord(char) - HANGUL_FIRST
     return chr(ord(char) - code % N_FINALS)
-
-
-def dubeolsik_keys(text: str) -> str:
-    """The keys a 두벌식 typist presses for ``text`` (``가고`` -> ``rkrh``, ``한국`` -> ``gksrnr``): what appears
-    when the input method is in English mode. Characters other than Hangul syllables are kept."""
-    out = []
-    for char in text:
-        if not is_syllable(char):
-            out.append(char)
-            continue
-        code = ord(char) - HANGUL_FIRST
-        initial, rest = divmod(code, N_MEDIALS * N_FINALS)
-        medial, final = divmod(rest, N_FINALS)
-        out.append(INITIAL_KEYS[initial] + MEDIAL_KEYS[medial] + FINAL_KEYS[final])
-    return "".join(out)
 
 
 def _nospace(query: str, rng: random.Random) -> str:
