@@ -26,6 +26,30 @@ def _export_cache(tmp_path_factory):
         os.environ[CACHE_ENV] = previous
 
 
+# What backend and precision ``auto`` pick depends on the CPU (koembed.models.precision.auto_setting): bf16 where it
+# has AVX512-BF16 or AMX, whose embeddings vary with batch composition beyond the tolerances the tests compare at.
+# The suite runs every process (CLI subprocesses too) as on an AVX2-only CPU, whichever machine CI draws; the
+# decision for each CPU is tested on its own (test_openvino.py, test_encode.py), bf16 by asking for it.
+PINNED_CPU_FLAGS = "fpu sse4_2 avx avx2 fma"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pinned_cpu(tmp_path_factory):
+    import os
+
+    from koembed.models.precision import CPUINFO_ENV
+
+    cpuinfo = tmp_path_factory.mktemp("cpu") / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {PINNED_CPU_FLAGS}\n", encoding="utf-8")
+    previous = os.environ.get(CPUINFO_ENV)
+    os.environ[CPUINFO_ENV] = str(cpuinfo)
+    yield
+    if previous is None:
+        os.environ.pop(CPUINFO_ENV, None)
+    else:
+        os.environ[CPUINFO_ENV] = previous
+
+
 @pytest.fixture(scope="session")
 def korquad_path() -> Path:
     return require_shared(KORQUAD)

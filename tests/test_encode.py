@@ -135,12 +135,15 @@ def test_one_precision_decision_on_an_amx_cpu(monkeypatch, tiny_model_dir, corpu
 def test_cpu_flags_are_read_from_cpuinfo(monkeypatch, tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 amx_bf16 avx512f\n\nprocessor\t: 1\n", encoding="utf-8")
+    monkeypatch.delenv(precision_module.CPUINFO_ENV)  # the suite's pinned CPU (conftest.py)
     monkeypatch.setattr(precision_module, "CPUINFO", cpuinfo)
     assert {"amx_bf16", "avx512f"} <= precision_module.cpu_flags()
     assert models.resolve_precision("auto", "cpu") == "bf16"
     monkeypatch.setattr(precision_module, "CPUINFO", tmp_path / "missing")
     assert precision_module.cpu_flags() == frozenset()
     assert models.resolve_precision("auto", "cpu") == "fp32"
+    monkeypatch.setenv(precision_module.CPUINFO_ENV, str(cpuinfo))  # another CPU's file wins over this one's
+    assert models.resolve_precision("auto", "cpu") == "bf16"
 
 
 def test_fp16_on_cpu_is_refused(tiny_model_dir, corpus_file, tmp_path):

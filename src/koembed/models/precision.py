@@ -9,6 +9,7 @@ the store.
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -28,13 +29,15 @@ from koembed.models.spec import (
 from koembed.models.static import is_static_folder
 
 CPUINFO = Path("/proc/cpuinfo")
+CPUINFO_ENV = "KOEMBED_CPUINFO"  # another cpuinfo file: auto decides as on that CPU (the test suite pins one)
 CPU_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})  # native bf16 matmuls: bf16 is faster than fp32
 
 
 def cpu_flags() -> frozenset[str]:
-    """The CPU feature flags of this machine (Linux ``/proc/cpuinfo``); empty where there is no such file."""
+    """The CPU feature flags of this machine (Linux ``/proc/cpuinfo``, or the file ``$KOEMBED_CPUINFO`` names: the
+    ``auto`` choices of another CPU, e.g. to reproduce what it records); empty where there is no such file."""
     try:
-        text = CPUINFO.read_text(encoding="utf-8", errors="replace")
+        text = Path(os.environ.get(CPUINFO_ENV) or CPUINFO).read_text(encoding="utf-8", errors="replace")
     except OSError:
         return frozenset()
     for line in text.splitlines():
