@@ -10,7 +10,7 @@ from koembed.errors import SpecError
 from koembed.evaluation.tuning import fit_weights, lexical_problem
 from koembed.index import build_index, load_index
 from koembed.lexical import FIELDS, PRESETS, BM25Retriever, KiwiTokenizer, LexicalConfig, lexical_config
-from koembed.lexical.fields import field_tokens
+from koembed.lexical.fields import field_length, field_tokens
 from koembed.retrieval.factory import RetrieverFactory
 from tests.helpers import QUIET, lucene_bm25
 
@@ -35,6 +35,19 @@ def test_field_terms_by_hand():
                                                                     "20", "02", "24", "4년"]
     with pytest.raises(ValueError, match="unknown lexical field"):
         field_tokens("trigram", tokens, "")
+
+
+def test_field_lengths_count_the_field_terms():
+    """field_length is the number of terms field_tokens builds, for every field and token count around the pair
+    window, and for texts with one-letter words, punctuation and full-width letters."""
+    texts = ["", "a", "전세 보증금을, ＡI! 및 2024년", "가 나다 라마바사", *TEXTS]
+    for n in range(12):
+        tokens = [f"t{i % 5}/N" for i in range(n)]
+        for text in texts:
+            for field in FIELDS:
+                assert field_length(field, tokens, text) == len(field_tokens(field, tokens, text))
+    with pytest.raises(ValueError, match="trigram"):
+        field_length("trigram", [], "")
 
 
 @pytest.mark.parametrize("field", FIELDS)

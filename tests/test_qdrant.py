@@ -28,7 +28,17 @@ from koembed.index import (
     store_of,
 )
 from koembed.index.encoder import embed
-from koembed.index.qdrant_sparse import Field, collisions, field_weights, passage_vector, query_vector, term_id
+from koembed.index.qdrant_sparse import (
+    Field,
+    average_lengths,
+    collisions,
+    fields_of,
+    passage_vector,
+    passage_vectors,
+    query_vector,
+    term_id,
+    term_ids,
+)
 from koembed.lexical import DEFAULT, PRESETS, BM25Retriever, KiwiTokenizer, LexicalConfig
 from koembed.lexical.fields import field_tokens
 from koembed.ranking import fuse
@@ -319,10 +329,10 @@ def test_other_lexical_presets_equal_koembed(tmp_path, tiny_model_dir, model, co
 
 def test_sparse_weights_are_lucene_tf_parts_and_ids_are_stable():
     field = Field("unigram", k1=1.2, b=0.75, avgdl=4.0)
-    weights = field_weights(["a/N", "b/V", "a/N"], field)
+    ids, values = passage_vector(["a/N", "b/V", "a/N"], "", [field])
     norm = 1.2 * (1 - 0.75 + 0.75 * 3 / 4.0)
-    assert weights == pytest.approx({term_id("a/N"): 2 / (2 + norm), term_id("b/V"): 1 / (1 + norm)})
-    assert all(0 <= i < 2**32 for i in weights)
+    assert dict(zip(ids, values)) == pytest.approx({term_id("a/N"): 2 / (2 + norm), term_id("b/V"): 1 / (1 + norm)})
+    assert all(0 <= i < 2**32 for i in ids)
     # Two fields in one vector: separate id spaces; the query carries the field weights.
     fields = [field, Field("char", k1=1.2, b=0.75, avgdl=3.0, weight=0.5)]
     ids, values = passage_vector(["a/N"], "ab", fields)
@@ -335,14 +345,60 @@ def test_sparse_weights_are_lucene_tf_parts_and_ids_are_stable():
                            env={"PYTHONHASHSEED": "123", "PATH": ""}, cwd=ROOT)
     assert other.stdout.strip() == str([term_id(t) for t in terms])  # another process, another hash seed
     # A collision, found by brute force: two terms with one id are one term (counts added).
+    pair = colliding_pair()
+    assert collisions([*pair, "other"]) == [tuple(sorted(pair))]
+    ids, values = passage_vector(list(pair), "", [field])
+    assert values == pytest.approx([2 / (2 + 1.2 * (1 - 0.75 + 0.75 * 2 / 4.0))])
+
+
+def colliding_pair() -> tuple[str, str]:
+    """Two distinct terms with one blake2b-32 id (the first among t0, t1, ...)."""
     seen: dict[int, str] = {}
-    pair = None
     for i in range(400_000):
         term = f"t{i}"
         if term_id(term) in seen:
-            pair = (seen[term_id(term)], term)
-            break
+            return seen[term_id(term)], term
         seen[term_id(term)] = term
-    assert pair is not None and collisions([*pair, "other"]) == [tuple(sorted(pair))]
-    weights = field_weights(list(pair), field)
-    assert list(weights.values()) == pytest.approx([2 / (2 + 1.2 * (1 - 0.75 + 0.75 * 2 / 4.0))])
+    raise AssertionError("no collision among 400,000 terms")
+
+
+def reference_passage_vector(tokens, text, fields):
+    """The per-term loop that built every stored sparse vector before the batched numpy version (Counter of
+    term ids per field, then the Lucene tf part, summed over fields in their order): the reference."""
+    from collections import Counter
+
+    out: dict[int, float] = {}
+    for field in fields:
+        terms = field_tokens(field.name, tokens, text)
+        counts = Counter(term_id(t, field.name) for t in terms)
+        norm = field.k1 * (1.0 - field.b + field.b * len(terms) / field.avgdl)
+        for i, c in counts.items():
+            out[i] = out.get(i, 0.0) + c / (c + norm)
+    ids = sorted(out)
+    return ids, [out[i] for i in ids]
+
+
+@pytest.mark.parametrize("weights", [DEFAULT.weights, {"unigram": 1.0, "bigram": 0.3, "pair": 0.2, "char": 0.7}])
+def test_batched_sparse_vectors_equal_the_per_term_loop_bit_for_bit(corpus, weights):
+    """What the store writes is unchanged by the batched computation: every passage's ids and values equal the
+    old loop's exactly (floats compared with ==), on the bundled sample with each field, an empty passage, a
+    repeated passage, and two colliding terms in one passage."""
+    texts = [*corpus[1], "", corpus[1][0], "t t"]
+    tokens = [*KiwiTokenizer()(corpus[1]), [], KiwiTokenizer()([corpus[1][0]])[0], list(colliding_pair()) * 2]
+    config = LexicalConfig(dict(weights))
+    lengths = average_lengths(config, tokens, texts)  # what the manifest records: as the terms counted one by one
+    assert lengths == {f: sum(len(field_tokens(f, t, x)) for t, x in zip(tokens, texts)) / len(texts)
+                       for f in config.fields}
+    fields = fields_of(config, lengths)
+    batched = passage_vectors(tokens, texts, fields)
+    assert batched[len(corpus[1])] == ([], [])
+    for toks, text, got in zip(tokens, texts, batched, strict=True):
+        want = reference_passage_vector(toks, text, fields)
+        assert got == want
+        assert all(type(i) is int for i in got[0]) and all(type(v) is float for v in got[1])
+    # batches of any size give the same vectors (the build uploads in batches)
+    assert [v for a in range(0, len(texts), 7) for v in passage_vectors(tokens[a:a + 7], texts[a:a + 7], fields)] \
+        == batched
+    terms = [t for toks in tokens for t in toks]
+    for name in ("unigram", "pair"):
+        assert term_ids(terms, name).tolist() == [term_id(t, name) for t in terms]

@@ -47,7 +47,7 @@ from koembed.index.qdrant_manifest import (  # noqa: F401 (the store's public na
     read_qdrant_manifest,
     write_qdrant_manifest,
 )
-from koembed.index.qdrant_sparse import passage_vector
+from koembed.index.qdrant_sparse import passage_vectors
 from koembed.models.m3 import M3Output
 
 DENSE, BM25 = "dense", "bm25"
@@ -231,8 +231,9 @@ def upsert_passages(client: Any, manifest: QdrantManifest, doc_ids: Sequence[str
     if manifest.m3 and (m3 is None or len(m3.sparse) != len(doc_ids) or len(m3.colbert) != len(doc_ids)):
         raise IndexStoreError(f"{manifest.where} holds BGE-M3 vectors: every passage needs its lexical weights "
                               "and ColBERT vectors")
-    for row, (doc_id, text, toks, vector) in enumerate(zip(doc_ids, texts, tokens, vectors, strict=True)):
-        named = {DENSE: vector.tolist(), BM25: passage_vector(toks, text, fields)}  # sparse: (indices, values)
+    sparse = passage_vectors(tokens, texts, fields)  # (indices, values) per passage
+    for row, (doc_id, text, bm25, vector) in enumerate(zip(doc_ids, texts, sparse, vectors.tolist(), strict=True)):
+        named = {DENSE: vector, BM25: bm25}
         if m3 is not None:  # with manifest.m3, checked above
             named.update(point_vectors(m3.sparse[row], m3.colbert[row]))
         rows.append((point_id(doc_id), {"id": doc_id, "text": text, "txn": txn}, named))
