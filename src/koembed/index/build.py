@@ -26,8 +26,10 @@ from koembed.index.versions import (
     append,
     can_append,
     commit,
+    drop,
     locked,
     require_new_folder,
+    some_ids,
     update,
 )
 from koembed.lexical import KiwiTokenizer, LexicalConfig
@@ -166,7 +168,7 @@ def add_documents(index_dir: str | Path, doc_ids: Sequence[str], texts: Sequence
         def prepare(current: StoredVersion) -> Addition:
             clashes = [d for d in doc_ids if current.rows.find(d) is not None]
             if clashes:
-                raise DocumentIdError(f"{index_dir}: already indexed: {_some(clashes)}; delete them first "
+                raise DocumentIdError(f"{index_dir}: already indexed: {some_ids(clashes)}; delete them first "
                                       "(koembed index delete), then add")
             vectors = embed(checked_encoder(encoder, current.manifest, index_dir), texts,
                             with_prompt(options, current.manifest, "passage"))
@@ -180,7 +182,7 @@ def add_documents(index_dir: str | Path, doc_ids: Sequence[str], texts: Sequence
         present = set(state.doc_ids)
         clashes = [d for d in doc_ids if d in present]
         if clashes:
-            raise DocumentIdError(f"{index_dir}: already indexed: {_some(clashes)}; delete them first "
+            raise DocumentIdError(f"{index_dir}: already indexed: {some_ids(clashes)}; delete them first "
                                   "(koembed index delete), then add")
         vectors = embed(checked_encoder(encoder, state.manifest, index_dir), texts,
                         with_prompt(options, state.manifest, "passage"))
@@ -201,11 +203,18 @@ def add_documents(index_dir: str | Path, doc_ids: Sequence[str], texts: Sequence
 
 def delete_documents(index_dir: str | Path, doc_ids: Sequence[str]) -> Manifest:
     """Delete passages by id as a new version. An id the index does not hold is a :class:`DocumentIdError`
-    naming it, and nothing is deleted."""
+    naming it, and nothing is deleted.
+
+    Written like an add (:func:`koembed.index.versions.drop`): the row table without the deleted rows, their vectors
+    as tombstones, the stored files linked; the version is rewritten instead (deleted rows and vectors gone) when
+    tombstones would pass half the vectors, and for the indexes :func:`add_documents` rewrites."""
     index_dir = Path(index_dir)
     wanted = list(dict.fromkeys(doc_ids))
     if not wanted:
         raise DocumentIdError(f"{index_dir}: no ids to delete")
+    dropped = drop(index_dir, wanted) if can_append(read_manifest(index_dir)) else None
+    if dropped is not None:
+        return dropped
 
     def change(state: IndexState) -> None:
         import numpy as np
@@ -213,19 +222,20 @@ def delete_documents(index_dir: str | Path, doc_ids: Sequence[str]) -> Manifest:
         row_of = {doc: row for row, doc in enumerate(state.doc_ids)}
         unknown = [d for d in wanted if d not in row_of]
         if unknown:
-            raise DocumentIdError(f"{index_dir}: no passage with id {_some(unknown)}; nothing was deleted")
-        drop = {row_of[d] for d in wanted}
-        gone = np.array([state.pids[r] for r in sorted(drop)], dtype=np.int64)
+            raise DocumentIdError(f"{index_dir}: no passage with id {some_ids(unknown)}; nothing was deleted")
+        dead = {row_of[d] for d in wanted}
+        gone = np.array([state.pids[r] for r in sorted(dead)], dtype=np.int64)
         if state.manifest.kind == "hnsw":  # HNSW graphs cannot remove nodes: skip them at search time
             state.tombstones.update(int(p) for p in gone)
-        else:
-            state.faiss_index.remove_ids(gone)
-        keep = [r for r in range(len(state.pids)) if r not in drop]
+        else:  # with the tombstones earlier part-wise deletes left
+            state.faiss_index.remove_ids(np.concatenate([gone, np.fromiter(state.tombstones, dtype=np.int64)]))
+            state.tombstones = set()
+        keep = [r for r in range(len(state.pids)) if r not in dead]
         for name in ("pids", "doc_ids", "texts", "tokens", "sparse"):
             values = getattr(state, name)
             if values is not None:
                 setattr(state, name, [values[r] for r in keep])
-        state.manifest.counts["deleted"] += len(drop)
+        state.manifest.counts["deleted"] += len(dead)
         if state.tombstones and len(state.tombstones) > state.faiss_index.ntotal / 2:
             state.faiss_index = compact_hnsw(state.faiss_index, state.manifest.dimension, state.manifest.params,
                                              state.tombstones)
@@ -235,6 +245,3 @@ def delete_documents(index_dir: str | Path, doc_ids: Sequence[str]) -> Manifest:
     return update(index_dir, change)
 
 
-def _some(ids: Sequence[str], limit: int = 10) -> str:
-    shown = ", ".join(repr(i) for i in ids[:limit])
-    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")

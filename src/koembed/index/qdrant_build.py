@@ -22,7 +22,6 @@ from koembed.data import validate_documents
 from koembed.encoding.shards import embedding_chunks
 from koembed.errors import DocumentIdError, IndexStoreError, ModelMismatchError
 from koembed.files import staged_folder
-from koembed.index.build import _some
 from koembed.index.encoder import checked_encoder, embed, model_record, normalized_by, probe, with_prompt
 from koembed.index.faiss import normalized
 from koembed.index.manifest import MANIFEST, now
@@ -45,7 +44,7 @@ from koembed.index.qdrant import (
 )
 from koembed.index.qdrant_m3 import m3_record, passage_m3
 from koembed.index.qdrant_sparse import average_lengths
-from koembed.index.versions import locked, read_state, require_new_folder
+from koembed.index.versions import locked, read_state, require_new_folder, some_ids
 from koembed.lexical import DEFAULT as DEFAULT_LEXICAL
 from koembed.lexical import KiwiTokenizer, LexicalConfig
 from koembed.models import EncodeOptions, Encoder, ModelSpec, load_model
@@ -204,7 +203,7 @@ def add_qdrant_documents(index_dir: str | Path, doc_ids: Sequence[str], texts: S
     with _changing(index_dir, api_key) as (client, manifest):
         clashes = existing_ids(client, manifest.collection, doc_ids)
         if clashes:
-            raise DocumentIdError(f"{index_dir}: already indexed: {_some(clashes)}; delete them first "
+            raise DocumentIdError(f"{index_dir}: already indexed: {some_ids(clashes)}; delete them first "
                                   "(koembed index delete), then add")
         encoder = checked_encoder(encoder, manifest, index_dir)
         tokens = _tokens(texts, tokens, options.show_progress)
@@ -235,7 +234,7 @@ def delete_qdrant_documents(index_dir: str | Path, doc_ids: Sequence[str], *, ap
         present = set(existing_ids(client, manifest.collection, wanted))
         unknown = [d for d in wanted if d not in present]
         if unknown:
-            raise DocumentIdError(f"{index_dir}: no passage with id {_some(unknown)}; nothing was deleted")
+            raise DocumentIdError(f"{index_dir}: no passage with id {some_ids(unknown)}; nothing was deleted")
         manifest.pending = {"op": "delete", "ids": wanted}
         write_qdrant_manifest(index_dir, manifest)
         recover(client, manifest)  # finishing a pending delete is the delete

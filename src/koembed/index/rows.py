@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 ROWS_FILE = "passages.rows.npy"
+ROW_READ = 1 << 16  # bytes read for one row before reading on to the next live row
 Row = tuple[int, str, str, list[str], "dict[int, float] | None"]
 
 
@@ -55,6 +56,26 @@ def passage_rows(path: Path) -> Iterator[Row]:
             yield parse_row(path, row, raw)
 
 
+def live_rows(paths: Sequence[Path], offsets: np.ndarray) -> Iterator[Row]:
+    """The rows starting at ``offsets`` (ascending, counted across ``paths`` as one file), in order, each checked
+    (:func:`parse_row`); the lines between them are deleted passages, skipped."""
+    wanted = iter(offsets.tolist())
+    target, base, row = next(wanted, None), 0, 0
+    for path in paths:
+        position = base
+        with open(path, "rb") as handle:
+            for raw in handle:
+                if position == target:
+                    row += 1
+                    yield parse_row(path, row, raw)
+                    target = next(wanted, None)
+                position += len(raw)
+        base = position
+    if target is not None:
+        raise IndexStoreError(f"{paths[0]}: {ROWS_FILE} lists a row at byte {target}, where no row starts; "
+                              "rebuild the index")
+
+
 def write_rows(folder: Path, pids: Sequence[int], doc_ids: Sequence[str], offsets: Sequence[int]) -> None:
     """Write ``passages.rows.npy`` for passages.jsonl rows starting at byte ``offsets``."""
     import numpy as np
@@ -74,21 +95,23 @@ def write_table(folder: Path, pids: np.ndarray, offsets: np.ndarray, order: Any)
 
 
 class StoredColumn(Sequence[Any]):
-    """One column of a version's rows (``field``: 1 id, 2 text, 3 tokens) read per row as needed, followed by
-    ``added`` values: what an add's BM25 segment planning reads instead of every row (:func:`append`)."""
+    """One column of a version's rows (``field``: 1 id, 2 text, 3 tokens) read per row as needed: the stored rows
+    ``kept`` (row numbers; all when None), then ``added`` values. What an add's or a delete's BM25 segment planning
+    reads instead of every row (:mod:`koembed.index.versions`)."""
 
-    def __init__(self, rows: StoredRows, field: int, added: Sequence[Any]):
-        self.rows, self.field, self.added = rows, field, added
+    def __init__(self, rows: StoredRows, field: int, added: Sequence[Any] = (), kept: np.ndarray | None = None):
+        self.rows, self.field, self.added, self.kept = rows, field, added, kept
+        self.stored = len(rows) if kept is None else len(kept)
 
     def __len__(self) -> int:
-        return len(self.rows) + len(self.added)
+        return self.stored + len(self.added)
 
     def __getitem__(self, i: Any) -> Any:
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
-        if i < len(self.rows):
-            return self.rows.row(i)[self.field]
-        return self.added[i - len(self.rows)]
+        if i < self.stored:
+            return self.rows.row(i if self.kept is None else int(self.kept[i]))[self.field]
+        return self.added[i - self.stored]
 
 
 def row_table(folder: Path, count: int) -> np.ndarray:
@@ -122,9 +145,9 @@ class StoredRows(Sequence[str]):
         self.pids = np.ascontiguousarray(table[:, 0])
         self._order = np.ascontiguousarray(table[:, 2])
         self._starts: np.ndarray = np.cumsum([0] + [p.stat().st_size for p in self.paths])
+        # Rows ascend; deleted rows may lie between them (a delete rewrites only this table: koembed.index.versions)
         self._bounds: np.ndarray = np.append(table[:, 1], self._starts[-1])
-        if count and (self._bounds[0] != 0 or (np.diff(self._bounds) <= 0).any()
-                      or not np.isin(self._starts[:-1], self._bounds).all()
+        if count and (self._bounds[0] < 0 or (np.diff(self._bounds) <= 0).any()
                       or not np.array_equal(np.sort(self._order), np.arange(count))):
             raise IndexStoreError(f"{folder / ROWS_FILE}: row offsets or order out of range; rebuild the index")
         self._fds = [os.open(path, os.O_RDONLY) for path in self.paths]
@@ -160,12 +183,16 @@ class StoredRows(Sequence[str]):
         """Row ``i`` (from 0) read and checked."""
         if not 0 <= i < len(self):
             raise IndexError(i)
-        start, end = int(self._bounds[i]), int(self._bounds[i + 1])
+        start = int(self._bounds[i])
         part = int(self._starts.searchsorted(start, side="right")) - 1
         path, base = self.paths[part], int(self._starts[part])
-        raw = os.pread(self._fds[part], end - start, start - base)
-        if len(raw) != end - start or not raw.endswith(b"\n") or b"\n" in raw[:-1]:
+        end = min(int(self._bounds[i + 1]), int(self._starts[part + 1]))  # deleted rows may follow it in its file
+        raw = os.pread(self._fds[part], min(end - start, ROW_READ), start - base)
+        if b"\n" not in raw and end - start > ROW_READ:
+            raw = os.pread(self._fds[part], end - start, start - base)
+        if b"\n" not in raw:
             raise IndexStoreError(f"{path}, row {i + 1}: not where {ROWS_FILE} says; rebuild the index")
+        raw = raw[: raw.index(b"\n") + 1]
         parsed = parse_row(path, i + 1, raw)
         if parsed[0] != int(self.pids[i]):
             raise IndexStoreError(f"{path}, row {i + 1}: pid {parsed[0]}, but {ROWS_FILE} says "
@@ -189,7 +216,7 @@ class StoredRows(Sequence[str]):
 
     def read_all(self) -> list[Row]:
         """Every row, read once in order (for what needs them all: listing ids, an old index's BM25)."""
-        rows = [row for path in self.paths for row in passage_rows(path)]
+        rows = list(live_rows(self.paths, self.offsets))
         same_pids(self.path, [r[0] for r in rows], self.pids)
         return rows
 

@@ -54,6 +54,7 @@ from koembed.index.rows import (
     ROWS_FILE,
     StoredColumn,
     StoredRows,
+    live_rows,
     passage_rows,
     row_table,
     same_pids,
@@ -127,7 +128,9 @@ def _read_version(index_dir: Path, manifest: Manifest) -> IndexState:
     verify(index_dir, manifest)
     folder = index_dir / manifest.version_dir
     pids, doc_ids, texts, tokens, sparse = [], [], [], [], []
-    rows = (row for name in part_files(PASSAGES_FILE, manifest.parts) for row in passage_rows(folder / name))
+    paths = [folder / name for name in part_files(PASSAGES_FILE, manifest.parts)]
+    rows = (live_rows(paths, row_table(folder, manifest.counts.get("passages", -1))[:, 1])
+            if manifest.sizes is not None else passage_rows(folder / PASSAGES_FILE))
     for pid, doc_id, text, toks, weights in rows:
         pids.append(pid)
         doc_ids.append(doc_id)
@@ -227,6 +230,12 @@ def open_version(index_dir: Path, verify_all: bool = False) -> IndexState | Stor
     raise AssertionError("unreachable")
 
 
+def some_ids(ids: Sequence[str], limit: int = 10) -> str:
+    """The first ``limit`` ids quoted, and how many more: what an error naming ids shows."""
+    shown = ", ".join(repr(i) for i in ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
 def _tombstones(path: Path) -> set[int]:
     try:
         pids = json.loads(path.read_bytes())
@@ -322,6 +331,60 @@ def can_append(manifest: Manifest) -> bool:
     segments, a flat or HNSW index (an IVF shard would need the trained quantizer), and parts to spare."""
     return (manifest.sizes is not None and manifest.lexical is not None and manifest.kind in ("flat", "hnsw")
             and manifest.parts < MAX_PARTS)
+
+
+def drop(index_dir: Path, doc_ids: Sequence[str]) -> Manifest | None:
+    """A delete written as the next version without rewriting the stored passages and vectors, or None when the
+    version should be rewritten instead (:func:`can_append`'s conditions, or tombstones would outnumber half the
+    vectors: then a rewrite drops them and the deleted rows' bytes).
+
+    The deleted passages leave the row table (their lines stay in the linked passage files, skipped by every
+    reader) and their vectors become tombstones, skipped by dense search; a BM25 segment is rewritten only when
+    more than half of it is deleted (:func:`koembed.index.bm25_store.plan_change`). An unknown id is a
+    :class:`DocumentIdError` naming it, and nothing is deleted.
+    """
+    import numpy as np
+
+    from koembed.errors import DocumentIdError
+
+    with locked(index_dir):
+        current = open_version(index_dir)
+        if not isinstance(current, StoredVersion):
+            return None
+        for handle in current.dense:
+            handle.close()
+        manifest = replace(current.manifest, counts=dict(current.manifest.counts))
+        _remove_leftovers(index_dir, manifest.version_dir)
+        rows = current.rows
+        found = {d: rows.find(d) for d in dict.fromkeys(doc_ids)}
+        unknown = [d for d, row in found.items() if row is None]
+        if unknown:
+            raise DocumentIdError(f"{index_dir}: no passage with id {some_ids(unknown)}; nothing was deleted")
+        dead = np.array(sorted(r for r in found.values() if r is not None), dtype=np.int64)
+        tombstones = current.tombstones | set(rows.pids[dead].tolist())
+        if not can_append(replace(manifest, parts=1)) or 2 * len(tombstones) > len(rows) + len(current.tombstones):
+            return None
+        keep: np.ndarray = np.ones(len(rows), dtype=bool)
+        keep[dead] = False
+        kept = np.flatnonzero(keep)
+        renumber = np.cumsum(keep) - 1
+        order = renumber[rows.order[keep[rows.order]]]
+        ids, texts, tokens = (cast(Any, StoredColumn(rows, field, kept=kept)) for field in (1, 2, 3))
+        state = IndexState(manifest, None, rows.pids[kept].tolist(), ids, texts, tokens, tombstones, None,
+                           segments_of(manifest.lexical, current.folder), (manifest.lexical or {}).get("next", 1))
+        state.manifest.counts["deleted"] += len(dead)
+        plan_change(state)
+        linked = [*part_files(PASSAGES_FILE, manifest.parts), *part_files(DENSE_FILE, manifest.parts)]
+        name = _next_version(manifest.version_dir)
+        with staged_folder(index_dir / name, durable=True) as stage:
+            for file in linked:
+                link_file(current.folder / file, stage / file)
+            write_table(stage, rows.pids[kept], rows.offsets[kept], order)
+            write_json(stage / TOMBSTONES_FILE, sorted(state.tombstones))
+            files = ({f: manifest.files[f] for f in linked} | checksums(stage, [ROWS_FILE, TOMBSTONES_FILE])
+                     | write_segments(stage, state, manifest.files))
+            sizes = {f: (stage / f).stat().st_size for f in files}
+        return _switch(index_dir, state, name, files, sizes, parts=manifest.parts)
 
 
 def append(index_dir: Path, prepare: Callable[[StoredVersion], Addition]) -> Manifest:
