@@ -28,7 +28,9 @@ pytest.importorskip("openvino")
 
 @pytest.fixture(autouse=True)
 def _cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv(onnx_model.CACHE_ENV, str(tmp_path_factory.getbasetemp() / "koembed-cache"))
+    # its own exports: with test_onnx.py's cached export of the tiny model, openvino-int8 measured cosine 0.984 on
+    # the AVX512 EPYC (0.99+ with its own; not yet understood, noted in docs/BENCHMARKS.md)
+    monkeypatch.setenv(onnx_model.CACHE_ENV, str(tmp_path_factory.getbasetemp() / "koembed-cache-openvino"))
 
 
 @pytest.fixture(scope="module")
