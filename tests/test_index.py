@@ -175,7 +175,7 @@ def test_parts_are_rewritten_as_one_past_the_limit(tmp_path, built, model, corpu
 
     monkeypatch.setattr(versions, "MAX_PARTS", 3)
     path = _copy(built("flat"), tmp_path)
-    extra = _synthetic(6, 1, corpus[1][0].split())
+    extra = [f"{q} 관련 안내" for q in queries[-6:]]  # distinct sentences: no near-ties for batch noise to flip
     parts = []
     for i in range(3):
         add_documents(path, [f"x{2 * i}", f"x{2 * i + 1}"], extra[2 * i: 2 * i + 2], encoder=model)
