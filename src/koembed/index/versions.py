@@ -374,17 +374,13 @@ def drop(index_dir: Path, doc_ids: Sequence[str]) -> Manifest | None:
                            segments_of(manifest.lexical, current.folder), (manifest.lexical or {}).get("next", 1))
         state.manifest.counts["deleted"] += len(dead)
         plan_change(state)
-        linked = [*part_files(PASSAGES_FILE, manifest.parts), *part_files(DENSE_FILE, manifest.parts)]
-        name = _next_version(manifest.version_dir)
-        with staged_folder(index_dir / name, durable=True) as stage:
-            for file in linked:
-                link_file(current.folder / file, stage / file)
+
+        def write(stage: Path) -> list[str]:
             write_table(stage, rows.pids[kept], rows.offsets[kept], order)
             write_json(stage / TOMBSTONES_FILE, sorted(state.tombstones))
-            files = ({f: manifest.files[f] for f in linked} | checksums(stage, [ROWS_FILE, TOMBSTONES_FILE])
-                     | write_segments(stage, state, manifest.files))
-            sizes = {f: (stage / f).stat().st_size for f in files}
-        return _switch(index_dir, state, name, files, sizes, parts=manifest.parts)
+            return [ROWS_FILE, TOMBSTONES_FILE]
+
+        return _linked_version(index_dir, current, state, manifest.parts, write)
 
 
 def append(index_dir: Path, prepare: Callable[[StoredVersion], Addition]) -> Manifest:
@@ -421,17 +417,14 @@ def append(index_dir: Path, prepare: Callable[[StoredVersion], Addition]) -> Man
         state.manifest.next_id += n
         plan_change(state, new_pids)
         part = manifest.parts + 1
-        linked = [*part_files(PASSAGES_FILE, manifest.parts), *part_files(DENSE_FILE, manifest.parts)]
-        name = _next_version(manifest.version_dir)
-        with staged_folder(index_dir / name, durable=True) as stage:
-            for file in linked:
-                link_file(current.folder / file, stage / file)
+
+        def write(stage: Path) -> list[str]:
             offsets = write_jsonl(stage / part_name(PASSAGES_FILE, part), (
                 {"pid": p, "id": d, "text": t, "tokens": k}
                 for p, d, t, k in zip(new_pids, added.doc_ids, added.texts, added.tokens)))
             by_id = sorted(range(n), key=added.doc_ids.__getitem__)
             order: np.ndarray = np.insert(rows.order, [rows.sorted_position(added.doc_ids[j]) for j in by_id],
-                              [len(rows) + j for j in by_id])
+                                          [len(rows) + j for j in by_id])
             write_table(stage, np.asarray(state.pids, dtype=np.int64),
                         np.concatenate([rows.offsets, rows.size + np.asarray(offsets[:n], dtype=np.int64)]), order)
             write_json(stage / TOMBSTONES_FILE, sorted(state.tombstones))
@@ -439,11 +432,27 @@ def append(index_dir: Path, prepare: Callable[[StoredVersion], Addition]) -> Man
             shard.add_with_ids(added.vectors, np.asarray(new_pids, dtype=np.int64))
             faiss.write_index(shard, str(stage / part_name(DENSE_FILE, part)))
             fsync_path(stage / part_name(DENSE_FILE, part))
-            new = [part_name(PASSAGES_FILE, part), part_name(DENSE_FILE, part), ROWS_FILE, TOMBSTONES_FILE]
-            files = ({f: manifest.files[f] for f in linked} | checksums(stage, new)
-                     | write_segments(stage, state, manifest.files))
-            sizes = {f: (stage / f).stat().st_size for f in files}
-        return _switch(index_dir, state, name, files, sizes, parts=part)
+            return [part_name(PASSAGES_FILE, part), part_name(DENSE_FILE, part), ROWS_FILE, TOMBSTONES_FILE]
+
+        return _linked_version(index_dir, current, state, part, write)
+
+
+def _linked_version(index_dir: Path, current: StoredVersion, state: IndexState, parts: int,
+                    write: Callable[[Path], list[str]]) -> Manifest:
+    """The next version as :func:`append` and :func:`drop` write it: every passage file and FAISS shard of
+    ``current`` hard-linked (their sha256 carried over), the files ``write`` writes into the staged folder (it returns
+    their names, hashed here), the BM25 segments ``state`` plans; then the switch."""
+    old = current.manifest
+    linked = [*part_files(PASSAGES_FILE, old.parts), *part_files(DENSE_FILE, old.parts)]
+    name = _next_version(old.version_dir)
+    with staged_folder(index_dir / name, durable=True) as stage:
+        for file in linked:
+            link_file(current.folder / file, stage / file)
+        written = write(stage)
+        files = ({f: old.files[f] for f in linked} | checksums(stage, written)
+                 | write_segments(stage, state, old.files))
+        sizes = {f: (stage / f).stat().st_size for f in files}
+    return _switch(index_dir, state, name, files, sizes, parts=parts)
 
 
 def _current_version(index_dir: Path) -> str | None:
