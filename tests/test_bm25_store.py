@@ -10,8 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 import koembed.index.bm25_store as bm25_store
+import koembed.lexical.segments as segments
+from koembed.cli import app
 from koembed.errors import IndexStoreError, KoembedError, SpecError
 from koembed.index import add_documents, build_index, delete_documents, load_index
 from koembed.lexical import FIELDS, BM25Retriever, LexicalConfig
@@ -173,3 +176,119 @@ def test_search_before_fit_is_a_koembed_error():
         BM25Retriever(show_progress=False).search(["전세"], 3)
     with pytest.raises(SpecError, match="positive weights"):
         LexicalConfig({"unigram": float("nan")})
+
+
+def _stored_retriever(stored: StoredFields, pids: list[int], config: LexicalConfig, pruned: bool) -> BM25Retriever:
+    bm25 = BM25Retriever(config, show_progress=False)
+    bm25.use_fields([f"d{p:05d}" for p in pids], stored.fields,
+                    candidates=stored.top_candidates if pruned else None)
+    return bm25
+
+
+@pytest.mark.parametrize("k", [1, 3, 10, 60])
+def test_pruned_top_k_is_the_top_k_of_scoring_every_passage(tmp_path, monkeypatch, k):
+    monkeypatch.setattr(segments, "_DENSE_SHARE", 1e-9)  # never fall back: the pruned path on every query
+    tokens, texts = _docs(300, seed=11)
+    pids = list(range(300))
+    for i, (a, z) in enumerate([(0, 140), (140, 141), (141, 300)]):
+        write_segment(tmp_path, f"s{i + 1:06d}", pids[a:z], tokens[a:z], texts[a:z], FIELDS)
+    live = [p for p in pids if p % 5 != 2]  # deletions in every segment: postings of dead passages skipped
+    stored = StoredFields(tmp_path, ["s000001", "s000002", "s000003"], FIELDS, live, 1.2, 0.75)
+    config = LexicalConfig({"unigram": 1.0, "bigram": 0.2, "pair": 0.3, "char": 0.5})
+    pruned, every = (_stored_retriever(stored, live, config, p) for p in (True, False))
+    rng = random.Random(k)
+    queries = [" ".join(w.split("/")[0] for w in rng.choices(WORDS, k=rng.randint(1, 8))) for _ in range(60)]
+    queries += ["w1 w1 w1 w2", "없는말"]  # repeated terms count again; nothing matches
+    calls = []
+    monkeypatch.setattr(stored, "top_candidates", lambda *a: calls.append(1) or StoredFields.top_candidates(
+        stored, *a))
+    pruned._candidates = stored.top_candidates
+    got = pruned.search(queries, k)
+    assert len(calls) == len(queries)  # the pruned path ran, and gave exactly the same hits and scores
+    assert got == every.search(queries, k)
+    assert any(len(h) == min(k, len(live)) for h in got) and got[-1] == []
+
+
+def test_pruning_reads_less_than_every_posting(tmp_path):
+    """Not a timing: on a corpus where one rare term decides the top 3, the common terms' postings are not read
+    whole (binary searches complete the few passages that hold the rare one)."""
+    common = [["흔한/N", "말/N"] * 3 for _ in range(2000)]
+    rare = [["흔한/N", "드문/N"] for _ in range(3)]
+    tokens = rare + common
+    texts = [" ".join(t.split("/")[0] for t in toks) for toks in tokens]
+    write_segment(tmp_path, "s000001", list(range(len(tokens))), tokens, texts, ("unigram",))
+    stored = StoredFields(tmp_path, ["s000001"], ("unigram",), list(range(len(tokens))), 1.2, 0.75)
+    read = []
+    field = stored.fields["unigram"]
+    original = field.postings
+    field.postings = lambda term: read.append(term.term) or original(term)  # type: ignore[method-assign]
+    rows, scores = stored.top_candidates({"unigram": ["흔한/N", "드문/N", "말/N"]}, {"unigram": 1.0}, 3)
+    assert read == ["드문/N"]
+    top = rows[np.argsort(-scores, kind="stable")[:3]]
+    assert sorted(top.tolist()) == [0, 1, 2]
+
+
+def test_merged_segments_equal_one_segment_written_at_once(tmp_path):
+    tokens, texts = _docs(90, seed=4)
+    pids = [3 * p + 1 for p in range(90)]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    write_segment(whole, "s000001", pids, tokens, texts, FIELDS)
+    for i, (a, z) in enumerate([(0, 30), (30, 31), (31, 90)]):
+        write_segment(parts, f"s{i + 1:06d}", pids[a:z], tokens[a:z], texts[a:z], FIELDS)
+    names = segments.merge_segments(parts, "s000009", ["s000001", "s000002", "s000003"], FIELDS)
+    assert names == segments.segment_files("s000009", FIELDS)
+    for name in segments.segment_files("s000001", FIELDS):
+        want = np.load(whole / name)
+        got = np.load(parts / name.replace("s000001", "s000009"))
+        assert got.dtype == want.dtype and np.array_equal(got, want), name
+
+
+def test_a_build_writes_one_segment_and_optimize_merges_adds(tmp_path, tiny_model_dir, model, sample, monkeypatch):
+    monkeypatch.setattr(bm25_store, "SEGMENT_DOCS", 7)  # a build derives its fields in chunks of 7, then merges
+    docs, texts = list(sample.corpus), list(sample.corpus.values())
+    path = tmp_path / "idx"
+    build_index(str(tiny_model_dir), docs[:30], texts[:30], path, options=QUIET, encoder=model)
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert [s["passages"] for s in manifest["lexical"]["segments"]] == [30]
+    merged = manifest["lexical"]["segments"][0]["name"]
+    assert merged == "s000006"  # after the five chunks s000001-s000005, which are gone
+    assert {n for n in manifest["files"] if n.startswith("lex.")} == set(segments.segment_files(merged, FIELDS))
+    assert sorted(p.name for p in (path / "v000001").glob("lex.*")) == sorted(segments.segment_files(merged, FIELDS))
+    add_documents(path, docs[30:36], texts[30:36], encoder=model)
+    delete_documents(path, docs[:2] + docs[31:32])
+    queries = list(sample.queries.values())[:20]
+    before = load_index(path, encoder=model).search(queries, 10, mode="bm25")
+    result = CliRunner().invoke(app, ["index", "optimize", "--index", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "merged" in result.output
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert [s["passages"] for s in manifest["lexical"]["segments"]] == [36]  # deleted passages kept, skipped
+    assert manifest["version_dir"] == "v000004"
+    index = load_index(path, encoder=model, verify=True)  # every file's sha256 checked
+    assert index.search(queries, 10, mode="bm25") == before == _fresh_bm25(index).search(queries, 10)
+    again = CliRunner().invoke(app, ["index", "optimize", "--index", str(path)])
+    assert again.exit_code == 0 and "nothing to merge" in again.output
+    assert json.loads((path / "manifest.json").read_text())["version_dir"] == "v000004"
+
+
+@pytest.mark.slow
+def test_pruned_search_equals_scoring_every_passage_on_korquad_heldout(tmp_path, korquad_path, monkeypatch):
+    """Real Korean questions and paragraphs, bm25-phrase's four fields: the same top 10 and scores."""
+    from koembed.data import load_retrieval_set
+    from koembed.lexical import KiwiTokenizer, lexical_config
+
+    monkeypatch.setattr(segments, "_DENSE_SHARE", 1e-9)
+    rs = load_retrieval_set(korquad_path, split="test")
+    texts = list(rs.corpus.values())
+    tokens = KiwiTokenizer()(texts)
+    pids = list(range(len(texts)))
+    half = len(texts) // 2
+    for i, (a, z) in enumerate([(0, half), (half, len(texts))]):
+        write_segment(tmp_path, f"s{i + 1:06d}", pids[a:z], tokens[a:z], texts[a:z], FIELDS)
+    live = pids[1:]  # one deletion: a segment that is not clean
+    stored = StoredFields(tmp_path, ["s000001", "s000002"], FIELDS, live, 1.2, 0.75)
+    config = lexical_config("bm25-phrase", required=True)
+    assert config is not None
+    queries = list(rs.queries.values())
+    pruned, every = (_stored_retriever(stored, live, config, p) for p in (True, False))
+    assert pruned.search(queries, 10) == every.search(queries, 10)

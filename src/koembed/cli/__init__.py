@@ -26,11 +26,12 @@ app.command("encode")(index.encode)
 app.command()(index.export)
 
 index_app = typer.Typer(help="A persistent search index (FAISS folder or Qdrant collection, with Kiwi/BM25): "
-                        "build, add, delete, info, export. Query it with koembed search.", no_args_is_help=True,
+                        "build, add, delete, optimize, info, export. Query it with koembed search.", no_args_is_help=True,
                         rich_markup_mode=None)
 index_app.command("build")(index.index_build)
 index_app.command("add")(index.index_add)
 index_app.command("delete")(index.index_delete)
+index_app.command("optimize")(index.index_optimize)
 index_app.command("info")(index.index_show)
 index_app.command("export")(index.index_export)
 app.add_typer(index_app, name="index")

@@ -45,6 +45,7 @@ from koembed.index import (
     export_index,
     index_info,
     load_index,
+    optimize_index,
 )
 from koembed.index.summary import index_summary
 from koembed.lexical import DEFAULT_SPEC, lexical_config
@@ -227,6 +228,17 @@ def index_delete(
     """Delete passages by id; an unknown id is an error and nothing is deleted."""
     manifest = delete_documents(index, id_, api_key=api_key)
     console.print(f"deleted {len(set(id_))}: {manifest.counts['passages']} passages", highlight=False)
+
+
+@exits_on_error()
+def index_optimize(index: IndexDirOpt) -> None:
+    """Merge the index's BM25 segments into one (a new version; rankings unchanged): queries pay per segment,
+    so an index grown by many adds, or built before koembed 0.6, searches faster merged."""
+    manifest = optimize_index(index)
+    if manifest is None:
+        console.print("nothing to merge: one BM25 segment or fewer (a Qdrant index merges its own)", highlight=False)
+        return
+    console.print(f"merged the BM25 segments into one: {manifest.counts['passages']} passages", highlight=False)
 
 
 @exits_on_error()

@@ -20,6 +20,7 @@ from koembed.index.backends import (  # noqa: I001
            export_index,
            index_info,
            load_index,
+           optimize_index,
            store_of,
 )
 from koembed.index.manifest import KINDS, IndexManifest, IndexParams, Manifest, default_mode
@@ -32,4 +33,4 @@ __all__ = ["KINDS", "MODES", "STORES", "STORE_REGISTRY", "DocumentIdError", "Ind
            "IndexStoreError", "Manifest", "ModelMismatchError", "QdrantIndex", "QdrantManifest", "QdrantTarget",
            "SearchIndex", "Store", "add_documents", "build_index",
            "build_index_from_embeddings", "default_mode", "delete_documents", "export_index", "index_info", "load_index",
-           "store_of"]
+           "optimize_index", "store_of"]

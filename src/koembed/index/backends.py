@@ -24,6 +24,7 @@ from koembed.index.qdrant_build import (
 )
 from koembed.index.qdrant_search import QdrantIndex, load_qdrant_index, qdrant_info
 from koembed.index.search import Index
+from koembed.index.versions import merge_lexical
 from koembed.models import EncodeOptions, Encoder, ModelSpec
 
 Tokens = Sequence[Sequence[str]] | None
@@ -134,6 +135,14 @@ def add_documents(index_dir: str | Path, doc_ids: Sequence[str], texts: Sequence
 def delete_documents(index_dir: str | Path, doc_ids: Sequence[str], *, api_key: str | None = None) -> IndexManifest:
     """Delete passages by id from either store (an unknown id deletes nothing)."""
     return _store(index_dir).delete(Path(index_dir), doc_ids, api_key=api_key)
+
+
+def optimize_index(index_dir: str | Path) -> IndexManifest | None:
+    """Merge a FAISS index's BM25 segments into one, as a new version (queries pay per segment; rankings stay);
+    None when there is nothing to merge, or for Qdrant, whose optimizer merges its own segments."""
+    if _store(index_dir).name != "faiss":
+        return None
+    return merge_lexical(Path(index_dir))
 
 
 def index_info(index_dir: str | Path, *, api_key: str | None = None) -> dict[str, Any]:

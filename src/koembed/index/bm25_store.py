@@ -4,13 +4,15 @@ The manifest's ``lexical`` record lists the segments (:mod:`koembed.lexical.segm
 its passage count; their passage ids ascend across the list, as the index's rows do. The fields stored are the
 ``bm25`` record's. How changes update them, without re-analysing any text:
 
-- a build writes segments of up to :data:`~koembed.lexical.segments.SEGMENT_DOCS` passages;
+- a build writes one segment: the fields are derived in chunks of
+  :data:`~koembed.lexical.segments.SEGMENT_DOCS` passages, merged into one (a query pays per segment);
 - an add writes one segment of the new passages only;
 - a delete changes no segment: the passages leave ``passages.jsonl``, and the live set is what search scores
   (IDF and average length are computed from it at query time, so they stay exact);
 - a segment is rewritten from its live passages' stored Kiwi tokens when more than half of it is deleted, and
   the small segments at the end (each under a tenth of a full one) are merged into one when there are more than
-  :data:`MAX_SMALL` of them, so many small adds do not slow queries down.
+  :data:`MAX_SMALL` of them, so many small adds do not slow queries down;
+- ``koembed index optimize`` merges every segment into one (:func:`plan_merge`), as Lucene's force-merge.
 
 Unchanged segment files are hard-linked into the next version folder (never copied, never changed in place),
 with the sha256 recorded before, so an add writes and hashes only the new passages' postings. A manifest without
@@ -30,7 +32,14 @@ from typing import TYPE_CHECKING, Any
 from koembed.errors import IndexStoreError
 from koembed.files import checksums
 from koembed.lexical import LexicalConfig
-from koembed.lexical.segments import SEGMENT_DOCS, SEGMENT_RE, StoredFields, segment_files, write_segment
+from koembed.lexical.segments import (
+    SEGMENT_DOCS,
+    SEGMENT_RE,
+    StoredFields,
+    merge_segments,
+    segment_files,
+    write_segment,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -43,16 +52,20 @@ SMALL = SEGMENT_DOCS // 10
 
 @dataclass
 class Segment:
-    """One segment of a version being built: stored in ``source`` (a version folder) or new (``pids`` to write)."""
+    """One segment of a version being built: stored in ``source`` (a version folder), new (``pids`` to write),
+    or the merge of ``parts`` (consecutive segments, written or linked first, then merged and removed)."""
 
     name: str
     passages: int
     source: Path | None = None
     pids: Sequence[int] | None = None
+    parts: list[Segment] | None = None
 
     def stored_pids(self) -> np.ndarray:
         import numpy as np
 
+        if self.parts is not None:
+            return np.concatenate([part.stored_pids() for part in self.parts])
         if self.pids is not None:
             return np.asarray(self.pids, dtype=np.int64)
         assert self.source is not None
@@ -99,11 +112,31 @@ def _next_name(state: IndexState) -> str:
 
 
 def plan_build(state: IndexState) -> None:
-    """Segments for every live passage (a new index, or an old one getting its segments)."""
-    state.segments = []
-    for start in range(0, len(state.pids), SEGMENT_DOCS):
-        chunk = state.pids[start: start + SEGMENT_DOCS]
-        state.segments.append(Segment(_next_name(state), len(chunk), pids=list(chunk)))
+    """One segment of every live passage (a new index, or an old one getting its segments), derived in chunks
+    of :data:`SEGMENT_DOCS` passages (they bound the memory of deriving the fields) merged into one."""
+    state.segments = [derived(state, state.pids)] if len(state.pids) else []
+
+
+def derived(state: IndexState, pids: Sequence[int]) -> Segment:
+    """A new segment of passages ``pids`` (ascending), its fields derived from their stored Kiwi tokens in
+    chunks of :data:`SEGMENT_DOCS` passages merged into one."""
+    chunks = [Segment(_next_name(state), len(pids[i: i + SEGMENT_DOCS]), pids=list(pids[i: i + SEGMENT_DOCS]))
+              for i in range(0, len(pids), SEGMENT_DOCS)]
+    return chunks[0] if len(chunks) == 1 else merged(state, chunks)
+
+
+def merged(state: IndexState, parts: list[Segment]) -> Segment:
+    """The segment that merges ``parts`` (consecutive, oldest first)."""
+    return Segment(_next_name(state), sum(part.passages for part in parts), parts=parts)
+
+
+def plan_merge(state: IndexState) -> bool:
+    """Every segment of ``state`` merged into one (what ``koembed index optimize`` writes); False when there is
+    at most one already."""
+    if state.segments is None or len(state.segments) < 2:
+        return False
+    state.segments = [merged(state, state.segments)]
+    return True
 
 
 def plan_change(state: IndexState, added: Sequence[int] = ()) -> None:
@@ -122,39 +155,52 @@ def plan_change(state: IndexState, added: Sequence[int] = ()) -> None:
         if len(alive) == 0:
             continue  # everything in it was deleted
         if len(alive) * 2 < len(pids):
-            seg = Segment(_next_name(state), len(alive), pids=alive.tolist())
+            seg = derived(state, alive.tolist())
         kept.append(seg)
     small = [i for i, seg in enumerate(kept) if seg.passages < SMALL]
     tail = len(kept)
     while tail and tail - 1 in small:
         tail -= 1
     if len(kept) - tail > MAX_SMALL:
-        merged = np.concatenate([seg.stored_pids() for seg in kept[tail:]])
-        merged = merged[np.isin(merged, live, assume_unique=True)]
-        kept = kept[:tail] + [Segment(_next_name(state), len(merged), pids=merged.tolist())]
+        tail_pids = np.concatenate([seg.stored_pids() for seg in kept[tail:]])
+        tail_pids = tail_pids[np.isin(tail_pids, live, assume_unique=True)]
+        kept = kept[:tail] + [derived(state, tail_pids.tolist())]
     state.segments = kept
 
 
 def write_segments(stage: Path, state: IndexState, old_files: dict[str, str]) -> dict[str, str]:
     """Write or link ``state.segments`` into ``stage``; their ``{file: sha256}``."""
     fields = fields_of(state.manifest.bm25)
-    row_of = None
+    row_of: dict[int, int] = {}
     files: dict[str, str] = {}
-    for seg in state.segments or ():
+
+    def place(seg: Segment) -> None:
         names = segment_files(seg.name, fields)
-        if seg.source is not None:
+        if seg.parts is not None:
+            for part in seg.parts:
+                place(part)
+            merge_segments(stage, seg.name, [part.name for part in seg.parts], fields)
+            for part in seg.parts:
+                for name in segment_files(part.name, fields):
+                    (stage / name).unlink()
+                    files.pop(name)
+            files.update(checksums(stage, names))
+        elif seg.source is not None:
             for name in names:
                 link_file(seg.source / name, stage / name)
                 if name not in old_files:
                     raise IndexStoreError(f"{seg.source}: {name} has no recorded sha256; rebuild the index")
                 files[name] = old_files[name]
-            continue
-        if row_of is None:
-            row_of = {pid: row for row, pid in enumerate(state.pids)}
-        rows = [row_of[p] for p in seg.pids or ()]
-        write_segment(stage, seg.name, list(seg.pids or ()), [state.tokens[r] for r in rows],
-                      [state.texts[r] for r in rows], fields)
-        files.update(checksums(stage, names))
+        else:
+            if not row_of:
+                row_of.update((pid, row) for row, pid in enumerate(state.pids))
+            rows = [row_of[p] for p in seg.pids or ()]
+            write_segment(stage, seg.name, list(seg.pids or ()), [state.tokens[r] for r in rows],
+                          [state.texts[r] for r in rows], fields)
+            files.update(checksums(stage, names))
+
+    for seg in state.segments or ():
+        place(seg)
     return files
 
 

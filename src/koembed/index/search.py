@@ -180,9 +180,10 @@ class Index:
             config = LexicalConfig.from_dict(self.manifest.bm25)
             self._bm25 = BM25Retriever(config, show_progress=False)
             if isinstance(self._rows, StoredRows) and self._stored is not None:
-                self._bm25.use_fields(self._rows, self._stored.fields, ranks=self._rows.ranks())
+                self._bm25.use_fields(self._rows, self._stored.fields, ranks=self._rows.ranks(),
+                                      candidates=self._stored.top_candidates)
             elif self._stored is not None:
-                self._bm25.use_fields(self._rows, self._stored.fields)
+                self._bm25.use_fields(self._rows, self._stored.fields, candidates=self._stored.top_candidates)
             else:
                 state = self._all()
                 self._bm25.fit_analysed(state.doc_ids, state.texts, state.tokens)

@@ -12,7 +12,7 @@ score is no match, not a low rank); ties are broken by doc id.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 K1, B = 1.2, 0.75  # Lucene's and Elasticsearch's defaults
+# (field terms, field weights, k) -> (rows, scores) holding the k best, or None: score every passage
+Candidates = Callable[[Mapping[str, Sequence[str]], Mapping[str, float], int], "tuple[np.ndarray, np.ndarray] | None"]
 
 
 def _number(value: Any) -> bool:
@@ -147,6 +149,7 @@ class BM25Retriever:
         self.show_progress = show_progress
         self._indexes: dict[str, _FieldIndex] = {}
         self._doc_ids: Sequence[str] = []
+        self._candidates: Candidates | None = None
 
     @property
     def needs_kiwi(self) -> bool:
@@ -166,18 +169,21 @@ class BM25Retriever:
         self.use_fields(doc_ids, {f: _FieldIndex([field_tokens(f, tok, text) for tok, text in zip(tokens, texts)],
                                                  self.config.k1, self.config.b) for f in self.config.fields})
 
-    def use_fields(self, doc_ids: Sequence[str], indexes: Mapping[str, Any], ranks: np.ndarray | None = None
-                   ) -> None:
+    def use_fields(self, doc_ids: Sequence[str], indexes: Mapping[str, Any], ranks: np.ndarray | None = None,
+                   candidates: Candidates | None = None) -> None:
         """Search ``doc_ids`` with field indexes built elsewhere (each field's ``scores(terms)``: one score per
         passage, in ``doc_ids`` order), e.g. an index's stored segments (:mod:`koembed.lexical.segments`).
         ``ranks``: :func:`koembed.ranking.id_ranks` of ``doc_ids`` when stored; ``doc_ids`` is then kept as given
-        (a sequence that reads ids on demand stays so), else it is copied and ranked here."""
+        (a sequence that reads ids on demand stays so), else it is copied and ranked here. ``candidates``: a
+        pruned top-k of the raw weighted sum (:meth:`koembed.lexical.segments.StoredFields.top_candidates`),
+        used when the normalization is ``none``; the same hits as scoring every passage."""
         missing = [f for f in self.config.fields if f not in indexes]
         if missing:
             raise IndexStoreError(f"no stored BM25 field {', '.join(missing)}; rebuild the index")
         self._doc_ids = doc_ids if ranks is not None else list(doc_ids)
         self._rank = ranks if ranks is not None else id_ranks(self._doc_ids)
         self._indexes = {f: indexes[f] for f in self.config.fields}
+        self._candidates = candidates if self.config.normalization == "none" else None
 
     def field_scores(self, queries: Sequence[str]) -> list[np.ndarray]:
         """Per query, the raw BM25 scores of every passage (fit order) in each field: shape (fields, passages)."""
@@ -201,14 +207,24 @@ class BM25Retriever:
     def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         """Top-k passages sharing at least one term with the query, as a search engine returns them: a query
         matching fewer than k passages gets fewer hits (none if no term matches)."""
+        import numpy as np
+
+        if not self._indexes:
+            raise SpecError(f"{self.name}: no passages indexed yet; call fit() before search()")
         k = min(k, len(self._doc_ids))
+        weights = {f: self.config.weights[f] for f in self.config.fields}
         results = []
-        for scores in progress(self.field_scores(queries), total=len(queries), desc="BM25", unit="query",
-                               disable=not self.show_progress):
-            combined, matched = self.combine(scores)
-            rows = matched.nonzero()[0]
-            top = best_rows(combined[rows], self._rank, k, rows=rows)
-            results.append([(self._doc_ids[rows[j]], float(combined[rows[j]])) for j in top])
+        for query, tokens in progress(zip(queries, self.analyse(queries)), total=len(queries), desc="BM25",
+                                      unit="query", disable=not self.show_progress):
+            terms = {f: field_tokens(f, tokens, query) for f in self.config.fields}
+            found = self._candidates(terms, weights, k) if self._candidates is not None and k > 0 else None
+            if found is None:
+                combined, matched = self.combine(np.stack([self._indexes[f].scores(terms[f]) for f in terms]))
+                rows = matched.nonzero()[0]
+                found = rows, combined[rows]
+            rows, scores = found
+            results.append([(self._doc_ids[rows[j]], float(scores[j]))
+                            for j in best_rows(scores, self._rank, k, rows=rows)])
         return results
 
     def score(self, queries: Sequence[str], pairs: Sequence[tuple[int, int]]) -> list[float]:

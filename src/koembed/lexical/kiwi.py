@@ -92,7 +92,8 @@ class KiwiTokenizer:
         return out
 
     def __call__(self, texts: Sequence[str], show_progress: bool = False) -> list[list[str]]:
-        analysed = self.kiwi.tokenize(list(texts))
+        # one text (a query): analysed in this thread, without the worker pool's hand-off (~0.2 ms of ~0.4)
+        analysed = [self.kiwi.tokenize(texts[0])] if len(texts) == 1 else self.kiwi.tokenize(list(texts))
         return [self._tokens(a) for a in progress(analysed, total=len(texts), desc="Kiwi", unit="text",
                                                   disable=not show_progress)]
 
