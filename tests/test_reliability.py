@@ -423,6 +423,32 @@ def test_kill_9_during_index_delete_is_all_or_nothing_to_readers(base_index, mod
         assert sorted(p.name for p in idx.iterdir()) == [".lock", "manifest.json", "v000002"], (nth, when)
 
 
+# During `index optimize` (koembed.index.versions.merge_lexical): 1-21 the merged segment's files, 22 the version
+# folder, 23 the switch. Killed before 1: a half-written first file; after 11: half the segment written; before 22: the
+# segment complete in a staged folder; before 23: v000003 in place but not current; after 23: switched.
+INDEX_OPTIMIZE_KILLS = [(1, "before", False), (11, "after", False), (22, "before", False), (23, "before", False),
+                        (23, "after", True)]
+
+
+@pytest.mark.slow
+def test_kill_9_during_index_optimize_keeps_the_index_searchable(base_index, model, sample, tmp_path):
+    grown = Path(shutil.copytree(base_index, tmp_path / "grown"))
+    add_documents(grown, list(NEW_DOCS), list(NEW_DOCS.values()), encoder=model)  # two BM25 segments
+    queries = list(sample.queries.values())[:8] + list(NEW_DOCS.values())
+    want = index_snapshot(grown, model, queries)  # merging changes no ranking
+    for nth, when, switched in INDEX_OPTIMIZE_KILLS:
+        idx = Path(shutil.copytree(grown, tmp_path / f"killed-{nth}-{when}"))
+        killed = run_killed(idx, nth, when, "index", "optimize", "--index", idx)
+        assert killed.returncode == -9, killed.stderr[-2000:]
+        segments = json.loads((idx / "manifest.json").read_text())["lexical"]["segments"]
+        assert len(segments) == (1 if switched else 2), (nth, when)
+        assert index_snapshot(idx, model, queries) == want, (nth, when)
+        rerun = cli("index", "optimize", "--index", idx)  # the user runs it again
+        assert rerun.exit_code == 0 and ("nothing to merge" if switched else "merged") in rerun.output, rerun.output
+        assert index_snapshot(idx, model, queries) == want, (nth, when)
+        assert sorted(p.name for p in idx.iterdir()) == [".lock", "manifest.json", "v000003"], (nth, when)
+
+
 @pytest.mark.slow
 def test_kill_9_during_encode_at_two_points(tiny_model_dir, model, docs, tmp_path):
     corpus = tmp_path / "corpus.jsonl"
