@@ -188,6 +188,7 @@ def _stored_retriever(stored: StoredFields, pids: list[int], config: LexicalConf
 @pytest.mark.parametrize("k", [1, 3, 10, 60])
 def test_pruned_top_k_is_the_top_k_of_scoring_every_passage(tmp_path, monkeypatch, k):
     monkeypatch.setattr(segments, "_DENSE_SHARE", 1e-9)  # never fall back: the pruned path on every query
+    monkeypatch.setattr(segments, "_PRUNE_FROM", 0)
     tokens, texts = _docs(300, seed=11)
     pids = list(range(300))
     for i, (a, z) in enumerate([(0, 140), (140, 141), (141, 300)]):
@@ -209,9 +210,10 @@ def test_pruned_top_k_is_the_top_k_of_scoring_every_passage(tmp_path, monkeypatc
     assert any(len(h) == min(k, len(live)) for h in got) and got[-1] == []
 
 
-def test_pruning_reads_less_than_every_posting(tmp_path):
+def test_pruning_reads_less_than_every_posting(tmp_path, monkeypatch):
     """Not a timing: on a corpus where one rare term decides the top 3, the common terms' postings are not read
     whole (binary searches complete the few passages that hold the rare one)."""
+    monkeypatch.setattr(segments, "_PRUNE_FROM", 0)
     common = [["흔한/N", "말/N"] * 3 for _ in range(2000)]
     rare = [["흔한/N", "드문/N"] for _ in range(3)]
     tokens = rare + common
@@ -278,6 +280,7 @@ def test_pruned_search_equals_scoring_every_passage_on_korquad_heldout(tmp_path,
     from koembed.lexical import KiwiTokenizer, lexical_config
 
     monkeypatch.setattr(segments, "_DENSE_SHARE", 1e-9)
+    monkeypatch.setattr(segments, "_PRUNE_FROM", 0)
     rs = load_retrieval_set(korquad_path, split="test")
     texts = list(rs.corpus.values())
     tokens = KiwiTokenizer()(texts)
