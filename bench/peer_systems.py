@@ -75,6 +75,17 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def rss_parts_mb() -> dict[str, float]:
+    """This process's resident memory now, split: ``anon`` (its own: heaps, Kiwi's model, the JVM's heap) and
+    ``file`` (mapped file pages: memory-mapped index files are page cache, shared and reclaimable; Linux maps up
+    to 64 KB of cached pages around each touched one)."""
+    parts = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(("RssAnon:", "RssFile:")):
+            parts[line[3:7].lower()] = round(int(line.split()[1]) / 1024, 1)
+    return parts
+
+
 def measure(cmd: list[str], log: Path, cap_mb: float, timeout_s: float) -> dict[str, Any]:
     """Run ``cmd`` (output to ``log``): wall seconds, peak RSS of its process tree (sampled every 0.1 s), exit
     code. A tree over ``cap_mb`` resident or past ``timeout_s`` is killed and recorded as ``over`` memory / time."""
@@ -289,6 +300,7 @@ def worker_main(argv: list[str] | None = None) -> None:
         first_at = first_at or time.time()
     Path(args.result).write_text(json.dumps({
         "first_result_s": round(first_at - args.spawned, 3) if first_at else None, "peak_rss_mb": peak_rss_mb(),
+        "rss_end_mb": rss_parts_mb(),
         "latencies_s": latencies, "hits": hits, **info}, ensure_ascii=False), encoding="utf-8")
 
 

@@ -154,9 +154,10 @@ def run_cell(system, corpus: dict[str, Any], work: Path, args) -> dict[str, Any]
     first_form = found["latencies_s"][:len(corpus["queries"])]  # latency: the first form's queries
     later = [s * 1000 for s in first_form[1:]] or [first_form[0] * 1000]
     cell.update(first_result_s=found["first_result_s"], worker_peak_rss_mb=found["peak_rss_mb"],
+                worker_rss_end_mb=found.get("rss_end_mb", {}),
                 query_p50_ms=round(percentile(later, 50), 3), query_p99_ms=round(percentile(later, 99), 3),
                 searched_with={k: v for k, v in found.items() if k not in ("hits", "latencies_s", "first_result_s",
-                                                                           "peak_rss_mb")})
+                                                                           "peak_rss_mb", "rss_end_mb")})
     by_form = split_forms(found["hits"])
     if corpus["rs"] is None and hasattr(system, "add"):  # a synthetic corpus: add 1,000 new passages twice, delete
         new, warm_new = ([(f"{tag}~{i}", rotated(text, 3 + i)) for i, (_, text) in enumerate(corpus["docs"][:ADDED])]
@@ -193,6 +194,13 @@ def _n(value: Any, digits: int) -> str:
     return f"{value:.{digits}f}" if isinstance(value, (int, float)) else str(value)
 
 
+def _rss(cell: dict[str, Any], worker: dict[str, Any]) -> str:
+    """Peak RSS, and at the end how much of it was the process's own memory and how much mapped file pages."""
+    peak = _n(cell.get("worker_peak_rss_mb", worker["peak_rss_mb"]), 0)
+    end = cell.get("worker_rss_end_mb") or {}
+    return f"{peak} ({_n(end['anon'], 0)} own + {_n(end['file'], 0)} mapped)" if "anon" in end else peak
+
+
 def table(cells: list[dict[str, Any]]) -> None:
     """The side-by-side Markdown table (docs/BENCHMARKS.md shows it)."""
     headers = ["corpus", "system", "passages", "acc@1", "ndcg@10", "build s", "of it Kiwi s", "build RSS MB",
@@ -216,7 +224,7 @@ def table(cells: list[dict[str, Any]]) -> None:
         rows.append([*head, _n(c.get("accuracy@1", "-"), 4), _n(c.get("ndcg@10", "-"), 4), _n(b["seconds"], 1),
                      _n(b.get("stages", {}).get("kiwi_s", ""), 1), _n(b["peak_rss_mb"], 0),
                      _n(c["index_bytes"] / 2**20, 1), load, _n(first, 2), _n(c.get("query_p50_ms", ""), 2),
-                     _n(c.get("query_p99_ms", ""), 2), _n(c.get("worker_peak_rss_mb", w["peak_rss_mb"]), 0),
+                     _n(c.get("query_p99_ms", ""), 2), _rss(c, w),
                      *[_n(step.get("add_s", step.get("seconds", "")), 2) for step in steps]])
     common.print_markdown(headers, rows)
 
