@@ -20,18 +20,16 @@ terms the chance is under 10^-3; a build that meets one says so (:class:`~koembe
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from koembed.errors import IndexStoreError
 from koembed.files import atomic_open
-from koembed.lexical.fields import field_tokens
+from koembed.lexical.postings import field_postings, term_hashes, tf_dtype
 
 if TYPE_CHECKING:
     import numpy as np
@@ -46,49 +44,6 @@ def segment_files(name: str, fields: Sequence[str]) -> list[str]:
     return [f"lex.{name}.pids.npy"] + [f"lex.{name}.{f}.{a}.npy" for f in fields for a in FIELD_ARRAYS]
 
 
-def term_hashes(terms: Sequence[str]) -> np.ndarray:
-    """Stable 64-bit hashes of ``terms`` (the same in every process, unlike :func:`hash`)."""
-    import numpy as np
-
-    digests = b"".join([hashlib.blake2b(t.encode("utf-8"), digest_size=8).digest() for t in terms])
-    return np.frombuffer(digests, dtype="<u8").astype(np.uint64)
-
-
-def _field_arrays(docs_terms: Sequence[Sequence[str]]) -> dict[str, np.ndarray]:
-    """One field's postings for passages 0..n-1: sorted term hashes, CSC pointers, passage numbers, tf, lengths."""
-    import numpy as np
-
-    n = len(docs_terms)
-    terms_flat = list(chain.from_iterable(docs_terms))  # C-level loops only: this runs once per term occurrence
-    vocab = {t: i for i, t in enumerate(dict.fromkeys(terms_flat))}
-    flat = np.fromiter(map(vocab.__getitem__, terms_flat), dtype=np.int64, count=len(terms_flat))
-    del terms_flat
-    lengths = np.fromiter(map(len, docs_terms), dtype=np.int64, count=n)
-    hashes = term_hashes(list(vocab))
-    order = np.argsort(hashes, kind="stable")
-    sorted_hashes = hashes[order]
-    if len(sorted_hashes) > 1 and (sorted_hashes[1:] == sorted_hashes[:-1]).any():
-        raise IndexStoreError("two lexical terms share a 64-bit hash (about one chance in 10^11 per pair): "
-                              "rebuild the index with other lexical fields")
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    keys, tf = np.unique(rank[flat] * max(n, 1) + np.repeat(np.arange(n, dtype=np.int64), lengths),
-                         return_counts=True)
-    term_of, docs = np.divmod(keys, max(n, 1))
-    indptr = np.zeros(len(order) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(term_of, minlength=len(order)), out=indptr[1:])
-    return {"terms": sorted_hashes, "indptr": indptr, "docs": docs.astype(np.int32),
-            "tf": tf.astype(_tf_dtype(int(tf.max(initial=0)))),
-            "lengths": lengths.astype(np.uint32)}
-
-
-def _tf_dtype(most: int) -> type:
-    """The smallest unsigned type that holds term frequencies up to ``most`` (most are 1-3: a byte a posting)."""
-    import numpy as np
-
-    return np.uint8 if most < 2 ** 8 else np.uint16 if most < 2 ** 16 else np.uint32
-
-
 def write_segment(folder: Path, name: str, pids: Sequence[int], tokens: Sequence[Sequence[str]],
                   texts: Sequence[str], fields: Sequence[str]) -> list[str]:
     """Write segment ``name`` of passages ``pids`` (ascending) with their Kiwi ``tokens`` and ``texts``; returns
@@ -98,8 +53,7 @@ def write_segment(folder: Path, name: str, pids: Sequence[int], tokens: Sequence
     if not SEGMENT_RE.match(name):
         raise ValueError(f"segment name {name!r}: expected s000001")
     _save(folder / f"lex.{name}.pids.npy", np.asarray(pids, dtype=np.int64))
-    for f in fields:
-        arrays = _field_arrays([field_tokens(f, tok, text) for tok, text in zip(tokens, texts)])
+    for f, arrays in field_postings(fields, tokens, texts):
         for key in FIELD_ARRAYS:
             _save(folder / f"lex.{name}.{f}.{key}.npy", arrays[key])
     return segment_files(name, fields)
@@ -133,7 +87,7 @@ def merge_segments(folder: Path, name: str, sources: Sequence[str], fields: Sequ
         np.cumsum(counts, out=indptr[1:])
         cursor = indptr[:-1].copy()
         docs = np.empty(int(indptr[-1]), dtype=np.int32)
-        tf = np.empty(int(indptr[-1]), dtype=_tf_dtype(max(int(a["tf"].max(initial=0)) for a in arrays)))
+        tf = np.empty(int(indptr[-1]), dtype=tf_dtype(max(int(a["tf"].max(initial=0)) for a in arrays)))
         for a, at, offset in zip(arrays, places, offsets.tolist()):
             df = np.diff(a["indptr"])
             # posting p of the source's term t goes to cursor[t] + (p - its first posting)
