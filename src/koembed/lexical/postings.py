@@ -6,8 +6,8 @@ the content morphemes get integer ids once (in sorted order, so ``a <= b`` of tw
 id(b)``), a bigram or pair is the integer ``id(a) * V + id(b)``, and a character n-gram is its code points read
 in base 0x110001 from the text's UTF-32; the keys are numbered by a hash table and counted per passage by a
 sparse-matrix conversion, both linear in C. Strings are made only for the distinct terms, to hash them
-(:func:`term_hashes`, the keys queries look up). At 100k passages the four fields' arrays took ~48 s before,
-~10 s after (docs/BENCHMARKS.md).
+(:func:`term_hashes`, the keys queries look up). For 100k passages, ``bm25-phrase``'s four fields took 30 s of
+CPU before and 5.4 s after (docs/BENCHMARKS.md, "The build besides Kiwi").
 
 The arrays equal those built from :func:`~koembed.lexical.fields.field_tokens`' terms (tests/test_postings.py
 keeps that construction as the reference): the same terms, hashes, postings and lengths. Two integer keys that
