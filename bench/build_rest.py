@@ -81,6 +81,8 @@ def instrument(fields: tuple[str, ...]) -> None:
     timed(versions, "checksums", "checksums (version files)")
     timed(bm25_store, "checksums", "checksums (segments)")
     timed(bm25_store, "write_segment", "segments total")
+    if hasattr(bm25_store, "merge_segments"):  # a build's chunks merged into one segment (since 0c6ac21)
+        timed(bm25_store, "merge_segments", "segments merge")
     timed(segments, "_save", lambda path, a: f"save {path.name.split('.')[2]}")
     order = itertools.cycle(fields)
     if hasattr(segments, "_field_arrays"):  # the string construction (before koembed.lexical.postings)
