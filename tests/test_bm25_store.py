@@ -295,3 +295,39 @@ def test_pruned_search_equals_scoring_every_passage_on_korquad_heldout(tmp_path,
     queries = list(rs.queries.values())
     pruned, every = (_stored_retriever(stored, live, config, p) for p in (True, False))
     assert pruned.search(queries, 10) == every.search(queries, 10)
+
+
+def _mapped_kb(path: Path) -> int:
+    """Resident kB of this process's mappings of ``path`` (/proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if "-" in line.split(" ", 1)[0] and len(line.split()) >= 5:
+            inside = line.endswith(str(path))
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="Linux's /proc")
+def test_search_unmaps_the_postings_past_the_budget_and_still_ranks_the_same(tmp_path, monkeypatch):
+    monkeypatch.setattr(segments, "_PRUNE_FROM", 0)
+    tokens, texts = _docs(4000, seed=2)
+    write_segment(tmp_path, "s000001", list(range(4000)), tokens, texts, FIELDS)
+    stored = StoredFields(tmp_path, ["s000001"], FIELDS, list(range(4000)), 1.2, 0.75)
+    docs = tmp_path / "lex.s000001.pair.docs.npy"
+    terms = tmp_path / "lex.s000001.pair.terms.npy"
+    query = {"unigram": ["w1/N", "전세/N"], "pair": ["w1/N 전세/N"]}
+    weights = {"unigram": 1.0, "pair": 0.3}
+    want = stored.top_candidates(query, weights, 5)
+    assert want is not None
+    int(stored.segments[0].fields["pair"]["docs"].sum())  # every page of the postings mapped
+    int(stored.segments[0].fields["pair"]["terms"].sum())
+    full = _mapped_kb(docs)
+    assert full >= docs.stat().st_size // 1024 - 4 and _mapped_kb(terms) > 0
+    monkeypatch.setattr(segments, "MAPPED_BUDGET", 0)
+    monkeypatch.setattr(segments, "_MAPPED_CHECK", 1)
+    stored._bound_mapped_memory()  # what each search does first: past the budget, the postings are unmapped
+    assert _mapped_kb(docs) == 0 < full
+    assert _mapped_kb(terms) > 0  # the term dictionary stays
+    got = stored.top_candidates(query, weights, 5)  # read again from the page cache
+    assert got is not None and np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])

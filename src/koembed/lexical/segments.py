@@ -21,6 +21,7 @@ terms the chance is under 10^-3; a build that meets one says so (:class:`~koembe
 from __future__ import annotations
 
 import math
+import mmap
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -116,7 +117,8 @@ class _Segment:
     fields: dict[str, dict[str, np.ndarray]]
 
 
-def _load(path: Path, ndim: int = 1) -> np.ndarray:
+def _load(path: Path, ndim: int = 1, maps: list[mmap.mmap] | None = None) -> np.ndarray:
+    """``path``'s array, memory-mapped (its mapping appended to ``maps``)."""
     import numpy as np
 
     try:
@@ -125,6 +127,8 @@ def _load(path: Path, ndim: int = 1) -> np.ndarray:
         raise IndexStoreError(f"{path}: not a readable array ({exc}); rebuild the index") from None
     if array.ndim != ndim:
         raise IndexStoreError(f"{path}: expected a {ndim}-D array; rebuild the index")
+    if maps is not None and isinstance(array, np.memmap) and array._mmap is not None:
+        maps.append(array._mmap)
     return array.view(np.ndarray)  # still the mapped pages; a plain view skips np.memmap's per-slice overhead
 
 
@@ -137,11 +141,14 @@ class StoredFields:
         import numpy as np
 
         self.k1, self.b = k1, b
+        self._maps: list[mmap.mmap] = []
+        self._queries = 0
         self.segments: list[_Segment] = []
         offset = 0
         for name in segments:
             pids = _load(folder / f"lex.{name}.pids.npy")
-            arrays = {f: {a: _load(folder / f"lex.{name}.{f}.{a}.npy") for a in FIELD_ARRAYS} for f in fields}
+            arrays = {f: {a: _load(folder / f"lex.{name}.{f}.{a}.npy", maps=self._maps if a in _POSTINGS else None)
+                          for a in FIELD_ARRAYS} for f in fields}
             for f, a in arrays.items():
                 if (len(a["lengths"]) != len(pids) or len(a["indptr"]) != len(a["terms"]) + 1
                         or len(a["docs"]) != len(a["tf"]) or int(a["indptr"][-1]) != len(a["docs"])):
@@ -185,6 +192,7 @@ class StoredFields:
         for float32 rounding)."""
         import numpy as np
 
+        self._bound_mapped_memory()
         if self.n < _PRUNE_FROM:
             return None
         terms = [t for f in weights for t in self._query_terms(f, field_terms.get(f, ()), weights[f])]
@@ -240,6 +248,25 @@ class StoredFields:
             combined = combined + w * score.astype(np.float64)
         return cand, np.asarray(combined, dtype=np.float64)
 
+    def _bound_mapped_memory(self) -> None:
+        """Every :data:`_MAPPED_CHECK` queries, when the process's mapped file pages pass
+        :data:`MAPPED_BUDGET`, unmap the segments' pages (``MADV_DONTNEED``): they stay in the page cache, so
+        later queries map them again without reading the disk (a minor fault each). Why: Linux maps up to 64 KB
+        of cached pages around each page a query touches, so after a thousand queries a search process showed
+        most of the index as its own resident memory (1 of its 1.6 GB at 1M passages), which memory limits
+        and monitors count, though the pages are the shared page cache."""
+        self._queries += 1
+        if self._queries % _MAPPED_CHECK or not self._maps or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        try:
+            with open("/proc/self/statm", "rb") as statm:
+                mapped = int(statm.read().split()[2]) * mmap.PAGESIZE  # file-backed resident pages
+        except (OSError, ValueError, IndexError):
+            return
+        if mapped > MAPPED_BUDGET:
+            for mapping in self._maps:  # the postings: terms, pointers and lengths serve every query
+                mapping.madvise(mmap.MADV_DONTNEED)
+
     def _probe(self, rest: Sequence[_QueryTerm], seen: np.ndarray, acc: np.ndarray, k: int) -> float:
         """A lower bound of the k-th best score: the :data:`_PROBE` x k best partial scores ``acc`` of the
         passages ``seen`` completed with the terms not read yet (``rest``, by binary search)."""
@@ -294,6 +321,9 @@ class StoredFields:
 _SLACK = 1e-4  # relative slack on MaxScore's bounds and threshold: float32 sums round, bounds must not
 _PRUNE_FROM = 50_000  # fewer passages: scoring them all is cheaper (bench/bm25_pruning.py: 0.76 against 0.92 ms
 # at 7,279 MS MARCO-ko passages; 1.5 against 1.0 ms at 100k synthetic ones)
+MAPPED_BUDGET = 512 << 20  # bytes of mapped file pages past which a search process unmaps the segments'
+_MAPPED_CHECK = 64  # queries between two looks at the process's mapped pages
+_POSTINGS = ("docs", "tf")  # the arrays unmapped then: the rest (terms, pointers, lengths) serve every query
 _PROBE = 4  # after the terms read whole, the 4k best partial scores are completed for a threshold
 _DENSE_SHARE = 2  # past n / 2 postings read, scoring every passage is cheaper (measured at 1M: 2, 4, 8)
 
