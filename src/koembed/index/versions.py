@@ -333,6 +333,20 @@ def can_append(manifest: Manifest) -> bool:
             and manifest.parts < MAX_PARTS)
 
 
+def _linkable(index_dir: Path) -> tuple[StoredVersion, Manifest] | None:
+    """Under the folder's lock: the current version opened as a search opens it, its vector files closed, an
+    interrupted change's folder removed, and a copy of its manifest to change; None for an index read in full
+    (:func:`open_version`), which a change rewrites instead of linking."""
+    current = open_version(index_dir)
+    if not isinstance(current, StoredVersion):
+        return None
+    for handle in current.dense:
+        handle.close()
+    manifest = replace(current.manifest, counts=dict(current.manifest.counts))
+    _remove_leftovers(index_dir, manifest.version_dir)
+    return current, manifest
+
+
 def drop(index_dir: Path, doc_ids: Sequence[str]) -> Manifest | None:
     """A delete written as the next version without rewriting the stored passages and vectors, or None when the
     version should be rewritten instead (:func:`can_append`'s conditions, or tombstones would outnumber half the
@@ -348,13 +362,10 @@ def drop(index_dir: Path, doc_ids: Sequence[str]) -> Manifest | None:
     from koembed.errors import DocumentIdError
 
     with locked(index_dir):
-        current = open_version(index_dir)
-        if not isinstance(current, StoredVersion):
+        opened = _linkable(index_dir)
+        if opened is None:
             return None
-        for handle in current.dense:
-            handle.close()
-        manifest = replace(current.manifest, counts=dict(current.manifest.counts))
-        _remove_leftovers(index_dir, manifest.version_dir)
+        current, manifest = opened
         rows = current.rows
         found = {d: rows.find(d) for d in dict.fromkeys(doc_ids)}
         unknown = [d for d, row in found.items() if row is None]
@@ -389,13 +400,10 @@ def merge_lexical(index_dir: Path) -> Manifest | None:
     :func:`can_append` says). Queries pay per segment: an index built before builds merged their chunks, or
     grown by many adds, searches faster merged. Rankings are unchanged."""
     with locked(index_dir):
-        current = open_version(index_dir)
-        if not isinstance(current, StoredVersion) or not can_append(replace(current.manifest, parts=1)):
+        opened = _linkable(index_dir)
+        if opened is None or not can_append(replace(opened[1], parts=1)):
             return None
-        for handle in current.dense:
-            handle.close()
-        manifest = replace(current.manifest, counts=dict(current.manifest.counts))
-        _remove_leftovers(index_dir, manifest.version_dir)
+        current, manifest = opened
         rows = current.rows
         ids, texts, tokens = (cast(Any, StoredColumn(rows, field)) for field in (1, 2, 3))
         state = IndexState(manifest, None, rows.pids.tolist(), ids, texts, tokens, current.tombstones, None,
@@ -428,13 +436,10 @@ def append(index_dir: Path, prepare: Callable[[StoredVersion], Addition]) -> Man
     from koembed.index.faiss import new_faiss_index
 
     with locked(index_dir):
-        current = open_version(index_dir)
-        if not isinstance(current, StoredVersion) or not can_append(current.manifest):
+        opened = _linkable(index_dir)
+        if opened is None or not can_append(opened[1]):
             raise IndexStoreError(f"{index_dir}: this version cannot take an add as a new part")
-        for handle in current.dense:
-            handle.close()
-        manifest = replace(current.manifest, counts=dict(current.manifest.counts))
-        _remove_leftovers(index_dir, manifest.version_dir)
+        current, manifest = opened
         added = prepare(current)
         rows, n = current.rows, len(added.doc_ids)
         new_pids = list(range(manifest.next_id, manifest.next_id + n))
