@@ -365,24 +365,6 @@ class _StoredField:
         k1, b = parent.k1, parent.b
         self.norm = k1 * ((1 - b) + b * self.lengths / self.avgdl) if self.avgdl > 0 else self.lengths
 
-    def _postings(self, term_hash: int) -> tuple[np.ndarray, np.ndarray]:
-        """(live rows, term frequencies) of one term across the segments."""
-        import numpy as np
-
-        rows, tfs = [], []
-        for seg in self.parent.segments:
-            a = seg.fields[self.name]
-            pos = int(np.searchsorted(a["terms"], np.uint64(term_hash)))
-            if pos < len(a["terms"]) and int(a["terms"][pos]) == term_hash:
-                start, end = int(a["indptr"][pos]), int(a["indptr"][pos + 1])
-                rows.append(self.parent.row_of[seg.offset + a["docs"][start:end].astype(np.int64)])
-                tfs.append(a["tf"][start:end])
-        if not rows:
-            return np.zeros(0, np.int64), np.zeros(0, np.float64)
-        row, tf = np.concatenate(rows), np.concatenate(tfs).astype(np.float64)
-        keep = row >= 0
-        return row[keep], tf[keep]
-
     def _tf_part(self, term: _QueryTerm, rows: np.ndarray, tf: np.ndarray) -> np.ndarray:
         import numpy as np
 
@@ -436,18 +418,13 @@ class _StoredField:
         """Each live passage's BM25 score for the query ``terms`` (terms no live passage holds count 0)."""
         import numpy as np
 
-        n = self.parent.n
-        scores = np.zeros(n, dtype=np.float32)
-        cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for term, h in zip(terms, term_hashes(list(terms)).tolist()) if terms else ():
-            if term not in cache:
-                rows, tf = self._postings(h)
-                if len(rows):
-                    idf = np.float32(math.log(1 + (n - len(rows) + 0.5) / (len(rows) + 0.5)))
-                    tfc = tf / (self.norm[rows] + tf)
-                    cache[term] = rows, (idf * tfc).astype(np.float32)
-                else:
-                    cache[term] = rows, np.zeros(0, np.float32)
-            rows, values = cache[term]
-            scores[rows] += values  # a repeated query term counts again, as in bm25s
+        scores = np.zeros(self.parent.n, dtype=np.float32)
+        held = {t.term: t for t in self.parent._query_terms(self.name, terms, 1.0)}
+        read: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for term in terms:
+            if term in held:
+                if term not in read:
+                    read[term] = self.postings(held[term])
+                rows, values = read[term]
+                scores[rows] += values  # a repeated query term counts again, as in bm25s
         return scores
