@@ -250,7 +250,7 @@ class StoredFields:
 
     def _bound_mapped_memory(self) -> None:
         """Every :data:`_MAPPED_CHECK` queries, when the process's mapped file pages pass
-        :data:`MAPPED_BUDGET`, unmap the segments' pages (``MADV_DONTNEED``): they stay in the page cache, so
+        :data:`MAPPED_BUDGET`, unmap the postings' pages (``MADV_DONTNEED``): they stay in the page cache, so
         later queries map them again without reading the disk (a minor fault each). Why: Linux maps up to 64 KB
         of cached pages around each page a query touches, so after a thousand queries a search process showed
         most of the index as its own resident memory (1 of its 1.6 GB at 1M passages), which memory limits
