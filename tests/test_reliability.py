@@ -201,6 +201,17 @@ def rewrite_row_in_place(index_dir: Path, row: int, raw: bytes) -> None:
     reseal(index_dir, "passages.jsonl")
 
 
+@pytest.mark.parametrize("change", ["duplicate", "negative", "past the end"])
+def test_a_row_table_whose_order_is_not_a_permutation_is_a_load_error(index_dir, model, change):
+    table_path = index_dir / "v000001" / "passages.rows.npy"
+    table = np.load(table_path)
+    table[1, 2] = {"duplicate": table[0, 2], "negative": -1, "past the end": len(table)}[change]
+    np.save(table_path, table)
+    reseal(index_dir, "passages.rows.npy")
+    with pytest.raises(IndexStoreError, match="passages.rows.npy: row offsets or order out of range"):
+        load_index(index_dir, encoder=model)
+
+
 @pytest.mark.parametrize("raw, words", [(b"{not json", "row 2: not a JSON object"),
                                         (b'{"pid": 1, "id": "x"}', "row 2: expected"),
                                         (b'{"pid": 7, "id": "x", "text": "t", "tokens": []}', "row 2: pid 7")])

@@ -148,7 +148,8 @@ class StoredRows(Sequence[str]):
         # Rows ascend; deleted rows may lie between them (a delete rewrites only this table: koembed.index.versions)
         self._bounds: np.ndarray = np.append(table[:, 1], self._starts[-1])
         if count and (self._bounds[0] < 0 or (np.diff(self._bounds) <= 0).any()
-                      or not np.array_equal(np.sort(self._order), np.arange(count))):
+                      or self._order.min() < 0 or self._order.max() >= count  # a permutation: each row once
+                      or not (np.bincount(self._order, minlength=count) == 1).all()):
             raise IndexStoreError(f"{folder / ROWS_FILE}: row offsets or order out of range; rebuild the index")
         self._fds = [os.open(path, os.O_RDONLY) for path in self.paths]
         self._ids: dict[int, str] = {}

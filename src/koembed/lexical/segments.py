@@ -355,10 +355,9 @@ class _StoredField:
 
         self.parent, self.name = parent, name
         lengths = [s.fields[name]["lengths"] for s in parent.segments]
-        every = np.concatenate(lengths).astype(np.float64) if lengths else np.zeros(0)
-        alive = parent.row_of >= 0
-        self.lengths = np.zeros(parent.n, dtype=np.float64)
-        self.lengths[parent.row_of[alive]] = every[alive]
+        every = np.concatenate(lengths) if lengths else np.zeros(0, np.uint32)
+        # live passages in passage order are the live rows in order (position: row -> passage number)
+        self.lengths = (every if len(every) == parent.n else every[parent.position]).astype(np.float64)
         # bm25s: numpy's mean of the integer lengths (an exact integer sum in float64, then one division)
         self.avgdl = np.float64(self.lengths.sum()) / parent.n if parent.n else np.float64(0)
         # BM25's length normalisation per live passage, once (the same float64 operations a query made per posting)
