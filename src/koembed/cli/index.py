@@ -233,7 +233,7 @@ def index_delete(
 @exits_on_error()
 def index_optimize(index: IndexDirOpt) -> None:
     """Merge the index's BM25 segments into one (a new version; rankings unchanged): queries pay per segment,
-    so an index grown by many adds, or built before koembed 0.6, searches faster merged."""
+    so an index grown by many adds, or built before builds merged their chunks, searches faster merged."""
     manifest = optimize_index(index)
     if manifest is None:
         console.print("nothing to merge: one BM25 segment or fewer (a Qdrant index merges its own)", highlight=False)
