@@ -174,30 +174,34 @@ def write_segments(stage: Path, state: IndexState, old_files: dict[str, str]) ->
     row_of: dict[int, int] = {}
     files: dict[str, str] = {}
 
-    def place(seg: Segment) -> None:
+    def place(seg: Segment, record: bool = True) -> None:
+        """Write or link ``seg`` into ``stage``; ``record``: hash it into ``files`` (not a merge's parts, which
+        are removed once merged)."""
         names = segment_files(seg.name, fields)
         if seg.parts is not None:
             for part in seg.parts:
-                place(part)
+                place(part, record=False)
             merge_segments(stage, seg.name, [part.name for part in seg.parts], fields)
             for part in seg.parts:
                 for name in segment_files(part.name, fields):
                     (stage / name).unlink()
-                    files.pop(name)
-            files.update(checksums(stage, names))
+            if record:
+                files.update(checksums(stage, names))
         elif seg.source is not None:
             for name in names:
                 link_file(seg.source / name, stage / name)
                 if name not in old_files:
                     raise IndexStoreError(f"{seg.source}: {name} has no recorded sha256; rebuild the index")
-                files[name] = old_files[name]
+                if record:
+                    files[name] = old_files[name]
         else:
             if not row_of:
                 row_of.update((pid, row) for row, pid in enumerate(state.pids))
             rows = [row_of[p] for p in seg.pids or ()]
             write_segment(stage, seg.name, list(seg.pids or ()), [state.tokens[r] for r in rows],
                           [state.texts[r] for r in rows], fields)
-            files.update(checksums(stage, names))
+            if record:
+                files.update(checksums(stage, names))
 
     for seg in state.segments or ():
         place(seg)
