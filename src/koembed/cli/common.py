@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from koembed.errors import KoembedError
+from koembed.lexical.analyzer import UserDict
 from koembed.models import EncodeOptions, ModelSpec, RunSettings, resolve
 from koembed.models.precision import decide
 
@@ -180,6 +181,20 @@ RayAddressOpt = Annotated[Optional[str], typer.Option(
     "--address", help="ray: a running cluster (auto, or ray://HOST:10001); default: start Ray on this machine.",
     metavar="ADDRESS")]
 WorkersOpt = Annotated[int, typer.Option(min=1, help="ray: actors (model or Kiwi copies) in the pool.", metavar="N")]
+AnalyzerOpt = Annotated[Optional[str], typer.Option(
+    help="Korean analyzer of the BM25 half: mecab (MeCab-ko, the default: starts in milliseconds) or kiwi (Kiwi). "
+    "An index records it at build; later commands use the index's and refuse another.", metavar="mecab|kiwi")]
+UserDictOpt = Annotated[Optional[Path], typer.Option(
+    "--user-dict", help="User dictionary: one word a line with an optional tag (NNP, the default, or NNG), '#' "
+    "comments; words the analyzer keeps whole (product or company names). Copied into an index at build; later "
+    "commands use the index's copy and refuse a different file.", metavar="FILE")]
+
+
+def user_dict_of(path: Path | None) -> UserDict | None:
+    """The parsed ``--user-dict`` file (a malformed line is a DataError naming it: exit 2)."""
+    return UserDict.read(path) if path is not None else None
+
+
 DOCS_HELP = ("Passages: a .jsonl or .parquet file with id and text columns, or any retrieval set "
              "(AutoRAG/BEIR folder, KorQuAD .json, 'sample'), whose corpus is used.")
 

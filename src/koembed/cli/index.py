@@ -12,6 +12,7 @@ import typer
 from koembed.cli.common import (
     DOCS_HELP,
     FROM_OPTIONS,
+    AnalyzerOpt,
     ApiKeyOpt,
     BatchSizeOpt,
     EngineOpt,
@@ -20,6 +21,7 @@ from koembed.cli.common import (
     QuietOpt,
     RayAddressOpt,
     RerankDepthOpt,
+    UserDictOpt,
     WorkersOpt,
     check_output,
     console,
@@ -27,6 +29,7 @@ from koembed.cli.common import (
     err_console,
     exits_on_error,
     quiet_libraries,
+    user_dict_of,
     with_model_options,
     with_qdrant_options,
 )
@@ -42,13 +45,14 @@ from koembed.index import (
     build_index_from_embeddings,
     default_mode,
     delete_documents,
+    describe_mode,
     export_index,
     index_info,
     load_index,
     optimize_index,
 )
 from koembed.index.summary import index_summary
-from koembed.lexical import DEFAULT_SPEC, lexical_config
+from koembed.lexical import DEFAULT_SPEC, lexical_with_analyzer
 from koembed.models import ModelSpec, RunSettings
 from koembed.models.export import export_model
 from koembed.models.reranker import load_reranker
@@ -155,9 +159,11 @@ def index_build(
     kind: Annotated[str, typer.Option(help="flat (exact), hnsw (graph, approximate) or ivf (clusters, "
                                       "approximate).", metavar="flat|hnsw|ivf")] = "flat",
     lexical: Annotated[str, typer.Option(
-        help="BM25 half: bm25 (Kiwi morphemes), bm25-char (character bigrams), bm25-phrase (morphemes, morpheme "
-        "bigrams and pairs, character bigrams, weighted) or bm25-fields:FIELD=WEIGHT,...",
-        metavar="SPEC")] = DEFAULT_SPEC,
+        help="BM25 half: bm25 (content morphemes), bm25-char (character bigrams), bm25-phrase (morphemes, morpheme "
+        "bigrams and pairs, character bigrams, weighted) or bm25-fields:FIELD=WEIGHT,...[@z]; @mecab or @kiwi "
+        "chooses the analyzer (as --analyzer).", metavar="SPEC")] = DEFAULT_SPEC,
+    analyzer: AnalyzerOpt = None,
+    user_dict: UserDictOpt = None,
     fusion: Annotated[Optional[str], typer.Option(
         help="How hybrid search fuses the BM25 half and the dense half: rrf (reciprocal ranks, k=60), rrf@k=K, or "
         "z|dbsf|cc@W_BM25,W_DENSE (weighted normalised scores; koembed tune-fusion fits them for your model). "
@@ -170,8 +176,8 @@ def index_build(
         "one folder per machine). All shards of one run must be there, made by --model from --corpus.",
         metavar="DIR")] = None,
     qdrant: dict = FROM_OPTIONS,
-    engine: Annotated[str, typer.Option(help="Kiwi analysis: local (this process) or ray (a Ray Data actor pool, "
-                                        "for large corpora).", metavar="local|ray")] = "local",
+    engine: Annotated[str, typer.Option(help="Korean analysis: local (this process; MeCab-ko uses every core) or ray "
+                                        "(a Ray Data actor pool, for large corpora).", metavar="local|ray")] = "local",
     address: RayAddressOpt = None,
     workers: WorkersOpt = 1,
     quiet: QuietOpt = False,
@@ -185,10 +191,12 @@ def index_build(
         raise typer.BadParameter("a Qdrant index fuses with Qdrant's own RRF or DBSF (or koembed's weighted "
                                  "fusion through Index.search(weights=...)); --fusion is for --store faiss",
                                  param_hint="--fusion")
-    params = IndexParams(kind=kind, lexical=lexical_config(lexical, required=True),
-                         fusion=parse_fusion(fusion or "rrf"), mode="hybrid" if fusion else None)
+    params = IndexParams(kind=kind, lexical=lexical_with_analyzer(lexical, analyzer),
+                         fusion=parse_fusion(fusion or "rrf"), mode="hybrid" if fusion else None,
+                         user_dict=user_dict_of(user_dict))
     docs = load_documents(corpus)
-    tokens = (tokenize_ray(list(docs.values()), RayOptions(address, workers), show_progress=not quiet)
+    tokens = (tokenize_ray(list(docs.values()), RayOptions(address, workers), show_progress=not quiet,
+                           analyzer=params.lexical.analyzer, user_dict=params.user_dict)
               if engine == "ray" else None)
     if from_embeddings:
         manifest = build_index_from_embeddings(model, from_embeddings, list(docs), list(docs.values()), out,
@@ -196,7 +204,7 @@ def index_build(
     else:
         manifest = build_index(model, list(docs), list(docs.values()), out, params=params,
                                options=encode_options(batch_size, quiet), target=target, tokens=tokens)
-    console.print(_built(out, manifest) + f"; default search: {default_mode(manifest)}", highlight=False)
+    console.print(_built(out, manifest) + f"; default search: {describe_mode(manifest)}", highlight=False)
     if "note" in getattr(manifest, "params", {}):
         err_console.print(f"note: {manifest.params['note']}", highlight=False)
 
@@ -208,14 +216,18 @@ def index_add(
                                       metavar="DOCS")],
     batch_size: BatchSizeOpt = 32,
     api_key: ApiKeyOpt = None,
+    analyzer: AnalyzerOpt = None,
+    user_dict: UserDictOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Add passages to an index (FAISS: a new version, the old one stays until the switch; Qdrant: undone at
-    the next change if interrupted)."""
+    the next change if interrupted). They are analysed as the index's passages were: its analyzer and user
+    dictionary."""
     quiet_libraries()
+    checks = {"analyzer": analyzer, "user_dict": user_dict_of(user_dict)}
     passages = load_documents(docs)
     manifest = add_documents(index, list(passages), list(passages.values()),
-                             options=encode_options(batch_size, quiet), api_key=api_key)
+                             options=encode_options(batch_size, quiet), api_key=api_key, **checks)
     console.print(f"added {len(passages)}: {manifest.counts['passages']} passages", highlight=False)
 
 
@@ -278,13 +290,17 @@ def search(
     rerank_depth: RerankDepthOpt = 50,
     settings: RunSettings = FROM_OPTIONS,
     api_key: ApiKeyOpt = None,
+    analyzer: AnalyzerOpt = None,
+    user_dict: UserDictOpt = None,
 ) -> None:
-    """Search an index built by koembed index build (optionally reranked by a cross-encoder)."""
+    """Search an index built by koembed index build (optionally reranked by a cross-encoder). Queries are
+    analysed by the index's analyzer with its user dictionary."""
     quiet_libraries()
-    idx = load_index(index, api_key=api_key, device=settings.device)
+    idx = load_index(index, api_key=api_key, device=settings.device, analyzer=analyzer,
+                     user_dict=user_dict_of(user_dict))
     reranker = load_reranker(settings.spec(rerank)) if rerank else None
-    hits = search_then_rerank(idx, [query], k, mode=mode or default_mode(idx.manifest), reranker=reranker,
-                              depth=rerank_depth)
+    mode = mode or default_mode(idx.manifest)
+    hits = search_then_rerank(idx, [query], k, mode=mode, reranker=reranker, depth=rerank_depth)
     rows = hit_rows(hits[0], idx.text)
     if json_:
         for row in rows:

@@ -33,7 +33,7 @@ from typing import Any
 from koembed.encoding.job import EncodeReport
 from koembed.encoding.shards import open_shard, record_chunk
 from koembed.errors import EmbeddingStoreError
-from koembed.lexical import KiwiTokenizer
+from koembed.lexical import DEFAULT_ANALYZER, Analyzer, KiwiTokenizer, UserDict, get_analyzer
 from koembed.models import (
     EncodeOptions,
     ModelSpec,
@@ -45,7 +45,7 @@ from koembed.models import (
 from koembed.models.prompts import role_options
 from koembed.progress import progress
 
-KIWI_BLOCK = 2048  # passages per Kiwi task
+KIWI_BLOCK = 2048  # passages per analysis task
 RAY_TEMP_PREFIX = "koembed-ray-"  # + pid + random: a local Ray's session folder (ray_temp_dir)
 
 
@@ -168,11 +168,15 @@ class ChunkEncoder:
                 "data": np.array(data, dtype=object)}
 
 
-class KiwiAnalyser:
-    """A Ray actor: loads Kiwi once, then turns one block of texts into BM25 tokens (JSON per passage)."""
+class BlockAnalyser:
+    """A Ray actor: loads the analyzer once, then turns one block of texts into BM25 tokens (JSON per passage).
+    Kiwi analyses a block on the actor's ``threads``; MeCab-ko in the actor's own thread."""
 
-    def __init__(self, threads: int):
-        self.tokenizer = KiwiTokenizer(num_workers=max(1, threads))
+    def __init__(self, analyzer: str, user_dict: UserDict | None, threads: int):
+        if analyzer == "kiwi":
+            self.tokenizer: Analyzer = KiwiTokenizer(num_workers=max(1, threads), user_dict=user_dict)
+        else:
+            self.tokenizer = get_analyzer(analyzer, user_dict)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
@@ -228,10 +232,10 @@ def encode_corpus_ray(model: ModelSpec | str, doc_ids: Sequence[str], texts: Seq
     return EncodeReport(plan.shard_dir, plan.manifest, encoded=len(plan.pending), skipped=plan.skipped)
 
 
-def tokenize_ray(texts: Sequence[str], ray_options: RayOptions = RayOptions(), *, show_progress: bool = True
-                 ) -> list[list[str]]:
-    """Kiwi BM25 tokens of ``texts`` (as :class:`koembed.lexical.KiwiTokenizer` gives them), analysed by a Ray
-    actor pool in blocks of :data:`KIWI_BLOCK` passages; in input order."""
+def tokenize_ray(texts: Sequence[str], ray_options: RayOptions = RayOptions(), *, show_progress: bool = True,
+                 analyzer: str = DEFAULT_ANALYZER, user_dict: UserDict | None = None) -> list[list[str]]:
+    """BM25 tokens of ``texts`` by ``analyzer`` with ``user_dict`` (as :func:`koembed.lexical.get_analyzer`'s
+    analyzer gives them), analysed by a Ray actor pool in blocks of :data:`KIWI_BLOCK` passages; in input order."""
     texts = list(texts)
     blocks = [(i, texts[a: a + KIWI_BLOCK]) for i, a in enumerate(range(0, len(texts), KIWI_BLOCK))]
     out: list[list[list[str]] | None] = [None] * len(blocks)
@@ -240,8 +244,9 @@ def tokenize_ray(texts: Sequence[str], ray_options: RayOptions = RayOptions(), *
         data = _quiet_ray_data(show_progress)
         analysed = data.from_items([{"block": i, "texts": part} for i, part in blocks],
                                    override_num_blocks=max(1, len(blocks))).map_batches(
-            KiwiAnalyser, fn_constructor_kwargs={"threads": int(ray_options.cpus_per_worker)}, **_pool(ray_options))
-        with progress(total=len(texts), desc="Kiwi (Ray)", unit="text", disable=not show_progress) as bar:
+            BlockAnalyser, fn_constructor_kwargs={"analyzer": analyzer, "user_dict": user_dict,
+                                                  "threads": int(ray_options.cpus_per_worker)}, **_pool(ray_options))
+        with progress(total=len(texts), desc=f"{analyzer} (Ray)", unit="text", disable=not show_progress) as bar:
             for row in analysed.iter_rows():
                 i = int(row["block"])
                 out[i] = json.loads(row["tokens"])

@@ -1,5 +1,5 @@
 """Why a retriever wins or loses: per query, the gold passage's rank in every run, the top hits with the query's
-Kiwi morphemes highlighted, which retriever wins, and failure kinds computed from the judgments alone.
+content morphemes highlighted, which retriever wins, and failure kinds computed from the judgments alone.
 
 :func:`failure_analysis` builds the data (``koembed bench --report`` also stores it in ``results.json`` as
 ``"analysis"``); :func:`write_report` writes it as one self-contained HTML page (inline script and style, no CDN,
@@ -9,7 +9,7 @@ never as HTML; a Content-Security-Policy allows only that one script, by its has
 Failure kinds (``KINDS``): per run, ``missed`` (no relevant passage in the top 100), ``gold_rank_2_5`` (the best
 relevant passage at rank 2 to 5: a near miss), ``top1_same_document`` (the top hit is not relevant but has the
 title of a relevant one: a neighbouring paragraph of the same article; only where the set has titles, as KorQuAD
-and BEIR sets do); per query, ``no_shared_morpheme`` (no Kiwi content morpheme of the query occurs in any relevant
+and BEIR sets do); per query, ``no_shared_morpheme`` (no content morpheme of the query occurs in any relevant
 passage: lexical retrieval cannot match it) and ``long_query`` (more than :data:`LONG_QUERY_FACTOR` times the median
 query length in characters).
 """
@@ -27,7 +27,7 @@ from typing import Any
 from koembed.data import RetrievalSet
 from koembed.evaluation.runner import RetrieverResult
 from koembed.files import atomic_open
-from koembed.lexical import KiwiTokenizer
+from koembed.lexical import Analyzer, get_analyzer
 
 TOP_HITS = 3
 LONG_QUERY_FACTOR = 2.0
@@ -42,10 +42,12 @@ RUN_KINDS = ("missed", "gold_rank_2_5", "top1_same_document")
 QUERY_KINDS = ("no_shared_morpheme", "long_query")
 
 
-def failure_analysis(rs: RetrievalSet, results: Sequence[RetrieverResult], top_hits: int = TOP_HITS) -> dict[str, Any]:
+def failure_analysis(rs: RetrievalSet, results: Sequence[RetrieverResult], top_hits: int = TOP_HITS,
+                     analyzer: Analyzer | None = None) -> dict[str, Any]:
     """Per query and retriever: the gold rank, failure kinds and top hits (with highlight spans); per retriever:
-    counts of each kind and of queries won. JSON-ready; see the module docstring for the kinds."""
-    tokenizer = KiwiTokenizer()
+    counts of each kind and of queries won. JSON-ready; see the module docstring for the kinds. Morphemes are
+    ``analyzer``'s (default: :func:`koembed.lexical.get_analyzer`'s default analyzer)."""
+    tokenizer = analyzer or get_analyzer()
     qids = [qid for qid in rs.query_ids if qid in rs.relevant]
     query_tokens = dict(zip(qids, tokenizer([rs.queries[q] for q in qids])))
     gold_docs = sorted({doc for q in qids for doc in rs.relevant_ids(q)})

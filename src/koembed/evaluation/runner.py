@@ -19,6 +19,7 @@ from koembed.evaluation.metrics import (
     ir_metrics,
 )
 from koembed.evaluation.metrics.tables import SIMILARITIES
+from koembed.lexical import UserDict
 from koembed.models import EXACT, EncodeOptions, ModelSpec, RunSettings, load_model
 from koembed.ranking import Hit
 from koembed.retrieval.dense import DenseRetriever
@@ -64,11 +65,12 @@ def score_run(rs: RetrievalSet, hits: dict[str, list[Hit]], top_k: Sequence[int]
 
 def run_bench(rs: RetrievalSet, specs: Sequence[str], top_k: Sequence[int] = AUTORAG_TOP_K,
               settings: RunSettings = EXACT, options: EncodeOptions = EncodeOptions(),
-              cache_dir: str | Path | None = None, rerank_depth: int = DEFAULT_RERANK_DEPTH
-              ) -> list[RetrieverResult]:
+              cache_dir: str | Path | None = None, rerank_depth: int = DEFAULT_RERANK_DEPTH,
+              user_dict: UserDict | None = None) -> list[RetrieverResult]:
     """Fit and run each retriever spec on ``rs`` and score it. Dense models are loaded once per bench and run as
     ``settings`` say (precision, backend, device, prompt overrides; :func:`koembed.models.load_model`); with
     ``cache_dir`` dense corpus embeddings are stored and reused across runs (same model and corpus).
+    ``user_dict``: words every lexical retriever's analyzer keeps whole.
     ``rerank_depth``: first-stage hits a ``rerank:`` spec rescores (its run holds that many per query)."""
     if not specs:
         raise ValueError("no retriever given")
@@ -76,7 +78,7 @@ def run_bench(rs: RetrievalSet, specs: Sequence[str], top_k: Sequence[int] = AUT
         parse_spec(spec)
     depth = max(RUN_DEPTH, *top_k)
     factory = RetrieverFactory(rs.doc_ids, list(rs.corpus.values()), settings=settings, options=options,
-                               cache_dir=cache_dir, rerank_depth=rerank_depth)
+                               cache_dir=cache_dir, rerank_depth=rerank_depth, user_dict=user_dict)
     qids = rs.query_ids
     texts = [rs.queries[q] for q in qids]
     results = []

@@ -23,7 +23,7 @@ from koembed.index.backends import (  # noqa: I001
            optimize_index,
            store_of,
 )
-from koembed.index.manifest import KINDS, IndexManifest, IndexParams, Manifest, default_mode
+from koembed.index.manifest import KINDS, IndexManifest, IndexParams, Manifest, default_mode, describe_mode
 from koembed.index.protocols import SearchIndex, Store
 from koembed.index.qdrant import QdrantManifest, QdrantTarget
 from koembed.index.qdrant_search import QdrantIndex
@@ -32,5 +32,5 @@ from koembed.index.search import MODES, Index
 __all__ = ["KINDS", "MODES", "STORES", "STORE_REGISTRY", "DocumentIdError", "Index", "IndexManifest", "IndexParams",
            "IndexStoreError", "Manifest", "ModelMismatchError", "QdrantIndex", "QdrantManifest", "QdrantTarget",
            "SearchIndex", "Store", "add_documents", "build_index",
-           "build_index_from_embeddings", "default_mode", "delete_documents", "export_index", "index_info", "load_index",
+           "build_index_from_embeddings", "default_mode", "delete_documents", "describe_mode", "export_index", "index_info", "load_index",
            "optimize_index", "store_of"]

@@ -12,7 +12,8 @@ from typing import Any
 from koembed.errors import IndexStoreError
 from koembed.index import build as faiss_build
 from koembed.index import search as faiss_search
-from koembed.index.manifest import MANIFEST, IndexManifest, IndexParams, Manifest
+from koembed.index.analysis import check_analysis
+from koembed.index.manifest import MANIFEST, IndexManifest, IndexParams, Manifest, read_manifest
 from koembed.index.protocols import SearchIndex, Store
 from koembed.index.qdrant import STORE as QDRANT
 from koembed.index.qdrant import QdrantManifest, QdrantTarget
@@ -22,9 +23,11 @@ from koembed.index.qdrant_build import (
     delete_qdrant_documents,
     export_faiss_index,
 )
+from koembed.index.qdrant_manifest import read_qdrant_manifest
 from koembed.index.qdrant_search import QdrantIndex, load_qdrant_index, qdrant_info
 from koembed.index.search import Index
 from koembed.index.versions import merge_lexical
+from koembed.lexical import UserDict
 from koembed.models import EncodeOptions, Encoder, ModelSpec
 
 Tokens = Sequence[Sequence[str]] | None
@@ -49,7 +52,7 @@ def build_index(model: ModelSpec | str, doc_ids: Sequence[str], texts: Sequence[
     (:func:`koembed.index.qdrant_build.build_qdrant_index`; of ``params`` only the BM25 fields apply)."""
     if target is not None:
         return build_qdrant_index(model, doc_ids, texts, out_dir, target, options=options, encoder=encoder,
-                                  tokens=tokens, lexical=params.lexical)
+                                  tokens=tokens, lexical=params.lexical, user_dict=params.user_dict)
     return faiss_build.build_index(model, doc_ids, texts, out_dir, params=params, options=options, encoder=encoder,
                                    tokens=tokens)
 
@@ -64,7 +67,7 @@ def build_index_from_embeddings(model: ModelSpec | str, embedding_dirs: Sequence
     if target is not None:
         return build_qdrant_index(model, doc_ids, texts, out_dir, target, encoder=encoder, tokens=tokens,
                                   embedding_dirs=embedding_dirs, options=EncodeOptions(show_progress=show_progress),
-                                  lexical=params.lexical)
+                                  lexical=params.lexical, user_dict=params.user_dict)
     return faiss_build.build_index_from_embeddings(model, embedding_dirs, doc_ids, texts, out_dir, params=params,
                                                    show_progress=show_progress, encoder=encoder, tokens=tokens)
 
@@ -124,11 +127,23 @@ def _store(index_dir: str | Path) -> Store:
     return STORE_REGISTRY[name]
 
 
+def _recorded_bm25(index_dir: Path) -> dict[str, Any]:
+    """The manifest's ``bm25`` record of either store (the manifest checked, nothing else read)."""
+    if _store(index_dir).name == "qdrant":
+        return read_qdrant_manifest(index_dir).bm25
+    return read_manifest(index_dir).bm25
+
+
 def add_documents(index_dir: str | Path, doc_ids: Sequence[str], texts: Sequence[str], *,
                   encoder: Encoder | None = None, options: EncodeOptions = EncodeOptions(show_progress=False),
-                  api_key: str | None = None) -> IndexManifest:
+                  api_key: str | None = None, analyzer: str | None = None, user_dict: UserDict | None = None
+                  ) -> IndexManifest:
     """Add passages (ids must be new) to either store; ``api_key`` is for a Qdrant server (else
-    ``$QDRANT_API_KEY``)."""
+    ``$QDRANT_API_KEY``). They are analysed by the index's analyzer with its user dictionary; an ``analyzer`` or
+    ``user_dict`` given that is not the index's is refused before anything is done
+    (:func:`koembed.index.analysis.check_analysis`)."""
+    if analyzer is not None or user_dict is not None:
+        check_analysis(Path(index_dir), _recorded_bm25(Path(index_dir)), analyzer, user_dict)
     return _store(index_dir).add(Path(index_dir), doc_ids, texts, encoder=encoder, options=options, api_key=api_key)
 
 
@@ -152,14 +167,20 @@ def index_info(index_dir: str | Path, *, api_key: str | None = None) -> dict[str
 
 def load_index(index_dir: str | Path, encoder: Encoder | None = None, *,
                options: EncodeOptions = EncodeOptions(show_progress=False), device: str | None = None,
-               api_key: str | None = None, verify: bool = False) -> SearchIndex:
+               api_key: str | None = None, verify: bool = False, analyzer: str | None = None,
+               user_dict: UserDict | None = None) -> SearchIndex:
     """Load either store's index for search (same ``search(queries, k, mode)``, same checks of the model).
     ``verify``: a FAISS index reads every row and checks every file's sha256 now, not only sizes
-    (:func:`koembed.index.search.load_index`)."""
+    (:func:`koembed.index.search.load_index`). Queries are analysed by the index's analyzer with its user
+    dictionary; an ``analyzer`` or ``user_dict`` given that is not the index's is refused."""
     store = _store(index_dir)
     if verify and store.name == "faiss":
-        return faiss_search.load_index(Path(index_dir), encoder, options=options, device=device, verify=True)
-    return store.load(Path(index_dir), encoder, options=options, device=device, api_key=api_key)
+        index: SearchIndex = faiss_search.load_index(Path(index_dir), encoder, options=options, device=device,
+                                                     verify=True)
+    else:
+        index = store.load(Path(index_dir), encoder, options=options, device=device, api_key=api_key)
+    check_analysis(Path(index_dir), index.manifest.bm25, analyzer, user_dict)
+    return index
 
 
 def export_index(faiss_dir: str | Path, out_dir: str | Path, target: QdrantTarget = QdrantTarget(), *,

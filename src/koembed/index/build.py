@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from koembed.data import validate_documents
 from koembed.encoding.shards import read_embeddings
 from koembed.errors import DocumentIdError, IndexStoreError, ModelMismatchError
+from koembed.index.analysis import bm25_analysis, index_analyzer, write_user_dict
 from koembed.index.bm25_store import plan_build, plan_change
 from koembed.index.encoder import checked_encoder, embed, model_record, normalized_by, probe, with_prompt
 from koembed.index.faiss import compact_hnsw, faiss_index_params, new_faiss_index, normalized
@@ -32,7 +33,7 @@ from koembed.index.versions import (
     some_ids,
     update,
 )
-from koembed.lexical import KiwiTokenizer, LexicalConfig
+from koembed.lexical import LexicalConfig, UserDict, get_analyzer
 from koembed.models import EncodeOptions, Encoder, ModelSpec, load_model
 from koembed.models.m3 import has_m3_heads, m3_encoder
 from koembed.models.prompts import role_options
@@ -49,7 +50,8 @@ def build_index(model: ModelSpec | str, doc_ids: Sequence[str], texts: Sequence[
     ``model`` (a hub id, local folder or ``minilm``, with its precision and backend) is recorded so that
     :func:`koembed.index.load_index` and :func:`add_documents` can reload it; pass ``encoder`` to reuse a model
     already loaded from it. ``params`` choose the FAISS index and the BM25 fields (:class:`IndexParams`).
-    ``tokens``: the passages' Kiwi tokens when already analysed (``koembed.encoding.ray_engine``), else Kiwi runs here.
+    ``tokens``: the passages' tokens when already analysed by ``params.lexical.analyzer`` with
+    ``params.user_dict`` (``koembed.encoding.ray_engine``), else the analyzer runs here.
     """
     spec = ModelSpec.of(model)
     doc_ids, texts, out_dir = _checked_new_build(doc_ids, texts, out_dir)
@@ -105,7 +107,7 @@ def _write_new_index(model_name: str, encoder: Encoder, doc_ids: list[str], text
     import numpy as np
 
     if tokens is None:
-        tokens = KiwiTokenizer()(texts, show_progress=show_progress)
+        tokens = get_analyzer(params.lexical.analyzer, params.user_dict)(texts, show_progress=show_progress)
     elif len(tokens) != len(texts):
         raise IndexStoreError(f"{len(tokens)} token lists for {len(texts)} passages")
     token_lists = [list(t) for t in tokens]
@@ -116,7 +118,7 @@ def _write_new_index(model_name: str, encoder: Encoder, doc_ids: list[str], text
     created = now()
     manifest = Manifest(kind=params.kind, params=recorded, model=model_record(model_name, encoder),
                         dimension=int(vectors.shape[1]), normalized_by=normalized_by(encoder),
-                        bm25=bm25_record(params.lexical), counts={"passages": len(pids), "deleted": 0, "tombstones": 0},
+                        bm25=bm25_record(params.lexical, params.user_dict), counts={"passages": len(pids), "deleted": 0, "tombstones": 0},
                         next_id=len(pids), created=created, updated=created, fusion=dict(params.fusion),
                         mode=recorded_mode(params))
     state = IndexState(manifest, index, pids, doc_ids, texts, token_lists, set(), sparse)
@@ -126,6 +128,7 @@ def _write_new_index(model_name: str, encoder: Encoder, doc_ids: list[str], text
     try:
         with locked(out_dir):
             require_new_folder(out_dir)  # another build may have won the race
+            write_user_dict(out_dir, params.user_dict)
             return commit(out_dir, state)
     except BaseException:
         if new_folder and not (out_dir / MANIFEST).exists():
@@ -142,12 +145,9 @@ def lexical_weights(name: str, encoder: Encoder, texts: Sequence[str], options: 
     return m3_encoder(name, encoder).encode(texts, options, None, dense=False, colbert=False).sparse
 
 
-def bm25_record(lexical: LexicalConfig) -> dict[str, Any]:
+def bm25_record(lexical: LexicalConfig, user_dict: UserDict | None = None) -> dict[str, Any]:
     """The manifest's record of the BM25 half: the stored analysis, and the fields and weights scored on it."""
-    from importlib.metadata import version
-
-    return {"tokenizer": "kiwi content morphemes (koembed.lexical.KiwiTokenizer)", **lexical.to_dict(),
-            "kiwipiepy_version": version("kiwipiepy")}
+    return bm25_analysis(lexical, user_dict)
 
 
 def add_documents(index_dir: str | Path, doc_ids: Sequence[str], texts: Sequence[str], *,
@@ -172,7 +172,8 @@ def add_documents(index_dir: str | Path, doc_ids: Sequence[str], texts: Sequence
                                       "(koembed index delete), then add")
             vectors = embed(checked_encoder(encoder, current.manifest, index_dir), texts,
                             with_prompt(options, current.manifest, "passage"))
-            return Addition(doc_ids, texts, KiwiTokenizer()(texts, show_progress=options.show_progress), vectors)
+            tokens = index_analyzer(index_dir, current.manifest.bm25)(texts, show_progress=options.show_progress)
+            return Addition(doc_ids, texts, tokens, vectors)
 
         return append(index_dir, prepare)
 
@@ -191,7 +192,7 @@ def add_documents(index_dir: str | Path, doc_ids: Sequence[str], texts: Sequence
         state.pids += new_pids
         state.doc_ids += doc_ids
         state.texts += texts
-        state.tokens += KiwiTokenizer()(texts, show_progress=options.show_progress)
+        state.tokens += index_analyzer(index_dir, state.manifest.bm25)(texts, show_progress=options.show_progress)
         if state.sparse is not None:
             state.sparse += lexical_weights(state.manifest.model["resolved"], checked_encoder(
                 encoder, state.manifest, index_dir), texts, with_prompt(options, state.manifest, "passage")) or []

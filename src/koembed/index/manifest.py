@@ -31,7 +31,7 @@ from koembed.files import read_manifest as read_json_manifest
 from koembed.index.bm25_store import check_record, segment_names
 from koembed.index.rows import ROWS_FILE
 from koembed.lexical import DEFAULT as DEFAULT_LEXICAL
-from koembed.lexical import LexicalConfig
+from koembed.lexical import DEFAULT_ANALYZER, LexicalConfig, UserDict, lexical_spec
 from koembed.ranking import FUSIONS, RRF_K
 
 FORMAT_VERSION = 1
@@ -48,7 +48,8 @@ DEFAULT_MODES = (LEXICAL_MODE, "hybrid", "dense")
 REMEDY = "rebuild the index"
 COUNTS = ("passages", "deleted", "tombstones")
 # What bm25_record writes: the analysis, LexicalConfig.to_dict's keys, the Kiwi version.
-BM25_KEYS = {"tokenizer", "weights", "normalization", "k1", "b", "kiwipiepy_version"}
+BM25_KEYS = {"tokenizer", "weights", "normalization", "k1", "b", "kiwipiepy_version", "analyzer", "analyzer_version",
+             "user_dict"}
 # JSON types of the manifest fields that updates compute with (the others are only displayed).
 FIELD_TYPES = {"kind": str, "params": dict, "model": dict, "dimension": int, "bm25": dict, "counts": dict,
                "next_id": int, "version_dir": str}
@@ -74,6 +75,7 @@ class IndexParams:
     lexical: LexicalConfig = DEFAULT_LEXICAL
     fusion: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_FUSION))
     mode: str | None = None
+    user_dict: UserDict | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -98,6 +100,15 @@ def default_mode(manifest: Any) -> str:
     if mode:
         return mode
     return recorded_mode(IndexParams(fusion=getattr(manifest, "fusion", None) or dict(DEFAULT_FUSION)))
+
+
+def describe_mode(manifest: Any) -> str:
+    """The default search mode as a person reads it: ``bm25 (bm25-phrase, mecab analyzer)``, ``hybrid``, ``dense``."""
+    mode = default_mode(manifest)
+    if mode != LEXICAL_MODE:
+        return mode
+    config = LexicalConfig.from_dict(manifest.bm25)
+    return f"{mode} ({lexical_spec(config.with_analyzer(DEFAULT_ANALYZER))}, {config.analyzer} analyzer)"
 
 
 @dataclass(kw_only=True)

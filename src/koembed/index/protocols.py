@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from koembed.index.manifest import IndexManifest
+from koembed.lexical import Analyzer
 from koembed.models import EncodeOptions, Encoder
 from koembed.ranking import Hit
 
@@ -37,6 +38,9 @@ class SearchIndex(Protocol):
 
     @property
     def encoder(self) -> Encoder: ...
+
+    @property
+    def analyzer(self) -> Analyzer: ...
 
     def text(self, doc_id: str) -> str: ...
 

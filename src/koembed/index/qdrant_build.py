@@ -22,6 +22,7 @@ from koembed.data import validate_documents
 from koembed.encoding.shards import embedding_chunks
 from koembed.errors import DocumentIdError, IndexStoreError, ModelMismatchError
 from koembed.files import staged_folder
+from koembed.index.analysis import index_analyzer, recorded_user_dict, write_user_dict
 from koembed.index.encoder import checked_encoder, embed, model_record, normalized_by, probe, with_prompt
 from koembed.index.faiss import normalized
 from koembed.index.manifest import MANIFEST, now
@@ -46,7 +47,7 @@ from koembed.index.qdrant_m3 import m3_record, passage_m3
 from koembed.index.qdrant_sparse import average_lengths
 from koembed.index.versions import locked, read_state, require_new_folder, some_ids
 from koembed.lexical import DEFAULT as DEFAULT_LEXICAL
-from koembed.lexical import KiwiTokenizer, LexicalConfig
+from koembed.lexical import LexicalConfig, UserDict, get_analyzer
 from koembed.models import EncodeOptions, Encoder, ModelSpec, load_model
 from koembed.models.m3 import M3Encoder, M3Output, m3_encoder
 from koembed.models.prompts import role_options
@@ -79,12 +80,14 @@ def build_qdrant_index(model: ModelSpec | str, doc_ids: Sequence[str], texts: Se
                        target: QdrantTarget = QdrantTarget(), *, options: EncodeOptions = EncodeOptions(),
                        encoder: Encoder | None = None, tokens: Sequence[Sequence[str]] | None = None,
                        embedding_dirs: Sequence[str | Path] | None = None,
-                       lexical: LexicalConfig = DEFAULT_LEXICAL) -> QdrantManifest:
+                       lexical: LexicalConfig = DEFAULT_LEXICAL, user_dict: UserDict | None = None
+                       ) -> QdrantManifest:
     """A new Qdrant index in ``out_dir`` (new or empty): embed (or take from ``embedding_dirs``, ``koembed
     encode`` output) and tokenise the passages, then upload them to a new collection (:class:`QdrantTarget`).
 
-    ``tokens``: the passages' Kiwi tokens when already analysed (``--engine ray``), else Kiwi runs here.
-    ``lexical``: the BM25 fields and weights (as the FAISS store's; normalization must be none).
+    ``tokens``: the passages' tokens when already analysed (``--engine ray``), else ``lexical.analyzer`` (with
+    ``user_dict``, copied into the index) runs here.
+    ``lexical``: the BM25 fields, weights and analyzer (as the FAISS store's; normalization must be none).
     A bge-m3-layout model (not with ``embedding_dirs``) also gives each passage its BGE-M3 lexical weights and
     ColBERT vectors (:mod:`koembed.index.qdrant_m3`).
     """
@@ -98,7 +101,9 @@ def build_qdrant_index(model: ModelSpec | str, doc_ids: Sequence[str], texts: Se
     if stored is not None and stored[0]["dimension"] != dimension:
         raise ModelMismatchError(f"the embeddings have {stored[0]['dimension']} dimensions but {spec.name} gives "
                                  f"{dimension}: they were not made by this model")
-    tokens = _tokens(texts, tokens, options.show_progress)
+    if tokens is None:
+        tokens = get_analyzer(lexical.analyzer, user_dict)(texts, show_progress=options.show_progress)
+    _check_tokens(texts, tokens)
     if stored is not None:
         batches: Batches = ((row, normalized(chunk)) for row, chunk in stored[1])
     else:
@@ -106,12 +111,12 @@ def build_qdrant_index(model: ModelSpec | str, doc_ids: Sequence[str], texts: Se
     m3 = passage_m3(spec.name, encoder) if stored is None else None  # as FAISS: from embeddings, dense only
     m3_passages = M3Passages(m3, role_options(options.quiet(), encoder, "passage")) if m3 is not None else None
     return write_new(out_dir, target, model_record(spec.name, encoder), dimension, normalized_by(encoder), doc_ids,
-                     texts, tokens, batches, options.show_progress, lexical, m3_passages)
+                     texts, tokens, batches, options.show_progress, lexical, m3_passages, user_dict)
 
 
 def export_faiss_index(faiss_dir: str | Path, out_dir: str | Path, target: QdrantTarget = QdrantTarget(), *,
                        show_progress: bool = True) -> QdrantManifest:
-    """Copy a FAISS index (its vectors, passages and stored Kiwi tokens) into a new Qdrant index, without
+    """Copy a FAISS index (its vectors, passages and stored tokens and user dictionary) into a new Qdrant index, without
     encoding or analysing anything again; the model record is the FAISS index's, so the same checks apply.
 
     A FAISS index built with a bge-m3-layout model holds the BGE-M3 lexical weights (copied) but not the ColBERT
@@ -142,13 +147,14 @@ def export_faiss_index(faiss_dir: str | Path, out_dir: str | Path, target: Qdran
         options = with_prompt(EncodeOptions(show_progress=False), m, "passage")
         m3_passages = M3Passages(m3, options, state.sparse)
     return write_new(out_dir, target, m.model, m.dimension, m.normalized_by, state.doc_ids, state.texts,
-                     state.tokens, batches(), show_progress, LexicalConfig.from_dict(m.bm25), m3_passages)
+                     state.tokens, batches(), show_progress, LexicalConfig.from_dict(m.bm25), m3_passages,
+                     recorded_user_dict(faiss_dir, m.bm25))
 
 
 def write_new(out_dir: Path, target: QdrantTarget, model: dict[str, Any], dimension: int, normed_by: str,
               doc_ids: list[str], texts: list[str], tokens: Sequence[Sequence[str]], batches: Batches,
-              show_progress: bool, lexical: LexicalConfig = DEFAULT_LEXICAL, m3: M3Passages | None = None
-              ) -> QdrantManifest:
+              show_progress: bool, lexical: LexicalConfig = DEFAULT_LEXICAL, m3: M3Passages | None = None,
+              user_dict: UserDict | None = None) -> QdrantManifest:
     """Create the collection, upload every batch, then write the manifest (which makes the index exist).
 
     The embedded engine's storage in the index folder is built in a staged folder and renamed into place; elsewhere (``--url``,
@@ -158,12 +164,14 @@ def write_new(out_dir: Path, target: QdrantTarget, model: dict[str, Any], dimens
     manifest = QdrantManifest(collection=target.collection, local_path=None, url=target.url,
                               build_id=uuid.uuid4().hex, model=model,
                               dimension=dimension, normalized_by=normed_by,
-                              bm25=bm25_record(lexical, average_lengths(lexical, tokens, texts)), layout={},
+                              bm25=bm25_record(lexical, average_lengths(lexical, tokens, texts), user_dict),
+                              layout={},
                               counts={"passages": 0, "deleted": 0}, created=created, updated=created,
                               m3=m3_record(m3.encoder) if m3 is not None else None)
     if target.url is None and target.path is None:
         manifest.local_path = LOCAL_DIR
         with staged_folder(out_dir) as stage:
+            write_user_dict(stage, user_dict)
             _fill(stage, target, manifest, doc_ids, texts, tokens, batches, show_progress, m3)
         return manifest
     manifest.local_path = str(Path(target.path).resolve()) if target.path else None
@@ -172,6 +180,7 @@ def write_new(out_dir: Path, target: QdrantTarget, model: dict[str, Any], dimens
     try:
         with locked(out_dir):
             require_new_folder(out_dir)
+            write_user_dict(out_dir, user_dict)
             _fill(out_dir, target, manifest, doc_ids, texts, tokens, batches, show_progress, m3)
     except BaseException:
         if new_folder and not (out_dir / MANIFEST).exists():
@@ -206,7 +215,9 @@ def add_qdrant_documents(index_dir: str | Path, doc_ids: Sequence[str], texts: S
             raise DocumentIdError(f"{index_dir}: already indexed: {some_ids(clashes)}; delete them first "
                                   "(koembed index delete), then add")
         encoder = checked_encoder(encoder, manifest, index_dir)
-        tokens = _tokens(texts, tokens, options.show_progress)
+        if tokens is None:
+            tokens = index_analyzer(index_dir, manifest.bm25)(texts, show_progress=options.show_progress)
+        _check_tokens(texts, tokens)
         txn = uuid.uuid4().hex
         manifest.pending = {"op": "add", "txn": txn, "passages": len(doc_ids)}
         write_qdrant_manifest(index_dir, manifest)
@@ -259,12 +270,9 @@ def _changing(index_dir: Path, api_key: str | None) -> Iterator[tuple[Any, Qdran
             yield client, manifest
 
 
-def _tokens(texts: list[str], tokens: Sequence[Sequence[str]] | None, show_progress: bool) -> Sequence[Sequence[str]]:
-    if tokens is None:
-        return KiwiTokenizer()(texts, show_progress=show_progress)
+def _check_tokens(texts: list[str], tokens: Sequence[Sequence[str]]) -> None:
     if len(tokens) != len(texts):
         raise IndexStoreError(f"{len(tokens)} token lists for {len(texts)} passages")
-    return tokens
 
 
 def _encoded(encoder: Encoder, texts: list[str], options: EncodeOptions) -> Iterator[tuple[int, np.ndarray]]:

@@ -27,9 +27,10 @@ from typing import Any
 from koembed.errors import IndexStoreError
 from koembed.files import read_manifest as read_json_manifest
 from koembed.files import write_json
+from koembed.index.analysis import bm25_analysis
 from koembed.index.manifest import MANIFEST, IndexManifest, now
 from koembed.index.qdrant_sparse import TERM_ID_SCHEME, Field, fields_of
-from koembed.lexical import LexicalConfig
+from koembed.lexical import LexicalConfig, UserDict
 from koembed.version import __version__
 
 FORMAT_VERSION = 2  # 2: the embedded Rust engine, bound by build id (1: qdrant-client's local mode: rebuild)
@@ -96,17 +97,14 @@ def check_binding(metadata: dict[str, Any] | None, manifest: QdrantManifest, ind
                           "the same name, or the manifest points at another index's storage); rebuild the index")
 
 
-def bm25_record(config: LexicalConfig, avgdl: dict[str, float]) -> dict[str, Any]:
+def bm25_record(config: LexicalConfig, avgdl: dict[str, float], user_dict: UserDict | None = None) -> dict[str, Any]:
     """The manifest's record of the sparse half: analysis, fields with weights, k1, b, each field's average
     length, the term-id scheme. Only raw weighted sums can be scored by the engine (``normalization`` none)."""
-    from importlib.metadata import version
-
     if config.normalization != "none":
         raise IndexStoreError(f"the Qdrant store sums the fields' raw BM25 scores; normalization "
                               f"{config.normalization!r} needs every passage's scores per query: use none")
-    return {"tokenizer": "kiwi content morphemes (koembed.lexical.KiwiTokenizer)", **config.to_dict(),
-            "avgdl": avgdl, "term_ids": TERM_ID_SCHEME, "idf": "qdrant Modifier.IDF (Lucene's)",
-            "kiwipiepy_version": version("kiwipiepy")}
+    return {**bm25_analysis(config, user_dict), "avgdl": avgdl, "term_ids": TERM_ID_SCHEME,
+            "idf": "qdrant Modifier.IDF (Lucene's)"}
 
 
 def read_qdrant_manifest(index_dir: Path) -> QdrantManifest:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from koembed.errors import SpecError
+from koembed.index.analysis import index_analyzer
 from koembed.index.encoder import checked_encoder, embed, with_prompt
 from koembed.index.faiss import normalized
 from koembed.index.manifest import MANIFEST
@@ -37,7 +38,7 @@ from koembed.index.qdrant import (
 )
 from koembed.index.qdrant_m3 import M3_COLBERT, M3_SEARCH_MODES, M3_SPARSE, m3_requests, require_m3
 from koembed.index.qdrant_sparse import query_vector
-from koembed.lexical import KiwiTokenizer
+from koembed.lexical import Analyzer
 from koembed.models import EncodeOptions, Encoder
 from koembed.models.m3 import M3Encoder, combined_score, m3_encoder, m3_weights
 from koembed.ranking import RRF_K, TIE_SLACK, Hit, fuse, sort_hits
@@ -66,7 +67,7 @@ class QdrantIndex:
         self._filter = txn_filter(manifest)
         self._size = live_count(client, manifest.collection, self._filter)
         self._texts: dict[str, str] = {}
-        self._tokenizer: KiwiTokenizer | None = None
+        self._tokenizer: Analyzer | None = None
         self._m3: M3Encoder | None = None
 
     def __len__(self) -> int:
@@ -210,7 +211,7 @@ class QdrantIndex:
         sparse: list[Any] = []  # per query (None: no query term in the vocabulary), unless mode is dense
         if mode != "dense":
             fields = self.manifest.fields
-            for query, tokens in zip(queries, self.tokenizer(queries)):
+            for query, tokens in zip(queries, self.analyzer(queries)):
                 indices, values = query_vector(tokens, query, fields)
                 sparse.append(models.SparseVector(indices=indices, values=values) if indices else None)
         out = []
@@ -234,9 +235,10 @@ class QdrantIndex:
         return out
 
     @property
-    def tokenizer(self) -> KiwiTokenizer:
+    def analyzer(self) -> Analyzer:
+        """The analyzer the index was built with (and its user dictionary), loaded on first use."""
         if self._tokenizer is None:
-            self._tokenizer = KiwiTokenizer()
+            self._tokenizer = index_analyzer(self.path, self.manifest.bm25)
         return self._tokenizer
 
     def _scroll(self, with_text: bool = False):

@@ -17,12 +17,13 @@ from types import MappingProxyType
 from typing import Any, BinaryIO
 
 from koembed.errors import SpecError
+from koembed.index.analysis import recorded_user_dict
 from koembed.index.bm25_store import stored_fields
 from koembed.index.encoder import checked_encoder, embed, with_prompt
 from koembed.index.manifest import read_manifest
 from koembed.index.rows import StoredRows
 from koembed.index.versions import IndexState, StoredVersion, open_version, read_faiss, verify
-from koembed.lexical import BM25Retriever, LexicalConfig
+from koembed.lexical import Analyzer, BM25Retriever, LexicalConfig
 from koembed.models import EncodeOptions, Encoder
 from koembed.models.m3 import M3Encoder, m3_encoder
 from koembed.ranking import TIE_SLACK, Hit, sort_hits
@@ -175,10 +176,16 @@ class Index:
                             colbert=False).sparse
         return self._sparse.search(weights, k)
 
+    @property
+    def analyzer(self) -> Analyzer:
+        """The analyzer the index was built with (and its user dictionary), loaded on first use."""
+        return self._bm25_part().tokenizer
+
     def _bm25_part(self) -> BM25Retriever:
         if self._bm25 is None:
             config = LexicalConfig.from_dict(self.manifest.bm25)
-            self._bm25 = BM25Retriever(config, show_progress=False)
+            self._bm25 = BM25Retriever(config, show_progress=False,
+                                       user_dict=recorded_user_dict(self.path, self.manifest.bm25))
             if isinstance(self._rows, StoredRows) and self._stored is not None:
                 self._bm25.use_fields(self._rows, self._stored.fields, ranks=self._rows.ranks(),
                                       candidates=self._stored.top_candidates)

@@ -13,12 +13,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from koembed.errors import IndexStoreError, KoembedError, SpecError
-from koembed.lexical.fields import FIELDS, KIWI_FIELDS, field_tokens
-from koembed.lexical.kiwi import KiwiTokenizer
+from koembed.lexical.analyzer import (
+    ANALYZERS,
+    DEFAULT_ANALYZER,
+    LEGACY_ANALYZER,
+    Analyzer,
+    UserDict,
+    check_analyzer,
+    get_analyzer,
+)
+from koembed.lexical.fields import FIELDS, MORPHEME_FIELDS, field_tokens
 from koembed.progress import progress
 from koembed.ranking import NORMALIZATIONS, Hit, best_rows, id_ranks, normalized
 
@@ -37,12 +45,14 @@ def _number(value: Any) -> bool:
 @dataclass(frozen=True)
 class LexicalConfig:
     """Which fields BM25 scores and how they are combined: ``weights`` (field -> weight, > 0), the per-query
-    ``normalization`` of each field's scores before the weighted sum, and BM25's ``k1`` and ``b``."""
+    ``normalization`` of each field's scores before the weighted sum, BM25's ``k1`` and ``b``, and the
+    ``analyzer`` whose morphemes the fields are built on (:mod:`koembed.lexical.analyzer`)."""
 
     weights: Mapping[str, float] = field(default_factory=lambda: {"unigram": 1.0})
     normalization: str = "none"
     k1: float = K1
     b: float = B
+    analyzer: str = DEFAULT_ANALYZER
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.weights if f not in FIELDS]
@@ -53,6 +63,8 @@ class LexicalConfig:
             raise SpecError(f"unknown normalization {self.normalization!r}: use {', '.join(NORMALIZATIONS)}")
         if not (_number(self.k1) and 0 <= self.k1 < math.inf) or not (_number(self.b) and 0 <= self.b <= 1):
             raise SpecError(f"BM25 k1={self.k1!r}, b={self.b!r}: k1 must be a finite number >= 0 and b within [0, 1]")
+        if self.analyzer not in ANALYZERS:
+            raise SpecError(f"unknown analyzer {self.analyzer!r}: use {', '.join(ANALYZERS)}")
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -60,13 +72,17 @@ class LexicalConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {"weights": {f: self.weights[f] for f in self.fields}, "normalization": self.normalization,
-                "k1": self.k1, "b": self.b}
+                "k1": self.k1, "b": self.b, "analyzer": self.analyzer}
+
+    def with_analyzer(self, analyzer: str) -> LexicalConfig:
+        return replace(self, analyzer=analyzer)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "the index manifest's bm25",
                   error: type[KoembedError] = IndexStoreError) -> LexicalConfig:
-        """The config an index manifest records (a manifest written before fields existed is unigram BM25);
-        keys other than these are the store's own. A missing or bad key is ``error`` naming it and ``where``."""
+        """The config an index manifest records (a manifest written before fields existed is unigram BM25, one
+        written before analyzers were recorded was analysed by Kiwi); keys other than these are the store's own.
+        A missing or bad key is ``error`` naming it and ``where``."""
         if not isinstance(data, Mapping):
             raise error(f"{where}: expected a JSON object, not {data!r}")
         for key in ("k1", "b"):
@@ -77,7 +93,7 @@ class LexicalConfig:
             raise error(f"{where}: 'weights' must map fields to weights, not {weights!r}")
         try:
             return cls(weights=dict(weights), normalization=data.get("normalization", "none"), k1=data["k1"],
-                       b=data["b"])
+                       b=data["b"], analyzer=data.get("analyzer", LEGACY_ANALYZER))
         except SpecError as exc:
             raise error(f"{where}: {exc}") from None
 
@@ -92,25 +108,62 @@ FIELDS_PREFIX = "bm25-fields:"
 
 
 def lexical_config(spec: str, required: bool = False) -> LexicalConfig | None:
-    """The lexical retriever a spec names (a preset, or ``bm25-fields:unigram=1,char=0.5@z`` for explicit
-    weights and normalisation), or None when ``spec`` is not lexical (a :class:`SpecError` if ``required``)."""
-    if spec in PRESETS:
-        return PRESETS[spec]
-    if not spec.startswith(FIELDS_PREFIX):
+    """The lexical retriever a spec names, or None when ``spec`` is not lexical (a :class:`SpecError` if
+    ``required``): a preset (``bm25-phrase``), or ``bm25-fields:unigram=1,char=0.5`` for explicit weights, then
+    optional ``@`` parameters, comma-separated: a normalisation (``none``, ``max``, ``minmax``, ``z``; fields
+    only) and an analyzer (``mecab``, ``kiwi``; default :data:`~koembed.lexical.analyzer.DEFAULT_ANALYZER`):
+    ``bm25-phrase@kiwi``, ``bm25-fields:unigram=1,char=0.5@z,mecab``."""
+    head, _, params = spec.partition("@")
+    if head not in PRESETS and not head.startswith(FIELDS_PREFIX):
         if required:
             raise SpecError(f"{spec!r} is not a lexical retriever: use {', '.join(PRESETS)} or "
-                            f"{FIELDS_PREFIX}FIELD=WEIGHT,...")
+                            f"{FIELDS_PREFIX}FIELD=WEIGHT,..., with @ANALYZER ({', '.join(ANALYZERS)}) if wanted")
         return None
-    body, _, normalization = spec[len(FIELDS_PREFIX):].partition("@")
+    options = [p.strip() for p in params.split(",")] if params.strip() else []
+    analyzers = [p for p in options if p in ANALYZERS]
+    normalizations = [p for p in options if p not in ANALYZERS]
+    if len(analyzers) > 1 or len(normalizations) > 1 or (normalizations and head in PRESETS):
+        allowed = "analyzer" if head in PRESETS else "normalization and analyzer"
+        raise SpecError(f"{spec!r}: after @ give at most one {allowed}: analyzers {', '.join(ANALYZERS)}"
+                        + ("" if head in PRESETS else f"; normalizations {', '.join(NORMALIZATIONS)}"))
+    analyzer = analyzers[0] if analyzers else DEFAULT_ANALYZER
+    if head in PRESETS:
+        return PRESETS[head].with_analyzer(analyzer)
     weights = {}
     try:
-        for item in body.split(","):
+        for item in head[len(FIELDS_PREFIX):].split(","):
             name, _, value = item.partition("=")
             weights[name.strip()] = float(value)
-        return LexicalConfig(weights, normalization.strip() or "none")
+        return LexicalConfig(weights, normalizations[0] if normalizations else "none", analyzer=analyzer)
     except (ValueError, SpecError) as exc:
-        raise SpecError(f"{spec!r}: expected {FIELDS_PREFIX}FIELD=WEIGHT,...[@none|max|minmax|z] with fields among "
-                        f"{', '.join(FIELDS)} ({exc})") from None
+        raise SpecError(f"{spec!r}: expected {FIELDS_PREFIX}FIELD=WEIGHT,...[@none|max|minmax|z][,ANALYZER] with "
+                        f"fields among {', '.join(FIELDS)} ({exc})") from None
+
+
+def lexical_with_analyzer(spec: str, analyzer: str | None) -> LexicalConfig:
+    """The lexical config of ``spec`` with ``analyzer`` when one is given (``--analyzer``); a spec naming another
+    analyzer (``bm25-phrase@kiwi`` with ``--analyzer mecab``) is a :class:`SpecError`."""
+    config = lexical_config(spec, required=True)
+    assert config is not None  # required
+    if analyzer is None:
+        return config
+    check_analyzer(analyzer)
+    named = [p.strip() for p in spec.partition("@")[2].split(",") if p.strip() in ANALYZERS]
+    if named and named[0] != analyzer:
+        raise SpecError(f"{spec!r} names the {named[0]} analyzer but --analyzer is {analyzer}: give one")
+    return config.with_analyzer(analyzer)
+
+
+def lexical_spec(config: LexicalConfig) -> str:
+    """The spec :func:`lexical_config` reads back as ``config``: a preset's name (``bm25-phrase``, with
+    ``@kiwi`` when the analyzer is not the default) or the explicit ``bm25-fields:unigram=1.0,char=0.5@z`` form."""
+    suffix = [] if config.analyzer == DEFAULT_ANALYZER else [config.analyzer]
+    for name, preset in PRESETS.items():
+        if preset.with_analyzer(config.analyzer) == config:
+            return name + ("@" + ",".join(suffix) if suffix else "")
+    weights = ",".join(f"{f}={config.weights[f]:g}" for f in config.fields)
+    params = ([config.normalization] if config.normalization != "none" else []) + suffix
+    return FIELDS_PREFIX + weights + ("@" + ",".join(params) if params else "")
 
 
 class _FieldIndex:
@@ -135,29 +188,44 @@ class _FieldIndex:
 
 
 class BM25Retriever:
-    """Kiwi BM25 over the fields of ``config`` (default: content-morpheme unigrams, i.e. ``bm25``).
+    """BM25 over the fields of ``config`` (default: content-morpheme unigrams, i.e. ``bm25``), analysed by
+    ``config.analyzer`` with ``user_dict``'s words.
 
-    ``keep_all_morphemes=True`` keeps every morpheme's surface form (AutoRAG's ``ko_kiwi`` tokenizer), for
+    ``keep_all_morphemes=True`` keeps every Kiwi morpheme's surface form (AutoRAG's ``ko_kiwi`` tokenizer), for
     comparison. Results are ordered by score, ties by ascending doc id, like every koembed retriever.
     """
 
     def __init__(self, config: LexicalConfig = LexicalConfig(), keep_all_morphemes: bool = False,
-                 show_progress: bool = True, name: str = "bm25"):
+                 show_progress: bool = True, name: str = "bm25", user_dict: UserDict | None = None):
         self.name = name
         self.config = config
-        self.tokenizer = KiwiTokenizer(keep_all=keep_all_morphemes)
+        self.user_dict = user_dict
+        self._analyzer: Analyzer | None = None
+        self._keep_all = keep_all_morphemes
         self.show_progress = show_progress
         self._indexes: dict[str, _FieldIndex] = {}
         self._doc_ids: Sequence[str] = []
         self._candidates: Candidates | None = None
 
     @property
-    def needs_kiwi(self) -> bool:
-        return bool(KIWI_FIELDS & set(self.config.fields))
+    def tokenizer(self) -> Analyzer:
+        """The analyzer, loaded on first use (a ``bm25-char`` retriever never loads one)."""
+        if self._analyzer is None:
+            if self._keep_all:
+                from koembed.lexical.kiwi import KiwiTokenizer
+
+                self._analyzer = KiwiTokenizer(keep_all=True, user_dict=self.user_dict)
+            else:
+                self._analyzer = get_analyzer(self.config.analyzer, self.user_dict)
+        return self._analyzer
+
+    @property
+    def needs_analysis(self) -> bool:
+        return bool(MORPHEME_FIELDS & set(self.config.fields))
 
     def analyse(self, texts: Sequence[str]) -> list[list[str]]:
-        """Content morphemes of ``texts`` when a field needs them (else empty lists: no Kiwi run)."""
-        if not self.needs_kiwi:
+        """Content morphemes of ``texts`` when a field needs them (else empty lists: no analyzer run)."""
+        if not self.needs_analysis:
             return [[] for _ in texts]
         return self.tokenizer(texts, show_progress=self.show_progress)
 

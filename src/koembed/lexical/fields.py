@@ -22,7 +22,7 @@ import unicodedata
 from collections.abc import Sequence
 
 FIELDS = ("unigram", "bigram", "pair", "char")
-KIWI_FIELDS = frozenset({"unigram", "bigram", "pair"})  # need the morphological analysis
+MORPHEME_FIELDS = frozenset({"unigram", "bigram", "pair"})  # need the morphological analysis
 PAIR_WINDOW = 4
 CHAR_N = 2
 _WORD = re.compile(r"\w+")

@@ -19,54 +19,47 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
+from koembed.lexical.analyzer import Span, UserDict, matched_spans, token_class
 from koembed.progress import progress
-
-KEEP_TAGS = ("NNG", "NNP", "NR", "SN", "SL", "SH", "XR", "VV", "VA", "MAG")
-
-
-def _tag_class(tag: str) -> str | None:
-    base = tag.split("-", 1)[0]
-    if base.startswith("W_"):
-        return "W"
-    if base not in KEEP_TAGS:
-        return None
-    if base in ("VV", "VA"):
-        return "V"
-    if base in ("NNG", "NNP", "NR", "XR"):
-        return "N"
-    return base
 
 
 @functools.cache
-def _kiwi(num_workers: int):
-    """One Kiwi per process and worker count: loading its model takes about two seconds."""
+def _kiwi(num_workers: int, user_dict: UserDict | None = None):
+    """One Kiwi per process, worker count and user dictionary: loading its model takes about two seconds."""
     from kiwipiepy import Kiwi
 
-    return Kiwi(num_workers=num_workers)
+    kiwi = Kiwi(num_workers=num_workers)
+    for word, tag in user_dict.entries if user_dict is not None else ():
+        kiwi.add_user_word(word, tag)
+    return kiwi
 
 
 class KiwiTokenizer:
-    """Text -> content morphemes, as described in the module docstring.
+    """Text -> content morphemes, as described in the module docstring; an
+    :class:`~koembed.lexical.analyzer.Analyzer`. ``user_dict``: words Kiwi keeps whole (``Kiwi.add_user_word``).
 
     ``keep_all=True`` keeps every morpheme's surface form (AutoRAG's ``ko_kiwi`` tokenizer), for comparison.
     ``num_workers=-1`` analyses on all cores (Kiwi needs at least one worker thread for batches).
     """
 
-    def __init__(self, keep_all: bool = False, num_workers: int = -1):
+    name = "kiwi"
+
+    def __init__(self, keep_all: bool = False, num_workers: int = -1, user_dict: UserDict | None = None):
         self.keep_all = keep_all
-        self.kiwi = _kiwi(num_workers)
+        self.user_dict = user_dict
+        self.kiwi = _kiwi(num_workers, user_dict)
 
     def _token(self, morpheme) -> str | None:
         """The token BM25 indexes for one Kiwi morpheme, or None when it is not kept."""
         if self.keep_all:
             return morpheme.form.lower()
-        cls = _tag_class(morpheme.tag)
+        cls = token_class(morpheme.tag)
         return None if cls is None else f"{morpheme.form.lower()}/{cls}"
 
     def _tokens(self, analysed) -> list[str]:
         return [token for token in map(self._token, analysed) if token is not None]
 
-    def positioned(self, texts: Sequence[str]) -> list[list[tuple[str, int, int]]]:
+    def positioned(self, texts: Sequence[str]) -> list[list[Span]]:
         """Each text's tokens (as :meth:`__call__` returns them) with their ``[start, end)`` character span in the
         text (Python string indices, i.e. Unicode code points). A morpheme Kiwi restores from a contracted or
         irregular form ("돌려받/V" in "돌려받아", "하/V" in "해") spans the surface characters it came from, so
@@ -77,19 +70,8 @@ class KiwiTokenizer:
         return spans
 
     def matched_spans(self, query: str, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
-        """Where each text holds a token of ``query``: sorted, non-overlapping ``[start, end)`` character spans
-        (overlapping or touching spans merged), for highlighting the morphemes a lexical match rests on."""
-        query_tokens = {token for token, _, _ in self.positioned([query])[0]}
-        out = []
-        for spans in self.positioned(texts):
-            merged: list[tuple[int, int]] = []
-            for start, end in sorted((s, e) for token, s, e in spans if token in query_tokens):
-                if merged and start <= merged[-1][1]:
-                    merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-                else:
-                    merged.append((start, end))
-            out.append(merged)
-        return out
+        """:func:`koembed.lexical.analyzer.matched_spans` with this analyzer."""
+        return matched_spans(self, query, texts)
 
     def __call__(self, texts: Sequence[str], show_progress: bool = False) -> list[list[str]]:
         # one text (a query): analysed in this thread, without the worker pool's hand-off (~0.2 ms of ~0.4)

@@ -24,7 +24,7 @@ from itertools import chain
 from typing import TYPE_CHECKING
 
 from koembed.errors import IndexStoreError
-from koembed.lexical.fields import _WORD, CHAR_N, KIWI_FIELDS, PAIR_WINDOW
+from koembed.lexical.fields import _WORD, CHAR_N, MORPHEME_FIELDS, PAIR_WINDOW
 
 if TYPE_CHECKING:
     import numpy as np
@@ -55,11 +55,11 @@ def field_postings(fields: Sequence[str], tokens: Sequence[Sequence[str]], texts
     (``terms``), CSC pointers (``indptr``), passage numbers (``docs``), term frequencies (``tf``) and each
     passage's field length (``lengths``). One field at a time, so only one field's arrays are in memory."""
     n = len(tokens)
-    morphemes = _Morphemes(tokens) if KIWI_FIELDS & set(fields) else None
+    morphemes = _Morphemes(tokens) if MORPHEME_FIELDS & set(fields) else None
     for field in fields:
         if field == "char":
             term, doc, names = _char_terms(texts)
-        elif field in KIWI_FIELDS:
+        elif field in MORPHEME_FIELDS:
             assert morphemes is not None
             term, doc, names = morphemes.terms(field)
         else:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from koembed.encoding.cache import cached_corpus_embeddings
-from koembed.lexical import BM25Retriever
+from koembed.lexical import BM25Retriever, UserDict
 from koembed.models import EXACT, EncodeOptions, ModelSpec, RunSettings, load_model
 from koembed.models.m3 import M3Encoder, M3Output, load_m3
 from koembed.models.reranker import load_reranker
@@ -31,15 +31,17 @@ class RetrieverFactory:
     ``options`` how they encode. With ``cache_dir``, corpus embeddings are stored there per model, precision and
     corpus, reused by later runs and resumed if a run was interrupted
     (:func:`koembed.encoding.cache.cached_corpus_embeddings`). ``rerank_depth``: candidates a ``rerank:`` spec
-    rescores. The M3 specs of one model share one encoding of the corpus (all three outputs).
+    rescores. The M3 specs of one model share one encoding of the corpus (all three outputs). ``user_dict``: words
+    every lexical retriever's analyzer keeps whole.
     """
 
     def __init__(self, doc_ids: Sequence[str], texts: Sequence[str], settings: RunSettings = EXACT,
                  options: EncodeOptions = EncodeOptions(), cache_dir: str | Path | None = None,
-                 rerank_depth: int = DEFAULT_RERANK_DEPTH):
+                 rerank_depth: int = DEFAULT_RERANK_DEPTH, user_dict: UserDict | None = None):
         self.doc_ids, self.texts = list(doc_ids), list(texts)
         self.settings, self.options, self.cache_dir = settings, options, cache_dir
         self.rerank_depth = rerank_depth
+        self.user_dict = user_dict
         self._fitted: dict[str, Retriever] = {}
         self._m3: dict[str, tuple[M3Encoder, M3Output]] = {}
 
@@ -54,7 +56,8 @@ class RetrieverFactory:
         parsed = parse_spec(spec)
         if parsed.kind == "bm25":
             assert parsed.lexical is not None  # parse_spec sets it for every bm25 spec
-            bm25 = BM25Retriever(parsed.lexical, show_progress=self.options.show_progress, name=spec)
+            bm25 = BM25Retriever(parsed.lexical, show_progress=self.options.show_progress, name=spec,
+                                 user_dict=self.user_dict)
             bm25.fit(self.doc_ids, self.texts)
             return bm25
         if parsed.kind == "dense":

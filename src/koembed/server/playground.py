@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
-from koembed.lexical import PRESETS, KiwiTokenizer, LexicalConfig
+from koembed.lexical import Analyzer, LexicalConfig, get_analyzer, lexical_spec
 from koembed.server.config import PLAYGROUND_FILES
 
 if TYPE_CHECKING:
@@ -56,26 +56,18 @@ def _file_route(body: bytes, media_type: str) -> Callable[[], Awaitable[Response
     return serve_file
 
 
-def highlight_rows(query: str, rows: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
-    """The query's Kiwi content morphemes (``보증금/N``, as BM25 matches them) and ``rows`` (``/search`` hit rows)
+def highlight_rows(query: str, rows: list[dict[str, Any]], analyzer: Analyzer | None = None
+                   ) -> tuple[list[str], list[dict[str, Any]]]:
+    """The query's content morphemes (``보증금/N``, as BM25 matches them, by the index's ``analyzer``, else the
+    default analyzer) and ``rows`` (``/search`` hit rows)
     each with ``matches``: the ``[start, end)`` spans of those morphemes in the row's ``text``, sorted and
     non-overlapping, in Unicode code points (Python string indices; JavaScript must slice ``Array.from(text)``,
-    not the UTF-16 string). Runs Kiwi (the server runs it on the model thread, which also runs Kiwi for BM25
-    queries: one Kiwi object is never used from two threads at once)."""
-    tokenizer = KiwiTokenizer()
+    not the UTF-16 string). The server runs it on the model thread, which also analyses BM25 queries: one
+    analyzer object is never used from two threads at once."""
+    tokenizer = analyzer or get_analyzer()
     spans = tokenizer.matched_spans(query, [row["text"] for row in rows])
     rows = [{**row, "matches": [list(span) for span in found]} for row, found in zip(rows, spans)]
     return tokenizer([query])[0], rows
-
-
-def lexical_name(config: LexicalConfig) -> str:
-    """The retriever spec of a lexical config: a preset's name (``bm25-phrase``) or the explicit
-    ``bm25-fields:unigram=1.0,char=0.5@z`` form that :func:`koembed.lexical.lexical_config` reads back."""
-    for name, preset in PRESETS.items():
-        if preset == config:
-            return name
-    weights = ",".join(f"{f}={w:g}" for f, w in config.to_dict()["weights"].items())
-    return f"bm25-fields:{weights}" + ("" if config.normalization == "none" else f"@{config.normalization}")
 
 
 def index_search_info(index: Index | None) -> dict[str, Any]:
@@ -86,4 +78,4 @@ def index_search_info(index: Index | None) -> dict[str, Any]:
         return {"lexical": None, "fusion": None}
     manifest = index.manifest
     fusion = getattr(manifest, "fusion", None) or {"fusion": "rrf", "weights": None, "rrf_k": 60}
-    return {"lexical": lexical_name(LexicalConfig.from_dict(manifest.bm25)), "fusion": dict(fusion)}
+    return {"lexical": lexical_spec(LexicalConfig.from_dict(manifest.bm25)), "fusion": dict(fusion)}

@@ -196,7 +196,7 @@ class Service:
                                 "rerank": request.rerank, "hits": hit_rows(hits, texts.__getitem__)}
         if request.highlight:
             body["morphemes"], body["hits"] = await self.batcher.run(highlight_rows, request.query, body["hits"],
-                                                                     tokens=tokens)
+                                                                     index.analyzer, tokens=tokens)
         return body
 
     def health(self) -> dict[str, Any]:
