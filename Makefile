@@ -4,12 +4,14 @@
 #   make test    - install into .venv (with test extras) and, where missing and root, chromium, chromium-driver and
 #                  fonts-nanum with apt-get (it prints what it installs and upgrades first; NO_APT=1 skips), lint
 #                  (ruff, mypy), then run the whole test suite
-#   make peers   - (benchmark only) Java + the Anserini jar, then koembed vs Lucene BM25 side by side (bench/peers.py)
+#   make peers   - (benchmark only) make nori, Java + the Anserini jar, then koembed vs Lucene BM25 (nori and CJK
+#                  bigrams) side by side (bench/peers.py)
+#   make nori    - (benchmark only) Debian's Lucene 8 (liblucene8-java) and JDK, bench/nori/NoriBench.java compiled
 VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= out
 
-.PHONY: install browser bench lint test finetune-demo static-ko peers clean
+.PHONY: install browser bench lint test finetune-demo static-ko peers nori clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -67,11 +69,25 @@ static-ko: install
 	$(VENV)/bin/koembed train configs/static-ko.yaml --set output_dir=$(OUT)/static-ko -q
 	$(PY) bench/static_ko.py --model $(OUT)/static-ko/final --out $(OUT)/static_ko.json
 
-# Benchmark only: koembed's lexical retrievers against Lucene BM25 (Anserini 0.22.1, from the pyserini wheel, on
-# Debian's Java 17), side by side (bench/peers.py; needs ../shared/data). Java, pyjnius and the jar are never koembed
-# dependencies: the jar is cached in ~/.cache/koembed-peers, corpora and indexes go to /tmp/koembed-peers.
-peers: install
-	@command -v java >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q default-jre-headless; }
+# Benchmark only: Lucene BM25 with nori (KoreanAnalyzer at its defaults, Elasticsearch's `nori` analyzer) for
+# bench/peers.py: Debian's liblucene8-java (Lucene 8.8.1; its jars in /usr/share/java are named *-8.7.0.jar) and
+# default-jdk-headless, installed with apt-get where missing (as root), then bench/nori/NoriBench.java compiled
+# into ~/.cache/koembed-peers/nori (never into the repository). It ends by printing nori's tokens of one sentence.
+NORI_CLASSES ?= $(HOME)/.cache/koembed-peers/nori
+LUCENE8_CP = $$(ls /usr/share/java/lucene-core-[0-9]*.jar /usr/share/java/lucene-analyzers-common-[0-9]*.jar \
+	/usr/share/java/lucene-analyzers-nori-[0-9]*.jar | tr '\n' ':')
+nori:
+	@{ command -v javac >/dev/null && ls /usr/share/java/lucene-analyzers-nori-[0-9]*.jar >/dev/null 2>&1; } || \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q liblucene8-java default-jdk-headless; }
+	mkdir -p $(NORI_CLASSES)
+	javac -d $(NORI_CLASSES) -cp "$(LUCENE8_CP)" bench/nori/NoriBench.java
+	java -cp "$(LUCENE8_CP)$(NORI_CLASSES)" NoriBench tokens "전세 보증금을 돌려받지 못했어요"
+
+# Benchmark only: koembed's lexical retrievers against Lucene BM25, nori (above) and Anserini 0.22.1 (from the
+# pyserini wheel, on Debian's Java 17; its `-language ko` is CJKAnalyzer's character bigrams), side by side
+# (bench/peers.py; needs ../shared/data). Java, Lucene, pyjnius and the jar are never koembed dependencies: the jar
+# is cached in ~/.cache/koembed-peers, corpora and indexes go to /tmp/koembed-peers.
+peers: install nori
 	$(PY) -m pip install -q -e '.[peers]'
 	$(PY) bench/peers.py --out $(OUT)/peers.json --run-out $(OUT)/peer-runs $(PEERS_ARGS)
 

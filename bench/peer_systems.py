@@ -4,11 +4,28 @@ Every system is three commands: **build** an index from a corpus, **load** (its 
 process, one query, to its first result: what a user waits for) and a **search worker** (a fresh process that
 opens the index and runs every query one at a time, timing each; its peak RSS is the search process's memory).
 
-- ``lucene``: Anserini 0.22.1 (the fat jar inside the pyserini 0.22.1 wheel), ``IndexCollection`` and
-  ``SearchCollection`` with ``-language ko`` and BM25 k1=1.2, b=0.75; the worker calls Anserini's
-  ``SimpleSearcher`` through pyjnius, as pyserini's ``LuceneSearcher`` does. Anserini 0.22.1's ``-language ko``
-  is Lucene's ``CJKAnalyzer`` (overlapping character bigrams, ``io.anserini.analysis.AnalyzerMap``), not nori:
-  the jar holds no ``lucene-analysis-nori``. The worker records the analyzer it searched with.
+- ``lucene-cjk`` (printed "Lucene CJKAnalyzer (Anserini -language ko, character bigrams)"; ``lucene`` is kept as
+  an alias on the command line): Anserini 0.22.1 (the fat jar inside the pyserini 0.22.1 wheel),
+  ``IndexCollection`` and ``SearchCollection`` with ``-language ko`` and BM25 k1=1.2, b=0.75; the worker calls
+  Anserini's ``SimpleSearcher`` through pyjnius, as pyserini's ``LuceneSearcher`` does. Anserini 0.22.1's
+  ``-language ko`` is Lucene's ``CJKAnalyzer`` (overlapping character bigrams, ``io.anserini.analysis.AnalyzerMap``),
+  not nori: the jar holds no ``lucene-analysis-nori``. The worker records the analyzer it searched with.
+- ``nori``: Lucene 8.8.1 (Debian's ``liblucene8-java``, whose jars in /usr/share/java are named ``*-8.7.0.jar``)
+  with ``KoreanAnalyzer()`` at its defaults (Elasticsearch's ``nori`` analyzer: no user dictionary,
+  ``DecompoundMode.DISCARD``, the default stop tags, reading forms, lowercasing), ``BM25Similarity(1.2, 0.75)``,
+  and the query Elasticsearch's ``match`` query builds (Lucene's ``QueryBuilder.createBooleanQuery``: one SHOULD
+  ``TermQuery`` per analysed token position, repeated terms repeated). All three commands are modes of one small
+  Java program kept in the repository, ``bench/nori/NoriBench.java`` (``make nori`` installs the packages and
+  compiles it into ``~/.cache/koembed-peers/nori``; :func:`nori_classpath` compiles it again when the source is
+  newer). Build: ``NoriBench index`` (``--threads`` indexing threads, then one segment sorted by id). Load:
+  ``NoriBench load``, one query in a fresh JVM to a TREC run file, as ``SearchCollection`` is for ``lucene-cjk``.
+  Worker: ``NoriBench search``, a fresh JVM that opens the index and times each query alone with
+  ``System.nanoTime`` around analysis + search + reading the ids, the first result against the parent's spawn time,
+  and its own ``VmHWM`` / ``RssAnon`` / ``RssFile`` from /proc/self/status: the same quantities as the Python
+  worker below. It is Java alone (no Python, no pyjnius): the simplest, and what a Java service pays per query;
+  the ``lucene-cjk`` worker's numbers also hold a Python interpreter and a pyjnius call per query (tens of
+  microseconds, and ~30-40 MB of RSS). Ties: equal scores are ranked by ascending doc id, as koembed ranks them
+  (the index is sorted by the id's UTF-8 bytes, i.e. code point order, Python's string order; see the Java file).
 - ``bm25`` / ``bm25-phrase``: koembed's own CLI (``koembed index build --lexical SPEC``, ``koembed search
   --mode bm25``) and API (``koembed.index.load_index(...).search``), whichever koembed is on ``PYTHONPATH``.
 
@@ -35,6 +52,11 @@ JAR = "anserini-0.22.1-fatjar.jar"
 K1, B = 1.2, 0.75
 KOEMBED_MODEL = "static-ko"  # every koembed index holds a dense part; the bundled static model is the cheapest
 HERE = Path(__file__).resolve()
+NORI_SOURCE = HERE.parent / "nori" / "NoriBench.java"
+LUCENE_JARS = ("lucene-core", "lucene-analyzers-common", "lucene-analyzers-nori")  # Debian's liblucene8-java
+NORI_SENTENCE = "전세 보증금을 돌려받지 못했어요"
+LABELS = {"lucene-cjk": "Lucene CJKAnalyzer (Anserini -language ko, character bigrams)",
+          "nori": "Lucene nori (KoreanAnalyzer defaults, Lucene 8.8.1)"}
 
 
 def anserini_jar(cache: Path) -> Path:
@@ -54,6 +76,31 @@ def anserini_jar(cache: Path) -> Path:
         shutil.copyfileobj(src, dst)
     partial.rename(jar)
     return jar
+
+
+def nori_classpath(cache: Path, jars: Path = Path("/usr/share/java")) -> str:
+    """The classpath of ``NoriBench``: Debian's Lucene 8 jars and the classes compiled into ``cache/nori`` (by
+    ``make nori``, or here when they are missing or older than the source)."""
+    found = []
+    for name in LUCENE_JARS:
+        matches = sorted(jars.glob(f"{name}-[0-9]*.jar"))
+        if not matches:
+            raise SystemExit(f"no {name} jar in {jars}: make nori (apt-get install liblucene8-java default-jdk-headless)")
+        found.append(str(matches[-1]))
+    classes = cache / "nori"
+    compiled = classes / "NoriBench.class"
+    if not compiled.exists() or compiled.stat().st_mtime < NORI_SOURCE.stat().st_mtime:
+        if shutil.which("javac") is None:
+            raise SystemExit("no javac on the PATH: make nori (apt-get install default-jdk-headless)")
+        classes.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["javac", "-d", str(classes), "-cp", ":".join(found), str(NORI_SOURCE)], check=True)
+    return ":".join([*found, str(classes)])
+
+
+def nori_tokens(classpath: str, text: str = NORI_SENTENCE) -> str:
+    """nori's tokens of ``text`` (``NoriBench tokens``), space-separated: what the analyzer really does."""
+    return subprocess.run(["java", "-cp", classpath, "NoriBench", "tokens", text], check=True, capture_output=True,
+                          text=True).stdout.strip()
 
 
 def java_home() -> str:
@@ -136,7 +183,7 @@ def folder_bytes(path: Path) -> int:
 class Lucene:
     """Lucene BM25 through Anserini 0.22.1, ``-language ko`` (CJKAnalyzer: see the module docstring)."""
 
-    name = "lucene"
+    name = "lucene-cjk"
 
     def __init__(self, jar: Path, threads: int):
         self.jar, self.threads = jar, threads
@@ -166,6 +213,27 @@ class Lucene:
     def worker(self, index: Path, queries: Path, result: Path, k: int) -> list[str]:
         return [sys.executable, str(HERE), "--worker", "lucene", "--index", str(index), "--queries", str(queries),
                 "--result", str(result), "-k", str(k), "--jar", str(self.jar), "--spawned", repr(time.time())]
+
+
+class Nori(Lucene):
+    """Lucene 8.8.1 BM25 with nori's ``KoreanAnalyzer`` through ``bench/nori/NoriBench.java`` (module docstring)."""
+
+    name = "nori"
+
+    def __init__(self, classpath: str, threads: int):
+        self.classpath, self.threads = classpath, threads
+
+    def _java(self, *args: Any) -> list[str]:
+        return ["java", "-cp", self.classpath, "NoriBench", *map(str, args)]
+
+    def build(self, corpus: Path, index: Path) -> list[str]:
+        return self._java("index", corpus, index, self.threads)
+
+    def load(self, index: Path, query: str, work: Path) -> list[str]:
+        return self._java("load", index, query, work / "one-query.trec", 10)
+
+    def worker(self, index: Path, queries: Path, result: Path, k: int) -> list[str]:
+        return self._java("search", index, queries, result, k, repr(time.time()))
 
 
 class Koembed:

@@ -1,14 +1,18 @@
-"""koembed's lexical retrievers against Lucene BM25 (Anserini), side by side in one run, on the same corpora and
-queries: quality, build time, index size, load time, query latency and memory.
+"""koembed's lexical retrievers against Lucene BM25 (nori, and Anserini's CJK bigrams), side by side in one run, on
+the same corpora and queries: quality, build time, index size, load time, query latency and memory.
 
-    make peers            # Java (Debian's default-jre-headless) + pyjnius, then this script
+    make nori             # Debian's liblucene8-java + default-jdk-headless, bench/nori/NoriBench.java compiled
+    make peers            # make nori, pyjnius, then this script
     python bench/peers.py --out out/peers.json --synthetic 100000,1000000
     python bench/peers.py --out out/peers-variants.json --synthetic '' --query-variants none,nospace,swap
 
-Systems (bench/peer_systems.py): ``lucene`` = Anserini 0.22.1 (the fat jar inside the pyserini 0.22.1 wheel,
-cached in ``--cache``, outside the repository) with ``-language ko`` and BM25 k1=1.2, b=0.75. In Anserini 0.22.1
-``-language ko`` is Lucene's CJKAnalyzer (character bigrams), not nori, which the jar does not hold; the table
-says so. ``bm25`` and ``bm25-phrase`` = koembed indexes (``koembed index build --lexical SPEC``; the dense half
+Systems (bench/peer_systems.py): ``nori`` = Lucene 8.8.1 (Debian's liblucene8-java) BM25 k1=1.2, b=0.75 with
+nori's ``KoreanAnalyzer`` at its defaults (Elasticsearch's ``nori`` analyzer) and Elasticsearch's ``match`` query,
+through ``bench/nori/NoriBench.java`` (compiled into ``--cache``/nori); every run first prints nori's tokens of
+one sentence. ``lucene-cjk`` (``lucene`` is an alias) = Anserini 0.22.1 (the fat jar inside the pyserini 0.22.1
+wheel, cached in ``--cache``, outside the repository) with ``-language ko`` and BM25 k1=1.2, b=0.75: in Anserini
+0.22.1 ``-language ko`` is Lucene's CJKAnalyzer (character bigrams), not nori, which the jar does not hold; the
+tables label it so. ``bm25`` and ``bm25-phrase`` = koembed indexes (``koembed index build --lexical SPEC``; the dense half
 is the bundled static-ko, which every koembed index needs) searched with ``--mode bm25``. Whatever koembed is
 on ``PYTHONPATH`` is measured, through its own CLI and API in fresh processes.
 
@@ -20,7 +24,8 @@ the MS MARCO-ko test queries (timing only: copies make quality meaningless there
 
 Per system and corpus: accuracy@1 and ndcg@10 (koembed's metrics on every system's top 10), build seconds and
 peak RSS (the build command), index bytes on disk, load = the system's own command line in a fresh process with
-one query, to its first result (koembed: ``koembed search --mode bm25 --json``; Lucene: ``SearchCollection``),
+one query, to its first result (koembed: ``koembed search --mode bm25 --json``; lucene-cjk: ``SearchCollection``;
+nori: ``NoriBench load``),
 first result in the worker (a fresh process: start, open the index, first query), query p50/p99 (queries after
 the first, each alone, k=10) and the worker's peak RSS (its ``VmHWM``). Build and load RSS are the peak of the
 process tree's resident memory, sampled every 0.1 s.
@@ -44,13 +49,25 @@ from pathlib import Path
 from typing import Any
 
 import common
-from peer_systems import Koembed, Lucene, anserini_jar, folder_bytes, measure
+from peer_systems import (
+    LABELS,
+    NORI_SENTENCE,
+    Koembed,
+    Lucene,
+    Nori,
+    anserini_jar,
+    folder_bytes,
+    measure,
+    nori_classpath,
+    nori_tokens,
+)
 
 from koembed.data import load_retrieval_set
 from koembed.evaluation.runner import score_run
 from koembed.evaluation.variants import KINDS, make_variants
 
-SYSTEMS = ("lucene", "bm25", "bm25-phrase")
+SYSTEMS = ("nori", "lucene-cjk", "bm25", "bm25-phrase")
+ALIASES = {"lucene": "lucene-cjk"}  # the name before nori was added (older commands in docs/BENCHMARKS.md)
 ADDED = 1000  # passages added (then deleted) on the synthetic corpora: koembed's incremental update
 SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
 AS_WRITTEN = "none"
@@ -208,7 +225,7 @@ def table(cells: list[dict[str, Any]]) -> None:
                f"add {ADDED:,} s (CLI)", "add s (warm)", f"delete {2 * ADDED:,} s (CLI)"]
     rows = []
     for c in cells:
-        head = [c["corpus"], c["system"], c["passages"]]
+        head = [c["corpus"], LABELS.get(c["system"], c["system"]), c["passages"]]
         if "skipped" in c:
             rows.append([*head, "skipped", *[""] * 13])
             continue
@@ -231,7 +248,7 @@ def table(cells: list[dict[str, Any]]) -> None:
 
 def variants_table(cells: list[dict[str, Any]], forms: list[str]) -> None:
     """Per judged corpus and system, accuracy@1 / ndcg@10 on each query form (docs/BENCHMARKS.md shows it)."""
-    rows = [[c["corpus"], c["system"], *(f"{c['variants'][f]['accuracy@1']:.4f} / {c['variants'][f]['ndcg@10']:.4f}"
+    rows = [[c["corpus"], LABELS.get(c["system"], c["system"]), *(f"{c['variants'][f]['accuracy@1']:.4f} / {c['variants'][f]['ndcg@10']:.4f}"
                                          for f in forms)] for c in cells if "variants" in c]
     if rows:
         common.print_markdown(["corpus", "system", *("as written" if f == AS_WRITTEN else f for f in forms)], rows)
@@ -247,9 +264,9 @@ def main() -> None:
                         help="comma-separated query forms, each searched on the same indexes: " + ", ".join(FORMS))
     parser.add_argument("--variant-seed", type=int, default=0, help="seed of the query variants")
     parser.add_argument("--latency-queries", type=int, default=1000, help="queries per synthetic corpus")
-    parser.add_argument("--threads", type=int, default=2, help="Anserini indexing threads (Kiwi uses every core)")
+    parser.add_argument("--threads", type=int, default=2, help="Lucene indexing threads, Anserini and nori (Kiwi uses every core)")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "koembed-peers",
-                        help="where the pyserini wheel and the Anserini jar are kept")
+                        help="where the pyserini wheel, the Anserini jar and the compiled NoriBench are kept")
     parser.add_argument("--work", type=Path, default=Path("/tmp/koembed-peers"), help="corpora and indexes")
     parser.add_argument("--run-out", type=Path, help="write each system's top 10 per query here (JSON lines)")
     parser.add_argument("--cap-mb", type=float, default=12_000, help="kill a step over this resident memory")
@@ -258,26 +275,36 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="reuse an index (and its build measurement) kept by an "
                         "earlier --keep or --reuse run in --work; measure only load, search, add and delete again")
     args = parser.parse_args()
-    names = [s for s in args.systems.split(",") if s]
+    names = list(dict.fromkeys(ALIASES.get(s, s) for s in args.systems.split(",") if s))
     unknown = set(names) - set(SYSTEMS)
     if unknown:
         parser.error(f"unknown systems {sorted(unknown)}: use {', '.join(SYSTEMS)}")
-    systems = [Lucene(anserini_jar(args.cache), args.threads) if n == "lucene" else Koembed(n) for n in names]
+    skip = {"@".join([ALIASES.get(s, s), *c]) for s, *c in (x.split("@", 1) for x in args.skip)}
+    nori = None
+    if "nori" in names:
+        classpath = nori_classpath(args.cache)
+        nori = {"sentence": NORI_SENTENCE, "tokens": nori_tokens(classpath)}
+        print(f"nori (KoreanAnalyzer defaults) tokens of {NORI_SENTENCE!r}: {nori['tokens']}", flush=True)
+    systems = [Nori(classpath, args.threads) if n == "nori" else Lucene(anserini_jar(args.cache), args.threads)
+               if n == "lucene-cjk" else Koembed(n) for n in names]
     cells = []
     for corpus in corpora(args.synthetic, args.latency_queries):
         for system in systems:
-            if f"{system.name}@{corpus['name']}" in args.skip:
+            if f"{system.name}@{corpus['name']}" in skip:
                 cells.append({"system": system.name, "corpus": corpus["name"], "passages": len(corpus["docs"]),
                               "skipped": True})
                 continue
             cells.append(run_cell(system, corpus, args.work, args))
             print(json.dumps({k: v for k, v in cells[-1].items() if k != "searched_with"}, ensure_ascii=False),
                   file=sys.stderr, flush=True)
-    lucene = next((c["searched_with"] for c in cells if c["system"] == "lucene" and "searched_with" in c), None)
-    result = {"query_variants": args.query_variants, "variant_seed": args.variant_seed, "lucene": lucene,
-              "cells": cells}
+    searched = {name: next((c["searched_with"] for c in cells if c["system"] == name and "searched_with" in c),
+                           None) for name in ("lucene-cjk", "nori") if name in names}
+    result = {"query_variants": args.query_variants, "variant_seed": args.variant_seed, "labels": LABELS,
+              "nori_tokens": nori, **searched, "cells": cells}
     common.save(args.out, result)
-    print(f"query variants: {', '.join(args.query_variants)} (seed {args.variant_seed}); lucene: {lucene}")
+    print(f"query variants: {', '.join(args.query_variants)} (seed {args.variant_seed})")
+    for name, info in searched.items():
+        print(f"{LABELS[name]}: {info}")
     table(cells)
     variants_table(cells, args.query_variants)
 

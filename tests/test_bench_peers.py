@@ -37,3 +37,17 @@ def test_worker_queries_are_make_variants_strings_and_hits_split_back(sample):
     split = peers.split_forms(hits)
     assert list(split) == forms
     assert all(split[f][qid] == [(f"doc-{f}|{qid}", 1.5)] for f in forms for qid, _ in queries)
+
+
+def test_nori_and_cjk_systems_are_named_apart(tmp_path):
+    """The Anserini row is ``lucene-cjk``, labelled CJKAnalyzer; ``nori`` runs NoriBench's modes (no Java run)."""
+    import peer_systems
+
+    assert "nori" in peers.SYSTEMS and "lucene-cjk" in peers.SYSTEMS and peers.ALIASES["lucene"] == "lucene-cjk"
+    assert "CJKAnalyzer" in peer_systems.LABELS["lucene-cjk"] and peer_systems.Lucene.name == "lucene-cjk"
+    assert peer_systems.NORI_SOURCE.is_file()
+    nori = peer_systems.Nori("CP", 2)
+    assert nori.build(tmp_path / "c", tmp_path / "i") == ["java", "-cp", "CP", "NoriBench", "index",
+                                                           str(tmp_path / "c"), str(tmp_path / "i"), "2"]
+    assert nori.load(tmp_path / "i", "질의", tmp_path)[4:6] == ["load", str(tmp_path / "i")]
+    assert nori.worker(tmp_path / "i", tmp_path / "q.json", tmp_path / "r.json", 10)[4] == "search"
