@@ -237,7 +237,8 @@ class Nori(Lucene):
 
 
 class Koembed:
-    """A koembed FAISS index whose lexical half is ``spec`` (``bm25``, ``bm25-phrase``), searched ``--mode bm25``."""
+    """A koembed FAISS index whose lexical half is ``spec`` (``bm25-phrase``, ``bm25@kiwi``: the analyzer is the
+    spec's, MeCab-ko by default), searched ``--mode bm25``."""
 
     def __init__(self, spec: str):
         self.name = self.spec = spec
@@ -251,7 +252,7 @@ class Koembed:
         return path
 
     def build(self, corpus: Path, index: Path) -> list[str]:
-        """What ``koembed index build --lexical SPEC`` runs, in a worker that times Kiwi's analysis apart from the
+        """What ``koembed index build --lexical SPEC`` runs, in a worker that times the analysis apart from the
         rest (model load, encoding, FAISS, BM25 segments, writing): ``build_index(tokens=...)`` is the API the
         CLI's ``--engine ray`` path uses for tokens analysed elsewhere. Timings go to ``build.json`` beside it."""
         return [sys.executable, str(HERE), "--worker", "koembed-build", "--index", str(index), "--queries",
@@ -259,13 +260,13 @@ class Koembed:
                 "--spawned", repr(time.time())]
 
     def add(self, index: Path, corpus: Path) -> list[str]:
-        """``koembed index add`` of the passages in ``corpus`` (a fresh process: model, Kiwi and index load)."""
+        """``koembed index add`` of the passages in ``corpus`` (a fresh process: model, analyzer and index load)."""
         return [sys.executable, "-m", "koembed.cli", "index", "add", "--index", str(index), "--docs", str(corpus),
                 "-q"]
 
     def add_warm(self, index: Path, corpus: Path, result: Path) -> list[str]:
-        """The same add in a worker that loads the model and Kiwi first and times ``add_documents`` alone: what an
-        ingesting service that keeps both loaded pays per add."""
+        """The same add in a worker that loads the model and the analyzer first and times ``add_documents`` alone:
+        what an ingesting service that keeps both loaded pays per add."""
         return [sys.executable, str(HERE), "--worker", "koembed-add", "--index", str(index), "--queries",
                 str(corpus), "--result", str(result), "--spawned", repr(time.time())]
 
@@ -306,35 +307,37 @@ def _koembed_searcher(index: str):
 
 
 def _koembed_build(corpus: str, index: str, spec: str, result: str, spawned: float) -> None:
-    """``koembed index build`` in stages: read the passages, Kiwi's analysis, then everything else."""
+    """``koembed index build`` in stages: read the passages, the analyzer's analysis (its start included), then
+    everything else."""
     from koembed.data import load_documents
     from koembed.index import IndexParams, build_index
-    from koembed.lexical import KiwiTokenizer, lexical_config
+    from koembed.lexical import get_analyzer, lexical_config
 
     start = time.perf_counter()
     docs = load_documents(corpus)
     read = time.perf_counter()
-    tokens = KiwiTokenizer()(list(docs.values()), show_progress=False)
+    config = lexical_config(spec, required=True)
+    tokens = get_analyzer(config.analyzer)(list(docs.values()), show_progress=False)
     analysed = time.perf_counter()
-    build_index(KOEMBED_MODEL, list(docs), list(docs.values()), index,
-                params=IndexParams(lexical=lexical_config(spec, required=True)), tokens=tokens)
+    build_index(KOEMBED_MODEL, list(docs), list(docs.values()), index, params=IndexParams(lexical=config),
+                tokens=tokens)
     done = time.perf_counter()
     Path(result).write_text(json.dumps({
         "process_start_s": round(time.time() - spawned - (done - start), 3), "read_s": round(read - start, 3),
-        "kiwi_s": round(analysed - read, 3), "rest_s": round(done - analysed, 3), "peak_rss_mb": peak_rss_mb()}))
+        "analyzer": config.analyzer, "analysis_s": round(analysed - read, 3), "rest_s": round(done - analysed, 3),
+        "peak_rss_mb": peak_rss_mb()}))
 
 
 def _koembed_add(corpus: str, index: str, result: str) -> None:
-    """Load static-ko and Kiwi, then time ``add_documents`` of ``corpus`` alone."""
+    """Load static-ko and the index's analyzer, then time ``add_documents`` of ``corpus`` alone."""
     start = time.perf_counter()
     from koembed.data import load_documents
-    from koembed.index import add_documents
-    from koembed.lexical import KiwiTokenizer
+    from koembed.index import add_documents, load_index
     from koembed.models import load_model
 
     docs = load_documents(corpus)
     encoder = load_model(KOEMBED_MODEL)
-    KiwiTokenizer()(["워밍업"], show_progress=False)  # Kiwi's model loads at its first analysis
+    load_index(index).analyzer(["워밍업"], show_progress=False)  # Kiwi's model loads at its first analysis
     loaded = time.perf_counter()
     add_documents(index, list(docs), list(docs.values()), encoder=encoder)
     done = time.perf_counter()

@@ -277,13 +277,13 @@ def test_a_build_writes_one_segment_and_optimize_merges_adds(tmp_path, tiny_mode
 def test_pruned_search_equals_scoring_every_passage_on_korquad_heldout(tmp_path, korquad_path, monkeypatch):
     """Real Korean questions and paragraphs, bm25-phrase's four fields: the same top 10 and scores."""
     from koembed.data import load_retrieval_set
-    from koembed.lexical import KiwiTokenizer, lexical_config
+    from koembed.lexical import get_analyzer, lexical_config
 
     monkeypatch.setattr(segments, "_DENSE_SHARE", 1e-9)
     monkeypatch.setattr(segments, "_PRUNE_FROM", 0)
     rs = load_retrieval_set(korquad_path, split="test")
     texts = list(rs.corpus.values())
-    tokens = KiwiTokenizer()(texts)
+    tokens = get_analyzer()(texts)
     pids = list(range(len(texts)))
     half = len(texts) // 2
     for i, (a, z) in enumerate([(0, half), (half, len(texts))]):

@@ -93,6 +93,10 @@ class StandIn:
     def encoder(self):
         return self._index.encoder
 
+    @property
+    def analyzer(self):
+        return self._index.analyzer
+
     def _call_backend(self) -> None:
         if self.backend is not None:
             self.inside.set()

@@ -9,7 +9,15 @@ import pytest
 from koembed.errors import SpecError
 from koembed.evaluation.tuning import fit_weights, lexical_problem
 from koembed.index import build_index, load_index
-from koembed.lexical import FIELDS, PRESETS, BM25Retriever, KiwiTokenizer, LexicalConfig, lexical_config
+from koembed.lexical import (
+    ANALYZERS,
+    FIELDS,
+    PRESETS,
+    BM25Retriever,
+    LexicalConfig,
+    get_analyzer,
+    lexical_config,
+)
 from koembed.lexical.fields import field_length, field_tokens
 from koembed.retrieval.factory import RetrieverFactory
 from tests.helpers import QUIET, lucene_bm25
@@ -50,11 +58,12 @@ def test_field_lengths_count_the_field_terms():
         field_length("trigram", [], "")
 
 
+@pytest.mark.parametrize("analyzer", ANALYZERS)
 @pytest.mark.parametrize("field", FIELDS)
-def test_each_field_bm25_equals_lucene_formula(field):
-    kiwi = KiwiTokenizer()
+def test_each_field_bm25_equals_lucene_formula(field, analyzer):
+    kiwi = get_analyzer(analyzer)
     docs_terms = [field_tokens(field, tok, text) for tok, text in zip(kiwi(TEXTS), TEXTS)]
-    bm25 = BM25Retriever(LexicalConfig({field: 1.0}), show_progress=False)
+    bm25 = BM25Retriever(LexicalConfig({field: 1.0}, analyzer=analyzer), show_progress=False)
     bm25.fit([f"d{i}" for i in range(len(TEXTS))], TEXTS)
     for query, scores in zip(QUERIES, bm25.field_scores(QUERIES)):
         expected = lucene_bm25(field_tokens(field, kiwi([query])[0], query), docs_terms)
@@ -64,12 +73,13 @@ def test_each_field_bm25_equals_lucene_formula(field):
         assert [d for d, _ in hits] == want  # only matching passages, best first
 
 
+@pytest.mark.parametrize("analyzer", ANALYZERS)
 @pytest.mark.parametrize("normalization", ["none", "max", "z"])
-def test_weighted_combination_by_hand(normalization):
-    kiwi = KiwiTokenizer()
+def test_weighted_combination_by_hand(normalization, analyzer):
+    kiwi = get_analyzer(analyzer)
     weights = {"unigram": 1.0, "bigram": 0.3, "char": 0.5}
     analysed = kiwi(TEXTS)
-    bm25 = BM25Retriever(LexicalConfig(weights, normalization), show_progress=False)
+    bm25 = BM25Retriever(LexicalConfig(weights, normalization, analyzer=analyzer), show_progress=False)
     ids = [f"d{i}" for i in range(len(TEXTS))]
     bm25.fit(ids, TEXTS)
     for query, hits in zip(QUERIES, bm25.search(QUERIES, 5)):
@@ -109,7 +119,8 @@ def test_presets_and_explicit_specs():
     assert PRESETS["bm25"] == LexicalConfig() and PRESETS["bm25-char"].fields == ("char",)
     assert lexical_config("bm25-fields:char=0.5,unigram=1@z") == LexicalConfig({"unigram": 1, "char": 0.5}, "z")
     assert lexical_config("dense:minilm") is None
-    assert LexicalConfig.from_dict({"k1": 1.2, "b": 0.75, "tokenizer": "old manifest"}) == LexicalConfig()
+    old = LexicalConfig.from_dict({"k1": 1.2, "b": 0.75, "tokenizer": "old manifest"})  # before analyzers: Kiwi
+    assert old == LexicalConfig(analyzer="kiwi") and LexicalConfig().analyzer == "mecab"
 
 
 def test_weight_fitting_is_deterministic_and_does_not_depend_on_query_order(sample):

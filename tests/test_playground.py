@@ -75,10 +75,13 @@ def corpus(sample) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def index_dir(tmp_path_factory, corpus) -> Path:
-    from koembed.index import build_index
+    from koembed.index import IndexParams, build_index
+    from koembed.lexical import PRESETS
 
     out = tmp_path_factory.mktemp("playground-index") / "idx"
-    build_index("static-ko", list(corpus), list(corpus.values()), out, options=QUIET)
+    # Kiwi, not the default MeCab-ko: highlighting must follow the index's analyzer, checked against Kiwi itself
+    params = IndexParams(lexical=PRESETS["bm25-phrase"].with_analyzer("kiwi"))
+    build_index("static-ko", list(corpus), list(corpus.values()), out, options=QUIET, params=params)
     return out
 
 
@@ -131,16 +134,15 @@ def test_search_highlight_spans_equal_kiwis_and_keep_the_ranking(app_url, corpus
 
 
 def test_health_names_the_index_lexical_retriever_and_fusion(app_url):
-    from koembed.lexical import PRESETS, LexicalConfig, lexical_config
-    from koembed.server.playground import lexical_name
+    from koembed.lexical import PRESETS, LexicalConfig, lexical_config, lexical_spec
 
     health = httpx.get(f"{app_url}/health").json()
-    assert health["lexical"] == "bm25-phrase"  # an index's default lexical fields (README), not "Kiwi morphemes"
+    assert health["lexical"] == "bm25-phrase@kiwi"  # the index's lexical fields and analyzer, not "Kiwi morphemes"
     assert health["fusion"] == {"fusion": "rrf", "weights": None, "rrf_k": 60}
-    assert [lexical_name(config) for config in PRESETS.values()] == list(PRESETS)
+    assert [lexical_spec(config) for config in PRESETS.values()] == list(PRESETS)
     custom = LexicalConfig({"unigram": 1.0, "char": 0.5}, "z")
-    assert lexical_name(custom) == "bm25-fields:unigram=1,char=0.5@z"
-    assert lexical_config(lexical_name(custom)) == custom  # a spec that reads back as the same retriever
+    assert lexical_spec(custom) == "bm25-fields:unigram=1,char=0.5@z"
+    assert lexical_config(lexical_spec(custom)) == custom  # a spec that reads back as the same retriever
 
 
 def test_page_files_are_open_local_and_guarded_like_the_rest(app_url, index_dir):

@@ -12,7 +12,8 @@ from koembed.progress import progress
 
 
 def test_bench_piped_to_a_file_prints_each_bar_once_as_one_line(tmp_path):
-    """The real CLI with stderr going to a file: Kiwi runs on the corpus and the queries, BM25 once."""
+    """The real CLI with stderr going to a file: MeCab-ko (the default analyzer) runs on the corpus and the queries,
+    BM25 once."""
     log = tmp_path / "stderr.txt"
     with open(log, "w", encoding="utf-8") as err:
         done = subprocess.run([str(Path(sys.executable).parent / "koembed"), "bench", "-r", "bm25", "--top-k", "1"],
@@ -20,9 +21,9 @@ def test_bench_piped_to_a_file_prints_each_bar_once_as_one_line(tmp_path):
     assert done.returncode == 0, log.read_text(encoding="utf-8")
     text = log.read_text(encoding="utf-8")
     assert "\r" not in text
-    lines = [line for line in text.splitlines() if line.startswith(("Kiwi:", "BM25:"))]
-    assert [line.split(":")[0] for line in lines] == ["Kiwi", "Kiwi", "BM25"], text
-    assert lines[0].startswith("Kiwi: 48/48 text [") and lines[1].startswith("Kiwi: 96/96 text [")
+    lines = [line for line in text.splitlines() if line.startswith(("MeCab-ko:", "BM25:"))]
+    assert [line.split(":")[0] for line in lines] == ["MeCab-ko", "MeCab-ko", "BM25"], text
+    assert lines[0].startswith("MeCab-ko: 48/48 text [") and lines[1].startswith("MeCab-ko: 96/96 text [")
     assert lines[2].startswith("BM25: 96/96 query [")
 
 

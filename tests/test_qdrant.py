@@ -39,7 +39,7 @@ from koembed.index.qdrant_sparse import (
     term_id,
     term_ids,
 )
-from koembed.lexical import DEFAULT, PRESETS, BM25Retriever, KiwiTokenizer, LexicalConfig
+from koembed.lexical import DEFAULT, PRESETS, BM25Retriever, LexicalConfig, get_analyzer
 from koembed.lexical.fields import field_tokens
 from koembed.ranking import fuse
 from koembed.retrieval.dense import DenseRetriever
@@ -83,7 +83,7 @@ def test_hybrid_is_rrf_of_the_two_qdrant_runs(built, model, queries, exact, bm25
     with load_index(built, encoder=model) as idx:
         fused = idx.search(queries, 10, "hybrid")
         vectors = embed(model, queries, QUIET)
-        tokens = KiwiTokenizer()(queries)
+        tokens = get_analyzer()(queries)
         fields = idx.manifest.fields
         requests = []
         for q in range(len(queries)):
@@ -122,7 +122,7 @@ def test_add_then_delete(tmp_path, built, model, corpus):
     # Independently: Lucene BM25 of each field over the 49 passages, average lengths fixed at build (manifest),
     # summed with the fields' weights.
     ids, texts = corpus[0] + ["pet-01"], corpus[1] + [NEW_TEXT]
-    tokenizer = KiwiTokenizer()
+    tokenizer = get_analyzer()
     tokens, query_tokens = tokenizer(texts), tokenizer([query])[0]
     want = sum(weight * bm25_reference([field_tokens(f, t, x) for t, x in zip(tokens, texts)],
                                        field_tokens(f, query_tokens, query), 1.2, 0.75, manifest.bm25["avgdl"][f])
@@ -275,7 +275,7 @@ def test_heldout_sets_on_the_rust_engine_equal_koembed(tmp_path, name, tiny_mode
     path = require_shared(KORQUAD if name == "korquad" else SHARED_DATA / "msmarco-ko" / "msmarco_kor.json")
     rs = load_retrieval_set(path, split="test")
     ids, texts, queries = list(rs.corpus), list(rs.corpus.values()), list(rs.queries.values())[::20]
-    tokens = KiwiTokenizer()(texts)  # analysed once for both
+    tokens = get_analyzer()(texts)  # analysed once for both
     build_index(str(tiny_model_dir), ids, texts, tmp_path / "idx", target=QdrantTarget(), encoder=model,
                 options=QUIET, tokens=tokens)
     bm25 = BM25Retriever(DEFAULT, show_progress=False)
@@ -384,7 +384,7 @@ def test_batched_sparse_vectors_equal_the_per_term_loop_bit_for_bit(corpus, weig
     old loop's exactly (floats compared with ==), on the bundled sample with each field, an empty passage, a
     repeated passage, and two colliding terms in one passage."""
     texts = [*corpus[1], "", corpus[1][0], "t t"]
-    tokens = [*KiwiTokenizer()(corpus[1]), [], KiwiTokenizer()([corpus[1][0]])[0], list(colliding_pair()) * 2]
+    tokens = [*get_analyzer()(corpus[1]), [], get_analyzer()([corpus[1][0]])[0], list(colliding_pair()) * 2]
     config = LexicalConfig(dict(weights))
     lengths = average_lengths(config, tokens, texts)  # what the manifest records: as the terms counted one by one
     assert lengths == {f: sum(len(field_tokens(f, t, x)) for t, x in zip(tokens, texts)) / len(texts)

@@ -19,7 +19,7 @@ from koembed.encoding.job import encode_corpus
 from koembed.encoding.ray_engine import RayOptions, encode_corpus_ray, tokenize_ray
 from koembed.encoding.shards import read_embeddings
 from koembed.errors import EmbeddingStoreError
-from koembed.lexical import KiwiTokenizer
+from koembed.lexical import KiwiTokenizer, UserDict, get_analyzer
 from koembed.models import ModelSpec
 from tests.helpers import QUIET, ROOT
 
@@ -107,9 +107,12 @@ def test_sigkilled_run_resumes_to_identical_output(ray_cluster, tmp_path, tiny_m
     assert chunk_files(out).keys() == chunk_files(whole).keys()
 
 
-def test_kiwi_on_ray_equals_in_process(ray_cluster, corpus, monkeypatch):
+def test_analysis_on_ray_equals_in_process(ray_cluster, corpus, monkeypatch):
     monkeypatch.setattr(ray_engine, "KIWI_BLOCK", 20)  # the sample's 48 passages in three blocks
-    assert tokenize_ray(corpus[1], TWO, show_progress=False) == KiwiTokenizer()(corpus[1])
+    assert tokenize_ray(corpus[1], TWO, show_progress=False) == get_analyzer("mecab")(corpus[1])  # the default
+    user_dict = UserDict.parse("보증금반환\n")
+    assert tokenize_ray(corpus[1], TWO, show_progress=False, analyzer="kiwi", user_dict=user_dict) == KiwiTokenizer(
+        user_dict=user_dict)(corpus[1])
 
 
 def test_a_local_ray_runs_in_a_folder_of_its_own_removed_after_and_after_a_kill(tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from koembed.errors import SpecError
-from koembed.lexical import BM25Retriever, KiwiTokenizer
+from koembed.lexical import BM25Retriever, KiwiTokenizer, get_analyzer
 from koembed.ranking import top_k as top_k_by_score
 from koembed.retrieval.dense import DenseRetriever
 from koembed.retrieval.factory import RetrieverFactory
@@ -164,7 +164,7 @@ def test_bm25_scores_match_lucene_formula(sample):
     texts = [sample.corpus[d] for d in doc_ids]
     bm25 = BM25Retriever(show_progress=False)
     bm25.fit(doc_ids, texts)
-    tokenizer = KiwiTokenizer()
+    tokenizer = get_analyzer()  # the default analyzer, which BM25Retriever() uses
     docs_tokens = tokenizer(texts)
     queries = [sample.queries[q] for q in sample.query_ids[:20]]
     for query, hits in zip(queries, bm25.search(queries, 5)):
