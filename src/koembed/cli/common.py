@@ -49,7 +49,8 @@ BatchSizeOpt = Annotated[int, typer.Option(min=1, help="Encoding batch size (den
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 RetrieversOpt = Annotated[Optional[list[str]], typer.Option(
     "--retriever", "-r", help="Retriever spec, repeatable: bm25, bm25-char, bm25-phrase (morphemes + morpheme "
-    "bigrams and pairs + character bigrams, weighted), bm25-fields:FIELD=W,..., dense:<model> (hub id, folder, "
+    "bigrams and pairs + character bigrams, weighted), bm25-fields:FIELD=W,...[@z]; a lexical spec's analyzer is "
+    "MeCab-ko unless @kiwi follows it (bm25-phrase@kiwi, bm25-fields:unigram=1@z,kiwi), dense:<model> (hub id, folder, "
     "'static-ko' (the bundled Korean static model) or 'minilm'), hybrid:<a>+<b> (reciprocal-rank fusion), "
     "hybrid-<rrf|cc|z|dbsf>[@w1,w2,...][,k=K]:<a>+<b> (weighted fusion; koembed tune-fusion fits it), "
     "m3-sparse:<model>, m3-colbert:<model>, m3[@d,s,c]:<model> (BGE-M3's outputs), rerank:<cross-encoder>@<spec> "

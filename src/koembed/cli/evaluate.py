@@ -16,6 +16,7 @@ from koembed.cli.common import (
     RerankDepthOpt,
     RetrieversOpt,
     SplitOpt,
+    UserDictOpt,
     check_output,
     console,
     describe_precision,
@@ -23,6 +24,7 @@ from koembed.cli.common import (
     exits_on_error,
     parse_top_k,
     quiet_libraries,
+    user_dict_of,
     with_model_options,
 )
 from koembed.data import load_retrieval_set
@@ -63,9 +65,11 @@ def bench(
         + " (comma-separated; README 'Query variants'); one table and a 'variants' entry in --out.",
         metavar="KIND,...")] = None,
     variant_seed: Annotated[int, typer.Option(help="Seed of --query-variants.", metavar="N")] = 0,
+    user_dict: UserDictOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Benchmark retrievers on a retrieval set: AutoRAG tables per top-k and the card's IR suite."""
+    """Benchmark retrievers on a retrieval set: AutoRAG tables per top-k and the card's IR suite. Lexical specs
+    take their analyzer as a suffix: bm25-phrase (MeCab-ko, the default), bm25-phrase@kiwi."""
     quiet_libraries()
     ks = parse_top_k(top_k)
     try:
@@ -82,13 +86,14 @@ def bench(
     check_output(run_out, "--run-out", folder=True)
     for spec in specs if run_out is not None else ():
         check_output(run_out / run_filename(spec), "--run-out")
+    words = user_dict_of(user_dict)
     rs = load_retrieval_set(data, split=split)
     console.print(f"[bold]{rs.name}[/]: {len(rs.queries)} queries, {len(rs.corpus)} passages; dense models run "
                   f"{describe_precision(settings)}", highlight=False)
     results = run_bench(rs, specs, ks, settings=settings, options=encode_options(batch_size, quiet), cache_dir=cache_dir,
-                        rerank_depth=rerank_depth)
+                        rerank_depth=rerank_depth, user_dict=words)
     variants = {kind: run_bench(vrs, specs, ks, settings=settings, options=encode_options(batch_size, quiet),
-                                cache_dir=cache_dir, rerank_depth=rerank_depth)
+                                cache_dir=cache_dir, rerank_depth=rerank_depth, user_dict=words)
                 for kind, vrs in zip(kinds, variant_sets(rs, kinds, variant_seed))}
     rows = [r.to_json() for r in results]
     for table in autorag_tables(rows, ks):

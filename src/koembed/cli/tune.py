@@ -9,6 +9,7 @@ import typer
 
 from koembed.cli.common import (
     FROM_OPTIONS,
+    AnalyzerOpt,
     BatchSizeOpt,
     CacheDirOpt,
     QuietOpt,
@@ -25,7 +26,8 @@ from koembed.errors import SpecError
 from koembed.evaluation.runner import run_bench
 from koembed.evaluation.tuning import WEIGHT_GRID, fit_fusion, fit_weights, fusion_problem, lexical_problem
 from koembed.files import write_json
-from koembed.lexical import FIELDS, LexicalConfig
+from koembed.lexical import DEFAULT_ANALYZER, FIELDS, LexicalConfig, lexical_spec
+from koembed.lexical.analyzer import check_analyzer
 from koembed.models import RunSettings
 from koembed.ranking import FUSIONS, RRF_K
 from koembed.retrieval.specs import hybrid_spec, parse_spec
@@ -58,16 +60,17 @@ def tune_lexical(
         "a search engine computes in one pass), max or z.", metavar="none|max|z")] = "none",
     out: Annotated[Optional[Path], typer.Option(help="Write the fit (weights, gains per set) as JSON here.",
                                                 metavar="FILE")] = None,
+    analyzer: AnalyzerOpt = None,
 ) -> None:
     """Fit the weights of BM25's lexical fields on development sets; prints the bm25-fields spec to use."""
     chosen = tuple(f.strip() for f in fields.split(",") if f.strip())
     check_output(out, "--out")
-    config = LexicalConfig({f: 1.0 for f in chosen})
+    config = LexicalConfig({f: 1.0 for f in chosen}, analyzer=check_analyzer(analyzer or DEFAULT_ANALYZER))
     problems = [lexical_problem(load_retrieval_set(d, split=split), config, (normalization,)) for d in data]
     fit = fit_weights(problems, config.fields, normalization, WEIGHT_GRID)
     for name, row in fit["dev"].items():
         console.print(f"{name}: ndcg@10 {row['baseline']:.4f} -> {row['ndcg@10']:.4f}", highlight=False)
-    spec = "bm25-fields:" + ",".join(f"{f}={w:g}" for f, w in fit["weights"].items()) + f"@{normalization}"
+    spec = lexical_spec(LexicalConfig(fit["weights"], normalization, analyzer=config.analyzer))
     console.print(f"spec: {spec}", highlight=False)
     if out is not None:
         write_json(out, {**fit, "spec": spec, "data": list(data), "split": split})

@@ -8,7 +8,11 @@ halves are fused, how big it is on disk, and which versions wrote it.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+
+from koembed.index.manifest import describe_mode
+from koembed.lexical import LEGACY_ANALYZER
 
 
 def _size(nbytes: int) -> str:
@@ -71,6 +75,12 @@ def index_summary(info: dict[str, Any]) -> list[tuple[str, str]]:
     weights = bm25.get("weights") or {"unigram": 1.0}
     rows.append(("lexical", "BM25 fields " + ", ".join(f"{f}={w:g}" for f, w in weights.items())
                  + f" (normalization {bm25.get('normalization', 'none')}, k1 {bm25.get('k1')}, b {bm25.get('b')})"))
+    user_dict = bm25.get("user_dict")
+    rows.append(("analyzer", bm25.get("analyzer", LEGACY_ANALYZER)
+                 + (f" ({bm25['analyzer_version']})" if bm25.get("analyzer_version") else "")
+                 + (f"; user dictionary {user_dict.get('file')}, {user_dict.get('entries')} entries, sha256 "
+                    f"{str(user_dict.get('sha256'))[:12]}..." if isinstance(user_dict, dict) else "")))
+    rows.append(("default search", describe_mode(SimpleNamespace(**info))))
     fusion = info.get("fusion")
     if fusion:
         weights_text = f" @{','.join(f'{w:g}' for w in fusion['weights'])}" if fusion.get("weights") else ""

@@ -135,24 +135,33 @@ class MecabTokenizer:
         texts = list(texts)
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         if len(texts) < POOL_MIN or workers < 2:
-            return [[token for token, _, _ in self._analyse(text)]
+            canonical: dict[str, str] = {}
+            return [[canonical.setdefault(token, token) for token, _, _ in self._analyse(text)]
                     for text in progress(texts, desc="MeCab-ko", unit="text", disable=not show_progress)]
         return _pooled(texts, self.user_dict, workers, show_progress)
 
 
 def _pooled(texts: list[str], user_dict: UserDict | None, workers: int, show_progress: bool) -> list[list[str]]:
-    """Analyse ``texts`` with ``workers`` processes (started by forkserver: safe beside torch's threads)."""
+    """Analyse ``texts`` with ``workers`` forked processes. Forked, not spawned: a spawned (or forkserver) worker
+    imports the caller's main module again, which breaks every script without an ``if __name__ == "__main__"``
+    guard; a forked one only runs MeCab, which takes no lock another thread of the parent could hold.
+
+    Each chunk comes back as its distinct tokens and, per text, their positions in that list: every token string
+    then exists once in this process (a corpus repeats a few hundred thousand tokens tens of millions of times;
+    unpickled one by one they were most of a 1M-passage build's memory)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     chunks = [texts[i: i + CHUNK] for i in range(0, len(texts), CHUNK)]
     out: list[list[str]] = []
-    context = multiprocessing.get_context("forkserver")
+    canonical: dict[str, str] = {}
+    context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(user_dict,)) as pool:
         with progress(total=len(texts), desc="MeCab-ko", unit="text", disable=not show_progress) as bar:
-            for tokens in pool.map(_work, chunks):
-                out.extend(tokens)
-                bar.update(len(tokens))
+            for vocab, docs in pool.map(_work, chunks):
+                shared = [canonical.setdefault(token, token) for token in vocab]
+                out.extend([shared[i] for i in doc] for doc in docs)
+                bar.update(len(docs))
     return out
 
 
@@ -164,6 +173,9 @@ def _start_worker(user_dict: UserDict | None) -> None:
     _WORKER = MecabTokenizer(user_dict)
 
 
-def _work(texts: list[str]) -> list[list[str]]:
+def _work(texts: list[str]) -> tuple[list[str], list[list[int]]]:
+    """One chunk's tokens as (distinct tokens, each text's token positions in them)."""
     assert _WORKER is not None
-    return [[token for token, _, _ in _WORKER._analyse(text)] for text in texts]
+    vocab: dict[str, int] = {}
+    docs = [[vocab.setdefault(token, len(vocab)) for token, _, _ in _WORKER._analyse(text)] for text in texts]
+    return list(vocab), docs

@@ -1,7 +1,8 @@
 """The retriever spec grammar: Specs name retrievers on the command line:
-- ``bm25``: :class:`koembed.lexical.BM25Retriever` over Kiwi content morphemes; ``bm25-char`` over character
+- ``bm25``: :class:`koembed.lexical.BM25Retriever` over content morphemes; ``bm25-char`` over character
   bigrams; ``bm25-phrase`` over weighted fields (morphemes, morpheme bigrams, character bigrams);
-  ``bm25-fields:unigram=1,char=0.5@z`` any weights and normalisation (:mod:`koembed.lexical.bm25`);
+  ``bm25-fields:unigram=1,char=0.5@z`` any weights and normalisation (:mod:`koembed.lexical.bm25`); each with an
+  optional analyzer, ``bm25-phrase@kiwi`` (MeCab-ko when none is named: :mod:`koembed.lexical.analyzer`);
 - ``dense:<model>``: a hub id, local folder, or ``minilm`` (the bundled all-MiniLM-L6-v2);
 - ``hybrid:<a>+<b>`` (or ``hybrid-rrf:``): reciprocal-rank fusion of two or more specs; ``hybrid-rrf@k=20:`` sets
   RRF's k, ``hybrid-rrf@1,0.5:`` weighs the retrievers;
@@ -49,7 +50,7 @@ class Spec:
 HYBRID_HEADS = {"hybrid": "rrf", "hybrid-rrf": "rrf", **{f"hybrid-{f}": f for f in FUSIONS}}
 
 
-SPEC_HELP = ("bm25, bm25-char, bm25-phrase, bm25-fields:<field>=<w>,..., dense:<model>, hybrid:<a>+<b> (RRF), "
+SPEC_HELP = ("bm25, bm25-char, bm25-phrase, bm25-fields:<field>=<w>,...[@z] (each [@mecab|@kiwi]), dense:<model>, hybrid:<a>+<b> (RRF), "
              "hybrid-<rrf|cc|z|dbsf>[@w1,w2,...][,k=K]:<a>+<b>, m3:<model>, m3-sparse:<model>, m3-colbert:<model> "
              "or rerank:<cross-encoder>@<spec>")
 
