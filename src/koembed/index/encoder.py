@@ -16,6 +16,7 @@ from koembed.index.faiss import normalized
 from koembed.index.manifest import IndexManifest
 from koembed.models import MODEL_ALIASES, EncodeOptions, Encoder, ModelSpec, encode, load_model, model_identity
 from koembed.models.prompts import Prompts, Role, model_prompts
+from koembed.models.static_numpy import NumpyStaticModel, numpy_static_folder
 
 if TYPE_CHECKING:
     import numpy as np
@@ -60,12 +61,18 @@ def model_record(name: str, encoder: Encoder) -> dict[str, Any]:
 
 def checked_encoder(encoder: Encoder | None, manifest: IndexManifest, index_dir: Path, device: str | None = None
                     ) -> Encoder:
-    """``encoder`` (None: the manifest's model, loaded on ``device``) after checking it is the index's model."""
+    """``encoder`` (None: the manifest's model, loaded on ``device``; a plain static model on the CPU runs with
+    numpy, :mod:`koembed.models.static_numpy`) after checking it is the index's model."""
     record = manifest.model
     if encoder is None:
         label = record["name"]
-        encoder = load_model(ModelSpec(record["resolved"] if record["local"] else record["name"], device=device,
-                                       backend=record.get("backend", "torch"), precision="fp32"))
+        folder = Path(str(record.get("resolved", ""))).expanduser()
+        if device in (None, "cpu") and record.get("backend", "torch") in ("torch", "auto") and \
+                numpy_static_folder(folder):  # the same embeddings without importing torch (seconds)
+            encoder = NumpyStaticModel(folder)
+        else:
+            encoder = load_model(ModelSpec(record["resolved"] if record["local"] else record["name"], device=device,
+                                           backend=record.get("backend", "torch"), precision="fp32"))
     else:
         label = type(encoder).__name__
     vector = probe(encoder)

@@ -322,7 +322,7 @@ _SLACK = 1e-4  # relative slack on MaxScore's bounds and threshold: float32 sums
 _PRUNE_FROM = 50_000  # fewer passages: scoring them all is cheaper (bench/bm25_pruning.py: 0.76 against 0.92 ms
 # at 7,279 MS MARCO-ko passages; 1.5 against 1.0 ms at 100k synthetic ones)
 MAPPED_BUDGET = 512 << 20  # bytes of mapped file pages past which a search process unmaps the segments'
-_MAPPED_CHECK = 64  # queries between two looks at the process's mapped pages
+_MAPPED_CHECK = 8  # queries between two looks at the process's mapped pages (64 let a 1M index peak at 1.4 GB)
 _POSTINGS = ("docs", "tf")  # the arrays unmapped then: the rest (terms, pointers, lengths) serve every query
 _PROBE = 4  # after the terms read whole, the 4k best partial scores are completed for a threshold
 _DENSE_SHARE = 2  # past n / 2 postings read, scoring every passage is cheaper (measured at 1M: 2, 4, 8)

@@ -212,7 +212,16 @@ def static_texts(model: Any, texts: Sequence[str]) -> list[str]:
 
 
 def static_module(model: Any) -> Any | None:
-    """The ``StaticEmbedding`` a model starts with, or None for any other model (a transformer, an ONNX copy)."""
+    """The ``StaticEmbedding`` a model starts with (a :class:`~koembed.models.static_numpy.NumpyStaticModel` is its
+    own), or None for any other model (a transformer, an ONNX copy)."""
+    import sys
+
+    from koembed.models.static_numpy import NumpyStaticModel
+
+    if isinstance(model, NumpyStaticModel):
+        return model
+    if "sentence_transformers" not in sys.modules:  # never imported: no model here is one of its
+        return None
     from sentence_transformers.sentence_transformer.modules import StaticEmbedding
 
     try:
