@@ -57,8 +57,7 @@ def test_default_bench_numbers_equal_recomputation_from_runs(tmp_path, sample):
     assert "AutoRAG metrics, top-k = 50" in result.output and "ndcg@10" in result.output
     doc = json.loads(out.read_text())
     assert doc["dataset"] == {"name": "koembed-sample", "queries": len(sample.queries), "corpus": len(sample.corpus)}
-    assert [r["retriever"] for r in doc["results"]] == ["bm25-phrase", "bm25", "dense:static-ko",
-                                                        "hybrid-cc@1,0.1:bm25+dense:static-ko"]
+    assert [r["retriever"] for r in doc["results"]] == ["bm25-phrase", "bm25-phrase@kiwi", "bm25", "dense:static-ko"]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for entry in doc["results"]:
         rankings, rows = read_run(entry["run"])

@@ -54,8 +54,9 @@ class NumpyStaticModel:
     it was saved in, as koembed runs static models in fp32)."""
 
     backend = "numpy"
-    max_seq_length = None
+    max_seq_length: int | None = None  # no limit, as StaticEmbedding
     spacing = "none"
+    tokenizer: Any
 
     def __init__(self, folder: str | Path):
         import numpy as np
