@@ -75,10 +75,10 @@ def test_default_bench_numbers_equal_recomputation_from_runs(tmp_path, sample):
         for k, values in entry["autorag"].items():
             for name, value in recompute_autorag(rankings, sample, int(k)).items():
                 assert values[name] == pytest.approx(value, abs=1e-9), (entry["retriever"], k, name)
-    phrase, bm25, dense, fused = (r["ir"] for r in doc["results"])
+    phrase, phrase_kiwi, bm25, dense = (r["ir"] for r in doc["results"])
     assert bm25["accuracy@1"] > 0.7  # BM25 on our Korean sample; the static model is below it
     assert dense["accuracy@1"] < bm25["accuracy@1"] <= phrase["accuracy@1"]
-    assert fused["accuracy@1"] >= bm25["accuracy@1"] - 1 / len(sample.queries)  # never below its best part by > 1
+    assert bm25["ndcg@10"] < min(phrase["ndcg@10"], phrase_kiwi["ndcg@10"])  # the phrase fields help either analyzer
 
 
 @pytest.mark.slow

@@ -165,8 +165,8 @@ WARM_UP_TEXT = "전세 보증금 반환 절차"
 
 def warm_up(model: Encoder, index: Optional[SearchIndex] = None) -> None:
     """Pay every first-use cost before the server binds (so before ``/health`` answers ok): the model's first
-    encode, and with an index its lexical fields (built on first use), Kiwi (which loads its model on its first
-    analysis, for BM25 queries and highlighting) and a dense search. The first real request then pays none."""
+    encode, and with an index its lexical fields (built on first use), its analyzer (Kiwi loads its model on its
+    first analysis, for BM25 queries and highlighting) and a dense search. The first real request then pays none."""
     if index is None:
         encode(model, [WARM_UP_TEXT], EncodeOptions(batch_size=1, show_progress=False))
         return

@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
-from koembed.lexical import Analyzer, LexicalConfig, get_analyzer, lexical_spec
+from koembed.lexical import DEFAULT_ANALYZER, Analyzer, LexicalConfig, get_analyzer, lexical_spec
 from koembed.server.config import PLAYGROUND_FILES
 
 if TYPE_CHECKING:
@@ -71,11 +71,14 @@ def highlight_rows(query: str, rows: list[dict[str, Any]], analyzer: Analyzer | 
 
 
 def index_search_info(index: Index | None) -> dict[str, Any]:
-    """What ``/health`` tells the page about the loaded index's search: ``lexical`` (the BM25 half's retriever
-    spec, e.g. ``bm25-phrase``) and ``fusion`` (how ``hybrid`` fuses: ``{"fusion": "rrf", "weights", "rrf_k"}``,
-    as the manifest records it; a Qdrant index fuses with Qdrant's RRF). Both None without an index."""
+    """What ``/health`` tells the page about the loaded index's search: ``lexical`` (the BM25 half's fields as a
+    retriever spec, e.g. ``bm25-phrase``), ``analyzer`` (``mecab`` or ``kiwi``) and ``fusion`` (how ``hybrid``
+    fuses: ``{"fusion": "rrf", "weights", "rrf_k"}``, as the manifest records it; a Qdrant index fuses with Qdrant's
+    RRF). All None without an index."""
     if index is None:
-        return {"lexical": None, "fusion": None}
+        return {"lexical": None, "analyzer": None, "fusion": None}
     manifest = index.manifest
     fusion = getattr(manifest, "fusion", None) or {"fusion": "rrf", "weights": None, "rrf_k": 60}
-    return {"lexical": lexical_spec(LexicalConfig.from_dict(manifest.bm25)), "fusion": dict(fusion)}
+    config = LexicalConfig.from_dict(manifest.bm25)
+    return {"lexical": lexical_spec(config.with_analyzer(DEFAULT_ANALYZER)), "analyzer": config.analyzer,
+            "fusion": dict(fusion)}

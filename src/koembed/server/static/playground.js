@@ -71,7 +71,8 @@
       const response = await fetch("/health");
       if (!response.ok) throw new Error(await errorText(response));
       const health = await response.json();
-      MODES[0].label = `Lexical: ${health.lexical || "bm25"} (Kiwi)`;
+      const analyzer = {mecab: "MeCab-ko", kiwi: "Kiwi"}[health.analyzer] || health.analyzer || "MeCab-ko";
+      MODES[0].label = `Lexical: ${health.lexical || "bm25"} (${analyzer})`;
       MODES[2].label = `Hybrid: ${fusionLabel(health.fusion)}`;
       columns = health.reranker ? [...MODES, RERANK] : MODES.slice();
       // The index's recorded search mode (what /search does without one) comes first, marked as the default.
