@@ -158,3 +158,22 @@ def tiny_cross_encoder_dir(tmp_path_factory) -> Path:
     from koembed.models.testing import make_tiny_cross_encoder
 
     return make_tiny_cross_encoder(tmp_path_factory.mktemp("tiny-ce") / "model", seed=0)
+
+
+@pytest.fixture(scope="module")
+def base_index(tmp_path_factory, tiny_model_dir, model, corpus) -> Path:
+    """The bundled sample indexed with the tiny model, once per module: what damage tests copy."""
+    from koembed.index import build_index
+    from tests.helpers import QUIET
+
+    out = tmp_path_factory.mktemp("base") / "idx"
+    build_index(str(tiny_model_dir), *corpus, out, options=QUIET, encoder=model)
+    return out
+
+
+@pytest.fixture
+def index_dir(base_index, tmp_path) -> Path:
+    """A fresh copy of the base index, to damage."""
+    import shutil
+
+    return Path(shutil.copytree(base_index, tmp_path / "idx"))

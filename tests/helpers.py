@@ -1,17 +1,21 @@
 """Helpers shared by the test modules (no test module imports another): stand-in models and retrievers, a
-transcription of AutoRAG's metric functions, a uvicorn server in a thread, and fault injection for training."""
+transcription of AutoRAG's metric functions, a uvicorn server in a thread, fault injection for training, run-file
+and CLI helpers, the headless browser, Kiwi's own analysis as an independent reference, and manifest forgery."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
+import json
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -374,3 +378,93 @@ def write_mteb_dataset(rs, folder: Path, split: str = "dev") -> Path:
                    f"    path: {config}/{split}-*.parquet"]
     (folder / "README.md").write_text("\n".join(header + ["---", ""]), encoding="utf-8")
     return folder
+
+
+# --------------------------------------------------------------------------- shared by several test modules
+
+
+def read_run(path):
+    """A run file's rankings ``{qid: [docid, ...]}`` and rows, checked: ranks 1..n, scores not increasing."""
+    hits = defaultdict(list)
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            row = json.loads(line)
+            hits[row["qid"]].append(row)
+    for rows in hits.values():
+        assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
+        assert all(a["score"] >= b["score"] for a, b in zip(rows, rows[1:]))
+    return {qid: [r["docid"] for r in rows] for qid, rows in hits.items()}, hits
+
+
+def cli_commands(group, prefix: str = "") -> dict:
+    """Every command of the CLI by its full name ("index build"), from the click group typer builds."""
+    found = {}
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):  # a group
+            found.update(cli_commands(command, f"{prefix}{name} "))
+        else:
+            found[prefix + name] = command
+    return found
+
+
+def chromium() -> tuple[str, str]:
+    """Debian's chromium and chromedriver (make test installs them with apt-get); skip, or fail under CI=true."""
+    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if browser and driver:
+        return browser, driver
+    message = ("chromium and chromium-driver are not installed (apt-get install -y chromium chromium-driver; "
+               "make test does it where it can)")
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+# The classes koembed.lexical's analyzers keep, written out from their docstrings (not imported): an independent rule.
+KEPT = {"NNG": "N", "NNP": "N", "NR": "N", "XR": "N", "VV": "V", "VA": "V", "SN": "SN", "SL": "SL", "SH": "SH",
+        "MAG": "MAG"}
+
+
+@functools.cache
+def kiwi_object():
+    """The kiwipiepy Kiwi object itself, called directly (koembed's, to load the model only once: seconds)."""
+    from koembed.lexical import KiwiTokenizer
+
+    return KiwiTokenizer().kiwi
+
+
+def kiwi_token(morpheme) -> str | None:
+    """The token koembed's Kiwi analyzer should make of one Kiwi morpheme, by the rule above."""
+    base = morpheme.tag.split("-", 1)[0]
+    cls = "W" if base.startswith("W_") else KEPT.get(base)
+    return None if cls is None else f"{morpheme.form.lower()}/{cls}"
+
+
+NEW_DOCS = {"new-1": "반려묘 전용 사료의 새벽 배송은 주문 다음 날 오전 일곱 시 전에 도착합니다.",
+            "new-2": "도서관 좌석 예약은 하루 전 오후 여섯 시부터 모바일 앱에서 할 수 있습니다."}
+
+
+def cli(*args):
+    """``koembed ARGS`` in process (typer's CliRunner), every argument as text."""
+    from typer.testing import CliRunner
+
+    from koembed.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def assert_clean_exit(result, *words: str) -> None:
+    """Exit 2 with an error message (no traceback) that holds every word."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), result.exception
+    output = " ".join(result.output.split())  # rich wraps long messages
+    assert "Traceback" not in output
+    for word in words:
+        assert word in output, output
+
+
+def edit_manifest(folder: Path, change) -> None:
+    """Apply ``change`` to the index folder's manifest.json in place (a forger's edit: nothing re-sealed)."""
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    change(manifest)
+    path.write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")

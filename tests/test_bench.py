@@ -9,19 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from koembed.cli import app
-from tests.helpers import REFERENCE
-
-
-def read_run(path):
-    hits = defaultdict(list)
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            row = json.loads(line)
-            hits[row["qid"]].append(row)
-    for rows in hits.values():
-        assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
-        assert all(a["score"] >= b["score"] for a, b in zip(rows, rows[1:]))
-    return {qid: [r["docid"] for r in rows] for qid, rows in hits.items()}, hits
+from tests.helpers import REFERENCE, read_run
 
 
 def recompute_ir(rankings, rs):

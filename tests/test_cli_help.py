@@ -9,9 +9,9 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from koembed.cli import app
-from tests.test_cli_options import _commands
+from tests.helpers import cli_commands
 
-COMMANDS = sorted(_commands(get_command(app)))
+COMMANDS = sorted(cli_commands(get_command(app)))
 
 
 def _help(*argv: str) -> str:
@@ -26,7 +26,7 @@ def test_help_at_80_columns(name):
     assert "…" not in text  # rich's tables cut option names (--from-embeddin…) and help words
     assert not [line for line in text.splitlines() if len(line) > 80]
     assert not re.search(r"list\[|int range|float range|<str>|<int>|<path>|<float>", text.split("Options:")[-1])
-    for param in (_commands(get_command(app))[name].params if name in COMMANDS else []):
+    for param in (cli_commands(get_command(app))[name].params if name in COMMANDS else []):
         for opt in param.opts + param.secondary_opts:
             if opt.startswith("-"):
                 assert re.search(rf"(?<![\w-]){re.escape(opt)}(?![\w-])", text), (name, opt)

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from koembed.cli import app
 from koembed.cli.common import MODEL_OPTIONS
+from tests.helpers import cli_commands
 
 VALUES = {"model": "some-org/some-model", "precision": "bf16", "backend": "torch", "device": "cpu:7",
           "query_prompt": "Q> ", "passage_prompt": "P> "}
@@ -55,23 +56,12 @@ CASES = {
 NOT_MODEL_SETTINGS = {"card"}  # its --model is the trained folder whose card is written, not a model to run
 
 
-def _commands(group, prefix: str = "") -> dict:
-    """Every command of the CLI by its full name ("index build"), from the click group typer builds."""
-    found = {}
-    for name, command in group.commands.items():
-        if hasattr(command, "commands"):  # a group
-            found.update(_commands(command, f"{prefix}{name} "))
-        else:
-            found[prefix + name] = command
-    return found
-
-
 def _model_options(command) -> list[str]:
     return [p.name for p in command.params if p.name in MODEL_OPTIONS]
 
 
 def test_every_command_with_model_options_is_checked():
-    taking = {name for name, command in _commands(get_command(app)).items() if _model_options(command)}
+    taking = {name for name, command in cli_commands(get_command(app)).items() if _model_options(command)}
     assert taking - NOT_MODEL_SETTINGS == set(CASES)
 
 
@@ -88,7 +78,7 @@ def test_each_model_option_reaches_the_model_settings(name, values, tmp_path, mo
     monkeypatch.setattr(target, reached)
     (tmp_path / "pairs.jsonl").write_text(json.dumps({"query": "질문", "positive": "답"}, ensure_ascii=False) + "\n",
                                           encoding="utf-8")
-    options = _model_options(_commands(get_command(app))[name])
+    options = _model_options(cli_commands(get_command(app))[name])
     argv = [*name.split(), *(a.format(tmp=tmp_path) for a in extra)]
     for option in options:
         argv += ["--" + option.replace("_", "-"), values[option]]

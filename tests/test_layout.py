@@ -60,3 +60,15 @@ def test_imports_never_run_back_up():
 def test_an_arrow_back_up_is_reported():
     assert _upward([("models/loading.py", "koembed.index.build", 3), ("index/build.py", "koembed.models", 4)]) == [
         "models/loading.py:3 imports koembed.index.build (models floor 3 -> index floor 6)"]
+
+
+def test_no_test_module_imports_another():
+    """Shared helpers live in tests/helpers.py and fixtures in tests/conftest.py (issue 32): a test module that
+    imports another runs that module's fixtures and state in a second place."""
+    import re
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parent
+    offenders = [p.name for p in folder.rglob("test_*.py")
+                 if re.search(r"^\s*(from|import) tests\.test_", p.read_text(encoding="utf-8"), re.M)]
+    assert offenders == []

@@ -10,7 +10,6 @@ results.json's numbers.
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import shutil
@@ -26,7 +25,7 @@ from koembed.lexical import KiwiTokenizer
 from koembed.models import load_model
 from koembed.server import create_app
 from koembed.server.config import PLAYGROUND_FILES
-from tests.helpers import QUIET, ROOT, running
+from tests.helpers import QUIET, ROOT, chromium, kiwi_object, kiwi_token, running
 
 KEY = "playground-key-7c1e"
 XSS_ID = "zz-xss"
@@ -37,28 +36,11 @@ RTL_ID = "zz-rtl"
 RTL_TEXT = "주의 사항: \u202e역방향 표시 시험 문장입니다"
 SNIPPET, CONTEXT = 180, 50  # playground.js: code points shown in a snippet, of which before the first match
 QUERIES = ["전세 보증금을 돌려받으려면 어떻게 해야 하나요?", "회사에서 연차 휴가는 며칠인가요?"]
-# The classes koembed.lexical.kiwi keeps, written out from its docstring (not imported): an independent rule.
-KEPT = {"NNG": "N", "NNP": "N", "NR": "N", "XR": "N", "VV": "V", "VA": "V", "SN": "SN", "SL": "SL", "SH": "SH",
-        "MAG": "MAG"}
-
-
-@functools.cache
-def _kiwi():
-    """The kiwipiepy Kiwi object itself, called directly (koembed's, to load the model only once: seconds)."""
-    return KiwiTokenizer().kiwi
-
-
-def _kiwi_token(morpheme) -> str | None:
-    base = morpheme.tag.split("-", 1)[0]
-    cls = "W" if base.startswith("W_") else KEPT.get(base)
-    return None if cls is None else f"{morpheme.form.lower()}/{cls}"
-
-
 def _expected_spans(query: str, text: str) -> list[list[int]]:
     """Kiwi directly: the spans of the passage's morphemes that are among the query's, overlaps merged."""
-    kiwi = _kiwi()
-    wanted = {t for t in map(_kiwi_token, kiwi.tokenize(query)) if t}
-    spans = sorted((m.start, m.start + m.len) for m in kiwi.tokenize(text) if _kiwi_token(m) in wanted)
+    kiwi = kiwi_object()
+    wanted = {t for t in map(kiwi_token, kiwi.tokenize(query)) if t}
+    spans = sorted((m.start, m.start + m.len) for m in kiwi.tokenize(text) if kiwi_token(m) in wanted)
     merged: list[list[int]] = []
     for start, end in spans:
         if merged and start <= merged[-1][1]:
@@ -100,11 +82,11 @@ def app_url(index_dir):
 
 def test_positioned_tokens_are_the_bm25_tokens_at_kiwis_offsets(sample):
     texts = [*list(sample.corpus.values())[:10], XSS_TEXT, "돌려받아야 해요. iPhone은 2024년에 나왔다 🙂"]
-    tokenizer, kiwi = KiwiTokenizer(), _kiwi()
+    tokenizer, kiwi = KiwiTokenizer(), kiwi_object()
     positioned = tokenizer.positioned(texts)
     assert [[t for t, _, _ in row] for row in positioned] == tokenizer(texts)
     for text, row in zip(texts, positioned):
-        expected = [(t, m.start, m.start + m.len) for m in kiwi.tokenize(text) if (t := _kiwi_token(m))]
+        expected = [(t, m.start, m.start + m.len) for m in kiwi.tokenize(text) if (t := kiwi_token(m))]
         assert row == expected
         assert all(0 <= s < e <= len(text) for _, s, e in row)
 
@@ -179,18 +161,6 @@ def test_every_page_file_is_package_data():
 # --------------------------------------------------------------------------- in a real browser
 
 
-def _chromium() -> tuple[str, str]:
-    """Debian's chromium and chromedriver (make test installs them with apt-get); skip, or fail under CI=true."""
-    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if browser and driver:
-        return browser, driver
-    message = ("chromium and chromium-driver are not installed (apt-get install -y chromium chromium-driver; "
-               "make test does it where it can)")
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 def _serve(index_dir: Path, reranker: Path) -> tuple[subprocess.Popen, str]:
     """``koembed serve`` with a key and a reranker on 127.0.0.1 and a port the OS picks (read from uvicorn's log)."""
     env = {**os.environ, "KOEMBED_API_KEY": KEY}
@@ -220,7 +190,7 @@ def test_playground_in_headless_chromium(tmp_path, index_dir, tiny_cross_encoder
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    browser, chromedriver = _chromium()
+    browser, chromedriver = chromium()
     results_path = tmp_path / "results.json"
     bench = subprocess.Popen([str(Path(sys.executable).parent / "koembed"), "bench", "-r", "bm25-char", "-r",
                               "dense:static-ko", "--top-k", "1,3,10", "--out", str(results_path)],

@@ -55,11 +55,6 @@ def built(tmp_path_factory, tiny_model_dir, model, corpus) -> Path:
     return out
 
 
-def copy_index(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
-    return dst
-
-
 def test_bm25_dense_and_weighted_hybrid_equal_koembed(built, model, corpus, queries, exact, bm25):
     assert store_of(built) == "qdrant"
     with load_index(built, encoder=model) as idx:
@@ -109,7 +104,7 @@ def test_hybrid_is_rrf_of_the_two_qdrant_runs(built, model, queries, exact, bm25
 
 
 def test_add_then_delete(tmp_path, built, model, corpus):
-    index_dir = copy_index(built, tmp_path / "idx")
+    index_dir = shutil.copytree(built, tmp_path / "idx")
     manifest = add_documents(index_dir, ["pet-01"], [NEW_TEXT], encoder=model)
     assert manifest.counts["passages"] == 49 and manifest.pending is None
     with pytest.raises(DocumentIdError, match="already indexed"):
@@ -143,7 +138,7 @@ def test_add_then_delete(tmp_path, built, model, corpus):
 
 
 def test_sigkill_during_add_loses_nothing_and_is_undone(tmp_path, built, tiny_model_dir, model, queries, corpus):
-    index_dir = copy_index(built, tmp_path / "idx")
+    index_dir = shutil.copytree(built, tmp_path / "idx")
     docs = tmp_path / "many.jsonl"
     docs.write_text("".join(json.dumps({"id": f"new-{i}", "text": f"{NEW_TEXT} {i}번째 안내"}, ensure_ascii=False)
                             + "\n" for i in range(300)), encoding="utf-8")
@@ -171,7 +166,7 @@ def test_a_delete_killed_half_way_is_all_or_nothing_to_readers(tmp_path, built, 
     """Issue 21.10: a killed delete left some of its passages in the collection, and readers saw them."""
     from koembed.index.qdrant import delete_points, open_client, read_qdrant_manifest, write_qdrant_manifest
 
-    index_dir = copy_index(built, tmp_path / "idx")
+    index_dir = shutil.copytree(built, tmp_path / "idx")
     gone = list(corpus[0][:10])
     manifest = read_qdrant_manifest(index_dir)
     manifest.pending = {"op": "delete", "ids": gone}  # what delete_documents records before deleting...
@@ -201,7 +196,7 @@ def test_wrong_model_is_refused(tmp_path, built, corpus):
     with pytest.raises(ModelMismatchError, match="embeds the probe text differently"):
         load_index(built, encoder=other)
     with pytest.raises(ModelMismatchError):
-        add_documents(copy_index(built, tmp_path / "idx"), ["x-1"], ["새 글"], encoder=other)
+        add_documents(shutil.copytree(built, tmp_path / "idx"), ["x-1"], ["새 글"], encoder=other)
     wider = load_model(str(make_tiny_xlmr(tmp_path / "wide", hidden_size=48)))
     with pytest.raises(ModelMismatchError, match="48-dimensional"):
         load_index(built, encoder=wider)

@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 from koembed.cli import app
 from koembed.index import IndexStoreError, QdrantTarget, add_documents, build_index, index_info, load_index
 from tests.helpers import NEW_TEXT, QUIET
-from tests.test_qdrant import copy_index
 
 runner = CliRunner()
 
@@ -60,7 +59,7 @@ def live_points(index_dir: Path, **changes) -> int:
 def test_forged_pending_add_deletes_nothing(tmp_path, built, model):
     """Before: builds wrote the constant txn "build", so this pending add hid every passage from search and the
     next add deleted all 48."""
-    index_dir = copy_index(built, tmp_path / "idx")
+    index_dir = shutil.copytree(built, tmp_path / "idx")
     edit_manifest(index_dir, pending={"op": "add", "txn": "build"})
     refused(index_dir, "pending", "rebuild the index")
     with pytest.raises(IndexStoreError, match="pending"):
@@ -73,7 +72,7 @@ def test_forged_pending_add_deletes_nothing(tmp_path, built, model):
 
 
 def test_pending_add_of_another_change_removes_nothing(tmp_path, built, model):
-    index_dir = copy_index(built, tmp_path / "idx")
+    index_dir = shutil.copytree(built, tmp_path / "idx")
     add_documents(index_dir, ["pet-01", "pet-02"], [NEW_TEXT, NEW_TEXT + " 둘째"], encoder=model)
     with load_index(index_dir) as idx:
         txn = idx._client.retrieve("koembed", [idx_point("pet-01")], with_payload=["txn"])[0].payload["txn"]
@@ -105,14 +104,14 @@ def idx_point(doc_id: str) -> str:
     ("build_id", "build", "build_id"),
 ])
 def test_malformed_manifest_is_a_clean_error(tmp_path, built, key, value, match):
-    index_dir = copy_index(built, tmp_path / "idx")
+    index_dir = shutil.copytree(built, tmp_path / "idx")
     edit_manifest(index_dir, **{key: value})
     refused(index_dir, match)
 
 
 def test_avgdl_zero_never_reaches_an_add(tmp_path, built, model):
     """Before: ``avgdl: 0`` loaded, and the next add died with ZeroDivisionError."""
-    index_dir = copy_index(built, tmp_path / "idx")
+    index_dir = shutil.copytree(built, tmp_path / "idx")
     edit_manifest(index_dir, **{"bm25.avgdl": {"unigram": 0.0, "bigram": 2.0, "pair": 2.0, "char": 2.0}})
     with pytest.raises(IndexStoreError, match="bm25.avgdl"):
         add_documents(index_dir, ["pet-01"], [NEW_TEXT], encoder=model)
@@ -123,7 +122,7 @@ def test_manifest_pointed_at_another_index_is_refused(tmp_path, built, tiny_mode
     other = tmp_path / "q0"
     build_index(str(tiny_model_dir), corpus[0][:10], corpus[1][:10], other, target=QdrantTarget(), options=QUIET,
                 encoder=model)
-    index_dir = copy_index(built, tmp_path / "idx")
+    index_dir = shutil.copytree(built, tmp_path / "idx")
     edit_manifest(index_dir, local_path="../q0/qdrant")
     refused(index_dir, "belongs to another build", "not this index's collection")
 
@@ -149,7 +148,7 @@ def test_collection_rebuilt_under_the_same_name_from_another_model(tmp_path, bui
 def test_damaged_storage_is_a_clean_error(tmp_path, built, damage):
     """Before (local mode): a deleted collection gave ``passages: 200, points: 0`` and "no hits" with exit 0, a
     truncated storage.sqlite or garbage meta.json a traceback."""
-    index_dir = copy_index(built, tmp_path / "idx")
+    index_dir = shutil.copytree(built, tmp_path / "idx")
     collection = index_dir / "qdrant" / "koembed"
     if damage == "collection folder deleted":
         shutil.rmtree(collection)
@@ -185,7 +184,7 @@ def test_a_pickled_local_mode_storage_never_runs(tmp_path, built):
         db.execute("CREATE TABLE points (id TEXT, point BLOB)")
         db.execute("INSERT INTO points VALUES (?, ?)", ("x", payload))
     for version in (1, 2):  # an old (local mode) manifest, and a current one pointed at that folder
-        index_dir = copy_index(built, tmp_path / f"idx{version}")
+        index_dir = shutil.copytree(built, tmp_path / f"idx{version}")
         edit_manifest(index_dir, local_path=str(storage), format_version=version)
         refused(index_dir, "rebuild the index")
     assert not marker.exists()

@@ -19,59 +19,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from koembed import files
-from koembed.cli import app
 from koembed.encoding.job import encode_corpus
 from koembed.encoding.shards import read_embeddings
 from koembed.errors import EmbeddingStoreError, IndexStoreError, ModelLoadError
 from koembed.files import atomic_open, sha256_file, staged_folder
-from koembed.index import add_documents, build_index, delete_documents, load_index
+from koembed.index import add_documents, delete_documents, load_index
 from koembed.models import ModelSpec, load_model
-from tests.helpers import QUIET, ROOT
-
-NEW_DOCS = {"new-1": "반려묘 전용 사료의 새벽 배송은 주문 다음 날 오전 일곱 시 전에 도착합니다.",
-            "new-2": "도서관 좌석 예약은 하루 전 오후 여섯 시부터 모바일 앱에서 할 수 있습니다."}
-
-
-def cli(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def assert_clean_exit(result, *words: str) -> None:
-    """Exit 2 with an error message (no traceback) that holds every word."""
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    assert isinstance(result.exception, SystemExit), result.exception
-    output = " ".join(result.output.split())  # rich wraps long messages
-    assert "Traceback" not in output
-    for word in words:
-        assert word in output, output
+from tests.helpers import NEW_DOCS, QUIET, ROOT, assert_clean_exit, cli, edit_manifest
 
 
 @pytest.fixture(scope="module")
 def docs(sample) -> tuple[list[str], list[str]]:
     return list(sample.corpus), list(sample.corpus.values())
-
-
-@pytest.fixture(scope="module")
-def base_index(tmp_path_factory, tiny_model_dir, model, docs) -> Path:
-    out = tmp_path_factory.mktemp("base") / "idx"
-    build_index(str(tiny_model_dir), *docs, out, options=QUIET, encoder=model)
-    return out
-
-
-@pytest.fixture
-def index_dir(base_index, tmp_path) -> Path:
-    """A fresh copy of the base index, to damage."""
-    return Path(shutil.copytree(base_index, tmp_path / "idx"))
-
-
-def edit_manifest(folder: Path, change) -> None:
-    path = folder / "manifest.json"
-    manifest = json.loads(path.read_text(encoding="utf-8"))
-    change(manifest)
-    path.write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
 
 
 def reseal(index_dir: Path, name: str) -> None:

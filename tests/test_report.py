@@ -11,8 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from koembed.cli import app
-from tests.test_bench import read_run
-from tests.test_playground import _chromium, _kiwi, _kiwi_token
+from tests.helpers import chromium, kiwi_object, kiwi_token, read_run
 
 RETRIEVERS = ["bm25-phrase", "dense:static-ko"]
 
@@ -31,8 +30,8 @@ def bench_report(tmp_path_factory):
 def _expected(doc, sample):
     """Gold ranks, kinds and winners recomputed from the run files and Kiwi itself."""
     runs = {e["retriever"]: read_run(e["run"])[0] for e in doc["results"]}
-    kiwi = _kiwi()
-    tokens = lambda text: {t for t in map(_kiwi_token, kiwi.tokenize(text)) if t}  # noqa: E731
+    kiwi = kiwi_object()
+    tokens = lambda text: {t for t in map(kiwi_token, kiwi.tokenize(text)) if t}  # noqa: E731
     long_chars = 2 * statistics.median(len(q) for q in sample.queries.values())
     expected = {}
     for qid, query in sample.queries.items():
@@ -85,7 +84,7 @@ def test_report_page_shows_exactly_results_json_in_headless_chromium(bench_repor
     analysis = doc["analysis"]
     html = report.read_text(encoding="utf-8")
     assert re.findall(r"https?://", html) == []  # self-contained: nothing from another origin
-    browser, chromedriver = _chromium()
+    browser, chromedriver = chromium()
     options = webdriver.ChromeOptions()
     options.binary_location = browser
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",

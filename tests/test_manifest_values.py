@@ -13,15 +13,7 @@ import pytest
 from koembed.errors import IndexStoreError, SpecError
 from koembed.index import add_documents, load_index
 from koembed.lexical import LexicalConfig
-from tests.test_reliability import (  # noqa: F401 (fixtures)
-    NEW_DOCS,
-    assert_clean_exit,
-    base_index,
-    cli,
-    docs,
-    edit_manifest,
-    index_dir,
-)
+from tests.helpers import NEW_DOCS, assert_clean_exit, cli, edit_manifest
 
 MANIFEST_DAMAGE = {
     "counts.passages -5": (lambda m: m["counts"].update(passages=-5), "counts.passages"),
