@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine:
-#   make bench   - install into .venv, then benchmark phrase-aware BM25, BM25, the bundled static-ko and a fusion of
-#                  BM25 and static-ko on the bundled sample
+#   make bench   - install into .venv, then benchmark phrase-aware BM25 (MeCab-ko and Kiwi), BM25 and the bundled
+#                  static-ko on the bundled sample (README, docs/install.md)
 #   make test    - install into .venv (with test extras) and, where missing and root, chromium, chromium-driver and
 #                  fonts-nanum with apt-get (it prints what it installs and upgrades first; NO_APT=1 skips), lint
 #                  (ruff, mypy), then run the whole test suite
@@ -16,7 +16,7 @@ OUT ?= out
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# CPU build of torch (the pinned version); see README for the CUDA build.
+	# CPU build of torch (the pinned version); see docs/install.md for the CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test,scale,mteb,openvino]'
 	# Byte-compile the sources, as pip does for a regular install (an editable one does not): `koembed --help`

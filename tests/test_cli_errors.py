@@ -1,5 +1,5 @@
 """A newcomer's mistakes fail early and say what to do: a retriever typo before the data loads, the offline-hub
-download command the README uses."""
+download command docs/cli.md uses."""
 
 from __future__ import annotations
 

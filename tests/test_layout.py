@@ -1,4 +1,4 @@
-"""The package's rooms import one way: each room only from rooms below it (README, Layout), never in a circle."""
+"""The package's rooms import one way: each room only from rooms below it (docs/architecture.md, Layout), never in a circle."""
 
 from __future__ import annotations
 

@@ -119,7 +119,7 @@ def test_health_names_the_index_lexical_retriever_and_fusion(app_url):
     from koembed.lexical import PRESETS, LexicalConfig, lexical_config, lexical_spec
 
     health = httpx.get(f"{app_url}/health").json()
-    assert health["lexical"] == "bm25-phrase"  # an index's default lexical fields (README), not "Kiwi morphemes"
+    assert health["lexical"] == "bm25-phrase"  # an index's default lexical fields (docs/cli.md), not "Kiwi morphemes"
     assert health["analyzer"] == "kiwi"  # the index's analyzer (this one is built with Kiwi)
     assert health["fusion"] == {"fusion": "rrf", "weights": None, "rrf_k": 60}
     assert [lexical_spec(config) for config in PRESETS.values()] == list(PRESETS)

@@ -62,7 +62,7 @@ def bench(
     rerank_depth: RerankDepthOpt = 50,
     query_variants: Annotated[Optional[str], typer.Option(
         "--query-variants", help="Also score each retriever on seeded variants of the queries: " + ", ".join(KINDS)
-        + " (comma-separated; README 'Query variants'); one table and a 'variants' entry in --out.",
+        + " (comma-separated; docs/cli.md 'Query variants'); one table and a 'variants' entry in --out.",
         metavar="KIND,...")] = None,
     variant_seed: Annotated[int, typer.Option(help="Seed of --query-variants.", metavar="N")] = 0,
     user_dict: UserDictOpt = None,
