@@ -6,9 +6,9 @@
 
 ``--queries``: a JSON list of ``[id, text]`` (what ``bench/peers.py`` writes). ``--sets``: held-out sets from
 ``../shared``, indexed here with ``--model static-ko`` (the dense half is not searched). For each query both paths
-run back to back, alternating which goes first (``koembed.lexical.BM25Retriever.search`` with and without the
-index's ``top_candidates``): wall latency per path (p50, p90, p99, mean), how many queries got identical hits and
-scores, and the ratio of the medians. The queries' Kiwi analysis is in both paths' times.
+run back to back, alternating which goes first (``Index.bm25_retriever.search`` with ``prune=True`` and
+``prune=False``): wall latency per path (p50, p90, p99, mean), how many queries got identical hits and
+scores, and the ratio of the medians. The queries' analysis (the index's analyzer) is in both paths' times.
 """
 
 from __future__ import annotations
@@ -29,21 +29,18 @@ def measure(index_dir: Path, queries: list[str], k: int) -> dict[str, Any]:
 
     index = load_index(index_dir)
     index.search(queries[:1], k, mode="bm25")  # Kiwi's model and the stored fields' statistics
-    bm25 = index._bm25_part()
-    pruned = bm25._candidates
-    if pruned is None:
+    bm25 = index.bm25_retriever
+    if not bm25.prunes:
         raise SystemExit(f"{index_dir}: its lexical config does not prune (a normalization other than none)")
     times: dict[str, list[float]] = {"pruned": [], "every": []}
     same = 0
     for i, query in enumerate(queries):
         hits = {}
         for name in (("pruned", "every") if i % 2 else ("every", "pruned")):
-            bm25._candidates = pruned if name == "pruned" else None
             start = time.perf_counter()
-            hits[name] = bm25.search([query], k)
+            hits[name] = bm25.search([query], k, prune=name == "pruned")
             times[name].append(time.perf_counter() - start)
         same += hits["pruned"] == hits["every"]
-    bm25._candidates = pruned
 
     def stats(values: list[float]) -> dict[str, float]:
         ordered = sorted(values)

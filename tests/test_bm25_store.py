@@ -207,6 +207,8 @@ def test_pruned_top_k_is_the_top_k_of_scoring_every_passage(tmp_path, monkeypatc
     got = pruned.search(queries, k)
     assert len(calls) == len(queries)  # the pruned path ran, and gave exactly the same hits and scores
     assert got == every.search(queries, k)
+    assert pruned.prunes and not every.prunes
+    assert pruned.search(queries, k, prune=False) == got and len(calls) == len(queries)  # public switch: not pruned
     assert any(len(h) == min(k, len(live)) for h in got) and got[-1] == []
 
 

@@ -73,6 +73,9 @@ def test_flat_dense_equals_exact_dense_retriever(built, model, queries, exact):
 def test_bm25_mode_equals_bm25_retriever(built, model, queries, bm25):
     index = load_index(built("flat"), encoder=model)
     assert_same_ranking(index.search(queries, 10, mode="bm25"), bm25.search(queries, 10), tol=1e-6)
+    part = index.bm25_retriever  # the BM25 half the mode runs, public for benchmarks (bench/bm25_pruning.py)
+    assert part is index.bm25_retriever and part.prunes  # stored segments, normalization none: MaxScore
+    assert part.search(queries, 10, prune=False) == index.search(queries, 10, mode="bm25")
 
 
 def test_hybrid_equals_hybrid_retriever_over_same_two(built, model, queries, exact, bm25):

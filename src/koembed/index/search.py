@@ -181,6 +181,13 @@ class Index:
         """The analyzer the index was built with (and its user dictionary), loaded on first use."""
         return self._bm25_part().tokenizer
 
+    @property
+    def bm25_retriever(self) -> BM25Retriever:
+        """The index's BM25 half (what ``search(mode="bm25")`` runs), created on first use: for what the modes
+        do not expose, e.g. ``bm25_retriever.search(queries, k, prune=False)`` to time MaxScore against scoring
+        every passage (bench/bm25_pruning.py)."""
+        return self._bm25_part()
+
     def _bm25_part(self) -> BM25Retriever:
         if self._bm25 is None:
             config = LexicalConfig.from_dict(self.manifest.bm25)

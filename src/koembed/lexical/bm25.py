@@ -272,9 +272,18 @@ class BM25Retriever:
         combined = sum(w * normalized(s, self.config.normalization) for w, s in zip(weights, field_scores))
         return combined, (field_scores > 0).any(axis=0)
 
-    def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
+    @property
+    def prunes(self) -> bool:
+        """Whether :meth:`search` can prune (MaxScore over stored segments: given to :meth:`use_fields` with the
+        normalization ``none``); otherwise every passage sharing a query term is scored."""
+        return self._candidates is not None
+
+    def search(self, queries: Sequence[str], k: int, *, prune: bool = True) -> list[list[Hit]]:
         """Top-k passages sharing at least one term with the query, as a search engine returns them: a query
-        matching fewer than k passages gets fewer hits (none if no term matches)."""
+        matching fewer than k passages gets fewer hits (none if no term matches).
+
+        ``prune=False`` scores every passage even where the retriever :attr:`prunes`: the same hits and scores,
+        slower; it exists so that benchmarks and checks can compare the two paths on one loaded index."""
         import numpy as np
 
         if not self._indexes:
@@ -285,7 +294,9 @@ class BM25Retriever:
         for query, tokens in progress(zip(queries, self.analyse(queries)), total=len(queries), desc="BM25",
                                       unit="query", disable=not self.show_progress):
             terms = {f: field_tokens(f, tokens, query) for f in self.config.fields}
-            found = self._candidates(terms, weights, k) if self._candidates is not None and k > 0 else None
+            found = None
+            if prune and self._candidates is not None and k > 0:
+                found = self._candidates(terms, weights, k)
             if found is None:
                 combined, matched = self.combine(np.stack([self._indexes[f].scores(terms[f]) for f in terms]))
                 rows = matched.nonzero()[0]
