@@ -1,13 +1,14 @@
 """The ``koembed`` command line: thin wrappers over the library, no logic of their own.
 
 Every command is registered here, so this is the list of what the CLI offers; each lives in the module
-of its subject (:mod:`.evaluate`, :mod:`.tune`, :mod:`.train`, :mod:`.index`, :mod:`.serve`), and options shared by
+of its subject (:mod:`.evaluate`, :mod:`.tune`, :mod:`.train`, :mod:`.encode`, :mod:`.export`, :mod:`.index`,
+:mod:`.serve`), and options shared by
 several commands are declared once in :mod:`.common`.
 """
 
 import typer
 
-from koembed.cli import evaluate, index, serve, train, tune
+from koembed.cli import encode, evaluate, export, index, serve, train, tune
 
 # Plain click help (rich_markup_mode=None): rich's option tables cut option names and wrap help into a narrow
 # column at 80 characters; click's two-column list wraps the help under the option instead.
@@ -22,10 +23,11 @@ app.command()(train.train)
 app.command()(train.card)
 app.command()(train.distill)
 app.command()(train.mine)
-app.command("encode")(index.encode)
-app.command()(index.export)
+app.command("encode")(encode.encode)
+app.command()(export.export)
 
-index_app = typer.Typer(help="A persistent search index (FAISS folder or Qdrant collection, with Kiwi/BM25): "
+index_app = typer.Typer(help="A persistent search index (FAISS folder or Qdrant collection, with BM25 over "
+                        "MeCab-ko or Kiwi morphemes): "
                         "build, add, delete, optimize, info, export. Query it with koembed search.", no_args_is_help=True,
                         rich_markup_mode=None)
 index_app.command("build")(index.index_build)

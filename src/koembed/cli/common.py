@@ -191,6 +191,12 @@ UserDictOpt = Annotated[Optional[Path], typer.Option(
     "commands use the index's copy and refuse a different file.", metavar="FILE")]
 
 
+def check_engine(engine: str) -> None:
+    """``--engine`` is ``local`` or ``ray`` (encode, index build)."""
+    if engine not in ("local", "ray"):
+        raise typer.BadParameter(f"unknown engine {engine!r}: use local or ray", param_hint="--engine")
+
+
 def user_dict_of(path: Path | None) -> UserDict | None:
     """The parsed ``--user-dict`` file (a malformed line is a DataError naming it: exit 2)."""
     return UserDict.read(path) if path is not None else None

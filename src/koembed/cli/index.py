@@ -1,4 +1,4 @@
-"""``koembed encode``, ``export``, ``index build|add|delete|info``, ``search``: from passages to a searchable index."""
+"""``koembed index build|add|delete|optimize|info|export`` and ``search``: from passages to a searchable index."""
 
 from __future__ import annotations
 
@@ -15,15 +15,13 @@ from koembed.cli.common import (
     AnalyzerOpt,
     ApiKeyOpt,
     BatchSizeOpt,
-    EngineOpt,
     IndexDirOpt,
-    ModelOpt,
     QuietOpt,
     RayAddressOpt,
     RerankDepthOpt,
     UserDictOpt,
     WorkersOpt,
-    check_output,
+    check_engine,
     console,
     encode_options,
     err_console,
@@ -34,9 +32,7 @@ from koembed.cli.common import (
     with_qdrant_options,
 )
 from koembed.data import load_documents
-from koembed.encoding.job import encode_corpus
-from koembed.encoding.ray_engine import RayOptions, encode_corpus_ray, tokenize_ray
-from koembed.encoding.shards import parse_shard
+from koembed.encoding.ray_engine import RayOptions, tokenize_ray
 from koembed.index import (
     IndexParams,
     QdrantTarget,
@@ -54,7 +50,6 @@ from koembed.index import (
 from koembed.index.summary import index_summary
 from koembed.lexical import DEFAULT_SPEC, lexical_with_analyzer
 from koembed.models import ModelSpec, RunSettings
-from koembed.models.export import export_model
 from koembed.models.reranker import load_reranker
 from koembed.ranking import hit_rows
 from koembed.retrieval.rerank import search_then_rerank
@@ -74,78 +69,9 @@ def _target(store: str, path: Optional[Path], url: Optional[str], api_key: Optio
                         shards=shards, replicas=replicas, quantization=quantization, on_disk=on_disk)
 
 
-def _check_engine(engine: str) -> None:
-    if engine not in ("local", "ray"):
-        raise typer.BadParameter(f"unknown engine {engine!r}: use local or ray", param_hint="--engine")
-
-
 def _built(out: Path, manifest) -> str:
     where = f"qdrant {manifest.where}" if getattr(manifest, "store", "faiss") == "qdrant" else manifest.kind
     return f"index: {out} ({manifest.counts['passages']} passages, {where}, {manifest.dimension} dimensions)"
-
-
-@exits_on_error()
-@with_model_options("model", "precision", "backend", "device", "passage_prompt", precision="auto",
-                    backend="auto")
-def encode(
-    model: ModelSpec,
-    corpus: Annotated[str, typer.Option(help="Passages: a .jsonl/.parquet/.csv id/text file or any retrieval "
-                                        "set, whose corpus is used.", metavar="DOCS")],
-    out: Annotated[Path, typer.Option(help="Output folder; shard i of n goes to OUT/shard-i-of-n/.", metavar="DIR")],
-    shard: Annotated[str, typer.Option(help="i/n: encode shard i (from 0) of n contiguous shards.",
-                                       metavar="I/N")] = "0/1",
-    dtype: Annotated[str, typer.Option(help="Stored vectors: float32 or float16 (half the disk).",
-                                       metavar="float32|float16")] = "float32",
-    chunk_size: Annotated[int, typer.Option(min=1, help="Passages per chunk file (the unit of resuming).",
-                                            metavar="N")] = 4096,
-    batch_size: BatchSizeOpt = 32,
-    max_batch_tokens: Annotated[Optional[int], typer.Option(
-        min=1, help="Batch by a token budget instead of --batch-size: many short texts or few long ones per "
-        "batch (padded size x longest <= budget).", metavar="N")] = None,
-    engine: EngineOpt = "local",
-    address: RayAddressOpt = None,
-    workers: WorkersOpt = 1,
-    gpus_per_worker: Annotated[float, typer.Option(min=0, help="ray: GPUs per actor (1: one model per GPU).",
-                                                   metavar="X")] = 0,
-    quiet: QuietOpt = False,
-) -> None:
-    """Encode a corpus (or one shard of it) to embedding files; rerun the same command to resume."""
-    quiet_libraries()
-    _check_engine(engine)
-    check_output(out, "--out", folder=True)
-    docs = load_documents(corpus)
-    options = encode_options(batch_size, quiet, max_batch_tokens)
-    settings = {"shard": parse_shard(shard), "dtype": dtype, "chunk_size": chunk_size, "options": options}
-    if engine == "ray":
-        report = encode_corpus_ray(model, list(docs), list(docs.values()), out, **settings,
-                                   ray_options=RayOptions(address, workers, gpus_per_worker=gpus_per_worker))
-    else:
-        report = encode_corpus(model, list(docs), list(docs.values()), out, **settings)
-    info = report.manifest
-    console.print(f"embeddings: {report.shard_dir} (passages {info['shard']['start']}..{info['shard']['stop'] - 1}, "
-                  f"{info['dimension']} dimensions, {info['precision']}, {info['dtype']}; chunks encoded "
-                  f"{report.encoded}, reused {report.skipped})", highlight=False)
-
-
-@exits_on_error()
-def export(
-    model: ModelOpt,
-    out: Annotated[Path, typer.Option(help="New (or empty) folder for the exported copy.", metavar="DIR")],
-    backend: Annotated[str, typer.Option(help="onnx (fp32 graph) or onnx-int8 (int8 MatMul weights, per "
-                                         "channel; 1.6x (MiniLM) to 4x (bge-m3 size) torch fp32's speed on a "
-                                         "VNNI CPU); model2vec for a static model (runs with numpy alone).",
-                                         metavar="BACKEND")
-                       ] = "onnx-int8",
-    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")] = False,
-) -> None:
-    """Export a model to ONNX (optionally int8) for onnxruntime, or a static model to model2vec; use the folder as
-    any model (--model DIR)."""
-    quiet_libraries()
-    report = export_model(model, out, backend=backend, overwrite=overwrite)
-    check = report["check"]
-    console.print(f"export: {report['out']} ({report['backend']}, {report['megabytes']} MB); cosine to the fp32 "
-                  f"torch model on {check['texts']} sample texts: mean {check['cosine_mean']:.4f}, "
-                  f"min {check['cosine_min']:.4f}", highlight=False)
 
 
 @exits_on_error()
@@ -185,7 +111,7 @@ def index_build(
     """Embed (or take stored embeddings of) and tokenise a corpus into a new index (FAISS folder or Qdrant). The
     query and passage prompts used are recorded in the index: searches embed queries with its query prompt."""
     quiet_libraries()
-    _check_engine(engine)
+    check_engine(engine)
     target = _target(**qdrant)
     if target is not None and fusion is not None and fusion.strip() != "rrf":
         raise typer.BadParameter("a Qdrant index fuses with Qdrant's own RRF or DBSF (or koembed's weighted "
