@@ -302,7 +302,7 @@ def test_manifest_counts_and_checksums(built, tiny_model_dir):
     assert manifest["counts"] == {"passages": 48, "deleted": 0, "tombstones": 0}
     assert manifest["dimension"] == 32 and manifest["normalized_by"] == "model" and manifest["kind"] == "flat"
     assert manifest["model"]["name"] == str(tiny_model_dir) and manifest["model"]["local"] is True
-    assert manifest["format_version"] == 1 and manifest["koembed_version"] and manifest["created"]
+    assert manifest["format_version"] == 2 and manifest["koembed_version"] and manifest["created"]
     folder = path / manifest["version_dir"]
     assert sorted(p.name for p in folder.iterdir()) == sorted(manifest["files"])
     for name, digest in manifest["files"].items():

@@ -159,6 +159,7 @@ def test_an_index_written_before_analyzers_were_recorded_reads_as_kiwi(tmp_path)
         del manifest["bm25"][key]
     manifest["bm25"]["tokenizer"] = "kiwi content morphemes (koembed.lexical.KiwiTokenizer)"
     manifest["bm25"]["kiwipiepy_version"] = "0.24.1"  # as koembed wrote it then
+    manifest["format_version"] = 1  # (format 2 always records the analyzer: docs/INDEX_FORMAT.md)
     path.write_text(json.dumps(manifest), encoding="utf-8")
     index = load_index(out)
     assert index.analyzer.name == "kiwi"

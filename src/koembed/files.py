@@ -238,15 +238,21 @@ def remove_staged(folder: Path) -> None:
 
 
 def read_manifest(path: Path, error: type[KoembedError], *, format: str | None, version: int,
-                  remedy: str) -> dict[str, Any]:
-    """A manifest as a dict, checked to be a JSON object of ``format`` (None: no format field) and ``version``."""
+                  remedy: str, older: Collection[int] = (), version_remedy: str | None = None) -> dict[str, Any]:
+    """A manifest as a dict, checked to be a JSON object of ``format`` (None: no format field) and ``version``
+    or one of the ``older`` versions the caller still reads. Any other ``format_version`` (newer, unknown, not an
+    integer) is ``error`` with ``version_remedy`` (default ``remedy``)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise error(f"{path}: unreadable manifest ({exc}); {remedy}") from exc
     if not isinstance(data, dict) or (format is not None and data.get("format") != format):
         raise error(f"{path}: not a {format or 'koembed'} manifest; {remedy}")
-    if data.get("format_version") != version:
-        raise error(f"{path}: format version {data.get('format_version')!r} is not supported by this koembed "
-                    f"(it reads version {version}); {remedy}")
+    found = data.get("format_version")
+    readable = sorted({version, *older})
+    if type(found) is not int or found not in readable:
+        reads = f"version {version}" if len(readable) == 1 else f"versions {', '.join(map(str, readable))}"
+        newer = " (written by a newer koembed)" if type(found) is int and found > version else ""
+        raise error(f"{path}: format version {found!r}{newer} is not supported by this koembed (it reads {reads}); "
+                    f"{version_remedy or remedy}")
     return data

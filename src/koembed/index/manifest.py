@@ -1,5 +1,6 @@
 """``manifest.json`` of an index folder: what it holds, and which version folder is current.
 
+docs/INDEX_FORMAT.md describes every file and field, and the format versions (:data:`FORMAT_VERSION`).
 Layout of an index folder::
 
     manifest.json      the current version: model, dimension, kind and parameters, counts, sha256 of each file
@@ -34,7 +35,13 @@ from koembed.lexical import DEFAULT as DEFAULT_LEXICAL
 from koembed.lexical import DEFAULT_ANALYZER, LexicalConfig, UserDict, lexical_spec
 from koembed.ranking import FUSIONS, RRF_K
 
-FORMAT_VERSION = 1
+# The format of an index folder (docs/INDEX_FORMAT.md, "Format versions"): bumped on every change of what an index
+# holds. 1: everything koembed wrote before versions were kept (its variants told apart by the fields present);
+# 2: the same files, bm25.analyzer always recorded. New indexes write FORMAT_VERSION; an update keeps the version
+# the index has (it writes only files and fields that version has); a reader takes OLDER_FORMATS too.
+FORMAT_VERSION = 2
+OLDER_FORMATS = (1,)
+VERSION_REMEDY = "rebuild the index: rebuild with `koembed index build ...` from its passages"
 KINDS = ("flat", "hnsw", "ivf")
 MANIFEST = "manifest.json"
 DENSE_FILE, PASSAGES_FILE, TOMBSTONES_FILE = "dense.faiss", "passages.jsonl", "tombstones.json"
@@ -219,14 +226,23 @@ def _check_numbers(data: Mapping[str, Any], path: Path) -> None:
                               f"numbers, one positive); {REMEDY}")
 
 
+def check_analyzer_recorded(data: Mapping[str, Any], path: Path, since: int = 2) -> None:
+    """A manifest of format ``since`` or later records its analyzer (only format 1 may leave it out: Kiwi)."""
+    if data["format_version"] >= since and "analyzer" not in (data.get("bm25") or {}):
+        raise IndexStoreError(f"{path}: format version {data['format_version']} records bm25.analyzer, and this "
+                              f"manifest lacks it; {REMEDY}")
+
+
 def read_manifest(index_dir: Path) -> Manifest:
     """The index's manifest, checked to be one this koembed reads: ``version_dir`` is a version folder inside
     ``index_dir`` and ``files`` lists exactly the files of a version (so every one of them is verified)."""
     path = index_dir / MANIFEST
     if not path.is_file():
         raise IndexStoreError(f"{index_dir}: no {MANIFEST}; not a koembed index (build one with koembed index build)")
-    data = read_json_manifest(path, IndexStoreError, format=None, version=FORMAT_VERSION, remedy=REMEDY)
+    data = read_json_manifest(path, IndexStoreError, format=None, version=FORMAT_VERSION, remedy=REMEDY,
+                              older=OLDER_FORMATS, version_remedy=VERSION_REMEDY)
     manifest = Manifest.from_dict(data, path)
+    check_analyzer_recorded(data, path)
     if not VERSION_RE.match(manifest.version_dir):
         raise IndexStoreError(f"{path}: version_dir: {manifest.version_dir!r} is not a version folder name such as "
                               f"v000001; {REMEDY}")

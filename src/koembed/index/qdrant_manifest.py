@@ -28,12 +28,16 @@ from koembed.errors import IndexStoreError
 from koembed.files import read_manifest as read_json_manifest
 from koembed.files import write_json
 from koembed.index.analysis import bm25_analysis
-from koembed.index.manifest import MANIFEST, IndexManifest, now
+from koembed.index.manifest import MANIFEST, VERSION_REMEDY, IndexManifest, check_analyzer_recorded, now
 from koembed.index.qdrant_sparse import TERM_ID_SCHEME, Field, fields_of
 from koembed.lexical import LexicalConfig, UserDict
 from koembed.version import __version__
 
-FORMAT_VERSION = 2  # 2: the embedded Rust engine, bound by build id (1: qdrant-client's local mode: rebuild)
+# docs/INDEX_FORMAT.md, "Format versions". 3: bm25.analyzer always recorded; 2: the embedded Rust engine, bound by
+# build id (written before versions were kept: the analyzer may be absent, then Kiwi); 1: qdrant-client's local
+# mode, unreadable (rebuild). An update keeps the version the index has; a reader takes OLDER_FORMATS too.
+FORMAT_VERSION = 3
+OLDER_FORMATS = (2,)
 STORE = "qdrant"
 TXN = re.compile(r"[0-9a-f]{32}")  # uuid4().hex: a build's id and every add's transaction
 BUILD_KEY, MODEL_KEY = "koembed_build", "koembed_model"
@@ -110,7 +114,10 @@ def bm25_record(config: LexicalConfig, avgdl: dict[str, float], user_dict: UserD
 def read_qdrant_manifest(index_dir: Path) -> QdrantManifest:
     """The manifest, every field checked (module docstring)."""
     path = index_dir / MANIFEST
-    data = read_json_manifest(path, IndexStoreError, format=None, version=FORMAT_VERSION, remedy="rebuild the index")
+    data = read_json_manifest(path, IndexStoreError, format=None, version=FORMAT_VERSION, remedy="rebuild the index",
+                              older=OLDER_FORMATS, version_remedy=VERSION_REMEDY)
+    if isinstance(data.get("bm25"), dict):
+        check_analyzer_recorded(data, path, since=3)
     names = set(QdrantManifest.__dataclass_fields__)
     missing = sorted(n for n in names if n not in data and n not in ("m3", "engine"))
     if missing or data.get("store") != STORE:
