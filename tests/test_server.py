@@ -309,7 +309,7 @@ def test_api_key_guards_everything_but_health(url):
         "status": "ok", "model": "koembed-tiny", "dimension": 32, "max_input_tokens": MAX_TOKENS,
         "index_loaded": True, "index_passages": 48, "batching": True, "queue_size": 0, "queued_requests": 0,
         "queued_tokens": 0, "max_queue_tokens": ServerLimits().max_queue_tokens,
-        "reranker": None, "rerank_depth": None, "lexical": "bm25-phrase", "search_mode": "bm25",
+        "reranker": None, "rerank_depth": None, "lexical": "bm25-phrase", "analyzer": "mecab", "search_mode": "bm25",
         "fusion": {"fusion": "rrf", "rrf_k": 60, "weights": None}}
 
 
