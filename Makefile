@@ -49,8 +49,9 @@ browser:
 	else echo "chromium/chromium-driver missing and apt-get unavailable, not root or NO_APT set: the browser test" \
 		"will skip (and fail under CI=true)"; fi
 
-# Lint before the tests (seconds): ruff (pyflakes, import order) on the whole tree, mypy on the public API and the
-# index and retrieval packages (pyproject.toml [tool.mypy]).
+# Lint before the tests (seconds): ruff (pyflakes, import order, bugbear, pyupgrade, simplify, RUF, pylint's; the rules
+# in pyproject.toml [tool.ruff.lint]) on the whole tree, mypy on the public API and the index and retrieval packages
+# (pyproject.toml [tool.mypy]).
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy

@@ -29,7 +29,7 @@ def require_columns(path: Path, columns: list[str], required: list[str]) -> None
 
 
 def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and value != value)
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _unicode(path: str | Path, row: int, name: str, value: str) -> str:
