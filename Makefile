@@ -51,7 +51,7 @@ browser:
 
 # Lint before the tests (seconds): ruff (pyflakes, import order, bugbear, pyupgrade, simplify, RUF, pylint's; the rules
 # in pyproject.toml [tool.ruff.lint]) on the whole tree, mypy on the public API and the index and retrieval packages
-# (pyproject.toml [tool.mypy]).
+# (pyproject.toml [tool.mypy] lists them: also data, encoding and evaluation).
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy

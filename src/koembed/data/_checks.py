@@ -78,7 +78,8 @@ def _type_name(value: Any) -> str:
         return "a boolean"
     if isinstance(value, numbers.Number):
         return f"a number ({value!r})"
-    return {dict: "an object", list: "a list"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {dict: "an object", list: "a list"}
+    return names.get(type(value), type(value).__name__)
 
 
 def add_unique(path: str | Path, row: int, name: str, key: str, value: str, into: dict[str, str]) -> None:
