@@ -4,6 +4,8 @@
 #   make test    - install into .venv (with test extras) and, where missing and root, chromium, chromium-driver and
 #                  fonts-nanum with apt-get (it prints what it installs and upgrades first; NO_APT=1 skips), lint
 #                  (ruff, mypy), then run the whole test suite
+#   make test-quick - install and lint as make test does, then only the tests not marked slow (`-m 'not slow'`,
+#                  aim: under 3 minutes); no apt-get, no browser (the browser tests are all marked slow)
 #   make peers   - (benchmark only) make nori, Java + the Anserini jar, then koembed vs Lucene BM25 (nori and CJK
 #                  bigrams) side by side (bench/peers.py)
 #   make nori    - (benchmark only) Debian's Lucene 8 (liblucene8-java) and JDK, bench/nori/NoriBench.java compiled
@@ -11,7 +13,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= out
 
-.PHONY: install browser bench lint test finetune-demo static-ko peers nori clean
+.PHONY: install browser bench lint test test-quick finetune-demo static-ko peers nori clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -47,14 +49,20 @@ browser:
 	else echo "chromium/chromium-driver missing and apt-get unavailable, not root or NO_APT set: the browser test" \
 		"will skip (and fail under CI=true)"; fi
 
-# Lint before the tests (seconds): ruff (pyflakes, import order) on the whole tree, mypy on the public API and the
-# index and retrieval packages (pyproject.toml [tool.mypy]).
+# Lint before the tests (seconds): ruff (pyflakes, import order, bugbear, pyupgrade, simplify, RUF, pylint's; the rules
+# in pyproject.toml [tool.ruff.lint]) on the whole tree, mypy on the public API and the index and retrieval packages
+# (pyproject.toml [tool.mypy] lists them: also data, encoding and evaluation).
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
 test: install lint browser
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+# The quick loop: what `make test` runs but the tests marked slow (real models, ../shared/data, the headless browser),
+# so no browser step and no apt-get.
+test-quick: install lint
+	$(PY) -m pytest -ra -m 'not slow' $(PYTEST_ARGS)
 
 # Main job, part two: train a static model on all shared pairs that are not held out and fine-tune the bundled
 # MiniLM on Korean pairs (needs ../shared/data); before/after tables.

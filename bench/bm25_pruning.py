@@ -44,7 +44,7 @@ def measure(index_dir: Path, queries: list[str], k: int) -> dict[str, Any]:
 
     def stats(values: list[float]) -> dict[str, float]:
         ordered = sorted(values)
-        at = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e3  # noqa: E731
+        at = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e3
         return {"p50_ms": round(at(0.5), 2), "p90_ms": round(at(0.9), 2), "p99_ms": round(at(0.99), 2),
                 "mean_ms": round(statistics.fmean(values) * 1e3, 2)}
 

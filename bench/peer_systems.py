@@ -191,7 +191,7 @@ class Lucene:
     def write_corpus(self, docs: list[tuple[str, str]], folder: Path) -> Path:
         """Anserini's JsonCollection: ``{"id", "contents"}`` lines, one file per indexing thread."""
         folder.mkdir(parents=True, exist_ok=True)
-        files = [open(folder / f"part{i}.jsonl", "w", encoding="utf-8") for i in range(self.threads)]
+        files = [open(folder / f"part{i}.jsonl", "w", encoding="utf-8") for i in range(self.threads)]  # noqa: SIM115
         for i, (doc_id, text) in enumerate(docs):
             files[i % self.threads].write(json.dumps({"id": doc_id, "contents": text}, ensure_ascii=False) + "\n")
         for f in files:

@@ -29,6 +29,7 @@ blake2b-32 id (within morphemes; over all fields, which share one sparse vector)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import shutil
@@ -58,10 +59,8 @@ class PeakRss:
         while not self._stop.is_set():
             total = 0
             for proc in [self.me, *(self.me.children(recursive=True) if self.children else [])]:
-                try:
+                with contextlib.suppress(psutil.Error):
                     total += proc.memory_info().rss
-                except psutil.Error:
-                    pass
             self.peak = max(self.peak, total)
             self._stop.wait(0.2)
 

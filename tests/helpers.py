@@ -329,7 +329,8 @@ def serving_cli(*args: str, timeout: float = 90) -> Iterator[str]:
     with socket.socket() as sock:  # a free port (released just before the server binds it)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a full pipe would block the server's logging
+    # a file, not a pipe: a full pipe would block the server's logging (closed with the server, below)
+    log = tempfile.TemporaryFile("w+")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "koembed.cli", "serve", *args, "--port", str(port)], stdout=log,
                             stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
@@ -392,7 +393,7 @@ def read_run(path):
             hits[row["qid"]].append(row)
     for rows in hits.values():
         assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
-        assert all(a["score"] >= b["score"] for a, b in zip(rows, rows[1:]))
+        assert all(a["score"] >= b["score"] for a, b in itertools.pairwise(rows))
     return {qid: [r["docid"] for r in rows] for qid, rows in hits.items()}, hits
 
 

@@ -3,6 +3,7 @@ deletes and merges; what an add writes; damaged segments; config errors."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import shutil
@@ -37,7 +38,7 @@ def test_segments_score_bit_for_bit_as_bm25s_on_the_live_passages(tmp_path, k1, 
     tokens, texts = _docs(120, seed=3)
     pids = list(range(0, 240, 2))
     cuts = [0, 50, 51, 120]  # three segments, one of a single passage
-    for i, (a, z) in enumerate(zip(cuts, cuts[1:])):
+    for i, (a, z) in enumerate(itertools.pairwise(cuts)):
         write_segment(tmp_path, f"s{i + 1:06d}", pids[a:z], tokens[a:z], texts[a:z], FIELDS)
     live = [r for r in range(120) if r % 7 != 3]  # some passages deleted
     stored = StoredFields(tmp_path, ["s000001", "s000002", "s000003"], FIELDS, [pids[r] for r in live], k1, b)

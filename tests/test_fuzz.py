@@ -159,7 +159,7 @@ def test_fuzzed_requests_never_get_a_5xx_and_memory_stays_flat(model, index, sam
         rss_after = process.memory_info().rss
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as client:
             assert client.get("/health").json()["status"] == "ok"
-            text = list(sample.queries.values())[0]
+            text = next(iter(sample.queries.values()))
             row = client.post("/v1/embeddings", json={"input": text}).json()["data"][0]["embedding"]
             np.testing.assert_allclose(row, encode(model, [text], show_progress=False, max_seq_length=64)[0],
                                        atol=1e-5)

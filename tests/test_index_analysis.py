@@ -86,7 +86,7 @@ def test_add_analyses_with_the_index_copy_and_search_uses_it(with_dict, tmp_path
     assert _cli("index", "add", "--index", index, "--docs", new, "--user-dict", dict_file, "-q").exit_code == 0
     stored = [json.loads(line) for line in (index / json.loads((index / "manifest.json").read_text())["version_dir"]
                                             ).glob("passages*.jsonl") for line in line.read_text().splitlines()]
-    assert [r["tokens"] for r in stored if r["id"] == "d5"][0][0] == f"{WORD}/N"  # analysed with the dictionary
+    assert next(r["tokens"] for r in stored if r["id"] == "d5")[0] == f"{WORD}/N"  # analysed with the dictionary
     assert _top(index, f"{WORD} 계좌")[0] == "d5"
 
 

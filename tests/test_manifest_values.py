@@ -34,7 +34,7 @@ MANIFEST_DAMAGE = {
 
 
 @pytest.mark.parametrize("case", MANIFEST_DAMAGE)
-def test_impossible_manifest_numbers_and_unknown_keys_are_refused(index_dir, model, case):  # noqa: F811
+def test_impossible_manifest_numbers_and_unknown_keys_are_refused(index_dir, model, case):
     change, words = MANIFEST_DAMAGE[case]
     edit_manifest(index_dir, change)
     with pytest.raises(IndexStoreError, match="manifest.json"):
@@ -44,7 +44,7 @@ def test_impossible_manifest_numbers_and_unknown_keys_are_refused(index_dir, mod
     assert_clean_exit(cli("index", "info", "--index", index_dir), "manifest.json", words)
 
 
-def test_the_manifest_as_built_still_loads(index_dir, model):  # noqa: F811
+def test_the_manifest_as_built_still_loads(index_dir, model):
     assert load_index(index_dir, encoder=model).search(["서울"], 3, mode="hybrid")[0]
 
 

@@ -218,9 +218,8 @@ def test_refusals_name_the_problem(tmp_path, built, model, corpus):
                     options=QUIET)
     assert "has a collection" not in str(err.value)  # issue 21.9: not "collection 'koembed' already has a collection"
     assert not (tmp_path / "b").exists()
-    with load_index(tmp_path / "a", encoder=model):
-        with pytest.raises(IndexStoreError, match="open in another process"):
-            load_index(tmp_path / "a")  # local mode: one client per storage folder (here: a second one)
+    with load_index(tmp_path / "a", encoder=model), pytest.raises(IndexStoreError, match="open in another process"):
+        load_index(tmp_path / "a")  # local mode: one client per storage folder (here: a second one)
 
 
 @pytest.mark.slow

@@ -138,10 +138,9 @@ def test_a_local_ray_runs_in_a_folder_of_its_own_removed_after_and_after_a_kill(
         assert not stale.exists() and live.is_dir()
     assert calls[-1] == "shutdown" and not temp.exists()
     calls.clear()
-    with pytest.raises(RuntimeError):
-        with ray_engine.ray_session(None):
-            temp = Path(calls[0]["_temp_dir"])
-            raise RuntimeError("a failed encode")
+    with pytest.raises(RuntimeError), ray_engine.ray_session(None):
+        temp = Path(calls[0]["_temp_dir"])
+        raise RuntimeError("a failed encode")
     assert calls[-1] == "shutdown" and not temp.exists()
     calls.clear()
     with ray_engine.ray_session("auto"):

@@ -180,7 +180,7 @@ def test_a_malformed_row_of_the_same_size_is_an_error_when_a_search_reads_it(ind
     rewrite_row_in_place(index_dir, 1, raw)
     index = load_index(index_dir, encoder=model)  # sizes match: the load reads no row
     with pytest.raises(IndexStoreError, match=words):
-        index.doc_ids
+        _ = index.doc_ids
     with pytest.raises(IndexStoreError, match=words):
         load_index(index_dir, encoder=model, verify=True)
 

@@ -31,7 +31,7 @@ def _expected(doc, sample):
     """Gold ranks, kinds and winners recomputed from the run files and Kiwi itself."""
     runs = {e["retriever"]: read_run(e["run"])[0] for e in doc["results"]}
     kiwi = kiwi_object()
-    tokens = lambda text: {t for t in map(kiwi_token, kiwi.tokenize(text)) if t}  # noqa: E731
+    tokens = lambda text: {t for t in map(kiwi_token, kiwi.tokenize(text)) if t}
     long_chars = 2 * statistics.median(len(q) for q in sample.queries.values())
     expected = {}
     for qid, query in sample.queries.items():

@@ -28,7 +28,7 @@ _API = {
     "build_index": "koembed.index", "load_index": "koembed.index", "load_config": "koembed.training",
     "train": "koembed.training",
 }
-__all__ = ["__version__", *_API]
+__all__ = ["__version__", *_API]  # noqa: PLE0604 - _API's keys are the names
 __getattr__, __dir__ = lazy_exports(__name__, _API)
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, Optional
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -26,11 +26,11 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Hub id, local folder, 'static-ko' (the bundled "
                                        "Korean static model) or 'minilm'.", metavar="MODEL")]
-DataOpt = Annotated[Optional[str], typer.Option(
+DataOpt = Annotated[str | None, typer.Option(
     "--data", "-d", help="Retrieval set: AutoRAG folder (qa.parquet + corpus.parquet), BEIR folder "
     "(corpus.jsonl, queries.jsonl, qrels/), or SQuAD/KorQuAD .json. Default: the bundled Korean sample.",
     metavar="DATA")]
-SplitOpt = Annotated[Optional[str], typer.Option(
+SplitOpt = Annotated[str | None, typer.Option(
     help="BEIR: qrels split (default test). KorQuAD/SQuAD: all (default), train or test, by article title.",
     metavar="SPLIT")]
 PrecisionOpt = Annotated[str, typer.Option(
@@ -44,10 +44,10 @@ BackendOpt = Annotated[str, typer.Option(
     "once into ~/.cache/koembed ($KOEMBED_CACHE_DIR). A koembed export folder runs as the backend it was "
     "exported for. Default: auto where speed matters (encode, index build, serve), torch for bench and eval.",
     metavar="BACKEND")]
-DeviceOpt = Annotated[Optional[str], typer.Option(help="torch device (default: auto).", metavar="DEVICE")]
+DeviceOpt = Annotated[str | None, typer.Option(help="torch device (default: auto).", metavar="DEVICE")]
 BatchSizeOpt = Annotated[int, typer.Option(min=1, help="Encoding batch size (dense models).", metavar="N")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
-RetrieversOpt = Annotated[Optional[list[str]], typer.Option(
+RetrieversOpt = Annotated[list[str] | None, typer.Option(
     "--retriever", "-r", help="Retriever spec, repeatable: bm25, bm25-char, bm25-phrase (morphemes + morpheme "
     "bigrams and pairs + character bigrams, weighted), bm25-fields:FIELD=W,...[@z]; a lexical spec's analyzer is "
     "MeCab-ko unless @kiwi follows it (bm25-phrase@kiwi, bm25-fields:unigram=1@z,kiwi), dense:<model> (hub id, folder, "
@@ -56,13 +56,13 @@ RetrieversOpt = Annotated[Optional[list[str]], typer.Option(
     "m3-sparse:<model>, m3-colbert:<model>, m3[@d,s,c]:<model> (BGE-M3's outputs), rerank:<cross-encoder>@<spec> "
     "(rescore the first stage's top --rerank-depth). Default: "
     "bm25, bm25-phrase, dense:static-ko and the tuned fusion of bm25 and static-ko.", metavar="SPEC")]
-CacheDirOpt = Annotated[Optional[Path], typer.Option(
+CacheDirOpt = Annotated[Path | None, typer.Option(
     help="Store dense corpus embeddings here and reuse them in later runs (per model, precision and corpus); an "
     "interrupted encoding resumes.", metavar="DIR")]
-QueryPromptOpt = Annotated[Optional[str], typer.Option(
+QueryPromptOpt = Annotated[str | None, typer.Option(
     help="Text put before every query (e5: 'query: '). Default: the model's own 'query' prompt from its "
     "config_sentence_transformers.json, if any; '' for none.", metavar="TEXT")]
-PassagePromptOpt = Annotated[Optional[str], typer.Option(
+PassagePromptOpt = Annotated[str | None, typer.Option(
     help="Text put before every passage (e5: 'passage: '). Default: the model's own document/passage prompt, if "
     "any; '' for none.", metavar="TEXT")]
 RerankDepthOpt = Annotated[int, typer.Option(min=1, help="First-stage hits a cross-encoder rescores (rerank).",
@@ -72,13 +72,13 @@ IndexDirOpt = Annotated[Path, typer.Option("--index", "-i", help="Index folder (
 StoreOpt = Annotated[str, typer.Option(help="faiss (a folder: the fastest on one machine) or qdrant (a collection: "
                                        "Qdrant's engine embedded, in --path, or a server with --url).",
                                        metavar="faiss|qdrant")]
-QdrantPathOpt = Annotated[Optional[Path], typer.Option(
+QdrantPathOpt = Annotated[Path | None, typer.Option(
     "--path", help="qdrant: the embedded engine's storage folder (default: qdrant/ inside the index folder).",
     metavar="DIR")]
-QdrantUrlOpt = Annotated[Optional[str], typer.Option(
+QdrantUrlOpt = Annotated[str | None, typer.Option(
     "--url", help="qdrant: a Qdrant server or cluster, e.g. http://HOST:6333 (instead of the embedded engine).",
     metavar="URL")]
-ApiKeyOpt = Annotated[Optional[str], typer.Option(
+ApiKeyOpt = Annotated[str | None, typer.Option(
     "--api-key", envvar="QDRANT_API_KEY", show_envvar=True,
     help="Qdrant server API key (never written to the manifest).", metavar="KEY")]
 QDRANT_OPTIONS = {  # name: (annotation, default) of the options that say where a new Qdrant index goes
@@ -178,14 +178,14 @@ def exits_on_error(*also: type[Exception]) -> Callable[[Callable[..., Any]], Cal
 
 EngineOpt = Annotated[str, typer.Option(help="local (this process) or ray (a Ray Data actor pool; see --address).",
                                         metavar="local|ray")]
-RayAddressOpt = Annotated[Optional[str], typer.Option(
+RayAddressOpt = Annotated[str | None, typer.Option(
     "--address", help="ray: a running cluster (auto, or ray://HOST:10001); default: start Ray on this machine.",
     metavar="ADDRESS")]
 WorkersOpt = Annotated[int, typer.Option(min=1, help="ray: actors (model or Kiwi copies) in the pool.", metavar="N")]
-AnalyzerOpt = Annotated[Optional[str], typer.Option(
+AnalyzerOpt = Annotated[str | None, typer.Option(
     help="Korean analyzer of the BM25 half: mecab (MeCab-ko, the default: starts in milliseconds) or kiwi (Kiwi). "
     "An index records it at build; later commands use the index's and refuse another.", metavar="mecab|kiwi")]
-UserDictOpt = Annotated[Optional[Path], typer.Option(
+UserDictOpt = Annotated[Path | None, typer.Option(
     "--user-dict", help="User dictionary: one word a line with an optional tag (NNP, the default, or NNG), '#' "
     "comments; words the analyzer keeps whole (product or company names). Copied into an index at build; later "
     "commands use the index's copy and refuse a different file.", metavar="FILE")]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -43,7 +43,7 @@ def encode(
     chunk_size: Annotated[int, typer.Option(min=1, help="Passages per chunk file (the unit of resuming).",
                                             metavar="N")] = 4096,
     batch_size: BatchSizeOpt = 32,
-    max_batch_tokens: Annotated[Optional[int], typer.Option(
+    max_batch_tokens: Annotated[int | None, typer.Option(
         min=1, help="Batch by a token budget instead of --batch-size: many short texts or few long ones per "
         "batch (padded size x longest <= budget).", metavar="N")] = None,
     engine: EngineOpt = "local",

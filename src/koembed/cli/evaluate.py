@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -47,12 +47,12 @@ def bench(
     data: DataOpt = None,
     retriever: RetrieversOpt = None,
     top_k: Annotated[str, typer.Option("--top-k", help="AutoRAG top-k values.", metavar="K,K,...")] = "1,3,5,10,50",
-    out: Annotated[Optional[Path], typer.Option(help="Write results as JSON here.", metavar="FILE")] = None,
-    run_out: Annotated[Optional[Path], typer.Option(
+    out: Annotated[Path | None, typer.Option(help="Write results as JSON here.", metavar="FILE")] = None,
+    run_out: Annotated[Path | None, typer.Option(
         help="Folder for run files: one JSON-lines file per retriever, top 100 hits per query.", metavar="DIR")] = None,
-    plot: Annotated[Optional[Path], typer.Option(help="Write a PNG of recall@k and NDCG@k per retriever.",
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG of recall@k and NDCG@k per retriever.",
                                                  metavar="FILE")] = None,
-    report: Annotated[Optional[Path], typer.Option(
+    report: Annotated[Path | None, typer.Option(
         help="Write a failure-analysis HTML page here: per query, the gold passage's rank per retriever, top hits, "
         "the winner and failure kinds (also stored in --out as \"analysis\").", metavar="FILE")] = None,
     split: SplitOpt = None,
@@ -60,7 +60,7 @@ def bench(
     settings: RunSettings = FROM_OPTIONS,
     cache_dir: CacheDirOpt = None,
     rerank_depth: RerankDepthOpt = 50,
-    query_variants: Annotated[Optional[str], typer.Option(
+    query_variants: Annotated[str | None, typer.Option(
         "--query-variants", help="Also score each retriever on seeded variants of the queries: " + ", ".join(KINDS)
         + " (comma-separated; docs/cli.md 'Query variants'); one table and a 'variants' entry in --out.",
         metavar="KIND,...")] = None,
@@ -127,12 +127,12 @@ def eval_(
     model: ModelSpec,
     data: DataOpt = None,
     split: SplitOpt = None,
-    out: Annotated[Optional[Path], typer.Option(help="Write the metrics as JSON here.", metavar="FILE")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the metrics as JSON here.", metavar="FILE")] = None,
     batch_size: BatchSizeOpt = 32,
-    mteb: Annotated[Optional[str], typer.Option(
+    mteb: Annotated[str | None, typer.Option(
         "--mteb", metavar="TASK", help="Run this MTEB retrieval task with the mteb package instead (e.g. "
         "Ko-StrategyQA, AutoRAGRetrieval, MIRACLRetrieval: its Korean subset); needs the hub or --mteb-data.")] = None,
-    mteb_data: Annotated[Optional[Path], typer.Option(
+    mteb_data: Annotated[Path | None, typer.Option(
         "--mteb-data", help="A local copy of the --mteb task's dataset repository (hf download REPO --repo-type "
         "dataset --local-dir DIR), for machines without the Hugging Face hub.", metavar="DIR")] = None,
     quiet: QuietOpt = False,
@@ -154,8 +154,8 @@ def eval_(
         console.print(f"results: {out}")
 
 
-def _eval_mteb(task: Optional[str], data_dir: Optional[Path], spec: ModelSpec, options: EncodeOptions,
-               out: Optional[Path], data: Optional[str], split: Optional[str]) -> None:
+def _eval_mteb(task: str | None, data_dir: Path | None, spec: ModelSpec, options: EncodeOptions,
+               out: Path | None, data: str | None, split: str | None) -> None:
     if task is None:
         raise MtebError("--mteb-data needs --mteb TASK")
     if data is not None or split is not None:

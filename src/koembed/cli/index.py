@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -56,8 +56,8 @@ from koembed.retrieval.rerank import search_then_rerank
 from koembed.retrieval.specs import parse_fusion
 
 
-def _target(store: str, path: Optional[Path], url: Optional[str], api_key: Optional[str], collection: str,
-            shards: int, replicas: int, quantization: str, on_disk: bool) -> Optional[QdrantTarget]:
+def _target(store: str, path: Path | None, url: str | None, api_key: str | None, collection: str,
+            shards: int, replicas: int, quantization: str, on_disk: bool) -> QdrantTarget | None:
     """The Qdrant target of --store qdrant (None for faiss); Qdrant-only options with faiss are an error."""
     if store not in ("faiss", "qdrant"):
         raise typer.BadParameter(f"unknown store {store!r}: use faiss or qdrant", param_hint="--store")
@@ -90,14 +90,14 @@ def index_build(
         "chooses the analyzer (as --analyzer).", metavar="SPEC")] = DEFAULT_SPEC,
     analyzer: AnalyzerOpt = None,
     user_dict: UserDictOpt = None,
-    fusion: Annotated[Optional[str], typer.Option(
+    fusion: Annotated[str | None, typer.Option(
         help="How hybrid search fuses the BM25 half and the dense half: rrf (reciprocal ranks, k=60), rrf@k=K, or "
         "z|dbsf|cc@W_BM25,W_DENSE (weighted normalised scores; koembed tune-fusion fits them for your model). "
         "Given, the index records hybrid as its default search mode; not given, the lexical half alone (bm25), "
         "and hybrid search uses rrf. FAISS store only.", metavar="SPEC")
                       ] = None,
     batch_size: BatchSizeOpt = 32,
-    from_embeddings: Annotated[Optional[list[Path]], typer.Option(
+    from_embeddings: Annotated[list[Path] | None, typer.Option(
         "--from-embeddings", help="Take the vectors from koembed encode output instead of encoding (repeatable: "
         "one folder per machine). All shards of one run must be there, made by --model from --corpus.",
         metavar="DIR")] = None,
@@ -202,7 +202,7 @@ def index_show(
 def search(
     query: Annotated[str, typer.Argument(help="The query text.", metavar="QUERY")],
     index: IndexDirOpt,
-    mode: Annotated[Optional[str], typer.Option(
+    mode: Annotated[str | None, typer.Option(
         help="Default: the mode the index recorded at build (bm25 unless it was built with --fusion). hybrid (the "
         "fusion of both the index was built with, as the server's /search), dense (embeddings), bm25 (the index's "
         "lexical fields; loads no model), or for an index built with a bge-m3-layout model: sparse (BGE-M3 "
@@ -210,7 +210,7 @@ def search(
         "colbert); colbert and m3 need the Qdrant store.", metavar="MODE")] = None,
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Number of hits.", metavar="K")] = 10,
     json_: Annotated[bool, typer.Option("--json", help="One JSON object per hit (rank, docid, score, text).")] = False,
-    rerank: Annotated[Optional[str], typer.Option(
+    rerank: Annotated[str | None, typer.Option(
         help="Cross-encoder (hub id or folder) that rescores the top --rerank-depth hits; scores are then its "
         "relevance scores.", metavar="MODEL")] = None,
     rerank_depth: RerankDepthOpt = 50,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -27,13 +27,13 @@ from koembed.version import __version__
 @with_model_options("model", "device", "precision", "backend", precision="auto", backend="auto")
 def serve(
     model: ModelSpec,
-    index: Annotated[Optional[Path], typer.Option(
+    index: Annotated[Path | None, typer.Option(
         "--index", "-i", help="Index folder for POST /search (built with this model by koembed index build).",
         metavar="DIR")] = None,
     host: Annotated[str, typer.Option(help="Interface to bind; anything but loopback exposes the API and needs an "
                                       "API key (or --insecure-no-auth).", metavar="HOST")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.", metavar="PORT")] = 8000,
-    api_key: Annotated[Optional[str], typer.Option(
+    api_key: Annotated[str | None, typer.Option(
         help="Require 'Authorization: Bearer KEY' (all routes but /health). Default: $KOEMBED_API_KEY, which "
         "keeps the key out of the process list.", metavar="KEY")] = None,
     max_batch_tokens: Annotated[int, typer.Option(min=1, help="Token budget of one dynamic batch.",
@@ -41,7 +41,7 @@ def serve(
     max_wait_ms: Annotated[float, typer.Option(min=0, help="Longest wait for a batch to fill, in ms.",
                                                metavar="MS")] = 5.0,
     max_inputs: Annotated[int, typer.Option(min=1, help="Most texts per embeddings request.", metavar="N")] = 256,
-    max_input_tokens: Annotated[Optional[int], typer.Option(
+    max_input_tokens: Annotated[int | None, typer.Option(
         min=1, help="Most tokens per text (default: the model's max_seq_length).", metavar="N")] = None,
     max_queue_tokens: Annotated[int, typer.Option(
         min=1, help="Most tokens waiting to be encoded; a request that does not fit gets 503 with Retry-After.",
@@ -52,7 +52,7 @@ def serve(
     index_timeout: Annotated[float, typer.Option(
         min=0.001, help="Seconds a search may wait for the index (a Qdrant server) before it gets 503 "
         "index_unavailable.", metavar="SECONDS")] = 30.0,
-    allowed_host: Annotated[Optional[list[str]], typer.Option(
+    allowed_host: Annotated[list[str] | None, typer.Option(
         "--allowed-host", help="Without an API key, also answer requests addressed to this Host name (repeatable; "
         "'*' for any). Loopback names are always allowed.", metavar="HOST")] = None,
     insecure_no_auth: Annotated[bool, typer.Option(
@@ -62,7 +62,7 @@ def serve(
                                            "of refusing them (413).")] = False,
     no_batching: Annotated[bool, typer.Option("--no-batching", help="One encode call per request (for "
                                               "comparison).")] = False,
-    reranker: Annotated[Optional[str], typer.Option(
+    reranker: Annotated[str | None, typer.Option(
         help="Cross-encoder (hub id or folder) for POST /v1/rerank and /search with \"rerank\": true.",
         metavar="MODEL")] = None,
     rerank_depth: RerankDepthOpt = 50,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -33,7 +33,7 @@ from koembed.retrieval.specs import parse_spec
 @exits_on_error()
 def train(
     config: Annotated[Path, typer.Argument(help="YAML recipe, e.g. configs/bge-m3-ko.yaml.", metavar="CONFIG")],
-    set_: Annotated[Optional[list[str]], typer.Option(
+    set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Override a config key, repeatable: --set train.batch_size=64 --set model.base=minilm",
         metavar="KEY=VALUE")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the last complete checkpoint in output_dir.")] = False,
@@ -82,7 +82,7 @@ def distill(
 def card(
     model: Annotated[Path, typer.Option("--model", "-m", help="Trained model folder (output_dir/final).",
                                         metavar="DIR")],
-    results: Annotated[Optional[Path], typer.Option(help="results.json from koembed bench, for the tables.",
+    results: Annotated[Path | None, typer.Option(help="results.json from koembed bench, for the tables.",
                                                     metavar="FILE")] = None,
 ) -> None:
     """Write (or rewrite) a model's README.md model card, with bench results if given."""
@@ -105,7 +105,7 @@ def mine(
                                        "positive[, negatives]).", metavar="FILE")],
     out: Annotated[Path, typer.Option(help="Output .jsonl (query, positive, negatives): a pairs training source.",
                                       metavar="FILE")],
-    corpus: Annotated[Optional[str], typer.Option(
+    corpus: Annotated[str | None, typer.Option(
         help="Retrieval set whose corpus is searched (any layout --data of bench takes). Default: the pairs' "
         "own positives.", metavar="DATA")] = None,
     split: SplitOpt = None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -58,7 +58,7 @@ def tune_lexical(
     normalization: Annotated[str, typer.Option(
         help="Per-query normalisation of each field's scores before the weighted sum: none (raw BM25 sums, what "
         "a search engine computes in one pass), max or z.", metavar="none|max|z")] = "none",
-    out: Annotated[Optional[Path], typer.Option(help="Write the fit (weights, gains per set) as JSON here.",
+    out: Annotated[Path | None, typer.Option(help="Write the fit (weights, gains per set) as JSON here.",
                                                 metavar="FILE")] = None,
     analyzer: AnalyzerOpt = None,
 ) -> None:
@@ -90,7 +90,7 @@ def tune_fusion(
                                        metavar="K,K,...")] = ",".join(map(str, RRF_KS)),
     grid: Annotated[str, typer.Option(help="Weights tried for every retriever after the first.", metavar="W,W,...")
                     ] = ",".join(f"{g:g}" for g in FUSION_GRID),
-    out: Annotated[Optional[Path], typer.Option(help="Write the fit (every fusion's weights and gains) as JSON.",
+    out: Annotated[Path | None, typer.Option(help="Write the fit (every fusion's weights and gains) as JSON.",
                                                 metavar="FILE")
                    ] = None,
     cache_dir: CacheDirOpt = None,

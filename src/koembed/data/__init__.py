@@ -11,7 +11,7 @@ from koembed.data.retrieval_set import RetrievalSet
 from koembed.data.squad import read_squad, split_titles
 from koembed.data.sts import nli_pairs, read_nli, read_sts, sts_pairs
 
-__all__ = ["Pair", "RetrievalSet", "load_documents", "load_retrieval_set", "pairs_from_retrieval_set",
-           "nli_pairs", "read_autorag", "read_beir", "read_documents", "read_nli", "read_pairs", "read_query_positives",
+__all__ = ["Pair", "RetrievalSet", "load_documents", "load_retrieval_set", "nli_pairs", "pairs_from_retrieval_set",
+           "read_autorag", "read_beir", "read_documents", "read_nli", "read_pairs", "read_query_positives",
            "read_squad", "read_sts", "sample_path", "sample_texts", "split_titles", "sts_pairs", "validate_documents",
            "write_pairs"]

@@ -29,7 +29,7 @@ def require_columns(path: Path, columns: list[str], required: list[str]) -> None
 
 
 def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and value != value)
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _unicode(path: str | Path, row: int, name: str, value: str) -> str:
@@ -78,7 +78,8 @@ def _type_name(value: Any) -> str:
         return "a boolean"
     if isinstance(value, numbers.Number):
         return f"a number ({value!r})"
-    return {dict: "an object", list: "a list"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {dict: "an object", list: "a list"}
+    return names.get(type(value), type(value).__name__)
 
 
 def add_unique(path: str | Path, row: int, name: str, key: str, value: str, into: dict[str, str]) -> None:

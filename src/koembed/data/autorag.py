@@ -33,15 +33,20 @@ def cast_retrieval_gt(value: Any) -> list[list[str]]:
             return str(v)
         return None
 
+    def all_ids(values: Any) -> list[str] | None:
+        ids = [as_id(v) for v in values]
+        return None if None in ids else [i for i in ids if i is not None]
+
     value = as_list(value)
-    if as_id(value) is not None:
-        return [[as_id(value)]]
+    if (one := as_id(value)) is not None:
+        return [[one]]
     if isinstance(value, (list, tuple)):
         items = [as_list(v) for v in value]
-        if all(as_id(v) is not None for v in items):
-            return [[as_id(v) for v in items]] if items else []
-        if all(isinstance(v, (list, tuple)) and all(as_id(x) is not None for x in v) for v in items):
-            return [[as_id(x) for x in v] for v in items]
+        if (flat := all_ids(items)) is not None:
+            return [flat] if items else []
+        groups = [all_ids(v) if isinstance(v, (list, tuple)) else None for v in items]
+        if all(g is not None for g in groups):
+            return [g for g in groups if g is not None]
     raise TypeError(f"expected a doc id, a list of doc ids or a list of lists of doc ids, got {value!r}")
 
 

@@ -8,6 +8,7 @@ Sources: pair/triplet files (jsonl, parquet or csv with ``query``, ``positive`` 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ def pairs_from_retrieval_set(rs: RetrievalSet) -> list[Pair]:
 
 
 def _negatives(path: Path, row: int, value) -> tuple[str, ...]:
-    if value is None or (isinstance(value, float) and value != value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return ()
     if hasattr(value, "tolist"):
         value = value.tolist()

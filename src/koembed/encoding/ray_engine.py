@@ -26,7 +26,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -206,7 +206,7 @@ def encode_corpus_ray(model: ModelSpec | str, doc_ids: Sequence[str], texts: Seq
         if spec.precision == "auto":
             raise EmbeddingStoreError("--precision auto cannot be resolved on the driver for the workers' GPUs: "
                                       "give bf16, fp16 or fp32")
-        spec = replace(spec, device=spec.device or "cuda")
+        spec = ModelSpec.of(spec, device=spec.device or "cuda")
     plan = open_shard(spec, doc_ids, texts, out_dir, shard=shard, dtype=dtype, chunk_size=chunk_size,
                       precision=expected_precision(spec))
     if plan.pending:
@@ -249,6 +249,7 @@ def tokenize_ray(texts: Sequence[str], ray_options: RayOptions = RayOptions(), *
         with progress(total=len(texts), desc=f"{analyzer} (Ray)", unit="text", disable=not show_progress) as bar:
             for row in analysed.iter_rows():
                 i = int(row["block"])
-                out[i] = json.loads(row["tokens"])
-                bar.update(len(out[i]))
+                block: list[list[str]] = json.loads(row["tokens"])
+                out[i] = block
+                bar.update(len(block))
     return [tokens for block in out for tokens in block]  # type: ignore[union-attr]  # the loop filled every block

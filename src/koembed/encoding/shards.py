@@ -245,7 +245,7 @@ def _write_chunk(shard_dir: Path, k: int, vectors: np.ndarray, ids: Sequence[str
     elif vectors.shape[1] != manifest["dimension"]:
         raise EmbeddingStoreError(f"{shard_dir}: chunk {k} has dimension {vectors.shape[1]}, earlier chunks "
                                   f"{manifest['dimension']}")
-    stored = vectors.astype(dtype)
+    stored: np.ndarray = vectors.astype(dtype)
     if not np.isfinite(stored).all():
         raise EmbeddingStoreError(f"{shard_dir}: chunk {k} has values beyond {dtype}'s range; use --dtype float32")
     vec_name, ids_name = _chunk_files(k)

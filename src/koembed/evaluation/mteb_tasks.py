@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from koembed.errors import MtebError
 from koembed.models import EncodeOptions, Encoder, ModelSpec, encode, load_model
 from koembed.models.locate import hub_reachable
-from koembed.models.prompts import role_options
+from koembed.models.prompts import Role, role_options
 
 if TYPE_CHECKING:
     import numpy as np
@@ -127,7 +127,7 @@ def mteb_encoder(model: Encoder, spec: ModelSpec, options: EncodeOptions) -> Any
         def encode(self, inputs: Any, *, task_metadata: Any, hf_split: str, hf_subset: str,
                    prompt_type: Any = None, **kwargs: Any) -> np.ndarray:
             texts = [text for batch in inputs for text in batch["text"]]
-            role = "query" if prompt_type == PromptType.query else "passage"
+            role: Role = "query" if prompt_type == PromptType.query else "passage"
             return encode(model, texts, role_options(options, model, role))
 
     return KoembedEncoder()

@@ -53,10 +53,10 @@ def _assemble(rs: RetrievalSet, components: Sequence[str], scales: Sequence[str]
 
     width = max(1, max((len(rows) for rows, *_ in per_query), default=1))
     q, f = len(per_query), len(components)
-    scores = {m: np.zeros((q, width, f), dtype=np.float32) for m in scales}
-    matched = np.zeros((q, width, f), dtype=bool)
-    relevant = np.zeros((q, width), dtype=bool)
-    valid = np.zeros((q, width), dtype=bool)
+    scores: dict[Any, np.ndarray] = {m: np.zeros((q, width, f), dtype=np.float32) for m in scales}
+    matched: np.ndarray = np.zeros((q, width, f), dtype=bool)
+    relevant: np.ndarray = np.zeros((q, width), dtype=bool)
+    valid: np.ndarray = np.zeros((q, width), dtype=bool)
     row_of = {doc: i for i, doc in enumerate(rs.doc_ids)}
     for i, (qid, (rows, norms, hit)) in enumerate(zip(rs.query_ids, per_query)):
         n = len(rows)
@@ -110,7 +110,7 @@ def fusion_problem(rs: RetrievalSet, runs: Mapping[str, Mapping[str, Sequence[Hi
         hits = [runs[name].get(qid, []) for name in names]
         rows = np.array(sorted({row_of[d] for h in hits for d, _ in h}, key=lambda r: ranks[r]), dtype=np.int64)
         column = {int(r): c for c, r in enumerate(rows)}
-        matched = np.zeros((len(rows), len(names)), dtype=bool)
+        matched: np.ndarray = np.zeros((len(rows), len(names)), dtype=bool)
         norms = {key: np.zeros((len(rows), len(names))) for key in keys}
         for f, run in enumerate(hits):
             cols = [column[row_of[d]] for d, _ in run]

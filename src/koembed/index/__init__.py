@@ -10,7 +10,7 @@ manifest, recovery), :mod:`.qdrant_build`, :mod:`.qdrant_search`,
 """
 
 from koembed.errors import DocumentIdError, IndexStoreError, ModelMismatchError
-from koembed.index.backends import (  # noqa: I001
+from koembed.index.backends import (
            STORE_REGISTRY,
            STORES,
            add_documents,

@@ -122,11 +122,11 @@ class EmbeddedClient:
         params = SimpleNamespace(vectors=vectors, sparse_vectors=sparse)
         return SimpleNamespace(config=SimpleNamespace(params=params, metadata=metadata), status="green")
 
-    def create_payload_index(self, *args: Any, **kwargs: Any) -> None:  # noqa: ARG002 (a server's optimisation)
+    def create_payload_index(self, *args: Any, **kwargs: Any) -> None:  # arguments unused: a server's optimisation
         return None
 
     # points
-    def upsert(self, name: str, points: Sequence[tuple[str, dict, dict]], wait: bool = True) -> None:  # noqa: ARG002
+    def upsert(self, name: str, points: Sequence[tuple[str, dict, dict]], wait: bool = True) -> None:
         """``points``: ``(id, payload, {vector name: vector})`` rows, a sparse vector as ``(indices, values)`` or
         ``models.SparseVector``."""
         import qdrant_edge as edge
@@ -136,7 +136,7 @@ class EmbeddedClient:
         with engine_errors(self.root / name):
             self._shard(name).update(edge.UpdateOperation.upsert_points(converted))
 
-    def delete(self, name: str, points_selector: Any, wait: bool = True) -> None:  # noqa: ARG002
+    def delete(self, name: str, points_selector: Any, wait: bool = True) -> None:
         import qdrant_edge as edge
 
         if hasattr(points_selector, "filter"):

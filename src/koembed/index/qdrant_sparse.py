@@ -27,6 +27,7 @@ scores and are not available in an engine that scores sparse vectors.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -115,7 +116,7 @@ def passage_vectors(tokens: Sequence[Sequence[str]], texts: Sequence[str], field
     values = np.bincount(where.reshape(-1), weights=np.concatenate(weights), minlength=len(merged))
     bounds = [0, *np.cumsum(np.bincount(merged >> 32, minlength=n)).tolist()]  # each passage's slice of merged
     id_list, value_list = (merged & 0xFFFFFFFF).tolist(), values.tolist()
-    return [(id_list[a:b], value_list[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [(id_list[a:b], value_list[a:b]) for a, b in itertools.pairwise(bounds)]
 
 
 def passage_vector(tokens: Sequence[str], text: str, fields: Sequence[Field]) -> tuple[list[int], list[float]]:

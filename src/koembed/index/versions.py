@@ -141,7 +141,7 @@ def _read_version(index_dir: Path, manifest: Manifest) -> IndexState:
     if manifest.sizes is not None:  # a version from 0.5 on: its row table must list these rows
         same_pids(folder / PASSAGES_FILE, pids, row_table(folder, len(pids))[:, 0])
     tombstones = _tombstones(folder / TOMBSTONES_FILE)
-    handles = [open(folder / name, "rb") for name in part_files(DENSE_FILE, manifest.parts)]
+    handles = [open(folder / name, "rb") for name in part_files(DENSE_FILE, manifest.parts)]  # noqa: SIM115 - closed below
     try:
         index = read_faiss(handles, manifest, folder, len(pids), len(tombstones), merge=True)
     finally:
@@ -222,7 +222,7 @@ def open_version(index_dir: Path, verify_all: bool = False) -> IndexState | Stor
             tombstones = _tombstones(folder / TOMBSTONES_FILE)
             rows = StoredRows(folder, manifest.counts.get("passages", -1),
                               [folder / name for name in part_files(PASSAGES_FILE, manifest.parts)])
-            dense = [open(folder / name, "rb") for name in part_files(DENSE_FILE, manifest.parts)]
+            dense = [open(folder / name, "rb") for name in part_files(DENSE_FILE, manifest.parts)]  # noqa: SIM115 - owned by the version
             return StoredVersion(manifest, folder, rows, tombstones, dense)
         except IndexStoreError:
             if attempt or read_manifest(index_dir).version_dir == manifest.version_dir:

@@ -17,6 +17,7 @@ sentence breaks, and the same rule on both sides keeps the stored and in-memory 
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -29,7 +30,7 @@ _WORD = re.compile(r"\w+")
 
 
 def bigrams(tokens: Sequence[str]) -> list[str]:
-    return [f"{a} {b}" for a, b in zip(tokens, tokens[1:])]
+    return [f"{a} {b}" for a, b in itertools.pairwise(tokens)]
 
 
 def pairs(tokens: Sequence[str], window: int = PAIR_WINDOW) -> list[str]:

@@ -156,12 +156,12 @@ def _pooled(texts: list[str], user_dict: UserDict | None, workers: int, show_pro
     out: list[list[str]] = []
     canonical: dict[str, str] = {}
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(user_dict,)) as pool:
-        with progress(total=len(texts), desc="MeCab-ko", unit="text", disable=not show_progress) as bar:
-            for vocab, docs in pool.map(_work, chunks):
-                shared = [canonical.setdefault(token, token) for token in vocab]
-                out.extend([shared[i] for i in doc] for doc in docs)
-                bar.update(len(docs))
+    with (ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(user_dict,)) as pool,
+          progress(total=len(texts), desc="MeCab-ko", unit="text", disable=not show_progress) as bar):
+        for vocab, docs in pool.map(_work, chunks):
+            shared = [canonical.setdefault(token, token) for token in vocab]
+            out.extend([shared[i] for i in doc] for doc in docs)
+            bar.update(len(docs))
     return out
 
 
@@ -169,7 +169,7 @@ _WORKER: MecabTokenizer | None = None
 
 
 def _start_worker(user_dict: UserDict | None) -> None:
-    global _WORKER
+    global _WORKER  # noqa: PLW0603 - the pool's initializer sets this worker process's tokenizer
     _WORKER = MecabTokenizer(user_dict)
 
 

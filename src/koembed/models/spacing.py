@@ -56,7 +56,7 @@ class SpacedStaticEmbedding(StaticEmbedding):
     ``koembed_spacing.json`` beside the tokenizer and vectors."""
 
     config_file_name = "koembed_spacing.json"
-    config_keys = ["spacing"]
+    config_keys = ["spacing"]  # noqa: RUF012 - sentence-transformers' class attribute, set as its modules do
 
     def __init__(self, tokenizer: Any, embedding_weights: Any = None, embedding_dim: int | None = None,
                  spacing: str = "kiwi", **kwargs: Any) -> None:

@@ -13,7 +13,7 @@ the ONNX backends; any other encoder raises :class:`~koembed.errors.SpecError`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from koembed.errors import SpecError
 from koembed.models.embed import encode, release_freed_memory, serialized, token_budget_batches
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 TokenIds = Sequence[int]
-Input = Union[str, TokenIds]
+Input = str | TokenIds
 
 
 def vocabulary_size(model: Encoder) -> int:

@@ -53,7 +53,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional
 
 from koembed.index import SearchIndex, load_index
 from koembed.models import EncodeOptions, Encoder, ModelSpec, encode, load_model
@@ -73,9 +73,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def create_app(model: Encoder, model_name: str, index: Optional[SearchIndex] = None, api_key: Optional[str] = None,
+def create_app(model: Encoder, model_name: str, index: SearchIndex | None = None, api_key: str | None = None,
                limits: ServerLimits = ServerLimits(), allowed_hosts: Sequence[str] = (),
-               reranker: Optional["CrossEncoder"] = None, reranker_name: Optional[str] = None,
+               reranker: Optional["CrossEncoder"] = None, reranker_name: str | None = None,
                rerank_depth: int = DEFAULT_RERANK_DEPTH) -> "FastAPI":
     """The FastAPI app serving ``model`` (a loaded SentenceTransformer) as ``model_name``: thin routes over a
     :class:`koembed.server.service.Service` (``app.state.service``), which does the work.
@@ -163,7 +163,7 @@ def create_app(model: Encoder, model_name: str, index: Optional[SearchIndex] = N
 WARM_UP_TEXT = "전세 보증금 반환 절차"
 
 
-def warm_up(model: Encoder, index: Optional[SearchIndex] = None) -> None:
+def warm_up(model: Encoder, index: SearchIndex | None = None) -> None:
     """Pay every first-use cost before the server binds (so before ``/health`` answers ok): the model's first
     encode, and with an index its lexical fields (built on first use), its analyzer (Kiwi loads its model on its
     first analysis, for BM25 queries and highlighting) and a dense search. The first real request then pays none."""
@@ -174,10 +174,10 @@ def warm_up(model: Encoder, index: Optional[SearchIndex] = None) -> None:
         index.search([WARM_UP_TEXT], 1, mode=mode)
 
 
-def serve(model: ModelSpec, index_dir: Union[str, Path, None] = None, *, host: str = DEFAULT_HOST,
-          port: int = 8000, api_key: Optional[str] = None, limits: ServerLimits = ServerLimits(),
+def serve(model: ModelSpec, index_dir: str | Path | None = None, *, host: str = DEFAULT_HOST,
+          port: int = 8000, api_key: str | None = None, limits: ServerLimits = ServerLimits(),
           log_level: str = "info", allowed_hosts: Sequence[str] = (), insecure_no_auth: bool = False,
-          reranker: Optional[ModelSpec] = None, rerank_depth: int = DEFAULT_RERANK_DEPTH) -> None:
+          reranker: ModelSpec | None = None, rerank_depth: int = DEFAULT_RERANK_DEPTH) -> None:
     """Load the model (and index), then serve them with uvicorn until interrupted.
 
     Loading errors (:class:`~koembed.errors.KoembedError`) are raised before anything binds, and the model,

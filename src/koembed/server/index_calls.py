@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from koembed.errors import IndexStoreError
@@ -126,10 +126,8 @@ class IndexCalls:
         return {"state": "ok" if self._ok else "unavailable", "since": self._since, "error": self._error}
 
     async def _run_probe(self, probe: Callable[[], Any]) -> None:
-        try:
+        with contextlib.suppress(Exception):  # recorded by the call
             await self(probe)
-        except Exception:  # recorded by the call
-            pass
 
     def close(self) -> None:
         if self._executor is not None:
@@ -138,4 +136,4 @@ class IndexCalls:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from koembed.errors import KoembedError, SpecError
 from koembed.index import SearchIndex, default_mode
@@ -67,7 +68,7 @@ class Service:
         self.options = EncodeOptions(batch_size=limits.batch_size, show_progress=False)
         self.metrics = ServerMetrics()
 
-        def encode_rows(inputs: list[Union[str, list[int]]]) -> np.ndarray:
+        def encode_rows(inputs: list[str | list[int]]) -> np.ndarray:
             return encode_inputs(model, inputs, self.options, max_seq_length=self.max_tokens)
 
         self.batcher = Batcher(encode_rows, self.metrics, limits.max_batch_tokens, limits.max_wait_ms, limits.batching,
@@ -132,7 +133,7 @@ class Service:
         """The JSON body of OpenAI's embeddings response (rendered off the event loop: a float list of many rows
         takes a while to write)."""
         ids = request.token_ids()
-        single = isinstance(request.input, str) or ids is not None and isinstance(request.input[0], int)
+        single = isinstance(request.input, str) or (ids is not None and isinstance(request.input[0], int))
         texts: list[Any] = ids if ids is not None else [request.input] if single else list(request.input)
         self._check_count(len(texts), "input")
         if request.dimensions is not None and request.dimensions > self.dimension:
@@ -227,10 +228,8 @@ def _hits_and_texts(index: SearchIndex, query: str, depth: int, mode: str) -> tu
 
 def _touch(index: SearchIndex) -> None:
     """A cheap round trip to the index's backend (/health's probe): look up an id no index holds."""
-    try:
+    with contextlib.suppress(KeyError):
         index.text(PROBE_ID)
-    except KeyError:
-        pass
 
 
 def _where(index: SearchIndex) -> str:

@@ -4,7 +4,7 @@ any model is loaded. ``configs/bge-m3-ko.yaml`` is the BGE-m3-ko card's recipe i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -124,7 +124,7 @@ class HubSource(Strict):
     positive_column: str = "positive"
 
 
-Source = Annotated[Union[PairsSource, SquadSource, QueryPositivesSource, StsSource, NliSource, HubSource],
+Source = Annotated[PairsSource | SquadSource | QueryPositivesSource | StsSource | NliSource | HubSource,
                    Field(discriminator="type")]
 
 
