@@ -1,11 +1,13 @@
 """Korean analyzers behind one protocol: text -> the content-morpheme tokens that BM25's fields are built on.
 
-Two analyzers give the same token kinds (``보증금/N``, ``돌려받/V``, ``ai/SL``, ``2024/SN``; the classes in
-:mod:`koembed.lexical.kiwi`), so every field, weight and phrase pair works unchanged whichever analysed the text:
+Two analyzers give the same token kinds (``보증금/N``, ``돌려받/V``, ``ai/SL``, ``2024/SN``; :func:`token_class`, why
+these classes: :mod:`koembed.lexical.kiwi`), so every field, weight and phrase pair works unchanged whichever analysed
+the text:
 
 - ``mecab``: MeCab-ko with mecab-ko-dic (the ``python-mecab-ko`` wheel; :mod:`koembed.lexical.mecab`): starts in
-  tens of milliseconds and analyses about three times as fast as Kiwi; the default since it matched Kiwi's
-  quality on every set measured (docs/BENCHMARKS.md, "Korean analysis v2");
+  tens of milliseconds and analyses about three times as fast as Kiwi; the default, being within 0.005
+  accuracy@1 of Kiwi or ahead on the held-out sets in every query form measured (docs/BENCHMARKS.md, "Korean
+  analysis v2");
 - ``kiwi``: Kiwi (kiwipiepy; :mod:`koembed.lexical.kiwi`): two seconds to start; what every index built before
   the analyzer was recorded used, so such an index reads as ``kiwi``.
 
