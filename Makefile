@@ -50,8 +50,8 @@ browser:
 		"will skip (and fail under CI=true)"; fi
 
 # Lint before the tests (seconds): ruff (pyflakes, import order, bugbear, pyupgrade, simplify, RUF, pylint's; the rules
-# in pyproject.toml [tool.ruff.lint]) on the whole tree, mypy on the public API and the index and retrieval packages
-# (pyproject.toml [tool.mypy] lists them: also data, encoding and evaluation).
+# in pyproject.toml [tool.ruff.lint]) on the whole tree, mypy on the whole koembed package
+# (pyproject.toml [tool.mypy] files = src/koembed).
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy

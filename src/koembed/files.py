@@ -209,7 +209,7 @@ def first_damaged(folder: Path, files: Mapping[str, str]) -> tuple[Path, str] | 
     return None
 
 
-def verify_files(folder: Path, files: Mapping[str, str], manifest: str, error: type[KoembedError],
+def verify_files(folder: Path, files: Any, manifest: str, error: type[KoembedError],
                  remedy: str, *, expected: Collection[str] | None = None) -> None:
     """Raise ``error`` naming the first missing or altered file of ``files``; ``remedy`` says what to do.
 

@@ -29,7 +29,7 @@ def id_ranks(doc_ids: Sequence[str]) -> np.ndarray:
     import numpy as np
 
     order = np.argsort(np.array(doc_ids, dtype=object), kind="stable")
-    ranks = np.empty(len(order), dtype=np.int64)
+    ranks: np.ndarray = np.empty(len(order), dtype=np.int64)
     ranks[order] = np.arange(len(order))
     return ranks
 
@@ -111,7 +111,7 @@ def fusion_scores(scores: Sequence[float], fusion: str, rrf_k: int = RRF_K) -> t
         return 1.0 / (rrf_k + np.arange(1, len(scores) + 1, dtype=np.float64)), 0.0
     if fusion not in FUSION_NORMALIZATION:
         raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, not {fusion!r}")
-    values = normalized(scores, FUSION_NORMALIZATION[fusion])
+    values = normalized(np.asarray(scores, dtype=np.float64), FUSION_NORMALIZATION[fusion])
     floor = float(values.min()) if fusion == "z" and len(values) else 0.0
     return values, floor
 

@@ -161,7 +161,7 @@ def with_model_options(*names: str, precision: str = "fp32", backend: str = "tor
 def exits_on_error(*also: type[Exception]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """A command that exits with status 2 and the message (:func:`fail`) on a
     :class:`~koembed.errors.KoembedError` (and on the exception types ``also``), instead of a traceback."""
-    caught = (KoembedError, *also)
+    caught: tuple[type[Exception], ...] = (KoembedError, *also)
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(command)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -59,7 +59,8 @@ def encode(
     check_output(out, "--out", folder=True)
     docs = load_documents(corpus)
     options = encode_options(batch_size, quiet, max_batch_tokens)
-    settings = {"shard": parse_shard(shard), "dtype": dtype, "chunk_size": chunk_size, "options": options}
+    settings: dict[str, Any] = {"shard": parse_shard(shard), "dtype": dtype, "chunk_size": chunk_size,
+                                "options": options}
     if engine == "ray":
         report = encode_corpus_ray(model, list(docs), list(docs.values()), out, **settings,
                                    ray_options=RayOptions(address, workers, gpus_per_worker=gpus_per_worker))

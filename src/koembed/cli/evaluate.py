@@ -84,8 +84,9 @@ def bench(
     check_output(report, "--report")
     check_output(cache_dir, "--cache-dir", folder=True)
     check_output(run_out, "--run-out", folder=True)
-    for spec in specs if run_out is not None else ():
-        check_output(run_out / run_filename(spec), "--run-out")
+    if run_out is not None:
+        for spec in specs:
+            check_output(run_out / run_filename(spec), "--run-out")
     words = user_dict_of(user_dict)
     rs = load_retrieval_set(data, split=split)
     console.print(f"[bold]{rs.name}[/]: {len(rs.queries)} queries, {len(rs.corpus)} passages; dense models run "
@@ -113,7 +114,7 @@ def bench(
                                                              for kind, runs in variants.items()}}
         write_json(out, document)
         console.print(f"results: {out}")
-    if analysis is not None:
+    if analysis is not None and report is not None:  # (analysis is made only with a report)
         write_report(analysis, report)
         console.print(f"report: {report}")
     if plot is not None:

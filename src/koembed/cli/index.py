@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -131,8 +131,9 @@ def index_build(
         manifest = build_index(model, list(docs), list(docs.values()), out, params=params,
                                options=encode_options(batch_size, quiet), target=target, tokens=tokens)
     console.print(_built(out, manifest) + f"; default search: {describe_mode(manifest)}", highlight=False)
-    if "note" in getattr(manifest, "params", {}):
-        err_console.print(f"note: {manifest.params['note']}", highlight=False)
+    recorded = getattr(manifest, "params", {})  # a Qdrant manifest has none
+    if "note" in recorded:
+        err_console.print(f"note: {recorded['note']}", highlight=False)
 
 
 @exits_on_error()
@@ -150,7 +151,7 @@ def index_add(
     the next change if interrupted). They are analysed as the index's passages were: its analyzer and user
     dictionary."""
     quiet_libraries()
-    checks = {"analyzer": analyzer, "user_dict": user_dict_of(user_dict)}
+    checks: dict[str, Any] = {"analyzer": analyzer, "user_dict": user_dict_of(user_dict)}
     passages = load_documents(docs)
     manifest = add_documents(index, list(passages), list(passages.values()),
                              options=encode_options(batch_size, quiet), api_key=api_key, **checks)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -80,7 +79,7 @@ def serve(
                           request_timeout_s=request_timeout, index_timeout_s=index_timeout)
     server.serve(model, index, host=host, port=port, api_key=api_key, limits=limits,
                  allowed_hosts=tuple(allowed_host or ()), insecure_no_auth=insecure_no_auth,
-                 reranker=replace(model, name=reranker, backend="torch") if reranker else None,
+                 reranker=ModelSpec(reranker, model.settings, backend="torch") if reranker else None,
                  rerank_depth=rerank_depth)
 
 

@@ -78,7 +78,7 @@ class _Morphemes:
         index = {t: i for i, t in enumerate(self.vocab)}
         self.ids = np.fromiter(map(index.__getitem__, flat), dtype=np.int32, count=len(flat))
         lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
-        self.doc = np.repeat(np.arange(len(tokens), dtype=np.int32), lengths)
+        self.doc: np.ndarray = np.repeat(np.arange(len(tokens), dtype=np.int32), lengths)
 
     def terms(self, field: str) -> tuple[np.ndarray, np.ndarray, Names]:
         """(term key per occurrence, its passage, the strings of keys) of ``unigram``, ``bigram`` or ``pair``."""
@@ -90,7 +90,8 @@ class _Morphemes:
         # both morphemes in one passage (the sequence runs across sentences), ``gap`` positions apart
         same = [doc[gap:] == doc[:-gap] for gap in range(1, (PAIR_WINDOW if field == "pair" else 1) + 1)]
         total = sum(int(np.count_nonzero(m)) for m in same)
-        keys, docs = np.empty(total, dtype=np.int64), np.empty(total, dtype=np.int32)
+        keys: np.ndarray = np.empty(total, dtype=np.int64)
+        docs: np.ndarray = np.empty(total, dtype=np.int32)
         at = 0
         for gap, mask in enumerate(same, start=1):
             a, b = ids[:-gap][mask], ids[gap:][mask]
@@ -104,6 +105,8 @@ class _Morphemes:
         return keys, docs, self._pair_names
 
     def _pair_names(self, keys: np.ndarray) -> list[str]:
+        first: np.ndarray
+        second: np.ndarray
         first, second = divmod(keys, max(len(self.vocab), 1))
         vocab = self.vocab
         return [f"{vocab[a]} {vocab[b]}" for a, b in zip(first.tolist(), second.tolist())]
@@ -121,9 +124,9 @@ def _char_terms(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, Names]:
     # one string, passages apart by a non-word character; surrogatepass: a lone surrogate is one code unit
     points = np.frombuffer("\n".join(normal).encode("utf-32-le", "surrogatepass"), dtype="<u4")
     del normal
-    seen = np.zeros(0x110000, dtype=bool)
+    seen: np.ndarray = np.zeros(0x110000, dtype=bool)
     seen[points] = True
-    is_word = np.zeros(0x110000, dtype=bool)
+    is_word: np.ndarray = np.zeros(0x110000, dtype=bool)
     is_word[seen] = [_WORD.fullmatch(chr(c)) is not None for c in np.flatnonzero(seen).tolist()]
     word = is_word[points]
     count = len(word) - CHAR_N + 1
@@ -133,14 +136,14 @@ def _char_terms(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, Names]:
     begins = [np.flatnonzero(full)]
     keys = [_spelled(points, begins[0], CHAR_N)]
     if CHAR_N > 1:  # shorter words, whole: runs of word characters from a start to an end
-        edge = np.zeros(len(word) + 1, dtype=bool)
+        edge: np.ndarray = np.zeros(len(word) + 1, dtype=bool)
         np.not_equal(word[1:], word[:-1], out=edge[1:-1])
         edge[0], edge[-1] = word[:1].any(), word[-1:].any()
         starts, ends = np.flatnonzero(edge[:-1] & word), np.flatnonzero(edge[1:] & word)
         for size in range(1, CHAR_N):
             begins.append(starts[ends - starts == size - 1])
             keys.append(_spelled(points, begins[-1], size))
-    doc = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths + 1)  # the passage of each character
+    doc: np.ndarray = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths + 1)  # the passage of each character
     return np.concatenate(keys), doc[np.concatenate(begins)], _char_names
 
 
@@ -190,7 +193,7 @@ def _postings(term: np.ndarray, doc: np.ndarray, n: int, names: Names) -> dict[s
         number = {s: i for i, s in enumerate(spelled)}  # keys that spell one string are one term
         merged = np.fromiter(map(number.__getitem__, strings), dtype=np.int64, count=len(strings))
         return _postings(merged[codes], doc, n, lambda keys: [spelled[k] for k in keys.tolist()])
-    ones = np.ones(len(codes), dtype=np.int32 if len(codes) < 2 ** 31 else np.int64)
+    ones: np.ndarray = np.ones(len(codes), dtype=np.int32 if len(codes) < 2 ** 31 else np.int64)
     matrix = sparse.csr_matrix((ones, (codes, doc)), shape=(len(strings), n))  # duplicates summed: tf
     matrix.sum_duplicates()  # (already so after the conversion; states what the arrays below rely on)
     matrix = matrix[order]  # rows in hash order, each one's passages ascending

@@ -26,7 +26,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from koembed.errors import IndexStoreError
 from koembed.files import atomic_open
@@ -81,14 +81,14 @@ def merge_segments(folder: Path, name: str, sources: Sequence[str], fields: Sequ
         arrays = [{a: _load(folder / f"lex.{src}.{f}.{a}.npy") for a in FIELD_ARRAYS} for src in sources]
         terms = np.unique(np.concatenate([a["terms"] for a in arrays]))
         places = [np.searchsorted(terms, a["terms"]) for a in arrays]
-        counts = np.zeros(len(terms), dtype=np.int64)
+        counts: np.ndarray = np.zeros(len(terms), dtype=np.int64)
         for a, at in zip(arrays, places):
             counts[at] += np.diff(a["indptr"])  # a term appears once per source
-        indptr = np.zeros(len(terms) + 1, dtype=np.int64)
+        indptr: np.ndarray = np.zeros(len(terms) + 1, dtype=np.int64)
         np.cumsum(counts, out=indptr[1:])
         cursor = indptr[:-1].copy()
-        docs = np.empty(int(indptr[-1]), dtype=np.int32)
-        tf = np.empty(int(indptr[-1]), dtype=tf_dtype(max(int(a["tf"].max(initial=0)) for a in arrays)))
+        docs: np.ndarray = np.empty(int(indptr[-1]), dtype=np.int32)
+        tf: np.ndarray = np.empty(int(indptr[-1]), dtype=tf_dtype(max(int(a["tf"].max(initial=0)) for a in arrays)))
         for a, at, offset in zip(arrays, places, offsets.tolist()):
             df = np.diff(a["indptr"])
             # posting p of the source's term t goes to cursor[t] + (p - its first posting)
@@ -127,8 +127,10 @@ def _load(path: Path, ndim: int = 1, maps: list[mmap.mmap] | None = None) -> np.
         raise IndexStoreError(f"{path}: not a readable array ({exc}); rebuild the index") from None
     if array.ndim != ndim:
         raise IndexStoreError(f"{path}: expected a {ndim}-D array; rebuild the index")
-    if maps is not None and isinstance(array, np.memmap) and array._mmap is not None:
-        maps.append(array._mmap)
+    # numpy's stubs omit np.memmap's (private, always set) _mmap attribute: read it with getattr
+    mapping: mmap.mmap | None = getattr(array, "_mmap", None) if isinstance(array, np.memmap) else None
+    if maps is not None and mapping is not None:
+        maps.append(mapping)
     return array.view(np.ndarray)  # still the mapped pages; a plain view skips np.memmap's per-slice overhead
 
 
@@ -158,8 +160,8 @@ class StoredFields:
             offset += len(pids)
         live = np.asarray(live_pids, dtype=np.int64)
         every = np.concatenate([s.pids for s in self.segments]) if self.segments else np.zeros(0, np.int64)
-        rows = np.searchsorted(live, every)
-        found = rows < len(live)
+        rows = cast("np.ndarray", np.searchsorted(live, every))  # (numpy's stubs pick the scalar overload)
+        found: np.ndarray = rows < len(live)
         found[found] &= live[rows[found]] == every[found]
         if int(found.sum()) != len(live):
             raise IndexStoreError(f"{folder}: the lexical segments hold {int(found.sum())} of the {len(live)} live "
@@ -168,7 +170,7 @@ class StoredFields:
         self.n = len(live)
         self.position = np.flatnonzero(found)  # live row -> passage number (both ascend together)
         starts = np.array([s.offset for s in self.segments] + [offset], dtype=np.int64)
-        self.row_starts = np.searchsorted(self.position, starts)  # segment i's live rows: row_starts[i:i+2]
+        self.row_starts = cast("np.ndarray", np.searchsorted(self.position, starts))  # segment i's live rows: row_starts[i:i+2]
         self.clean = [int(self.row_starts[i + 1] - self.row_starts[i]) == len(s.pids)
                       for i, s in enumerate(self.segments)]  # no deleted passage: a slice's length is its df
         self.fields = {f: _StoredField(self, f) for f in fields}
@@ -200,7 +202,7 @@ class StoredFields:
         left = float(sum(t.bound for t in terms))
         seen: list[np.ndarray] = []  # the passages met so far, each once
         postings: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
-        acc = np.zeros(self.n, dtype=np.float64)
+        acc: np.ndarray = np.zeros(self.n, dtype=np.float64)
         theta, best, total, done = 0.0, 0.0, 0, 0
         for t in terms:
             if left * (1 + _SLACK) < theta:
@@ -241,7 +243,7 @@ class StoredFields:
                 np.zeros(len(cand), np.float32)
         combined: np.ndarray | int = 0
         for f, w in weights.items():  # the arithmetic of BM25Retriever.combine: float32 per field, then float64
-            score = np.zeros(len(cand), dtype=np.float32)
+            score: np.ndarray = np.zeros(len(cand), dtype=np.float32)
             for term in field_terms.get(f, ()):
                 if (f, term) in contribs:
                     score += contribs[f, term]
@@ -295,11 +297,11 @@ class StoredFields:
         distinct = list(counts)
         hashes = term_hashes(distinct)
         places: list[list[tuple[int, int, int]]] = [[] for _ in distinct]
-        df = np.zeros(len(distinct), dtype=np.int64)
+        df: np.ndarray = np.zeros(len(distinct), dtype=np.int64)
         for i, seg in enumerate(self.segments):
             a = seg.fields[field]
-            pos = np.searchsorted(a["terms"], hashes)
-            ok = pos < len(a["terms"])
+            pos = cast("np.ndarray", np.searchsorted(a["terms"], hashes))
+            ok: np.ndarray = pos < len(a["terms"])
             ok[ok] &= a["terms"][pos[ok]] == hashes[ok]
             for j in np.flatnonzero(ok).tolist():
                 start, end = int(a["indptr"][pos[j]]), int(a["indptr"][pos[j] + 1])
@@ -357,7 +359,7 @@ class _StoredField:
         lengths = [s.fields[name]["lengths"] for s in parent.segments]
         every = np.concatenate(lengths) if lengths else np.zeros(0, np.uint32)
         # live passages in passage order are the live rows in order (position: row -> passage number)
-        self.lengths = (every if len(every) == parent.n else every[parent.position]).astype(np.float64)
+        self.lengths: np.ndarray = (every if len(every) == parent.n else every[parent.position]).astype(np.float64)
         # bm25s: numpy's mean of the integer lengths (an exact integer sum in float64, then one division)
         self.avgdl = np.float64(self.lengths.sum()) / parent.n if parent.n else np.float64(0)
         # BM25's length normalisation per live passage, once (the same float64 operations a query made per posting)
@@ -395,7 +397,7 @@ class _StoredField:
         import numpy as np
 
         parent = self.parent
-        out = np.zeros(len(rows), dtype=np.float32)
+        out: np.ndarray = np.zeros(len(rows), dtype=np.float32)
         segment = None if len(parent.segments) == 1 else np.searchsorted(parent.row_starts, rows, "right") - 1
         for i, start, end in term.places:
             at_rows = np.arange(len(rows)) if segment is None else np.flatnonzero(segment == i)
@@ -417,7 +419,7 @@ class _StoredField:
         """Each live passage's BM25 score for the query ``terms`` (terms no live passage holds count 0)."""
         import numpy as np
 
-        scores = np.zeros(self.parent.n, dtype=np.float32)
+        scores: np.ndarray = np.zeros(self.parent.n, dtype=np.float32)
         held = {t.term: t for t in self.parent._query_terms(self.name, terms, 1.0)}
         read: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for term in terms:

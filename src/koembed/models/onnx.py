@@ -276,10 +276,10 @@ class GraphEncoder:
         import numpy as np
 
         single = isinstance(sentences, str)
-        texts = [sentences] if single else list(sentences)
+        texts = [sentences] if isinstance(sentences, str) else list(sentences)
         if prompt:
             texts = [prompt + text for text in texts]
-        out = np.empty((len(texts), self.get_embedding_dimension()), dtype=np.float32)
+        out: np.ndarray = np.empty((len(texts), self.get_embedding_dimension()), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         for start in progress(range(0, len(order), batch_size), desc="Batches", disable=not show_progress_bar):
             idx = order[start: start + batch_size]

@@ -58,7 +58,7 @@ def learn_tokenizer(texts: Iterable[str], model: str = "wordpiece", vocab_size: 
         except Exception as exc:  # tokenizers raises a bare Exception: too small a vocabulary for the alphabet
             raise ValueError(f"unigram tokenizer: {exc} (vocab_size {vocab_size}); raise vocab_size") from None
         return tokenizer
-    continuations = set()
+    continuations: set[str] = set()
     for text in texts:
         for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)):
             continuations.update(CONTINUATION + c for c in word[1:])
@@ -153,7 +153,10 @@ def load_static_folder(folder: Path, device: str | None = "cpu") -> SentenceTran
         raise
     except Exception as exc:  # anything else sentence-transformers trips on is a damaged folder, not a bug here
         raise ModelLoadError(f"{folder}: the static model does not load ({type(exc).__name__}: {exc})") from None
-    rows = static_module(model).num_embeddings
+    module = static_module(model)
+    if module is None:
+        raise ModelLoadError(f"{folder}: its first module is not a static embedding")
+    rows = module.num_embeddings
     if rows < vocab:
         raise ModelLoadError(f"{weights if weights.is_file() else folder}: {rows} vectors for a vocabulary of {vocab} "
                              f"token ids ({tokenizer_file}); the files belong to different models")

@@ -37,7 +37,8 @@ def vocabulary_size(model: Encoder) -> int:
     if isinstance(model, GraphEncoder):
         return len(model.tokenizer)
     if _torch_transformer(model):
-        return min(len(model.tokenizer), model[0].auto_model.get_input_embeddings().num_embeddings)
+        transformer: Any = model  # a sentence-transformers model: indexable by module
+        return min(len(transformer.tokenizer), transformer[0].auto_model.get_input_embeddings().num_embeddings)
     raise SpecError(f"{type(model).__name__} does not take token ids: send text")
 
 
@@ -66,7 +67,7 @@ def encode_token_ids(model: Encoder, ids: Sequence[TokenIds], options: EncodeOpt
         order = sorted(range(len(rows)), key=lambda i: -lengths[i])
         size = len(rows) if static_module(model) is not None else opts.batch_size
         batches = [order[s: s + size] for s in range(0, len(order), max(size, 1))]
-    out = np.empty((len(rows), model.get_embedding_dimension()), dtype=np.float32)
+    out: np.ndarray = np.empty((len(rows), model.get_embedding_dimension()), dtype=np.float32)
     for batch in batches:
         out[batch] = _forward(model, [rows[i] for i in batch])
     release_freed_memory()
@@ -88,9 +89,10 @@ def _forward(model: Encoder, rows: list[list[int]]) -> np.ndarray:
                     "offsets": torch.from_numpy(offsets)}
     else:
         features = dict(model.tokenizer.pad({"input_ids": rows}, padding=True, return_tensors="pt"))
-    model.eval()
+    torch_model: Any = model  # a sentence-transformers model (the Encoder protocol has no forward pass)
+    torch_model.eval()
     with torch.inference_mode():
-        out = model(batch_to_device(features, model.device))["sentence_embedding"]
+        out = torch_model(batch_to_device(features, torch_model.device))["sentence_embedding"]
     return out.float().cpu().numpy()
 
 
@@ -105,7 +107,7 @@ def encode_inputs(model: Encoder, inputs: Sequence[Input], options: EncodeOption
     ids_at = [i for i, item in enumerate(inputs) if not isinstance(item, str)]
     if not ids_at:
         return encode(model, list(inputs), options, max_seq_length=max_seq_length)
-    out = np.empty((len(inputs), model.get_embedding_dimension()), dtype=np.float32)
+    out: np.ndarray = np.empty((len(inputs), model.get_embedding_dimension()), dtype=np.float32)
     if text_at:
         out[text_at] = encode(model, [inputs[i] for i in text_at], options, max_seq_length=max_seq_length)
     out[ids_at] = encode_token_ids(model, [inputs[i] for i in ids_at], options)

@@ -112,7 +112,7 @@ class Batcher:
         job = _Job(texts, tokens, asyncio.get_running_loop().create_future(), time.monotonic(), call)
         self._jobs.append(job)
         self._account(len(texts), tokens)
-        self._wakeup.set()
+        self._event.set()
         try:
             return await asyncio.wait_for(asyncio.shield(job.future), self.request_timeout_s)
         except TimeoutError:
@@ -160,6 +160,12 @@ class Batcher:
             self._executor.shutdown(wait=False)
             self._executor = None
 
+    @property
+    def _event(self) -> asyncio.Event:
+        """The worker's wake-up event, made by :meth:`_start` before any job is queued."""
+        assert self._wakeup is not None
+        return self._wakeup
+
     def _start(self) -> None:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="koembed-encode")
@@ -177,15 +183,15 @@ class Batcher:
         loop = asyncio.get_running_loop()
         while True:
             while not self._jobs:
-                self._wakeup.clear()
-                await self._wakeup.wait()
+                self._event.clear()
+                await self._event.wait()
             if self.batching and self._jobs[0].call is None:
                 # Wait for more requests until the budget is full or the oldest one's wait is over.
                 deadline = self._jobs[0].enqueued + self.max_wait_ms / 1000
                 while self._tokens < self.max_batch_tokens and (left := deadline - time.monotonic()) > 0:
-                    self._wakeup.clear()
+                    self._event.clear()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wakeup.wait(), left)
+                        await asyncio.wait_for(self._event.wait(), left)
             batch = self._take()
             if not batch:
                 continue
@@ -222,6 +228,7 @@ class Batcher:
 
     async def _run_call(self, job: _Job) -> None:
         """Run one queued model call (not an embedding batch) on the encoding thread."""
+        assert job.call is not None  # _work runs only a job with a call here
         try:
             result = await asyncio.get_running_loop().run_in_executor(self._executor, job.call)
         except asyncio.CancelledError:

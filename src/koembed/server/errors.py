@@ -39,7 +39,7 @@ def _field_path(loc: Sequence[Any]) -> str:
 
 def validation_response(exc: RequestValidationError) -> JSONResponse:
     errors = list(exc.errors())
-    first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
+    first: dict[str, Any] = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
     if first.get("type") == "json_invalid":
         detail = (first.get("ctx") or {}).get("error", "invalid JSON")
         return error_response(400, f"the request body is not valid JSON ({detail}, at character "

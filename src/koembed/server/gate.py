@@ -104,6 +104,7 @@ class Gate:
         return False
 
     def _authorized(self, scope: dict) -> bool:
+        assert self.api_key is not None  # called only when the server has a key
         for name, value in scope.get("headers", []):
             if name == b"authorization":
                 scheme, _, token = value.decode("latin-1").partition(" ")

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
     from fastapi.responses import Response
 
-    from koembed.index import Index
+    from koembed.index import SearchIndex
 
 MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                ".css": "text/css; charset=utf-8"}
@@ -70,7 +70,7 @@ def highlight_rows(query: str, rows: list[dict[str, Any]], analyzer: Analyzer | 
     return tokenizer([query])[0], rows
 
 
-def index_search_info(index: Index | None) -> dict[str, Any]:
+def index_search_info(index: SearchIndex | None) -> dict[str, Any]:
     """What ``/health`` tells the page about the loaded index's search: ``lexical`` (the BM25 half's fields as a
     retriever spec, e.g. ``bm25-phrase``), ``analyzer`` (``mecab`` or ``kiwi``) and ``fusion`` (how ``hybrid``
     fuses: ``{"fusion": "rrf", "weights", "rrf_k"}``, as the manifest records it; a Qdrant index fuses with Qdrant's

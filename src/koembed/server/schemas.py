@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, StrictBool, StrictInt, StrictStr, field_validator
 
@@ -60,7 +60,9 @@ class EmbeddingRequest(BaseModel):
         """The inputs as lists of token ids, or None when they are text."""
         if isinstance(self.input, str) or isinstance(self.input[0], str):
             return None
-        return [list(self.input)] if isinstance(self.input[0], int) else [list(row) for row in self.input]
+        if isinstance(self.input[0], int):
+            return [list(cast("list[int]", self.input))]
+        return [list(row) for row in cast("list[list[int]]", self.input)]
 
 
 def _is_id(value: Any) -> bool:

@@ -56,7 +56,10 @@ class Service:
                  reranker_name: str | None = None, rerank_depth: int = DEFAULT_RERANK_DEPTH):
         self.model_name, self.index, self.limits = model_name, index, limits
         self.reranker, self.reranker_name, self.rerank_depth = reranker, reranker_name, rerank_depth
-        self.dimension = int(model.get_embedding_dimension())
+        dimension = model.get_embedding_dimension()
+        if dimension is None:  # (was int(None): a TypeError too)
+            raise TypeError("the model reports no embedding dimension")
+        self.dimension = int(dimension)
         model_limit = length_limit(model)
         self.max_tokens = limits.max_input_tokens or model_limit or NO_LIMIT_MAX_TOKENS
         if model_limit is not None and self.max_tokens > model_limit:
@@ -153,6 +156,7 @@ class Service:
         cross_encoder = self._require_reranker()
         self._check_count(len(request.documents), "documents")
         truncate = self._truncate(request.truncate)
+        assert self._count_rerank_tokens is not None  # made with the reranker
         counts = await self._token_counts(self._count_rerank_tokens, [request.query, *request.documents],
                                           "documents")
         pair_limit = cross_encoder.max_seq_length

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 from koembed.models import Encoder
 from koembed.models.static import static_module, static_texts
@@ -29,10 +30,10 @@ class TokenCounter:
         self._special = static_module(model) is None  # a static model reads no special tokens
         self._model = model  # a static model that respaces its texts counts the respaced ones (static_texts)
         if backend is not None:  # a fast tokenizer: a Rust copy, safe to share between threads read-only
-            self._fast = Tokenizer.from_str(backend.to_str())
+            self._fast: Tokenizer | None = Tokenizer.from_str(backend.to_str())
             self._fast.no_truncation()
             self._fast.no_padding()
-            self._slow = None
+            self._slow: Any = None  # a slow (Python) tokenizer, its type the model's
         else:
             self._fast = None
             self._slow = copy.deepcopy(tokenizer)

@@ -57,6 +57,7 @@ def build_cross_encoder(cfg: Config) -> CrossEncoder:
     """``CrossEncoder(base, num_labels=1)``: the base encoder with a new one-score head."""
     from sentence_transformers import CrossEncoder
 
+    assert cfg.model.base is not None  # the config's validator requires it (not a static model)
     return CrossEncoder(resolve_model(cfg.model.base), num_labels=1, max_length=cfg.model.max_seq_length)
 
 

@@ -105,7 +105,7 @@ def load_training_data(cfg: Config, count_only_local: bool = False) -> TrainingD
     """Read every source, drop exact duplicate pairs, shuffle with the seed, cap at ``max_examples``, and
     check overlap with the evaluation set (refused unless ``data.allow_overlap``)."""
     pairs: list[Pair] = []
-    sources = []
+    sources: list[dict[str, Any]] = []
     for source in cfg.data.train:
         if count_only_local and isinstance(source, HubSource):
             sources.append({"type": source.type, "name": source.name, "pairs": None})
@@ -224,7 +224,7 @@ def _build_model(cfg: Config, pairs: Sequence[Pair] = ()) -> SentenceTransformer
         if local.is_dir() and not (local / "modules.json").exists():
             model = build_model(str(local), pooling=cfg.model.pooling, normalize=cfg.model.normalize)
         else:
-            model = load_model(ModelSpec(cfg.model.base, EXACT, pooling=cfg.model.pooling))  # type: ignore[assignment]
+            model = load_model(ModelSpec(cfg.model.base, EXACT, pooling=cfg.model.pooling))
         model.max_seq_length = cfg.model.max_seq_length
     apply_prompt_overrides(model, cfg.model.query_prompt, cfg.model.passage_prompt)
     return model
@@ -304,7 +304,12 @@ def dry_run(cfg: Config) -> tuple[dict[str, Any], str]:
     Reads local sources only (a hub dataset is listed without its size); loads no model."""
     local_only = all(not isinstance(s, HubSource) for s in cfg.data.train)
     static = cfg.model.static
-    check_matryoshka(cfg, static.dim if static is not None else embedding_dimension(cfg.model.base))
+    if static is not None:
+        dimension = static.dim
+    else:
+        assert cfg.model.base is not None  # the config's validator sets model.static when there is no base
+        dimension = embedding_dimension(cfg.model.base)
+    check_matryoshka(cfg, dimension)
     data = load_training_data(cfg, count_only_local=True)
     return {"config": cfg.model_dump(), "plan": plan(cfg, len(data.pairs) if local_only else None)}, data_report(data)
 
